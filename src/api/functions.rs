@@ -1,0 +1,51 @@
+//! The user-function traits and closure types operators are built from.
+
+use crate::api::value::Value;
+use crate::state::heap_backend::{KeyedStateAccess, StateError};
+use std::fmt;
+use std::sync::Arc;
+
+/// A one-to-one transformation (`map`).
+pub type MapFunction = Arc<dyn Fn(Value) -> Value + Send + Sync>;
+/// A one-to-many transformation (`flatMap`): pushes zero or more results.
+pub type FlatMapFunction = Arc<dyn Fn(Value, &mut Vec<Value>) + Send + Sync>;
+/// A predicate (`filter`): keeps the records it returns true for.
+pub type FilterFunction = Arc<dyn Fn(&Value) -> bool + Send + Sync>;
+/// Extracts the key of a record (`keyBy`). Keys are strings, hashed as Java hashes strings.
+pub type KeySelector = Arc<dyn Fn(&Value) -> String + Send + Sync>;
+/// Builds a fresh instance of a keyed process function for each subtask (as Flink
+/// deserializes one function object per subtask).
+pub type KeyedProcessFactory = Arc<dyn Fn() -> Box<dyn KeyedProcessFunction> + Send + Sync>;
+
+/// An error raised by user code; it fails the task, as an exception in Flink does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserError(pub String);
+
+impl fmt::Display for UserError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl From<StateError> for UserError {
+    fn from(error: StateError) -> Self {
+        UserError(error.to_string())
+    }
+}
+
+/// Flink's `KeyedProcessFunction`: called once per record with the record's key in scope,
+/// reaching keyed state through descriptors by name.
+pub trait KeyedProcessFunction: Send {
+    /// Handles one record. State reached through `state` is scoped to the record's key.
+    fn process_element(
+        &mut self,
+        value: Value,
+        state: &mut KeyedStateAccess<'_>,
+        out: &mut Vec<Value>,
+    ) -> Result<(), UserError>;
+
+    /// Renders one state value for reports. The default shows its size only.
+    fn describe_state(&self, state_name: &str, bytes: &[u8]) -> String {
+        format!("{state_name}:<{} bytes>", bytes.len())
+    }
+}

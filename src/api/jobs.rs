@@ -1,0 +1,70 @@
+//! The jobs shipped with snapflow, which scenarios name. Each is ordinary user code written
+//! with the builder, as a Flink user would write it.
+
+use crate::api::functions::{KeyedProcessFunction, UserError};
+use crate::api::job::{Job, JobBuilder};
+use crate::api::value::Value;
+use crate::state::heap_backend::{KeyedStateAccess, ValueStateDescriptor};
+
+/// The topic every built-in job reads.
+pub const INPUT_TOPIC: &str = "input";
+/// The topic every built-in job writes.
+pub const OUTPUT_TOPIC: &str = "output";
+
+const COUNT: ValueStateDescriptor<i64> = ValueStateDescriptor::new("count");
+
+/// Counts words: keeps a running count per word in `ValueState<i64>` and emits `(word, count)`.
+struct CountWords;
+
+impl KeyedProcessFunction for CountWords {
+    fn process_element(
+        &mut self,
+        value: Value,
+        state: &mut KeyedStateAccess<'_>,
+        out: &mut Vec<Value>,
+    ) -> Result<(), UserError> {
+        let count = state.value(&COUNT)?.unwrap_or(0) + 1;
+        state.update(&COUNT, &count)?;
+        out.push(Value::pair(value, Value::Int(count)));
+        Ok(())
+    }
+
+    fn describe_state(&self, state_name: &str, bytes: &[u8]) -> String {
+        match postcard::from_bytes::<i64>(bytes) {
+            Ok(count) if state_name == COUNT.name => count.to_string(),
+            _ => format!("{state_name}:<{} bytes>", bytes.len()),
+        }
+    }
+}
+
+/// `source -> split -> keyBy(word) -> counter -> sink`: the word count every Flink user knows.
+pub fn word_count(source_parallelism: u32, counter_parallelism: u32) -> Job {
+    JobBuilder::new("wordcount", counter_parallelism)
+        .source("source", INPUT_TOPIC)
+        .set_parallelism(source_parallelism)
+        .flat_map("split", |line, out| {
+            if let Value::Str(text) = line {
+                out.extend(
+                    text.split_whitespace()
+                        .map(|word| Value::Str(word.to_string())),
+                );
+            }
+        })
+        .set_parallelism(source_parallelism)
+        .key_by(|word| word.as_str().unwrap_or_default().to_string())
+        .process("counter", || Box::new(CountWords))
+        .sink("sink", OUTPUT_TOPIC)
+        .build()
+        .expect("the built-in word count is a valid job")
+}
+
+/// Names of the built-in jobs, for error messages.
+pub const JOB_NAMES: &[&str] = &["wordcount"];
+
+/// Builds the built-in job called `name` with the given parallelism.
+pub fn by_name(name: &str, source_parallelism: u32, parallelism: u32) -> Option<Job> {
+    match name {
+        "wordcount" => Some(word_count(source_parallelism, parallelism)),
+        _ => None,
+    }
+}

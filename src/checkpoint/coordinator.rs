@@ -1,0 +1,659 @@
+//! The checkpoint coordinator (Flink's `CheckpointCoordinator`): triggers checkpoints at the
+//! sources, collects acknowledgements, and completes or aborts. Sans-IO: time arrives as
+//! `now`; outputs queue until drained with `poll_output`; `poll_timeout` gives the next
+//! deadline and an early `on_timeout` is harmless.
+
+use crate::ids::{CheckpointId, SubtaskId};
+use crate::limits::{CHECKPOINTS_IN_FLIGHT_MAX, CHECKPOINTS_RETAINED_MAX};
+use crate::time::{Duration, Instant};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// Flink's default checkpoint timeout: 10 minutes.
+pub const CHECKPOINT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(600);
+
+/// Checkpointing options, named and defaulted as Flink's `execution.checkpointing.*`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointConfig {
+    /// `interval`; `None` disables checkpointing.
+    pub interval: Option<Duration>,
+    /// `timeout`: a checkpoint not complete by then is aborted.
+    pub timeout: Duration,
+    /// `min-pause`: time from one completion to the next trigger.
+    pub min_pause: Duration,
+    /// `max-concurrent-checkpoints`.
+    pub max_concurrent: u32,
+    /// `tolerable-failed-checkpoints`: consecutive failures tolerated before the job fails.
+    pub tolerable_failures: u32,
+    /// `num-retained`: completed checkpoints kept.
+    pub retained: u32,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig {
+            interval: None,
+            timeout: CHECKPOINT_TIMEOUT_DEFAULT,
+            min_pause: Duration::ZERO,
+            max_concurrent: 1,
+            tolerable_failures: 0,
+            retained: 1,
+        }
+    }
+}
+
+impl CheckpointConfig {
+    /// Checks the options against each other and the limits; the error names the option.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(interval) = self.interval {
+            if interval < Duration::from_ms(10) {
+                return Err("execution.checkpointing.interval must be at least 10ms".to_string());
+            }
+        }
+        if self.max_concurrent == 0 || self.max_concurrent > CHECKPOINTS_IN_FLIGHT_MAX {
+            return Err(format!("execution.checkpointing.max-concurrent-checkpoints must be in 1..={CHECKPOINTS_IN_FLIGHT_MAX}"));
+        }
+        if self.retained == 0 || self.retained > CHECKPOINTS_RETAINED_MAX {
+            return Err(format!(
+                "execution.checkpointing.num-retained must be in 1..={CHECKPOINTS_RETAINED_MAX}"
+            ));
+        }
+        if self.timeout == Duration::ZERO {
+            return Err("execution.checkpointing.timeout must be positive".to_string());
+        }
+        Ok(())
+    }
+
+    /// Flink forces max concurrent checkpoints to 1 when a min pause is set.
+    fn max_concurrent_effective(&self) -> u32 {
+        if self.min_pause > Duration::ZERO {
+            1
+        } else {
+            self.max_concurrent
+        }
+    }
+}
+
+/// What a subtask reports when its part of a checkpoint is durable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskAck {
+    /// Path of its state file in checkpoint storage.
+    pub state_path: String,
+    /// Bytes of that file.
+    pub state_size_bytes: u64,
+    /// Time it spent aligning barriers.
+    pub alignment_duration: Duration,
+}
+
+/// A checkpoint every task acknowledged and whose metadata is durable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompletedCheckpoint {
+    /// Its id.
+    pub checkpoint_id: CheckpointId,
+    /// When it was triggered.
+    pub created_at: Instant,
+    /// When the last ack arrived.
+    pub acked_at: Instant,
+    /// Every subtask's ack.
+    pub acks: BTreeMap<SubtaskId, TaskAck>,
+}
+
+impl CompletedCheckpoint {
+    /// Bytes of state over all tasks.
+    pub fn state_size_bytes(&self) -> u64 {
+        self.acks.values().map(|ack| ack.state_size_bytes).sum()
+    }
+
+    /// The longest alignment of any task.
+    pub fn alignment_duration_max(&self) -> Duration {
+        self.acks
+            .values()
+            .map(|ack| ack.alignment_duration)
+            .max()
+            .unwrap_or(Duration::ZERO)
+    }
+}
+
+/// Why a checkpoint was aborted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AbortCause {
+    /// It ran past the checkpoint timeout.
+    Expired,
+    /// A task declined it.
+    Declined(String),
+    /// Its metadata could not be written.
+    MetadataWriteFailed(String),
+    /// A newer checkpoint completed first.
+    Subsumed,
+    /// The job failed over.
+    JobFailover,
+}
+
+impl AbortCause {
+    /// Whether Flink counts this toward `tolerable-failed-checkpoints`.
+    fn counts_as_failure(&self) -> bool {
+        matches!(
+            self,
+            AbortCause::Expired | AbortCause::Declined(_) | AbortCause::MetadataWriteFailed(_)
+        )
+    }
+}
+
+/// What the driver must carry out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Send a trigger for this checkpoint to every source subtask.
+    Trigger {
+        /// The new checkpoint.
+        checkpoint_id: CheckpointId,
+        /// Its creation time (carried in the barriers).
+        timestamp: Instant,
+    },
+    /// All tasks acked: write `_metadata`, then call `on_metadata_written`.
+    WriteMetadata(CompletedCheckpoint),
+    /// The checkpoint is complete: notify every task.
+    Completed(CheckpointId),
+    /// The checkpoint is aborted: tell every task.
+    Aborted {
+        /// The aborted checkpoint.
+        checkpoint_id: CheckpointId,
+        /// Why.
+        cause: AbortCause,
+    },
+    /// More consecutive checkpoints failed than tolerated: fail the job over.
+    FailJob(String),
+}
+
+struct PendingCheckpoint {
+    created_at: Instant,
+    tasks_waiting: BTreeSet<SubtaskId>,
+    acks: BTreeMap<SubtaskId, TaskAck>,
+    metadata_writing: bool,
+}
+
+/// Counters for the report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CoordinatorCounters {
+    /// Checkpoints triggered.
+    pub triggered: u64,
+    /// Checkpoints completed.
+    pub completed: u64,
+    /// Checkpoints aborted for any cause.
+    pub aborted: u64,
+    /// Acks that arrived for a checkpoint no longer pending (late or from an old attempt).
+    pub acks_ignored: u64,
+    /// Triggers skipped because too many were in flight or the min pause had not passed.
+    pub triggers_skipped: u64,
+}
+
+/// Triggers checkpoints, collects acks, and decides completion or abort.
+pub struct CheckpointCoordinator {
+    config: CheckpointConfig,
+    checkpoint_id_next: CheckpointId,
+    tasks: BTreeSet<SubtaskId>,
+    running: bool,
+    pending: BTreeMap<CheckpointId, PendingCheckpoint>,
+    completed: VecDeque<CompletedCheckpoint>,
+    trigger_at: Option<Instant>,
+    last_completion_at: Option<Instant>,
+    failures_consecutive: u32,
+    outputs: VecDeque<Output>,
+    counters: CoordinatorCounters,
+}
+
+impl CheckpointCoordinator {
+    /// A coordinator with `config`; idle until `start`.
+    pub fn new(config: CheckpointConfig) -> Self {
+        config
+            .validate()
+            .expect("the scenario loader validated the checkpoint config");
+        CheckpointCoordinator {
+            config,
+            checkpoint_id_next: CheckpointId(1),
+            tasks: BTreeSet::new(),
+            running: false,
+            pending: BTreeMap::new(),
+            completed: VecDeque::new(),
+            trigger_at: None,
+            last_completion_at: None,
+            failures_consecutive: 0,
+            outputs: VecDeque::new(),
+            counters: CoordinatorCounters::default(),
+        }
+    }
+
+    /// The job's tasks are all running: schedule periodic triggers.
+    pub fn start(&mut self, now: Instant, tasks: BTreeSet<SubtaskId>) {
+        assert!(!self.running, "start follows stop");
+        assert!(self.pending.is_empty());
+        assert!(!tasks.is_empty());
+        self.tasks = tasks;
+        self.running = true;
+        self.trigger_at = self.config.interval.map(|interval| now.add(interval));
+    }
+
+    /// The job is failing over, finishing or finished: abort what is pending, trigger no more.
+    pub fn stop(&mut self, now: Instant) {
+        let pending: Vec<CheckpointId> = self.pending.keys().copied().collect();
+        for checkpoint_id in pending {
+            self.abort(now, checkpoint_id, AbortCause::JobFailover);
+        }
+        self.running = false;
+        self.trigger_at = None;
+        assert!(self.pending.is_empty());
+    }
+
+    /// The earliest deadline: a trigger or a checkpoint expiring.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let expiry = self
+            .pending
+            .values()
+            .map(|p| p.created_at.add(self.config.timeout))
+            .min();
+        [self.trigger_at, expiry].into_iter().flatten().min()
+    }
+
+    /// Fires whatever is due at `now`; an early call does nothing.
+    pub fn on_timeout(&mut self, now: Instant) {
+        let expired: Vec<CheckpointId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.created_at.add(self.config.timeout) <= now)
+            .map(|(checkpoint_id, _)| *checkpoint_id)
+            .collect();
+        for checkpoint_id in expired {
+            self.abort(now, checkpoint_id, AbortCause::Expired);
+        }
+        if self.trigger_at.is_some_and(|at| at <= now) {
+            self.trigger_periodic(now);
+        }
+    }
+
+    fn trigger_periodic(&mut self, now: Instant) {
+        let interval = self
+            .config
+            .interval
+            .expect("a trigger timer implies an interval");
+        let in_flight = self.pending.len() as u32;
+        let pause_over_at = self
+            .last_completion_at
+            .map(|at| at.add(self.config.min_pause));
+        if in_flight >= self.config.max_concurrent_effective() {
+            // Flink re-checks when one completes; the next periodic trigger does that here.
+            self.counters.triggers_skipped += 1;
+            self.trigger_at = Some(now.add(interval));
+            return;
+        }
+        if let Some(pause_over_at) = pause_over_at.filter(|at| *at > now) {
+            self.counters.triggers_skipped += 1;
+            self.trigger_at = Some(pause_over_at);
+            return;
+        }
+        self.trigger_at = Some(now.add(interval));
+        self.trigger(now);
+    }
+
+    fn trigger(&mut self, now: Instant) {
+        assert!(self.running);
+        let checkpoint_id = self.checkpoint_id_next;
+        self.checkpoint_id_next = CheckpointId(checkpoint_id.0 + 1);
+        let pending = PendingCheckpoint {
+            created_at: now,
+            tasks_waiting: self.tasks.clone(),
+            acks: BTreeMap::new(),
+            metadata_writing: false,
+        };
+        assert!(self.pending.insert(checkpoint_id, pending).is_none());
+        self.counters.triggered += 1;
+        self.outputs.push_back(Output::Trigger {
+            checkpoint_id,
+            timestamp: now,
+        });
+    }
+
+    /// A task finished: Flink (before FLIP-147) declines checkpoints once tasks finished, so
+    /// no more are triggered and pending ones are aborted.
+    pub fn on_task_finished(&mut self, now: Instant, subtask: SubtaskId) {
+        if !self.running || !self.tasks.contains(&subtask) {
+            return;
+        }
+        let pending: Vec<CheckpointId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.tasks_waiting.contains(&subtask))
+            .map(|(id, _)| *id)
+            .collect();
+        for checkpoint_id in pending {
+            self.abort(
+                now,
+                checkpoint_id,
+                AbortCause::Declined(format!("task {subtask} finished")),
+            );
+        }
+        self.trigger_at = None;
+    }
+
+    /// A task acknowledged `checkpoint_id`.
+    pub fn on_ack(
+        &mut self,
+        now: Instant,
+        subtask: SubtaskId,
+        checkpoint_id: CheckpointId,
+        ack: TaskAck,
+    ) {
+        let Some(pending) = self.pending.get_mut(&checkpoint_id) else {
+            self.counters.acks_ignored += 1; // Late ack of an aborted checkpoint: expected.
+            return;
+        };
+        if !pending.tasks_waiting.remove(&subtask) {
+            self.counters.acks_ignored += 1;
+            return;
+        }
+        pending.acks.insert(subtask, ack);
+        if pending.tasks_waiting.is_empty() {
+            assert_eq!(pending.acks.len(), self.tasks.len());
+            pending.metadata_writing = true;
+            let completed = CompletedCheckpoint {
+                checkpoint_id,
+                created_at: pending.created_at,
+                acked_at: now,
+                acks: pending.acks.clone(),
+            };
+            self.outputs.push_back(Output::WriteMetadata(completed));
+        }
+    }
+
+    /// A task declined `checkpoint_id`.
+    pub fn on_decline(&mut self, now: Instant, checkpoint_id: CheckpointId, reason: String) {
+        if self.pending.contains_key(&checkpoint_id) {
+            self.abort(now, checkpoint_id, AbortCause::Declined(reason));
+        }
+    }
+
+    /// The `_metadata` of `checkpoint_id` is durable: the checkpoint is complete.
+    pub fn on_metadata_written(&mut self, now: Instant, checkpoint: CompletedCheckpoint) {
+        let checkpoint_id = checkpoint.checkpoint_id;
+        let Some(pending) = self.pending.remove(&checkpoint_id) else {
+            return;
+        };
+        assert!(pending.metadata_writing);
+        assert!(
+            self.completed
+                .back()
+                .is_none_or(|last| last.checkpoint_id < checkpoint_id),
+            "completed ids increase"
+        );
+        self.completed.push_back(checkpoint);
+        while self.completed.len() > self.config.retained as usize {
+            self.completed.pop_front();
+        }
+        self.last_completion_at = Some(now);
+        self.failures_consecutive = 0;
+        self.counters.completed += 1;
+        self.outputs.push_back(Output::Completed(checkpoint_id));
+        let subsumed: Vec<CheckpointId> = self
+            .pending
+            .range(..checkpoint_id)
+            .map(|(id, _)| *id)
+            .collect();
+        for older in subsumed {
+            self.abort(now, older, AbortCause::Subsumed);
+        }
+    }
+
+    /// Writing the `_metadata` of `checkpoint_id` failed.
+    pub fn on_metadata_failed(
+        &mut self,
+        now: Instant,
+        checkpoint_id: CheckpointId,
+        reason: String,
+    ) {
+        if self.pending.contains_key(&checkpoint_id) {
+            self.abort(now, checkpoint_id, AbortCause::MetadataWriteFailed(reason));
+        }
+    }
+
+    fn abort(&mut self, _now: Instant, checkpoint_id: CheckpointId, cause: AbortCause) {
+        let removed = self.pending.remove(&checkpoint_id);
+        assert!(
+            removed.is_some(),
+            "abort of a checkpoint that is not pending"
+        );
+        self.counters.aborted += 1;
+        let counts = cause.counts_as_failure();
+        self.outputs.push_back(Output::Aborted {
+            checkpoint_id,
+            cause,
+        });
+        if counts {
+            self.failures_consecutive += 1;
+            if self.failures_consecutive > self.config.tolerable_failures {
+                self.failures_consecutive = 0;
+                self.outputs.push_back(Output::FailJob(format!(
+                    "exceeded checkpoint tolerable failure threshold ({}) at checkpoint {checkpoint_id}",
+                    self.config.tolerable_failures
+                )));
+            }
+        }
+    }
+
+    /// The next queued output.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// The newest completed checkpoint: what a failover restores.
+    pub fn latest_completed(&self) -> Option<&CompletedCheckpoint> {
+        self.completed.back()
+    }
+
+    /// Checkpoints in flight.
+    pub fn pending_count(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Counters for the report.
+    pub fn counters(&self) -> CoordinatorCounters {
+        self.counters
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::VertexId;
+
+    fn subtask(vertex: u32, index: u32) -> SubtaskId {
+        SubtaskId {
+            vertex_id: VertexId(vertex),
+            subtask_index: index,
+        }
+    }
+
+    fn tasks() -> BTreeSet<SubtaskId> {
+        [subtask(0, 0), subtask(1, 0)].into_iter().collect()
+    }
+
+    fn ack() -> TaskAck {
+        TaskAck {
+            state_path: "p".into(),
+            state_size_bytes: 10,
+            alignment_duration: Duration::ZERO,
+        }
+    }
+
+    fn config(interval_ms: u64) -> CheckpointConfig {
+        CheckpointConfig {
+            interval: Some(Duration::from_ms(interval_ms)),
+            ..CheckpointConfig::default()
+        }
+    }
+
+    fn drain(coordinator: &mut CheckpointCoordinator) -> Vec<Output> {
+        std::iter::from_fn(|| coordinator.poll_output()).collect()
+    }
+
+    fn complete_all(coordinator: &mut CheckpointCoordinator, now: Instant, checkpoint_id: u64) {
+        for task in tasks() {
+            coordinator.on_ack(now, task, CheckpointId(checkpoint_id), ack());
+        }
+        let outputs = drain(coordinator);
+        let Some(Output::WriteMetadata(completed)) = outputs.into_iter().last() else {
+            panic!("expected metadata write")
+        };
+        coordinator.on_metadata_written(now, completed);
+    }
+
+    #[test]
+    fn triggers_on_the_interval_and_completes_after_all_acks_and_metadata() {
+        let mut coordinator = CheckpointCoordinator::new(config(100));
+        coordinator.start(Instant::ZERO, tasks());
+        assert_eq!(coordinator.poll_timeout(), Some(Instant::from_ms(100)));
+        coordinator.on_timeout(Instant::from_ms(50));
+        assert_eq!(
+            drain(&mut coordinator),
+            vec![],
+            "an early timeout does nothing"
+        );
+        coordinator.on_timeout(Instant::from_ms(100));
+        assert_eq!(
+            drain(&mut coordinator),
+            vec![Output::Trigger {
+                checkpoint_id: CheckpointId(1),
+                timestamp: Instant::from_ms(100)
+            }]
+        );
+        coordinator.on_ack(Instant::from_ms(110), subtask(0, 0), CheckpointId(1), ack());
+        assert_eq!(drain(&mut coordinator), vec![]);
+        complete_all(&mut coordinator, Instant::from_ms(120), 1);
+        assert_eq!(
+            drain(&mut coordinator),
+            vec![Output::Completed(CheckpointId(1))]
+        );
+        assert_eq!(
+            coordinator.latest_completed().map(|c| c.checkpoint_id),
+            Some(CheckpointId(1))
+        );
+    }
+
+    #[test]
+    fn expired_checkpoints_abort_and_fail_the_job_past_the_tolerance() {
+        let mut coordinator = CheckpointCoordinator::new(CheckpointConfig {
+            timeout: Duration::from_ms(30),
+            ..config(100)
+        });
+        coordinator.start(Instant::ZERO, tasks());
+        coordinator.on_timeout(Instant::from_ms(100));
+        drain(&mut coordinator);
+        assert_eq!(coordinator.poll_timeout(), Some(Instant::from_ms(130)));
+        coordinator.on_timeout(Instant::from_ms(130));
+        let outputs = drain(&mut coordinator);
+        assert_eq!(
+            outputs[0],
+            Output::Aborted {
+                checkpoint_id: CheckpointId(1),
+                cause: AbortCause::Expired
+            }
+        );
+        assert!(matches!(outputs[1], Output::FailJob(_)));
+        // A late ack for the aborted checkpoint is ignored and counted.
+        coordinator.on_ack(Instant::from_ms(140), subtask(0, 0), CheckpointId(1), ack());
+        assert_eq!(coordinator.counters().acks_ignored, 1);
+    }
+
+    #[test]
+    fn max_concurrent_and_min_pause_hold_back_triggers() {
+        let mut coordinator = CheckpointCoordinator::new(config(100));
+        coordinator.start(Instant::ZERO, tasks());
+        coordinator.on_timeout(Instant::from_ms(100));
+        coordinator.on_timeout(Instant::from_ms(200));
+        let triggers = drain(&mut coordinator)
+            .into_iter()
+            .filter(|o| matches!(o, Output::Trigger { .. }))
+            .count();
+        assert_eq!(triggers, 1, "max concurrent 1 skips the second trigger");
+
+        let mut paused = CheckpointCoordinator::new(CheckpointConfig {
+            min_pause: Duration::from_ms(500),
+            ..config(100)
+        });
+        paused.start(Instant::ZERO, tasks());
+        paused.on_timeout(Instant::from_ms(100));
+        drain(&mut paused);
+        complete_all(&mut paused, Instant::from_ms(150), 1);
+        drain(&mut paused);
+        paused.on_timeout(Instant::from_ms(200));
+        assert_eq!(drain(&mut paused), vec![]);
+        assert_eq!(paused.poll_timeout(), Some(Instant::from_ms(650)));
+    }
+
+    #[test]
+    fn completion_subsumes_older_pending_checkpoints() {
+        let mut coordinator = CheckpointCoordinator::new(CheckpointConfig {
+            max_concurrent: 2,
+            ..config(100)
+        });
+        coordinator.start(Instant::ZERO, tasks());
+        coordinator.on_timeout(Instant::from_ms(100));
+        coordinator.on_timeout(Instant::from_ms(200));
+        drain(&mut coordinator);
+        complete_all(&mut coordinator, Instant::from_ms(250), 2);
+        let outputs = drain(&mut coordinator);
+        assert_eq!(
+            outputs,
+            vec![
+                Output::Completed(CheckpointId(2)),
+                Output::Aborted {
+                    checkpoint_id: CheckpointId(1),
+                    cause: AbortCause::Subsumed
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn stop_aborts_pending_without_counting_failures_and_ids_keep_growing() {
+        let mut coordinator = CheckpointCoordinator::new(config(100));
+        coordinator.start(Instant::ZERO, tasks());
+        coordinator.on_timeout(Instant::from_ms(100));
+        drain(&mut coordinator);
+        coordinator.stop(Instant::from_ms(120));
+        assert_eq!(
+            drain(&mut coordinator),
+            vec![Output::Aborted {
+                checkpoint_id: CheckpointId(1),
+                cause: AbortCause::JobFailover
+            }]
+        );
+        assert_eq!(coordinator.poll_timeout(), None);
+        coordinator.start(Instant::from_ms(200), tasks());
+        coordinator.on_timeout(Instant::from_ms(300));
+        assert_eq!(
+            drain(&mut coordinator),
+            vec![Output::Trigger {
+                checkpoint_id: CheckpointId(2),
+                timestamp: Instant::from_ms(300)
+            }]
+        );
+    }
+
+    #[test]
+    fn a_finished_task_stops_triggering() {
+        let mut coordinator = CheckpointCoordinator::new(config(100));
+        coordinator.start(Instant::ZERO, tasks());
+        coordinator.on_timeout(Instant::from_ms(100));
+        drain(&mut coordinator);
+        coordinator.on_task_finished(Instant::from_ms(150), subtask(0, 0));
+        let outputs = drain(&mut coordinator);
+        assert!(matches!(
+            outputs[0],
+            Output::Aborted {
+                cause: AbortCause::Declined(_),
+                ..
+            }
+        ));
+        assert_eq!(coordinator.poll_timeout(), None);
+    }
+}

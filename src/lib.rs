@@ -1,0 +1,60 @@
+//! snapflow: a stream-processing engine with Apache Flink's state and fault-tolerance
+//! semantics, run whole inside a deterministic simulation (madsim).
+//!
+//! The protocols are sans-IO cores (`checkpoint::barrier_handler`, `checkpoint::coordinator`,
+//! `runtime::credit`, `runtime::restart`); `runtime` drives them on madsim nodes; `sim` builds
+//! the cluster, injects faults and checks each run against a failure-free one.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod api {
+    //! The dataflow API jobs are written with.
+    pub mod functions;
+    pub mod job;
+    pub mod jobs;
+    pub mod value;
+}
+pub mod checkpoint {
+    //! Checkpointing: barriers, the barrier handler, the coordinator.
+    pub mod barrier;
+    pub mod barrier_handler;
+    pub mod coordinator;
+}
+pub mod codec;
+pub mod connectors {
+    //! The broker and the blobstore nodes.
+    pub mod blobstore;
+    pub mod broker;
+}
+pub mod graph {
+    //! From the logical job to subtasks and channels.
+    pub mod execution_graph;
+}
+pub mod ids;
+pub mod limits;
+pub mod runtime {
+    //! The thin async drivers on madsim: tasks, task managers, the job manager, the network.
+    pub mod credit;
+    pub mod frame_io;
+    pub mod input_gate;
+    pub mod jobmanager;
+    pub mod messages;
+    pub mod operator_chain;
+    pub mod record_writer;
+    pub mod restart;
+    pub mod rpc;
+    pub mod sim_time;
+    pub mod source_reader;
+    pub mod task;
+    pub mod taskmanager;
+}
+pub mod scenario;
+pub mod sim;
+pub mod state {
+    //! Keyed state, key groups and the snapshot format.
+    pub mod heap_backend;
+    pub mod key_group;
+    pub mod snapshot;
+}
+pub mod time;

@@ -1,0 +1,47 @@
+//! Every bound in one place. Relations between them are checked at compile time.
+
+/// Bytes of serialized records one network buffer holds (Flink's default segment size).
+pub const BUFFER_SIZE_BYTES: usize = 32 * 1024;
+/// Credits (buffers) each input channel owns outright (Flink: buffers-per-channel = 2).
+pub const CREDITS_EXCLUSIVE_PER_CHANNEL: u32 = 2;
+/// Credits an input gate lends to channels with a backlog (Flink: floating-buffers-per-gate = 8).
+pub const CREDITS_FLOATING_PER_GATE: u32 = 8;
+/// Sealed buffers one output channel may queue before the task stops producing (backpressure).
+pub const OUTPUT_QUEUE_BUFFERS_MAX: usize = 4;
+/// Records a task handles in one turn before it lets other tasks of its node run.
+pub const TASK_RECORDS_PER_TURN_MAX: usize = 256;
+/// Records a source fetches from the broker in one request.
+pub const SOURCE_FETCH_RECORDS_MAX: u32 = 512;
+/// Records a sink appends to the broker in one request.
+pub const SINK_APPEND_RECORDS_MAX: usize = 512;
+/// Channels of one input gate; a `u16` indexes them.
+pub const GATE_CHANNELS_MAX: usize = 1024;
+/// Parallelism of one operator.
+pub const PARALLELISM_MAX: u32 = 64;
+/// Flink's upper bound on max parallelism (key groups).
+pub const MAX_PARALLELISM_UPPER_BOUND: u32 = 32_768;
+/// Flink's lower bound for the default max parallelism.
+pub const MAX_PARALLELISM_DEFAULT_MIN: u32 = 128;
+/// Checkpoints in flight at once; a trigger beyond it is skipped, not queued.
+pub const CHECKPOINTS_IN_FLIGHT_MAX: u32 = 16;
+/// Completed checkpoints the coordinator keeps.
+pub const CHECKPOINTS_RETAINED_MAX: u32 = 64;
+/// Task managers of one cluster.
+pub const TASKMANAGERS_MAX: u32 = 16;
+/// Faults in one plan.
+pub const FAULTS_MAX: usize = 64;
+/// Records of one workload.
+pub const WORKLOAD_RECORDS_MAX: u64 = 50_000_000;
+/// Bytes of one wire frame on a data channel or RPC message.
+pub const FRAME_SIZE_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Times a producer tries to connect a data channel before the task fails.
+pub const CHANNEL_CONNECT_ATTEMPTS_MAX: u32 = 20;
+/// Times an RPC is sent before the caller gives up.
+pub const RPC_ATTEMPTS_MAX: u32 = 3;
+
+const _: () = assert!(GATE_CHANNELS_MAX <= u16::MAX as usize);
+const _: () = assert!(PARALLELISM_MAX as usize * PARALLELISM_MAX as usize <= GATE_CHANNELS_MAX * 4);
+const _: () = assert!(MAX_PARALLELISM_DEFAULT_MIN <= MAX_PARALLELISM_UPPER_BOUND);
+const _: () = assert!(PARALLELISM_MAX <= MAX_PARALLELISM_DEFAULT_MIN);
+const _: () = assert!(CREDITS_EXCLUSIVE_PER_CHANNEL >= 1);
+const _: () = assert!(BUFFER_SIZE_BYTES < FRAME_SIZE_BYTES_MAX);

@@ -1,0 +1,270 @@
+//! Everything that crosses the simulated network: control messages between the job manager
+//! and task managers, and the frames of a data channel.
+
+use crate::checkpoint::barrier::Barrier;
+use crate::checkpoint::coordinator::TaskAck;
+use crate::ids::{AttemptNumber, ChannelIndex, CheckpointId, SubtaskId, TaskManagerId};
+use crate::time::Instant;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+
+/// Where a task restores its state from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreHandle {
+    /// The completed checkpoint restored.
+    pub checkpoint_id: CheckpointId,
+    /// The state files of every subtask of this task's vertex (keyed state is redistributed
+    /// by key group, source offsets by partition).
+    pub state_paths: Vec<String>,
+}
+
+/// One task to run, as the job manager deploys it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskDeployment {
+    /// The subtask.
+    pub subtask: SubtaskId,
+    /// For each output channel, in order: the consumer and its task manager's data address.
+    pub outputs: Vec<(SubtaskId, SocketAddr)>,
+    /// The state to start from; `None` on a fresh start.
+    pub restore: Option<RestoreHandle>,
+}
+
+/// What a task manager reports of a task in its heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskStatus {
+    /// Deployed and running.
+    Running,
+    /// Ended normally: all input consumed.
+    Finished,
+    /// Failed with this reason.
+    Failed(String),
+}
+
+/// Control traffic (Flink's RPC gateways), sent one way over the simulated network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlMessage {
+    /// Liveness, the slots offered, and the status of the tasks it runs. Registration rides
+    /// on every heartbeat, so a lost message is repaired by the next one; the status reports
+    /// repeat the same way.
+    Heartbeat {
+        /// Which task manager.
+        taskmanager: TaskManagerId,
+        /// Random per process start, so the job manager tells a restarted one apart.
+        instance: u64,
+        /// Slots offered (`taskmanager.numberOfTaskSlots`).
+        slots: u32,
+        /// Its data-plane address.
+        data_address: SocketAddr,
+        /// Tasks it runs, with their attempt.
+        tasks: Vec<(AttemptNumber, SubtaskId, TaskStatus)>,
+    },
+    /// Run these tasks of `attempt`; cancel every task of an older attempt.
+    Deploy {
+        /// The job attempt.
+        attempt: AttemptNumber,
+        /// The tasks for this task manager.
+        tasks: Vec<TaskDeployment>,
+    },
+    /// Cancel every task of `attempt` and older.
+    Cancel {
+        /// The newest attempt to cancel.
+        attempt: AttemptNumber,
+    },
+    /// Start checkpoint `checkpoint_id` at a source task.
+    TriggerCheckpoint {
+        /// The attempt the trigger is for.
+        attempt: AttemptNumber,
+        /// The source subtask.
+        subtask: SubtaskId,
+        /// The barrier to inject.
+        barrier: Barrier,
+    },
+    /// A task's part of a checkpoint is durable.
+    AcknowledgeCheckpoint {
+        /// The task's attempt.
+        attempt: AttemptNumber,
+        /// The task.
+        subtask: SubtaskId,
+        /// The checkpoint.
+        checkpoint_id: CheckpointId,
+        /// Where its state is.
+        ack: TaskAck,
+    },
+    /// A task could not take its part of a checkpoint.
+    DeclineCheckpoint {
+        /// The task's attempt.
+        attempt: AttemptNumber,
+        /// The task.
+        subtask: SubtaskId,
+        /// The checkpoint.
+        checkpoint_id: CheckpointId,
+        /// Why.
+        reason: String,
+    },
+    /// The checkpoint completed.
+    NotifyCheckpointComplete {
+        /// The attempt addressed.
+        attempt: AttemptNumber,
+        /// The checkpoint.
+        checkpoint_id: CheckpointId,
+    },
+    /// The checkpoint was aborted.
+    NotifyCheckpointAborted {
+        /// The attempt addressed.
+        attempt: AttemptNumber,
+        /// The checkpoint.
+        checkpoint_id: CheckpointId,
+    },
+    /// A task changed status (sent at once; heartbeats repeat it).
+    TaskStatusChanged {
+        /// The task's attempt.
+        attempt: AttemptNumber,
+        /// The task.
+        subtask: SubtaskId,
+        /// Its new status.
+        status: TaskStatus,
+    },
+}
+
+/// An event that travels in band on a data channel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChannelEvent {
+    /// A checkpoint barrier.
+    Barrier(Barrier),
+    /// The checkpoint was aborted upstream.
+    CancelCheckpointMarker(CheckpointId),
+    /// The producer has no more data: the channel ends normally.
+    EndOfPartition,
+}
+
+/// A frame on a data channel (one TCP connection per channel).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DataFrame {
+    /// First frame from the producer: names the channel.
+    Hello {
+        /// The producer's attempt.
+        attempt: AttemptNumber,
+        /// The producer.
+        source: SubtaskId,
+        /// The consumer.
+        target: SubtaskId,
+        /// The consumer's input channel this connection feeds.
+        channel: ChannelIndex,
+    },
+    /// A buffer of serialized records.
+    Buffer {
+        /// Records in it.
+        record_count: u32,
+        /// Concatenated postcard records.
+        bytes: Vec<u8>,
+        /// Buffers queued behind it at the producer.
+        backlog: u32,
+    },
+    /// An in-band event.
+    Event(ChannelEvent),
+    /// Consumer to producer: this many more buffers may be sent.
+    Credit(u32),
+}
+
+/// Requests to the broker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BrokerRequest {
+    /// Read up to `max_records` from `offset`.
+    Fetch {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: u32,
+        /// First offset to read.
+        offset: u64,
+        /// Most records to return.
+        max_records: u32,
+    },
+    /// Append records to a partition.
+    Append {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: u32,
+        /// Serialized records.
+        records: Vec<Vec<u8>>,
+    },
+    /// Commit a consumer group's offset (auto-commit when checkpointing is off).
+    CommitOffset {
+        /// Consumer group.
+        group: String,
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: u32,
+        /// Next offset to read.
+        offset: u64,
+    },
+    /// Read a consumer group's committed offset.
+    CommittedOffset {
+        /// Consumer group.
+        group: String,
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: u32,
+    },
+    /// Number of partitions of a topic.
+    PartitionCount {
+        /// Topic.
+        topic: String,
+    },
+}
+
+/// Broker replies.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BrokerResponse {
+    /// Records from the requested offset, and the partition's end offset.
+    Records {
+        /// The records.
+        records: Vec<Vec<u8>>,
+        /// Offset after the last record of the partition (bounded topics end).
+        end_offset: u64,
+    },
+    /// Done.
+    Ok,
+    /// A committed offset, if any.
+    Offset(Option<u64>),
+    /// A partition count.
+    Partitions(u32),
+    /// The request named something that does not exist.
+    Error(String),
+}
+
+/// Requests to the blobstore (checkpoint storage).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BlobRequest {
+    /// Write a file durably.
+    Put {
+        /// Path.
+        path: String,
+        /// Content.
+        bytes: Vec<u8>,
+    },
+    /// Read a file.
+    Get {
+        /// Path.
+        path: String,
+    },
+}
+
+/// Blobstore replies.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BlobResponse {
+    /// Written and synced.
+    Stored,
+    /// The file, or `None` if absent.
+    Data(Option<Vec<u8>>),
+    /// The store refused.
+    Error(String),
+}
+
+/// An instant in a message, for traces.
+pub fn describe_instant(instant: Instant) -> String {
+    instant.to_string()
+}

@@ -1,0 +1,189 @@
+//! The operators of one job vertex, run back to back in one task (Flink's operator chain).
+
+use crate::api::functions::{
+    FilterFunction, FlatMapFunction, KeySelector, KeyedProcessFunction, MapFunction, UserError,
+};
+use crate::api::job::{Job, OperatorKind};
+use crate::api::value::Value;
+use crate::limits::SINK_APPEND_RECORDS_MAX;
+use crate::state::heap_backend::HeapKeyedStateBackend;
+use crate::state::key_group::KeyGroupRange;
+use crate::state::snapshot::{KeyedStateSnapshot, OperatorSnapshot};
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+/// A keyed operator with its function and state.
+pub struct KeyedOperator {
+    /// Its uid.
+    pub uid: String,
+    key_selector: KeySelector,
+    function: Box<dyn KeyedProcessFunction>,
+    /// Its keyed state.
+    pub backend: HeapKeyedStateBackend,
+}
+
+/// Records the sink collected and has not yet written.
+#[derive(Default)]
+pub struct SinkBuffer {
+    /// The output topic.
+    pub topic: String,
+    /// Serialized records waiting to be appended.
+    pub pending: Vec<Vec<u8>>,
+    /// Records appended so far.
+    pub records_written: u64,
+}
+
+enum ChainOperator {
+    SourceHead,
+    Map(MapFunction),
+    FlatMap(FlatMapFunction),
+    Filter(FilterFunction),
+    Keyed(KeyedOperator),
+    Sink(SinkBuffer),
+}
+
+/// The chained operators of one subtask.
+pub struct OperatorChain {
+    operators: Vec<ChainOperator>,
+    uids: Vec<String>,
+    scratch: Vec<Value>,
+}
+
+impl OperatorChain {
+    /// Instantiates the operators `range` of `job` for a subtask owning `key_group_range`.
+    pub fn new(job: &Job, range: Range<usize>, key_group_range: KeyGroupRange) -> OperatorChain {
+        let mut operators = Vec::new();
+        let mut uids = Vec::new();
+        for operator in &job.operators[range] {
+            let chained = match &operator.kind {
+                OperatorKind::Source { .. } => ChainOperator::SourceHead,
+                OperatorKind::Map(function) => ChainOperator::Map(function.clone()),
+                OperatorKind::FlatMap(function) => ChainOperator::FlatMap(function.clone()),
+                OperatorKind::Filter(function) => ChainOperator::Filter(function.clone()),
+                OperatorKind::KeyedProcess {
+                    key_selector,
+                    factory,
+                } => ChainOperator::Keyed(KeyedOperator {
+                    uid: operator.uid.clone(),
+                    key_selector: key_selector.clone(),
+                    function: factory(),
+                    backend: HeapKeyedStateBackend::new(job.max_parallelism, key_group_range),
+                }),
+                OperatorKind::Sink { topic } => ChainOperator::Sink(SinkBuffer {
+                    topic: topic.clone(),
+                    ..SinkBuffer::default()
+                }),
+            };
+            operators.push(chained);
+            uids.push(operator.uid.clone());
+        }
+        assert!(!operators.is_empty());
+        OperatorChain {
+            operators,
+            uids,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Uids of the chained operators, in order.
+    pub fn uids(&self) -> &[String] {
+        &self.uids
+    }
+
+    /// Runs one record through the chain; what leaves the chain's end is pushed to `out`.
+    pub fn process(&mut self, value: Value, out: &mut Vec<Value>) -> Result<(), UserError> {
+        let mut current = std::mem::take(&mut self.scratch);
+        current.clear();
+        current.push(value);
+        let mut next = Vec::new();
+        for operator in &mut self.operators {
+            for value in current.drain(..) {
+                apply(operator, value, &mut next)?;
+            }
+            std::mem::swap(&mut current, &mut next);
+        }
+        out.append(&mut current);
+        self.scratch = current;
+        Ok(())
+    }
+
+    /// The sink at the chain's end, if there is one.
+    pub fn sink(&mut self) -> Option<&mut SinkBuffer> {
+        match self.operators.last_mut() {
+            Some(ChainOperator::Sink(sink)) => Some(sink),
+            _ => None,
+        }
+    }
+
+    /// Whether the sink holds enough records to write a batch.
+    pub fn sink_batch_full(&self) -> bool {
+        matches!(self.operators.last(), Some(ChainOperator::Sink(sink)) if sink.pending.len() >= SINK_APPEND_RECORDS_MAX)
+    }
+
+    /// The synchronous part of a snapshot: a copy of every keyed operator's state.
+    pub fn snapshot_keyed(&self) -> BTreeMap<String, KeyedStateSnapshot> {
+        self.keyed()
+            .map(|keyed| (keyed.uid.clone(), keyed.backend.snapshot()))
+            .collect()
+    }
+
+    /// Restores every keyed operator from the snapshots of its uid (any subtasks).
+    pub fn restore_keyed(
+        &mut self,
+        snapshots: &BTreeMap<String, Vec<KeyedStateSnapshot>>,
+    ) -> Result<(), String> {
+        for operator in &mut self.operators {
+            if let ChainOperator::Keyed(keyed) = operator {
+                let found = snapshots.get(&keyed.uid).map(Vec::as_slice).unwrap_or(&[]);
+                keyed
+                    .backend
+                    .restore(found)
+                    .map_err(|e| format!("operator `{}`: {e}", keyed.uid))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Renders each keyed operator's state for reports, via its own function.
+    pub fn describe_state(&self, uid: &str, state_name: &str, bytes: &[u8]) -> Option<String> {
+        self.keyed()
+            .find(|k| k.uid == uid)
+            .map(|k| k.function.describe_state(state_name, bytes))
+    }
+
+    fn keyed(&self) -> impl Iterator<Item = &KeyedOperator> {
+        self.operators.iter().filter_map(|operator| match operator {
+            ChainOperator::Keyed(keyed) => Some(keyed),
+            _ => None,
+        })
+    }
+}
+
+fn apply(
+    operator: &mut ChainOperator,
+    value: Value,
+    next: &mut Vec<Value>,
+) -> Result<(), UserError> {
+    match operator {
+        ChainOperator::SourceHead => next.push(value),
+        ChainOperator::Map(function) => next.push(function(value)),
+        ChainOperator::FlatMap(function) => function(value, next),
+        ChainOperator::Filter(function) => {
+            if function(&value) {
+                next.push(value);
+            }
+        }
+        ChainOperator::Keyed(keyed) => {
+            let key = (keyed.key_selector)(&value);
+            let mut access = keyed.backend.access(&key)?;
+            keyed.function.process_element(value, &mut access, next)?;
+        }
+        ChainOperator::Sink(sink) => sink.pending.push(crate::codec::encode_message(&value)),
+    }
+    Ok(())
+}
+
+/// Wraps a keyed snapshot for the task's snapshot file.
+pub fn keyed_operator_snapshot(snapshot: KeyedStateSnapshot) -> OperatorSnapshot {
+    OperatorSnapshot::Keyed(snapshot)
+}

@@ -1,0 +1,207 @@
+//! The output side of a task (Flink's `RecordWriter` over a result partition): partitions
+//! records to channels, packs them into buffers, and sends buffers as credit allows.
+
+use crate::api::job::Partitioning;
+use crate::api::value::Value;
+use crate::codec::encode_message;
+use crate::ids::SubtaskId;
+use crate::limits::{BUFFER_SIZE_BYTES, OUTPUT_QUEUE_BUFFERS_MAX};
+use crate::runtime::credit::{CreditSender, Outgoing};
+use crate::runtime::frame_io::write_frame;
+use crate::runtime::messages::{ChannelEvent, DataFrame};
+use crate::state::key_group::{key_group_for_key, subtask_for_key_group};
+use madsim::net::TcpStream;
+use tokio::io::WriteHalf;
+
+/// A sealed buffer: records serialized back to back.
+#[derive(Clone, Debug, Default)]
+pub struct SealedBuffer {
+    /// Records in it.
+    pub record_count: u32,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+}
+
+struct OutputChannel {
+    target: SubtaskId,
+    sender: CreditSender<SealedBuffer, ChannelEvent>,
+    building: SealedBuffer,
+    writer: Option<WriteHalf<TcpStream>>,
+    ended: bool,
+}
+
+enum Router {
+    Forward,
+    Hash {
+        selector: crate::api::functions::KeySelector,
+        max_parallelism: u32,
+    },
+    Rebalance {
+        next: usize,
+    },
+}
+
+/// All output channels of one task.
+pub struct RecordWriter {
+    channels: Vec<OutputChannel>,
+    router: Router,
+    /// Records emitted.
+    pub records_out: u64,
+    /// Bytes of buffers sent.
+    pub bytes_sent: u64,
+}
+
+impl RecordWriter {
+    /// Output channels to `targets`, routed by `partitioning`. Round robin starts at the
+    /// producer's own index, so the spread is deterministic.
+    pub fn new(
+        targets: Vec<SubtaskId>,
+        partitioning: Option<&Partitioning>,
+        subtask_index: u32,
+        max_parallelism: u32,
+    ) -> RecordWriter {
+        let router = match partitioning {
+            None | Some(Partitioning::Forward) => Router::Forward,
+            Some(Partitioning::Hash(selector)) => Router::Hash {
+                selector: selector.clone(),
+                max_parallelism,
+            },
+            Some(Partitioning::Rebalance) => Router::Rebalance {
+                next: subtask_index as usize,
+            },
+        };
+        let channels = targets
+            .into_iter()
+            .map(|target| OutputChannel {
+                target,
+                sender: CreditSender::default(),
+                building: SealedBuffer::default(),
+                writer: None,
+                ended: false,
+            })
+            .collect();
+        RecordWriter {
+            channels,
+            router,
+            records_out: 0,
+            bytes_sent: 0,
+        }
+    }
+
+    /// Number of output channels.
+    pub fn channel_count(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// The consumer of channel `index`.
+    pub fn target(&self, index: usize) -> SubtaskId {
+        self.channels[index].target
+    }
+
+    /// Attaches the connection of channel `index`.
+    pub fn connect(&mut self, index: usize, writer: WriteHalf<TcpStream>) {
+        assert!(self.channels[index].writer.is_none());
+        self.channels[index].writer = Some(writer);
+    }
+
+    /// Routes and serializes one record.
+    pub fn emit(&mut self, value: &Value) {
+        assert!(
+            !self.channels.is_empty(),
+            "a task without outputs emits nothing"
+        );
+        let index = match &mut self.router {
+            Router::Forward => 0,
+            Router::Hash {
+                selector,
+                max_parallelism,
+            } => {
+                let key_group = key_group_for_key(&selector(value), *max_parallelism);
+                subtask_for_key_group(*max_parallelism, self.channels.len() as u32, key_group)
+                    as usize
+            }
+            Router::Rebalance { next } => {
+                *next = (*next + 1) % self.channels.len();
+                *next
+            }
+        };
+        let channel = &mut self.channels[index];
+        assert!(!channel.ended, "no record after end of partition");
+        channel
+            .building
+            .bytes
+            .extend_from_slice(&encode_message(value));
+        channel.building.record_count += 1;
+        self.records_out += 1;
+        if channel.building.bytes.len() >= BUFFER_SIZE_BYTES {
+            let sealed = std::mem::take(&mut channel.building);
+            channel.sender.push_buffer(sealed);
+        }
+    }
+
+    /// Seals every partly filled buffer (buffer timeout, or before an event).
+    pub fn flush(&mut self) {
+        for channel in &mut self.channels {
+            if channel.building.record_count > 0 {
+                let sealed = std::mem::take(&mut channel.building);
+                channel.sender.push_buffer(sealed);
+            }
+        }
+    }
+
+    /// Sends `event` on every channel behind the data emitted before it.
+    pub fn broadcast_event(&mut self, event: ChannelEvent) {
+        self.flush();
+        let ends = event == ChannelEvent::EndOfPartition;
+        for channel in &mut self.channels {
+            channel.sender.push_event(event.clone());
+            channel.ended |= ends;
+        }
+    }
+
+    /// Whether some channel has as many buffers waiting for credit as it may: the task must
+    /// stop producing until credit arrives.
+    pub fn is_backpressured(&self) -> bool {
+        self.channels
+            .iter()
+            .any(|c| c.sender.buffers_queued() >= OUTPUT_QUEUE_BUFFERS_MAX)
+    }
+
+    /// Whether every queued buffer and event has been sent.
+    pub fn is_drained(&self) -> bool {
+        self.channels
+            .iter()
+            .all(|c| c.sender.buffers_queued() == 0 && c.building.record_count == 0)
+    }
+
+    /// Credit arrived for channel `index`.
+    pub fn on_credit(&mut self, index: usize, credit: u32) {
+        self.channels[index].sender.on_credit(credit);
+    }
+
+    /// Sends everything that credit allows. A failed write is a broken channel.
+    pub async fn send_ready(&mut self) -> Result<(), String> {
+        for channel in &mut self.channels {
+            let Some(writer) = channel.writer.as_mut() else {
+                continue;
+            };
+            while let Some((item, backlog)) = channel.sender.poll_send() {
+                let frame = match item {
+                    Outgoing::Buffer(buffer) => {
+                        self.bytes_sent += buffer.bytes.len() as u64;
+                        DataFrame::Buffer {
+                            record_count: buffer.record_count,
+                            bytes: buffer.bytes,
+                            backlog,
+                        }
+                    }
+                    Outgoing::Event(event) => DataFrame::Event(event),
+                };
+                write_frame(writer, &frame)
+                    .await
+                    .map_err(|e| format!("output channel to {} broke: {e}", channel.target))?;
+            }
+        }
+        Ok(())
+    }
+}

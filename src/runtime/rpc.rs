@@ -1,0 +1,143 @@
+//! Message transport over madsim endpoints: one-way control messages and request/response
+//! calls with a timeout. Messages can be lost (a clogged link drops them), so every caller
+//! either tolerates loss or retries.
+
+use crate::codec::{decode_message, encode_message};
+use crate::limits::RPC_ATTEMPTS_MAX;
+use crate::runtime::sim_time;
+use crate::time::Duration;
+use madsim::net::Endpoint;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::io;
+use std::net::SocketAddr;
+
+/// Port of every node's control endpoint.
+pub const CONTROL_PORT: u16 = 7000;
+/// Port of a task manager's data-plane listener.
+pub const DATA_PORT: u16 = 7001;
+/// Tag of one-way control messages.
+const TAG_CONTROL: u64 = 1;
+/// Tag of requests; replies go to a tag the caller picks at random.
+const TAG_REQUEST: u64 = 2;
+/// Largest datagram accepted.
+const MESSAGE_SIZE_BYTES_MAX: usize = crate::limits::FRAME_SIZE_BYTES_MAX;
+
+#[derive(Serialize, Deserialize)]
+struct RequestEnvelope {
+    reply_tag: u64,
+    body: Vec<u8>,
+}
+
+/// A node's control endpoint.
+#[derive(Clone)]
+pub struct Rpc {
+    endpoint: Endpoint,
+}
+
+/// A request received by a server, with what is needed to answer it.
+pub struct IncomingRequest {
+    /// Who asked.
+    pub from: SocketAddr,
+    reply_tag: u64,
+    /// The encoded request.
+    pub body: Vec<u8>,
+}
+
+impl Rpc {
+    /// Binds the control endpoint of the current node.
+    pub async fn bind() -> io::Result<Rpc> {
+        let endpoint = Endpoint::bind(("0.0.0.0", CONTROL_PORT)).await?;
+        Ok(Rpc { endpoint })
+    }
+
+    /// Sends a one-way message; loss is silent, as for any datagram.
+    pub async fn send<M: Serialize>(&self, target: SocketAddr, message: &M) {
+        let bytes = encode_message(message);
+        // A send to a dead node or over a clogged link is simply lost.
+        let _ = self.endpoint.send_to(target, TAG_CONTROL, &bytes).await;
+    }
+
+    /// Receives the next one-way message; undecodable ones are skipped and reported.
+    pub async fn recv<M: DeserializeOwned>(&self) -> io::Result<(SocketAddr, Result<M, String>)> {
+        let (payload, from) = self.endpoint.recv_from_raw(TAG_CONTROL).await?;
+        Ok((from, decode_payload(payload)))
+    }
+
+    /// Receives the next request.
+    pub async fn recv_request(&self) -> io::Result<IncomingRequest> {
+        let (payload, from) = self.endpoint.recv_from_raw(TAG_REQUEST).await?;
+        let bytes = payload_bytes(payload);
+        let envelope: RequestEnvelope =
+            decode_message(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        Ok(IncomingRequest {
+            from,
+            reply_tag: envelope.reply_tag,
+            body: envelope.body,
+        })
+    }
+
+    /// Answers a request.
+    pub async fn reply<R: Serialize>(&self, request: &IncomingRequest, response: &R) {
+        let bytes = encode_message(response);
+        let _ = self
+            .endpoint
+            .send_to(request.from, request.reply_tag, &bytes)
+            .await;
+    }
+
+    /// Sends `request` and waits up to `timeout` for the reply, trying up to
+    /// `RPC_ATTEMPTS_MAX` times when `idempotent`.
+    pub async fn call<Q: Serialize, R: DeserializeOwned>(
+        &self,
+        target: SocketAddr,
+        request: &Q,
+        timeout: Duration,
+        idempotent: bool,
+    ) -> Result<R, String> {
+        let attempts = if idempotent { RPC_ATTEMPTS_MAX } else { 1 };
+        let body = encode_message(request);
+        for _ in 0..attempts {
+            let reply_tag: u64 = madsim::rand::random::<u64>() | (1 << 63);
+            let envelope = encode_message(&RequestEnvelope {
+                reply_tag,
+                body: body.clone(),
+            });
+            if self
+                .endpoint
+                .send_to(target, TAG_REQUEST, &envelope)
+                .await
+                .is_err()
+            {
+                sim_time::sleep(timeout).await;
+                continue;
+            }
+            match madsim::time::timeout(timeout.to_std(), self.endpoint.recv_from_raw(reply_tag))
+                .await
+            {
+                Ok(Ok((payload, _))) => return decode_payload(payload),
+                Ok(Err(error)) => return Err(format!("rpc to {target} failed: {error}")),
+                Err(_) => continue,
+            }
+        }
+        Err(format!(
+            "rpc to {target} timed out after {attempts} attempt(s) of {timeout}"
+        ))
+    }
+}
+
+fn payload_bytes(payload: madsim::net::Payload) -> Vec<u8> {
+    *payload
+        .downcast::<Vec<u8>>()
+        .expect("endpoints only carry byte vectors")
+}
+
+fn decode_payload<M: DeserializeOwned>(payload: madsim::net::Payload) -> Result<M, String> {
+    let bytes = payload_bytes(payload);
+    if bytes.len() > MESSAGE_SIZE_BYTES_MAX {
+        return Err(format!(
+            "message of {} bytes exceeds {MESSAGE_SIZE_BYTES_MAX}",
+            bytes.len()
+        ));
+    }
+    decode_message(&bytes).map_err(|e| format!("undecodable message: {e}"))
+}

@@ -1,0 +1,903 @@
+//! One subtask's life: restore, connect, then the mailbox loop that moves records from the
+//! input gate (or the source) through the operator chain to the record writer, and turns
+//! barrier-handler actions into snapshots. Protocol decisions live in the sans-IO cores
+//! (barrier handler, credit accounting); this driver only moves events and bounds each turn.
+
+use crate::api::value::Value;
+use crate::checkpoint::barrier::Barrier;
+use crate::checkpoint::barrier_handler::Action;
+use crate::checkpoint::coordinator::TaskAck;
+use crate::codec::{decode, encode, FileKind};
+use crate::graph::execution_graph::ExecutionGraph;
+use crate::ids::{AttemptNumber, ChannelIndex, CheckpointId, SubtaskId};
+use crate::limits::{CHANNEL_CONNECT_ATTEMPTS_MAX, TASK_RECORDS_PER_TURN_MAX};
+use crate::runtime::frame_io::{read_frame, write_frame};
+use crate::runtime::input_gate::{Delivered, InputGate};
+use crate::runtime::messages::{
+    BlobRequest, BlobResponse, BrokerRequest, BrokerResponse, ChannelEvent, ControlMessage,
+    DataFrame, TaskDeployment, TaskStatus,
+};
+use crate::runtime::operator_chain::OperatorChain;
+use crate::runtime::record_writer::RecordWriter;
+use crate::runtime::rpc::Rpc;
+use crate::runtime::sim_time;
+use crate::runtime::source_reader::SourceReader;
+use crate::sim::observer::Observer;
+use crate::state::key_group::key_group_range;
+use crate::state::snapshot::{
+    KeyedStateSnapshot, OperatorSnapshot, SourceOffsets, TaskStateSnapshot,
+};
+use crate::time::{Duration, Instant};
+use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender};
+use futures::{FutureExt, StreamExt};
+use madsim::net::TcpStream;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::io::WriteHalf;
+
+/// Addresses of the cluster's services.
+#[derive(Clone, Copy, Debug)]
+pub struct Services {
+    /// The job manager's control endpoint.
+    pub jobmanager: SocketAddr,
+    /// The broker's endpoint.
+    pub broker: SocketAddr,
+    /// The blobstore's endpoint.
+    pub blobstore: SocketAddr,
+}
+
+/// Runtime options every task uses.
+#[derive(Clone, Debug)]
+pub struct TaskConfig {
+    /// `execution.buffer-timeout`: a partly filled buffer is sent after this long.
+    pub buffer_timeout: Duration,
+    /// Source pacing per partition; 0 = as fast as backpressure allows.
+    pub source_records_per_second: u64,
+    /// Whether checkpointing is on (off: the source auto-commits offsets to the broker).
+    pub checkpointing: bool,
+    /// Kafka's `auto.commit.interval.ms` when checkpointing is off.
+    pub auto_commit_interval: Duration,
+    /// Wait for an RPC answer.
+    pub rpc_timeout: Duration,
+}
+
+/// What reaches a task's mailbox.
+pub enum TaskInput {
+    /// An input channel's connection arrived; credits go back through `writer`.
+    InputConnected {
+        /// The channel.
+        channel: ChannelIndex,
+        /// The write half, for credit frames.
+        writer: WriteHalf<TcpStream>,
+    },
+    /// A frame arrived on an input channel.
+    Frame {
+        /// The channel.
+        channel: ChannelIndex,
+        /// The frame.
+        frame: DataFrame,
+    },
+    /// An input channel closed.
+    InputClosed {
+        /// The channel.
+        channel: ChannelIndex,
+        /// The error, if it did not close cleanly.
+        error: Option<String>,
+    },
+    /// Credit for an output channel.
+    Credit {
+        /// The output channel.
+        output: usize,
+        /// Buffers granted.
+        credit: u32,
+    },
+    /// An output channel closed.
+    OutputClosed {
+        /// The output channel.
+        output: usize,
+    },
+    /// The coordinator triggers a checkpoint (sources only).
+    Trigger(Barrier),
+    /// A checkpoint completed.
+    CheckpointComplete(CheckpointId),
+    /// The asynchronous part of a snapshot ended.
+    UploadDone {
+        /// The checkpoint.
+        checkpoint_id: CheckpointId,
+        /// The ack to send, or why the upload failed.
+        result: Result<TaskAck, String>,
+    },
+}
+
+/// Everything a task needs from its task manager.
+#[derive(Clone)]
+pub struct TaskContext {
+    /// The job attempt.
+    pub attempt: AttemptNumber,
+    /// This subtask.
+    pub subtask: SubtaskId,
+    /// The physical plan (the job's code is on every task manager).
+    pub graph: Arc<ExecutionGraph>,
+    /// Where the services are.
+    pub services: Services,
+    /// The task manager's control endpoint.
+    pub rpc: Rpc,
+    /// The run's observer.
+    pub observer: Observer,
+    /// Runtime options.
+    pub config: TaskConfig,
+    /// The task manager's node name, for traces.
+    pub node_name: String,
+}
+
+struct Task {
+    context: TaskContext,
+    chain: OperatorChain,
+    gate: Option<InputGate>,
+    writer: RecordWriter,
+    source: Option<SourceReader>,
+    inbox_sender: UnboundedSender<TaskInput>,
+    scratch: Vec<Value>,
+    ended: bool,
+    commit_due_at: Instant,
+    records_in: u64,
+}
+
+/// Runs a task to its end. `Ok` means all input was consumed; `Err` fails the job over.
+pub async fn run_task(
+    context: TaskContext,
+    deployment: TaskDeployment,
+    mut inbox: UnboundedReceiver<TaskInput>,
+    inbox_sender: UnboundedSender<TaskInput>,
+) -> Result<(), String> {
+    let mut task = Task::deploy(context, &deployment, inbox_sender).await?;
+    let running = ControlMessage::TaskStatusChanged {
+        attempt: task.context.attempt,
+        subtask: task.context.subtask,
+        status: TaskStatus::Running,
+    };
+    task.context
+        .rpc
+        .send(task.context.services.jobmanager, &running)
+        .await;
+    task.run(&mut inbox).await?;
+    task.finish(&mut inbox).await
+}
+
+impl Task {
+    async fn deploy(
+        context: TaskContext,
+        deployment: &TaskDeployment,
+        inbox_sender: UnboundedSender<TaskInput>,
+    ) -> Result<Task, String> {
+        let graph = context.graph.clone();
+        let vertex = graph.vertex(context.subtask.vertex_id);
+        let range = key_group_range(
+            graph.job.max_parallelism,
+            vertex.parallelism,
+            context.subtask.subtask_index,
+        );
+        let mut chain = OperatorChain::new(&graph.job, vertex.operator_range.clone(), range);
+        let (keyed, offsets) = match &deployment.restore {
+            Some(restore) => restore_state(&context, &restore.state_paths).await?,
+            None => (BTreeMap::new(), None),
+        };
+        chain.restore_keyed(&keyed)?;
+        let source = match vertex.input_pattern {
+            None => Some(open_source(&context, offsets).await?),
+            Some(_) => None,
+        };
+        let input_count = graph.input_channels(context.subtask).len();
+        let gate = (input_count > 0).then(|| InputGate::new(input_count));
+        let targets = deployment
+            .outputs
+            .iter()
+            .map(|(target, _)| *target)
+            .collect();
+        let downstream = graph
+            .vertices
+            .get(context.subtask.vertex_id.0 as usize + 1)
+            .map(|v| graph.partitioning_into(v.vertex_id));
+        let mut writer = RecordWriter::new(
+            targets,
+            downstream,
+            context.subtask.subtask_index,
+            graph.job.max_parallelism,
+        );
+        for (index, (target, address)) in deployment.outputs.iter().enumerate() {
+            let stream_writer =
+                connect_output(&context, index, *target, *address, inbox_sender.clone()).await?;
+            writer.connect(index, stream_writer);
+        }
+        let commit_due_at = sim_time::now().add(context.config.auto_commit_interval);
+        let restored = deployment
+            .restore
+            .as_ref()
+            .map(|r| format!(" from checkpoint {}", r.checkpoint_id))
+            .unwrap_or_default();
+        context.observer.trace(
+            &context.node_name,
+            format!("{} {} running{restored}", context.subtask, context.attempt),
+        );
+        Ok(Task {
+            context,
+            chain,
+            gate,
+            writer,
+            source,
+            inbox_sender,
+            scratch: Vec::new(),
+            ended: false,
+            commit_due_at,
+            records_in: 0,
+        })
+    }
+
+    async fn run(&mut self, inbox: &mut UnboundedReceiver<TaskInput>) -> Result<(), String> {
+        let mut flush_due_at = sim_time::now().add(self.context.config.buffer_timeout);
+        while !self.ended {
+            while let Ok(input) = inbox.try_recv() {
+                self.on_input(input).await?;
+            }
+            let worked = self.step().await?;
+            let now = sim_time::now();
+            if now >= flush_due_at {
+                self.writer.flush();
+                self.write_sink().await?;
+                flush_due_at = now.add(self.context.config.buffer_timeout);
+            }
+            self.auto_commit(now).await;
+            self.send_ready().await?;
+            if self.ended {
+                break;
+            }
+            if worked {
+                sim_time::yield_now().await;
+                continue;
+            }
+            let deadline = [Some(flush_due_at), self.source_due_at()]
+                .into_iter()
+                .flatten()
+                .min();
+            futures::select_biased! {
+                input = inbox.next() => match input {
+                    Some(input) => self.on_input(input).await?,
+                    None => return Err("the task manager dropped the task".to_string()),
+                },
+                _ = sim_time::sleep_until_opt(deadline).fuse() => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn source_due_at(&self) -> Option<Instant> {
+        if self.writer.is_backpressured() {
+            return None; // Credit arriving in the mailbox wakes the task.
+        }
+        self.source.as_ref().and_then(SourceReader::next_due_at)
+    }
+
+    /// Does a bounded amount of work; returns whether there was any.
+    async fn step(&mut self) -> Result<bool, String> {
+        if self.writer.is_backpressured() {
+            return Ok(false);
+        }
+        if self.source.is_some() {
+            return self.step_source().await;
+        }
+        self.step_gate().await
+    }
+
+    async fn step_source(&mut self) -> Result<bool, String> {
+        let now = sim_time::now();
+        let due = self
+            .source
+            .as_ref()
+            .expect("source task")
+            .records_due(now)
+            .min(TASK_RECORDS_PER_TURN_MAX as u64);
+        let mut emitted = 0;
+        while emitted < due && !self.writer.is_backpressured() {
+            let (rpc, broker, timeout) = (
+                self.context.rpc.clone(),
+                self.context.services.broker,
+                self.context.config.rpc_timeout,
+            );
+            let source = self.source.as_mut().expect("source task");
+            let Some(bytes) = source.next_record(&rpc, broker, timeout).await? else {
+                break;
+            };
+            let value: Value = crate::codec::decode_message(&bytes)
+                .map_err(|e| format!("source record does not decode: {e}"))?;
+            self.process_record(value).await?;
+            emitted += 1;
+        }
+        if self.source.as_ref().expect("source task").is_done() {
+            self.end_of_input().await?;
+            return Ok(true);
+        }
+        Ok(emitted > 0)
+    }
+
+    async fn step_gate(&mut self) -> Result<bool, String> {
+        let mut records = 0;
+        while records < TASK_RECORDS_PER_TURN_MAX && !self.writer.is_backpressured() && !self.ended
+        {
+            let gate = self
+                .gate
+                .as_mut()
+                .expect("a task without source has inputs");
+            let Some((channel, delivered)) = gate.poll_next() else {
+                break;
+            };
+            match delivered {
+                Delivered::Buffer {
+                    record_count,
+                    bytes,
+                } => {
+                    self.process_buffer(&bytes, record_count).await?;
+                    self.gate
+                        .as_mut()
+                        .expect("gate")
+                        .on_buffer_consumed(channel);
+                    records += record_count as usize;
+                }
+                Delivered::Event(event) => {
+                    self.on_channel_event(channel, event).await?;
+                    records += 1;
+                }
+            }
+        }
+        Ok(records > 0)
+    }
+
+    async fn process_buffer(&mut self, bytes: &[u8], record_count: u32) -> Result<(), String> {
+        let mut rest = bytes;
+        for _ in 0..record_count {
+            let (value, tail) = postcard::take_from_bytes::<Value>(rest)
+                .map_err(|e| format!("{}: corrupt buffer: {e}", self.context.subtask))?;
+            rest = tail;
+            self.process_record(value).await?;
+        }
+        if !rest.is_empty() {
+            return Err(format!(
+                "{}: buffer holds more bytes than its {record_count} records",
+                self.context.subtask
+            ));
+        }
+        Ok(())
+    }
+
+    async fn process_record(&mut self, value: Value) -> Result<(), String> {
+        self.records_in += 1;
+        let observer = &self.context.observer;
+        let (fail, fault_fired) = observer.on_record_begin(self.context.subtask);
+        if fail {
+            return Err(format!(
+                "{}: injected failure while processing record {}",
+                self.context.subtask, self.records_in
+            ));
+        }
+        if fault_fired {
+            sim_time::yield_now().await; // Lets the injector act while this record is in processing.
+        }
+        if observer.has_slow_windows() {
+            let now = sim_time::now();
+            let slowdown = Duration(
+                self.chain
+                    .uids()
+                    .iter()
+                    .map(|uid| observer.slowdown(uid, now).0)
+                    .sum(),
+            );
+            if slowdown > Duration::ZERO {
+                sim_time::sleep(slowdown).await;
+            }
+        }
+        let mut out = std::mem::take(&mut self.scratch);
+        self.chain
+            .process(value, &mut out)
+            .map_err(|e| format!("{}: user function failed: {e}", self.context.subtask))?;
+        for value in out.drain(..) {
+            self.writer.emit(&value);
+        }
+        self.scratch = out;
+        if self.chain.sink_batch_full() {
+            self.write_sink().await?;
+        }
+        Ok(())
+    }
+
+    async fn on_channel_event(
+        &mut self,
+        channel: ChannelIndex,
+        event: ChannelEvent,
+    ) -> Result<(), String> {
+        let now = sim_time::now();
+        let gate = self.gate.as_mut().expect("events come through the gate");
+        let actions = match event {
+            ChannelEvent::Barrier(barrier) => gate.handler.on_barrier(now, channel, barrier),
+            ChannelEvent::CancelCheckpointMarker(checkpoint_id) => {
+                gate.handler.on_cancel_marker(channel, checkpoint_id)
+            }
+            ChannelEvent::EndOfPartition => gate.handler.on_end_of_partition(now, channel),
+        }
+        .map_err(|e| format!("{}: {e}", self.context.subtask))?;
+        for action in actions {
+            match action {
+                Action::Block(_) | Action::UnblockAll => {} // The gate asks the handler directly.
+                Action::Trigger {
+                    barrier,
+                    alignment_duration,
+                } => {
+                    self.snapshot_and_forward(barrier, alignment_duration)
+                        .await?
+                }
+                Action::Abort {
+                    checkpoint_id,
+                    reason,
+                } => {
+                    self.context.observer.trace(
+                        &self.context.node_name,
+                        format!(
+                            "{} aborts checkpoint {checkpoint_id} ({reason:?})",
+                            self.context.subtask
+                        ),
+                    );
+                    self.writer
+                        .broadcast_event(ChannelEvent::CancelCheckpointMarker(checkpoint_id));
+                }
+                Action::AllInputsEnded => self.end_of_input().await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The synchronous part of a snapshot, then the barrier goes downstream and the upload
+    /// runs in the background while the task keeps processing.
+    async fn snapshot_and_forward(
+        &mut self,
+        barrier: Barrier,
+        alignment_duration: Duration,
+    ) -> Result<(), String> {
+        // The plain sink writes what it holds before the checkpoint, which makes it at-least-once.
+        self.write_sink().await?;
+        let mut operators: BTreeMap<String, OperatorSnapshot> = self
+            .chain
+            .snapshot_keyed()
+            .into_iter()
+            .map(|(uid, s)| (uid, OperatorSnapshot::Keyed(s)))
+            .collect();
+        if let Some(source) = &self.source {
+            let uid = self.chain.uids()[0].clone();
+            operators.insert(uid, OperatorSnapshot::Source(source.offsets()));
+        }
+        let checkpoint_id = barrier.checkpoint_id;
+        self.writer.broadcast_event(ChannelEvent::Barrier(barrier));
+        let snapshot = TaskStateSnapshot {
+            checkpoint_id: checkpoint_id.0,
+            operators,
+        };
+        let path = format!(
+            "chk-{}/{}-{}.state",
+            checkpoint_id.0, self.context.subtask.vertex_id.0, self.context.subtask.subtask_index
+        );
+        let (rpc, blobstore, timeout, inbox) = (
+            self.context.rpc.clone(),
+            self.context.services.blobstore,
+            self.context.config.rpc_timeout,
+            self.inbox_sender.clone(),
+        );
+        madsim::task::spawn(async move {
+            let bytes = encode(FileKind::TaskState, &snapshot);
+            let state_size_bytes = bytes.len() as u64;
+            let result = match rpc
+                .call(
+                    blobstore,
+                    &BlobRequest::Put {
+                        path: path.clone(),
+                        bytes,
+                    },
+                    timeout,
+                    true,
+                )
+                .await
+            {
+                Ok(BlobResponse::Stored) => Ok(TaskAck {
+                    state_path: path,
+                    state_size_bytes,
+                    alignment_duration,
+                }),
+                Ok(other) => Err(format!("blobstore refused {path}: {other:?}")),
+                Err(error) => Err(error),
+            };
+            let _ = inbox.unbounded_send(TaskInput::UploadDone {
+                checkpoint_id,
+                result,
+            });
+        });
+        Ok(())
+    }
+
+    async fn on_input(&mut self, input: TaskInput) -> Result<(), String> {
+        match input {
+            TaskInput::InputConnected { channel, writer } => {
+                let gate = self
+                    .gate
+                    .as_mut()
+                    .ok_or("a source task got an input connection")?;
+                if !gate.connect(channel, writer) {
+                    return Err(format!(
+                        "{}: input channel {} connected twice",
+                        self.context.subtask, channel.0
+                    ));
+                }
+            }
+            TaskInput::Frame { channel, frame } => {
+                let gate = self
+                    .gate
+                    .as_mut()
+                    .ok_or("a source task got an input frame")?;
+                gate.on_frame(channel, frame)
+                    .map_err(|e| format!("{}: {e}", self.context.subtask))?;
+            }
+            TaskInput::InputClosed { channel, error } => {
+                let gate = self
+                    .gate
+                    .as_ref()
+                    .ok_or("a source task got an input close")?;
+                if !gate.has_ended(channel) {
+                    let upstream =
+                        self.context.graph.input_channels(self.context.subtask)[channel.0 as usize];
+                    return Err(format!(
+                        "{}: input channel from {upstream} broke: {}",
+                        self.context.subtask,
+                        error.unwrap_or_else(|| "connection closed".into())
+                    ));
+                }
+            }
+            TaskInput::Credit { output, credit } => self.writer.on_credit(output, credit),
+            TaskInput::OutputClosed { output } => {
+                if !self.ended {
+                    return Err(format!(
+                        "{}: output channel to {} broke",
+                        self.context.subtask,
+                        self.writer.target(output)
+                    ));
+                }
+            }
+            TaskInput::Trigger(barrier) => self.on_trigger(barrier).await?,
+            TaskInput::CheckpointComplete(_) => {}
+            TaskInput::UploadDone {
+                checkpoint_id,
+                result,
+            } => self.on_upload_done(checkpoint_id, result).await,
+        }
+        Ok(())
+    }
+
+    async fn on_trigger(&mut self, barrier: Barrier) -> Result<(), String> {
+        if self.source.is_none() {
+            return Err(format!(
+                "{}: a trigger reached a task that is not a source",
+                self.context.subtask
+            ));
+        }
+        if self.ended {
+            self.decline(barrier.checkpoint_id, "source finished".to_string())
+                .await;
+            return Ok(());
+        }
+        self.snapshot_and_forward(barrier, Duration::ZERO).await
+    }
+
+    async fn on_upload_done(
+        &mut self,
+        checkpoint_id: CheckpointId,
+        result: Result<TaskAck, String>,
+    ) {
+        match result {
+            Ok(ack) => {
+                let message = ControlMessage::AcknowledgeCheckpoint {
+                    attempt: self.context.attempt,
+                    subtask: self.context.subtask,
+                    checkpoint_id,
+                    ack,
+                };
+                self.context
+                    .rpc
+                    .send(self.context.services.jobmanager, &message)
+                    .await;
+            }
+            Err(reason) => self.decline(checkpoint_id, reason).await,
+        }
+    }
+
+    async fn decline(&mut self, checkpoint_id: CheckpointId, reason: String) {
+        let message = ControlMessage::DeclineCheckpoint {
+            attempt: self.context.attempt,
+            subtask: self.context.subtask,
+            checkpoint_id,
+            reason,
+        };
+        self.context
+            .rpc
+            .send(self.context.services.jobmanager, &message)
+            .await;
+    }
+
+    async fn end_of_input(&mut self) -> Result<(), String> {
+        assert!(!self.ended, "input ends once");
+        self.write_sink().await?;
+        self.writer.broadcast_event(ChannelEvent::EndOfPartition);
+        self.ended = true;
+        Ok(())
+    }
+
+    /// Sends what credit allows and returns pending credits upstream.
+    async fn send_ready(&mut self) -> Result<(), String> {
+        self.writer.send_ready().await?;
+        if let Some(gate) = self.gate.as_mut() {
+            gate.send_credits().await?;
+        }
+        Ok(())
+    }
+
+    /// After end of input: waits until every buffer is sent, then reports the final state.
+    async fn finish(&mut self, inbox: &mut UnboundedReceiver<TaskInput>) -> Result<(), String> {
+        self.send_ready().await?;
+        while !self.writer.is_drained() {
+            match inbox.next().await {
+                Some(input) => self.on_input(input).await?,
+                None => return Err("the task manager dropped the task".to_string()),
+            }
+            self.send_ready().await?;
+        }
+        let keyed: BTreeMap<String, KeyedStateSnapshot> = self.chain.snapshot_keyed();
+        self.context
+            .observer
+            .on_task_finished(self.context.attempt, self.context.subtask, keyed);
+        let sink_written = self.chain.sink().map(|s| s.records_written).unwrap_or(0);
+        self.context.observer.trace(
+            &self.context.node_name,
+            format!(
+                "{} finished: {} records in, {} out, {} written",
+                self.context.subtask, self.records_in, self.writer.records_out, sink_written
+            ),
+        );
+        Ok(())
+    }
+
+    /// Appends the sink's pending records to the broker.
+    async fn write_sink(&mut self) -> Result<(), String> {
+        let partition = self.context.subtask.subtask_index;
+        let Some(sink) = self.chain.sink() else {
+            return Ok(());
+        };
+        if sink.pending.is_empty() {
+            return Ok(());
+        }
+        let records = std::mem::take(&mut sink.pending);
+        let count = records.len() as u64;
+        let request = BrokerRequest::Append {
+            topic: sink.topic.clone(),
+            partition,
+            records,
+        };
+        // Not retried: a retry after a lost reply would write twice on its own.
+        match self
+            .context
+            .rpc
+            .call(
+                self.context.services.broker,
+                &request,
+                self.context.config.rpc_timeout,
+                false,
+            )
+            .await?
+        {
+            BrokerResponse::Ok => {
+                self.chain.sink().expect("sink").records_written += count;
+                Ok(())
+            }
+            other => Err(format!(
+                "{}: broker refused append: {other:?}",
+                self.context.subtask
+            )),
+        }
+    }
+
+    /// With checkpointing off, the source commits its offsets to the broker periodically
+    /// (Kafka's auto-commit); a restart resumes from them.
+    async fn auto_commit(&mut self, now: Instant) {
+        if self.context.config.checkpointing || now < self.commit_due_at {
+            return;
+        }
+        self.commit_due_at = now.add(self.context.config.auto_commit_interval);
+        let Some(source) = &self.source else { return };
+        let topic = source_topic(&self.context);
+        for (partition, offset) in source.offsets().next_offsets {
+            let request = BrokerRequest::CommitOffset {
+                group: consumer_group(&self.context),
+                topic: topic.clone(),
+                partition,
+                offset,
+            };
+            // A lost commit only means the restart re-reads a little more.
+            let _ = self
+                .context
+                .rpc
+                .call::<_, BrokerResponse>(
+                    self.context.services.broker,
+                    &request,
+                    self.context.config.rpc_timeout,
+                    true,
+                )
+                .await;
+        }
+    }
+}
+
+fn source_topic(context: &TaskContext) -> String {
+    match &context.graph.job.operators[0].kind {
+        crate::api::job::OperatorKind::Source { topic } => topic.clone(),
+        _ => unreachable!("the job validator puts a source first"),
+    }
+}
+
+fn consumer_group(context: &TaskContext) -> String {
+    format!("snapflow-{}", context.graph.job.name)
+}
+
+/// Opens the source at the restored offsets, the committed ones (checkpointing off), or the
+/// earliest.
+async fn open_source(
+    context: &TaskContext,
+    restored: Option<SourceOffsets>,
+) -> Result<SourceReader, String> {
+    let topic = source_topic(context);
+    let (rpc, broker, timeout) = (
+        &context.rpc,
+        context.services.broker,
+        context.config.rpc_timeout,
+    );
+    let partition_count = match rpc
+        .call(
+            broker,
+            &BrokerRequest::PartitionCount {
+                topic: topic.clone(),
+            },
+            timeout,
+            true,
+        )
+        .await?
+    {
+        BrokerResponse::Partitions(count) => count,
+        other => return Err(format!("broker answered a partition count with {other:?}")),
+    };
+    let parallelism = context.graph.vertex(context.subtask.vertex_id).parallelism;
+    let partitions = ExecutionGraph::source_partitions(
+        context.subtask.subtask_index,
+        parallelism,
+        partition_count,
+    );
+    let mut offsets = restored.unwrap_or_default();
+    if !context.config.checkpointing {
+        for &partition in &partitions {
+            let request = BrokerRequest::CommittedOffset {
+                group: consumer_group(context),
+                topic: topic.clone(),
+                partition,
+            };
+            if let BrokerResponse::Offset(Some(offset)) =
+                rpc.call(broker, &request, timeout, true).await?
+            {
+                offsets.next_offsets.insert(partition, offset);
+            }
+        }
+    }
+    Ok(SourceReader::new(
+        &topic,
+        &offsets,
+        &partitions,
+        context.config.source_records_per_second,
+        sim_time::now(),
+    ))
+}
+
+/// Reads the state files of this task's vertex and sorts them by operator.
+async fn restore_state(
+    context: &TaskContext,
+    paths: &[String],
+) -> Result<
+    (
+        BTreeMap<String, Vec<KeyedStateSnapshot>>,
+        Option<SourceOffsets>,
+    ),
+    String,
+> {
+    let mut keyed: BTreeMap<String, Vec<KeyedStateSnapshot>> = BTreeMap::new();
+    let mut offsets: Option<SourceOffsets> = None;
+    for path in paths {
+        let request = BlobRequest::Get { path: path.clone() };
+        let bytes = match context
+            .rpc
+            .call(
+                context.services.blobstore,
+                &request,
+                context.config.rpc_timeout,
+                true,
+            )
+            .await?
+        {
+            BlobResponse::Data(Some(bytes)) => bytes,
+            BlobResponse::Data(None) => {
+                return Err(format!("{path}: missing from checkpoint storage"))
+            }
+            other => return Err(format!("{path}: blobstore answered {other:?}")),
+        };
+        let snapshot: TaskStateSnapshot =
+            decode(FileKind::TaskState, path, &bytes).map_err(|e| e.to_string())?;
+        for (uid, operator) in snapshot.operators {
+            match operator {
+                OperatorSnapshot::Keyed(state) => keyed.entry(uid).or_default().push(state),
+                // Union redistribution: every subtask sees all offsets and keeps its partitions.
+                OperatorSnapshot::Source(source) => offsets
+                    .get_or_insert_with(SourceOffsets::default)
+                    .next_offsets
+                    .extend(source.next_offsets),
+            }
+        }
+    }
+    Ok((keyed, offsets))
+}
+
+/// Connects output channel `index` to its consumer and starts reading credit from it.
+async fn connect_output(
+    context: &TaskContext,
+    index: usize,
+    target: SubtaskId,
+    address: SocketAddr,
+    inbox: UnboundedSender<TaskInput>,
+) -> Result<WriteHalf<TcpStream>, String> {
+    let channel = context.graph.channel_index(context.subtask, target);
+    let hello = DataFrame::Hello {
+        attempt: context.attempt,
+        source: context.subtask,
+        target,
+        channel,
+    };
+    let mut last_error = String::new();
+    for _ in 0..CHANNEL_CONNECT_ATTEMPTS_MAX {
+        match TcpStream::connect(address).await {
+            Ok(mut stream) => {
+                write_frame(&mut stream, &hello)
+                    .await
+                    .map_err(|e| format!("channel to {target}: {e}"))?;
+                let (mut reader, writer) = tokio::io::split(stream);
+                madsim::task::spawn(async move {
+                    while let Ok(Some(DataFrame::Credit(credit))) = read_frame(&mut reader).await {
+                        if inbox
+                            .unbounded_send(TaskInput::Credit {
+                                output: index,
+                                credit,
+                            })
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    let _ = inbox.unbounded_send(TaskInput::OutputClosed { output: index });
+                });
+                return Ok(writer);
+            }
+            Err(error) => last_error = error.to_string(),
+        }
+        sim_time::sleep(Duration::from_ms(100)).await;
+    }
+    Err(format!(
+        "{}: cannot connect channel to {target} at {address}: {last_error}",
+        context.subtask
+    ))
+}

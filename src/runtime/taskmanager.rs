@@ -1,0 +1,340 @@
+//! A task manager node: offers slots through its heartbeats, runs deployed tasks, routes
+//! data-channel connections to them, and reports their status. Killing the node kills all of
+//! it; a restart comes back as a new instance with no tasks.
+
+use crate::graph::execution_graph::ExecutionGraph;
+use crate::ids::{AttemptNumber, ChannelIndex, SubtaskId, TaskManagerId};
+use crate::runtime::frame_io::read_frame;
+use crate::runtime::messages::{ControlMessage, DataFrame, TaskDeployment, TaskStatus};
+use crate::runtime::rpc::{Rpc, DATA_PORT};
+use crate::runtime::sim_time;
+use crate::runtime::task::{run_task, Services, TaskConfig, TaskContext, TaskInput};
+use crate::sim::observer::Observer;
+use crate::time::Duration;
+use futures::channel::mpsc::{unbounded, UnboundedSender};
+use madsim::net::{TcpListener, TcpStream};
+use madsim::task::JoinHandle;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+/// Pending connections kept for tasks not deployed yet, per task manager.
+const PENDING_CONNECTIONS_MAX: usize = 4096;
+
+/// What a task manager is started with.
+#[derive(Clone)]
+pub struct TaskManagerSetup {
+    /// Its id.
+    pub taskmanager: TaskManagerId,
+    /// Slots it offers (`taskmanager.numberOfTaskSlots`).
+    pub slots: u32,
+    /// Its own IP (for the data address it advertises).
+    pub address: std::net::IpAddr,
+    /// The job's plan (its code is on the classpath of every task manager).
+    pub graph: Arc<ExecutionGraph>,
+    /// Where the services are.
+    pub services: Services,
+    /// Options for its tasks.
+    pub task_config: TaskConfig,
+    /// `heartbeat.interval`.
+    pub heartbeat_interval: Duration,
+    /// The run's observer.
+    pub observer: Observer,
+}
+
+struct RunningTask {
+    attempt: AttemptNumber,
+    inbox: UnboundedSender<TaskInput>,
+    status: TaskStatus,
+    handle: Option<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct TaskManagerState {
+    attempt_newest: Option<AttemptNumber>,
+    tasks: BTreeMap<SubtaskId, RunningTask>,
+    pending_connections: Vec<(AttemptNumber, SubtaskId, ChannelIndex, TcpStream)>,
+}
+
+type Shared = Arc<Mutex<TaskManagerState>>;
+
+fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, TaskManagerState> {
+    shared
+        .lock()
+        .expect("no task panics while holding the task manager lock")
+}
+
+/// The task manager's main: runs until the node is killed.
+pub async fn run_taskmanager(setup: TaskManagerSetup) {
+    let name = setup.taskmanager.to_string();
+    let rpc = Rpc::bind()
+        .await
+        .expect("the control port is free on a fresh node");
+    let listener = TcpListener::bind(("0.0.0.0", DATA_PORT))
+        .await
+        .expect("the data port is free on a fresh node");
+    let instance: u64 = madsim::rand::random();
+    let shared: Shared = Arc::new(Mutex::new(TaskManagerState::default()));
+    setup
+        .observer
+        .trace(&name, format!("started with {} slot(s)", setup.slots));
+    madsim::task::spawn(heartbeat_loop(
+        setup.clone(),
+        rpc.clone(),
+        shared.clone(),
+        instance,
+    ));
+    madsim::task::spawn(accept_loop(listener, shared.clone()));
+    loop {
+        let Ok((_, message)) = rpc.recv::<ControlMessage>().await else {
+            return;
+        };
+        match message {
+            Ok(message) => on_control(&setup, &rpc, &shared, message),
+            Err(error) => setup
+                .observer
+                .trace(&name, format!("dropped a control message: {error}")),
+        }
+    }
+}
+
+async fn heartbeat_loop(setup: TaskManagerSetup, rpc: Rpc, shared: Shared, instance: u64) {
+    loop {
+        let tasks = {
+            let state = lock(&shared);
+            state
+                .tasks
+                .iter()
+                .map(|(subtask, task)| (task.attempt, *subtask, task.status.clone()))
+                .collect()
+        };
+        let data_address = SocketAddr::new(setup.address, DATA_PORT);
+        let heartbeat = ControlMessage::Heartbeat {
+            taskmanager: setup.taskmanager,
+            instance,
+            slots: setup.slots,
+            data_address,
+            tasks,
+        };
+        rpc.send(setup.services.jobmanager, &heartbeat).await;
+        sim_time::sleep(setup.heartbeat_interval).await;
+    }
+}
+
+fn on_control(setup: &TaskManagerSetup, rpc: &Rpc, shared: &Shared, message: ControlMessage) {
+    match message {
+        ControlMessage::Deploy { attempt, tasks } => deploy(setup, rpc, shared, attempt, tasks),
+        ControlMessage::Cancel { attempt } => cancel_up_to(shared, attempt),
+        ControlMessage::TriggerCheckpoint {
+            attempt,
+            subtask,
+            barrier,
+        } => deliver(shared, attempt, subtask, TaskInput::Trigger(barrier)),
+        ControlMessage::NotifyCheckpointComplete {
+            attempt,
+            checkpoint_id,
+        } => {
+            let state = lock(shared);
+            for task in state.tasks.values().filter(|t| t.attempt == attempt) {
+                let _ = task
+                    .inbox
+                    .unbounded_send(TaskInput::CheckpointComplete(checkpoint_id));
+            }
+        }
+        ControlMessage::NotifyCheckpointAborted { .. } => {}
+        other => setup.observer.trace(
+            &setup.taskmanager.to_string(),
+            format!("ignored unexpected {other:?}"),
+        ),
+    }
+}
+
+fn deliver(shared: &Shared, attempt: AttemptNumber, subtask: SubtaskId, input: TaskInput) {
+    let state = lock(shared);
+    if let Some(task) = state.tasks.get(&subtask).filter(|t| t.attempt == attempt) {
+        let _ = task.inbox.unbounded_send(input);
+    }
+}
+
+fn cancel_up_to(shared: &Shared, attempt: AttemptNumber) {
+    let mut state = lock(shared);
+    state.attempt_newest = state.attempt_newest.max(Some(attempt));
+    state.tasks.retain(|_, task| {
+        let cancel = task.attempt <= attempt;
+        if cancel {
+            if let Some(handle) = &task.handle {
+                handle.abort();
+            }
+        }
+        !cancel
+    });
+    state.pending_connections.retain(|(a, ..)| *a > attempt);
+}
+
+fn deploy(
+    setup: &TaskManagerSetup,
+    rpc: &Rpc,
+    shared: &Shared,
+    attempt: AttemptNumber,
+    deployments: Vec<TaskDeployment>,
+) {
+    let older = AttemptNumber(attempt.0.saturating_sub(1));
+    if lock(shared).attempt_newest > Some(attempt) {
+        return; // A deploy of an attempt already superseded arrived late.
+    }
+    cancel_up_to(shared, older);
+    let mut state = lock(shared);
+    state.attempt_newest = Some(attempt);
+    for deployment in deployments {
+        let subtask = deployment.subtask;
+        if state.tasks.contains_key(&subtask) {
+            continue; // A duplicate deploy message.
+        }
+        let (sender, receiver) = unbounded();
+        let context = TaskContext {
+            attempt,
+            subtask,
+            graph: setup.graph.clone(),
+            services: setup.services,
+            rpc: rpc.clone(),
+            observer: setup.observer.clone(),
+            config: setup.task_config.clone(),
+            node_name: setup.taskmanager.to_string(),
+        };
+        let task_future = supervise(
+            context,
+            deployment,
+            receiver,
+            sender.clone(),
+            shared.clone(),
+        );
+        let handle = madsim::task::spawn(task_future);
+        state.tasks.insert(
+            subtask,
+            RunningTask {
+                attempt,
+                inbox: sender.clone(),
+                status: TaskStatus::Running,
+                handle: Some(handle),
+            },
+        );
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut state.pending_connections)
+            .into_iter()
+            .partition(|(a, s, ..)| *a == attempt && *s == subtask);
+        state.pending_connections = waiting;
+        for (_, _, channel, stream) in ready {
+            madsim::task::spawn(read_input_channel(stream, channel, sender.clone()));
+        }
+    }
+}
+
+/// Runs a task and reports how it ended.
+async fn supervise(
+    context: TaskContext,
+    deployment: TaskDeployment,
+    receiver: futures::channel::mpsc::UnboundedReceiver<TaskInput>,
+    sender: UnboundedSender<TaskInput>,
+    shared: Shared,
+) {
+    let (attempt, subtask, rpc, jobmanager) = (
+        context.attempt,
+        context.subtask,
+        context.rpc.clone(),
+        context.services.jobmanager,
+    );
+    let (observer, node) = (context.observer.clone(), context.node_name.clone());
+    let status = match run_task(context, deployment, receiver, sender).await {
+        Ok(()) => TaskStatus::Finished,
+        Err(reason) => {
+            observer.trace(&node, format!("{subtask} {attempt} failed: {reason}"));
+            TaskStatus::Failed(reason)
+        }
+    };
+    if let Some(task) = lock(&shared)
+        .tasks
+        .get_mut(&subtask)
+        .filter(|t| t.attempt == attempt)
+    {
+        task.status = status.clone();
+        task.handle = None;
+    }
+    rpc.send(
+        jobmanager,
+        &ControlMessage::TaskStatusChanged {
+            attempt,
+            subtask,
+            status,
+        },
+    )
+    .await;
+}
+
+async fn accept_loop(listener: TcpListener, shared: Shared) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
+        madsim::task::spawn(route_connection(stream, shared.clone()));
+    }
+}
+
+/// Reads the hello of a new data connection and hands it to its task (or parks it until the
+/// task is deployed).
+async fn route_connection(mut stream: TcpStream, shared: Shared) {
+    let hello =
+        madsim::time::timeout(Duration::from_secs(10).to_std(), read_frame(&mut stream)).await;
+    let Ok(Ok(Some(DataFrame::Hello {
+        attempt,
+        target,
+        channel,
+        ..
+    }))) = hello
+    else {
+        return;
+    };
+    let mut state = lock(&shared);
+    if state.attempt_newest > Some(attempt) {
+        return; // From a cancelled attempt: dropping the stream closes it.
+    }
+    match state.tasks.get(&target).filter(|t| t.attempt == attempt) {
+        Some(task) => {
+            madsim::task::spawn(read_input_channel(stream, channel, task.inbox.clone()));
+        }
+        None if state.pending_connections.len() < PENDING_CONNECTIONS_MAX => state
+            .pending_connections
+            .push((attempt, target, channel, stream)),
+        None => {}
+    }
+}
+
+/// Moves frames of one input channel into its task's mailbox.
+async fn read_input_channel(
+    stream: TcpStream,
+    channel: ChannelIndex,
+    inbox: UnboundedSender<TaskInput>,
+) {
+    let (mut reader, writer) = tokio::io::split(stream);
+    if inbox
+        .unbounded_send(TaskInput::InputConnected { channel, writer })
+        .is_err()
+    {
+        return;
+    }
+    loop {
+        let input = match read_frame(&mut reader).await {
+            Ok(Some(frame)) => TaskInput::Frame { channel, frame },
+            Ok(None) => TaskInput::InputClosed {
+                channel,
+                error: None,
+            },
+            Err(error) => TaskInput::InputClosed {
+                channel,
+                error: Some(error.to_string()),
+            },
+        };
+        let closed = matches!(input, TaskInput::InputClosed { .. });
+        if inbox.unbounded_send(input).is_err() || closed {
+            return;
+        }
+    }
+}

@@ -1,0 +1,596 @@
+//! The TOML layout of a scenario file and its translation into a `Scenario`.
+
+use super::{Expectation, Scenario, ScenarioError};
+use crate::api::jobs;
+use crate::checkpoint::coordinator::CheckpointConfig;
+use crate::limits::{FAULTS_MAX, PARALLELISM_MAX, TASKMANAGERS_MAX, WORKLOAD_RECORDS_MAX};
+use crate::runtime::restart::RestartStrategyConfig;
+use crate::sim::faults::{Fault, FaultAction, FaultPlan, FaultTrigger, SubtaskRef};
+use crate::sim::workload::{Workload, WorkloadKind};
+use crate::time::{parse_duration, Duration, Instant};
+use serde::{Deserialize, Deserializer};
+use std::fmt::Write;
+use toml::Spanned;
+
+/// A duration written as Flink writes them (`250ms`, `10s`, `2min`).
+#[derive(Clone, Copy, Debug)]
+struct TomlDuration(Duration);
+
+impl<'de> Deserialize<'de> for TomlDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        parse_duration(&text)
+            .map(TomlDuration)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ScenarioFile {
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    seed: u64,
+    #[serde(default)]
+    expect: Option<Spanned<String>>,
+    job: JobSection,
+    workload: WorkloadSection,
+    cluster: ClusterSection,
+    #[serde(default)]
+    execution: ExecutionSection,
+    #[serde(default)]
+    restart_strategy: Option<RestartSection>,
+    #[serde(default)]
+    heartbeat: HeartbeatSection,
+    #[serde(default)]
+    pipeline: PipelineSection,
+    #[serde(default)]
+    simulation: SimulationSection,
+    #[serde(default)]
+    faults: Vec<Spanned<FaultEntry>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct JobSection {
+    name: Spanned<String>,
+    parallelism: u32,
+    source_parallelism: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct WorkloadSection {
+    text: Option<String>,
+    records: Option<u64>,
+    keys: Option<u64>,
+    seed: Option<u64>,
+    partitions: u32,
+    #[serde(default)]
+    records_per_second: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ClusterSection {
+    taskmanagers: u32,
+    #[serde(rename = "numberOfTaskSlots")]
+    number_of_task_slots: u32,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ExecutionSection {
+    buffer_timeout: Option<TomlDuration>,
+    #[serde(default)]
+    checkpointing: CheckpointingSection,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct CheckpointingSection {
+    interval: Option<TomlDuration>,
+    mode: Option<Spanned<String>>,
+    timeout: Option<TomlDuration>,
+    min_pause: Option<TomlDuration>,
+    max_concurrent_checkpoints: Option<u32>,
+    tolerable_failed_checkpoints: Option<u32>,
+    num_retained: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RestartSection {
+    #[serde(rename = "type")]
+    kind: Spanned<String>,
+    fixed_delay: Option<FixedDelaySection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FixedDelaySection {
+    attempts: u32,
+    delay: TomlDuration,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct HeartbeatSection {
+    interval: Option<TomlDuration>,
+    timeout: Option<TomlDuration>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct PipelineSection {
+    max_parallelism: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct SimulationSection {
+    deadline: Option<TomlDuration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FaultEntry {
+    kind: String,
+    at: Option<TomlDuration>,
+    after_checkpoint: Option<u64>,
+    on_record: Option<OnRecordEntry>,
+    taskmanager: Option<u32>,
+    restart_after: Option<TomlDuration>,
+    from: Option<String>,
+    to: Option<String>,
+    duration: Option<TomlDuration>,
+    operator: Option<String>,
+    per_record: Option<TomlDuration>,
+    subtask: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct OnRecordEntry {
+    subtask: String,
+    count: u64,
+}
+
+/// Flink's defaults where the file is silent.
+const HEARTBEAT_INTERVAL_DEFAULT: Duration = Duration::from_secs(10);
+const HEARTBEAT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(50);
+const BUFFER_TIMEOUT_DEFAULT: Duration = Duration::from_ms(100);
+const DEADLINE_DEFAULT: Duration = Duration::from_secs(3600);
+
+struct Context<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Context<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
+    }
+
+    fn error_at<T>(
+        &self,
+        span: std::ops::Range<usize>,
+        message: String,
+    ) -> Result<T, ScenarioError> {
+        Err(ScenarioError {
+            file: self.file.to_string(),
+            line: Some(self.line_of(span.start)),
+            message,
+        })
+    }
+
+    fn error<T>(&self, message: String) -> Result<T, ScenarioError> {
+        Err(ScenarioError {
+            file: self.file.to_string(),
+            line: None,
+            message,
+        })
+    }
+}
+
+/// Parses and checks a scenario.
+pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
+    let context = Context { file, text };
+    let raw: ScenarioFile = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|span| context.line_of(span.start));
+        ScenarioError {
+            file: file.to_string(),
+            line,
+            message: e.message().to_string(),
+        }
+    })?;
+    let expect = match raw
+        .expect
+        .as_ref()
+        .map(|e| (e.get_ref().as_str(), e.span()))
+    {
+        None | Some(("pass", _)) => Expectation::Pass,
+        Some(("fail", _)) => Expectation::Fail,
+        Some((other, span)) => {
+            return context.error_at(
+                span,
+                format!("expect: `{other}` is neither \"pass\" nor \"fail\""),
+            )
+        }
+    };
+    let job_name = raw.job.name.get_ref().clone();
+    if jobs::by_name(&job_name, 1, 1).is_none() {
+        return context.error_at(
+            raw.job.name.span(),
+            format!(
+                "job.name: no built-in job `{job_name}` (there are: {})",
+                jobs::JOB_NAMES.join(", ")
+            ),
+        );
+    }
+    let parallelism = raw.job.parallelism;
+    let source_parallelism = raw.job.source_parallelism.unwrap_or(parallelism);
+    for (field, value) in [
+        ("job.parallelism", parallelism),
+        ("job.source-parallelism", source_parallelism),
+    ] {
+        if value == 0 || value > PARALLELISM_MAX {
+            return context.error(format!("{field}: {value} is outside 1..={PARALLELISM_MAX}"));
+        }
+    }
+    let workload = workload(&context, &raw.workload)?;
+    let checkpoint = checkpoint_config(&context, &raw.execution.checkpointing)?;
+    let restart = restart_strategy(
+        &context,
+        raw.restart_strategy.as_ref(),
+        checkpoint.interval.is_some(),
+    )?;
+    if raw.cluster.taskmanagers == 0 || raw.cluster.taskmanagers > TASKMANAGERS_MAX {
+        return context.error(format!(
+            "cluster.taskmanagers: {} is outside 1..={TASKMANAGERS_MAX}",
+            raw.cluster.taskmanagers
+        ));
+    }
+    if raw.cluster.number_of_task_slots == 0 {
+        return context.error("cluster.numberOfTaskSlots: must be at least 1".to_string());
+    }
+    let mut scenario = Scenario {
+        name: raw.name,
+        description: raw.description,
+        seed: raw.seed,
+        expect,
+        job_name,
+        source_parallelism,
+        parallelism,
+        max_parallelism: raw.pipeline.max_parallelism,
+        workload,
+        taskmanagers: raw.cluster.taskmanagers,
+        slots_per_taskmanager: raw.cluster.number_of_task_slots,
+        checkpoint,
+        restart,
+        heartbeat_interval: raw
+            .heartbeat
+            .interval
+            .map_or(HEARTBEAT_INTERVAL_DEFAULT, |d| d.0),
+        heartbeat_timeout: raw
+            .heartbeat
+            .timeout
+            .map_or(HEARTBEAT_TIMEOUT_DEFAULT, |d| d.0),
+        buffer_timeout: raw
+            .execution
+            .buffer_timeout
+            .map_or(BUFFER_TIMEOUT_DEFAULT, |d| d.0),
+        deadline: raw.simulation.deadline.map_or(DEADLINE_DEFAULT, |d| d.0),
+        faults: FaultPlan::default(),
+    };
+    if let Some(max_parallelism) = scenario.max_parallelism {
+        if max_parallelism < parallelism.max(source_parallelism)
+            || max_parallelism > crate::limits::MAX_PARALLELISM_UPPER_BOUND
+        {
+            return context.error(format!("pipeline.max-parallelism: {max_parallelism} must be at least the parallelism and at most {}", crate::limits::MAX_PARALLELISM_UPPER_BOUND));
+        }
+    }
+    if scenario.heartbeat_timeout <= scenario.heartbeat_interval {
+        return context
+            .error("heartbeat.timeout: must be longer than heartbeat.interval".to_string());
+    }
+    if raw.faults.len() > FAULTS_MAX {
+        return context.error(format!(
+            "faults: {} faults exceed the limit of {FAULTS_MAX}",
+            raw.faults.len()
+        ));
+    }
+    let graph = scenario.graph();
+    for entry in &raw.faults {
+        let fault = fault(&context, entry, &scenario, &graph)?;
+        scenario.faults.faults.push(fault);
+    }
+    Ok(scenario)
+}
+
+fn workload(context: &Context<'_>, raw: &WorkloadSection) -> Result<Workload, ScenarioError> {
+    let kind = match (&raw.text, raw.records, raw.keys) {
+        (Some(text), None, None) => WorkloadKind::Text(text.clone()),
+        (None, Some(records), Some(keys)) => {
+            if records > WORKLOAD_RECORDS_MAX || keys == 0 {
+                return context.error(format!(
+                    "workload: records must be at most {WORKLOAD_RECORDS_MAX} and keys at least 1"
+                ));
+            }
+            WorkloadKind::Generated {
+                records,
+                keys,
+                seed: raw.seed.unwrap_or(0),
+            }
+        }
+        _ => {
+            return context
+                .error("workload: give either `text`, or `records` and `keys`".to_string())
+        }
+    };
+    if raw.partitions == 0 || raw.partitions > 1024 {
+        return context.error(format!(
+            "workload.partitions: {} is outside 1..=1024",
+            raw.partitions
+        ));
+    }
+    Ok(Workload {
+        kind,
+        partitions: raw.partitions,
+        records_per_second: raw.records_per_second,
+    })
+}
+
+fn checkpoint_config(
+    context: &Context<'_>,
+    raw: &CheckpointingSection,
+) -> Result<CheckpointConfig, ScenarioError> {
+    if let Some(mode) = &raw.mode {
+        if mode.get_ref() != "EXACTLY_ONCE" {
+            return context.error_at(mode.span(), format!("execution.checkpointing.mode: `{}` is not supported by this build (EXACTLY_ONCE is)", mode.get_ref()));
+        }
+    }
+    let defaults = CheckpointConfig::default();
+    let config = CheckpointConfig {
+        interval: raw.interval.map(|d| d.0),
+        timeout: raw.timeout.map_or(defaults.timeout, |d| d.0),
+        min_pause: raw.min_pause.map_or(defaults.min_pause, |d| d.0),
+        max_concurrent: raw
+            .max_concurrent_checkpoints
+            .unwrap_or(defaults.max_concurrent),
+        tolerable_failures: raw
+            .tolerable_failed_checkpoints
+            .unwrap_or(defaults.tolerable_failures),
+        retained: raw.num_retained.unwrap_or(defaults.retained),
+    };
+    match config.validate() {
+        Ok(()) => Ok(config),
+        Err(message) => context.error(message),
+    }
+}
+
+fn restart_strategy(
+    context: &Context<'_>,
+    raw: Option<&RestartSection>,
+    checkpointing: bool,
+) -> Result<RestartStrategyConfig, ScenarioError> {
+    let Some(raw) = raw else {
+        // Flink's classic default: fixed-delay without limit with checkpointing, none without.
+        return Ok(if checkpointing {
+            RestartStrategyConfig::FixedDelay {
+                attempts: i32::MAX as u32,
+                delay: Duration::from_secs(1),
+            }
+        } else {
+            RestartStrategyConfig::None
+        });
+    };
+    match (raw.kind.get_ref().as_str(), &raw.fixed_delay) {
+        ("none", _) => Ok(RestartStrategyConfig::None),
+        ("fixed-delay", Some(fixed)) => Ok(RestartStrategyConfig::FixedDelay { attempts: fixed.attempts, delay: fixed.delay.0 }),
+        ("fixed-delay", None) => context.error_at(raw.kind.span(), "restart-strategy.fixed-delay: section missing (attempts, delay)".to_string()),
+        (other, _) => context.error_at(raw.kind.span(), format!("restart-strategy.type: `{other}` is not supported by this build (none, fixed-delay are)")),
+    }
+}
+
+fn fault(
+    context: &Context<'_>,
+    entry: &Spanned<FaultEntry>,
+    scenario: &Scenario,
+    graph: &crate::graph::execution_graph::ExecutionGraph,
+) -> Result<Fault, ScenarioError> {
+    let span = entry.span();
+    let raw = entry.get_ref();
+    let fail =
+        |message: String| context.error_at::<Fault>(span.clone(), format!("faults: {message}"));
+    let trigger = match (raw.at, raw.after_checkpoint, &raw.on_record) {
+        (Some(at), None, None) => FaultTrigger::At(Instant(at.0 .0)),
+        (None, Some(n), None) => FaultTrigger::AfterCheckpoint(n),
+        (None, None, Some(on_record)) => {
+            let subtask =
+                SubtaskRef::parse(&on_record.subtask).and_then(|s| s.resolve(graph).map(|_| s));
+            match subtask {
+                Ok(subtask) if on_record.count > 0 => FaultTrigger::OnRecord {
+                    subtask,
+                    count: on_record.count,
+                },
+                Ok(_) => return fail("on-record.count: records count from 1".to_string()),
+                Err(message) => return fail(format!("on-record.subtask: {message}")),
+            }
+        }
+        _ => return fail("give exactly one of `at`, `after-checkpoint`, `on-record`".to_string()),
+    };
+    let action = match raw.kind.as_str() {
+        "kill-taskmanager" => match raw.taskmanager {
+            Some(n) if n >= 1 && n <= scenario.taskmanagers => FaultAction::KillTaskManager { taskmanager: n, restart_after: raw.restart_after.map(|d| d.0) },
+            Some(n) => return fail(format!("taskmanager: {n} is not in 1..={}", scenario.taskmanagers)),
+            None => return fail("kill-taskmanager needs `taskmanager`".to_string()),
+        },
+        "clog-link" => match (&raw.from, &raw.to, raw.duration) {
+            (Some(from), Some(to), Some(duration)) => {
+                for node in [from, to] {
+                    if !node_exists(node, scenario.taskmanagers) {
+                        return fail(format!("no node `{node}` (jobmanager, broker, blobstore, taskmanager-1..={})", scenario.taskmanagers));
+                    }
+                }
+                FaultAction::ClogLink { from: from.clone(), to: to.clone(), duration: duration.0 }
+            }
+            _ => return fail("clog-link needs `from`, `to` and `duration`".to_string()),
+        },
+        "slow-operator" => match (&raw.operator, raw.per_record) {
+            (Some(uid), Some(per_record)) if graph.job.operators.iter().any(|o| &o.uid == uid) => FaultAction::SlowOperator { uid: uid.clone(), per_record: per_record.0, duration: raw.duration.map(|d| d.0) },
+            (Some(uid), Some(_)) => return fail(format!("operator: no operator with uid `{uid}`")),
+            _ => return fail("slow-operator needs `operator` and `per-record`".to_string()),
+        },
+        "fail-task" => match raw.subtask.as_deref().map(|s| SubtaskRef::parse(s).and_then(|r| r.resolve(graph).map(|_| r))) {
+            Some(Ok(subtask)) => FaultAction::FailTask { subtask },
+            Some(Err(message)) => return fail(format!("subtask: {message}")),
+            None => return fail("fail-task needs `subtask`".to_string()),
+        },
+        other => return fail(format!("kind: `{other}` is not a fault (kill-taskmanager, clog-link, slow-operator, fail-task)")),
+    };
+    Ok(Fault { action, trigger })
+}
+
+fn node_exists(name: &str, taskmanagers: u32) -> bool {
+    match name {
+        "jobmanager" | "broker" | "blobstore" => true,
+        _ => name
+            .strip_prefix("taskmanager-")
+            .and_then(|n| n.parse::<u32>().ok())
+            .is_some_and(|n| n >= 1 && n <= taskmanagers),
+    }
+}
+
+/// Writes a scenario back as TOML (for regression files), in the layout `parse` reads.
+pub fn render_toml(scenario: &Scenario) -> String {
+    let mut text = String::new();
+    let _ = writeln!(text, "name = {:?}", scenario.name);
+    let _ = writeln!(text, "description = {:?}", scenario.description);
+    let _ = writeln!(text, "seed = {}", scenario.seed);
+    let _ = writeln!(
+        text,
+        "expect = {:?}\n",
+        if scenario.expect == Expectation::Pass {
+            "pass"
+        } else {
+            "fail"
+        }
+    );
+    let _ = writeln!(
+        text,
+        "[job]\nname = {:?}\nparallelism = {}\nsource-parallelism = {}\n",
+        scenario.job_name, scenario.parallelism, scenario.source_parallelism
+    );
+    let _ = writeln!(text, "[workload]");
+    match &scenario.workload.kind {
+        WorkloadKind::Text(words) => {
+            let _ = writeln!(text, "text = {words:?}");
+        }
+        WorkloadKind::Generated {
+            records,
+            keys,
+            seed,
+        } => {
+            let _ = writeln!(text, "records = {records}\nkeys = {keys}\nseed = {seed}");
+        }
+    }
+    let _ = writeln!(
+        text,
+        "partitions = {}\nrecords-per-second = {}\n",
+        scenario.workload.partitions, scenario.workload.records_per_second
+    );
+    let _ = writeln!(
+        text,
+        "[cluster]\ntaskmanagers = {}\nnumberOfTaskSlots = {}\n",
+        scenario.taskmanagers, scenario.slots_per_taskmanager
+    );
+    let _ = writeln!(
+        text,
+        "[execution]\nbuffer-timeout = \"{}\"\n",
+        scenario.buffer_timeout
+    );
+    let config = &scenario.checkpoint;
+    let _ = writeln!(text, "[execution.checkpointing]");
+    if let Some(interval) = config.interval {
+        let _ = writeln!(text, "interval = \"{interval}\"");
+    }
+    let _ = writeln!(text, "timeout = \"{}\"\nmin-pause = \"{}\"\nmax-concurrent-checkpoints = {}\ntolerable-failed-checkpoints = {}\n", config.timeout, config.min_pause, config.max_concurrent, config.tolerable_failures);
+    match scenario.restart {
+        RestartStrategyConfig::None => {
+            let _ = writeln!(text, "[restart-strategy]\ntype = \"none\"\n");
+        }
+        RestartStrategyConfig::FixedDelay { attempts, delay } => {
+            let _ = writeln!(text, "[restart-strategy]\ntype = \"fixed-delay\"\n\n[restart-strategy.fixed-delay]\nattempts = {attempts}\ndelay = \"{delay}\"\n");
+        }
+    }
+    let _ = writeln!(
+        text,
+        "[heartbeat]\ninterval = \"{}\"\ntimeout = \"{}\"\n",
+        scenario.heartbeat_interval, scenario.heartbeat_timeout
+    );
+    let _ = writeln!(text, "[simulation]\ndeadline = \"{}\"", scenario.deadline);
+    for fault in &scenario.faults.faults {
+        let _ = writeln!(text, "\n[[faults]]");
+        render_fault(&mut text, fault);
+    }
+    text
+}
+
+fn render_fault(text: &mut String, fault: &Fault) {
+    match &fault.action {
+        FaultAction::KillTaskManager {
+            taskmanager,
+            restart_after,
+        } => {
+            let _ = writeln!(
+                text,
+                "kind = \"kill-taskmanager\"\ntaskmanager = {taskmanager}"
+            );
+            if let Some(delay) = restart_after {
+                let _ = writeln!(text, "restart-after = \"{delay}\"");
+            }
+        }
+        FaultAction::ClogLink { from, to, duration } => {
+            let _ = writeln!(
+                text,
+                "kind = \"clog-link\"\nfrom = {from:?}\nto = {to:?}\nduration = \"{duration}\""
+            );
+        }
+        FaultAction::SlowOperator {
+            uid,
+            per_record,
+            duration,
+        } => {
+            let _ = writeln!(
+                text,
+                "kind = \"slow-operator\"\noperator = {uid:?}\nper-record = \"{per_record}\""
+            );
+            if let Some(duration) = duration {
+                let _ = writeln!(text, "duration = \"{duration}\"");
+            }
+        }
+        FaultAction::FailTask { subtask } => {
+            let _ = writeln!(text, "kind = \"fail-task\"\nsubtask = \"{subtask}\"");
+        }
+    }
+    match &fault.trigger {
+        FaultTrigger::At(at) => {
+            let _ = writeln!(text, "at = \"{}us\"", at.0 / 1000);
+        }
+        FaultTrigger::AfterCheckpoint(n) => {
+            let _ = writeln!(text, "after-checkpoint = {n}");
+        }
+        FaultTrigger::OnRecord { subtask, count } => {
+            let _ = writeln!(
+                text,
+                "on-record = {{ subtask = \"{subtask}\", count = {count} }}"
+            );
+        }
+    }
+}

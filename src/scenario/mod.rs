@@ -1,0 +1,127 @@
+//! Scenario files: TOML, with Flink's option names where one exists (`[execution.checkpointing]
+//! interval`, `[restart-strategy.fixed-delay] attempts`, `[heartbeat] timeout`, ...). A bad file
+//! fails with an error naming the file, the line and the field.
+
+mod file;
+
+use crate::api::job::Job;
+use crate::api::jobs;
+use crate::checkpoint::coordinator::CheckpointConfig;
+use crate::graph::execution_graph::ExecutionGraph;
+use crate::runtime::restart::RestartStrategyConfig;
+use crate::sim::faults::FaultPlan;
+use crate::sim::workload::Workload;
+use crate::time::Duration;
+use std::fmt;
+
+pub use file::render_toml;
+
+/// What a scenario's check verdict is expected to be (`expect = "pass"` or `"fail"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expectation {
+    /// The checker passes.
+    Pass,
+    /// The checker fails (a scenario that proves the checker can fail).
+    Fail,
+}
+
+/// A scenario, loaded and checked.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// Its name.
+    pub name: String,
+    /// What it shows.
+    pub description: String,
+    /// The seed used when none is given on the command line.
+    pub seed: u64,
+    /// The expected verdict.
+    pub expect: Expectation,
+    /// The built-in job's name.
+    pub job_name: String,
+    /// Parallelism of the source (and what chains to it).
+    pub source_parallelism: u32,
+    /// `parallelism.default`: parallelism of the other operators.
+    pub parallelism: u32,
+    /// `pipeline.max-parallelism`, if set.
+    pub max_parallelism: Option<u32>,
+    /// The input.
+    pub workload: Workload,
+    /// Task managers in the cluster.
+    pub taskmanagers: u32,
+    /// `taskmanager.numberOfTaskSlots`.
+    pub slots_per_taskmanager: u32,
+    /// `execution.checkpointing.*`.
+    pub checkpoint: CheckpointConfig,
+    /// `restart-strategy.*`.
+    pub restart: RestartStrategyConfig,
+    /// `heartbeat.interval`.
+    pub heartbeat_interval: Duration,
+    /// `heartbeat.timeout`.
+    pub heartbeat_timeout: Duration,
+    /// `execution.buffer-timeout`.
+    pub buffer_timeout: Duration,
+    /// Simulated time by which the job must have ended, or the run is stuck.
+    pub deadline: Duration,
+    /// The faults.
+    pub faults: FaultPlan,
+}
+
+/// Why a scenario could not be loaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScenarioError {
+    /// The file.
+    pub file: String,
+    /// The line, from 1, if known.
+    pub line: Option<usize>,
+    /// What is wrong, naming the field.
+    pub message: String,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.file, line, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+impl Scenario {
+    /// Loads a scenario file.
+    pub fn load(path: &std::path::Path) -> Result<Scenario, ScenarioError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+            file: file.clone(),
+            line: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Scenario::parse(&file, &text)
+    }
+
+    /// Parses scenario text; `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
+        file::parse(file, text)
+    }
+
+    /// The job the scenario runs.
+    pub fn job(&self) -> Job {
+        let mut job = jobs::by_name(&self.job_name, self.source_parallelism, self.parallelism)
+            .expect("the loader checked the job name");
+        if let Some(max_parallelism) = self.max_parallelism {
+            job.max_parallelism = max_parallelism;
+        }
+        job
+    }
+
+    /// The job's physical plan.
+    pub fn graph(&self) -> ExecutionGraph {
+        ExecutionGraph::build(&self.job())
+    }
+
+    /// Whether checkpointing is enabled.
+    pub fn checkpointing(&self) -> bool {
+        self.checkpoint.interval.is_some()
+    }
+}

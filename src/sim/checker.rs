@@ -1,0 +1,300 @@
+//! The checker: compares a faulty run with the failure-free run of the same job and with the
+//! reference evaluation, as DESIGN §9 lays out for exactly-once. Each check says what it
+//! proved or where the first difference is.
+
+use crate::api::job::Job;
+use crate::api::value::Value;
+use crate::runtime::operator_chain::OperatorChain;
+use crate::sim::cluster::RunResult;
+use crate::sim::observer::JobOutcome;
+use crate::sim::oracle::{evaluate, ReferenceResult};
+use crate::state::key_group::KeyGroupRange;
+use crate::state::snapshot::{LogicalKeyedState, OperatorSnapshot, StateEntry};
+use std::collections::BTreeMap;
+
+/// One check's result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckResult {
+    /// What was checked.
+    pub name: String,
+    /// Whether it held.
+    pub passed: bool,
+    /// What it proved, or the first difference.
+    pub detail: String,
+}
+
+/// All checks of a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// Each check.
+    pub checks: Vec<CheckResult>,
+}
+
+impl Verdict {
+    /// Whether every check held.
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.passed)
+    }
+
+    /// The first failed check.
+    pub fn first_failure(&self) -> Option<&CheckResult> {
+        self.checks.iter().find(|c| !c.passed)
+    }
+}
+
+fn check(name: &str, result: Result<String, String>) -> CheckResult {
+    match result {
+        Ok(detail) => CheckResult {
+            name: name.to_string(),
+            passed: true,
+            detail,
+        },
+        Err(detail) => CheckResult {
+            name: name.to_string(),
+            passed: false,
+            detail,
+        },
+    }
+}
+
+/// Checks the faulty run against the failure-free run and the reference evaluation.
+pub fn check_exactly_once(
+    job: &Job,
+    input: &[Vec<Value>],
+    faulty: &RunResult,
+    oracle: &RunResult,
+) -> Verdict {
+    let reference = evaluate(job, input, None).expect("the full input is a valid prefix");
+    let describer = StateDescriber::new(job);
+    let checks = vec![
+        check("job finished", job_finished(faulty)),
+        check(
+            "oracle run agrees with the reference",
+            oracle_agrees(oracle, &reference, &describer),
+        ),
+        check(
+            "final keyed state equals the oracle's",
+            compare_keyed(
+                "final state",
+                &reference.keyed,
+                &faulty.final_state,
+                &describer,
+            )
+            .map(|keys| format!("{keys} keys equal")),
+        ),
+        check(
+            "every completed checkpoint is a consistent cut",
+            consistent_cuts(job, input, faulty, &describer),
+        ),
+        check(
+            "sink saw every oracle record",
+            sink_covers(&reference.sink, &faulty.sink_output),
+        ),
+    ];
+    Verdict { checks }
+}
+
+fn job_finished(run: &RunResult) -> Result<String, String> {
+    match &run.outcome {
+        Some((at, JobOutcome::Finished)) => Ok(format!(
+            "finished at {at} after {} restart(s)",
+            run.restarts
+        )),
+        Some((at, JobOutcome::Failed(reason))) => Err(format!("the job failed at {at}: {reason}")),
+        None => Err("the job had not finished by the deadline (stuck)".to_string()),
+    }
+}
+
+fn oracle_agrees(
+    oracle: &RunResult,
+    reference: &ReferenceResult,
+    describer: &StateDescriber,
+) -> Result<String, String> {
+    job_finished(oracle).map_err(|e| format!("failure-free run: {e}"))?;
+    compare_keyed(
+        "failure-free run",
+        &reference.keyed,
+        &oracle.final_state,
+        describer,
+    )?;
+    let expected = multiset(&reference.sink);
+    let actual = multiset(&oracle.sink_output);
+    if expected != actual {
+        return Err(format!(
+            "failure-free run: sink wrote {} records, the reference {}",
+            oracle.sink_output.len(),
+            reference.sink.len()
+        ));
+    }
+    Ok(format!(
+        "{} sink records and all keyed state equal",
+        reference.sink.len()
+    ))
+}
+
+fn consistent_cuts(
+    job: &Job,
+    input: &[Vec<Value>],
+    faulty: &RunResult,
+    describer: &StateDescriber,
+) -> Result<String, String> {
+    let source_uid = &job.operators[0].uid;
+    for observed in &faulty.checkpoints {
+        let checkpoint_id = observed.checkpoint.checkpoint_id;
+        let mut offsets: BTreeMap<u32, u64> = BTreeMap::new();
+        let mut keyed: BTreeMap<String, LogicalKeyedState> = BTreeMap::new();
+        for (subtask, state) in &observed.task_states {
+            let state = state
+                .as_ref()
+                .map_err(|e| format!("checkpoint {checkpoint_id}: {subtask}: {e}"))?;
+            for (uid, operator) in &state.operators {
+                match operator {
+                    OperatorSnapshot::Source(source) if uid == source_uid => {
+                        offsets.extend(source.next_offsets.iter().map(|(p, o)| (*p, *o)))
+                    }
+                    OperatorSnapshot::Source(_) => {
+                        return Err(format!(
+                            "checkpoint {checkpoint_id}: source state under uid `{uid}`"
+                        ))
+                    }
+                    OperatorSnapshot::Keyed(snapshot) => {
+                        snapshot.merge_into(keyed.entry(uid.clone()).or_default())
+                    }
+                }
+            }
+        }
+        let expected = evaluate(job, input, Some(&offsets))
+            .map_err(|e| format!("checkpoint {checkpoint_id}: {e}"))?;
+        compare_keyed(
+            &format!("checkpoint {checkpoint_id} (offsets {offsets:?})"),
+            &expected.keyed,
+            &keyed,
+            describer,
+        )?;
+    }
+    Ok(format!(
+        "{} checkpoint(s) equal the reference over their source offsets",
+        faulty.checkpoints.len()
+    ))
+}
+
+fn multiset(values: &[Value]) -> BTreeMap<&Value, u64> {
+    let mut counts = BTreeMap::new();
+    for value in values {
+        *counts.entry(value).or_insert(0) += 1;
+    }
+    counts
+}
+
+fn sink_covers(expected: &[Value], actual: &[Value]) -> Result<String, String> {
+    let wanted = multiset(expected);
+    let got = multiset(actual);
+    for (value, count) in &wanted {
+        let seen = got.get(value).copied().unwrap_or(0);
+        if seen < *count {
+            return Err(format!(
+                "record {value} expected {count} time(s), the sink wrote it {seen} time(s)"
+            ));
+        }
+    }
+    for value in got.keys() {
+        if !wanted.contains_key(value) {
+            return Err(format!(
+                "the sink wrote {value}, which the oracle never produced"
+            ));
+        }
+    }
+    let duplicates = actual.len() - expected.len();
+    Ok(format!("all {} records present; {duplicates} duplicate(s) (the plain sink repeats after a restore)", expected.len()))
+}
+
+/// Compares keyed state per operator; returns the number of keys compared.
+fn compare_keyed(
+    what: &str,
+    expected: &BTreeMap<String, LogicalKeyedState>,
+    actual: &BTreeMap<String, LogicalKeyedState>,
+    describer: &StateDescriber,
+) -> Result<usize, String> {
+    let mut keys = 0;
+    for (uid, expected_state) in expected {
+        let empty = LogicalKeyedState::new();
+        let actual_state = actual.get(uid).unwrap_or(&empty);
+        let all_keys: std::collections::BTreeSet<&String> =
+            expected_state.keys().chain(actual_state.keys()).collect();
+        for key in all_keys {
+            let (wanted, got) = (expected_state.get(key), actual_state.get(key));
+            if wanted != got {
+                return Err(format!(
+                    "{what}: operator `{uid}` key `{key}`: expected {}, got {}",
+                    describer.describe(uid, wanted),
+                    describer.describe(uid, got)
+                ));
+            }
+            keys += 1;
+        }
+    }
+    Ok(keys)
+}
+
+/// Renders state entries with the job's own `describe_state`.
+pub struct StateDescriber {
+    chain: OperatorChain,
+}
+
+impl StateDescriber {
+    /// A describer for `job`'s keyed operators.
+    pub fn new(job: &Job) -> StateDescriber {
+        let whole = KeyGroupRange {
+            start: 0,
+            end: job.max_parallelism - 1,
+        };
+        StateDescriber {
+            chain: OperatorChain::new(job, 0..job.operators.len(), whole),
+        }
+    }
+
+    /// One key's states, e.g. `{count=3}`, or `nothing`.
+    pub fn describe(&self, uid: &str, entries: Option<&BTreeMap<String, StateEntry>>) -> String {
+        let Some(entries) = entries else {
+            return "nothing".to_string();
+        };
+        let parts: Vec<String> = entries
+            .iter()
+            .map(|(name, entry)| match entry {
+                StateEntry::Value(bytes) => format!(
+                    "{name}={}",
+                    self.chain
+                        .describe_state(uid, name, bytes)
+                        .unwrap_or_default()
+                ),
+                other => format!("{name}=<{} state>", other.kind_name()),
+            })
+            .collect();
+        format!("{{{}}}", parts.join(", "))
+    }
+
+    /// A keyed state view as `key→value` pairs, for reports.
+    pub fn describe_all(&self, uid: &str, state: &LogicalKeyedState, limit: usize) -> String {
+        let mut parts: Vec<String> = state
+            .iter()
+            .take(limit)
+            .map(|(key, entries)| {
+                let values: Vec<String> = entries
+                    .iter()
+                    .map(|(name, entry)| match entry {
+                        StateEntry::Value(bytes) => self
+                            .chain
+                            .describe_state(uid, name, bytes)
+                            .unwrap_or_default(),
+                        other => format!("<{} state>", other.kind_name()),
+                    })
+                    .collect();
+                format!("{key}→{}", values.join("/"))
+            })
+            .collect();
+        if state.len() > limit {
+            parts.push(format!("… ({} keys in all)", state.len()));
+        }
+        parts.join(" ")
+    }
+}

@@ -1,0 +1,376 @@
+//! One simulated run: a madsim runtime built from the seed, the cluster's nodes, the fault
+//! injector, and what the checker needs collected at the end.
+
+use crate::api::jobs::{INPUT_TOPIC, OUTPUT_TOPIC};
+use crate::api::value::Value;
+use crate::connectors::blobstore::run_blobstore;
+use crate::connectors::broker::{run_broker, BrokerStorage};
+use crate::graph::execution_graph::ExecutionGraph;
+use crate::ids::TaskManagerId;
+use crate::runtime::jobmanager::{run_jobmanager, JobManagerSetup};
+use crate::runtime::rpc::CONTROL_PORT;
+use crate::runtime::sim_time;
+use crate::runtime::task::{Services, TaskConfig};
+use crate::runtime::taskmanager::{run_taskmanager, TaskManagerSetup};
+use crate::scenario::Scenario;
+use crate::sim::disk::Disk;
+use crate::sim::faults::{FaultAction, FaultTrigger};
+use crate::sim::observer::{JobOutcome, ObservedCheckpoint, Observer, Signal, SlowWindow};
+use crate::sim::trace::trace_hash;
+use crate::state::snapshot::LogicalKeyedState;
+use crate::time::{Duration, Instant};
+use futures::channel::mpsc::{unbounded, UnboundedReceiver};
+use futures::{FutureExt, StreamExt};
+use madsim::runtime::Handle;
+use madsim::task::NodeId;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+/// Kafka's default `auto.commit.interval.ms`.
+const AUTO_COMMIT_INTERVAL: Duration = Duration::from_secs(5);
+/// Wait for an RPC answer inside the cluster.
+const RPC_TIMEOUT: Duration = Duration::from_secs(2);
+/// A deployment whose tasks are not all running by then fails over.
+const DEPLOY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Everything a run leaves for the checker and the report.
+#[derive(Clone, Debug)]
+pub struct RunResult {
+    /// The seed.
+    pub seed: u64,
+    /// Whether faults were injected.
+    pub with_faults: bool,
+    /// How the job ended and when; `None` if it was still running at the deadline.
+    pub outcome: Option<(Instant, JobOutcome)>,
+    /// Completed checkpoints with their decoded state.
+    pub checkpoints: Vec<ObservedCheckpoint>,
+    /// Final keyed state per operator uid (of the attempt that finished).
+    pub final_state: BTreeMap<String, LogicalKeyedState>,
+    /// What the sink wrote, partition by partition.
+    pub sink_output: Vec<Value>,
+    /// Failures that caused a failover.
+    pub failures: Vec<(Instant, String)>,
+    /// Restarts.
+    pub restarts: u32,
+    /// The trace.
+    pub trace: Vec<String>,
+    /// Its hash.
+    pub trace_hash: u64,
+}
+
+fn ip(a: u8, b: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, a, b))
+}
+
+fn services() -> Services {
+    Services {
+        jobmanager: SocketAddr::new(ip(0, 1), CONTROL_PORT),
+        broker: SocketAddr::new(ip(0, 2), CONTROL_PORT),
+        blobstore: SocketAddr::new(ip(0, 3), CONTROL_PORT),
+    }
+}
+
+/// Runs `scenario` under `seed`, with its faults or without (the oracle run).
+pub fn simulate(scenario: &Scenario, seed: u64, with_faults: bool) -> RunResult {
+    let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+    let scenario = scenario.clone();
+    runtime.block_on(async move { run_cluster(scenario, seed, with_faults).await })
+}
+
+async fn run_cluster(scenario: Scenario, seed: u64, with_faults: bool) -> RunResult {
+    let graph = Arc::new(scenario.graph());
+    let broker_storage = load_input(&scenario);
+    let blob_disk = Disk::new();
+    let (signal_sender, signals) = unbounded();
+    let observer = Observer::new(blob_disk.clone(), signal_sender);
+    observer.trace(
+        "harness",
+        format!(
+            "seed {seed}, scenario `{}`, faults {}",
+            scenario.name,
+            if with_faults { "on" } else { "off" }
+        ),
+    );
+    let nodes = start_nodes(
+        &scenario,
+        graph.clone(),
+        &broker_storage,
+        &blob_disk,
+        &observer,
+    );
+    let plan = if with_faults {
+        scenario.faults.clone()
+    } else {
+        Default::default()
+    };
+    for (index, fault) in plan.faults.iter().enumerate() {
+        if let FaultTrigger::OnRecord { subtask, count } = &fault.trigger {
+            observer.arm_record_trigger(
+                subtask.resolve(&graph).expect("the loader resolved it"),
+                *count,
+                index,
+            );
+        }
+    }
+    let injector = Injector {
+        graph: graph.clone(),
+        plan,
+        nodes,
+        observer: observer.clone(),
+        done: Vec::new(),
+    };
+    injector.run(signals, Instant(scenario.deadline.0)).await;
+    collect(seed, with_faults, &observer, &broker_storage, &graph)
+}
+
+fn load_input(scenario: &Scenario) -> BrokerStorage {
+    let storage = BrokerStorage::default();
+    let partitions = scenario.workload.generate();
+    storage.create_topic(INPUT_TOPIC, partitions.len() as u32);
+    for (partition, records) in partitions.iter().enumerate() {
+        let encoded = records.iter().map(crate::codec::encode_message).collect();
+        storage
+            .append(INPUT_TOPIC, partition as u32, encoded)
+            .expect("topic just created");
+    }
+    let sink_parallelism = scenario.job().operators.last().expect("a sink").parallelism;
+    storage.create_topic(OUTPUT_TOPIC, sink_parallelism);
+    storage
+}
+
+/// Node ids by name.
+struct Nodes {
+    by_name: BTreeMap<String, NodeId>,
+}
+
+fn start_nodes(
+    scenario: &Scenario,
+    graph: Arc<ExecutionGraph>,
+    broker: &BrokerStorage,
+    blob_disk: &Disk,
+    observer: &Observer,
+) -> Nodes {
+    let handle = Handle::current();
+    let mut by_name = BTreeMap::new();
+    let storage = broker.clone();
+    let node = handle
+        .create_node()
+        .name("broker")
+        .ip(ip(0, 2))
+        .init(move || run_broker(storage.clone()))
+        .build();
+    by_name.insert("broker".to_string(), node.id());
+    let disk = blob_disk.clone();
+    let node = handle
+        .create_node()
+        .name("blobstore")
+        .ip(ip(0, 3))
+        .init(move || run_blobstore(disk.clone()))
+        .build();
+    by_name.insert("blobstore".to_string(), node.id());
+    let jobmanager = JobManagerSetup {
+        graph: graph.clone(),
+        checkpoint: scenario.checkpoint.clone(),
+        restart: scenario.restart.clone(),
+        heartbeat_interval: scenario.heartbeat_interval,
+        heartbeat_timeout: scenario.heartbeat_timeout,
+        deploy_timeout: DEPLOY_TIMEOUT,
+        rpc_timeout: RPC_TIMEOUT,
+        services: services(),
+        observer: observer.clone(),
+    };
+    let node = handle
+        .create_node()
+        .name("jobmanager")
+        .ip(ip(0, 1))
+        .init(move || run_jobmanager(jobmanager.clone()))
+        .build();
+    by_name.insert("jobmanager".to_string(), node.id());
+    let task_config = TaskConfig {
+        buffer_timeout: scenario.buffer_timeout,
+        source_records_per_second: scenario.workload.records_per_second,
+        checkpointing: scenario.checkpointing(),
+        auto_commit_interval: AUTO_COMMIT_INTERVAL,
+        rpc_timeout: RPC_TIMEOUT,
+    };
+    for index in 1..=scenario.taskmanagers {
+        let setup = TaskManagerSetup {
+            taskmanager: TaskManagerId(index),
+            slots: scenario.slots_per_taskmanager,
+            address: ip(1, index as u8),
+            graph: graph.clone(),
+            services: services(),
+            task_config: task_config.clone(),
+            heartbeat_interval: scenario.heartbeat_interval,
+            observer: observer.clone(),
+        };
+        let name = TaskManagerId(index).to_string();
+        let node = handle
+            .create_node()
+            .name(&name)
+            .ip(ip(1, index as u8))
+            .init(move || run_taskmanager(setup.clone()))
+            .build();
+        by_name.insert(name, node.id());
+    }
+    Nodes { by_name }
+}
+
+struct Injector {
+    graph: Arc<ExecutionGraph>,
+    plan: crate::sim::faults::FaultPlan,
+    nodes: Nodes,
+    observer: Observer,
+    done: Vec<bool>,
+}
+
+impl Injector {
+    /// Injects the plan's faults until the job ends or the deadline passes.
+    async fn run(mut self, mut signals: UnboundedReceiver<Signal>, deadline: Instant) {
+        self.done = vec![false; self.plan.faults.len()];
+        loop {
+            let next_timed = self.next_timed();
+            let wake = next_timed.map_or(deadline, |(_, at)| at.min(deadline));
+            futures::select_biased! {
+                signal = signals.next() => match signal {
+                    Some(Signal::JobTerminated) | None => return,
+                    Some(Signal::CheckpointCompleted(checkpoint_id)) => self.on_checkpoint(checkpoint_id.0),
+                    Some(Signal::RecordTriggerFired(index)) => self.fire(index),
+                },
+                _ = sim_time::sleep_until(wake).fuse() => {
+                    if sim_time::now() >= deadline {
+                        self.observer.trace("harness", "deadline passed: the job is stuck");
+                        return;
+                    }
+                    if let Some((index, _)) = next_timed {
+                        self.fire(index);
+                    }
+                }
+            }
+        }
+    }
+
+    fn next_timed(&self) -> Option<(usize, Instant)> {
+        self.plan
+            .faults
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| !self.done[*index])
+            .filter_map(|(index, fault)| match fault.trigger {
+                FaultTrigger::At(at) => Some((index, at)),
+                _ => None,
+            })
+            .min_by_key(|(index, at)| (*at, *index))
+    }
+
+    fn on_checkpoint(&mut self, checkpoint_id: u64) {
+        let due: Vec<usize> = self.plan.faults.iter().enumerate().filter(|(index, fault)| !self.done[*index] && matches!(fault.trigger, FaultTrigger::AfterCheckpoint(n) if checkpoint_id >= n)).map(|(index, _)| index).collect();
+        for index in due {
+            self.fire(index);
+        }
+    }
+
+    fn fire(&mut self, index: usize) {
+        if std::mem::replace(&mut self.done[index], true) {
+            return;
+        }
+        let fault = self.plan.faults[index].clone();
+        self.observer.trace(
+            "harness",
+            format!("fault {}: {} ({})", index + 1, fault.action, fault.trigger),
+        );
+        let handle = Handle::current();
+        match fault.action {
+            FaultAction::KillTaskManager {
+                taskmanager,
+                restart_after,
+            } => {
+                let node = self.nodes.by_name[&TaskManagerId(taskmanager).to_string()];
+                handle.kill(node);
+                if let Some(delay) = restart_after {
+                    let observer = self.observer.clone();
+                    madsim::task::spawn(async move {
+                        sim_time::sleep(delay).await;
+                        observer.trace("harness", format!("restart taskmanager-{taskmanager}"));
+                        Handle::current().restart(node);
+                    });
+                }
+            }
+            FaultAction::ClogLink { from, to, duration } => {
+                let (a, b) = (self.nodes.by_name[&from], self.nodes.by_name[&to]);
+                let net = madsim::net::NetSim::current();
+                net.clog_link(a, b);
+                net.clog_link(b, a);
+                let observer = self.observer.clone();
+                madsim::task::spawn(async move {
+                    sim_time::sleep(duration).await;
+                    let net = madsim::net::NetSim::current();
+                    net.unclog_link(a, b);
+                    net.unclog_link(b, a);
+                    observer.trace("harness", format!("unclog {from} <-> {to}"));
+                });
+            }
+            FaultAction::SlowOperator {
+                uid,
+                per_record,
+                duration,
+            } => {
+                let from = sim_time::now();
+                self.observer.add_slow_window(SlowWindow {
+                    uid,
+                    per_record,
+                    from,
+                    until: duration.map(|d| from.add(d)),
+                });
+            }
+            FaultAction::FailTask { subtask } => {
+                self.observer.request_task_failure(
+                    subtask
+                        .resolve(&self.graph)
+                        .expect("the loader resolved it"),
+                );
+            }
+        }
+    }
+}
+
+fn collect(
+    seed: u64,
+    with_faults: bool,
+    observer: &Observer,
+    broker: &BrokerStorage,
+    graph: &ExecutionGraph,
+) -> RunResult {
+    let outcome = observer.outcome();
+    let mut final_state: BTreeMap<String, LogicalKeyedState> = BTreeMap::new();
+    if let Some((_, JobOutcome::Finished, attempt)) = &outcome {
+        for keyed in observer.final_states(*attempt).values() {
+            for (uid, snapshot) in keyed {
+                snapshot.merge_into(final_state.entry(uid.clone()).or_default());
+            }
+        }
+    }
+    for uid in graph.keyed_operator_uids() {
+        final_state.entry(uid).or_default();
+    }
+    let sink_output = broker
+        .read_all(OUTPUT_TOPIC)
+        .into_iter()
+        .flatten()
+        .map(|bytes| crate::codec::decode_message::<Value>(&bytes).expect("the sink wrote values"))
+        .collect();
+    let trace = observer.trace_lines();
+    RunResult {
+        seed,
+        with_faults,
+        outcome: outcome.map(|(at, outcome, _)| (at, outcome)),
+        checkpoints: observer.checkpoints(),
+        final_state,
+        sink_output,
+        failures: observer.failures(),
+        restarts: observer.restarts(),
+        trace_hash: trace_hash(&trace),
+        trace,
+    }
+}

@@ -1,0 +1,194 @@
+//! The fault plan: which faults a run injects, and when. A plan is explicit (it is printed
+//! with every run and written with every failure), so it stays meaningful after code changes
+//! and shrinks by deleting faults.
+
+use crate::graph::execution_graph::ExecutionGraph;
+use crate::ids::SubtaskId;
+use crate::time::{Duration, Instant};
+use std::fmt;
+
+/// A subtask named the way users see it: operator uid and subtask index (`counter#0`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubtaskRef {
+    /// An operator uid; the subtask is the one running that operator's chain.
+    pub uid: String,
+    /// The subtask index.
+    pub index: u32,
+}
+
+impl SubtaskRef {
+    /// Parses `uid#index`.
+    pub fn parse(text: &str) -> Result<SubtaskRef, String> {
+        let (uid, index) = text
+            .rsplit_once('#')
+            .ok_or_else(|| format!("`{text}` is not `operator-uid#subtask-index`"))?;
+        let index = index
+            .parse()
+            .map_err(|_| format!("`{text}`: `{index}` is not a subtask index"))?;
+        Ok(SubtaskRef {
+            uid: uid.to_string(),
+            index,
+        })
+    }
+
+    /// The physical subtask, if the uid and index exist in `graph`.
+    pub fn resolve(&self, graph: &ExecutionGraph) -> Result<SubtaskId, String> {
+        let position = graph
+            .job
+            .operators
+            .iter()
+            .position(|o| o.uid == self.uid)
+            .ok_or_else(|| {
+                let uids: Vec<&str> = graph.job.operators.iter().map(|o| o.uid.as_str()).collect();
+                format!(
+                    "no operator with uid `{}` (the job has {})",
+                    self.uid,
+                    uids.join(", ")
+                )
+            })?;
+        let vertex = graph
+            .vertices
+            .iter()
+            .find(|v| v.operator_range.contains(&position))
+            .expect("every operator is in a vertex");
+        if self.index >= vertex.parallelism {
+            return Err(format!(
+                "`{self}`: operator `{}` has parallelism {}",
+                self.uid, vertex.parallelism
+            ));
+        }
+        Ok(SubtaskId {
+            vertex_id: vertex.vertex_id,
+            subtask_index: self.index,
+        })
+    }
+}
+
+impl fmt::Display for SubtaskRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}", self.uid, self.index)
+    }
+}
+
+/// When a fault happens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FaultTrigger {
+    /// At a simulated time.
+    At(Instant),
+    /// Right after the first checkpoint with this id or a higher one completes.
+    AfterCheckpoint(u64),
+    /// When the subtask begins its `count`-th record (counted over the whole run).
+    OnRecord {
+        /// The subtask.
+        subtask: SubtaskRef,
+        /// Which record, from 1.
+        count: u64,
+    },
+}
+
+/// What a fault does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FaultAction {
+    /// Kill `taskmanager-N`; restart it after a delay if given.
+    KillTaskManager {
+        /// N.
+        taskmanager: u32,
+        /// Delay before the node restarts; `None` keeps it dead.
+        restart_after: Option<Duration>,
+    },
+    /// Clog the link between two nodes, both directions, for a time.
+    ClogLink {
+        /// One node's name.
+        from: String,
+        /// The other node's name.
+        to: String,
+        /// How long.
+        duration: Duration,
+    },
+    /// Add processing time per record to an operator.
+    SlowOperator {
+        /// Its uid.
+        uid: String,
+        /// Time per record.
+        per_record: Duration,
+        /// How long; `None` for the rest of the run.
+        duration: Option<Duration>,
+    },
+    /// Make a subtask fail (an exception in user code) at its next record.
+    FailTask {
+        /// The subtask.
+        subtask: SubtaskRef,
+    },
+}
+
+/// One fault.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// What it does.
+    pub action: FaultAction,
+    /// When.
+    pub trigger: FaultTrigger,
+}
+
+/// Every fault of a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FaultPlan {
+    /// The faults, in the scenario's order.
+    pub faults: Vec<Fault>,
+}
+
+impl fmt::Display for FaultTrigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FaultTrigger::At(at) => write!(f, "at {at}"),
+            FaultTrigger::AfterCheckpoint(n) => write!(f, "after checkpoint {n} completes"),
+            FaultTrigger::OnRecord { subtask, count } => {
+                write!(f, "when {subtask} begins record {count}")
+            }
+        }
+    }
+}
+
+impl fmt::Display for FaultAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FaultAction::KillTaskManager {
+                taskmanager,
+                restart_after: Some(delay),
+            } => write!(
+                f,
+                "kill taskmanager-{taskmanager}, restart it {delay} later"
+            ),
+            FaultAction::KillTaskManager {
+                taskmanager,
+                restart_after: None,
+            } => write!(f, "kill taskmanager-{taskmanager} for good"),
+            FaultAction::ClogLink { from, to, duration } => {
+                write!(f, "clog {from} <-> {to} for {duration}")
+            }
+            FaultAction::SlowOperator {
+                uid,
+                per_record,
+                duration: Some(duration),
+            } => write!(f, "slow `{uid}` by {per_record}/record for {duration}"),
+            FaultAction::SlowOperator {
+                uid,
+                per_record,
+                duration: None,
+            } => write!(f, "slow `{uid}` by {per_record}/record"),
+            FaultAction::FailTask { subtask } => write!(f, "fail task {subtask}"),
+        }
+    }
+}
+
+impl fmt::Display for FaultPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.faults.is_empty() {
+            return writeln!(f, "  (no faults)");
+        }
+        for (index, fault) in self.faults.iter().enumerate() {
+            writeln!(f, "  {}. {} {}", index + 1, fault.action, fault.trigger)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,277 @@
+//! The harness's view into a run: the trace, fault triggers that depend on engine progress,
+//! and what the checker needs (completed checkpoints, final task state). Engine code reports
+//! here; it never reads anything back that changes its behaviour except injected faults.
+
+use crate::checkpoint::coordinator::CompletedCheckpoint;
+use crate::codec::{decode, FileKind};
+use crate::ids::{AttemptNumber, CheckpointId, SubtaskId};
+use crate::runtime::sim_time;
+use crate::sim::disk::Disk;
+use crate::state::snapshot::{KeyedStateSnapshot, TaskStateSnapshot};
+use crate::time::{Duration, Instant};
+use futures::channel::mpsc::UnboundedSender;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+/// What the injector and the harness are told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// A checkpoint completed.
+    CheckpointCompleted(CheckpointId),
+    /// The record trigger of fault `fault_index` fired.
+    RecordTriggerFired(usize),
+    /// The job reached a terminal status.
+    JobTerminated,
+}
+
+/// How the job ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// Every task finished.
+    Finished,
+    /// The restart strategy gave up.
+    Failed(String),
+}
+
+/// A checkpoint as the checker sees it: its metadata and every task's decoded state.
+#[derive(Clone, Debug)]
+pub struct ObservedCheckpoint {
+    /// The coordinator's record.
+    pub checkpoint: CompletedCheckpoint,
+    /// Each task's state file, decoded, or the error reading it.
+    pub task_states: BTreeMap<SubtaskId, Result<TaskStateSnapshot, String>>,
+}
+
+/// A slow-operator fault while it is in force.
+#[derive(Clone, Debug)]
+pub struct SlowWindow {
+    /// The operator uid slowed.
+    pub uid: String,
+    /// Processing time added per record.
+    pub per_record: Duration,
+    /// From when.
+    pub from: Instant,
+    /// Until when (exclusive); `None` for the rest of the run.
+    pub until: Option<Instant>,
+}
+
+#[derive(Clone, Debug)]
+struct RecordTrigger {
+    subtask: SubtaskId,
+    count: u64,
+    fault_index: usize,
+    fired: bool,
+}
+
+#[derive(Default)]
+struct ObserverState {
+    trace: Vec<String>,
+    records_begun: BTreeMap<SubtaskId, u64>,
+    record_triggers: Vec<RecordTrigger>,
+    fail_requests: BTreeSet<SubtaskId>,
+    slow_windows: Vec<SlowWindow>,
+    signals: Option<UnboundedSender<Signal>>,
+    checkpoints: Vec<ObservedCheckpoint>,
+    final_states: BTreeMap<(AttemptNumber, SubtaskId), BTreeMap<String, KeyedStateSnapshot>>,
+    failures: Vec<(Instant, String)>,
+    restarts: u32,
+    outcome: Option<(Instant, JobOutcome, AttemptNumber)>,
+}
+
+/// A handle to the run's observer; cheap to clone into every node.
+#[derive(Clone)]
+pub struct Observer {
+    state: Arc<Mutex<ObserverState>>,
+    blob_disk: Disk,
+}
+
+impl Observer {
+    /// An observer that reads checkpoint files from `blob_disk` and signals on `signals`.
+    pub fn new(blob_disk: Disk, signals: UnboundedSender<Signal>) -> Observer {
+        let state = ObserverState {
+            signals: Some(signals),
+            ..ObserverState::default()
+        };
+        Observer {
+            state: Arc::new(Mutex::new(state)),
+            blob_disk,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ObserverState> {
+        self.state
+            .lock()
+            .expect("no task panics while holding the observer lock")
+    }
+
+    fn signal(state: &ObserverState, signal: Signal) {
+        if let Some(signals) = &state.signals {
+            let _ = signals.unbounded_send(signal);
+        }
+    }
+
+    /// Appends a trace line stamped with the simulated time and the node.
+    pub fn trace(&self, node: &str, line: impl AsRef<str>) {
+        let stamped = format!(
+            "{:>9} {node}: {}",
+            sim_time::now().to_string(),
+            line.as_ref()
+        );
+        self.lock().trace.push(stamped);
+    }
+
+    /// The trace so far.
+    pub fn trace_lines(&self) -> Vec<String> {
+        self.lock().trace.clone()
+    }
+
+    /// Arms a trigger: fault `fault_index` fires when `subtask` begins its `count`-th record
+    /// (counted over the whole run, all attempts).
+    pub fn arm_record_trigger(&self, subtask: SubtaskId, count: u64, fault_index: usize) {
+        self.lock().record_triggers.push(RecordTrigger {
+            subtask,
+            count,
+            fault_index,
+            fired: false,
+        });
+    }
+
+    /// Adds a slow-operator window.
+    pub fn add_slow_window(&self, window: SlowWindow) {
+        self.lock().slow_windows.push(window);
+    }
+
+    /// Makes `subtask` fail at its next record.
+    pub fn request_task_failure(&self, subtask: SubtaskId) {
+        self.lock().fail_requests.insert(subtask);
+    }
+
+    /// A task begins a record. Returns (whether it must fail now, whether a fault fired and
+    /// the task should yield so the injector acts while the record is in processing).
+    pub fn on_record_begin(&self, subtask: SubtaskId) -> (bool, bool) {
+        let mut state = self.lock();
+        let count = state.records_begun.entry(subtask).or_insert(0);
+        *count += 1;
+        let count = *count;
+        let mut fired = Vec::new();
+        for trigger in state.record_triggers.iter_mut() {
+            if !trigger.fired && trigger.subtask == subtask && trigger.count == count {
+                trigger.fired = true;
+                fired.push(trigger.fault_index);
+            }
+        }
+        for fault_index in &fired {
+            Self::signal(&state, Signal::RecordTriggerFired(*fault_index));
+        }
+        let fail = state.fail_requests.remove(&subtask);
+        (fail, !fired.is_empty())
+    }
+
+    /// Whether any slow-operator window exists (a fast path for the task loop).
+    pub fn has_slow_windows(&self) -> bool {
+        !self.lock().slow_windows.is_empty()
+    }
+
+    /// Processing time per record for operator `uid` at `now`.
+    pub fn slowdown(&self, uid: &str, now: Instant) -> Duration {
+        let state = self.lock();
+        let active = state
+            .slow_windows
+            .iter()
+            .filter(|w| w.uid == uid && w.from <= now && w.until.is_none_or(|until| now < until));
+        Duration(active.map(|w| w.per_record.0).sum())
+    }
+
+    /// The job manager completed a checkpoint: the checker reads its files now, before a
+    /// later checkpoint may subsume them.
+    pub fn on_checkpoint_completed(&self, checkpoint: &CompletedCheckpoint) {
+        let mut task_states = BTreeMap::new();
+        for (subtask, ack) in &checkpoint.acks {
+            let decoded = match self.blob_disk.read(&ack.state_path) {
+                None => Err(format!(
+                    "{}: missing from checkpoint storage",
+                    ack.state_path
+                )),
+                Some(bytes) => {
+                    decode::<TaskStateSnapshot>(FileKind::TaskState, &ack.state_path, &bytes)
+                        .map_err(|e| e.to_string())
+                }
+            };
+            task_states.insert(*subtask, decoded);
+        }
+        let mut state = self.lock();
+        state.checkpoints.push(ObservedCheckpoint {
+            checkpoint: checkpoint.clone(),
+            task_states,
+        });
+        Self::signal(
+            &state,
+            Signal::CheckpointCompleted(checkpoint.checkpoint_id),
+        );
+    }
+
+    /// Completed checkpoints in completion order.
+    pub fn checkpoints(&self) -> Vec<ObservedCheckpoint> {
+        self.lock().checkpoints.clone()
+    }
+
+    /// A task finished with this keyed state (by operator uid).
+    pub fn on_task_finished(
+        &self,
+        attempt: AttemptNumber,
+        subtask: SubtaskId,
+        keyed: BTreeMap<String, KeyedStateSnapshot>,
+    ) {
+        self.lock().final_states.insert((attempt, subtask), keyed);
+    }
+
+    /// The final keyed state of every task of `attempt`.
+    pub fn final_states(
+        &self,
+        attempt: AttemptNumber,
+    ) -> BTreeMap<SubtaskId, BTreeMap<String, KeyedStateSnapshot>> {
+        let state = self.lock();
+        state
+            .final_states
+            .iter()
+            .filter(|((a, _), _)| *a == attempt)
+            .map(|((_, subtask), keyed)| (*subtask, keyed.clone()))
+            .collect()
+    }
+
+    /// The job failed over.
+    pub fn on_failure(&self, reason: &str) {
+        let now = sim_time::now();
+        self.lock().failures.push((now, reason.to_string()));
+    }
+
+    /// The job was redeployed after a failure.
+    pub fn on_restart(&self) {
+        self.lock().restarts += 1;
+    }
+
+    /// The job reached a terminal status in `attempt`.
+    pub fn on_job_terminated(&self, outcome: JobOutcome, attempt: AttemptNumber) {
+        let now = sim_time::now();
+        let mut state = self.lock();
+        if state.outcome.is_none() {
+            state.outcome = Some((now, outcome, attempt));
+            Self::signal(&state, Signal::JobTerminated);
+        }
+    }
+
+    /// How the job ended, when, and in which attempt.
+    pub fn outcome(&self) -> Option<(Instant, JobOutcome, AttemptNumber)> {
+        self.lock().outcome.clone()
+    }
+
+    /// Failures seen.
+    pub fn failures(&self) -> Vec<(Instant, String)> {
+        self.lock().failures.clone()
+    }
+
+    /// Restarts done.
+    pub fn restarts(&self) -> u32 {
+        self.lock().restarts
+    }
+}

@@ -1,0 +1,111 @@
+//! The report `snapflow run` prints: plan, faults, checkpoints, failures, records, final
+//! state, the verdict and the trace hash.
+
+use crate::runtime::restart::RestartStrategyConfig;
+use crate::scenario::Scenario;
+use crate::sim::checker::{StateDescriber, Verdict};
+use crate::sim::cluster::RunResult;
+use std::fmt::Write;
+
+/// Keys shown per keyed operator in the report.
+const REPORT_KEYS_MAX: usize = 12;
+
+/// Renders the report of a checked run.
+pub fn render(scenario: &Scenario, source: &str, faulty: &RunResult, verdict: &Verdict) -> String {
+    let job = scenario.job();
+    let graph = scenario.graph();
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "scenario `{}` ({source}), seed {}",
+        scenario.name, faulty.seed
+    );
+    let _ = writeln!(
+        text,
+        "job `{}`, max parallelism {}:",
+        job.name, job.max_parallelism
+    );
+    text.push_str(&graph.describe());
+    let _ = writeln!(text, "mode: {}", mode_line(scenario));
+    let _ = writeln!(text, "fault plan:");
+    text.push_str(&scenario.faults.to_string());
+    render_checkpoints(&mut text, faulty);
+    let _ = writeln!(text, "failures: {}", faulty.failures.len());
+    for (at, reason) in &faulty.failures {
+        let _ = writeln!(text, "  {at} {reason}");
+    }
+    let _ = writeln!(text, "restarts: {}", faulty.restarts);
+    let input_records: usize = scenario.workload.generate().iter().map(Vec::len).sum();
+    let _ = writeln!(
+        text,
+        "records: {input_records} read from the input topic, {} written by the sink",
+        faulty.sink_output.len()
+    );
+    let describer = StateDescriber::new(&job);
+    for (uid, state) in &faulty.final_state {
+        let _ = writeln!(
+            text,
+            "final state `{uid}`: {}",
+            describer.describe_all(uid, state, REPORT_KEYS_MAX)
+        );
+    }
+    let _ = writeln!(
+        text,
+        "check: {}",
+        if verdict.passed() { "PASS" } else { "FAIL" }
+    );
+    for check in &verdict.checks {
+        let _ = writeln!(
+            text,
+            "  [{}] {}: {}",
+            if check.passed { "ok" } else { "FAILED" },
+            check.name,
+            check.detail
+        );
+    }
+    let _ = writeln!(
+        text,
+        "trace: {} lines, hash {:016x}",
+        faulty.trace.len(),
+        faulty.trace_hash
+    );
+    text
+}
+
+fn mode_line(scenario: &Scenario) -> String {
+    let checkpointing = match scenario.checkpoint.interval {
+        Some(interval) => format!("exactly-once, aligned checkpoints every {interval}"),
+        None => "checkpointing disabled (source auto-commits offsets)".to_string(),
+    };
+    let restart = match scenario.restart {
+        RestartStrategyConfig::None => "restart none".to_string(),
+        RestartStrategyConfig::FixedDelay { attempts, delay } => {
+            format!("restart fixed-delay ({attempts} attempts, {delay})")
+        }
+    };
+    format!("{checkpointing}; {restart}; plain sink")
+}
+
+fn render_checkpoints(text: &mut String, run: &RunResult) {
+    let _ = writeln!(text, "checkpoints completed: {}", run.checkpoints.len());
+    if run.checkpoints.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        text,
+        "  {:>4} {:>10} {:>10} {:>10} {:>10}",
+        "id", "triggered", "duration", "size", "alignment"
+    );
+    for observed in &run.checkpoints {
+        let checkpoint = &observed.checkpoint;
+        let _ = writeln!(
+            text,
+            "  {:>4} {:>10} {:>10} {:>8} B {:>10}",
+            checkpoint.checkpoint_id.0,
+            checkpoint.created_at.to_string(),
+            checkpoint.acked_at.since(checkpoint.created_at).to_string(),
+            checkpoint.state_size_bytes(),
+            checkpoint.alignment_duration_max().to_string()
+        );
+    }
+}

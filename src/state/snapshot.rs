@@ -1,0 +1,85 @@
+//! What a subtask's snapshot holds, as written to checkpoint storage.
+
+use crate::ids::KeyGroup;
+use crate::state::key_group::KeyGroupRange;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One key's value of one state, serialized.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StateEntry {
+    /// A `ValueState`.
+    Value(Vec<u8>),
+    /// A `ListState`.
+    List(Vec<Vec<u8>>),
+    /// A `MapState`.
+    Map(BTreeMap<Vec<u8>, Vec<u8>>),
+}
+
+impl StateEntry {
+    /// "value", "list" or "map".
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            StateEntry::Value(_) => "value",
+            StateEntry::List(_) => "list",
+            StateEntry::Map(_) => "map",
+        }
+    }
+}
+
+/// One state's entries: key group, then key.
+pub type StateTable = BTreeMap<KeyGroup, BTreeMap<String, StateEntry>>;
+
+/// The keyed state of one operator in one subtask.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyedStateSnapshot {
+    /// The job's number of key groups when the snapshot was taken.
+    pub max_parallelism: u32,
+    /// The key groups the subtask owned.
+    pub key_group_range: KeyGroupRange,
+    /// State name to table.
+    pub tables: BTreeMap<String, StateTable>,
+}
+
+/// A source subtask's operator state: the next offset to read per partition.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceOffsets {
+    /// Partition index to the offset of the next record to read.
+    pub next_offsets: BTreeMap<u32, u64>,
+}
+
+/// The state of one operator of a chain in a subtask's snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OperatorSnapshot {
+    /// A source's offsets (operator list state, union-redistributed by partition).
+    Source(SourceOffsets),
+    /// A keyed operator's state.
+    Keyed(KeyedStateSnapshot),
+}
+
+/// Everything one subtask wrote for one checkpoint: operator uid to its state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskStateSnapshot {
+    /// The checkpoint it belongs to.
+    pub checkpoint_id: u64,
+    /// State by operator uid; stateless operators are absent.
+    pub operators: BTreeMap<String, OperatorSnapshot>,
+}
+
+/// A key's state as the checker compares it: key to state name to entry.
+pub type LogicalKeyedState = BTreeMap<String, BTreeMap<String, StateEntry>>;
+
+impl KeyedStateSnapshot {
+    /// Adds this snapshot's entries to a key-ordered view (key groups flattened away).
+    pub fn merge_into(&self, view: &mut LogicalKeyedState) {
+        for (state_name, table) in &self.tables {
+            for entries in table.values() {
+                for (key, entry) in entries {
+                    view.entry(key.clone())
+                        .or_default()
+                        .insert(state_name.clone(), entry.clone());
+                }
+            }
+        }
+    }
+}
