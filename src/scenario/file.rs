@@ -203,10 +203,14 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
     let context = Context { file, text };
     let raw: ScenarioFile = toml::from_str(text).map_err(|e| {
         let line = e.span().map(|span| context.line_of(span.start));
+        let message = match line.and_then(|l| text.lines().nth(l - 1)) {
+            Some(line_text) => format!("{} (in `{}`)", e.message().trim_end(), line_text.trim()),
+            None => e.message().trim_end().to_string(),
+        };
         ScenarioError {
             file: file.to_string(),
             line,
-            message: e.message().to_string(),
+            message,
         }
     })?;
     let expect = match raw

@@ -7,7 +7,7 @@ use crate::api::value::Value;
 use crate::runtime::operator_chain::OperatorChain;
 use crate::sim::cluster::RunResult;
 use crate::sim::observer::JobOutcome;
-use crate::sim::oracle::{evaluate, ReferenceResult};
+use crate::sim::oracle::{evaluate, IncrementalReference, ReferenceResult};
 use crate::state::key_group::KeyGroupRange;
 use crate::state::snapshot::{LogicalKeyedState, OperatorSnapshot, StateEntry};
 use std::collections::BTreeMap;
@@ -139,6 +139,7 @@ fn consistent_cuts(
     describer: &StateDescriber,
 ) -> Result<String, String> {
     let source_uid = &job.operators[0].uid;
+    let mut reference = IncrementalReference::new(job, input);
     for observed in &faulty.checkpoints {
         let checkpoint_id = observed.checkpoint.checkpoint_id;
         let mut offsets: BTreeMap<u32, u64> = BTreeMap::new();
@@ -163,11 +164,12 @@ fn consistent_cuts(
                 }
             }
         }
-        let expected = evaluate(job, input, Some(&offsets))
+        reference
+            .advance_to(&offsets)
             .map_err(|e| format!("checkpoint {checkpoint_id}: {e}"))?;
         compare_keyed(
             &format!("checkpoint {checkpoint_id} (offsets {offsets:?})"),
-            &expected.keyed,
+            &reference.keyed(),
             &keyed,
             describer,
         )?;

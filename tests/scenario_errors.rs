@@ -1,0 +1,93 @@
+//! Goal: a malformed scenario fails with a message naming the file, the line and the field.
+//! Method: parse broken variants of a valid file and inspect the errors.
+
+use snapflow::scenario::Scenario;
+
+const VALID: &str = r#"name = "t"
+
+[job]
+name = "wordcount"
+parallelism = 2
+
+[workload]
+records = 10
+keys = 3
+partitions = 1
+
+[cluster]
+taskmanagers = 1
+numberOfTaskSlots = 2
+
+[execution.checkpointing]
+interval = "100ms"
+"#;
+
+fn error_of(text: &str) -> String {
+    Scenario::parse("bad.toml", text)
+        .expect_err("the file is malformed")
+        .to_string()
+}
+
+#[test]
+fn the_valid_file_loads() {
+    let scenario = Scenario::parse("ok.toml", VALID).unwrap();
+    assert_eq!(scenario.parallelism, 2);
+}
+
+#[test]
+fn unknown_field_names_file_line_and_field() {
+    let error = error_of(&VALID.replace("interval = \"100ms\"", "intervall = \"100ms\""));
+    assert!(error.starts_with("bad.toml:17:"), "{error}");
+    assert!(error.contains("intervall"), "{error}");
+}
+
+#[test]
+fn bad_duration_names_the_value() {
+    let error = error_of(&VALID.replace("\"100ms\"", "\"100 parsecs\""));
+    assert!(error.starts_with("bad.toml:17:"), "{error}");
+    assert!(
+        error.contains("parsecs") && error.contains("interval = "),
+        "{error}"
+    );
+}
+
+#[test]
+fn unknown_job_names_the_field_and_the_choices() {
+    let error = error_of(&VALID.replace("name = \"wordcount\"", "name = \"pagerank\""));
+    assert!(error.starts_with("bad.toml:4:"), "{error}");
+    assert!(
+        error.contains("job.name") && error.contains("wordcount"),
+        "{error}"
+    );
+}
+
+#[test]
+fn wrong_type_and_missing_section_are_reported() {
+    let error = error_of(&VALID.replace("parallelism = 2", "parallelism = \"two\""));
+    assert!(error.starts_with("bad.toml:5:"), "{error}");
+    let error =
+        error_of(&VALID.replace("[cluster]\ntaskmanagers = 1\nnumberOfTaskSlots = 2\n", ""));
+    assert!(error.contains("cluster"), "{error}");
+}
+
+#[test]
+fn a_fault_on_an_unknown_operator_names_its_line() {
+    let text =
+        format!("{VALID}\n[[faults]]\nkind = \"fail-task\"\nsubtask = \"countr#0\"\nat = \"1s\"\n");
+    let error = error_of(&text);
+    assert!(
+        error.starts_with("bad.toml:19:"),
+        "the fault's table starts there: {error}"
+    );
+    assert!(error.contains("countr"), "{error}");
+}
+
+#[test]
+fn unsupported_mode_is_refused_by_name() {
+    let text = VALID.replace(
+        "interval = \"100ms\"",
+        "interval = \"100ms\"\nmode = \"AT_LEAST_ONCE\"",
+    );
+    let error = error_of(&text);
+    assert!(error.contains("execution.checkpointing.mode"), "{error}");
+}
