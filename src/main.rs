@@ -25,7 +25,7 @@ enum Command {
         /// The seed; the scenario's own `seed` when absent.
         #[arg(long)]
         seed: Option<u64>,
-        /// Also print the faulty run's trace.
+        /// Also print the traces of both runs (with faults, and failure-free).
         #[arg(long)]
         trace: bool,
     },
@@ -49,9 +49,10 @@ fn run(file: &std::path::Path, seed: Option<u64>, trace: bool) -> ExitCode {
     let seed = seed.unwrap_or(scenario.seed);
     let run = snapflow::sim::run_scenario(&scenario, seed, &file.display().to_string());
     if trace {
-        for line in &run.faulty.trace {
-            println!("{line}");
-        }
+        println!("--- trace of the run with faults");
+        run.faulty.trace.iter().for_each(|line| println!("{line}"));
+        println!("--- trace of the failure-free run");
+        run.oracle.trace.iter().for_each(|line| println!("{line}"));
     }
     print!("{}", run.report);
     let expected = match scenario.expect {

@@ -120,7 +120,7 @@ pub enum AbortCause {
     /// It ran past the checkpoint timeout.
     Expired,
     /// A task declined it.
-    Declined(String),
+    Declined(DeclineReason),
     /// Its metadata could not be written.
     MetadataWriteFailed(String),
     /// A newer checkpoint completed first.
@@ -134,9 +134,21 @@ impl AbortCause {
     fn counts_as_failure(&self) -> bool {
         matches!(
             self,
-            AbortCause::Expired | AbortCause::Declined(_) | AbortCause::MetadataWriteFailed(_)
+            AbortCause::Expired
+                | AbortCause::Declined(DeclineReason::SnapshotFailed(_))
+                | AbortCause::MetadataWriteFailed(_)
         )
     }
+}
+
+/// Why a task declined a checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeclineReason {
+    /// The task had finished (or was not running): Flink's `NOT_ALL_REQUIRED_TASKS_RUNNING`,
+    /// which does not count toward the tolerable failures.
+    TaskNotRunning,
+    /// Taking or writing the snapshot failed: counts as a checkpoint failure.
+    SnapshotFailed(String),
 }
 
 /// What the driver must carry out.
@@ -328,7 +340,7 @@ impl CheckpointCoordinator {
             self.abort(
                 now,
                 checkpoint_id,
-                AbortCause::Declined(format!("task {subtask} finished")),
+                AbortCause::Declined(DeclineReason::TaskNotRunning),
             );
         }
         self.trigger_at = None;
@@ -365,7 +377,7 @@ impl CheckpointCoordinator {
     }
 
     /// A task declined `checkpoint_id`.
-    pub fn on_decline(&mut self, now: Instant, checkpoint_id: CheckpointId, reason: String) {
+    pub fn on_decline(&mut self, now: Instant, checkpoint_id: CheckpointId, reason: DeclineReason) {
         if self.pending.contains_key(&checkpoint_id) {
             self.abort(now, checkpoint_id, AbortCause::Declined(reason));
         }
@@ -637,6 +649,36 @@ mod tests {
                 timestamp: Instant::from_ms(300)
             }]
         );
+    }
+
+    #[test]
+    fn declines_count_toward_tolerance_only_when_the_snapshot_failed() {
+        let mut coordinator = CheckpointCoordinator::new(config(100));
+        coordinator.start(Instant::ZERO, tasks());
+        coordinator.on_timeout(Instant::from_ms(100));
+        drain(&mut coordinator);
+        coordinator.on_decline(
+            Instant::from_ms(110),
+            CheckpointId(1),
+            DeclineReason::TaskNotRunning,
+        );
+        let outputs = drain(&mut coordinator);
+        assert_eq!(
+            outputs.len(),
+            1,
+            "no FailJob for a finished task: {outputs:?}"
+        );
+        coordinator.on_timeout(Instant::from_ms(200));
+        drain(&mut coordinator);
+        coordinator.on_decline(
+            Instant::from_ms(210),
+            CheckpointId(2),
+            DeclineReason::SnapshotFailed("disk".into()),
+        );
+        assert!(matches!(
+            drain(&mut coordinator).last(),
+            Some(Output::FailJob(_))
+        ));
     }
 
     #[test]

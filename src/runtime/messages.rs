@@ -2,7 +2,7 @@
 //! and task managers, and the frames of a data channel.
 
 use crate::checkpoint::barrier::Barrier;
-use crate::checkpoint::coordinator::TaskAck;
+use crate::checkpoint::coordinator::{DeclineReason, TaskAck};
 use crate::ids::{AttemptNumber, ChannelIndex, CheckpointId, SubtaskId, TaskManagerId};
 use crate::time::Instant;
 use serde::{Deserialize, Serialize};
@@ -99,7 +99,7 @@ pub enum ControlMessage {
         /// The checkpoint.
         checkpoint_id: CheckpointId,
         /// Why.
-        reason: String,
+        reason: DeclineReason,
     },
     /// The checkpoint completed.
     NotifyCheckpointComplete {

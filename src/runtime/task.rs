@@ -6,7 +6,7 @@
 use crate::api::value::Value;
 use crate::checkpoint::barrier::Barrier;
 use crate::checkpoint::barrier_handler::Action;
-use crate::checkpoint::coordinator::TaskAck;
+use crate::checkpoint::coordinator::{DeclineReason, TaskAck};
 use crate::codec::{decode, encode, FileKind};
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::ids::{AttemptNumber, ChannelIndex, CheckpointId, SubtaskId};
@@ -585,7 +585,7 @@ impl Task {
             ));
         }
         if self.ended {
-            self.decline(barrier.checkpoint_id, "source finished".to_string())
+            self.decline(barrier.checkpoint_id, DeclineReason::TaskNotRunning)
                 .await;
             return Ok(());
         }
@@ -610,11 +610,14 @@ impl Task {
                     .send(self.context.services.jobmanager, &message)
                     .await;
             }
-            Err(reason) => self.decline(checkpoint_id, reason).await,
+            Err(reason) => {
+                self.decline(checkpoint_id, DeclineReason::SnapshotFailed(reason))
+                    .await
+            }
         }
     }
 
-    async fn decline(&mut self, checkpoint_id: CheckpointId, reason: String) {
+    async fn decline(&mut self, checkpoint_id: CheckpointId, reason: DeclineReason) {
         let message = ControlMessage::DeclineCheckpoint {
             attempt: self.context.attempt,
             subtask: self.context.subtask,

@@ -293,7 +293,10 @@ impl Injector {
                     madsim::task::spawn(async move {
                         sim_time::sleep(delay).await;
                         observer.trace("harness", format!("restart taskmanager-{taskmanager}"));
-                        Handle::current().restart(node);
+                        // madsim's restart of a live node keeps its sockets bound: kill first.
+                        let handle = Handle::current();
+                        handle.kill(node);
+                        handle.restart(node);
                     });
                 }
             }
