@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use snapflow::scenario::{Expectation, Scenario};
+use snapflow::sim::Stage;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -47,7 +48,14 @@ fn run(file: &std::path::Path, seed: Option<u64>, trace: bool) -> ExitCode {
         }
     };
     let seed = seed.unwrap_or(scenario.seed);
-    let run = snapflow::sim::run_scenario(&scenario, seed, &file.display().to_string());
+    // Wall-clock time is measured here, outside the simulation, and printed on stderr only:
+    // stdout stays a pure function of the scenario and the seed.
+    let started = std::time::Instant::now();
+    let mut stage_seconds = Vec::new();
+    let run =
+        snapflow::sim::run_scenario_staged(&scenario, seed, &file.display().to_string(), |stage| {
+            stage_seconds.push((stage, started.elapsed().as_secs_f64()));
+        });
     if trace {
         println!("--- trace of the run with faults");
         run.faulty.trace.iter().for_each(|line| println!("{line}"));
@@ -55,6 +63,7 @@ fn run(file: &std::path::Path, seed: Option<u64>, trace: bool) -> ExitCode {
         run.oracle.trace.iter().for_each(|line| println!("{line}"));
     }
     print!("{}", run.report);
+    print_wall_times(&scenario, &stage_seconds);
     let expected = match scenario.expect {
         Expectation::Pass => run.verdict.passed(),
         Expectation::Fail => !run.verdict.passed(),
@@ -67,4 +76,26 @@ fn run(file: &std::path::Path, seed: Option<u64>, trace: bool) -> ExitCode {
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS
+}
+
+/// Wall-clock figures on stderr: how fast the simulation runs on this machine.
+fn print_wall_times(scenario: &Scenario, stage_seconds: &[(Stage, f64)]) {
+    let records: usize = match &scenario.workload.kind {
+        snapflow::sim::workload::WorkloadKind::Generated { records, .. } => *records as usize,
+        snapflow::sim::workload::WorkloadKind::Text(text) => text.split_whitespace().count(),
+    };
+    let mut previous = 0.0;
+    let mut parts = Vec::new();
+    for (stage, at) in stage_seconds {
+        let seconds = at - previous;
+        previous = *at;
+        let rate = match stage {
+            Stage::FaultyRun | Stage::OracleRun => {
+                format!(", {:.0} records/s", records as f64 / seconds)
+            }
+            Stage::Check => String::new(),
+        };
+        parts.push(format!("{stage:?} {seconds:.2}s{rate}"));
+    }
+    eprintln!("wall: {}", parts.join("; "));
 }

@@ -5,7 +5,7 @@
 //! (10,000 records over 100-300 keys) and 1-3 kills at times or on triggers; each case runs
 //! with and without faults under its seed and is checked. A failure shrinks to a minimal
 //! plan, written as a scenario file to replay and keep in `scenarios/regressions/`.
-//! `SNAPFLOW_PROPTEST_CASES` raises the case count (default 6, to keep `cargo test` fast).
+//! `SNAPFLOW_PROPTEST_CASES` raises the case count (default 16, to keep `cargo test` fast).
 
 mod common;
 
@@ -123,7 +123,7 @@ fn cases() -> u32 {
     std::env::var("SNAPFLOW_PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(6)
+        .unwrap_or(16)
 }
 
 /// Writes the failing case where the developer finds it, to replay and keep.

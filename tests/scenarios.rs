@@ -41,8 +41,9 @@ fn every_scenario_meets_its_expectation_and_is_deterministic() {
 #[test]
 fn another_seed_changes_the_trace() {
     let scenario = common::load("scenarios/wordcount-parallel-kills.toml");
-    let one = snapflow::sim::cluster::simulate(&scenario, 1, true);
-    let two = snapflow::sim::cluster::simulate(&scenario, 2, true);
+    let input = scenario.workload.generate();
+    let one = snapflow::sim::cluster::simulate(&scenario, &input, 1, true);
+    let two = snapflow::sim::cluster::simulate(&scenario, &input, 2, true);
     assert_ne!(
         one.trace_hash, two.trace_hash,
         "the seed must reach the simulation"

@@ -46,7 +46,7 @@ enum ChainOperator {
 pub struct OperatorChain {
     operators: Vec<ChainOperator>,
     uids: Vec<String>,
-    scratch: Vec<Value>,
+    scratch: (Vec<Value>, Vec<Value>),
 }
 
 impl OperatorChain {
@@ -81,7 +81,7 @@ impl OperatorChain {
         OperatorChain {
             operators,
             uids,
-            scratch: Vec::new(),
+            scratch: (Vec::new(), Vec::new()),
         }
     }
 
@@ -92,19 +92,26 @@ impl OperatorChain {
 
     /// Runs one record through the chain; what leaves the chain's end is pushed to `out`.
     pub fn process(&mut self, value: Value, out: &mut Vec<Value>) -> Result<(), UserError> {
-        let mut current = std::mem::take(&mut self.scratch);
+        // Two scratch vectors kept across calls: the per-record path allocates nothing here.
+        let (mut current, mut next) = std::mem::take(&mut self.scratch);
         current.clear();
+        next.clear();
         current.push(value);
-        let mut next = Vec::new();
-        for operator in &mut self.operators {
+        let mut result = Ok(());
+        'operators: for operator in &mut self.operators {
             for value in current.drain(..) {
-                apply(operator, value, &mut next)?;
+                result = apply(operator, value, &mut next);
+                if result.is_err() {
+                    break 'operators; // User code failed: the task fails, nothing is emitted.
+                }
             }
             std::mem::swap(&mut current, &mut next);
         }
-        out.append(&mut current);
-        self.scratch = current;
-        Ok(())
+        if result.is_ok() {
+            out.append(&mut current);
+        }
+        self.scratch = (current, next);
+        result
     }
 
     /// The sink at the chain's end, if there is one.

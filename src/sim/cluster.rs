@@ -72,15 +72,26 @@ fn services() -> Services {
 }
 
 /// Runs `scenario` under `seed`, with its faults or without (the oracle run).
-pub fn simulate(scenario: &Scenario, seed: u64, with_faults: bool) -> RunResult {
+/// `input` is the workload's records per partition (`scenario.workload.generate()`).
+pub fn simulate(
+    scenario: &Scenario,
+    input: &[Vec<Value>],
+    seed: u64,
+    with_faults: bool,
+) -> RunResult {
     let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
     let scenario = scenario.clone();
-    runtime.block_on(async move { run_cluster(scenario, seed, with_faults).await })
+    let broker_storage = load_input(&scenario, input);
+    runtime.block_on(async move { run_cluster(scenario, broker_storage, seed, with_faults).await })
 }
 
-async fn run_cluster(scenario: Scenario, seed: u64, with_faults: bool) -> RunResult {
+async fn run_cluster(
+    scenario: Scenario,
+    broker_storage: BrokerStorage,
+    seed: u64,
+    with_faults: bool,
+) -> RunResult {
     let graph = Arc::new(scenario.graph());
-    let broker_storage = load_input(&scenario);
     let blob_disk = Disk::new();
     let (signal_sender, signals) = unbounded();
     let observer = Observer::new(blob_disk.clone(), signal_sender);
@@ -124,9 +135,8 @@ async fn run_cluster(scenario: Scenario, seed: u64, with_faults: bool) -> RunRes
     collect(seed, with_faults, &observer, &broker_storage, &graph)
 }
 
-fn load_input(scenario: &Scenario) -> BrokerStorage {
+fn load_input(scenario: &Scenario, partitions: &[Vec<Value>]) -> BrokerStorage {
     let storage = BrokerStorage::default();
-    let partitions = scenario.workload.generate();
     storage.create_topic(INPUT_TOPIC, partitions.len() as u32);
     for (partition, records) in partitions.iter().enumerate() {
         let encoded = records.iter().map(crate::codec::encode_message).collect();

@@ -27,14 +27,40 @@ pub struct ScenarioRun {
     pub report: String,
 }
 
+/// The stages of `run_scenario`, announced as each ends (the CLI times them; the simulation
+/// itself never reads a wall clock).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// The run with faults ended.
+    FaultyRun,
+    /// The failure-free run ended.
+    OracleRun,
+    /// The checker ended.
+    Check,
+}
+
 /// Runs `scenario` under `seed` twice (with and without faults) and checks the faulty run.
 /// `source` names where the scenario came from, for the report and the replay command.
 pub fn run_scenario(scenario: &Scenario, seed: u64, source: &str) -> ScenarioRun {
-    let faulty = cluster::simulate(scenario, seed, true);
-    let oracle = cluster::simulate(scenario, seed, false);
+    run_scenario_staged(scenario, seed, source, |_| {})
+}
+
+/// `run_scenario`, calling `on_stage` as each stage ends.
+pub fn run_scenario_staged(
+    scenario: &Scenario,
+    seed: u64,
+    source: &str,
+    mut on_stage: impl FnMut(Stage),
+) -> ScenarioRun {
     let input = scenario.workload.generate();
+    let faulty = cluster::simulate(scenario, &input, seed, true);
+    on_stage(Stage::FaultyRun);
+    let oracle = cluster::simulate(scenario, &input, seed, false);
+    on_stage(Stage::OracleRun);
     let verdict = checker::check_exactly_once(&scenario.job(), &input, &faulty, &oracle);
-    let mut report = report::render(scenario, source, &faulty, &verdict);
+    on_stage(Stage::Check);
+    let input_records = input.iter().map(Vec::len).sum();
+    let mut report = report::render(scenario, source, input_records, &faulty, &verdict);
     if let Some(failure) = verdict.first_failure() {
         report.push_str(&format!(
             "first difference: {}: {}\n",

@@ -11,7 +11,13 @@ use std::fmt::Write;
 const REPORT_KEYS_MAX: usize = 12;
 
 /// Renders the report of a checked run.
-pub fn render(scenario: &Scenario, source: &str, faulty: &RunResult, verdict: &Verdict) -> String {
+pub fn render(
+    scenario: &Scenario,
+    source: &str,
+    input_records: usize,
+    faulty: &RunResult,
+    verdict: &Verdict,
+) -> String {
     let job = scenario.job();
     let graph = scenario.graph();
     let mut text = String::new();
@@ -35,7 +41,6 @@ pub fn render(scenario: &Scenario, source: &str, faulty: &RunResult, verdict: &V
         let _ = writeln!(text, "  {at} {reason}");
     }
     let _ = writeln!(text, "restarts: {}", faulty.restarts);
-    let input_records: usize = scenario.workload.generate().iter().map(Vec::len).sum();
     let _ = writeln!(
         text,
         "records: {input_records} read from the input topic, {} written by the sink",

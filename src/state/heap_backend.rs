@@ -93,7 +93,7 @@ impl HeapKeyedStateBackend {
 
     /// Scopes state access to `key`. Fails if the key's group is not owned here, which means
     /// the record was routed to the wrong subtask.
-    pub fn access(&mut self, key: &str) -> Result<KeyedStateAccess<'_>, StateError> {
+    pub fn access<'a>(&'a mut self, key: &'a str) -> Result<KeyedStateAccess<'a>, StateError> {
         let key_group = key_group_for_key(key, self.max_parallelism);
         if !self.key_group_range.contains(key_group) {
             return Err(StateError(format!(
@@ -103,7 +103,7 @@ impl HeapKeyedStateBackend {
         }
         Ok(KeyedStateAccess {
             backend: self,
-            key: key.to_string(),
+            key,
             key_group,
         })
     }
@@ -158,14 +158,14 @@ impl HeapKeyedStateBackend {
 /// State access for one key, handed to a keyed process function.
 pub struct KeyedStateAccess<'a> {
     backend: &'a mut HeapKeyedStateBackend,
-    key: String,
+    key: &'a str,
     key_group: KeyGroup,
 }
 
 impl KeyedStateAccess<'_> {
     /// The key in scope.
     pub fn key(&self) -> &str {
-        &self.key
+        self.key
     }
 
     fn entry(&self, name: &str) -> Option<&StateEntry> {
@@ -173,12 +173,38 @@ impl KeyedStateAccess<'_> {
             .tables
             .get(name)?
             .get(&self.key_group)?
-            .get(&self.key)
+            .get(self.key)
     }
 
-    fn entry_mut(&mut self, name: &str) -> &mut BTreeMap<String, StateEntry> {
-        let table = self.backend.tables.entry(name.to_string()).or_default();
+    // Looks up before inserting, so the hot path (an existing key) allocates nothing.
+    fn entries_mut(&mut self, name: &str) -> &mut BTreeMap<String, StateEntry> {
+        if !self.backend.tables.contains_key(name) {
+            self.backend
+                .tables
+                .insert(name.to_string(), StateTable::new());
+        }
+        let table = self.backend.tables.get_mut(name).expect("inserted above");
         table.entry(self.key_group).or_default()
+    }
+
+    /// This key's entry of state `name`, created by `empty` if absent; an entry of another
+    /// kind is an error, never overwritten.
+    fn slot(
+        &mut self,
+        name: &str,
+        empty: fn() -> StateEntry,
+    ) -> Result<&mut StateEntry, StateError> {
+        let key = self.key;
+        let entries = self.entries_mut(name);
+        if !entries.contains_key(key) {
+            entries.insert(key.to_string(), empty());
+        }
+        let entry = entries.get_mut(key).expect("inserted above");
+        let wanted = empty();
+        if entry.kind_name() != wanted.kind_name() {
+            return Err(kind_mismatch(name, wanted.kind_name(), entry));
+        }
+        Ok(entry)
     }
 
     /// `ValueState.value()`.
@@ -199,17 +225,15 @@ impl KeyedStateAccess<'_> {
         descriptor: &ValueStateDescriptor<T>,
         value: &T,
     ) -> Result<(), StateError> {
-        let bytes = encode(value);
-        let key = self.key.clone();
-        self.entry_mut(descriptor.name)
-            .insert(key, StateEntry::Value(bytes));
+        *self.slot(descriptor.name, || StateEntry::Value(Vec::new()))? =
+            StateEntry::Value(encode(value));
         Ok(())
     }
 
     /// `ValueState.clear()` (works for every kind of state).
     pub fn clear(&mut self, name: &str) {
-        let key = self.key.clone();
-        self.entry_mut(name).remove(&key);
+        let key = self.key;
+        self.entries_mut(name).remove(key);
     }
 
     /// `ListState.add(value)`.
@@ -219,18 +243,11 @@ impl KeyedStateAccess<'_> {
         value: &T,
     ) -> Result<(), StateError> {
         let bytes = encode(value);
-        let key = self.key.clone();
-        let entry = self
-            .entry_mut(descriptor.name)
-            .entry(key)
-            .or_insert_with(|| StateEntry::List(Vec::new()));
-        match entry {
-            StateEntry::List(items) => {
-                items.push(bytes);
-                Ok(())
-            }
-            other => Err(kind_mismatch(descriptor.name, "list", other)),
+        match self.slot(descriptor.name, || StateEntry::List(Vec::new()))? {
+            StateEntry::List(items) => items.push(bytes),
+            _ => unreachable!("slot checked the kind"),
         }
+        Ok(())
     }
 
     /// `ListState.get()`.
@@ -256,18 +273,11 @@ impl KeyedStateAccess<'_> {
         value: &V,
     ) -> Result<(), StateError> {
         let (map_key, value) = (encode(map_key), encode(value));
-        let key = self.key.clone();
-        let entry = self
-            .entry_mut(descriptor.name)
-            .entry(key)
-            .or_insert_with(|| StateEntry::Map(BTreeMap::new()));
-        match entry {
-            StateEntry::Map(map) => {
-                map.insert(map_key, value);
-                Ok(())
-            }
-            other => Err(kind_mismatch(descriptor.name, "map", other)),
-        }
+        match self.slot(descriptor.name, || StateEntry::Map(BTreeMap::new()))? {
+            StateEntry::Map(map) => map.insert(map_key, value),
+            _ => unreachable!("slot checked the kind"),
+        };
+        Ok(())
     }
 
     /// `MapState.get(key)`.

@@ -1,4 +1,6 @@
 //! Helpers shared by the integration tests.
+// Each test binary compiles this module and uses only some of it.
+#![allow(dead_code)]
 
 use snapflow::scenario::Scenario;
 use std::path::{Path, PathBuf};
