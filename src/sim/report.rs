@@ -5,8 +5,13 @@ use crate::runtime::restart::RestartStrategyConfig;
 use crate::scenario::Scenario;
 use crate::sim::checker::{StateDescriber, Verdict};
 use crate::sim::cluster::RunResult;
+use crate::sim::observer::ObservedCheckpoint;
+use crate::state::snapshot::{LogicalKeyedState, OperatorSnapshot};
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
+/// Keys shown per keyed operator of a checkpoint in the report.
+const CHECKPOINT_KEYS_MAX: usize = 4;
 /// Keys shown per keyed operator in the report.
 const REPORT_KEYS_MAX: usize = 12;
 
@@ -35,7 +40,7 @@ pub fn render(
     let _ = writeln!(text, "mode: {}", mode_line(scenario));
     let _ = writeln!(text, "fault plan:");
     text.push_str(&scenario.faults.to_string());
-    render_checkpoints(&mut text, faulty);
+    render_checkpoints(&mut text, faulty, &StateDescriber::new(&job));
     let _ = writeln!(text, "failures: {}", faulty.failures.len());
     for (at, reason) in &faulty.failures {
         let _ = writeln!(text, "  {at} {reason}");
@@ -91,7 +96,7 @@ fn mode_line(scenario: &Scenario) -> String {
     format!("{checkpointing}; {restart}; plain sink")
 }
 
-fn render_checkpoints(text: &mut String, run: &RunResult) {
+fn render_checkpoints(text: &mut String, run: &RunResult, describer: &StateDescriber) {
     let _ = writeln!(text, "checkpoints completed: {}", run.checkpoints.len());
     if run.checkpoints.is_empty() {
         return;
@@ -112,5 +117,39 @@ fn render_checkpoints(text: &mut String, run: &RunResult) {
             checkpoint.state_size_bytes(),
             checkpoint.alignment_duration_max().to_string()
         );
+        let _ = writeln!(text, "       {}", checkpoint_contents(observed, describer));
     }
+}
+
+/// A checkpoint's source offsets and a few keys of its keyed state.
+fn checkpoint_contents(observed: &ObservedCheckpoint, describer: &StateDescriber) -> String {
+    let mut offsets = BTreeMap::new();
+    let mut keyed: BTreeMap<String, LogicalKeyedState> = BTreeMap::new();
+    for state in observed.task_states.values() {
+        let Ok(state) = state else {
+            return "unreadable state (see the check)".to_string();
+        };
+        for (uid, operator) in &state.operators {
+            match operator {
+                OperatorSnapshot::Source(source) => {
+                    offsets.extend(source.next_offsets.iter().map(|(p, o)| (*p, *o)))
+                }
+                OperatorSnapshot::Keyed(snapshot) => {
+                    snapshot.merge_into(keyed.entry(uid.clone()).or_default())
+                }
+            }
+        }
+    }
+    let offsets: Vec<String> = offsets
+        .iter()
+        .map(|(partition, offset)| format!("p{partition}={offset}"))
+        .collect();
+    let mut parts = vec![format!("offsets {}", offsets.join(" "))];
+    for (uid, state) in &keyed {
+        parts.push(format!(
+            "{uid}: {}",
+            describer.describe_all(uid, state, CHECKPOINT_KEYS_MAX)
+        ));
+    }
+    parts.join("; ")
 }
