@@ -24,10 +24,26 @@ enum Trigger {
 }
 
 #[derive(Clone, Debug)]
-struct Kill {
-    taskmanager: u32,
+enum Action {
+    Kill {
+        taskmanager: u32,
+        restart_after_ms: u64,
+    },
+    Clog {
+        from: String,
+        to: String,
+        duration_ms: u64,
+    },
+    FailTask {
+        uid: &'static str,
+        subtask: u32,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct Fault {
+    action: Action,
     trigger: Trigger,
-    restart_after_ms: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -40,47 +56,98 @@ struct Case {
     interval_ms: u64,
     keys: u64,
     workload_seed: u64,
-    kills: Vec<Kill>,
+    faults: Vec<Fault>,
 }
 
-fn kill(taskmanagers: u32, parallelism: u32) -> impl Strategy<Value = Kill> {
+fn trigger(parallelism: u32) -> impl Strategy<Value = Trigger> {
     let per_subtask = RECORDS / parallelism as u64;
-    let trigger = prop_oneof![
+    prop_oneof![
         (100u64..4_000).prop_map(Trigger::AtMs),
         (1u64..12).prop_map(Trigger::AfterCheckpoint),
         (0..parallelism, 1..per_subtask / 2)
             .prop_map(|(subtask, count)| Trigger::OnRecord { subtask, count }),
-    ];
-    (1..=taskmanagers, trigger, 50u64..2_000).prop_map(
-        |(taskmanager, trigger, restart_after_ms)| Kill {
-            taskmanager,
+    ]
+}
+
+fn kill(taskmanagers: u32, parallelism: u32) -> impl Strategy<Value = Fault> {
+    (1..=taskmanagers, trigger(parallelism), 50u64..2_000).prop_map(
+        |(taskmanager, trigger, restart_after_ms)| Fault {
+            action: Action::Kill {
+                taskmanager,
+                restart_after_ms,
+            },
             trigger,
-            restart_after_ms,
         },
     )
 }
 
-fn case() -> impl Strategy<Value = Case> {
-    (1u32..=4, 1u32..=3).prop_flat_map(|(parallelism, taskmanagers)| {
-        (
-            0..i64::MAX as u64,
-            1..=parallelism,
-            prop::sample::select(vec![100u64, 150, 200, 300, 500]),
-            100u64..=300,
-            0..i64::MAX as u64,
-            prop::collection::vec(kill(taskmanagers, parallelism), 1..=3),
-            0u32..=2,
-        )
-            .prop_map(
-                move |(
-                    seed,
-                    source_parallelism,
-                    interval_ms,
-                    keys,
-                    workload_seed,
-                    kills,
-                    extra_partitions,
-                )| Case {
+fn node(taskmanagers: u32) -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("jobmanager".to_string()),
+        Just("broker".to_string()),
+        Just("blobstore".to_string()),
+        (1..=taskmanagers).prop_map(|n| format!("taskmanager-{n}")),
+    ]
+}
+
+/// Any fault of the engine-core plan: kills, clogged links (between any two nodes), and
+/// failures in user code, mixed.
+fn any_fault(
+    taskmanagers: u32,
+    parallelism: u32,
+    source_parallelism: u32,
+) -> impl Strategy<Value = Fault> {
+    let clog = (
+        node(taskmanagers),
+        node(taskmanagers),
+        10u64..1_500,
+        trigger(parallelism),
+    )
+        .prop_filter("a link joins two nodes", |(from, to, ..)| from != to)
+        .prop_map(|(from, to, duration_ms, trigger)| Fault {
+            action: Action::Clog {
+                from,
+                to,
+                duration_ms,
+            },
+            trigger,
+        });
+    let fail = (
+        prop_oneof![
+            (0..parallelism).prop_map(|i| ("counter", i)),
+            (0..source_parallelism).prop_map(|i| ("split", i))
+        ],
+        trigger(parallelism),
+    )
+        .prop_map(|((uid, subtask), trigger)| Fault {
+            action: Action::FailTask { uid, subtask },
+            trigger,
+        });
+    prop_oneof![2 => kill(taskmanagers, parallelism), 2 => clog, 1 => fail]
+}
+
+fn case(mixed: bool) -> impl Strategy<Value = Case> {
+    (1u32..=4, 1u32..=3, 1u32..=4).prop_flat_map(
+        move |(parallelism, taskmanagers, source_parallelism)| {
+            let source_parallelism = source_parallelism.min(parallelism);
+            let faults = if mixed {
+                prop::collection::vec(
+                    any_fault(taskmanagers, parallelism, source_parallelism),
+                    1..=4,
+                )
+                .boxed()
+            } else {
+                prop::collection::vec(kill(taskmanagers, parallelism), 1..=3).boxed()
+            };
+            let settings = (
+                0..i64::MAX as u64,
+                prop::sample::select(vec![100u64, 150, 200, 300, 500]),
+                100u64..=300,
+                0..i64::MAX as u64,
+                0u32..=2,
+            );
+            (settings, faults).prop_map(
+                move |((seed, interval_ms, keys, workload_seed, extra_partitions), faults)| Case {
                     seed,
                     parallelism,
                     source_parallelism,
@@ -89,10 +156,11 @@ fn case() -> impl Strategy<Value = Case> {
                     interval_ms,
                     keys,
                     workload_seed,
-                    kills,
+                    faults,
                 },
             )
-    })
+        },
+    )
 }
 
 fn scenario_text(case: &Case) -> String {
@@ -106,9 +174,16 @@ fn scenario_text(case: &Case) -> String {
          [heartbeat]\ninterval = \"100ms\"\ntimeout = \"500ms\"\n\n[simulation]\ndeadline = \"120s\"\n",
         case.seed, case.parallelism, case.source_parallelism, case.keys, case.workload_seed, case.partitions, case.taskmanagers, case.interval_ms
     );
-    for kill in &case.kills {
-        text.push_str(&format!("\n[[faults]]\nkind = \"kill-taskmanager\"\ntaskmanager = {}\nrestart-after = \"{}ms\"\n", kill.taskmanager, kill.restart_after_ms));
-        match kill.trigger {
+    for fault in &case.faults {
+        text.push_str("\n[[faults]]\n");
+        match &fault.action {
+            Action::Kill { taskmanager, restart_after_ms } => {
+                text.push_str(&format!("kind = \"kill-taskmanager\"\ntaskmanager = {taskmanager}\nrestart-after = \"{restart_after_ms}ms\"\n"))
+            }
+            Action::Clog { from, to, duration_ms } => text.push_str(&format!("kind = \"clog-link\"\nfrom = \"{from}\"\nto = \"{to}\"\nduration = \"{duration_ms}ms\"\n")),
+            Action::FailTask { uid, subtask } => text.push_str(&format!("kind = \"fail-task\"\nsubtask = \"{uid}#{subtask}\"\n")),
+        }
+        match fault.trigger {
             Trigger::AtMs(ms) => text.push_str(&format!("at = \"{ms}ms\"\n")),
             Trigger::AfterCheckpoint(n) => text.push_str(&format!("after-checkpoint = {n}\n")),
             Trigger::OnRecord { subtask, count } => text.push_str(&format!(
@@ -127,27 +202,41 @@ fn cases() -> u32 {
 }
 
 /// Writes the failing case where the developer finds it, to replay and keep.
-fn keep_failure(scenario: &Scenario) -> std::path::PathBuf {
+fn keep_failure(scenario: &Scenario, name: &str) -> std::path::PathBuf {
     let folder = common::root().join("target/snapflow-regressions");
     std::fs::create_dir_all(&folder).expect("target is writable");
-    let path = folder.join("property-exactly-once.toml");
+    let path = folder.join(format!("{name}.toml"));
     std::fs::write(&path, render_toml(scenario)).expect("target is writable");
     path
+}
+
+fn check_case(case: &Case, name: &str) -> Result<(), TestCaseError> {
+    let text = scenario_text(case);
+    let scenario = Scenario::parse(name, &text)
+        .unwrap_or_else(|e| panic!("generated scenario invalid: {e}\n{text}"));
+    assert_eq!(scenario.expect, Expectation::Pass);
+    let file = format!("target/snapflow-regressions/{name}.toml");
+    let run = run_scenario(&scenario, case.seed, &file);
+    if !run.verdict.passed() {
+        let path = keep_failure(&scenario, name);
+        prop_assert!(false, "divergence; scenario written to {}; replay with `cargo run --release -- run {} --seed {}`\n{}", path.display(), path.display(), case.seed, run.report);
+    }
+    Ok(())
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, max_shrink_iters: 200, ..ProptestConfig::default() })]
 
+    /// The issue's property: 1-3 task-manager kills at times or on triggers.
     #[test]
-    fn exactly_once_survives_random_task_manager_kills(case in case()) {
-        let text = scenario_text(&case);
-        let scenario = Scenario::parse("property", &text).unwrap_or_else(|e| panic!("generated scenario invalid: {e}\n{text}"));
-        assert_eq!(scenario.expect, Expectation::Pass);
-        let run = run_scenario(&scenario, case.seed, "target/snapflow-regressions/property-exactly-once.toml");
-        if !run.verdict.passed() {
-            let path = keep_failure(&scenario);
-            prop_assert!(false, "divergence; scenario written to {}; replay with `cargo run --release -- run {} --seed {}`\n{}", path.display(), path.display(), case.seed, run.report);
-        }
+    fn exactly_once_survives_random_task_manager_kills(case in case(false)) {
+        check_case(&case, "property-exactly-once-kills")?;
+    }
+
+    /// Swarm variant: kills, clogged links between any two nodes, and user-code failures.
+    #[test]
+    fn exactly_once_survives_mixed_faults(case in case(true)) {
+        check_case(&case, "property-exactly-once-mixed")?;
     }
 }
 
@@ -155,7 +244,7 @@ proptest! {
 fn generated_scenarios_render_back_to_the_same_scenario() {
     let mut runner = proptest::test_runner::TestRunner::deterministic();
     for _ in 0..20 {
-        let case = case().new_tree(&mut runner).expect("a case").current();
+        let case = case(true).new_tree(&mut runner).expect("a case").current();
         let scenario = Scenario::parse("generated", &scenario_text(&case)).expect("valid");
         let again =
             Scenario::parse("rendered", &render_toml(&scenario)).expect("renders valid TOML");
