@@ -20,6 +20,7 @@ pub mod checkpoint {
     pub mod barrier;
     pub mod barrier_handler;
     pub mod coordinator;
+    pub mod storage;
 }
 pub mod codec;
 pub mod connectors {

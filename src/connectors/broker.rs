@@ -3,7 +3,7 @@
 //! Its storage is durable: every append is synced before it is acknowledged.
 
 use crate::runtime::messages::{BrokerRequest, BrokerResponse};
-use crate::runtime::rpc::Rpc;
+use crate::runtime::rpc::serve;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -122,19 +122,7 @@ impl BrokerStorage {
 
 /// The broker's main: serves requests until the node is killed.
 pub async fn run_broker(storage: BrokerStorage) {
-    let rpc = Rpc::bind()
-        .await
-        .expect("the control port is free on a fresh node");
-    loop {
-        let Ok(request) = rpc.recv_request().await else {
-            continue;
-        };
-        let response = match crate::codec::decode_message::<BrokerRequest>(&request.body) {
-            Ok(body) => storage.handle(body),
-            Err(error) => BrokerResponse::Error(format!("undecodable request: {error}")),
-        };
-        rpc.reply(&request, &response).await;
-    }
+    serve(|request| storage.handle(request), BrokerResponse::Error).await;
 }
 
 #[cfg(test)]

@@ -123,18 +123,7 @@ impl ExecutionGraph {
             return Vec::new();
         };
         let upstream = &self.vertices[subtask.vertex_id.0 as usize - 1];
-        match pattern {
-            ChannelPattern::Pointwise => vec![SubtaskId {
-                vertex_id: upstream.vertex_id,
-                subtask_index: subtask.subtask_index,
-            }],
-            ChannelPattern::AllToAll => (0..upstream.parallelism)
-                .map(|subtask_index| SubtaskId {
-                    vertex_id: upstream.vertex_id,
-                    subtask_index,
-                })
-                .collect(),
-        }
+        connected(pattern, upstream, subtask.subtask_index)
     }
 
     /// Downstream subtasks of `subtask`, in output-channel order.
@@ -142,21 +131,10 @@ impl ExecutionGraph {
         let Some(downstream) = self.vertices.get(subtask.vertex_id.0 as usize + 1) else {
             return Vec::new();
         };
-        match downstream
+        let pattern = downstream
             .input_pattern
-            .expect("a downstream vertex has an input")
-        {
-            ChannelPattern::Pointwise => vec![SubtaskId {
-                vertex_id: downstream.vertex_id,
-                subtask_index: subtask.subtask_index,
-            }],
-            ChannelPattern::AllToAll => (0..downstream.parallelism)
-                .map(|subtask_index| SubtaskId {
-                    vertex_id: downstream.vertex_id,
-                    subtask_index,
-                })
-                .collect(),
-        }
+            .expect("a downstream vertex has an input");
+        connected(pattern, downstream, subtask.subtask_index)
     }
 
     /// The input channel of `target` that `source` writes into.
@@ -224,6 +202,19 @@ impl ExecutionGraph {
             .filter(|o| matches!(o.kind, OperatorKind::KeyedProcess { .. }))
             .map(|o| o.uid.clone())
             .collect()
+    }
+}
+
+/// The subtasks of `other` that subtask `subtask_index` on the far side of an edge with
+/// `pattern` is connected to.
+fn connected(pattern: ChannelPattern, other: &JobVertex, subtask_index: u32) -> Vec<SubtaskId> {
+    let at = |subtask_index| SubtaskId {
+        vertex_id: other.vertex_id,
+        subtask_index,
+    };
+    match pattern {
+        ChannelPattern::Pointwise => vec![at(subtask_index)],
+        ChannelPattern::AllToAll => (0..other.parallelism).map(at).collect(),
     }
 }
 

@@ -7,12 +7,11 @@ use crate::checkpoint::barrier::{Barrier, BarrierKind};
 use crate::checkpoint::coordinator::{
     CheckpointConfig, CheckpointCoordinator, CompletedCheckpoint, Output,
 };
-use crate::codec::{encode, FileKind};
+use crate::checkpoint::storage::{metadata_path, CheckpointStorage};
+use crate::codec::FileKind;
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::ids::{AttemptNumber, SubtaskId, TaskManagerId};
-use crate::runtime::messages::{
-    BlobRequest, BlobResponse, ControlMessage, RestoreHandle, TaskDeployment, TaskStatus,
-};
+use crate::runtime::messages::{ControlMessage, RestoreHandle, TaskDeployment, TaskStatus};
 use crate::runtime::restart::{RestartDecision, RestartStrategy, RestartStrategyConfig};
 use crate::runtime::rpc::{Rpc, CONTROL_PORT};
 use crate::runtime::sim_time;
@@ -567,31 +566,18 @@ impl JobMaster {
     }
 
     fn write_metadata(&self, checkpoint: CompletedCheckpoint) {
-        let (rpc, blobstore, timeout, inbox) = (
+        let storage = CheckpointStorage::new(
             self.rpc.clone(),
             self.setup.services.blobstore,
             self.setup.rpc_timeout,
-            self.inbox_sender.clone(),
         );
+        let inbox = self.inbox_sender.clone();
         madsim::task::spawn(async move {
-            let path = format!("chk-{}/_metadata", checkpoint.checkpoint_id.0);
-            let bytes = encode(FileKind::CheckpointMetadata, &checkpoint);
-            let result = match rpc
-                .call(
-                    blobstore,
-                    &BlobRequest::Put {
-                        path: path.clone(),
-                        bytes,
-                    },
-                    timeout,
-                    true,
-                )
+            let path = metadata_path(checkpoint.checkpoint_id);
+            let result = storage
+                .write(FileKind::CheckpointMetadata, &path, &checkpoint)
                 .await
-            {
-                Ok(BlobResponse::Stored) => Ok(()),
-                Ok(other) => Err(format!("blobstore refused {path}: {other:?}")),
-                Err(error) => Err(error),
-            };
+                .map(|_| ());
             let _ = inbox.unbounded_send(Input::MetadataWritten(checkpoint, result));
         });
     }

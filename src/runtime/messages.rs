@@ -4,7 +4,6 @@
 use crate::checkpoint::barrier::Barrier;
 use crate::checkpoint::coordinator::{DeclineReason, TaskAck};
 use crate::ids::{AttemptNumber, ChannelIndex, CheckpointId, SubtaskId, TaskManagerId};
-use crate::time::Instant;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
@@ -262,9 +261,4 @@ pub enum BlobResponse {
     Data(Option<Vec<u8>>),
     /// The store refused.
     Error(String),
-}
-
-/// An instant in a message, for traces.
-pub fn describe_instant(instant: Instant) -> String {
-    instant.to_string()
 }

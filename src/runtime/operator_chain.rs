@@ -8,7 +8,7 @@ use crate::api::value::Value;
 use crate::limits::SINK_APPEND_RECORDS_MAX;
 use crate::state::heap_backend::HeapKeyedStateBackend;
 use crate::state::key_group::KeyGroupRange;
-use crate::state::snapshot::{KeyedStateSnapshot, OperatorSnapshot};
+use crate::state::snapshot::KeyedStateSnapshot;
 use std::collections::BTreeMap;
 use std::ops::Range;
 
@@ -188,9 +188,4 @@ fn apply(
         ChainOperator::Sink(sink) => sink.pending.push(crate::codec::encode_message(&value)),
     }
     Ok(())
-}
-
-/// Wraps a keyed snapshot for the task's snapshot file.
-pub fn keyed_operator_snapshot(snapshot: KeyedStateSnapshot) -> OperatorSnapshot {
-    OperatorSnapshot::Keyed(snapshot)
 }

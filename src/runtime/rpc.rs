@@ -125,6 +125,27 @@ impl Rpc {
     }
 }
 
+/// Serves requests of type `Q` until the node is killed: `handle` answers each; a request that
+/// does not decode is answered with `undecodable(reason)`.
+pub async fn serve<Q: DeserializeOwned, R: Serialize>(
+    mut handle: impl FnMut(Q) -> R,
+    undecodable: impl Fn(String) -> R,
+) {
+    let rpc = Rpc::bind()
+        .await
+        .expect("the control port is free on a fresh node");
+    loop {
+        let Ok(request) = rpc.recv_request().await else {
+            continue;
+        };
+        let response = match decode_message::<Q>(&request.body) {
+            Ok(body) => handle(body),
+            Err(error) => undecodable(format!("undecodable request: {error}")),
+        };
+        rpc.reply(&request, &response).await;
+    }
+}
+
 fn payload_bytes(payload: madsim::net::Payload) -> Vec<u8> {
     *payload
         .downcast::<Vec<u8>>()

@@ -7,15 +7,16 @@ use crate::api::value::Value;
 use crate::checkpoint::barrier::Barrier;
 use crate::checkpoint::barrier_handler::Action;
 use crate::checkpoint::coordinator::{DeclineReason, TaskAck};
-use crate::codec::{decode, encode, FileKind};
+use crate::checkpoint::storage::{task_state_path, CheckpointStorage};
+use crate::codec::FileKind;
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::ids::{AttemptNumber, ChannelIndex, CheckpointId, SubtaskId};
 use crate::limits::{CHANNEL_CONNECT_ATTEMPTS_MAX, TASK_RECORDS_PER_TURN_MAX};
 use crate::runtime::frame_io::{read_frame, write_frame};
 use crate::runtime::input_gate::{Delivered, InputGate};
 use crate::runtime::messages::{
-    BlobRequest, BlobResponse, BrokerRequest, BrokerResponse, ChannelEvent, ControlMessage,
-    DataFrame, TaskDeployment, TaskStatus,
+    BrokerRequest, BrokerResponse, ChannelEvent, ControlMessage, DataFrame, TaskDeployment,
+    TaskStatus,
 };
 use crate::runtime::operator_chain::OperatorChain;
 use crate::runtime::record_writer::RecordWriter;
@@ -129,6 +130,16 @@ pub struct TaskContext {
     pub config: TaskConfig,
     /// The task manager's node name, for traces.
     pub node_name: String,
+}
+
+impl TaskContext {
+    fn storage(&self) -> CheckpointStorage {
+        CheckpointStorage::new(
+            self.rpc.clone(),
+            self.services.blobstore,
+            self.config.rpc_timeout,
+        )
+    }
 }
 
 struct Task {
@@ -479,39 +490,18 @@ impl Task {
             checkpoint_id: checkpoint_id.0,
             operators,
         };
-        let path = format!(
-            "chk-{}/{}-{}.state",
-            checkpoint_id.0, self.context.subtask.vertex_id.0, self.context.subtask.subtask_index
-        );
-        let (rpc, blobstore, timeout, inbox) = (
-            self.context.rpc.clone(),
-            self.context.services.blobstore,
-            self.context.config.rpc_timeout,
-            self.inbox_sender.clone(),
-        );
+        let path = task_state_path(checkpoint_id, self.context.subtask);
+        let storage = self.context.storage();
+        let inbox = self.inbox_sender.clone();
         madsim::task::spawn(async move {
-            let bytes = encode(FileKind::TaskState, &snapshot);
-            let state_size_bytes = bytes.len() as u64;
-            let result = match rpc
-                .call(
-                    blobstore,
-                    &BlobRequest::Put {
-                        path: path.clone(),
-                        bytes,
-                    },
-                    timeout,
-                    true,
-                )
+            let result = storage
+                .write(FileKind::TaskState, &path, &snapshot)
                 .await
-            {
-                Ok(BlobResponse::Stored) => Ok(TaskAck {
+                .map(|state_size_bytes| TaskAck {
                     state_path: path,
                     state_size_bytes,
                     alignment_duration,
-                }),
-                Ok(other) => Err(format!("blobstore refused {path}: {other:?}")),
-                Err(error) => Err(error),
-            };
+                });
             let _ = inbox.unbounded_send(TaskInput::UploadDone {
                 checkpoint_id,
                 result,
@@ -820,28 +810,11 @@ async fn restore_state(
     ),
     String,
 > {
+    let storage = context.storage();
     let mut keyed: BTreeMap<String, Vec<KeyedStateSnapshot>> = BTreeMap::new();
     let mut offsets: Option<SourceOffsets> = None;
     for path in paths {
-        let request = BlobRequest::Get { path: path.clone() };
-        let bytes = match context
-            .rpc
-            .call(
-                context.services.blobstore,
-                &request,
-                context.config.rpc_timeout,
-                true,
-            )
-            .await?
-        {
-            BlobResponse::Data(Some(bytes)) => bytes,
-            BlobResponse::Data(None) => {
-                return Err(format!("{path}: missing from checkpoint storage"))
-            }
-            other => return Err(format!("{path}: blobstore answered {other:?}")),
-        };
-        let snapshot: TaskStateSnapshot =
-            decode(FileKind::TaskState, path, &bytes).map_err(|e| e.to_string())?;
+        let snapshot: TaskStateSnapshot = storage.read(FileKind::TaskState, path).await?;
         for (uid, operator) in snapshot.operators {
             match operator {
                 OperatorSnapshot::Keyed(state) => keyed.entry(uid).or_default().push(state),

@@ -50,11 +50,6 @@ impl Disk {
         self.lock().unsynced.clear();
     }
 
-    /// Paths of durable files, in order.
-    pub fn durable_paths(&self) -> Vec<String> {
-        self.lock().durable.keys().cloned().collect()
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, DiskState> {
         self.state
             .lock()
