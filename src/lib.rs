@@ -36,6 +36,7 @@ pub mod ids;
 pub mod limits;
 pub mod runtime {
     //! The thin async drivers on madsim: tasks, task managers, the job manager, the network.
+    pub mod control_plane;
     pub mod credit;
     pub mod frame_io;
     pub mod input_gate;

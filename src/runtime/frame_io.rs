@@ -1,14 +1,14 @@
-//! Length-prefixed frames on a madsim TCP stream (the data plane).
+//! Length-prefixed postcard frames on a madsim TCP stream (data channels and control).
 
 use crate::codec::{decode_message, encode_message};
 use crate::limits::FRAME_SIZE_BYTES_MAX;
-use crate::runtime::messages::DataFrame;
+use serde::{de::DeserializeOwned, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Writes one frame and flushes it onto the wire (madsim sends on flush).
-pub async fn write_frame<W: AsyncWrite + Unpin>(
+pub async fn write_frame<W: AsyncWrite + Unpin, F: Serialize>(
     writer: &mut W,
-    frame: &DataFrame,
+    frame: &F,
 ) -> std::io::Result<()> {
     let bytes = encode_message(frame);
     assert!(
@@ -23,9 +23,9 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
 }
 
 /// Reads one frame; `Ok(None)` is a clean end of stream.
-pub async fn read_frame<R: AsyncRead + Unpin>(
+pub async fn read_frame<R: AsyncRead + Unpin, F: DeserializeOwned>(
     reader: &mut R,
-) -> std::io::Result<Option<DataFrame>> {
+) -> std::io::Result<Option<F>> {
     let mut length = [0u8; 4];
     match reader.read_exact(&mut length).await {
         Ok(_) => {}

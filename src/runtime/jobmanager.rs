@@ -11,9 +11,12 @@ use crate::checkpoint::storage::{metadata_path, CheckpointStorage};
 use crate::codec::FileKind;
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::ids::{AttemptNumber, SubtaskId, TaskManagerId};
-use crate::runtime::messages::{ControlMessage, RestoreHandle, TaskDeployment, TaskStatus};
+use crate::runtime::control_plane::ControlPlane;
+use crate::runtime::messages::{
+    ControlMessage, Heartbeat, RestoreHandle, TaskDeployment, TaskStatus,
+};
 use crate::runtime::restart::{RestartDecision, RestartStrategy, RestartStrategyConfig};
-use crate::runtime::rpc::{Rpc, CONTROL_PORT};
+use crate::runtime::rpc::Rpc;
 use crate::runtime::sim_time;
 use crate::runtime::task::Services;
 use crate::sim::observer::{JobOutcome, Observer};
@@ -76,13 +79,14 @@ enum TaskState {
 }
 
 enum Input {
-    Control(SocketAddr, ControlMessage),
+    Control(ControlMessage),
     MetadataWritten(CompletedCheckpoint, Result<(), String>),
 }
 
 struct JobMaster {
     setup: JobManagerSetup,
     rpc: Rpc,
+    control: ControlPlane,
     taskmanagers: BTreeMap<TaskManagerId, TaskManagerInfo>,
     status: JobStatus,
     attempt: AttemptNumber,
@@ -98,13 +102,12 @@ struct JobMaster {
 pub async fn run_jobmanager(setup: JobManagerSetup) {
     let rpc = Rpc::bind()
         .await
+        .expect("the request port is free on a fresh node");
+    let (control, messages) = ControlPlane::listen()
+        .await
         .expect("the control port is free on a fresh node");
     let (inbox_sender, mut inbox) = unbounded();
-    madsim::task::spawn(receive_loop(
-        rpc.clone(),
-        inbox_sender.clone(),
-        setup.observer.clone(),
-    ));
+    madsim::task::spawn(forward_control(messages, inbox_sender.clone()));
     setup
         .observer
         .trace(NODE, format!("started job `{}`", setup.graph.job.name));
@@ -114,6 +117,7 @@ pub async fn run_jobmanager(setup: JobManagerSetup) {
         liveness_check_at: sim_time::now().add(setup.heartbeat_interval),
         setup,
         rpc,
+        control,
         taskmanagers: BTreeMap::new(),
         status: JobStatus::WaitingForResources,
         attempt: AttemptNumber(0),
@@ -124,18 +128,14 @@ pub async fn run_jobmanager(setup: JobManagerSetup) {
     master.run(&mut inbox).await;
 }
 
-async fn receive_loop(rpc: Rpc, inbox: UnboundedSender<Input>, observer: Observer) {
-    loop {
-        let Ok((from, message)) = rpc.recv::<ControlMessage>().await else {
+/// Control messages join the job manager's one mailbox, beside its own completions.
+async fn forward_control(
+    mut messages: UnboundedReceiver<ControlMessage>,
+    inbox: UnboundedSender<Input>,
+) {
+    while let Some(message) = messages.next().await {
+        if inbox.unbounded_send(Input::Control(message)).is_err() {
             return;
-        };
-        match message {
-            Ok(message) => {
-                if inbox.unbounded_send(Input::Control(from, message)).is_err() {
-                    return;
-                }
-            }
-            Err(error) => observer.trace(NODE, format!("dropped a message from {from}: {error}")),
         }
     }
 }
@@ -146,7 +146,7 @@ impl JobMaster {
             let deadline = self.next_deadline();
             futures::select_biased! {
                 input = inbox.next() => match input {
-                    Some(Input::Control(from, message)) => self.on_control(from, message).await,
+                    Some(Input::Control(message)) => self.on_control(message).await,
                     Some(Input::MetadataWritten(checkpoint, result)) => self.on_metadata_written(checkpoint, result),
                     None => return,
                 },
@@ -222,19 +222,10 @@ impl JobMaster {
         }
     }
 
-    async fn on_control(&mut self, from: SocketAddr, message: ControlMessage) {
+    async fn on_control(&mut self, message: ControlMessage) {
         let now = sim_time::now();
         match message {
-            ControlMessage::Heartbeat {
-                taskmanager,
-                instance,
-                slots,
-                data_address,
-                tasks,
-            } => {
-                self.on_heartbeat(now, from, taskmanager, instance, slots, data_address, tasks)
-                    .await
-            }
+            ControlMessage::Heartbeat(heartbeat) => self.on_heartbeat(now, heartbeat).await,
             ControlMessage::TaskStatusChanged {
                 attempt,
                 subtask,
@@ -264,18 +255,15 @@ impl JobMaster {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn on_heartbeat(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        taskmanager: TaskManagerId,
-        instance: u64,
-        slots: u32,
-        data_address: SocketAddr,
-        tasks: Vec<(AttemptNumber, SubtaskId, TaskStatus)>,
-    ) {
-        let control_address = SocketAddr::new(from.ip(), CONTROL_PORT);
+    async fn on_heartbeat(&mut self, now: Instant, heartbeat: Heartbeat) {
+        let Heartbeat {
+            taskmanager,
+            instance,
+            slots,
+            data_address,
+            control_address,
+            tasks,
+        } = heartbeat;
         let known_instance = self.taskmanagers.get(&taskmanager).map(|tm| tm.instance);
         if known_instance.is_some_and(|known| known != instance) {
             // The process restarted: the old instance and its tasks are gone.
@@ -441,7 +429,7 @@ impl JobMaster {
         );
         for (taskmanager, tasks) in per_taskmanager {
             let address = self.taskmanagers[&taskmanager].control_address;
-            self.rpc
+            self.control
                 .send(
                     address,
                     &ControlMessage::Deploy {
@@ -472,7 +460,7 @@ impl JobMaster {
             attempt: self.attempt,
         };
         for tm in self.taskmanagers.values() {
-            self.rpc.send(tm.control_address, &cancel).await;
+            self.control.send(tm.control_address, &cancel).await;
         }
         self.placement.clear();
         self.task_status.clear();
@@ -599,7 +587,7 @@ impl JobMaster {
             .get(&subtask)
             .and_then(|id| self.taskmanagers.get(id))
         {
-            self.rpc.send(tm.control_address, message).await;
+            self.control.send(tm.control_address, message).await;
         }
     }
 
@@ -607,7 +595,7 @@ impl JobMaster {
         let hosts: BTreeSet<TaskManagerId> = self.placement.values().copied().collect();
         for taskmanager in hosts {
             if let Some(tm) = self.taskmanagers.get(&taskmanager) {
-                self.rpc.send(tm.control_address, message).await;
+                self.control.send(tm.control_address, message).await;
             }
         }
     }

@@ -39,24 +39,29 @@ pub enum TaskStatus {
     Failed(String),
 }
 
-/// Control traffic (Flink's RPC gateways), sent one way over the simulated network.
+/// A task manager's heartbeat. Registration rides on every heartbeat, so a task manager
+/// registers with its first, and status reports repeat until the job manager has them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// Which task manager.
+    pub taskmanager: TaskManagerId,
+    /// Random per process start, so the job manager tells a restarted one apart.
+    pub instance: u64,
+    /// Slots offered (`taskmanager.numberOfTaskSlots`).
+    pub slots: u32,
+    /// Its data-plane address.
+    pub data_address: SocketAddr,
+    /// Its control listener's address.
+    pub control_address: SocketAddr,
+    /// Tasks it runs, with their attempt.
+    pub tasks: Vec<(AttemptNumber, SubtaskId, TaskStatus)>,
+}
+
+/// Control traffic (Flink's RPC gateways), one way over the control plane.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControlMessage {
-    /// Liveness, the slots offered, and the status of the tasks it runs. Registration rides
-    /// on every heartbeat, so a lost message is repaired by the next one; the status reports
-    /// repeat the same way.
-    Heartbeat {
-        /// Which task manager.
-        taskmanager: TaskManagerId,
-        /// Random per process start, so the job manager tells a restarted one apart.
-        instance: u64,
-        /// Slots offered (`taskmanager.numberOfTaskSlots`).
-        slots: u32,
-        /// Its data-plane address.
-        data_address: SocketAddr,
-        /// Tasks it runs, with their attempt.
-        tasks: Vec<(AttemptNumber, SubtaskId, TaskStatus)>,
-    },
+    /// Liveness, the slots offered, and the status of the tasks it runs.
+    Heartbeat(Heartbeat),
     /// Run these tasks of `attempt`; cancel every task of an older attempt.
     Deploy {
         /// The job attempt.

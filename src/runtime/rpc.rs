@@ -1,6 +1,6 @@
-//! Message transport over madsim endpoints: one-way control messages and request/response
-//! calls with a timeout. Messages can be lost (a clogged link drops them), so every caller
-//! either tolerates loss or retries.
+//! Request/response calls over madsim endpoints (datagrams), with a timeout: how tasks reach
+//! the broker and the blobstore. A datagram can be lost (a clogged link drops it), so idempotent
+//! calls are retried and the others fail the caller.
 
 use crate::codec::{decode_message, encode_message};
 use crate::limits::RPC_ATTEMPTS_MAX;
@@ -11,12 +11,10 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::io;
 use std::net::SocketAddr;
 
-/// Port of every node's control endpoint.
-pub const CONTROL_PORT: u16 = 7000;
+/// Port of every node's request endpoint.
+pub const REQUEST_PORT: u16 = 7000;
 /// Port of a task manager's data-plane listener.
 pub const DATA_PORT: u16 = 7001;
-/// Tag of one-way control messages.
-const TAG_CONTROL: u64 = 1;
 /// Tag of requests; replies go to a tag the caller picks at random.
 const TAG_REQUEST: u64 = 2;
 /// Largest datagram accepted.
@@ -28,7 +26,7 @@ struct RequestEnvelope {
     body: Vec<u8>,
 }
 
-/// A node's control endpoint.
+/// A node's request endpoint.
 #[derive(Clone)]
 pub struct Rpc {
     endpoint: Endpoint,
@@ -44,23 +42,10 @@ pub struct IncomingRequest {
 }
 
 impl Rpc {
-    /// Binds the control endpoint of the current node.
+    /// Binds the request endpoint of the current node.
     pub async fn bind() -> io::Result<Rpc> {
-        let endpoint = Endpoint::bind(("0.0.0.0", CONTROL_PORT)).await?;
+        let endpoint = Endpoint::bind(("0.0.0.0", REQUEST_PORT)).await?;
         Ok(Rpc { endpoint })
-    }
-
-    /// Sends a one-way message; loss is silent, as for any datagram.
-    pub async fn send<M: Serialize>(&self, target: SocketAddr, message: &M) {
-        let bytes = encode_message(message);
-        // A send to a dead node or over a clogged link is simply lost.
-        let _ = self.endpoint.send_to(target, TAG_CONTROL, &bytes).await;
-    }
-
-    /// Receives the next one-way message; undecodable ones are skipped and reported.
-    pub async fn recv<M: DeserializeOwned>(&self) -> io::Result<(SocketAddr, Result<M, String>)> {
-        let (payload, from) = self.endpoint.recv_from_raw(TAG_CONTROL).await?;
-        Ok((from, decode_payload(payload)))
     }
 
     /// Receives the next request.

@@ -12,6 +12,7 @@ use crate::codec::FileKind;
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::ids::{AttemptNumber, ChannelIndex, CheckpointId, SubtaskId};
 use crate::limits::{CHANNEL_CONNECT_ATTEMPTS_MAX, TASK_RECORDS_PER_TURN_MAX};
+use crate::runtime::control_plane::ControlPlane;
 use crate::runtime::frame_io::{read_frame, write_frame};
 use crate::runtime::input_gate::{Delivered, InputGate};
 use crate::runtime::messages::{
@@ -122,8 +123,10 @@ pub struct TaskContext {
     pub graph: Arc<ExecutionGraph>,
     /// Where the services are.
     pub services: Services,
-    /// The task manager's control endpoint.
+    /// The task manager's request endpoint (broker and blobstore calls).
     pub rpc: Rpc,
+    /// The task manager's control plane (acks, declines, status to the job manager).
+    pub control: ControlPlane,
     /// The run's observer.
     pub observer: Observer,
     /// Runtime options.
@@ -169,7 +172,7 @@ pub async fn run_task(
         status: TaskStatus::Running,
     };
     task.context
-        .rpc
+        .control
         .send(task.context.services.jobmanager, &running)
         .await;
     task.run(&mut inbox).await?;
@@ -596,7 +599,7 @@ impl Task {
                     ack,
                 };
                 self.context
-                    .rpc
+                    .control
                     .send(self.context.services.jobmanager, &message)
                     .await;
             }
@@ -615,7 +618,7 @@ impl Task {
             reason,
         };
         self.context
-            .rpc
+            .control
             .send(self.context.services.jobmanager, &message)
             .await;
     }

@@ -4,14 +4,16 @@
 
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::ids::{AttemptNumber, ChannelIndex, SubtaskId, TaskManagerId};
+use crate::runtime::control_plane::{ControlPlane, CONTROL_PORT};
 use crate::runtime::frame_io::read_frame;
-use crate::runtime::messages::{ControlMessage, DataFrame, TaskDeployment, TaskStatus};
+use crate::runtime::messages::{ControlMessage, DataFrame, Heartbeat, TaskDeployment, TaskStatus};
 use crate::runtime::rpc::{Rpc, DATA_PORT};
 use crate::runtime::sim_time;
 use crate::runtime::task::{run_task, Services, TaskConfig, TaskContext, TaskInput};
 use crate::sim::observer::Observer;
 use crate::time::Duration;
 use futures::channel::mpsc::{unbounded, UnboundedSender};
+use futures::StreamExt;
 use madsim::net::{TcpListener, TcpStream};
 use madsim::task::JoinHandle;
 use std::collections::BTreeMap;
@@ -69,6 +71,9 @@ pub async fn run_taskmanager(setup: TaskManagerSetup) {
     let name = setup.taskmanager.to_string();
     let rpc = Rpc::bind()
         .await
+        .expect("the request port is free on a fresh node");
+    let (control, mut messages) = ControlPlane::listen()
+        .await
         .expect("the control port is free on a fresh node");
     let listener = TcpListener::bind(("0.0.0.0", DATA_PORT))
         .await
@@ -80,25 +85,22 @@ pub async fn run_taskmanager(setup: TaskManagerSetup) {
         .trace(&name, format!("started with {} slot(s)", setup.slots));
     madsim::task::spawn(heartbeat_loop(
         setup.clone(),
-        rpc.clone(),
+        control.clone(),
         shared.clone(),
         instance,
     ));
     madsim::task::spawn(accept_loop(listener, shared.clone()));
-    loop {
-        let Ok((_, message)) = rpc.recv::<ControlMessage>().await else {
-            return;
-        };
-        match message {
-            Ok(message) => on_control(&setup, &rpc, &shared, message),
-            Err(error) => setup
-                .observer
-                .trace(&name, format!("dropped a control message: {error}")),
-        }
+    while let Some(message) = messages.next().await {
+        on_control(&setup, &rpc, &control, &shared, message);
     }
 }
 
-async fn heartbeat_loop(setup: TaskManagerSetup, rpc: Rpc, shared: Shared, instance: u64) {
+async fn heartbeat_loop(
+    setup: TaskManagerSetup,
+    control: ControlPlane,
+    shared: Shared,
+    instance: u64,
+) {
     loop {
         let tasks = {
             let state = lock(&shared);
@@ -108,22 +110,30 @@ async fn heartbeat_loop(setup: TaskManagerSetup, rpc: Rpc, shared: Shared, insta
                 .map(|(subtask, task)| (task.attempt, *subtask, task.status.clone()))
                 .collect()
         };
-        let data_address = SocketAddr::new(setup.address, DATA_PORT);
-        let heartbeat = ControlMessage::Heartbeat {
+        let heartbeat = ControlMessage::Heartbeat(Heartbeat {
             taskmanager: setup.taskmanager,
             instance,
             slots: setup.slots,
-            data_address,
+            data_address: SocketAddr::new(setup.address, DATA_PORT),
+            control_address: SocketAddr::new(setup.address, CONTROL_PORT),
             tasks,
-        };
-        rpc.send(setup.services.jobmanager, &heartbeat).await;
+        });
+        control.send(setup.services.jobmanager, &heartbeat).await;
         sim_time::sleep(setup.heartbeat_interval).await;
     }
 }
 
-fn on_control(setup: &TaskManagerSetup, rpc: &Rpc, shared: &Shared, message: ControlMessage) {
+fn on_control(
+    setup: &TaskManagerSetup,
+    rpc: &Rpc,
+    control: &ControlPlane,
+    shared: &Shared,
+    message: ControlMessage,
+) {
     match message {
-        ControlMessage::Deploy { attempt, tasks } => deploy(setup, rpc, shared, attempt, tasks),
+        ControlMessage::Deploy { attempt, tasks } => {
+            deploy(setup, rpc, control, shared, attempt, tasks)
+        }
         ControlMessage::Cancel { attempt } => cancel_up_to(shared, attempt),
         ControlMessage::TriggerCheckpoint {
             attempt,
@@ -174,6 +184,7 @@ fn cancel_up_to(shared: &Shared, attempt: AttemptNumber) {
 fn deploy(
     setup: &TaskManagerSetup,
     rpc: &Rpc,
+    control: &ControlPlane,
     shared: &Shared,
     attempt: AttemptNumber,
     deployments: Vec<TaskDeployment>,
@@ -197,6 +208,7 @@ fn deploy(
             graph: setup.graph.clone(),
             services: setup.services,
             rpc: rpc.clone(),
+            control: control.clone(),
             observer: setup.observer.clone(),
             config: setup.task_config.clone(),
             node_name: setup.taskmanager.to_string(),
@@ -236,10 +248,10 @@ async fn supervise(
     sender: UnboundedSender<TaskInput>,
     shared: Shared,
 ) {
-    let (attempt, subtask, rpc, jobmanager) = (
+    let (attempt, subtask, control, jobmanager) = (
         context.attempt,
         context.subtask,
-        context.rpc.clone(),
+        context.control.clone(),
         context.services.jobmanager,
     );
     let (observer, node) = (context.observer.clone(), context.node_name.clone());
@@ -258,15 +270,16 @@ async fn supervise(
         task.status = status.clone();
         task.handle = None;
     }
-    rpc.send(
-        jobmanager,
-        &ControlMessage::TaskStatusChanged {
-            attempt,
-            subtask,
-            status,
-        },
-    )
-    .await;
+    control
+        .send(
+            jobmanager,
+            &ControlMessage::TaskStatusChanged {
+                attempt,
+                subtask,
+                status,
+            },
+        )
+        .await;
 }
 
 async fn accept_loop(listener: TcpListener, shared: Shared) {

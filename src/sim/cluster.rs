@@ -7,8 +7,9 @@ use crate::connectors::blobstore::run_blobstore;
 use crate::connectors::broker::{run_broker, BrokerStorage};
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::ids::TaskManagerId;
+use crate::runtime::control_plane::CONTROL_PORT;
 use crate::runtime::jobmanager::{run_jobmanager, JobManagerSetup};
-use crate::runtime::rpc::CONTROL_PORT;
+use crate::runtime::rpc::REQUEST_PORT;
 use crate::runtime::sim_time;
 use crate::runtime::task::{Services, TaskConfig};
 use crate::runtime::taskmanager::{run_taskmanager, TaskManagerSetup};
@@ -66,8 +67,8 @@ fn ip(a: u8, b: u8) -> IpAddr {
 fn services() -> Services {
     Services {
         jobmanager: SocketAddr::new(ip(0, 1), CONTROL_PORT),
-        broker: SocketAddr::new(ip(0, 2), CONTROL_PORT),
-        blobstore: SocketAddr::new(ip(0, 3), CONTROL_PORT),
+        broker: SocketAddr::new(ip(0, 2), REQUEST_PORT),
+        blobstore: SocketAddr::new(ip(0, 3), REQUEST_PORT),
     }
 }
 
