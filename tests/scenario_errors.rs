@@ -91,3 +91,29 @@ fn unsupported_mode_is_refused_by_name() {
     let error = error_of(&text);
     assert!(error.contains("execution.checkpointing.mode"), "{error}");
 }
+
+#[test]
+fn a_clog_needs_two_distinct_known_nodes() {
+    let base =
+        format!("{VALID}\n[[faults]]\nkind = \"clog-link\"\nduration = \"1s\"\nat = \"1s\"\n");
+    let error = error_of(&format!("{base}from = \"broker\"\nto = \"broker\"\n"));
+    assert!(error.contains("both `broker`"), "{error}");
+    let error = error_of(&format!(
+        "{base}from = \"broker\"\nto = \"taskmanager-9\"\n"
+    ));
+    assert!(error.contains("no node `taskmanager-9`"), "{error}");
+}
+
+#[test]
+fn limits_are_enforced_with_the_field_named() {
+    let error = error_of(&VALID.replace("numberOfTaskSlots = 2", "numberOfTaskSlots = 100000"));
+    assert!(error.contains("cluster.numberOfTaskSlots"), "{error}");
+    let error = error_of(&VALID.replace("parallelism = 2", "parallelism = 0"));
+    assert!(error.contains("job.parallelism"), "{error}");
+    let error = error_of(
+        &VALID
+            .replace("seed = ", "seed = ")
+            .replace("records = 10", "records = 10\nseed = 99999999999999999999"),
+    );
+    assert!(error.starts_with("bad.toml:9:"), "{error}");
+}

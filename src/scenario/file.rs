@@ -260,8 +260,11 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
             raw.cluster.taskmanagers
         ));
     }
-    if raw.cluster.number_of_task_slots == 0 {
-        return context.error("cluster.numberOfTaskSlots: must be at least 1".to_string());
+    if raw.cluster.number_of_task_slots == 0 || raw.cluster.number_of_task_slots > PARALLELISM_MAX {
+        return context.error(format!(
+            "cluster.numberOfTaskSlots: {} is outside 1..={PARALLELISM_MAX}",
+            raw.cluster.number_of_task_slots
+        ));
     }
     let mut scenario = Scenario {
         name: raw.name,
@@ -437,6 +440,9 @@ fn fault(
         },
         "clog-link" => match (&raw.from, &raw.to, raw.duration) {
             (Some(from), Some(to), Some(duration)) => {
+                if from == to {
+                    return fail(format!("a link joins two nodes, `from` and `to` are both `{from}`"));
+                }
                 for node in [from, to] {
                     if !node_exists(node, scenario.taskmanagers) {
                         return fail(format!("no node `{node}` (jobmanager, broker, blobstore, taskmanager-1..={})", scenario.taskmanagers));
