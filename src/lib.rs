@@ -18,7 +18,9 @@ pub mod api {
 pub mod checkpoint {
     //! Checkpointing: barriers, the barrier handler, the coordinator.
     pub mod barrier;
+    pub mod barrier_aligner;
     pub mod barrier_handler;
+    pub mod barrier_tracker;
     pub mod coordinator;
     pub mod storage;
 }

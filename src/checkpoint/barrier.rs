@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 pub enum BarrierKind {
     /// Exactly-once aligned: channels block until the barrier arrived on all of them.
     Aligned,
+    /// At-least-once: barriers are tracked, nothing blocks.
+    AtLeastOnce,
 }
 
 /// A checkpoint barrier: separates the records before checkpoint n from those after it.

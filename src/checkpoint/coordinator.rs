@@ -12,11 +12,22 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 /// Flink's default checkpoint timeout: 10 minutes.
 pub const CHECKPOINT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(600);
 
+/// `execution.checkpointing.mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CheckpointingMode {
+    /// `EXACTLY_ONCE`: barriers are aligned.
+    ExactlyOnce,
+    /// `AT_LEAST_ONCE`: barriers are tracked, never aligned.
+    AtLeastOnce,
+}
+
 /// Checkpointing options, named and defaulted as Flink's `execution.checkpointing.*`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckpointConfig {
     /// `interval`; `None` disables checkpointing.
     pub interval: Option<Duration>,
+    /// `mode`.
+    pub mode: CheckpointingMode,
     /// `timeout`: a checkpoint not complete by then is aborted.
     pub timeout: Duration,
     /// `min-pause`: time from one completion to the next trigger.
@@ -33,6 +44,7 @@ impl Default for CheckpointConfig {
     fn default() -> Self {
         CheckpointConfig {
             interval: None,
+            mode: CheckpointingMode::ExactlyOnce,
             timeout: CHECKPOINT_TIMEOUT_DEFAULT,
             min_pause: Duration::ZERO,
             max_concurrent: 1,

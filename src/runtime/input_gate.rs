@@ -3,6 +3,7 @@
 //! credit accounting that bounds the queues.
 
 use crate::checkpoint::barrier_handler::BarrierHandler;
+use crate::checkpoint::coordinator::CheckpointingMode;
 use crate::ids::ChannelIndex;
 use crate::runtime::credit::CreditReceiver;
 use crate::runtime::frame_io::write_frame;
@@ -37,10 +38,10 @@ pub struct InputGate {
 }
 
 impl InputGate {
-    /// A gate of `channel_count` channels.
-    pub fn new(channel_count: usize) -> InputGate {
+    /// A gate of `channel_count` channels whose barriers are handled in `mode`.
+    pub fn new(channel_count: usize, mode: CheckpointingMode) -> InputGate {
         InputGate {
-            handler: BarrierHandler::new(channel_count),
+            handler: BarrierHandler::new(channel_count, mode),
             credit: CreditReceiver::new(channel_count),
             queues: vec![VecDeque::new(); channel_count],
             writers: (0..channel_count).map(|_| None).collect(),

@@ -5,7 +5,7 @@
 
 use crate::checkpoint::barrier::{Barrier, BarrierKind};
 use crate::checkpoint::coordinator::{
-    CheckpointConfig, CheckpointCoordinator, CompletedCheckpoint, Output,
+    CheckpointConfig, CheckpointCoordinator, CheckpointingMode, CompletedCheckpoint, Output,
 };
 use crate::checkpoint::storage::{metadata_path, CheckpointStorage};
 use crate::codec::FileKind;
@@ -495,7 +495,10 @@ impl JobMaster {
                     let barrier = Barrier {
                         checkpoint_id,
                         timestamp,
-                        kind: BarrierKind::Aligned,
+                        kind: match self.setup.checkpoint.mode {
+                            CheckpointingMode::ExactlyOnce => BarrierKind::Aligned,
+                            CheckpointingMode::AtLeastOnce => BarrierKind::AtLeastOnce,
+                        },
                     };
                     for subtask in self.setup.graph.source_subtasks() {
                         let message = ControlMessage::TriggerCheckpoint {

@@ -6,7 +6,7 @@
 use crate::api::value::Value;
 use crate::checkpoint::barrier::Barrier;
 use crate::checkpoint::barrier_handler::Action;
-use crate::checkpoint::coordinator::{DeclineReason, TaskAck};
+use crate::checkpoint::coordinator::{CheckpointingMode, DeclineReason, TaskAck};
 use crate::checkpoint::storage::{task_state_path, CheckpointStorage};
 use crate::codec::FileKind;
 use crate::graph::execution_graph::ExecutionGraph;
@@ -58,6 +58,8 @@ pub struct TaskConfig {
     pub source_records_per_second: u64,
     /// Whether checkpointing is on (off: the source auto-commits offsets to the broker).
     pub checkpointing: bool,
+    /// `execution.checkpointing.mode`: how the input gate handles barriers.
+    pub checkpointing_mode: CheckpointingMode,
     /// Kafka's `auto.commit.interval.ms` when checkpointing is off.
     pub auto_commit_interval: Duration,
     /// Wait for an RPC answer.
@@ -203,7 +205,8 @@ impl Task {
             Some(_) => None,
         };
         let input_count = graph.input_channels(context.subtask).len();
-        let gate = (input_count > 0).then(|| InputGate::new(input_count));
+        let gate = (input_count > 0)
+            .then(|| InputGate::new(input_count, context.config.checkpointing_mode));
         let targets = deployment
             .outputs
             .iter()

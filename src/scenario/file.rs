@@ -2,7 +2,7 @@
 
 use super::{Expectation, Scenario, ScenarioError};
 use crate::api::jobs;
-use crate::checkpoint::coordinator::CheckpointConfig;
+use crate::checkpoint::coordinator::{CheckpointConfig, CheckpointingMode};
 use crate::limits::{FAULTS_MAX, PARALLELISM_MAX, TASKMANAGERS_MAX, WORKLOAD_RECORDS_MAX};
 use crate::runtime::restart::RestartStrategyConfig;
 use crate::sim::faults::{Fault, FaultAction, FaultPlan, FaultTrigger, SubtaskRef};
@@ -357,14 +357,17 @@ fn checkpoint_config(
     context: &Context<'_>,
     raw: &CheckpointingSection,
 ) -> Result<CheckpointConfig, ScenarioError> {
-    if let Some(mode) = &raw.mode {
-        if mode.get_ref() != "EXACTLY_ONCE" {
-            return context.error_at(mode.span(), format!("execution.checkpointing.mode: `{}` is not supported by this build (EXACTLY_ONCE is)", mode.get_ref()));
+    let mode = match raw.mode.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
+        None | Some(("EXACTLY_ONCE", _)) => CheckpointingMode::ExactlyOnce,
+        Some(("AT_LEAST_ONCE", _)) => CheckpointingMode::AtLeastOnce,
+        Some((other, span)) => {
+            return context.error_at(span, format!("execution.checkpointing.mode: `{other}` is not a mode this build runs (EXACTLY_ONCE, AT_LEAST_ONCE)"))
         }
-    }
+    };
     let defaults = CheckpointConfig::default();
     let config = CheckpointConfig {
         interval: raw.interval.map(|d| d.0),
+        mode,
         timeout: raw.timeout.map_or(defaults.timeout, |d| d.0),
         min_pause: raw.min_pause.map_or(defaults.min_pause, |d| d.0),
         max_concurrent: raw
@@ -530,7 +533,11 @@ pub fn render_toml(scenario: &Scenario) -> String {
     if let Some(interval) = config.interval {
         let _ = writeln!(text, "interval = \"{interval}\"");
     }
-    let _ = writeln!(text, "timeout = \"{}\"\nmin-pause = \"{}\"\nmax-concurrent-checkpoints = {}\ntolerable-failed-checkpoints = {}\n", config.timeout, config.min_pause, config.max_concurrent, config.tolerable_failures);
+    let mode = match config.mode {
+        CheckpointingMode::ExactlyOnce => "EXACTLY_ONCE",
+        CheckpointingMode::AtLeastOnce => "AT_LEAST_ONCE",
+    };
+    let _ = writeln!(text, "mode = \"{mode}\"\ntimeout = \"{}\"\nmin-pause = \"{}\"\nmax-concurrent-checkpoints = {}\ntolerable-failed-checkpoints = {}\n", config.timeout, config.min_pause, config.max_concurrent, config.tolerable_failures);
     match scenario.restart {
         RestartStrategyConfig::None => {
             let _ = writeln!(text, "[restart-strategy]\ntype = \"none\"\n");

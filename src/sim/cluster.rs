@@ -202,6 +202,7 @@ fn start_nodes(
         buffer_timeout: scenario.buffer_timeout,
         source_records_per_second: scenario.workload.records_per_second,
         checkpointing: scenario.checkpointing(),
+        checkpointing_mode: scenario.checkpoint.mode,
         auto_commit_interval: AUTO_COMMIT_INTERVAL,
         rpc_timeout: RPC_TIMEOUT,
     };

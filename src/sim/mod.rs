@@ -57,7 +57,8 @@ pub fn run_scenario_staged(
     on_stage(Stage::FaultyRun);
     let oracle = cluster::simulate(scenario, &input, seed, false);
     on_stage(Stage::OracleRun);
-    let verdict = checker::check_exactly_once(&scenario.job(), &input, &faulty, &oracle);
+    let guarantee = checker::Guarantee::of(scenario);
+    let verdict = checker::check_run(guarantee, &scenario.job(), &input, &faulty, &oracle);
     on_stage(Stage::Check);
     let input_records = input.iter().map(Vec::len).sum();
     let mut report = report::render(scenario, source, input_records, &faulty, &verdict);

@@ -1,6 +1,7 @@
 //! The report `snapflow run` prints: plan, faults, checkpoints, failures, records, final
 //! state, the verdict and the trace hash.
 
+use crate::checkpoint::coordinator::CheckpointingMode;
 use crate::runtime::restart::RestartStrategyConfig;
 use crate::scenario::Scenario;
 use crate::sim::checker::{StateDescriber, Verdict};
@@ -61,8 +62,9 @@ pub fn render(
     }
     let _ = writeln!(
         text,
-        "check: {}",
-        if verdict.passed() { "PASS" } else { "FAIL" }
+        "check: {} ({} rules)",
+        if verdict.passed() { "PASS" } else { "FAIL" },
+        verdict.guarantee.name()
     );
     for check in &verdict.checks {
         let _ = writeln!(
@@ -72,6 +74,9 @@ pub fn render(
             check.name,
             check.detail
         );
+    }
+    for note in &verdict.notes {
+        let _ = writeln!(text, "  [note] {note}");
     }
     let _ = writeln!(
         text,
@@ -84,7 +89,14 @@ pub fn render(
 
 fn mode_line(scenario: &Scenario) -> String {
     let checkpointing = match scenario.checkpoint.interval {
-        Some(interval) => format!("exactly-once, aligned checkpoints every {interval}"),
+        Some(interval) => match scenario.checkpoint.mode {
+            CheckpointingMode::ExactlyOnce => {
+                format!("exactly-once, aligned checkpoints every {interval}")
+            }
+            CheckpointingMode::AtLeastOnce => format!(
+                "at-least-once, barriers tracked (never aligned), checkpoints every {interval}"
+            ),
+        },
         None => "checkpointing disabled (source auto-commits offsets)".to_string(),
     };
     let restart = match scenario.restart {

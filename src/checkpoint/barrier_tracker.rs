@@ -1,0 +1,327 @@
+//! At-least-once barrier tracking (Flink's `CheckpointBarrierTracker`). Sans-IO.
+//!
+//! Rules (DESIGN §5): nothing ever blocks; records after a barrier may already be in the state
+//! when the snapshot is taken. Checkpoint n triggers once barrier n has been seen on every open
+//! channel. Several checkpoints may be pending at once; when one triggers, older pending ones
+//! are dropped silently (their barriers can no longer complete them usefully). A barrier of a
+//! checkpoint already triggered or aborted is ignored. A cancel marker aborts its checkpoint
+//! and every older pending one, and is announced downstream once. A channel that ends counts
+//! as having seen every barrier.
+
+use crate::checkpoint::barrier::Barrier;
+use crate::checkpoint::barrier_handler::{
+    record_channel_barrier, AbortReason, Action, Actions, ProtocolError,
+};
+use crate::ids::{ChannelIndex, CheckpointId};
+use crate::limits::CHECKPOINTS_IN_FLIGHT_MAX;
+use crate::time::Instant;
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug)]
+struct Tracked {
+    barrier: Barrier,
+    first_seen_at: Instant,
+    seen: Vec<bool>,
+}
+
+/// Counts barriers per checkpoint across the channels of one gate; never blocks.
+#[derive(Clone, Debug)]
+pub struct BarrierTracker {
+    channel_ended: Vec<bool>,
+    channel_last_barrier: Vec<Option<CheckpointId>>,
+    pending: BTreeMap<CheckpointId, Tracked>,
+    // The newest checkpoint triggered or aborted here; barriers up to it are obsolete.
+    checkpoint_id_latest: Option<CheckpointId>,
+}
+
+impl BarrierTracker {
+    /// A tracker for a gate of `channel_count` channels, all open.
+    pub fn new(channel_count: usize) -> Self {
+        assert!(
+            channel_count > 0,
+            "a task without inputs has no barrier handler"
+        );
+        assert!(channel_count <= crate::limits::GATE_CHANNELS_MAX);
+        BarrierTracker {
+            channel_ended: vec![false; channel_count],
+            channel_last_barrier: vec![None; channel_count],
+            pending: BTreeMap::new(),
+            checkpoint_id_latest: None,
+        }
+    }
+
+    /// Checkpoints seen on some channels and not yet triggered or dropped.
+    pub fn pending_checkpoints(&self) -> Vec<CheckpointId> {
+        self.pending.keys().copied().collect()
+    }
+
+    /// A barrier arrived on `channel`.
+    pub fn on_barrier(
+        &mut self,
+        now: Instant,
+        channel: ChannelIndex,
+        barrier: Barrier,
+    ) -> Result<Actions, ProtocolError> {
+        self.check_channel_open(channel)?;
+        let index = channel.0 as usize;
+        record_channel_barrier(
+            &mut self.channel_last_barrier[index],
+            channel,
+            barrier.checkpoint_id,
+        )?;
+        if self.is_obsolete(barrier.checkpoint_id) {
+            return Ok(Actions::new());
+        }
+        let channel_count = self.channel_ended.len();
+        let tracked = self
+            .pending
+            .entry(barrier.checkpoint_id)
+            .or_insert_with(|| Tracked {
+                barrier,
+                first_seen_at: now,
+                seen: vec![false; channel_count],
+            });
+        tracked.seen[index] = true;
+        // Bounded like the coordinator's in-flight checkpoints: the oldest gives way.
+        while self.pending.len() > CHECKPOINTS_IN_FLIGHT_MAX as usize {
+            self.pending.pop_first();
+        }
+        Ok(self.trigger_complete(now))
+    }
+
+    /// A cancel marker for `checkpoint_id` arrived on `channel`.
+    pub fn on_cancel_marker(
+        &mut self,
+        channel: ChannelIndex,
+        checkpoint_id: CheckpointId,
+    ) -> Result<Actions, ProtocolError> {
+        self.check_channel_open(channel)?;
+        if self.is_obsolete(checkpoint_id) {
+            return Ok(Actions::new());
+        }
+        self.pending
+            .retain(|pending_id, _| *pending_id > checkpoint_id);
+        self.checkpoint_id_latest = Some(checkpoint_id);
+        Ok(vec![Action::Abort {
+            checkpoint_id,
+            reason: AbortReason::CancelMarker,
+        }])
+    }
+
+    /// `channel` delivered its end of partition: it counts as having seen every barrier.
+    pub fn on_end_of_partition(
+        &mut self,
+        now: Instant,
+        channel: ChannelIndex,
+    ) -> Result<Actions, ProtocolError> {
+        self.check_channel_open(channel)?;
+        self.channel_ended[channel.0 as usize] = true;
+        let mut actions = self.trigger_complete(now);
+        if self.channel_ended.iter().all(|ended| *ended) {
+            assert!(
+                self.pending.is_empty(),
+                "with every channel ended, every pending checkpoint triggered"
+            );
+            actions.push(Action::AllInputsEnded);
+        }
+        Ok(actions)
+    }
+
+    fn check_channel_open(&self, channel: ChannelIndex) -> Result<(), ProtocolError> {
+        match self.channel_ended.get(channel.0 as usize) {
+            None => Err(ProtocolError::UnknownChannel { channel }),
+            Some(true) => Err(ProtocolError::EventAfterEnd { channel }),
+            Some(false) => Ok(()),
+        }
+    }
+
+    fn is_obsolete(&self, checkpoint_id: CheckpointId) -> bool {
+        self.checkpoint_id_latest
+            .is_some_and(|latest| checkpoint_id <= latest)
+    }
+
+    /// Triggers the newest pending checkpoint every open channel has seen, dropping the older
+    /// ones.
+    fn trigger_complete(&mut self, now: Instant) -> Actions {
+        let ended = &self.channel_ended;
+        let complete = self
+            .pending
+            .iter()
+            .rev()
+            .find(|(_, tracked)| {
+                tracked
+                    .seen
+                    .iter()
+                    .zip(ended)
+                    .all(|(seen, ended)| *seen || *ended)
+            })
+            .map(|(checkpoint_id, _)| *checkpoint_id);
+        let Some(checkpoint_id) = complete else {
+            return Actions::new();
+        };
+        let tracked = self.pending.remove(&checkpoint_id).expect("found above");
+        self.pending
+            .retain(|pending_id, _| *pending_id > checkpoint_id);
+        assert!(
+            self.checkpoint_id_latest < Some(checkpoint_id),
+            "triggered ids strictly increase"
+        );
+        self.checkpoint_id_latest = Some(checkpoint_id);
+        vec![Action::Trigger {
+            barrier: tracked.barrier,
+            alignment_duration: now.since(tracked.first_seen_at),
+        }]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::barrier::BarrierKind;
+    use crate::time::Duration;
+
+    fn barrier(checkpoint_id: u64) -> Barrier {
+        Barrier {
+            checkpoint_id: CheckpointId(checkpoint_id),
+            timestamp: Instant::ZERO,
+            kind: BarrierKind::AtLeastOnce,
+        }
+    }
+
+    fn channel(index: u16) -> ChannelIndex {
+        ChannelIndex(index)
+    }
+
+    #[test]
+    fn never_blocks_and_triggers_when_every_channel_saw_the_barrier() {
+        let mut tracker = BarrierTracker::new(2);
+        assert_eq!(
+            tracker
+                .on_barrier(Instant::from_ms(1), channel(0), barrier(1))
+                .unwrap(),
+            vec![]
+        );
+        let actions = tracker
+            .on_barrier(Instant::from_ms(4), channel(1), barrier(1))
+            .unwrap();
+        assert_eq!(
+            actions,
+            vec![Action::Trigger {
+                barrier: barrier(1),
+                alignment_duration: Duration::from_ms(3)
+            }]
+        );
+    }
+
+    #[test]
+    fn a_newer_trigger_drops_older_pending_checkpoints_silently() {
+        let mut tracker = BarrierTracker::new(2);
+        tracker
+            .on_barrier(Instant::ZERO, channel(0), barrier(1))
+            .unwrap();
+        tracker
+            .on_barrier(Instant::ZERO, channel(0), barrier(2))
+            .unwrap();
+        assert_eq!(
+            tracker.pending_checkpoints(),
+            vec![CheckpointId(1), CheckpointId(2)]
+        );
+        let actions = tracker
+            .on_barrier(Instant::ZERO, channel(1), barrier(2))
+            .unwrap();
+        assert_eq!(
+            actions,
+            vec![Action::Trigger {
+                barrier: barrier(2),
+                alignment_duration: Duration::ZERO
+            }]
+        );
+        assert_eq!(tracker.pending_checkpoints(), vec![]);
+        assert_eq!(
+            tracker.on_barrier(Instant::ZERO, channel(1), barrier(1)),
+            Err(ProtocolError::BarrierWentBackwards {
+                channel: channel(1),
+                previous: CheckpointId(2),
+                received: CheckpointId(1)
+            })
+        );
+    }
+
+    #[test]
+    fn barriers_of_triggered_checkpoints_are_obsolete() {
+        let mut tracker = BarrierTracker::new(3);
+        tracker
+            .on_barrier(Instant::ZERO, channel(0), barrier(2))
+            .unwrap();
+        tracker
+            .on_barrier(Instant::ZERO, channel(1), barrier(2))
+            .unwrap();
+        tracker
+            .on_barrier(Instant::ZERO, channel(2), barrier(2))
+            .unwrap();
+        assert_eq!(
+            tracker
+                .on_barrier(Instant::ZERO, channel(0), barrier(3))
+                .unwrap(),
+            vec![]
+        );
+        let mut late = BarrierTracker::new(2);
+        late.on_cancel_marker(channel(0), CheckpointId(5)).unwrap();
+        assert_eq!(
+            late.on_barrier(Instant::ZERO, channel(1), barrier(4))
+                .unwrap(),
+            vec![]
+        );
+        assert_eq!(late.pending_checkpoints(), vec![]);
+    }
+
+    #[test]
+    fn cancel_marker_aborts_its_checkpoint_and_older_ones_once() {
+        let mut tracker = BarrierTracker::new(2);
+        tracker
+            .on_barrier(Instant::ZERO, channel(0), barrier(1))
+            .unwrap();
+        tracker
+            .on_barrier(Instant::ZERO, channel(0), barrier(2))
+            .unwrap();
+        let actions = tracker
+            .on_cancel_marker(channel(1), CheckpointId(2))
+            .unwrap();
+        assert_eq!(
+            actions,
+            vec![Action::Abort {
+                checkpoint_id: CheckpointId(2),
+                reason: AbortReason::CancelMarker
+            }]
+        );
+        assert_eq!(tracker.pending_checkpoints(), vec![]);
+        assert_eq!(
+            tracker
+                .on_cancel_marker(channel(0), CheckpointId(2))
+                .unwrap(),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn an_ended_channel_counts_as_seen() {
+        let mut tracker = BarrierTracker::new(2);
+        tracker
+            .on_barrier(Instant::ZERO, channel(0), barrier(1))
+            .unwrap();
+        let actions = tracker
+            .on_end_of_partition(Instant::ZERO, channel(1))
+            .unwrap();
+        assert!(matches!(actions[..], [Action::Trigger { .. }]));
+        let actions = tracker
+            .on_end_of_partition(Instant::ZERO, channel(0))
+            .unwrap();
+        assert_eq!(actions, vec![Action::AllInputsEnded]);
+        assert_eq!(
+            tracker.on_barrier(Instant::ZERO, channel(0), barrier(2)),
+            Err(ProtocolError::EventAfterEnd {
+                channel: channel(0)
+            })
+        );
+    }
+}
