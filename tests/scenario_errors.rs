@@ -86,7 +86,7 @@ fn a_fault_on_an_unknown_operator_names_its_line() {
 fn unsupported_mode_is_refused_by_name() {
     let text = VALID.replace(
         "interval = \"100ms\"",
-        "interval = \"100ms\"\nmode = \"AT_LEAST_ONCE\"",
+        "interval = \"100ms\"\nmode = \"AT_MOST_ONCE\"",
     );
     let error = error_of(&text);
     assert!(error.contains("execution.checkpointing.mode"), "{error}");
