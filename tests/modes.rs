@@ -2,8 +2,11 @@
 //! at-least-once a snapshot may hold records that came after its barrier on a faster channel,
 //! so after a restore they are counted twice; under exactly-once (aligned) the same plan leaves
 //! keyed state equal to the oracle's.
+//! Under at-most-once nothing is checkpointed: what was in flight at a failure is lost, and
+//! nothing is written twice.
 //! Method: run `scenarios/at-least-once-kills.toml` (a clogged channel skews barrier arrival,
-//! then a task manager dies), then the same file with `mode = "EXACTLY_ONCE"`.
+//! then a task manager dies), then the same file with `mode = "EXACTLY_ONCE"`; run
+//! `scenarios/at-most-once-kills.toml`.
 
 mod common;
 
@@ -49,5 +52,26 @@ fn at_least_once_loses_nothing_but_may_count_twice_where_exactly_once_does_not()
         run.verdict.passed(),
         "the same plan under exactly-once keeps state exact:\n{}",
         run.report
+    );
+}
+
+#[test]
+fn at_most_once_writes_nothing_twice_and_counts_what_it_lost() {
+    let file = "scenarios/at-most-once-kills.toml";
+    let scenario = common::load(file);
+    let run = run_scenario(&scenario, scenario.seed, file);
+    assert_eq!(run.verdict.guarantee, Guarantee::AtMostOnce);
+    assert!(run.verdict.passed(), "{}", run.report);
+    assert!(
+        run.faulty.checkpoints.is_empty(),
+        "at-most-once takes no checkpoints"
+    );
+    assert!(run.faulty.restarts > 0, "the plan fails the job over");
+    let sink = run.verdict.checks.last().expect("the sink check");
+    let lost = run.faulty.sink_output.len() < 12_000;
+    assert!(
+        lost && sink.detail.contains("none twice"),
+        "records in flight at a failure are lost: {}",
+        sink.detail
     );
 }

@@ -55,7 +55,9 @@ struct Case {
     partitions: u32,
     taskmanagers: u32,
     interval_ms: u64,
-    /// `EXACTLY_ONCE` or `AT_LEAST_ONCE`; the checker applies the mode's row of DESIGN §9.
+    /// `EXACTLY_ONCE`, `AT_LEAST_ONCE` or `AT_MOST_ONCE`; the checker applies the mode's row of
+    /// DESIGN §9. At-most-once runs the stateless `passthrough` job (its output can be compared
+    /// record for record) with no checkpoints and a fixed-delay restart strategy.
     mode: &'static str,
     keys: u64,
     workload_seed: u64,
@@ -148,7 +150,7 @@ fn case(mixed: bool) -> impl Strategy<Value = Case> {
                 100u64..=300,
                 0..i64::MAX as u64,
                 0u32..=2,
-                prop::sample::select(vec!["EXACTLY_ONCE", "AT_LEAST_ONCE"]),
+                prop::sample::select(vec!["EXACTLY_ONCE", "AT_LEAST_ONCE", "AT_MOST_ONCE"]),
             );
             (settings, faults).prop_map(
                 move |(
@@ -175,12 +177,29 @@ fn scenario_text(case: &Case) -> String {
     let slots = case.parallelism.div_ceil(case.taskmanagers);
     // About four simulated seconds of input, whatever the partitioning.
     let rate = RECORDS / (case.partitions as u64 * 4);
+    let at_most_once = case.mode == "AT_MOST_ONCE";
+    let job = if at_most_once {
+        "passthrough"
+    } else {
+        "wordcount"
+    };
+    // The operator after the key_by: triggers and failures aim at its subtasks.
+    let keyed_uid = if at_most_once { "tag" } else { "counter" };
+    // At-most-once takes no checkpoints; without them Flink's default restart strategy is none.
+    let checkpointing = if at_most_once {
+        format!("mode = \"{}\"\n\n[restart-strategy]\ntype = \"fixed-delay\"\n\n[restart-strategy.fixed-delay]\nattempts = 1000\ndelay = \"1s\"", case.mode)
+    } else {
+        format!(
+            "interval = \"{}ms\"\nmode = \"{}\"",
+            case.interval_ms, case.mode
+        )
+    };
     let mut text = format!(
-        "name = \"property-checkpointing\"\nseed = {}\n\n[job]\nname = \"wordcount\"\nparallelism = {}\nsource-parallelism = {}\n\n\
+        "name = \"property-checkpointing\"\nseed = {}\n\n[job]\nname = \"{job}\"\nparallelism = {}\nsource-parallelism = {}\n\n\
          [workload]\nrecords = {RECORDS}\nkeys = {}\nseed = {}\npartitions = {}\nrecords-per-second = {rate}\n\n\
-         [cluster]\ntaskmanagers = {}\nnumberOfTaskSlots = {slots}\n\n[execution.checkpointing]\ninterval = \"{}ms\"\nmode = \"{}\"\n\n\
+         [cluster]\ntaskmanagers = {}\nnumberOfTaskSlots = {slots}\n\n[execution.checkpointing]\n{checkpointing}\n\n\
          [heartbeat]\ninterval = \"100ms\"\ntimeout = \"500ms\"\n\n[simulation]\ndeadline = \"120s\"\n",
-        case.seed, case.parallelism, case.source_parallelism, case.keys, case.workload_seed, case.partitions, case.taskmanagers, case.interval_ms, case.mode
+        case.seed, case.parallelism, case.source_parallelism, case.keys, case.workload_seed, case.partitions, case.taskmanagers
     );
     for fault in &case.faults {
         text.push_str("\n[[faults]]\n");
@@ -189,13 +208,16 @@ fn scenario_text(case: &Case) -> String {
                 text.push_str(&format!("kind = \"kill-taskmanager\"\ntaskmanager = {taskmanager}\nrestart-after = \"{restart_after_ms}ms\"\n"))
             }
             Action::Clog { from, to, duration_ms } => text.push_str(&format!("kind = \"clog-link\"\nfrom = \"{from}\"\nto = \"{to}\"\nduration = \"{duration_ms}ms\"\n")),
-            Action::FailTask { uid, subtask } => text.push_str(&format!("kind = \"fail-task\"\nsubtask = \"{uid}#{subtask}\"\n")),
+            Action::FailTask { uid, subtask } => {
+                let uid = if *uid == "counter" { keyed_uid } else { uid };
+                text.push_str(&format!("kind = \"fail-task\"\nsubtask = \"{uid}#{subtask}\"\n"))
+            }
         }
         match fault.trigger {
             Trigger::AtMs(ms) => text.push_str(&format!("at = \"{ms}ms\"\n")),
             Trigger::AfterCheckpoint(n) => text.push_str(&format!("after-checkpoint = {n}\n")),
             Trigger::OnRecord { subtask, count } => text.push_str(&format!(
-                "on-record = {{ subtask = \"counter#{subtask}\", count = {count} }}\n"
+                "on-record = {{ subtask = \"{keyed_uid}#{subtask}\", count = {count} }}\n"
             )),
         }
     }

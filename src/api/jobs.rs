@@ -58,13 +58,40 @@ pub fn word_count(source_parallelism: u32, counter_parallelism: u32) -> Job {
         .expect("the built-in word count is a valid job")
 }
 
+/// `source -> split -> keyBy(word) -> tag -> sink`: a stateless job whose output is one
+/// `(word, length)` record per input word, so each output record stands for one input record
+/// (what at-most-once is checked on: a stateful job's output repeats after state is lost).
+pub fn passthrough(source_parallelism: u32, parallelism: u32) -> Job {
+    JobBuilder::new("passthrough", parallelism)
+        .source("source", INPUT_TOPIC)
+        .set_parallelism(source_parallelism)
+        .flat_map("split", |line, out| {
+            if let Value::Str(text) = line {
+                out.extend(
+                    text.split_whitespace()
+                        .map(|word| Value::Str(word.to_string())),
+                );
+            }
+        })
+        .set_parallelism(source_parallelism)
+        .key_by(|word| word.as_str().unwrap_or_default().to_string())
+        .map("tag", |word| {
+            let length = word.as_str().map_or(0, str::len) as i64;
+            Value::pair(word, Value::Int(length))
+        })
+        .sink("sink", OUTPUT_TOPIC)
+        .build()
+        .expect("the built-in passthrough is a valid job")
+}
+
 /// Names of the built-in jobs, for error messages.
-pub const JOB_NAMES: &[&str] = &["wordcount"];
+pub const JOB_NAMES: &[&str] = &["wordcount", "passthrough"];
 
 /// Builds the built-in job called `name` with the given parallelism.
 pub fn by_name(name: &str, source_parallelism: u32, parallelism: u32) -> Option<Job> {
     match name {
         "wordcount" => Some(word_count(source_parallelism, parallelism)),
+        "passthrough" => Some(passthrough(source_parallelism, parallelism)),
         _ => None,
     }
 }

@@ -111,7 +111,8 @@ impl BarrierHandler {
     /// A handler for a gate of `channel_count` open channels.
     pub fn new(channel_count: usize, mode: CheckpointingMode) -> Self {
         match mode {
-            CheckpointingMode::ExactlyOnce => {
+            // At-most-once takes no checkpoints: only end of partition reaches the handler.
+            CheckpointingMode::ExactlyOnce | CheckpointingMode::AtMostOnce => {
                 BarrierHandler::Aligned(BarrierAligner::new(channel_count))
             }
             CheckpointingMode::AtLeastOnce => {

@@ -19,6 +19,9 @@ pub enum CheckpointingMode {
     ExactlyOnce,
     /// `AT_LEAST_ONCE`: barriers are tracked, never aligned.
     AtLeastOnce,
+    /// At-most-once: no checkpoints; the source commits offsets to the broker as it reads and
+    /// a restart begins from them with empty state.
+    AtMostOnce,
 }
 
 /// Checkpointing options, named and defaulted as Flink's `execution.checkpointing.*`.

@@ -496,7 +496,9 @@ impl JobMaster {
                         checkpoint_id,
                         timestamp,
                         kind: match self.setup.checkpoint.mode {
-                            CheckpointingMode::ExactlyOnce => BarrierKind::Aligned,
+                            CheckpointingMode::ExactlyOnce | CheckpointingMode::AtMostOnce => {
+                                BarrierKind::Aligned
+                            }
                             CheckpointingMode::AtLeastOnce => BarrierKind::AtLeastOnce,
                         },
                     };

@@ -30,6 +30,7 @@ pub struct SourceReader {
     started_at: Instant,
     emitted: u64,
     records_per_second: u64,
+    commit_group: Option<String>,
 }
 
 impl SourceReader {
@@ -59,7 +60,14 @@ impl SourceReader {
             started_at: now,
             emitted: 0,
             records_per_second,
+            commit_group: None,
         }
+    }
+
+    /// At-most-once: from now on each fetched batch's end offset is committed to the broker
+    /// for consumer `group` before any record of the batch is handed out.
+    pub fn commit_on_read(&mut self, group: &str) {
+        self.commit_group = Some(group.to_string());
     }
 
     /// The offsets to snapshot: the next record to read per partition.
@@ -151,7 +159,28 @@ impl SourceReader {
                     ));
                 }
                 cursor.end_offset = Some(end_offset);
-                cursor.fetched.extend(records);
+                let (partition, batch_end) =
+                    (cursor.partition, cursor.next_offset + records.len() as u64);
+                if let (Some(group), false) = (&self.commit_group, records.is_empty()) {
+                    // Committed before emitting: a failure after this point loses the batch
+                    // rather than reading it twice.
+                    let commit = BrokerRequest::CommitOffset {
+                        group: group.clone(),
+                        topic: self.topic.clone(),
+                        partition,
+                        offset: batch_end,
+                    };
+                    match rpc.call(broker, &commit, rpc_timeout, true).await? {
+                        BrokerResponse::Ok => {}
+                        other => {
+                            return Err(format!(
+                                "broker refused the offset commit of {}/{partition}: {other:?}",
+                                self.topic
+                            ))
+                        }
+                    }
+                }
+                self.partitions[index].fetched.extend(records);
                 Ok(())
             }
             BrokerResponse::Error(error) => Err(format!(

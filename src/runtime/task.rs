@@ -56,14 +56,24 @@ pub struct TaskConfig {
     pub buffer_timeout: Duration,
     /// Source pacing per partition; 0 = as fast as backpressure allows.
     pub source_records_per_second: u64,
-    /// Whether checkpointing is on (off: the source auto-commits offsets to the broker).
-    pub checkpointing: bool,
     /// `execution.checkpointing.mode`: how the input gate handles barriers.
     pub checkpointing_mode: CheckpointingMode,
-    /// Kafka's `auto.commit.interval.ms` when checkpointing is off.
-    pub auto_commit_interval: Duration,
+    /// Where a source keeps its read position.
+    pub offset_commit: OffsetCommit,
     /// Wait for an RPC answer.
     pub rpc_timeout: Duration,
+}
+
+/// Where a source keeps its read position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OffsetCommit {
+    /// Checkpointing is on: offsets are operator state; nothing is committed to the broker.
+    InCheckpoints,
+    /// Checkpointing is off: Kafka's auto-commit every interval (`auto.commit.interval.ms`).
+    Periodic(Duration),
+    /// At-most-once: a fetched batch's end offset is committed before any of it is emitted, so
+    /// a restart never reads a record twice.
+    OnRead,
 }
 
 /// What reaches a task's mailbox.
@@ -227,7 +237,10 @@ impl Task {
                 connect_output(&context, index, *target, *address, inbox_sender.clone()).await?;
             writer.connect(index, stream_writer);
         }
-        let commit_due_at = sim_time::now().add(context.config.auto_commit_interval);
+        let commit_due_at = match context.config.offset_commit {
+            OffsetCommit::Periodic(interval) => sim_time::now().add(interval),
+            OffsetCommit::InCheckpoints | OffsetCommit::OnRead => Instant(u64::MAX),
+        };
         let restored = deployment
             .restore
             .as_ref()
@@ -710,10 +723,13 @@ impl Task {
     /// With checkpointing off, the source commits its offsets to the broker periodically
     /// (Kafka's auto-commit); a restart resumes from them.
     async fn auto_commit(&mut self, now: Instant) {
-        if self.context.config.checkpointing || now < self.commit_due_at {
+        let OffsetCommit::Periodic(interval) = self.context.config.offset_commit else {
+            return;
+        };
+        if now < self.commit_due_at {
             return;
         }
-        self.commit_due_at = now.add(self.context.config.auto_commit_interval);
+        self.commit_due_at = now.add(interval);
         let Some(source) = &self.source else { return };
         let topic = source_topic(&self.context);
         for (partition, offset) in source.offsets().next_offsets {
@@ -782,7 +798,7 @@ async fn open_source(
         partition_count,
     );
     let mut offsets = restored.unwrap_or_default();
-    if !context.config.checkpointing {
+    if context.config.offset_commit != OffsetCommit::InCheckpoints {
         for &partition in &partitions {
             let request = BrokerRequest::CommittedOffset {
                 group: consumer_group(context),
@@ -796,13 +812,17 @@ async fn open_source(
             }
         }
     }
-    Ok(SourceReader::new(
+    let mut reader = SourceReader::new(
         &topic,
         &offsets,
         &partitions,
         context.config.source_records_per_second,
         sim_time::now(),
-    ))
+    );
+    if context.config.offset_commit == OffsetCommit::OnRead {
+        reader.commit_on_read(&consumer_group(context));
+    }
+    Ok(reader)
 }
 
 /// Reads the state files of this task's vertex and sorts them by operator.

@@ -360,8 +360,12 @@ fn checkpoint_config(
     let mode = match raw.mode.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
         None | Some(("EXACTLY_ONCE", _)) => CheckpointingMode::ExactlyOnce,
         Some(("AT_LEAST_ONCE", _)) => CheckpointingMode::AtLeastOnce,
+        Some(("AT_MOST_ONCE", span)) if raw.interval.is_some() => {
+            return context.error_at(span, "execution.checkpointing.mode: AT_MOST_ONCE takes no checkpoints; remove `interval`".to_string())
+        }
+        Some(("AT_MOST_ONCE", _)) => CheckpointingMode::AtMostOnce,
         Some((other, span)) => {
-            return context.error_at(span, format!("execution.checkpointing.mode: `{other}` is not a mode this build runs (EXACTLY_ONCE, AT_LEAST_ONCE)"))
+            return context.error_at(span, format!("execution.checkpointing.mode: `{other}` is not a mode this build runs (EXACTLY_ONCE, AT_LEAST_ONCE, AT_MOST_ONCE)"))
         }
     };
     let defaults = CheckpointConfig::default();
@@ -536,6 +540,7 @@ pub fn render_toml(scenario: &Scenario) -> String {
     let mode = match config.mode {
         CheckpointingMode::ExactlyOnce => "EXACTLY_ONCE",
         CheckpointingMode::AtLeastOnce => "AT_LEAST_ONCE",
+        CheckpointingMode::AtMostOnce => "AT_MOST_ONCE",
     };
     let _ = writeln!(text, "mode = \"{mode}\"\ntimeout = \"{}\"\nmin-pause = \"{}\"\nmax-concurrent-checkpoints = {}\ntolerable-failed-checkpoints = {}\n", config.timeout, config.min_pause, config.max_concurrent, config.tolerable_failures);
     match scenario.restart {

@@ -70,6 +70,8 @@ pub enum Guarantee {
     ExactlyOnce,
     /// Every record in the sink, duplicates allowed; keyed state may count replays twice.
     AtLeastOnce,
+    /// No record twice: the sink output is a subset of the oracle's; losses are counted.
+    AtMostOnce,
 }
 
 impl Guarantee {
@@ -78,6 +80,7 @@ impl Guarantee {
     pub fn of(scenario: &crate::scenario::Scenario) -> Guarantee {
         match scenario.checkpoint.mode {
             CheckpointingMode::AtLeastOnce if scenario.checkpointing() => Guarantee::AtLeastOnce,
+            CheckpointingMode::AtMostOnce => Guarantee::AtMostOnce,
             _ => Guarantee::ExactlyOnce,
         }
     }
@@ -87,6 +90,7 @@ impl Guarantee {
         match self {
             Guarantee::ExactlyOnce => "exactly-once",
             Guarantee::AtLeastOnce => "at-least-once",
+            Guarantee::AtMostOnce => "at-most-once",
         }
     }
 }
@@ -110,7 +114,7 @@ pub fn check_run(
         ),
     ];
     let mut notes = Vec::new();
-    match guarantee {
+    let sink = match guarantee {
         Guarantee::ExactlyOnce => {
             let final_state = compare_keyed(
                 "final state",
@@ -124,25 +128,55 @@ pub fn check_run(
                 "every completed checkpoint is a consistent cut",
                 consistent_cuts(job, input, faulty, &describer),
             ));
+            check(
+                "sink saw every oracle record",
+                sink_covers(&reference.sink, &faulty.sink_output, false),
+            )
         }
         Guarantee::AtLeastOnce => {
-            let (differing, total) = keys_differing(&reference.keyed, &faulty.final_state);
-            notes.push(format!("final keyed state differs from the oracle's on {differing} of {total} keys (at-least-once may count replayed records twice)"));
+            notes.extend(state_difference_note(
+                &reference.keyed,
+                &faulty.final_state,
+                "at-least-once may count replayed records twice",
+            ));
+            check(
+                "sink saw every oracle record",
+                sink_covers(&reference.sink, &faulty.sink_output, true),
+            )
         }
-    }
-    checks.push(check(
-        "sink saw every oracle record",
-        sink_covers(
-            &reference.sink,
-            &faulty.sink_output,
-            guarantee == Guarantee::AtLeastOnce,
-        ),
-    ));
+        Guarantee::AtMostOnce => {
+            notes.extend(state_difference_note(
+                &reference.keyed,
+                &faulty.final_state,
+                "at-most-once restarts with empty state",
+            ));
+            check(
+                "sink output is a subset of the oracle's, no record twice",
+                sink_within(&reference.sink, &faulty.sink_output),
+            )
+        }
+    };
+    checks.push(sink);
     Verdict {
         guarantee,
         checks,
         notes,
     }
+}
+
+/// How far the final keyed state strayed, for guarantees that allow it; none for a job
+/// without keyed state.
+fn state_difference_note(
+    expected: &BTreeMap<String, LogicalKeyedState>,
+    actual: &BTreeMap<String, LogicalKeyedState>,
+    why: &str,
+) -> Option<String> {
+    let (differing, total) = keys_differing(expected, actual);
+    (total > 0).then(|| {
+        format!(
+            "final keyed state differs from the oracle's on {differing} of {total} keys ({why})"
+        )
+    })
 }
 
 fn keys_differing(
@@ -372,6 +406,31 @@ fn sink_covers(
         ));
     }
     Ok(detail)
+}
+
+/// At-most-once: the sink wrote no record more often than the oracle did; the records it
+/// never wrote are the losses.
+fn sink_within(expected: &[Value], actual: &[Value]) -> Result<String, String> {
+    // The roles swap: every record written must be covered by the oracle's.
+    let found = multiset_differences(&sorted_fingerprints(actual), &sorted_fingerprints(expected));
+    if let Some(print) = found.missing {
+        let value = actual
+            .iter()
+            .find(|v| fingerprint(v) == print)
+            .cloned()
+            .expect("the fingerprint came from these values");
+        let count = expected.iter().filter(|v| **v == value).count();
+        let written = actual.iter().filter(|v| **v == value).count();
+        return Err(format!(
+            "record {value} written {written} time(s), the oracle produced it {count} time(s)"
+        ));
+    }
+    let lost = expected.len() - actual.len();
+    Ok(format!(
+        "{} of {} records written, none twice; {lost} lost (what was in flight at a failure)",
+        actual.len(),
+        expected.len()
+    ))
 }
 
 /// Compares keyed state per operator; returns the number of keys compared.

@@ -3,6 +3,7 @@
 
 use crate::api::jobs::{INPUT_TOPIC, OUTPUT_TOPIC};
 use crate::api::value::Value;
+use crate::checkpoint::coordinator::CheckpointingMode;
 use crate::connectors::blobstore::run_blobstore;
 use crate::connectors::broker::{run_broker, BrokerStorage};
 use crate::graph::execution_graph::ExecutionGraph;
@@ -11,7 +12,7 @@ use crate::runtime::control_plane::CONTROL_PORT;
 use crate::runtime::jobmanager::{run_jobmanager, JobManagerSetup};
 use crate::runtime::rpc::REQUEST_PORT;
 use crate::runtime::sim_time;
-use crate::runtime::task::{Services, TaskConfig};
+use crate::runtime::task::{OffsetCommit, Services, TaskConfig};
 use crate::runtime::taskmanager::{run_taskmanager, TaskManagerSetup};
 use crate::scenario::Scenario;
 use crate::sim::disk::Disk;
@@ -201,9 +202,12 @@ fn start_nodes(
     let task_config = TaskConfig {
         buffer_timeout: scenario.buffer_timeout,
         source_records_per_second: scenario.workload.records_per_second,
-        checkpointing: scenario.checkpointing(),
         checkpointing_mode: scenario.checkpoint.mode,
-        auto_commit_interval: AUTO_COMMIT_INTERVAL,
+        offset_commit: match (scenario.checkpoint.mode, scenario.checkpointing()) {
+            (CheckpointingMode::AtMostOnce, _) => OffsetCommit::OnRead,
+            (_, true) => OffsetCommit::InCheckpoints,
+            (_, false) => OffsetCommit::Periodic(AUTO_COMMIT_INTERVAL),
+        },
         rpc_timeout: RPC_TIMEOUT,
     };
     for index in 1..=scenario.taskmanagers {

@@ -96,7 +96,13 @@ fn mode_line(scenario: &Scenario) -> String {
             CheckpointingMode::AtLeastOnce => format!(
                 "at-least-once, barriers tracked (never aligned), checkpoints every {interval}"
             ),
+            CheckpointingMode::AtMostOnce => {
+                unreachable!("the loader refuses an interval with at-most-once")
+            }
         },
+        None if scenario.checkpoint.mode == CheckpointingMode::AtMostOnce => {
+            "at-most-once: no checkpoints, the source commits offsets as it reads".to_string()
+        }
         None => "checkpointing disabled (source auto-commits offsets)".to_string(),
     };
     let restart = match scenario.restart {
