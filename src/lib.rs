@@ -22,6 +22,7 @@ pub mod checkpoint {
     pub mod barrier_handler;
     pub mod barrier_tracker;
     pub mod coordinator;
+    pub mod handler_harness;
     pub mod storage;
 }
 pub mod codec;
