@@ -11,7 +11,7 @@ use crate::runtime::rpc::{Rpc, DATA_PORT};
 use crate::runtime::sim_time;
 use crate::runtime::task::{run_task, Services, TaskConfig, TaskContext, TaskInput};
 use crate::sim::observer::Observer;
-use crate::time::Duration;
+use crate::time::{Duration, Instant};
 use futures::channel::mpsc::{unbounded, UnboundedSender};
 use futures::StreamExt;
 use madsim::net::{TcpListener, TcpStream};
@@ -89,7 +89,11 @@ pub async fn run_taskmanager(setup: TaskManagerSetup) {
         shared.clone(),
         instance,
     ));
-    madsim::task::spawn(accept_loop(listener, shared.clone()));
+    let link = LinkProbe {
+        observer: setup.observer.clone(),
+        local: setup.address,
+    };
+    madsim::task::spawn(accept_loop(listener, shared.clone(), link));
     while let Some(message) = messages.next().await {
         on_control(&setup, &rpc, &control, &shared, message);
     }
@@ -235,7 +239,11 @@ fn deploy(
             .partition(|(a, s, ..)| *a == attempt && *s == subtask);
         state.pending_connections = waiting;
         for (_, _, channel, stream) in ready {
-            madsim::task::spawn(read_input_channel(stream, channel, sender.clone()));
+            let link = LinkProbe {
+                observer: setup.observer.clone(),
+                local: setup.address,
+            };
+            madsim::task::spawn(read_input_channel(stream, channel, sender.clone(), link));
         }
     }
 }
@@ -282,18 +290,18 @@ async fn supervise(
         .await;
 }
 
-async fn accept_loop(listener: TcpListener, shared: Shared) {
+async fn accept_loop(listener: TcpListener, shared: Shared, link: LinkProbe) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             return;
         };
-        madsim::task::spawn(route_connection(stream, shared.clone()));
+        madsim::task::spawn(route_connection(stream, shared.clone(), link.clone()));
     }
 }
 
 /// Reads the hello of a new data connection and hands it to its task (or parks it until the
 /// task is deployed).
-async fn route_connection(mut stream: TcpStream, shared: Shared) {
+async fn route_connection(mut stream: TcpStream, shared: Shared, link: LinkProbe) {
     let hello =
         madsim::time::timeout(Duration::from_secs(10).to_std(), read_frame(&mut stream)).await;
     let Ok(Ok(Some(DataFrame::Hello {
@@ -311,7 +319,12 @@ async fn route_connection(mut stream: TcpStream, shared: Shared) {
     }
     match state.tasks.get(&target).filter(|t| t.attempt == attempt) {
         Some(task) => {
-            madsim::task::spawn(read_input_channel(stream, channel, task.inbox.clone()));
+            madsim::task::spawn(read_input_channel(
+                stream,
+                channel,
+                task.inbox.clone(),
+                link,
+            ));
         }
         None if state.pending_connections.len() < PENDING_CONNECTIONS_MAX => state
             .pending_connections
@@ -320,12 +333,16 @@ async fn route_connection(mut stream: TcpStream, shared: Shared) {
     }
 }
 
-/// Moves frames of one input channel into its task's mailbox.
+/// Moves frames of one input channel into its task's mailbox. Frames pass a delivery stage
+/// that holds each back by the link's injected latency (a slow-link fault), in order and
+/// pipelined: each frame arrives that much later, not one after the other's delay.
 async fn read_input_channel(
     stream: TcpStream,
     channel: ChannelIndex,
     inbox: UnboundedSender<TaskInput>,
+    link: LinkProbe,
 ) {
+    let peer = stream.peer_addr().map(|address| address.ip()).ok();
     let (mut reader, writer) = tokio::io::split(stream);
     if inbox
         .unbounded_send(TaskInput::InputConnected { channel, writer })
@@ -333,6 +350,9 @@ async fn read_input_channel(
     {
         return;
     }
+    let (delayed, due) = unbounded();
+    madsim::task::spawn(deliver_when_due(due, inbox));
+    let mut deliver_at = Instant::ZERO;
     loop {
         let input = match read_frame(&mut reader).await {
             Ok(Some(frame)) => TaskInput::Frame { channel, frame },
@@ -346,8 +366,32 @@ async fn read_input_channel(
             },
         };
         let closed = matches!(input, TaskInput::InputClosed { .. });
-        if inbox.unbounded_send(input).is_err() || closed {
+        let now = sim_time::now();
+        let latency = peer.map_or(Duration::ZERO, |peer| {
+            link.observer.link_latency(peer, link.local, now)
+        });
+        deliver_at = deliver_at.max(now.add(latency));
+        if delayed.unbounded_send((deliver_at, input)).is_err() || closed {
             return;
         }
     }
+}
+
+async fn deliver_when_due(
+    mut due: futures::channel::mpsc::UnboundedReceiver<(Instant, TaskInput)>,
+    inbox: UnboundedSender<TaskInput>,
+) {
+    while let Some((at, input)) = due.next().await {
+        sim_time::sleep_until(at).await;
+        if inbox.unbounded_send(input).is_err() {
+            return;
+        }
+    }
+}
+
+/// What an input reader needs to apply injected link latency.
+#[derive(Clone)]
+struct LinkProbe {
+    observer: Observer,
+    local: std::net::IpAddr,
 }

@@ -148,6 +148,7 @@ struct FaultEntry {
     duration: Option<TomlDuration>,
     operator: Option<String>,
     per_record: Option<TomlDuration>,
+    latency: Option<TomlDuration>,
     subtask: Option<String>,
 }
 
@@ -447,17 +448,17 @@ fn fault(
         },
         "clog-link" => match (&raw.from, &raw.to, raw.duration) {
             (Some(from), Some(to), Some(duration)) => {
-                if from == to {
-                    return fail(format!("a link joins two nodes, `from` and `to` are both `{from}`"));
-                }
-                for node in [from, to] {
-                    if !node_exists(node, scenario.taskmanagers) {
-                        return fail(format!("no node `{node}` (jobmanager, broker, blobstore, taskmanager-1..={})", scenario.taskmanagers));
-                    }
-                }
+                check_link(from, to, scenario.taskmanagers).or_else(|message| fail(message).map(|_| ()))?;
                 FaultAction::ClogLink { from: from.clone(), to: to.clone(), duration: duration.0 }
             }
             _ => return fail("clog-link needs `from`, `to` and `duration`".to_string()),
+        },
+        "slow-link" => match (&raw.from, &raw.to, raw.latency) {
+            (Some(from), Some(to), Some(latency)) => {
+                check_link(from, to, scenario.taskmanagers).or_else(|message| fail(message).map(|_| ()))?;
+                FaultAction::SlowLink { from: from.clone(), to: to.clone(), latency: latency.0, duration: raw.duration.map(|d| d.0) }
+            }
+            _ => return fail("slow-link needs `from`, `to` and `latency`".to_string()),
         },
         "slow-operator" => match (&raw.operator, raw.per_record) {
             (Some(uid), Some(per_record)) if graph.job.operators.iter().any(|o| &o.uid == uid) => FaultAction::SlowOperator { uid: uid.clone(), per_record: per_record.0, duration: raw.duration.map(|d| d.0) },
@@ -469,9 +470,26 @@ fn fault(
             Some(Err(message)) => return fail(format!("subtask: {message}")),
             None => return fail("fail-task needs `subtask`".to_string()),
         },
-        other => return fail(format!("kind: `{other}` is not a fault (kill-taskmanager, clog-link, slow-operator, fail-task)")),
+        other => return fail(format!("kind: `{other}` is not a fault (kill-taskmanager, clog-link, slow-link, slow-operator, fail-task)")),
     };
     Ok(Fault { action, trigger })
+}
+
+/// A link joins two distinct, known nodes.
+fn check_link(from: &str, to: &str, taskmanagers: u32) -> Result<(), String> {
+    if from == to {
+        return Err(format!(
+            "a link joins two nodes, `from` and `to` are both `{from}`"
+        ));
+    }
+    for node in [from, to] {
+        if !node_exists(node, taskmanagers) {
+            return Err(format!(
+                "no node `{node}` (jobmanager, broker, blobstore, taskmanager-1..={taskmanagers})"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn node_exists(name: &str, taskmanagers: u32) -> bool {
@@ -583,6 +601,20 @@ fn render_fault(text: &mut String, fault: &Fault) {
                 text,
                 "kind = \"clog-link\"\nfrom = {from:?}\nto = {to:?}\nduration = \"{duration}\""
             );
+        }
+        FaultAction::SlowLink {
+            from,
+            to,
+            latency,
+            duration,
+        } => {
+            let _ = writeln!(
+                text,
+                "kind = \"slow-link\"\nfrom = {from:?}\nto = {to:?}\nlatency = \"{latency}\""
+            );
+            if let Some(duration) = duration {
+                let _ = writeln!(text, "duration = \"{duration}\"");
+            }
         }
         FaultAction::SlowOperator {
             uid,

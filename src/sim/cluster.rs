@@ -17,7 +17,9 @@ use crate::runtime::taskmanager::{run_taskmanager, TaskManagerSetup};
 use crate::scenario::Scenario;
 use crate::sim::disk::Disk;
 use crate::sim::faults::{FaultAction, FaultTrigger};
-use crate::sim::observer::{JobOutcome, ObservedCheckpoint, Observer, Signal, SlowWindow};
+use crate::sim::observer::{
+    JobOutcome, ObservedCheckpoint, Observer, Signal, SlowLinkWindow, SlowWindow,
+};
 use crate::sim::trace::trace_hash;
 use crate::state::snapshot::LogicalKeyedState;
 use crate::time::{Duration, Instant};
@@ -63,6 +65,22 @@ pub struct RunResult {
 
 fn ip(a: u8, b: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, a, b))
+}
+
+/// The address of a node by name (the loader checked the name).
+fn node_ip(name: &str) -> IpAddr {
+    match name {
+        "jobmanager" => ip(0, 1),
+        "broker" => ip(0, 2),
+        "blobstore" => ip(0, 3),
+        _ => {
+            let index: u8 = name
+                .strip_prefix("taskmanager-")
+                .and_then(|n| n.parse().ok())
+                .expect("a task manager name");
+            ip(1, index)
+        }
+    }
 }
 
 fn services() -> Services {
@@ -329,6 +347,22 @@ impl Injector {
                     net.unclog_link(b, a);
                     observer.trace("harness", format!("unclog {from} <-> {to}"));
                 });
+            }
+            FaultAction::SlowLink {
+                from,
+                to,
+                latency,
+                duration,
+            } => {
+                let start = sim_time::now();
+                let window = SlowLinkWindow {
+                    source: node_ip(&from),
+                    target: node_ip(&to),
+                    latency,
+                    from: start,
+                    until: duration.map(|d| start.add(d)),
+                };
+                self.observer.add_slow_link(window);
             }
             FaultAction::SlowOperator {
                 uid,

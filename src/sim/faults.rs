@@ -105,6 +105,17 @@ pub enum FaultAction {
         /// How long.
         duration: Duration,
     },
+    /// Add latency to every data frame sent from one node to another, for a time.
+    SlowLink {
+        /// The sending node's name.
+        from: String,
+        /// The receiving node's name.
+        to: String,
+        /// Latency per frame.
+        latency: Duration,
+        /// How long; `None` for the rest of the run.
+        duration: Option<Duration>,
+    },
     /// Add processing time per record to an operator.
     SlowOperator {
         /// Its uid.
@@ -165,6 +176,22 @@ impl fmt::Display for FaultAction {
             } => write!(f, "kill taskmanager-{taskmanager} for good"),
             FaultAction::ClogLink { from, to, duration } => {
                 write!(f, "clog {from} <-> {to} for {duration}")
+            }
+            FaultAction::SlowLink {
+                from,
+                to,
+                latency,
+                duration: Some(duration),
+            } => {
+                write!(f, "slow {from} -> {to} by {latency}/frame for {duration}")
+            }
+            FaultAction::SlowLink {
+                from,
+                to,
+                latency,
+                duration: None,
+            } => {
+                write!(f, "slow {from} -> {to} by {latency}/frame")
             }
             FaultAction::SlowOperator {
                 uid,

@@ -55,6 +55,22 @@ pub struct SlowWindow {
     pub until: Option<Instant>,
 }
 
+/// A slow-link fault while it is in force: data frames from `source` to `target` arrive this
+/// much later.
+#[derive(Clone, Debug)]
+pub struct SlowLinkWindow {
+    /// The sending node's address.
+    pub source: std::net::IpAddr,
+    /// The receiving node's address.
+    pub target: std::net::IpAddr,
+    /// Latency added per frame.
+    pub latency: Duration,
+    /// From when.
+    pub from: Instant,
+    /// Until when (exclusive); `None` for the rest of the run.
+    pub until: Option<Instant>,
+}
+
 #[derive(Clone, Debug)]
 struct RecordTrigger {
     subtask: SubtaskId,
@@ -70,6 +86,7 @@ struct ObserverState {
     record_triggers: Vec<RecordTrigger>,
     fail_requests: BTreeSet<SubtaskId>,
     slow_windows: Vec<SlowWindow>,
+    slow_links: Vec<SlowLinkWindow>,
     signals: Option<UnboundedSender<Signal>>,
     checkpoints: Vec<ObservedCheckpoint>,
     final_states: BTreeMap<(AttemptNumber, SubtaskId), BTreeMap<String, KeyedStateSnapshot>>,
@@ -139,6 +156,28 @@ impl Observer {
     /// Adds a slow-operator window.
     pub fn add_slow_window(&self, window: SlowWindow) {
         self.lock().slow_windows.push(window);
+    }
+
+    /// Adds a slow-link window.
+    pub fn add_slow_link(&self, window: SlowLinkWindow) {
+        self.lock().slow_links.push(window);
+    }
+
+    /// Latency added at `now` to data frames from `source` to `target`.
+    pub fn link_latency(
+        &self,
+        source: std::net::IpAddr,
+        target: std::net::IpAddr,
+        now: Instant,
+    ) -> Duration {
+        let state = self.lock();
+        let active = state.slow_links.iter().filter(|w| {
+            w.source == source
+                && w.target == target
+                && w.from <= now
+                && w.until.is_none_or(|until| now < until)
+        });
+        Duration(active.map(|w| w.latency.0).sum())
     }
 
     /// Makes `subtask` fail at its next record.
