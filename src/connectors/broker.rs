@@ -17,6 +17,7 @@ pub struct BrokerStorage {
 struct BrokerState {
     partitions: BTreeMap<String, Vec<Vec<Vec<u8>>>>,
     committed: BTreeMap<(String, String, u32), u64>,
+    generations: BTreeMap<String, u32>,
 }
 
 impl BrokerStorage {
@@ -96,22 +97,28 @@ impl BrokerStorage {
                 topic,
                 partition,
                 offset,
+                generation,
             } => {
-                self.lock()
-                    .committed
-                    .insert((group, topic, partition), offset);
+                let mut state = self.lock();
+                let current = state.generations.get(&group).copied().unwrap_or(0);
+                if generation < current {
+                    return BrokerResponse::Error(format!("fenced: group `{group}` is at generation {current}, the commit came from {generation}"));
+                }
+                state.generations.insert(group.clone(), generation);
+                state.committed.insert((group, topic, partition), offset);
                 BrokerResponse::Ok
             }
             BrokerRequest::CommittedOffset {
                 group,
                 topic,
                 partition,
-            } => BrokerResponse::Offset(
-                self.lock()
-                    .committed
-                    .get(&(group, topic, partition))
-                    .copied(),
-            ),
+                generation,
+            } => {
+                let mut state = self.lock();
+                let current = state.generations.entry(group.clone()).or_insert(0);
+                *current = (*current).max(generation);
+                BrokerResponse::Offset(state.committed.get(&(group, topic, partition)).copied())
+            }
             BrokerRequest::PartitionCount { topic } => match self.lock().partitions.get(&topic) {
                 Some(partitions) => BrokerResponse::Partitions(partitions.len() as u32),
                 None => BrokerResponse::Error(format!("no topic `{topic}`")),
@@ -128,6 +135,34 @@ pub async fn run_broker(storage: BrokerStorage) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn commit(generation: u32, offset: u64) -> BrokerRequest {
+        BrokerRequest::CommitOffset {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 0,
+            offset,
+            generation,
+        }
+    }
+
+    #[test]
+    fn a_newer_generation_fences_commits_of_older_ones() {
+        let storage = BrokerStorage::default();
+        storage.create_topic("t", 1);
+        assert_eq!(storage.handle(commit(1, 10)), BrokerResponse::Ok);
+        let read = BrokerRequest::CommittedOffset {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 0,
+            generation: 2,
+        };
+        assert_eq!(storage.handle(read), BrokerResponse::Offset(Some(10)));
+        assert!(
+            matches!(storage.handle(commit(1, 20)), BrokerResponse::Error(e) if e.contains("fenced"))
+        );
+        assert_eq!(storage.handle(commit(2, 20)), BrokerResponse::Ok);
+    }
 
     #[test]
     fn fetch_reads_from_an_offset_and_reports_the_end() {

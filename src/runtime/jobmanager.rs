@@ -291,6 +291,19 @@ impl JobMaster {
                 NODE,
                 format!("{taskmanager} registered with {slots} slot(s)"),
             );
+            // A task manager given up for lost may come back with tasks of an attempt that
+            // failed over: they are zombies, so cancel them (Flink frees such slots likewise).
+            let hosts_current = self.placement.values().any(|tm| *tm == taskmanager);
+            if self.attempt.0 > 0 && !hosts_current {
+                self.control
+                    .send(
+                        control_address,
+                        &ControlMessage::Cancel {
+                            attempt: self.attempt,
+                        },
+                    )
+                    .await;
+            }
         }
         for (attempt, subtask, status) in tasks {
             self.on_task_status(attempt, subtask, status).await;

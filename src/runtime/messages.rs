@@ -203,6 +203,9 @@ pub enum BrokerRequest {
         partition: u32,
         /// Next offset to read.
         offset: u64,
+        /// The committing consumer's generation (the job attempt); an older one than the
+        /// group has seen is fenced, as Kafka fences a zombie consumer.
+        generation: u32,
     },
     /// Read a consumer group's committed offset.
     CommittedOffset {
@@ -212,6 +215,8 @@ pub enum BrokerRequest {
         topic: String,
         /// Partition.
         partition: u32,
+        /// The reading consumer's generation: the group's generation becomes at least this.
+        generation: u32,
     },
     /// Number of partitions of a topic.
     PartitionCount {

@@ -30,7 +30,7 @@ pub struct SourceReader {
     started_at: Instant,
     emitted: u64,
     records_per_second: u64,
-    commit_group: Option<String>,
+    commit_group: Option<(String, u32)>,
 }
 
 impl SourceReader {
@@ -65,9 +65,10 @@ impl SourceReader {
     }
 
     /// At-most-once: from now on each fetched batch's end offset is committed to the broker
-    /// for consumer `group` before any record of the batch is handed out.
-    pub fn commit_on_read(&mut self, group: &str) {
-        self.commit_group = Some(group.to_string());
+    /// for consumer `group` before any record of the batch is handed out;
+    /// `generation` is the job attempt: a zombie of an older attempt is fenced by the broker.
+    pub fn commit_on_read(&mut self, group: &str, generation: u32) {
+        self.commit_group = Some((group.to_string(), generation));
     }
 
     /// The offsets to snapshot: the next record to read per partition.
@@ -161,7 +162,8 @@ impl SourceReader {
                 cursor.end_offset = Some(end_offset);
                 let (partition, batch_end) =
                     (cursor.partition, cursor.next_offset + records.len() as u64);
-                if let (Some(group), false) = (&self.commit_group, records.is_empty()) {
+                if let (Some((group, generation)), false) = (&self.commit_group, records.is_empty())
+                {
                     // Committed before emitting: a failure after this point loses the batch
                     // rather than reading it twice.
                     let commit = BrokerRequest::CommitOffset {
@@ -169,6 +171,7 @@ impl SourceReader {
                         topic: self.topic.clone(),
                         partition,
                         offset: batch_end,
+                        generation: *generation,
                     };
                     match rpc.call(broker, &commit, rpc_timeout, true).await? {
                         BrokerResponse::Ok => {}

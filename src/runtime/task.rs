@@ -738,6 +738,7 @@ impl Task {
                 topic: topic.clone(),
                 partition,
                 offset,
+                generation: self.context.attempt.0,
             };
             // A lost commit only means the restart re-reads a little more.
             let _ = self
@@ -804,6 +805,7 @@ async fn open_source(
                 group: consumer_group(context),
                 topic: topic.clone(),
                 partition,
+                generation: context.attempt.0,
             };
             if let BrokerResponse::Offset(Some(offset)) =
                 rpc.call(broker, &request, timeout, true).await?
@@ -820,7 +822,7 @@ async fn open_source(
         sim_time::now(),
     );
     if context.config.offset_commit == OffsetCommit::OnRead {
-        reader.commit_on_read(&consumer_group(context));
+        reader.commit_on_read(&consumer_group(context), context.attempt.0);
     }
     Ok(reader)
 }
