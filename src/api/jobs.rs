@@ -37,9 +37,10 @@ impl KeyedProcessFunction for CountWords {
     }
 }
 
-/// `source -> split -> keyBy(word) -> counter -> sink`: the word count every Flink user knows.
-pub fn word_count(source_parallelism: u32, counter_parallelism: u32) -> Job {
-    JobBuilder::new("wordcount", counter_parallelism)
+/// `source -> split -> keyBy(word)`: the front both built-in jobs share. The source and the
+/// split chain at `source_parallelism`; what follows runs at `parallelism`.
+fn words_keyed_by_word(name: &str, source_parallelism: u32, parallelism: u32) -> JobBuilder {
+    JobBuilder::new(name, parallelism)
         .source("source", INPUT_TOPIC)
         .set_parallelism(source_parallelism)
         .flat_map("split", |line, out| {
@@ -52,6 +53,11 @@ pub fn word_count(source_parallelism: u32, counter_parallelism: u32) -> Job {
         })
         .set_parallelism(source_parallelism)
         .key_by(|word| word.as_str().unwrap_or_default().to_string())
+}
+
+/// `source -> split -> keyBy(word) -> counter -> sink`: the word count every Flink user knows.
+pub fn word_count(source_parallelism: u32, counter_parallelism: u32) -> Job {
+    words_keyed_by_word("wordcount", source_parallelism, counter_parallelism)
         .process("counter", || Box::new(CountWords))
         .sink("sink", OUTPUT_TOPIC)
         .build()
@@ -62,19 +68,7 @@ pub fn word_count(source_parallelism: u32, counter_parallelism: u32) -> Job {
 /// `(word, length)` record per input word, so each output record stands for one input record
 /// (what at-most-once is checked on: a stateful job's output repeats after state is lost).
 pub fn passthrough(source_parallelism: u32, parallelism: u32) -> Job {
-    JobBuilder::new("passthrough", parallelism)
-        .source("source", INPUT_TOPIC)
-        .set_parallelism(source_parallelism)
-        .flat_map("split", |line, out| {
-            if let Value::Str(text) = line {
-                out.extend(
-                    text.split_whitespace()
-                        .map(|word| Value::Str(word.to_string())),
-                );
-            }
-        })
-        .set_parallelism(source_parallelism)
-        .key_by(|word| word.as_str().unwrap_or_default().to_string())
+    words_keyed_by_word("passthrough", source_parallelism, parallelism)
         .map("tag", |word| {
             let length = word.as_str().map_or(0, str::len) as i64;
             Value::pair(word, Value::Int(length))

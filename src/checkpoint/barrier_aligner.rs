@@ -11,7 +11,7 @@
 
 use crate::checkpoint::barrier::Barrier;
 use crate::checkpoint::barrier_handler::{
-    record_channel_barrier, AbortReason, Action, Actions, ProtocolError,
+    AbortReason, Action, Actions, GateChannels, ProtocolError,
 };
 use crate::ids::{ChannelIndex, CheckpointId};
 use crate::time::Instant;
@@ -26,8 +26,7 @@ struct Alignment {
 #[derive(Clone, Debug)]
 pub struct BarrierAligner {
     channel_blocked: Vec<bool>,
-    channel_ended: Vec<bool>,
-    channel_last_barrier: Vec<Option<CheckpointId>>,
+    channels: GateChannels,
     blocked_count: usize,
     open_count: usize,
     pending: Option<Alignment>,
@@ -46,8 +45,7 @@ impl BarrierAligner {
         assert!(channel_count <= crate::limits::GATE_CHANNELS_MAX);
         BarrierAligner {
             channel_blocked: vec![false; channel_count],
-            channel_ended: vec![false; channel_count],
-            channel_last_barrier: vec![None; channel_count],
+            channels: GateChannels::new(channel_count),
             blocked_count: 0,
             open_count: channel_count,
             pending: None,
@@ -73,17 +71,14 @@ impl BarrierAligner {
         channel: ChannelIndex,
         barrier: Barrier,
     ) -> Result<Actions, ProtocolError> {
-        self.check_channel_open(channel)?;
+        self.channels.check_open(channel)?;
         assert!(
             !self.is_blocked(channel),
             "the task never reads a blocked channel"
         );
         let index = channel.0 as usize;
-        record_channel_barrier(
-            &mut self.channel_last_barrier[index],
-            channel,
-            barrier.checkpoint_id,
-        )?;
+        self.channels
+            .record_barrier(channel, barrier.checkpoint_id)?;
         let mut actions = Actions::new();
         match self.pending {
             Some(alignment) if barrier.checkpoint_id < alignment.barrier.checkpoint_id => {
@@ -110,7 +105,7 @@ impl BarrierAligner {
         channel: ChannelIndex,
         checkpoint_id: CheckpointId,
     ) -> Result<Actions, ProtocolError> {
-        self.check_channel_open(channel)?;
+        self.channels.check_open(channel)?;
         let mut actions = Actions::new();
         match self.pending {
             Some(alignment) if checkpoint_id >= alignment.barrier.checkpoint_id => {
@@ -132,13 +127,12 @@ impl BarrierAligner {
         now: Instant,
         channel: ChannelIndex,
     ) -> Result<Actions, ProtocolError> {
-        self.check_channel_open(channel)?;
+        self.channels.check_open(channel)?;
         assert!(
             !self.is_blocked(channel),
             "the task never reads a blocked channel"
         );
-        let index = channel.0 as usize;
-        self.channel_ended[index] = true;
+        self.channels.end(channel);
         self.open_count -= 1;
         let mut actions = Actions::new();
         self.trigger_if_aligned(now, &mut actions);
@@ -150,14 +144,6 @@ impl BarrierAligner {
             actions.push(Action::AllInputsEnded);
         }
         Ok(actions)
-    }
-
-    fn check_channel_open(&self, channel: ChannelIndex) -> Result<(), ProtocolError> {
-        match self.channel_ended.get(channel.0 as usize) {
-            None => Err(ProtocolError::UnknownChannel { channel }),
-            Some(true) => Err(ProtocolError::EventAfterEnd { channel }),
-            Some(false) => Ok(()),
-        }
     }
 
     fn is_obsolete(&self, checkpoint_id: CheckpointId) -> bool {

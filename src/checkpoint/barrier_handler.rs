@@ -167,21 +167,74 @@ impl BarrierHandler {
     }
 }
 
-/// Checks that a barrier id grows on one FIFO channel, recording it; shared by every mode.
-pub(crate) fn record_channel_barrier(
-    last: &mut Option<CheckpointId>,
-    channel: ChannelIndex,
-    received: CheckpointId,
-) -> Result<(), ProtocolError> {
-    if let Some(previous) = *last {
-        if received <= previous {
-            return Err(ProtocolError::BarrierWentBackwards {
-                channel,
-                previous,
-                received,
-            });
+/// What every mode tracks per input channel: whether it ended, and the last barrier it
+/// delivered (ids only grow on one FIFO channel).
+#[derive(Clone, Debug)]
+pub(crate) struct GateChannels {
+    ended: Vec<bool>,
+    last_barrier: Vec<Option<CheckpointId>>,
+}
+
+impl GateChannels {
+    pub(crate) fn new(channel_count: usize) -> Self {
+        assert!(
+            channel_count > 0,
+            "a task without inputs has no barrier handler"
+        );
+        assert!(channel_count <= crate::limits::GATE_CHANNELS_MAX);
+        GateChannels {
+            ended: vec![false; channel_count],
+            last_barrier: vec![None; channel_count],
         }
     }
-    *last = Some(received);
-    Ok(())
+
+    /// An event may arrive on `channel`: it exists and has not ended.
+    pub(crate) fn check_open(&self, channel: ChannelIndex) -> Result<(), ProtocolError> {
+        match self.ended.get(channel.0 as usize) {
+            None => Err(ProtocolError::UnknownChannel { channel }),
+            Some(true) => Err(ProtocolError::EventAfterEnd { channel }),
+            Some(false) => Ok(()),
+        }
+    }
+
+    /// Records barrier `received` on `channel`; an id that does not grow is refused.
+    pub(crate) fn record_barrier(
+        &mut self,
+        channel: ChannelIndex,
+        received: CheckpointId,
+    ) -> Result<(), ProtocolError> {
+        let last = &mut self.last_barrier[channel.0 as usize];
+        if let Some(previous) = *last {
+            if received <= previous {
+                return Err(ProtocolError::BarrierWentBackwards {
+                    channel,
+                    previous,
+                    received,
+                });
+            }
+        }
+        *last = Some(received);
+        Ok(())
+    }
+
+    /// `channel` delivered its end of partition.
+    pub(crate) fn end(&mut self, channel: ChannelIndex) {
+        assert!(!self.ended[channel.0 as usize]);
+        self.ended[channel.0 as usize] = true;
+    }
+
+    /// Whether `channel` has ended.
+    pub(crate) fn is_ended(&self, channel: usize) -> bool {
+        self.ended[channel]
+    }
+
+    /// Channels of the gate.
+    pub(crate) fn count(&self) -> usize {
+        self.ended.len()
+    }
+
+    /// Whether every channel has ended.
+    pub(crate) fn all_ended(&self) -> bool {
+        self.ended.iter().all(|ended| *ended)
+    }
 }

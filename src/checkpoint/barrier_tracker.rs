@@ -10,7 +10,7 @@
 
 use crate::checkpoint::barrier::Barrier;
 use crate::checkpoint::barrier_handler::{
-    record_channel_barrier, AbortReason, Action, Actions, ProtocolError,
+    AbortReason, Action, Actions, GateChannels, ProtocolError,
 };
 use crate::ids::{ChannelIndex, CheckpointId};
 use crate::limits::CHECKPOINTS_IN_FLIGHT_MAX;
@@ -27,8 +27,7 @@ struct Tracked {
 /// Counts barriers per checkpoint across the channels of one gate; never blocks.
 #[derive(Clone, Debug)]
 pub struct BarrierTracker {
-    channel_ended: Vec<bool>,
-    channel_last_barrier: Vec<Option<CheckpointId>>,
+    channels: GateChannels,
     pending: BTreeMap<CheckpointId, Tracked>,
     // The newest checkpoint triggered or aborted here; barriers up to it are obsolete.
     checkpoint_id_latest: Option<CheckpointId>,
@@ -43,8 +42,7 @@ impl BarrierTracker {
         );
         assert!(channel_count <= crate::limits::GATE_CHANNELS_MAX);
         BarrierTracker {
-            channel_ended: vec![false; channel_count],
-            channel_last_barrier: vec![None; channel_count],
+            channels: GateChannels::new(channel_count),
             pending: BTreeMap::new(),
             checkpoint_id_latest: None,
         }
@@ -62,17 +60,14 @@ impl BarrierTracker {
         channel: ChannelIndex,
         barrier: Barrier,
     ) -> Result<Actions, ProtocolError> {
-        self.check_channel_open(channel)?;
+        self.channels.check_open(channel)?;
         let index = channel.0 as usize;
-        record_channel_barrier(
-            &mut self.channel_last_barrier[index],
-            channel,
-            barrier.checkpoint_id,
-        )?;
+        self.channels
+            .record_barrier(channel, barrier.checkpoint_id)?;
         if self.is_obsolete(barrier.checkpoint_id) {
             return Ok(Actions::new());
         }
-        let channel_count = self.channel_ended.len();
+        let channel_count = self.channels.count();
         let tracked = self
             .pending
             .entry(barrier.checkpoint_id)
@@ -95,7 +90,7 @@ impl BarrierTracker {
         channel: ChannelIndex,
         checkpoint_id: CheckpointId,
     ) -> Result<Actions, ProtocolError> {
-        self.check_channel_open(channel)?;
+        self.channels.check_open(channel)?;
         if self.is_obsolete(checkpoint_id) {
             return Ok(Actions::new());
         }
@@ -114,10 +109,10 @@ impl BarrierTracker {
         now: Instant,
         channel: ChannelIndex,
     ) -> Result<Actions, ProtocolError> {
-        self.check_channel_open(channel)?;
-        self.channel_ended[channel.0 as usize] = true;
+        self.channels.check_open(channel)?;
+        self.channels.end(channel);
         let mut actions = self.trigger_complete(now);
-        if self.channel_ended.iter().all(|ended| *ended) {
+        if self.channels.all_ended() {
             assert!(
                 self.pending.is_empty(),
                 "with every channel ended, every pending checkpoint triggered"
@@ -125,14 +120,6 @@ impl BarrierTracker {
             actions.push(Action::AllInputsEnded);
         }
         Ok(actions)
-    }
-
-    fn check_channel_open(&self, channel: ChannelIndex) -> Result<(), ProtocolError> {
-        match self.channel_ended.get(channel.0 as usize) {
-            None => Err(ProtocolError::UnknownChannel { channel }),
-            Some(true) => Err(ProtocolError::EventAfterEnd { channel }),
-            Some(false) => Ok(()),
-        }
     }
 
     fn is_obsolete(&self, checkpoint_id: CheckpointId) -> bool {
@@ -143,7 +130,7 @@ impl BarrierTracker {
     /// Triggers the newest pending checkpoint every open channel has seen, dropping the older
     /// ones.
     fn trigger_complete(&mut self, now: Instant) -> Actions {
-        let ended = &self.channel_ended;
+        let channels = &self.channels;
         let complete = self
             .pending
             .iter()
@@ -152,8 +139,8 @@ impl BarrierTracker {
                 tracked
                     .seen
                     .iter()
-                    .zip(ended)
-                    .all(|(seen, ended)| *seen || *ended)
+                    .enumerate()
+                    .all(|(channel, seen)| *seen || channels.is_ended(channel))
             })
             .map(|(checkpoint_id, _)| *checkpoint_id);
         let Some(checkpoint_id) = complete else {
