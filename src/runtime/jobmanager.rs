@@ -193,6 +193,11 @@ impl JobMaster {
     }
 
     async fn check_liveness(&mut self, now: Instant) {
+        for tm in self.taskmanagers.values() {
+            self.control
+                .send(tm.control_address, &ControlMessage::JobManagerHeartbeat)
+                .await;
+        }
         let timeout = self.setup.heartbeat_timeout;
         let lost: Vec<TaskManagerId> = self
             .taskmanagers

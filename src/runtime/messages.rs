@@ -62,6 +62,9 @@ pub struct Heartbeat {
 pub enum ControlMessage {
     /// Liveness, the slots offered, and the status of the tasks it runs.
     Heartbeat(Heartbeat),
+    /// The job manager is alive (Flink's job-manager-to-task-manager heartbeat). A task
+    /// manager that hears none for `heartbeat.timeout` cancels its tasks.
+    JobManagerHeartbeat,
     /// Run these tasks of `attempt`; cancel every task of an older attempt.
     Deploy {
         /// The job attempt.

@@ -40,6 +40,9 @@ pub struct TaskManagerSetup {
     pub task_config: TaskConfig,
     /// `heartbeat.interval`.
     pub heartbeat_interval: Duration,
+    /// `heartbeat.timeout`: with no word from the job manager for this long, the tasks are
+    /// cancelled (the job manager is lost, as Flink's task executor decides).
+    pub heartbeat_timeout: Duration,
     /// The run's observer.
     pub observer: Observer,
 }
@@ -54,6 +57,7 @@ struct RunningTask {
 #[derive(Default)]
 struct TaskManagerState {
     attempt_newest: Option<AttemptNumber>,
+    jobmanager_heard_at: Option<Instant>,
     tasks: BTreeMap<SubtaskId, RunningTask>,
     pending_connections: Vec<(AttemptNumber, SubtaskId, ChannelIndex, TcpStream)>,
 }
@@ -106,6 +110,7 @@ async fn heartbeat_loop(
     instance: u64,
 ) {
     loop {
+        cancel_if_jobmanager_lost(&setup, &shared);
         let tasks = {
             let state = lock(&shared);
             state
@@ -125,6 +130,36 @@ async fn heartbeat_loop(
         control.send(setup.services.jobmanager, &heartbeat).await;
         sim_time::sleep(setup.heartbeat_interval).await;
     }
+}
+
+/// With no job-manager heartbeat for `heartbeat.timeout`, the job manager is lost: every task
+/// is cancelled rather than left running as a zombie of an attempt that may have failed over.
+fn cancel_if_jobmanager_lost(setup: &TaskManagerSetup, shared: &Shared) {
+    let now = sim_time::now();
+    let newest = {
+        let mut state = lock(shared);
+        let Some(heard_at) = state.jobmanager_heard_at else {
+            return;
+        };
+        if now.since(heard_at) <= setup.heartbeat_timeout || state.tasks.is_empty() {
+            return;
+        }
+        state.jobmanager_heard_at = None; // Until it is heard again.
+        state
+            .tasks
+            .values()
+            .map(|task| task.attempt)
+            .max()
+            .expect("tasks exist")
+    };
+    setup.observer.trace(
+        &setup.taskmanager.to_string(),
+        format!(
+            "jobmanager lost: no heartbeat for {}; cancelling {newest} and older",
+            setup.heartbeat_timeout
+        ),
+    );
+    cancel_up_to(shared, newest);
 }
 
 fn on_control(
@@ -156,6 +191,9 @@ fn on_control(
             }
         }
         ControlMessage::NotifyCheckpointAborted { .. } => {}
+        ControlMessage::JobManagerHeartbeat => {
+            lock(shared).jobmanager_heard_at = Some(sim_time::now())
+        }
         other => setup.observer.trace(
             &setup.taskmanager.to_string(),
             format!("ignored unexpected {other:?}"),

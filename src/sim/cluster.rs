@@ -237,6 +237,7 @@ fn start_nodes(
             services: services(),
             task_config: task_config.clone(),
             heartbeat_interval: scenario.heartbeat_interval,
+            heartbeat_timeout: scenario.heartbeat_timeout,
             observer: observer.clone(),
         };
         let name = TaskManagerId(index).to_string();
