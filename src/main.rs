@@ -30,22 +30,87 @@ enum Command {
         #[arg(long)]
         trace: bool,
     },
+    /// Run a scenario under many seeds (the same fault plan, different schedules) and list
+    /// the seeds whose verdict is not the one the scenario expects.
+    Sweep {
+        /// The scenario file (TOML).
+        file: PathBuf,
+        /// How many seeds.
+        #[arg(long, default_value_t = 100)]
+        seeds: u64,
+        /// The first seed.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { file, seed, trace } => run(&file, seed, trace),
+        Command::Sweep { file, seeds, from } => sweep(&file, from, seeds),
+    }
+}
+
+fn load(file: &std::path::Path) -> Option<Scenario> {
+    match Scenario::load(file) {
+        Ok(scenario) => Some(scenario),
+        Err(error) => {
+            eprintln!("error: {error}");
+            None
+        }
+    }
+}
+
+fn met(scenario: &Scenario, passed: bool) -> bool {
+    match scenario.expect {
+        Expectation::Pass => passed,
+        Expectation::Fail => !passed,
+    }
+}
+
+fn sweep(file: &std::path::Path, from: u64, seeds: u64) -> ExitCode {
+    let Some(scenario) = load(file) else {
+        return ExitCode::from(2);
+    };
+    let source = file.display().to_string();
+    let mut missed = Vec::new();
+    for seed in from..from.saturating_add(seeds) {
+        let run = snapflow::sim::run_scenario(&scenario, seed, &source);
+        let verdict = if run.verdict.passed() { "PASS" } else { "FAIL" };
+        println!(
+            "seed {seed}: {verdict}, {} restart(s), trace {:016x}",
+            run.faulty.restarts, run.faulty.trace_hash
+        );
+        if !met(&scenario, run.verdict.passed()) {
+            let first = run
+                .verdict
+                .first_failure()
+                .map(|c| format!("{}: {}", c.name, c.detail))
+                .unwrap_or_else(|| "the checks passed".to_string());
+            missed.push(format!(
+                "seed {seed}: {first}\n  replay: cargo run --release -- run {source} --seed {seed}"
+            ));
+        }
+    }
+    for line in &missed {
+        println!("{line}");
+    }
+    println!(
+        "sweep: {} passed, {} failed",
+        seeds - missed.len() as u64,
+        missed.len()
+    );
+    if missed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 
 fn run(file: &std::path::Path, seed: Option<u64>, trace: bool) -> ExitCode {
-    let scenario = match Scenario::load(file) {
-        Ok(scenario) => scenario,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::from(2);
-        }
+    let Some(scenario) = load(file) else {
+        return ExitCode::from(2);
     };
     let seed = seed.unwrap_or(scenario.seed);
     // Wall-clock time is measured here, outside the simulation, and printed on stderr only:
@@ -64,11 +129,7 @@ fn run(file: &std::path::Path, seed: Option<u64>, trace: bool) -> ExitCode {
     }
     print!("{}", run.report);
     print_wall_times(&scenario, &stage_seconds);
-    let expected = match scenario.expect {
-        Expectation::Pass => run.verdict.passed(),
-        Expectation::Fail => !run.verdict.passed(),
-    };
-    if !expected {
+    if !met(&scenario, run.verdict.passed()) {
         eprintln!(
             "unexpected verdict: the scenario expects {:?}",
             scenario.expect
