@@ -61,6 +61,10 @@ impl RecordWriter {
         max_parallelism: u32,
     ) -> RecordWriter {
         let router = match partitioning {
+            // A forward edge between different parallelisms is all-to-all: Flink rebalances it.
+            None | Some(Partitioning::Forward) if targets.len() > 1 => Router::Rebalance {
+                next: subtask_index as usize,
+            },
             None | Some(Partitioning::Forward) => Router::Forward,
             Some(Partitioning::Hash(selector)) => Router::Hash {
                 selector: selector.clone(),
@@ -203,5 +207,52 @@ impl RecordWriter {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::VertexId;
+
+    fn targets(count: u32) -> Vec<SubtaskId> {
+        (0..count)
+            .map(|subtask_index| SubtaskId {
+                vertex_id: VertexId(1),
+                subtask_index,
+            })
+            .collect()
+    }
+
+    fn records_per_channel(writer: &RecordWriter) -> Vec<u32> {
+        writer
+            .channels
+            .iter()
+            .map(|c| c.building.record_count)
+            .collect()
+    }
+
+    #[test]
+    fn forward_to_several_channels_rebalances_and_hash_follows_key_groups() {
+        let mut forward = RecordWriter::new(targets(3), Some(&Partitioning::Forward), 0, 128);
+        for index in 0..6 {
+            forward.emit(&Value::Int(index));
+        }
+        assert_eq!(records_per_channel(&forward), vec![2, 2, 2]);
+
+        let selector: crate::api::functions::KeySelector =
+            std::sync::Arc::new(|v: &Value| v.to_string());
+        let mut hash = RecordWriter::new(targets(4), Some(&Partitioning::Hash(selector)), 0, 128);
+        for _ in 0..5 {
+            hash.emit(&Value::Str("hello".to_string()));
+        }
+        let expected = crate::state::key_group::subtask_for_key_group(
+            128,
+            4,
+            crate::state::key_group::key_group_for_key("hello", 128),
+        ) as usize;
+        let counts = records_per_channel(&hash);
+        assert_eq!(counts[expected], 5, "{counts:?}");
+        assert_eq!(hash.records_out, 5);
     }
 }
