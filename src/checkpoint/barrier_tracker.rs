@@ -36,11 +36,7 @@ pub struct BarrierTracker {
 impl BarrierTracker {
     /// A tracker for a gate of `channel_count` channels, all open.
     pub fn new(channel_count: usize) -> Self {
-        assert!(
-            channel_count > 0,
-            "a task without inputs has no barrier handler"
-        );
-        assert!(channel_count <= crate::limits::GATE_CHANNELS_MAX);
+        // GateChannels::new checks the channel count.
         BarrierTracker {
             channels: GateChannels::new(channel_count),
             pending: BTreeMap::new(),
