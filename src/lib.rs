@@ -21,6 +21,7 @@ pub mod checkpoint {
     pub mod barrier_aligner;
     pub mod barrier_handler;
     pub mod barrier_tracker;
+    pub mod checkpointed_input_gate;
     pub mod coordinator;
     pub mod handler_harness;
     pub mod storage;
@@ -58,6 +59,7 @@ pub mod scenario;
 pub mod sim;
 pub mod state {
     //! Keyed state, key groups and the snapshot format.
+    pub mod channel_state;
     pub mod heap_backend;
     pub mod key_group;
     pub mod snapshot;

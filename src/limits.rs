@@ -10,6 +10,9 @@ pub const CREDITS_FLOATING_PER_GATE: u32 = 8;
 pub const OUTPUT_QUEUE_BUFFERS_MAX: usize = 4;
 /// Records a task handles in one turn before it lets other tasks of its node run.
 pub const TASK_RECORDS_PER_TURN_MAX: usize = 256;
+/// Simulated time a task spends in one turn before it reads its mailbox again (Flink checks
+/// its mailbox between records, so a priority barrier never waits behind a slow buffer).
+pub const TASK_TURN_DURATION_MAX: crate::time::Duration = crate::time::Duration::from_ms(1);
 /// Records a source fetches from the broker in one request.
 pub const SOURCE_FETCH_RECORDS_MAX: u32 = 512;
 /// Records a sink appends to the broker in one request.

@@ -1,13 +1,21 @@
-//! Exactly-once aligned barrier handling (Flink's `SingleCheckpointBarrierHandler` with aligned
-//! barriers). Sans-IO.
+//! Exactly-once barrier handling in all three variants (Flink's
+//! `SingleCheckpointBarrierHandler`): aligned, unaligned, and aligned with timeout. Sans-IO.
 //!
-//! Rules (DESIGN §5): a channel that delivered barrier n is blocked until barrier n arrived on
-//! every open channel; then the checkpoint triggers and all channels unblock. A barrier older
-//! than the current checkpoint, or of one already triggered or aborted, is ignored. A newer
-//! barrier during alignment aborts the pending checkpoint (subsumed) and starts the new one.
-//! A cancel marker aborts the pending checkpoint if its id is newer, or equal; a cancel for a
-//! future id makes that id's barriers obsolete. A channel that ends counts as aligned. Every
-//! abort is announced downstream with a cancel marker.
+//! Rules (DESIGN §5):
+//! - Aligned: a channel that delivered barrier n is blocked until barrier n arrived on every
+//!   open channel; then the checkpoint triggers and all channels unblock.
+//! - Unaligned: the first barrier n triggers at once and nothing blocks; until a channel
+//!   delivers its barrier n, its buffers are in-flight data of checkpoint n (the gate persists
+//!   them as channel state); when every open channel has delivered it, the input channel state
+//!   is complete.
+//! - Aligned with timeout: aligned until the barrier's deadline (checkpoint creation plus the
+//!   timeout), then unaligned for the rest of the checkpoint; a barrier that arrives already
+//!   unaligned (an upstream timed out) switches too. `Aligned` barriers (savepoints) never do.
+//! - A barrier older than the current checkpoint, or of one already triggered or aborted, is
+//!   ignored. A newer barrier aborts the pending checkpoint (subsumed) and starts the new one.
+//!   A cancel marker aborts the pending checkpoint if its id is newer, or equal; a cancel for a
+//!   future id makes that id's barriers obsolete. A channel that ends counts as aligned. Every
+//!   abort is announced downstream with a cancel marker.
 
 use crate::checkpoint::barrier::Barrier;
 use crate::checkpoint::barrier_handler::{
@@ -17,19 +25,22 @@ use crate::ids::{ChannelIndex, CheckpointId};
 use crate::time::Instant;
 
 #[derive(Clone, Copy, Debug)]
-struct Alignment {
+struct Pending {
     barrier: Barrier,
     started_at: Instant,
+    // Triggered already: the rest of the checkpoint collects in-flight data.
+    unaligned: bool,
 }
 
 /// Aligns checkpoint barriers across the input channels of one task.
 #[derive(Clone, Debug)]
 pub struct BarrierAligner {
-    channel_blocked: Vec<bool>,
+    // Channels that delivered the pending checkpoint's barrier.
+    received: Vec<bool>,
     channels: GateChannels,
-    blocked_count: usize,
+    received_count: usize,
     open_count: usize,
-    pending: Option<Alignment>,
+    pending: Option<Pending>,
     // The newest checkpoint this gate triggered, aborted or saw cancelled; barriers up to it
     // are obsolete.
     checkpoint_id_latest: Option<CheckpointId>,
@@ -40,9 +51,9 @@ impl BarrierAligner {
     pub fn new(channel_count: usize) -> Self {
         // GateChannels::new checks the channel count.
         BarrierAligner {
-            channel_blocked: vec![false; channel_count],
+            received: vec![false; channel_count],
             channels: GateChannels::new(channel_count),
-            blocked_count: 0,
+            received_count: 0,
             open_count: channel_count,
             pending: None,
             checkpoint_id_latest: None,
@@ -51,16 +62,58 @@ impl BarrierAligner {
 
     /// Whether the task may read `channel` now.
     pub fn is_blocked(&self, channel: ChannelIndex) -> bool {
-        self.channel_blocked[channel.0 as usize]
+        self.pending.is_some_and(|pending| !pending.unaligned) && self.received[channel.0 as usize]
+    }
+
+    /// The checkpoint whose in-flight data `channel` carries now: an unaligned checkpoint
+    /// triggered and this open channel has not delivered its barrier yet.
+    pub fn persisting(&self, channel: ChannelIndex) -> Option<CheckpointId> {
+        let index = channel.0 as usize;
+        let pending = self.pending.filter(|pending| pending.unaligned)?;
+        let waiting = !self.received[index] && !self.channels.is_ended(index);
+        waiting.then_some(pending.barrier.checkpoint_id)
+    }
+
+    /// Whether `barrier`, arriving now, is a priority event that overtakes the data queued on
+    /// its channel: it is unaligned, its checkpoint runs unaligned here already, or its
+    /// alignment deadline has passed.
+    pub fn is_priority(&self, now: Instant, barrier: &Barrier) -> bool {
+        let checkpoint_id = barrier.checkpoint_id;
+        let running_unaligned = self
+            .pending
+            .is_some_and(|p| p.unaligned && p.barrier.checkpoint_id == checkpoint_id);
+        let timed_out = barrier
+            .alignment_deadline()
+            .is_some_and(|deadline| now >= deadline);
+        let live = !self.is_obsolete(checkpoint_id)
+            && self
+                .pending
+                .is_none_or(|p| checkpoint_id >= p.barrier.checkpoint_id);
+        barrier.is_unaligned() || running_unaligned || (timed_out && live)
     }
 
     /// The checkpoint being aligned, if any.
     pub fn pending_checkpoint(&self) -> Option<CheckpointId> {
-        self.pending
-            .map(|alignment| alignment.barrier.checkpoint_id)
+        self.pending.map(|pending| pending.barrier.checkpoint_id)
     }
 
-    /// A barrier arrived on `channel`.
+    /// When `on_timer` must run next: the pending aligned checkpoint's deadline.
+    pub fn timer_due_at(&self) -> Option<Instant> {
+        let pending = self.pending.filter(|pending| !pending.unaligned)?;
+        pending.barrier.alignment_deadline()
+    }
+
+    /// Time passed: an aligned checkpoint past its deadline turns unaligned.
+    pub fn on_timer(&mut self, now: Instant) -> Actions {
+        let mut actions = Actions::new();
+        if self.timer_due_at().is_some_and(|deadline| now >= deadline) {
+            self.switch_to_unaligned(now, &mut actions);
+            self.complete_if_aligned(now, &mut actions);
+        }
+        actions
+    }
+
+    /// A barrier arrived on `channel` (at the head of its queue, or overtaking it).
     pub fn on_barrier(
         &mut self,
         now: Instant,
@@ -68,30 +121,38 @@ impl BarrierAligner {
         barrier: Barrier,
     ) -> Result<Actions, ProtocolError> {
         self.channels.check_open(channel)?;
-        assert!(
-            !self.is_blocked(channel),
-            "the task never reads a blocked channel"
-        );
         let index = channel.0 as usize;
+        // The gate delivers a blocked channel's events only when they overtake its queue; the
+        // id grew on this channel, so such a barrier subsumes the pending checkpoint.
         self.channels
             .record_barrier(channel, barrier.checkpoint_id)?;
         let mut actions = Actions::new();
         match self.pending {
-            Some(alignment) if barrier.checkpoint_id < alignment.barrier.checkpoint_id => {
+            Some(pending) if barrier.checkpoint_id < pending.barrier.checkpoint_id => {
                 return Ok(actions)
             }
-            Some(alignment) if barrier.checkpoint_id > alignment.barrier.checkpoint_id => {
+            Some(pending) if barrier.checkpoint_id > pending.barrier.checkpoint_id => {
                 self.abort_pending(AbortReason::Subsumed, &mut actions);
-                self.start(now, barrier);
+                self.start(now, barrier, &mut actions);
             }
-            Some(_) => {}
+            Some(pending) => {
+                if barrier.is_unaligned() && !pending.unaligned {
+                    self.switch_to_unaligned(now, &mut actions);
+                }
+            }
             None if self.is_obsolete(barrier.checkpoint_id) => return Ok(actions),
-            None => self.start(now, barrier),
+            None => self.start(now, barrier, &mut actions),
         }
-        self.channel_blocked[index] = true;
-        self.blocked_count += 1;
-        actions.push(Action::Block(channel));
-        self.trigger_if_aligned(now, &mut actions);
+        assert!(
+            !self.received[index],
+            "one barrier per checkpoint per channel"
+        );
+        self.received[index] = true;
+        self.received_count += 1;
+        if self.pending.is_some_and(|pending| !pending.unaligned) {
+            actions.push(Action::Block(channel));
+        }
+        self.complete_if_aligned(now, &mut actions);
         Ok(actions)
     }
 
@@ -104,9 +165,9 @@ impl BarrierAligner {
         self.channels.check_open(channel)?;
         let mut actions = Actions::new();
         match self.pending {
-            Some(alignment) if checkpoint_id >= alignment.barrier.checkpoint_id => {
+            Some(pending) if checkpoint_id >= pending.barrier.checkpoint_id => {
                 self.abort_pending(AbortReason::CancelMarker, &mut actions);
-                if checkpoint_id > alignment.barrier.checkpoint_id {
+                if checkpoint_id > pending.barrier.checkpoint_id {
                     self.cancel_future(checkpoint_id, &mut actions);
                 }
             }
@@ -128,14 +189,19 @@ impl BarrierAligner {
             !self.is_blocked(channel),
             "the task never reads a blocked channel"
         );
+        let index = channel.0 as usize;
         self.channels.end(channel);
         self.open_count -= 1;
+        if self.received[index] {
+            self.received[index] = false;
+            self.received_count -= 1;
+        }
         let mut actions = Actions::new();
-        self.trigger_if_aligned(now, &mut actions);
+        self.complete_if_aligned(now, &mut actions);
         if self.open_count == 0 {
             assert!(
                 self.pending.is_none(),
-                "an alignment with no open channels has triggered"
+                "an alignment with no open channels has completed"
             );
             actions.push(Action::AllInputsEnded);
         }
@@ -147,45 +213,84 @@ impl BarrierAligner {
             .is_some_and(|latest| checkpoint_id <= latest)
     }
 
-    fn start(&mut self, now: Instant, barrier: Barrier) {
+    fn start(&mut self, now: Instant, barrier: Barrier, actions: &mut Actions) {
         assert!(self.pending.is_none());
-        assert_eq!(self.blocked_count, 0);
-        self.pending = Some(Alignment {
+        assert_eq!(self.received_count, 0);
+        self.pending = Some(Pending {
             barrier,
             started_at: now,
+            unaligned: false,
         });
+        let timed_out = barrier
+            .alignment_deadline()
+            .is_some_and(|deadline| now >= deadline);
+        if barrier.is_unaligned() || timed_out {
+            self.switch_to_unaligned(now, actions);
+        }
     }
 
-    fn trigger_if_aligned(&mut self, now: Instant, actions: &mut Actions) {
-        let Some(alignment) = self.pending else {
-            return;
-        };
-        if self.blocked_count < self.open_count {
-            return;
+    fn switch_to_unaligned(&mut self, now: Instant, actions: &mut Actions) {
+        let pending = self.pending.as_mut().expect("a pending checkpoint");
+        assert!(!pending.unaligned, "a checkpoint turns unaligned once");
+        pending.unaligned = true;
+        let pending = *pending;
+        self.trigger(
+            now,
+            pending.barrier.as_unaligned(),
+            pending.started_at,
+            actions,
+        );
+        if self.received_count > 0 {
+            actions.push(Action::UnblockAll); // Blocked channels are past their barrier.
         }
-        assert_eq!(self.blocked_count, self.open_count);
-        let checkpoint_id = alignment.barrier.checkpoint_id;
+    }
+
+    fn trigger(
+        &mut self,
+        now: Instant,
+        barrier: Barrier,
+        started_at: Instant,
+        actions: &mut Actions,
+    ) {
+        let checkpoint_id = barrier.checkpoint_id;
         assert!(
             self.checkpoint_id_latest < Some(checkpoint_id),
             "triggered ids strictly increase"
         );
         self.checkpoint_id_latest = Some(checkpoint_id);
-        self.pending = None;
         actions.push(Action::Trigger {
-            barrier: alignment.barrier,
-            alignment_duration: now.since(alignment.started_at),
+            barrier,
+            alignment_duration: now.since(started_at),
         });
-        self.unblock_all(actions);
+    }
+
+    fn complete_if_aligned(&mut self, now: Instant, actions: &mut Actions) {
+        let Some(pending) = self.pending else {
+            return;
+        };
+        if self.received_count < self.open_count {
+            return;
+        }
+        assert_eq!(self.received_count, self.open_count);
+        self.pending = None;
+        if pending.unaligned {
+            actions.push(Action::InputStateComplete {
+                checkpoint_id: pending.barrier.checkpoint_id,
+            });
+        } else {
+            self.trigger(now, pending.barrier, pending.started_at, actions);
+        }
+        self.release_all(actions, !pending.unaligned);
     }
 
     fn abort_pending(&mut self, reason: AbortReason, actions: &mut Actions) {
-        let alignment = self
+        let pending = self
             .pending
             .take()
             .expect("abort needs a pending checkpoint");
-        let checkpoint_id = alignment.barrier.checkpoint_id;
+        let checkpoint_id = pending.barrier.checkpoint_id;
         self.checkpoint_id_latest = self.checkpoint_id_latest.max(Some(checkpoint_id));
-        self.unblock_all(actions);
+        self.release_all(actions, !pending.unaligned);
         actions.push(Action::Abort {
             checkpoint_id,
             reason,
@@ -202,15 +307,14 @@ impl BarrierAligner {
         });
     }
 
-    fn unblock_all(&mut self, actions: &mut Actions) {
-        if self.blocked_count > 0 {
-            self.channel_blocked
-                .iter_mut()
-                .for_each(|blocked| *blocked = false);
-            self.blocked_count = 0;
+    // Forgets which channels delivered the ended checkpoint's barrier; if they were blocked,
+    // they may be read again.
+    fn release_all(&mut self, actions: &mut Actions, were_blocked: bool) {
+        if self.received_count > 0 && were_blocked {
             actions.push(Action::UnblockAll);
         }
-        assert!(self.channel_blocked.iter().all(|blocked| !blocked));
+        self.received.iter_mut().for_each(|r| *r = false);
+        self.received_count = 0;
     }
 }
 
@@ -469,5 +573,207 @@ mod tests {
                 channel: channel(7)
             })
         );
+    }
+
+    fn unaligned(checkpoint_id: u64) -> Barrier {
+        Barrier {
+            kind: BarrierKind::Unaligned,
+            ..barrier(checkpoint_id)
+        }
+    }
+
+    fn timeoutable(checkpoint_id: u64, timeout_ms: u64) -> Barrier {
+        Barrier {
+            kind: BarrierKind::AlignedTimeoutable {
+                timeout: Duration::from_ms(timeout_ms),
+            },
+            ..barrier(checkpoint_id)
+        }
+    }
+
+    #[test]
+    fn unaligned_first_barrier_triggers_and_channels_persist_until_their_barrier() {
+        let mut handler = BarrierAligner::new(3);
+        let actions = handler
+            .on_barrier(Instant::from_ms(1), channel(1), unaligned(1))
+            .unwrap();
+        assert_eq!(
+            actions,
+            vec![Action::Trigger {
+                barrier: unaligned(1),
+                alignment_duration: Duration::ZERO
+            }]
+        );
+        assert!(
+            (0..3).all(|c| !handler.is_blocked(channel(c))),
+            "nothing blocks"
+        );
+        assert_eq!(handler.persisting(channel(0)), Some(CheckpointId(1)));
+        assert_eq!(handler.persisting(channel(1)), None, "its barrier arrived");
+        handler
+            .on_barrier(Instant::from_ms(2), channel(0), unaligned(1))
+            .unwrap();
+        assert_eq!(handler.persisting(channel(0)), None);
+        let actions = handler
+            .on_end_of_partition(Instant::from_ms(3), channel(2))
+            .unwrap();
+        assert_eq!(
+            actions,
+            vec![Action::InputStateComplete {
+                checkpoint_id: CheckpointId(1)
+            }]
+        );
+        assert_eq!(handler.pending_checkpoint(), None);
+    }
+
+    #[test]
+    fn unaligned_barriers_are_priority_while_their_checkpoint_runs() {
+        let mut handler = BarrierAligner::new(2);
+        assert!(handler.is_priority(Instant::ZERO, &unaligned(1)));
+        assert!(!handler.is_priority(Instant::ZERO, &barrier(1)));
+        handler
+            .on_barrier(Instant::ZERO, channel(0), unaligned(1))
+            .unwrap();
+        // An aligned-kind barrier of a checkpoint already running unaligned overtakes too.
+        assert!(handler.is_priority(Instant::ZERO, &timeoutable(1, 50)));
+        assert!(!handler.is_priority(Instant::ZERO, &timeoutable(2, 50)));
+    }
+
+    #[test]
+    fn newer_unaligned_barrier_subsumes_a_collecting_checkpoint() {
+        let mut handler = BarrierAligner::new(2);
+        handler
+            .on_barrier(Instant::ZERO, channel(0), unaligned(1))
+            .unwrap();
+        let actions = handler
+            .on_barrier(Instant::ZERO, channel(0), unaligned(2))
+            .unwrap();
+        assert_eq!(
+            actions,
+            vec![
+                Action::Abort {
+                    checkpoint_id: CheckpointId(1),
+                    reason: AbortReason::Subsumed
+                },
+                Action::Trigger {
+                    barrier: unaligned(2),
+                    alignment_duration: Duration::ZERO
+                }
+            ]
+        );
+        assert_eq!(handler.persisting(channel(1)), Some(CheckpointId(2)));
+        assert_eq!(
+            handler
+                .on_barrier(Instant::ZERO, channel(1), unaligned(1))
+                .unwrap(),
+            vec![],
+            "a barrier of the aborted checkpoint is obsolete"
+        );
+        let actions = handler
+            .on_cancel_marker(channel(1), CheckpointId(2))
+            .unwrap();
+        assert_eq!(
+            actions,
+            vec![Action::Abort {
+                checkpoint_id: CheckpointId(2),
+                reason: AbortReason::CancelMarker
+            }]
+        );
+        assert_eq!(handler.persisting(channel(1)), None);
+    }
+
+    #[test]
+    fn aligned_with_timeout_switches_at_the_deadline_measured_from_creation() {
+        let mut handler = BarrierAligner::new(2);
+        // Created at 0, timeout 50ms: the first barrier arrives at 20ms and aligns.
+        let actions = handler
+            .on_barrier(Instant::from_ms(20), channel(0), timeoutable(1, 50))
+            .unwrap();
+        assert_eq!(actions, vec![Action::Block(channel(0))]);
+        assert_eq!(handler.timer_due_at(), Some(Instant::from_ms(50)));
+        assert_eq!(handler.on_timer(Instant::from_ms(49)), vec![]);
+        let actions = handler.on_timer(Instant::from_ms(50));
+        assert_eq!(
+            actions,
+            vec![
+                Action::Trigger {
+                    barrier: unaligned(1),
+                    alignment_duration: Duration::from_ms(30)
+                },
+                Action::UnblockAll
+            ]
+        );
+        assert!(!handler.is_blocked(channel(0)));
+        assert_eq!(handler.persisting(channel(0)), None, "past its barrier");
+        assert_eq!(handler.persisting(channel(1)), Some(CheckpointId(1)));
+        assert_eq!(handler.timer_due_at(), None);
+        let actions = handler
+            .on_barrier(Instant::from_ms(70), channel(1), timeoutable(1, 50))
+            .unwrap();
+        assert_eq!(
+            actions,
+            vec![Action::InputStateComplete {
+                checkpoint_id: CheckpointId(1)
+            }]
+        );
+    }
+
+    #[test]
+    fn aligned_with_timeout_completing_in_time_stays_aligned() {
+        let mut handler = BarrierAligner::new(2);
+        handler
+            .on_barrier(Instant::from_ms(10), channel(0), timeoutable(1, 50))
+            .unwrap();
+        let actions = handler
+            .on_barrier(Instant::from_ms(30), channel(1), timeoutable(1, 50))
+            .unwrap();
+        assert_eq!(triggered(&actions), Some(1));
+        assert!(actions
+            .iter()
+            .all(|a| !matches!(a, Action::Trigger { barrier, .. } if barrier.is_unaligned())));
+        assert_eq!(handler.timer_due_at(), None);
+    }
+
+    #[test]
+    fn a_late_first_barrier_or_an_upstream_switch_starts_unaligned() {
+        let mut late = BarrierAligner::new(2);
+        assert!(late.is_priority(Instant::from_ms(60), &timeoutable(1, 50)));
+        let actions = late
+            .on_barrier(Instant::from_ms(60), channel(0), timeoutable(1, 50))
+            .unwrap();
+        assert_eq!(triggered(&actions), Some(1));
+        assert_eq!(late.persisting(channel(1)), Some(CheckpointId(1)));
+
+        let mut switched = BarrierAligner::new(2);
+        switched
+            .on_barrier(Instant::from_ms(10), channel(0), timeoutable(1, 50))
+            .unwrap();
+        let actions = switched
+            .on_barrier(Instant::from_ms(20), channel(1), unaligned(1))
+            .unwrap();
+        assert_eq!(
+            actions,
+            vec![
+                Action::Trigger {
+                    barrier: unaligned(1),
+                    alignment_duration: Duration::from_ms(10)
+                },
+                Action::UnblockAll,
+                Action::InputStateComplete {
+                    checkpoint_id: CheckpointId(1)
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn savepoint_barriers_never_time_out() {
+        let mut handler = BarrierAligner::new(2);
+        handler
+            .on_barrier(Instant::from_ms(10), channel(0), barrier(1))
+            .unwrap();
+        assert_eq!(handler.timer_due_at(), None);
+        assert_eq!(handler.on_timer(Instant::from_ms(3_600_000)), vec![]);
+        assert!(handler.is_blocked(channel(0)));
     }
 }

@@ -2,7 +2,8 @@
 //! checkpointing mode, dispatching to the mode's rules. Time arrives as `now`; every reaction
 //! is returned as actions for the task to carry out in order.
 //!
-//! - exactly-once, aligned: `BarrierAligner` (Flink's `SingleCheckpointBarrierHandler`).
+//! - exactly-once, aligned / unaligned / aligned with timeout: `BarrierAligner` (Flink's
+//!   `SingleCheckpointBarrierHandler`); the barrier's kind says which.
 //! - at-least-once: `BarrierTracker` (Flink's `CheckpointBarrierTracker`): never blocks.
 
 use crate::checkpoint::barrier::Barrier;
@@ -18,7 +19,8 @@ use std::fmt;
 pub enum Action {
     /// Stop reading this channel until `UnblockAll`.
     Block(ChannelIndex),
-    /// Snapshot state now, then forward the barrier downstream.
+    /// Snapshot state now, then forward the barrier downstream. An unaligned barrier means the
+    /// checkpoint's input channel state is still being collected until `InputStateComplete`.
     Trigger {
         /// The barrier to forward.
         barrier: Barrier,
@@ -33,6 +35,12 @@ pub enum Action {
         checkpoint_id: CheckpointId,
         /// Why.
         reason: AbortReason,
+    },
+    /// Every channel delivered the barrier of this unaligned checkpoint: its input channel
+    /// state is complete.
+    InputStateComplete {
+        /// The checkpoint.
+        checkpoint_id: CheckpointId,
     },
     /// Every input channel has ended.
     AllInputsEnded,
@@ -126,6 +134,38 @@ impl BarrierHandler {
         match self {
             BarrierHandler::Aligned(aligner) => aligner.is_blocked(channel),
             BarrierHandler::Tracking(_) => false,
+        }
+    }
+
+    /// The checkpoint whose in-flight data `channel` carries now (unaligned only).
+    pub fn persisting(&self, channel: ChannelIndex) -> Option<CheckpointId> {
+        match self {
+            BarrierHandler::Aligned(aligner) => aligner.persisting(channel),
+            BarrierHandler::Tracking(_) => None,
+        }
+    }
+
+    /// Whether `barrier`, arriving now, overtakes the data queued on its channel.
+    pub fn is_priority(&self, now: Instant, barrier: &Barrier) -> bool {
+        match self {
+            BarrierHandler::Aligned(aligner) => aligner.is_priority(now, barrier),
+            BarrierHandler::Tracking(_) => false,
+        }
+    }
+
+    /// When `on_timer` must run next, if ever.
+    pub fn timer_due_at(&self) -> Option<Instant> {
+        match self {
+            BarrierHandler::Aligned(aligner) => aligner.timer_due_at(),
+            BarrierHandler::Tracking(_) => None,
+        }
+    }
+
+    /// Time passed (an aligned checkpoint may time out into an unaligned one).
+    pub fn on_timer(&mut self, now: Instant) -> Actions {
+        match self {
+            BarrierHandler::Aligned(aligner) => aligner.on_timer(now),
+            BarrierHandler::Tracking(_) => Actions::new(),
         }
     }
 

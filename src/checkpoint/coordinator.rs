@@ -3,6 +3,7 @@
 //! `now`; outputs queue until drained with `poll_output`; `poll_timeout` gives the next
 //! deadline and an early `on_timeout` is harmless.
 
+use crate::checkpoint::barrier::BarrierKind;
 use crate::ids::{CheckpointId, SubtaskId};
 use crate::limits::{CHECKPOINTS_IN_FLIGHT_MAX, CHECKPOINTS_RETAINED_MAX};
 use crate::time::{Duration, Instant};
@@ -41,6 +42,11 @@ pub struct CheckpointConfig {
     pub tolerable_failures: u32,
     /// `num-retained`: completed checkpoints kept.
     pub retained: u32,
+    /// `unaligned`: exactly-once barriers overtake in-flight data, which is persisted.
+    pub unaligned: bool,
+    /// `aligned-checkpoint-timeout`: with `unaligned`, checkpoints start aligned and turn
+    /// unaligned this long after their creation; zero means unaligned from the start.
+    pub aligned_checkpoint_timeout: Duration,
 }
 
 impl Default for CheckpointConfig {
@@ -53,6 +59,8 @@ impl Default for CheckpointConfig {
             max_concurrent: 1,
             tolerable_failures: 0,
             retained: 1,
+            unaligned: false,
+            aligned_checkpoint_timeout: Duration::ZERO,
         }
     }
 }
@@ -76,7 +84,28 @@ impl CheckpointConfig {
         if self.timeout == Duration::ZERO {
             return Err("execution.checkpointing.timeout must be positive".to_string());
         }
+        if self.unaligned && self.mode != CheckpointingMode::ExactlyOnce {
+            return Err("execution.checkpointing.unaligned needs mode EXACTLY_ONCE: unaligned checkpoints persist in-flight data to keep exactly-once".to_string());
+        }
+        if self.unaligned && self.max_concurrent > 1 {
+            return Err(format!("execution.checkpointing.unaligned cannot run with max-concurrent-checkpoints = {} (must be 1)", self.max_concurrent));
+        }
+        if !self.unaligned && self.aligned_checkpoint_timeout > Duration::ZERO {
+            return Err("execution.checkpointing.aligned-checkpoint-timeout needs unaligned = true: the timeout switches an aligned checkpoint to unaligned".to_string());
+        }
         Ok(())
+    }
+
+    /// The kind of barrier the sources emit.
+    pub fn barrier_kind(&self) -> BarrierKind {
+        match self.mode {
+            CheckpointingMode::AtLeastOnce => BarrierKind::AtLeastOnce,
+            _ if !self.unaligned => BarrierKind::Aligned,
+            _ if self.aligned_checkpoint_timeout == Duration::ZERO => BarrierKind::Unaligned,
+            _ => BarrierKind::AlignedTimeoutable {
+                timeout: self.aligned_checkpoint_timeout,
+            },
+        }
     }
 
     /// Flink forces max concurrent checkpoints to 1 when a min pause is set.
@@ -98,6 +127,10 @@ pub struct TaskAck {
     pub state_size_bytes: u64,
     /// Time it spent aligning barriers.
     pub alignment_duration: Duration,
+    /// Whether its snapshot was taken unaligned (at once, or after the alignment timeout).
+    pub unaligned: bool,
+    /// Bytes of in-flight data it persisted as channel state.
+    pub in_flight_bytes: u64,
 }
 
 /// A checkpoint every task acknowledged and whose metadata is durable.
@@ -117,6 +150,16 @@ impl CompletedCheckpoint {
     /// Bytes of state over all tasks.
     pub fn state_size_bytes(&self) -> u64 {
         self.acks.values().map(|ack| ack.state_size_bytes).sum()
+    }
+
+    /// In-flight bytes persisted over all tasks.
+    pub fn in_flight_bytes(&self) -> u64 {
+        self.acks.values().map(|ack| ack.in_flight_bytes).sum()
+    }
+
+    /// Whether some task took its snapshot unaligned.
+    pub fn unaligned(&self) -> bool {
+        self.acks.values().any(|ack| ack.unaligned)
     }
 
     /// The longest alignment of any task.
@@ -508,6 +551,8 @@ mod tests {
             state_path: "p".into(),
             state_size_bytes: 10,
             alignment_duration: Duration::ZERO,
+            unaligned: false,
+            in_flight_bytes: 0,
         }
     }
 

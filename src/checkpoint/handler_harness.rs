@@ -299,7 +299,7 @@ impl Model {
 
     fn on_action(&mut self, action: Action) -> Result<(), String> {
         match action {
-            Action::Block(_) | Action::UnblockAll => Ok(()),
+            Action::Block(_) | Action::UnblockAll | Action::InputStateComplete { .. } => Ok(()),
             Action::Trigger { barrier, .. } => {
                 let checkpoint_id = barrier.checkpoint_id;
                 if self.triggered_last >= Some(checkpoint_id) {

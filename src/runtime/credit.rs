@@ -49,6 +49,71 @@ impl<B, E> CreditSender<B, E> {
         self.queue.push_back(Outgoing::Event(event));
     }
 
+    /// Queues a priority event ahead of everything queued (an unaligned barrier) and returns
+    /// copies of the buffers it overtook.
+    pub fn push_priority_event(&mut self, event: E) -> Vec<B>
+    where
+        B: Clone,
+    {
+        let overtaken = self.buffers_before(self.queue.len());
+        self.queue.push_front(Outgoing::Event(event));
+        overtaken
+    }
+
+    /// Moves the first queued event that `matches` to the front, as `convert` makes it (an
+    /// aligned barrier that timed out), and returns copies of the buffers it overtook; `None`
+    /// if no such event is queued.
+    pub fn prioritize(
+        &mut self,
+        matches: impl Fn(&E) -> bool,
+        convert: impl FnOnce(E) -> E,
+    ) -> Option<Vec<B>>
+    where
+        B: Clone,
+    {
+        let position = self.position(matches)?;
+        let overtaken = self.buffers_before(position);
+        let Some(Outgoing::Event(event)) = self.queue.remove(position) else {
+            unreachable!("position found an event");
+        };
+        self.queue.push_front(Outgoing::Event(convert(event)));
+        Some(overtaken)
+    }
+
+    /// Whether an event that `matches` is still queued.
+    pub fn has_event(&self, matches: impl Fn(&E) -> bool) -> bool {
+        self.position(matches).is_some()
+    }
+
+    /// Puts restored buffers (output channel state) ahead of everything.
+    pub fn restore(&mut self, buffers: Vec<B>) {
+        assert!(
+            self.queue.is_empty(),
+            "channel state is restored before any output"
+        );
+        self.buffers_queued += buffers.len();
+        self.queue.extend(buffers.into_iter().map(Outgoing::Buffer));
+    }
+
+    fn position(&self, matches: impl Fn(&E) -> bool) -> Option<usize> {
+        self.queue
+            .iter()
+            .position(|item| matches!(item, Outgoing::Event(event) if matches(event)))
+    }
+
+    fn buffers_before(&self, position: usize) -> Vec<B>
+    where
+        B: Clone,
+    {
+        self.queue
+            .range(..position)
+            .filter_map(|item| match item {
+                Outgoing::Buffer(buffer) => Some(buffer.clone()),
+                Outgoing::Event(_) => None,
+            })
+            .collect()
+    }
+
     /// The receiver granted `credit` more buffers.
     pub fn on_credit(&mut self, credit: u32) {
         assert!(credit > 0);
@@ -194,6 +259,36 @@ impl CreditReceiver {
     /// Buffers received and not yet consumed, over all channels.
     pub fn buffers_in_use(&self) -> u32 {
         self.channels.iter().map(|c| c.in_use).sum()
+    }
+}
+
+#[cfg(test)]
+mod priority_tests {
+    use super::*;
+
+    #[test]
+    fn a_priority_event_overtakes_queued_buffers_and_reports_them() {
+        let mut sender: CreditSender<u32, &str> = CreditSender::default();
+        sender.push_buffer(1);
+        sender.push_event("aligned-barrier");
+        sender.push_buffer(2);
+        assert_eq!(sender.push_priority_event("unaligned-barrier"), vec![1, 2]);
+        assert_eq!(
+            sender.poll_send(),
+            Some((Outgoing::Event("unaligned-barrier"), 2))
+        );
+        // A queued event pulled forward overtakes only what was ahead of it.
+        assert_eq!(
+            sender.prioritize(|e| *e == "aligned-barrier", |_| "converted"),
+            Some(vec![1])
+        );
+        assert!(!sender.has_event(|e| *e == "aligned-barrier"));
+        assert_eq!(sender.poll_send(), Some((Outgoing::Event("converted"), 2)));
+        assert_eq!(sender.poll_send(), None, "buffers still need credit");
+        sender.on_credit(2);
+        assert_eq!(sender.poll_send(), Some((Outgoing::Buffer(1), 1)));
+        assert_eq!(sender.poll_send(), Some((Outgoing::Buffer(2), 0)));
+        assert_eq!(sender.prioritize(|_| true, |e| e), None);
     }
 }
 

@@ -1,53 +1,69 @@
-//! The input side of a task (Flink's `SingleInputGate`): per-channel queues of received
-//! buffers and events, the barrier handler deciding which channels may be read, and the
-//! credit accounting that bounds the queues.
+//! The input side of a task (Flink's `SingleInputGate`): the checkpointed gate core (queues,
+//! barrier handler, channel state) fed from the network, and the credit accounting that
+//! bounds the queues.
 
-use crate::checkpoint::barrier_handler::BarrierHandler;
+use crate::checkpoint::barrier_handler::Actions;
+use crate::checkpoint::checkpointed_input_gate::{CheckpointedInputGate, InputItem};
 use crate::checkpoint::coordinator::CheckpointingMode;
 use crate::ids::ChannelIndex;
 use crate::runtime::credit::CreditReceiver;
 use crate::runtime::frame_io::write_frame;
 use crate::runtime::messages::{ChannelEvent, DataFrame};
+use crate::state::channel_state::RecordBuffer;
+use crate::time::Instant;
 use madsim::net::TcpStream;
-use std::collections::VecDeque;
 use tokio::io::WriteHalf;
 
-/// Something a channel delivered.
+/// A buffer in the gate. Restored channel state was never sent over the network, so it holds
+/// no credit.
 #[derive(Clone, Debug)]
-pub enum Delivered {
-    /// A buffer of records.
-    Buffer {
-        /// Records in it.
-        record_count: u32,
-        /// Concatenated postcard records.
-        bytes: Vec<u8>,
-    },
-    /// An in-band event.
-    Event(ChannelEvent),
+pub struct GateBuffer {
+    /// The records.
+    pub buffer: RecordBuffer,
+    /// Whether consuming it returns a credit to the sender.
+    pub credited: bool,
 }
 
 /// The input channels of one task.
 pub struct InputGate {
-    /// Decides blocking and triggering.
-    pub handler: BarrierHandler,
+    /// Queues, barrier handling and channel state (sans-IO).
+    pub core: CheckpointedInputGate<GateBuffer>,
     credit: CreditReceiver,
-    queues: Vec<VecDeque<Delivered>>,
     writers: Vec<Option<WriteHalf<TcpStream>>>,
     end_received: Vec<bool>,
-    cursor: usize,
 }
 
 impl InputGate {
     /// A gate of `channel_count` channels whose barriers are handled in `mode`.
     pub fn new(channel_count: usize, mode: CheckpointingMode) -> InputGate {
         InputGate {
-            handler: BarrierHandler::new(channel_count, mode),
+            core: CheckpointedInputGate::new(channel_count, mode),
             credit: CreditReceiver::new(channel_count),
-            queues: vec![VecDeque::new(); channel_count],
             writers: (0..channel_count).map(|_| None).collect(),
             end_received: vec![false; channel_count],
-            cursor: 0,
         }
+    }
+
+    /// Replays restored input channel state ahead of anything that arrives.
+    pub fn restore(&mut self, state: Vec<Vec<RecordBuffer>>) -> Result<(), String> {
+        if state.len() != self.core.channel_count() {
+            return Err(format!(
+                "input channel state has {} channels, the task has {}",
+                state.len(),
+                self.core.channel_count()
+            ));
+        }
+        for (index, buffers) in state.into_iter().enumerate() {
+            let buffers = buffers
+                .into_iter()
+                .map(|buffer| GateBuffer {
+                    buffer,
+                    credited: false,
+                })
+                .collect();
+            self.core.restore(ChannelIndex(index as u16), buffers);
+        }
+        Ok(())
     }
 
     /// The connection of `channel` arrived; returns false if the channel already had one.
@@ -60,15 +76,21 @@ impl InputGate {
         true
     }
 
-    /// A frame arrived on `channel`. Protocol violations are errors that fail the task.
-    pub fn on_frame(&mut self, channel: ChannelIndex, frame: DataFrame) -> Result<(), String> {
+    /// A frame arrived on `channel`; a priority barrier is handled at once and its actions
+    /// returned. Protocol violations are errors that fail the task.
+    pub fn on_frame(
+        &mut self,
+        now: Instant,
+        channel: ChannelIndex,
+        frame: DataFrame,
+    ) -> Result<Actions, String> {
         let index = channel.0 as usize;
         if self.end_received[index] {
             return Err(format!(
                 "input channel {index}: data after end of partition"
             ));
         }
-        match frame {
+        let item = match frame {
             DataFrame::Buffer {
                 record_count,
                 bytes,
@@ -77,20 +99,29 @@ impl InputGate {
                 self.credit
                     .on_buffer_received(channel, backlog)
                     .map_err(|_| format!("input channel {index}: buffer sent without credit"))?;
-                self.queues[index].push_back(Delivered::Buffer {
-                    record_count,
-                    bytes,
-                });
+                InputItem::Buffer(GateBuffer {
+                    buffer: RecordBuffer {
+                        record_count,
+                        bytes,
+                    },
+                    credited: true,
+                })
             }
-            DataFrame::Event(event) => {
-                self.end_received[index] |= event == ChannelEvent::EndOfPartition;
-                self.queues[index].push_back(Delivered::Event(event));
+            DataFrame::Event(ChannelEvent::Barrier(barrier)) => InputItem::Barrier(barrier),
+            DataFrame::Event(ChannelEvent::CancelCheckpointMarker(checkpoint_id)) => {
+                InputItem::CancelMarker(checkpoint_id)
+            }
+            DataFrame::Event(ChannelEvent::EndOfPartition) => {
+                self.end_received[index] = true;
+                InputItem::EndOfPartition
             }
             DataFrame::Hello { .. } | DataFrame::Credit(_) => {
                 return Err(format!("input channel {index}: unexpected control frame"))
             }
-        }
-        Ok(())
+        };
+        self.core
+            .on_arrival(now, channel, item)
+            .map_err(|e| e.to_string())
     }
 
     /// Whether `channel` delivered its end of partition (a later close is normal).
@@ -98,26 +129,11 @@ impl InputGate {
         self.end_received[channel.0 as usize]
     }
 
-    /// The next item from a channel that is not blocked, round robin over channels.
-    pub fn poll_next(&mut self) -> Option<(ChannelIndex, Delivered)> {
-        let count = self.queues.len();
-        for step in 0..count {
-            let index = (self.cursor + step) % count;
-            let channel = ChannelIndex(index as u16);
-            if self.handler.is_blocked(channel) {
-                continue;
-            }
-            if let Some(item) = self.queues[index].pop_front() {
-                self.cursor = (index + 1) % count;
-                return Some((channel, item));
-            }
-        }
-        None
-    }
-
     /// A buffer of `channel` was processed: its memory is free again.
-    pub fn on_buffer_consumed(&mut self, channel: ChannelIndex) {
-        self.credit.on_buffer_consumed(channel);
+    pub fn on_buffer_consumed(&mut self, channel: ChannelIndex, buffer: &GateBuffer) {
+        if buffer.credited {
+            self.credit.on_buffer_consumed(channel);
+        }
     }
 
     /// Sends pending credit grants on connected channels.

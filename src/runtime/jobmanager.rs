@@ -3,9 +3,9 @@
 //! The protocol decisions are in the sans-IO coordinator and restart strategy; this is the
 //! driver that moves their inputs and outputs.
 
-use crate::checkpoint::barrier::{Barrier, BarrierKind};
+use crate::checkpoint::barrier::Barrier;
 use crate::checkpoint::coordinator::{
-    CheckpointConfig, CheckpointCoordinator, CheckpointingMode, CompletedCheckpoint, Output,
+    CheckpointConfig, CheckpointCoordinator, CompletedCheckpoint, Output,
 };
 use crate::checkpoint::storage::{metadata_path, CheckpointStorage};
 use crate::codec::FileKind;
@@ -513,12 +513,7 @@ impl JobMaster {
                     let barrier = Barrier {
                         checkpoint_id,
                         timestamp,
-                        kind: match self.setup.checkpoint.mode {
-                            CheckpointingMode::ExactlyOnce | CheckpointingMode::AtMostOnce => {
-                                BarrierKind::Aligned
-                            }
-                            CheckpointingMode::AtLeastOnce => BarrierKind::AtLeastOnce,
-                        },
+                        kind: self.setup.checkpoint.barrier_kind(),
                     };
                     for subtask in self.setup.graph.source_subtasks() {
                         let message = ControlMessage::TriggerCheckpoint {

@@ -92,13 +92,24 @@ impl OperatorChain {
 
     /// Runs one record through the chain; what leaves the chain's end is pushed to `out`.
     pub fn process(&mut self, value: Value, out: &mut Vec<Value>) -> Result<(), UserError> {
+        self.process_from(0, value, out)
+    }
+
+    /// Runs one record through the chain from its operator `first` on (a record that was in
+    /// flight to that operator).
+    pub fn process_from(
+        &mut self,
+        first: usize,
+        value: Value,
+        out: &mut Vec<Value>,
+    ) -> Result<(), UserError> {
         // Two scratch vectors kept across calls: the per-record path allocates nothing here.
         let (mut current, mut next) = std::mem::take(&mut self.scratch);
         current.clear();
         next.clear();
         current.push(value);
         let mut result = Ok(());
-        'operators: for operator in &mut self.operators {
+        'operators: for operator in &mut self.operators[first..] {
             for value in current.drain(..) {
                 result = apply(operator, value, &mut next);
                 if result.is_err() {

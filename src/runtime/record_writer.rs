@@ -3,29 +3,25 @@
 
 use crate::api::job::Partitioning;
 use crate::api::value::Value;
+use crate::checkpoint::barrier::Barrier;
 use crate::codec::encode_message;
-use crate::ids::SubtaskId;
+use crate::ids::{CheckpointId, SubtaskId};
 use crate::limits::{BUFFER_SIZE_BYTES, OUTPUT_QUEUE_BUFFERS_MAX};
 use crate::runtime::credit::{CreditSender, Outgoing};
 use crate::runtime::frame_io::write_frame;
 use crate::runtime::messages::{ChannelEvent, DataFrame};
+use crate::state::channel_state::RecordBuffer;
 use crate::state::key_group::{key_group_for_key, subtask_for_key_group};
 use madsim::net::TcpStream;
 use tokio::io::WriteHalf;
 
-/// A sealed buffer: records serialized back to back.
-#[derive(Clone, Debug, Default)]
-pub struct SealedBuffer {
-    /// Records in it.
-    pub record_count: u32,
-    /// The bytes.
-    pub bytes: Vec<u8>,
-}
+/// Output channel state: per output channel, the buffers a barrier overtook.
+pub type OutputChannelState = Vec<Vec<RecordBuffer>>;
 
 struct OutputChannel {
     target: SubtaskId,
-    sender: CreditSender<SealedBuffer, ChannelEvent>,
-    building: SealedBuffer,
+    sender: CreditSender<RecordBuffer, ChannelEvent>,
+    building: RecordBuffer,
     writer: Option<WriteHalf<TcpStream>>,
     ended: bool,
 }
@@ -79,7 +75,7 @@ impl RecordWriter {
             .map(|target| OutputChannel {
                 target,
                 sender: CreditSender::default(),
-                building: SealedBuffer::default(),
+                building: RecordBuffer::default(),
                 writer: None,
                 ended: false,
             })
@@ -163,6 +159,70 @@ impl RecordWriter {
         }
     }
 
+    /// Sends `barrier` on every channel. An unaligned barrier overtakes the queued buffers,
+    /// which are returned as output channel state; an aligned one queues behind them.
+    pub fn broadcast_barrier(&mut self, barrier: Barrier) -> OutputChannelState {
+        self.flush();
+        self.channels
+            .iter_mut()
+            .map(|channel| {
+                let event = ChannelEvent::Barrier(barrier);
+                if barrier.is_unaligned() {
+                    channel.sender.push_priority_event(event)
+                } else {
+                    channel.sender.push_event(event);
+                    Vec::new()
+                }
+            })
+            .collect()
+    }
+
+    /// Checkpoint `checkpoint_id`'s aligned barrier timed out: where it still waits behind
+    /// buffers, it becomes unaligned and overtakes them; returns what it overtook.
+    pub fn overtake_barrier(&mut self, checkpoint_id: CheckpointId) -> OutputChannelState {
+        self.channels
+            .iter_mut()
+            .map(|channel| {
+                channel
+                    .sender
+                    .prioritize(
+                        |event| is_barrier_of(event, checkpoint_id),
+                        |event| match event {
+                            ChannelEvent::Barrier(barrier) => {
+                                ChannelEvent::Barrier(barrier.as_unaligned())
+                            }
+                            other => other,
+                        },
+                    )
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// Whether checkpoint `checkpoint_id`'s barrier still waits in some output queue.
+    pub fn barrier_queued(&self, checkpoint_id: CheckpointId) -> bool {
+        self.channels.iter().any(|channel| {
+            channel
+                .sender
+                .has_event(|event| is_barrier_of(event, checkpoint_id))
+        })
+    }
+
+    /// Puts restored output channel state ahead of any new output.
+    pub fn restore(&mut self, state: OutputChannelState) -> Result<(), String> {
+        if state.len() != self.channels.len() {
+            return Err(format!(
+                "output channel state has {} channels, the task has {}",
+                state.len(),
+                self.channels.len()
+            ));
+        }
+        for (channel, buffers) in self.channels.iter_mut().zip(state) {
+            channel.sender.restore(buffers);
+        }
+        Ok(())
+    }
+
     /// Whether some channel has as many buffers waiting for credit as it may: the task must
     /// stop producing until credit arrives.
     pub fn is_backpressured(&self) -> bool {
@@ -208,6 +268,10 @@ impl RecordWriter {
         }
         Ok(())
     }
+}
+
+fn is_barrier_of(event: &ChannelEvent, checkpoint_id: CheckpointId) -> bool {
+    matches!(event, ChannelEvent::Barrier(barrier) if barrier.checkpoint_id == checkpoint_id)
 }
 
 #[cfg(test)]

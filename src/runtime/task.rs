@@ -5,26 +5,30 @@
 
 use crate::api::value::Value;
 use crate::checkpoint::barrier::Barrier;
-use crate::checkpoint::barrier_handler::Action;
+use crate::checkpoint::barrier_handler::{Action, Actions};
+use crate::checkpoint::checkpointed_input_gate::Polled;
 use crate::checkpoint::coordinator::{CheckpointingMode, DeclineReason, TaskAck};
 use crate::checkpoint::storage::{task_state_path, CheckpointStorage};
 use crate::codec::FileKind;
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::ids::{AttemptNumber, ChannelIndex, CheckpointId, SubtaskId};
-use crate::limits::{CHANNEL_CONNECT_ATTEMPTS_MAX, TASK_RECORDS_PER_TURN_MAX};
+use crate::limits::{
+    CHANNEL_CONNECT_ATTEMPTS_MAX, TASK_RECORDS_PER_TURN_MAX, TASK_TURN_DURATION_MAX,
+};
 use crate::runtime::control_plane::ControlPlane;
 use crate::runtime::frame_io::{read_frame, write_frame};
-use crate::runtime::input_gate::{Delivered, InputGate};
+use crate::runtime::input_gate::{GateBuffer, InputGate};
 use crate::runtime::messages::{
     BrokerRequest, BrokerResponse, ChannelEvent, ControlMessage, DataFrame, TaskDeployment,
     TaskStatus,
 };
 use crate::runtime::operator_chain::OperatorChain;
-use crate::runtime::record_writer::RecordWriter;
+use crate::runtime::record_writer::{OutputChannelState, RecordWriter};
 use crate::runtime::rpc::Rpc;
 use crate::runtime::sim_time;
 use crate::runtime::source_reader::SourceReader;
 use crate::sim::observer::Observer;
+use crate::state::channel_state::{ChannelStateSnapshot, RecordBuffer};
 use crate::state::key_group::key_group_range;
 use crate::state::snapshot::{
     KeyedStateSnapshot, OperatorSnapshot, SourceOffsets, TaskStateSnapshot,
@@ -168,6 +172,78 @@ struct Task {
     ended: bool,
     commit_due_at: Instant,
     records_in: u64,
+    // Snapshots taken whose upload waits for their channel state.
+    pending: BTreeMap<CheckpointId, PendingSnapshot>,
+    // The buffer being read, a record at a time.
+    partial: Option<PartialBuffer>,
+}
+
+/// A buffer the task reads a record at a time, so its mailbox (and a priority barrier in it)
+/// is served between records.
+struct PartialBuffer {
+    channel: ChannelIndex,
+    buffer: GateBuffer,
+    offset: usize,
+    remaining: u32,
+}
+
+impl PartialBuffer {
+    fn new(channel: ChannelIndex, buffer: GateBuffer) -> Self {
+        let remaining = buffer.buffer.record_count;
+        PartialBuffer {
+            channel,
+            buffer,
+            offset: 0,
+            remaining,
+        }
+    }
+
+    fn next_record(&mut self) -> Result<Value, String> {
+        assert!(self.remaining > 0);
+        let bytes = &self.buffer.buffer.bytes[self.offset..];
+        let (value, tail) = postcard::take_from_bytes::<Value>(bytes)
+            .map_err(|e| format!("corrupt buffer on input channel {}: {e}", self.channel.0))?;
+        self.offset = self.buffer.buffer.bytes.len() - tail.len();
+        self.remaining -= 1;
+        if self.remaining == 0 && !tail.is_empty() {
+            return Err(format!(
+                "a buffer on input channel {} holds more bytes than its {} records",
+                self.channel.0, self.buffer.buffer.record_count
+            ));
+        }
+        Ok(value)
+    }
+
+    fn is_consumed(&self) -> bool {
+        self.remaining == 0
+    }
+
+    /// The records not read yet, as a buffer of their own.
+    fn rest(&self) -> RecordBuffer {
+        RecordBuffer {
+            record_count: self.remaining,
+            bytes: self.buffer.buffer.bytes[self.offset..].to_vec(),
+        }
+    }
+}
+
+/// A snapshot whose operator state is captured and whose barrier went downstream, waiting for
+/// its channel state before the upload.
+struct PendingSnapshot {
+    operators: BTreeMap<String, OperatorSnapshot>,
+    alignment_duration: Duration,
+    unaligned: bool,
+    input: InputState,
+    output: OutputChannelState,
+    // While an aligned-with-timeout barrier may still wait in an output queue: when it turns
+    // unaligned there.
+    output_deadline: Option<Instant>,
+}
+
+enum InputState {
+    NotNeeded,
+    Collecting,
+    Complete(Vec<Vec<RecordBuffer>>),
 }
 
 /// Runs a task to its end. `Ok` means all input was consumed; `Err` fails the job over.
@@ -205,17 +281,22 @@ impl Task {
             context.subtask.subtask_index,
         );
         let mut chain = OperatorChain::new(&graph.job, vertex.operator_range.clone(), range);
-        let (keyed, offsets) = match &deployment.restore {
+        let restored = match &deployment.restore {
             Some(restore) => restore_state(&context, &restore.state_paths).await?,
-            None => (BTreeMap::new(), None),
+            None => RestoredState::default(),
         };
+        let RestoredState {
+            keyed,
+            offsets,
+            channel_state,
+        } = restored;
         chain.restore_keyed(&keyed)?;
         let source = match vertex.input_pattern {
             None => Some(open_source(&context, offsets).await?),
             Some(_) => None,
         };
         let input_count = graph.input_channels(context.subtask).len();
-        let gate = (input_count > 0)
+        let mut gate = (input_count > 0)
             .then(|| InputGate::new(input_count, context.config.checkpointing_mode));
         let targets = deployment
             .outputs
@@ -236,6 +317,9 @@ impl Task {
             let stream_writer =
                 connect_output(&context, index, *target, *address, inbox_sender.clone()).await?;
             writer.connect(index, stream_writer);
+        }
+        if let Some(state) = channel_state {
+            restore_channel_state(&context, state, gate.as_mut(), &mut writer)?;
         }
         let commit_due_at = match context.config.offset_commit {
             OffsetCommit::Periodic(interval) => sim_time::now().add(interval),
@@ -261,6 +345,8 @@ impl Task {
             ended: false,
             commit_due_at,
             records_in: 0,
+            pending: BTreeMap::new(),
+            partial: None,
         })
     }
 
@@ -278,7 +364,9 @@ impl Task {
                 flush_due_at = now.add(self.context.config.buffer_timeout);
             }
             self.auto_commit(now).await;
+            self.on_timers(now).await?;
             self.send_ready().await?;
+            self.upload_ready();
             if self.ended {
                 break;
             }
@@ -286,10 +374,14 @@ impl Task {
                 sim_time::yield_now().await;
                 continue;
             }
-            let deadline = [Some(flush_due_at), self.source_due_at()]
-                .into_iter()
-                .flatten()
-                .min();
+            let deadline = [
+                Some(flush_due_at),
+                self.source_due_at(),
+                self.timer_due_at(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             futures::select_biased! {
                 input = inbox.next() => match input {
                     Some(input) => self.on_input(input).await?,
@@ -299,6 +391,66 @@ impl Task {
             }
         }
         Ok(())
+    }
+
+    /// The next alignment deadline: the gate's pending checkpoint, or a barrier waiting in an
+    /// output queue.
+    fn timer_due_at(&self) -> Option<Instant> {
+        let gate = self.gate.as_ref().and_then(|gate| gate.core.timer_due_at());
+        let outputs = self.pending.values().filter_map(|p| p.output_deadline);
+        gate.into_iter().chain(outputs).min()
+    }
+
+    /// Aligned checkpoints past their deadline turn unaligned, at the gate and at the outputs.
+    async fn on_timers(&mut self, now: Instant) -> Result<(), String> {
+        let gate_due = self
+            .gate
+            .as_ref()
+            .and_then(|gate| gate.core.timer_due_at())
+            .is_some_and(|due| now >= due);
+        if gate_due {
+            let actions = self
+                .gate
+                .as_mut()
+                .expect("gate")
+                .core
+                .on_timer(now)
+                .map_err(|e| format!("{}: {e}", self.context.subtask))?;
+            self.handle_actions(actions).await?;
+        }
+        for (checkpoint_id, pending) in &mut self.pending {
+            if pending.output_deadline.is_some_and(|due| now >= due) {
+                let overtaken = self.writer.overtake_barrier(*checkpoint_id);
+                for (channel, buffers) in pending.output.iter_mut().zip(overtaken) {
+                    channel.extend(buffers);
+                }
+                pending.unaligned |= pending.output.iter().any(|c| !c.is_empty());
+                pending.output_deadline = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// Uploads every pending snapshot whose channel state is complete.
+    fn upload_ready(&mut self) {
+        for (checkpoint_id, pending) in &mut self.pending {
+            // The aligned barrier left every output queue in turn: nothing was overtaken.
+            if pending.output_deadline.is_some() && !self.writer.barrier_queued(*checkpoint_id) {
+                pending.output_deadline = None;
+            }
+        }
+        let ready: Vec<CheckpointId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| {
+                p.output_deadline.is_none() && !matches!(p.input, InputState::Collecting)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for checkpoint_id in ready {
+            let pending = self.pending.remove(&checkpoint_id).expect("listed");
+            self.upload(checkpoint_id, pending);
+        }
     }
 
     fn source_due_at(&self) -> Option<Instant> {
@@ -350,53 +502,48 @@ impl Task {
         Ok(emitted > 0)
     }
 
+    /// Reads records from the gate, a record at a time, for one turn.
     async fn step_gate(&mut self) -> Result<bool, String> {
+        let started_at = sim_time::now();
         let mut records = 0;
-        while records < TASK_RECORDS_PER_TURN_MAX && !self.writer.is_backpressured() && !self.ended
+        while records < TASK_RECORDS_PER_TURN_MAX
+            && sim_time::now().since(started_at) < TASK_TURN_DURATION_MAX
+            && !self.writer.is_backpressured()
+            && !self.ended
         {
+            if let Some(partial) = self.partial.as_mut() {
+                let value = partial
+                    .next_record()
+                    .map_err(|e| format!("{}: {e}", self.context.subtask))?;
+                if partial.is_consumed() {
+                    let partial = self.partial.take().expect("present");
+                    self.gate
+                        .as_mut()
+                        .expect("gate")
+                        .on_buffer_consumed(partial.channel, &partial.buffer);
+                }
+                self.process_record(value).await?;
+                records += 1;
+                continue;
+            }
             let gate = self
                 .gate
                 .as_mut()
                 .expect("a task without source has inputs");
-            let Some((channel, delivered)) = gate.poll_next() else {
+            let Some(polled) = gate.core.poll_next(sim_time::now()) else {
                 break;
             };
-            match delivered {
-                Delivered::Buffer {
-                    record_count,
-                    bytes,
-                } => {
-                    self.process_buffer(&bytes, record_count).await?;
-                    self.gate
-                        .as_mut()
-                        .expect("gate")
-                        .on_buffer_consumed(channel);
-                    records += record_count as usize;
+            match polled.map_err(|e| format!("{}: {e}", self.context.subtask))? {
+                Polled::Buffer(channel, buffer) => {
+                    self.partial = Some(PartialBuffer::new(channel, buffer));
                 }
-                Delivered::Event(event) => {
-                    self.on_channel_event(channel, event).await?;
+                Polled::Actions(actions) => {
+                    self.handle_actions(actions).await?;
                     records += 1;
                 }
             }
         }
         Ok(records > 0)
-    }
-
-    async fn process_buffer(&mut self, bytes: &[u8], record_count: u32) -> Result<(), String> {
-        let mut rest = bytes;
-        for _ in 0..record_count {
-            let (value, tail) = postcard::take_from_bytes::<Value>(rest)
-                .map_err(|e| format!("{}: corrupt buffer: {e}", self.context.subtask))?;
-            rest = tail;
-            self.process_record(value).await?;
-        }
-        if !rest.is_empty() {
-            return Err(format!(
-                "{}: buffer holds more bytes than its {record_count} records",
-                self.context.subtask
-            ));
-        }
-        Ok(())
     }
 
     async fn process_record(&mut self, value: Value) -> Result<(), String> {
@@ -439,21 +586,8 @@ impl Task {
         Ok(())
     }
 
-    async fn on_channel_event(
-        &mut self,
-        channel: ChannelIndex,
-        event: ChannelEvent,
-    ) -> Result<(), String> {
-        let now = sim_time::now();
-        let gate = self.gate.as_mut().expect("events come through the gate");
-        let actions = match event {
-            ChannelEvent::Barrier(barrier) => gate.handler.on_barrier(now, channel, barrier),
-            ChannelEvent::CancelCheckpointMarker(checkpoint_id) => {
-                gate.handler.on_cancel_marker(channel, checkpoint_id)
-            }
-            ChannelEvent::EndOfPartition => gate.handler.on_end_of_partition(now, channel),
-        }
-        .map_err(|e| format!("{}: {e}", self.context.subtask))?;
+    /// Carries out what the barrier handler decided, in order.
+    async fn handle_actions(&mut self, actions: Actions) -> Result<(), String> {
         for action in actions {
             match action {
                 Action::Block(_) | Action::UnblockAll => {} // The gate asks the handler directly.
@@ -462,7 +596,24 @@ impl Task {
                     alignment_duration,
                 } => {
                     self.snapshot_and_forward(barrier, alignment_duration)
-                        .await?
+                        .await?;
+                    self.persist_unconsumed(&barrier);
+                }
+                Action::InputStateComplete { checkpoint_id } => {
+                    let state = self
+                        .gate
+                        .as_mut()
+                        .and_then(|gate| gate.core.take_input_state(checkpoint_id))
+                        .expect("the gate announced it");
+                    let pending = self
+                        .pending
+                        .get_mut(&checkpoint_id)
+                        .expect("an unaligned trigger came first");
+                    let buffers = state
+                        .into_iter()
+                        .map(|channel| channel.into_iter().map(|b| b.buffer).collect())
+                        .collect();
+                    pending.input = InputState::Complete(buffers);
                 }
                 Action::Abort {
                     checkpoint_id,
@@ -475,6 +626,7 @@ impl Task {
                             self.context.subtask
                         ),
                     );
+                    self.pending.remove(&checkpoint_id);
                     self.writer
                         .broadcast_event(ChannelEvent::CancelCheckpointMarker(checkpoint_id));
                 }
@@ -484,8 +636,8 @@ impl Task {
         Ok(())
     }
 
-    /// The synchronous part of a snapshot, then the barrier goes downstream and the upload
-    /// runs in the background while the task keeps processing.
+    /// The synchronous part of a snapshot, then the barrier goes downstream. The upload runs
+    /// in the background once the channel state is complete, while the task keeps processing.
     async fn snapshot_and_forward(
         &mut self,
         barrier: Barrier,
@@ -503,12 +655,62 @@ impl Task {
             let uid = self.chain.uids()[0].clone();
             operators.insert(uid, OperatorSnapshot::Source(source.offsets()));
         }
-        let checkpoint_id = barrier.checkpoint_id;
-        self.writer.broadcast_event(ChannelEvent::Barrier(barrier));
+        let output = self.writer.broadcast_barrier(barrier);
+        let collecting = barrier.is_unaligned() && self.gate.is_some();
+        let previous = self.pending.insert(
+            barrier.checkpoint_id,
+            PendingSnapshot {
+                operators,
+                alignment_duration,
+                unaligned: barrier.is_unaligned(),
+                input: if collecting {
+                    InputState::Collecting
+                } else {
+                    InputState::NotNeeded
+                },
+                output,
+                output_deadline: barrier.alignment_deadline(),
+            },
+        );
+        assert!(previous.is_none(), "a checkpoint triggers once per task");
+        Ok(())
+    }
+
+    /// An unaligned snapshot taken in the middle of a buffer: the rest of it is in flight.
+    fn persist_unconsumed(&mut self, barrier: &Barrier) {
+        let (Some(partial), Some(gate)) = (self.partial.as_ref(), self.gate.as_mut()) else {
+            return;
+        };
+        if barrier.is_unaligned() {
+            let rest = GateBuffer {
+                buffer: partial.rest(),
+                credited: false,
+            };
+            gate.core
+                .add_unconsumed(barrier.checkpoint_id, partial.channel, rest);
+        }
+    }
+
+    /// Writes a complete snapshot to checkpoint storage in the background; the ack (or the
+    /// decline) comes back through the mailbox.
+    fn upload(&mut self, checkpoint_id: CheckpointId, pending: PendingSnapshot) {
+        let input = match pending.input {
+            InputState::Complete(state) => state,
+            InputState::NotNeeded => Vec::new(),
+            InputState::Collecting => unreachable!("only complete snapshots upload"),
+        };
+        let channel_state = ChannelStateSnapshot {
+            subtask_index: self.context.subtask.subtask_index,
+            input,
+            output: pending.output,
+        };
+        let in_flight_bytes = channel_state.bytes();
         let snapshot = TaskStateSnapshot {
             checkpoint_id: checkpoint_id.0,
-            operators,
+            operators: pending.operators,
+            channel_state: pending.unaligned.then_some(channel_state),
         };
+        let (alignment_duration, unaligned) = (pending.alignment_duration, pending.unaligned);
         let path = task_state_path(checkpoint_id, self.context.subtask);
         let storage = self.context.storage();
         let inbox = self.inbox_sender.clone();
@@ -520,13 +722,14 @@ impl Task {
                     state_path: path,
                     state_size_bytes,
                     alignment_duration,
+                    unaligned,
+                    in_flight_bytes,
                 });
             let _ = inbox.unbounded_send(TaskInput::UploadDone {
                 checkpoint_id,
                 result,
             });
         });
-        Ok(())
     }
 
     async fn on_input(&mut self, input: TaskInput) -> Result<(), String> {
@@ -548,8 +751,10 @@ impl Task {
                     .gate
                     .as_mut()
                     .ok_or("a source task got an input frame")?;
-                gate.on_frame(channel, frame)
+                let actions = gate
+                    .on_frame(sim_time::now(), channel, frame)
                     .map_err(|e| format!("{}: {e}", self.context.subtask))?;
+                self.handle_actions(actions).await?;
             }
             TaskInput::InputClosed { channel, error } => {
                 let gate = self
@@ -598,7 +803,9 @@ impl Task {
                 .await;
             return Ok(());
         }
-        self.snapshot_and_forward(barrier, Duration::ZERO).await
+        self.snapshot_and_forward(barrier, Duration::ZERO).await?;
+        self.upload_ready();
+        Ok(())
     }
 
     async fn on_upload_done(
@@ -665,6 +872,7 @@ impl Task {
                 None => return Err("the task manager dropped the task".to_string()),
             }
             self.send_ready().await?;
+            self.upload_ready();
         }
         let keyed: BTreeMap<String, KeyedStateSnapshot> = self.chain.snapshot_keyed();
         self.context
@@ -827,34 +1035,66 @@ async fn open_source(
     Ok(reader)
 }
 
+/// What a task restores: keyed state by operator (every subtask's, to redistribute by key
+/// group), the sources' offsets, and this subtask's own channel state.
+#[derive(Default)]
+struct RestoredState {
+    keyed: BTreeMap<String, Vec<KeyedStateSnapshot>>,
+    offsets: Option<SourceOffsets>,
+    channel_state: Option<ChannelStateSnapshot>,
+}
+
 /// Reads the state files of this task's vertex and sorts them by operator.
-async fn restore_state(
-    context: &TaskContext,
-    paths: &[String],
-) -> Result<
-    (
-        BTreeMap<String, Vec<KeyedStateSnapshot>>,
-        Option<SourceOffsets>,
-    ),
-    String,
-> {
+async fn restore_state(context: &TaskContext, paths: &[String]) -> Result<RestoredState, String> {
     let storage = context.storage();
-    let mut keyed: BTreeMap<String, Vec<KeyedStateSnapshot>> = BTreeMap::new();
-    let mut offsets: Option<SourceOffsets> = None;
+    let mut restored = RestoredState::default();
     for path in paths {
         let snapshot: TaskStateSnapshot = storage.read(FileKind::TaskState, path).await?;
         for (uid, operator) in snapshot.operators {
             match operator {
-                OperatorSnapshot::Keyed(state) => keyed.entry(uid).or_default().push(state),
+                OperatorSnapshot::Keyed(state) => {
+                    restored.keyed.entry(uid).or_default().push(state)
+                }
                 // Union redistribution: every subtask sees all offsets and keeps its partitions.
-                OperatorSnapshot::Source(source) => offsets
+                OperatorSnapshot::Source(source) => restored
+                    .offsets
                     .get_or_insert_with(SourceOffsets::default)
                     .next_offsets
                     .extend(source.next_offsets),
             }
         }
+        if let Some(channel_state) = snapshot.channel_state {
+            if channel_state.subtask_index == context.subtask.subtask_index {
+                restored.channel_state = Some(channel_state);
+            }
+        }
     }
-    Ok((keyed, offsets))
+    Ok(restored)
+}
+
+/// Replays this subtask's in-flight data: input buffers go into the gate ahead of anything
+/// that arrives, output buffers into the output queues ahead of any new output.
+fn restore_channel_state(
+    context: &TaskContext,
+    state: ChannelStateSnapshot,
+    gate: Option<&mut InputGate>,
+    writer: &mut RecordWriter,
+) -> Result<(), String> {
+    let fail = |e: String| format!("{}: restoring channel state: {e}", context.subtask);
+    let records = state.records();
+    match gate {
+        Some(gate) => gate.restore(state.input).map_err(fail)?,
+        None if state.input.iter().all(Vec::is_empty) => {}
+        None => return Err(fail("a source has no input channels".to_string())),
+    }
+    writer.restore(state.output).map_err(fail)?;
+    if records > 0 {
+        context.observer.trace(
+            &context.node_name,
+            format!("{} replays {records} in-flight records", context.subtask),
+        );
+    }
+    Ok(())
 }
 
 /// Connects output channel `index` to its consumer and starts reading credit from it.

@@ -98,6 +98,8 @@ struct CheckpointingSection {
     max_concurrent_checkpoints: Option<u32>,
     tolerable_failed_checkpoints: Option<u32>,
     num_retained: Option<u32>,
+    unaligned: Option<Spanned<bool>>,
+    aligned_checkpoint_timeout: Option<TomlDuration>,
 }
 
 #[derive(Deserialize)]
@@ -382,10 +384,17 @@ fn checkpoint_config(
             .tolerable_failed_checkpoints
             .unwrap_or(defaults.tolerable_failures),
         retained: raw.num_retained.unwrap_or(defaults.retained),
+        unaligned: raw.unaligned.as_ref().is_some_and(|u| *u.get_ref()),
+        aligned_checkpoint_timeout: raw
+            .aligned_checkpoint_timeout
+            .map_or(defaults.aligned_checkpoint_timeout, |d| d.0),
     };
-    match config.validate() {
-        Ok(()) => Ok(config),
-        Err(message) => context.error(message),
+    match (config.validate(), &raw.unaligned) {
+        (Ok(()), _) => Ok(config),
+        (Err(message), Some(unaligned)) if message.contains(".unaligned") => {
+            context.error_at(unaligned.span(), message)
+        }
+        (Err(message), _) => context.error(message),
     }
 }
 
@@ -560,6 +569,13 @@ pub fn render_toml(scenario: &Scenario) -> String {
         CheckpointingMode::AtLeastOnce => "AT_LEAST_ONCE",
         CheckpointingMode::AtMostOnce => "AT_MOST_ONCE",
     };
+    if config.unaligned {
+        let _ = writeln!(
+            text,
+            "unaligned = true\naligned-checkpoint-timeout = \"{}\"",
+            config.aligned_checkpoint_timeout
+        );
+    }
     let _ = writeln!(text, "mode = \"{mode}\"\ntimeout = \"{}\"\nmin-pause = \"{}\"\nmax-concurrent-checkpoints = {}\ntolerable-failed-checkpoints = {}\n", config.timeout, config.min_pause, config.max_concurrent, config.tolerable_failures);
     match scenario.restart {
         RestartStrategyConfig::None => {

@@ -5,6 +5,7 @@ pub mod checker;
 pub mod cluster;
 pub mod disk;
 pub mod faults;
+pub mod logical_cut;
 pub mod observer;
 pub mod oracle;
 pub mod report;

@@ -1,6 +1,7 @@
 //! The report `snapflow run` prints: plan, faults, checkpoints, failures, records, final
 //! state, the verdict and the trace hash.
 
+use crate::checkpoint::barrier::BarrierKind;
 use crate::checkpoint::coordinator::CheckpointingMode;
 use crate::runtime::restart::RestartStrategyConfig;
 use crate::scenario::Scenario;
@@ -90,9 +91,15 @@ pub fn render(
 fn mode_line(scenario: &Scenario) -> String {
     let checkpointing = match scenario.checkpoint.interval {
         Some(interval) => match scenario.checkpoint.mode {
-            CheckpointingMode::ExactlyOnce => {
-                format!("exactly-once, aligned checkpoints every {interval}")
-            }
+            CheckpointingMode::ExactlyOnce => match scenario.checkpoint.barrier_kind() {
+                BarrierKind::Unaligned => format!(
+                    "exactly-once, unaligned checkpoints (in-flight data persisted) every {interval}"
+                ),
+                BarrierKind::AlignedTimeoutable { timeout } => format!(
+                    "exactly-once, aligned checkpoints turning unaligned {timeout} after creation, every {interval}"
+                ),
+                _ => format!("exactly-once, aligned checkpoints every {interval}"),
+            },
             CheckpointingMode::AtLeastOnce => format!(
                 "at-least-once, barriers tracked (never aligned), checkpoints every {interval}"
             ),
@@ -121,19 +128,25 @@ fn render_checkpoints(text: &mut String, run: &RunResult, describer: &StateDescr
     }
     let _ = writeln!(
         text,
-        "  {:>4} {:>10} {:>10} {:>10} {:>10}",
-        "id", "triggered", "duration", "size", "alignment"
+        "  {:>4} {:>10} {:>10} {:>10} {:>10} {:>12}",
+        "id", "triggered", "duration", "size", "alignment", "in-flight"
     );
     for observed in &run.checkpoints {
         let checkpoint = &observed.checkpoint;
         let _ = writeln!(
             text,
-            "  {:>4} {:>10} {:>10} {:>8} B {:>10}",
+            "  {:>4} {:>10} {:>10} {:>8} B {:>10} {:>10} B{}",
             checkpoint.checkpoint_id.0,
             checkpoint.created_at.to_string(),
             checkpoint.acked_at.since(checkpoint.created_at).to_string(),
             checkpoint.state_size_bytes(),
-            checkpoint.alignment_duration_max().to_string()
+            checkpoint.alignment_duration_max().to_string(),
+            checkpoint.in_flight_bytes(),
+            if checkpoint.unaligned() {
+                " unaligned"
+            } else {
+                ""
+            }
         );
         let _ = writeln!(text, "       {}", checkpoint_contents(observed, describer));
     }

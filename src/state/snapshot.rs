@@ -1,6 +1,7 @@
 //! What a subtask's snapshot holds, as written to checkpoint storage.
 
 use crate::ids::KeyGroup;
+use crate::state::channel_state::ChannelStateSnapshot;
 use crate::state::key_group::KeyGroupRange;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -64,6 +65,8 @@ pub struct TaskStateSnapshot {
     pub checkpoint_id: u64,
     /// State by operator uid; stateless operators are absent.
     pub operators: BTreeMap<String, OperatorSnapshot>,
+    /// In-flight data of an unaligned checkpoint; `None` for an aligned one.
+    pub channel_state: Option<ChannelStateSnapshot>,
 }
 
 /// A key's state as the checker compares it: key to state name to entry.
