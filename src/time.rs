@@ -110,13 +110,14 @@ impl fmt::Display for Duration {
 /// A bare number means milliseconds, as in Flink.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let trimmed = text.trim();
-    let digits_end = trimmed
-        .find(|c: char| !c.is_ascii_digit())
+    let number_end = trimmed
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
         .unwrap_or(trimmed.len());
-    let (number, unit) = trimmed.split_at(digits_end);
-    let value: u64 = number.parse().map_err(|_| {
-        format!("`{text}` is not a duration (expected e.g. `250ms`, `10s`, `2min`)")
-    })?;
+    let (number, unit) = trimmed.split_at(number_end);
+    let not_a_duration =
+        || format!("`{text}` is not a duration (expected e.g. `250ms`, `10s`, `2min`)");
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let whole: u64 = whole.parse().map_err(|_| not_a_duration())?;
     let nanos_per_unit: u64 = match unit.trim() {
         "" | "ms" | "milli" | "millis" | "millisecond" | "milliseconds" => 1_000_000,
         "us" | "micro" | "micros" | "microsecond" | "microseconds" => 1_000,
@@ -126,8 +127,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "h" | "hour" | "hours" => 3_600_000_000_000,
         other => return Err(format!("`{text}` has an unknown time unit `{other}`")),
     };
-    value
+    // A fraction (as `Display` writes `1.107ms`) counts to the nanosecond.
+    let mut fraction_nanos = 0u64;
+    let mut scale = nanos_per_unit;
+    for digit in fraction.chars() {
+        let digit = digit.to_digit(10).ok_or_else(not_a_duration)? as u64;
+        scale /= 10;
+        fraction_nanos += digit * scale;
+    }
+    whole
         .checked_mul(nanos_per_unit)
+        .and_then(|nanos| nanos.checked_add(fraction_nanos))
         .map(Duration)
         .ok_or_else(|| format!("`{text}` is too long a duration"))
 }
@@ -144,5 +154,12 @@ mod tests {
         assert_eq!(parse_duration("7"), Ok(Duration::from_ms(7)));
         assert!(parse_duration("ten seconds").is_err());
         assert!(parse_duration("5 fortnights").is_err());
+        assert!(parse_duration("1.2.3ms").is_err());
+        let odd = Duration(1_107_000);
+        assert_eq!(
+            parse_duration(&odd.to_string()),
+            Ok(odd),
+            "Display parses back"
+        );
     }
 }

@@ -1,11 +1,14 @@
-//! Goal: any plan of task-manager kills keeps each checkpointing mode's promise (DESIGN §9):
-//! under exactly-once (aligned) the final keyed state equals the oracle's, every completed
-//! checkpoint is a consistent cut and every oracle record reaches the sink; under at-least-once
-//! every oracle record reaches the sink.
+//! Goal: any fault plan keeps each checkpointing mode's promise (DESIGN §9): under
+//! exactly-once (aligned, unaligned, aligned with timeout) the final keyed state equals the
+//! oracle's, every completed checkpoint is a consistent cut (unaligned: with its in-flight data
+//! replayed) and every oracle record reaches the sink; under at-least-once every oracle record
+//! reaches the sink; under at-most-once no record is written twice.
 //! Method: proptest generates the cluster shape, parallelism, checkpoint interval, workload
-//! (10,000 records over 100-300 keys) and 1-3 kills at times or on triggers; each case runs
-//! with and without faults under its seed and is checked. A failure shrinks to a minimal
-//! plan, written as a scenario file to replay and keep in `scenarios/regressions/`.
+//! (10,000 records over 100-300 keys) and a fault plan: task-manager kills, clogged links
+//! between any two nodes, user-code failures, slow operators and slow links, at times or on
+//! triggers. Each case runs with and without faults under its seed and is checked. A failure
+//! shrinks to a minimal plan, written as a scenario file to replay and keep in
+//! `scenarios/regressions/`. One property per mode, so each reports its own wall time.
 //! `SNAPFLOW_PROPTEST_CASES` raises the case count (default 16, to keep `cargo test` fast).
 
 mod common;
@@ -39,6 +42,17 @@ enum Action {
         uid: &'static str,
         subtask: u32,
     },
+    SlowOperator {
+        uid: &'static str,
+        per_record_us: u64,
+        duration_ms: u64,
+    },
+    SlowLink {
+        from: String,
+        to: String,
+        latency_ms: u64,
+        duration_ms: u64,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -55,10 +69,12 @@ struct Case {
     partitions: u32,
     taskmanagers: u32,
     interval_ms: u64,
-    /// `EXACTLY_ONCE`, `AT_LEAST_ONCE` or `AT_MOST_ONCE`; the checker applies the mode's row of
-    /// DESIGN §9. At-most-once runs the stateless `passthrough` job (its output can be compared
-    /// record for record) with no checkpoints and a fixed-delay restart strategy.
+    /// One of `MODES`; the checker applies the mode's row of DESIGN §9. At-most-once runs the
+    /// stateless `passthrough` job (its output can be compared record for record) with no
+    /// checkpoints and a fixed-delay restart strategy.
     mode: &'static str,
+    /// Aligned-with-timeout only: the aligned-checkpoint timeout.
+    alignment_timeout_ms: u64,
     keys: u64,
     workload_seed: u64,
     faults: Vec<Fault>,
@@ -128,10 +144,64 @@ fn any_fault(
             action: Action::FailTask { uid, subtask },
             trigger,
         });
-    prop_oneof![2 => kill(taskmanagers, parallelism), 2 => clog, 1 => fail]
+    let slow_operator = (
+        prop::sample::select(vec!["split", "counter", "sink"]),
+        50u64..2_000,
+        100u64..3_000,
+        trigger(parallelism),
+    )
+        .prop_map(|(uid, per_record_us, duration_ms, trigger)| Fault {
+            action: Action::SlowOperator {
+                uid,
+                per_record_us,
+                duration_ms,
+            },
+            trigger,
+        });
+    // Data frames travel between task managers; with one task manager the slowed link is
+    // the broker's (it carries no data frames, so the fault is a no-op there).
+    let slow_link = (
+        1..=taskmanagers,
+        1..=taskmanagers,
+        1u64..200,
+        100u64..3_000,
+        trigger(parallelism),
+    )
+        .prop_map(move |(from, to, latency_ms, duration_ms, trigger)| {
+            let to = match (from == to, taskmanagers) {
+                (false, _) => format!("taskmanager-{to}"),
+                (true, 1) => "broker".to_string(),
+                (true, _) => format!("taskmanager-{}", from % taskmanagers + 1),
+            };
+            Fault {
+                action: Action::SlowLink {
+                    from: format!("taskmanager-{from}"),
+                    to,
+                    latency_ms,
+                    duration_ms,
+                },
+                trigger,
+            }
+        });
+    prop_oneof![
+        2 => kill(taskmanagers, parallelism),
+        2 => clog,
+        1 => fail,
+        1 => slow_operator,
+        1 => slow_link
+    ]
 }
 
-fn case(mixed: bool) -> impl Strategy<Value = Case> {
+/// Every mode a property runs: exactly-once in its three variants, then the weaker two.
+const MODES: [&str; 5] = [
+    "ALIGNED",
+    "UNALIGNED",
+    "ALIGNED_TIMEOUT",
+    "AT_LEAST_ONCE",
+    "AT_MOST_ONCE",
+];
+
+fn case(mixed: bool, modes: &'static [&'static str]) -> impl Strategy<Value = Case> {
     (1u32..=4, 1u32..=3, 1u32..=4).prop_flat_map(
         move |(parallelism, taskmanagers, source_parallelism)| {
             let source_parallelism = source_parallelism.min(parallelism);
@@ -150,13 +220,23 @@ fn case(mixed: bool) -> impl Strategy<Value = Case> {
                 100u64..=300,
                 0..i64::MAX as u64,
                 0u32..=2,
-                prop::sample::select(vec!["EXACTLY_ONCE", "AT_LEAST_ONCE", "AT_MOST_ONCE"]),
+                prop::sample::select(modes),
+                prop::sample::select(vec![10u64, 30, 80, 200]),
             );
             (settings, faults).prop_map(
                 move |(
-                    (seed, interval_ms, keys, workload_seed, extra_partitions, mode),
+                    (
+                        seed,
+                        interval_ms,
+                        keys,
+                        workload_seed,
+                        extra_partitions,
+                        mode,
+                        alignment_timeout_ms,
+                    ),
                     faults,
                 )| Case {
+                    alignment_timeout_ms,
                     seed,
                     parallelism,
                     source_parallelism,
@@ -189,9 +269,21 @@ fn scenario_text(case: &Case) -> String {
     let checkpointing = if at_most_once {
         format!("mode = \"{}\"\n\n[restart-strategy]\ntype = \"fixed-delay\"\n\n[restart-strategy.fixed-delay]\nattempts = 1000\ndelay = \"1s\"", case.mode)
     } else {
+        let (mode, alignment) = match case.mode {
+            "ALIGNED" => ("EXACTLY_ONCE", String::new()),
+            "UNALIGNED" => ("EXACTLY_ONCE", "\nunaligned = true".to_string()),
+            "ALIGNED_TIMEOUT" => (
+                "EXACTLY_ONCE",
+                format!(
+                    "\nunaligned = true\naligned-checkpoint-timeout = \"{}ms\"",
+                    case.alignment_timeout_ms
+                ),
+            ),
+            other => (other, String::new()),
+        };
         format!(
-            "interval = \"{}ms\"\nmode = \"{}\"",
-            case.interval_ms, case.mode
+            "interval = \"{}ms\"\nmode = \"{mode}\"{alignment}",
+            case.interval_ms
         )
     };
     let mut text = format!(
@@ -212,6 +304,11 @@ fn scenario_text(case: &Case) -> String {
                 let uid = if *uid == "counter" { keyed_uid } else { uid };
                 text.push_str(&format!("kind = \"fail-task\"\nsubtask = \"{uid}#{subtask}\"\n"))
             }
+            Action::SlowOperator { uid, per_record_us, duration_ms } => {
+                let uid = if *uid == "counter" { keyed_uid } else { uid };
+                text.push_str(&format!("kind = \"slow-operator\"\noperator = \"{uid}\"\nper-record = \"{per_record_us}us\"\nduration = \"{duration_ms}ms\"\n"))
+            }
+            Action::SlowLink { from, to, latency_ms, duration_ms } => text.push_str(&format!("kind = \"slow-link\"\nfrom = \"{from}\"\nto = \"{to}\"\nlatency = \"{latency_ms}ms\"\nduration = \"{duration_ms}ms\"\n")),
         }
         match fault.trigger {
             Trigger::AtMs(ms) => text.push_str(&format!("at = \"{ms}ms\"\n")),
@@ -257,16 +354,40 @@ fn check_case(case: &Case, name: &str) -> Result<(), TestCaseError> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, max_shrink_iters: 200, ..ProptestConfig::default() })]
 
-    /// The property: 1-3 task-manager kills at times or on triggers.
+    /// The engine-core property: 1-3 task-manager kills at times or on triggers, any mode.
     #[test]
-    fn checkpointing_modes_survive_random_task_manager_kills(case in case(false)) {
+    fn checkpointing_modes_survive_random_task_manager_kills(case in case(false, &MODES)) {
         check_case(&case, "property-kills")?;
     }
 
-    /// Swarm variant: kills, clogged links between any two nodes, and user-code failures.
+    /// Exactly-once, aligned, under the mixed plan (swarm: every fault kind).
     #[test]
-    fn checkpointing_modes_survive_mixed_faults(case in case(true)) {
-        check_case(&case, "property-mixed")?;
+    fn aligned_survives_mixed_faults(case in case(true, &MODES[0..1])) {
+        check_case(&case, "property-aligned")?;
+    }
+
+    /// Exactly-once, unaligned: restores replay persisted in-flight data.
+    #[test]
+    fn unaligned_survives_mixed_faults(case in case(true, &MODES[1..2])) {
+        check_case(&case, "property-unaligned")?;
+    }
+
+    /// Exactly-once, aligned turning unaligned after a timeout.
+    #[test]
+    fn aligned_timeout_survives_mixed_faults(case in case(true, &MODES[2..3])) {
+        check_case(&case, "property-aligned-timeout")?;
+    }
+
+    /// At-least-once: every oracle record reaches the sink.
+    #[test]
+    fn at_least_once_survives_mixed_faults(case in case(true, &MODES[3..4])) {
+        check_case(&case, "property-at-least-once")?;
+    }
+
+    /// At-most-once: nothing written twice.
+    #[test]
+    fn at_most_once_survives_mixed_faults(case in case(true, &MODES[4..5])) {
+        check_case(&case, "property-at-most-once")?;
     }
 }
 
@@ -274,7 +395,10 @@ proptest! {
 fn generated_scenarios_render_back_to_the_same_scenario() {
     let mut runner = proptest::test_runner::TestRunner::deterministic();
     for _ in 0..20 {
-        let case = case(true).new_tree(&mut runner).expect("a case").current();
+        let case = case(true, &MODES)
+            .new_tree(&mut runner)
+            .expect("a case")
+            .current();
         let scenario = Scenario::parse("generated", &scenario_text(&case)).expect("valid");
         let again =
             Scenario::parse("rendered", &render_toml(&scenario)).expect("renders valid TOML");

@@ -82,9 +82,7 @@ impl BarrierAligner {
         let running_unaligned = self
             .pending
             .is_some_and(|p| p.unaligned && p.barrier.checkpoint_id == checkpoint_id);
-        let timed_out = barrier
-            .alignment_deadline()
-            .is_some_and(|deadline| now >= deadline);
+        let timed_out = is_timed_out(now, barrier);
         let live = !self.is_obsolete(checkpoint_id)
             && self
                 .pending
@@ -136,7 +134,10 @@ impl BarrierAligner {
                 self.start(now, barrier, &mut actions);
             }
             Some(pending) => {
-                if barrier.is_unaligned() && !pending.unaligned {
+                // Turned unaligned upstream, or arriving past its deadline before the timer
+                // fired: either way it overtook its queue (`is_priority`), so the checkpoint
+                // cannot stay aligned.
+                if !pending.unaligned && (barrier.is_unaligned() || is_timed_out(now, &barrier)) {
                     self.switch_to_unaligned(now, &mut actions);
                 }
             }
@@ -221,10 +222,7 @@ impl BarrierAligner {
             started_at: now,
             unaligned: false,
         });
-        let timed_out = barrier
-            .alignment_deadline()
-            .is_some_and(|deadline| now >= deadline);
-        if barrier.is_unaligned() || timed_out {
+        if barrier.is_unaligned() || is_timed_out(now, &barrier) {
             self.switch_to_unaligned(now, actions);
         }
     }
@@ -316,6 +314,12 @@ impl BarrierAligner {
         self.received.iter_mut().for_each(|r| *r = false);
         self.received_count = 0;
     }
+}
+
+fn is_timed_out(now: Instant, barrier: &Barrier) -> bool {
+    barrier
+        .alignment_deadline()
+        .is_some_and(|deadline| now >= deadline)
 }
 
 #[cfg(test)]
@@ -775,5 +779,22 @@ mod tests {
         assert_eq!(handler.timer_due_at(), None);
         assert_eq!(handler.on_timer(Instant::from_ms(3_600_000)), vec![]);
         assert!(handler.is_blocked(channel(0)));
+    }
+
+    #[test]
+    fn a_barrier_arriving_past_its_deadline_before_the_timer_fired_switches() {
+        let mut handler = BarrierAligner::new(2);
+        handler
+            .on_barrier(Instant::from_ms(10), channel(0), timeoutable(1, 50))
+            .unwrap();
+        // The task had not run its timer yet when the second barrier arrived at 60ms.
+        assert!(handler.is_priority(Instant::from_ms(60), &timeoutable(1, 50)));
+        let actions = handler
+            .on_barrier(Instant::from_ms(60), channel(1), timeoutable(1, 50))
+            .unwrap();
+        assert!(
+            matches!(&actions[0], Action::Trigger { barrier, .. } if barrier.is_unaligned()),
+            "{actions:?}"
+        );
     }
 }

@@ -1,41 +1,52 @@
-//! A model-checking harness for the barrier handler, shared by the `barrier_alignment` fuzz
-//! target and the test that replays its corpus on stable Rust.
+//! A model-checking harness for the checkpointed input gate (queues, barrier handler, channel
+//! state), shared by the `barrier_alignment` fuzz target and the test that replays its corpus
+//! on stable Rust.
 //!
-//! It decodes arbitrary bytes into a gate: a channel count, a checkpointing mode and an
-//! interleaving of per-channel events (buffers with sequence numbers, barriers, cancel markers,
-//! end of partition, timer ticks). It drives the handler as the task does — an item is
-//! delivered only from a channel the handler does not block — and checks, against a model of
-//! DESIGN §5, that:
-//! - no record is lost or duplicated: each channel's buffers are delivered once, in order, and
-//!   once every channel has ended, everything sent has been delivered;
-//! - under exactly-once, no record behind barrier n on a channel is released before checkpoint
-//!   n (or a newer one) triggers or aborts;
-//! - a trigger happens only when every open channel has delivered that barrier (aligned) or has
-//!   seen it (at-least-once);
+//! It decodes arbitrary bytes into a gate: a channel count, a checkpointing mode (aligned,
+//! unaligned, aligned with timeout, at-least-once) and an interleaving of per-channel arrivals
+//! (buffers with sequence numbers, barriers, cancel markers, end of partition), reads by the
+//! task, and timer ticks. It drives `CheckpointedInputGate` as the task does and checks,
+//! against a model of DESIGN §5, that:
+//! - no record is lost or duplicated: each channel's buffers are read once, in order, and once
+//!   every channel has ended, everything sent has been read;
+//! - an aligned trigger of checkpoint n happens exactly at barrier n on every open channel (all
+//!   buffers before it read, none behind it), and while n aligns no record behind barrier n
+//!   is read;
+//! - an unaligned trigger of n has read no record behind barrier n on any channel, and n's
+//!   input channel state is exactly the buffers before barrier n that were not read at the
+//!   trigger, per channel and in order (the overtaken data);
+//! - at-least-once triggers only when barrier n (or a newer one) arrived on every open channel;
 //! - triggered ids strictly increase, and each checkpoint triggers or aborts at most once;
-//! - every protocol error the handler reports is justified by the input, and it never panics.
+//! - every protocol error the gate reports is justified by the input, and it never panics.
 
 use crate::checkpoint::barrier::{Barrier, BarrierKind};
 use crate::checkpoint::barrier_handler::{Action, BarrierHandler, ProtocolError};
+use crate::checkpoint::checkpointed_input_gate::{CheckpointedInputGate, InputItem, Polled};
 use crate::checkpoint::coordinator::CheckpointingMode;
 use crate::ids::{ChannelIndex, CheckpointId};
 use crate::time::{Duration, Instant};
 use arbitrary::{Arbitrary, Unstructured};
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// Channels of a generated gate, at most.
 const CHANNELS_MAX: usize = 8;
 /// Steps of a generated scenario, at most (bounds the work per input).
 const STEPS_MAX: usize = 4096;
+/// The aligned-checkpoint timeout in `AlignedTimeout` mode; checkpoint n is created at 2n ms.
+const ALIGNMENT_TIMEOUT: Duration = Duration::from_ms(5);
 
-/// The mode a scenario runs the handler in.
+/// The mode a scenario runs the gate in.
 #[derive(Arbitrary, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ModeChoice {
     /// Exactly-once, aligned.
     Aligned,
     /// At-least-once, tracked.
     AtLeastOnce,
+    /// Exactly-once, unaligned.
+    Unaligned,
+    /// Exactly-once, aligned until `ALIGNMENT_TIMEOUT` after creation, then unaligned.
+    AlignedTimeout,
 }
 
 /// What an upstream sends on its channel.
@@ -54,23 +65,27 @@ pub enum Item {
 /// One step of the interleaving.
 #[derive(Arbitrary, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
-    /// The upstream of `channel` sends an item (queued in the gate).
+    /// The upstream of `channel` sends an item; it arrives at the gate.
     Send {
         /// The channel, modulo the channel count.
         channel: u8,
         /// The item.
         item: Item,
     },
-    /// The task reads the next item of `channel`, if the handler lets it.
+    /// The task reads the gate's next item (the gate picks the channel round robin);
+    /// `channel` is kept for the input format and ignored.
     Deliver {
-        /// The channel, modulo the channel count.
+        /// Ignored.
         channel: u8,
     },
-    /// Simulated time passes.
+    /// Simulated time passes (a due alignment timer waits for `Timer`, as the task serves
+    /// arrivals before its timers).
     Tick {
         /// Milliseconds.
         advance_ms: u8,
     },
+    /// The task runs its timers: a due alignment deadline fires.
+    Timer,
 }
 
 /// A generated gate scenario.
@@ -107,28 +122,34 @@ pub fn check_bytes(bytes: &[u8]) -> Result<(), Violation> {
     check_scenario(&scenario)
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Queued {
-    Buffer(u64),
-    Barrier(CheckpointId),
-    Cancel(CheckpointId),
-    End,
+/// What the model knows of one channel.
+#[derive(Clone, Debug, Default)]
+struct ChannelModel {
+    sent: u64,
+    read: u64,
+    end_arrived: bool,
+    last_barrier: Option<CheckpointId>,
+    // Checkpoint id to the number of buffers sent before its barrier on this channel.
+    barrier_at: BTreeMap<CheckpointId, u64>,
+}
+
+impl ChannelModel {
+    /// Buffers before barrier `checkpoint_id`: all sent if it has not arrived (yet).
+    fn before_barrier(&self, checkpoint_id: CheckpointId) -> Option<u64> {
+        self.barrier_at.get(&checkpoint_id).copied()
+    }
 }
 
 /// The model of one gate and what it has seen.
 struct Model {
     mode: ModeChoice,
-    handler: BarrierHandler,
+    gate: CheckpointedInputGate<u64>,
     now: Instant,
-    queues: Vec<VecDeque<Queued>>,
-    sent: Vec<u64>,
-    delivered: Vec<u64>,
-    ended: Vec<bool>,
-    last_barrier: Vec<Option<CheckpointId>>,
-    awaiting: Vec<Option<CheckpointId>>,
-    barrier_newest: Option<CheckpointId>,
+    channels: Vec<ChannelModel>,
     finished: BTreeSet<CheckpointId>,
     triggered_last: Option<CheckpointId>,
+    // Per unaligned checkpoint collecting: the buffers each channel had read at its trigger.
+    read_at_trigger: BTreeMap<CheckpointId, Vec<u64>>,
     all_ended_announced: bool,
     failed: bool,
 }
@@ -137,39 +158,34 @@ struct Model {
 pub fn check_scenario(scenario: &GateScenario) -> Result<(), Violation> {
     let channel_count = (scenario.channels as usize % CHANNELS_MAX) + 1;
     let mode = match scenario.mode {
-        ModeChoice::Aligned => CheckpointingMode::ExactlyOnce,
         ModeChoice::AtLeastOnce => CheckpointingMode::AtLeastOnce,
+        _ => CheckpointingMode::ExactlyOnce,
     };
     let mut model = Model {
         mode: scenario.mode,
-        handler: BarrierHandler::new(channel_count, mode),
+        gate: CheckpointedInputGate::new(channel_count, mode),
         now: Instant::ZERO,
-        queues: vec![VecDeque::new(); channel_count],
-        sent: vec![0; channel_count],
-        delivered: vec![0; channel_count],
-        ended: vec![false; channel_count],
-        last_barrier: vec![None; channel_count],
-        awaiting: vec![None; channel_count],
-        barrier_newest: None,
+        channels: vec![ChannelModel::default(); channel_count],
         finished: BTreeSet::new(),
         triggered_last: None,
+        read_at_trigger: BTreeMap::new(),
         all_ended_announced: false,
         failed: false,
     };
     for (index, step) in scenario.steps.iter().take(STEPS_MAX).enumerate() {
-        let at = |message: String| Violation {
+        let result = match *step {
+            Step::Send { channel, item } => model.send(channel as usize % channel_count, item),
+            Step::Deliver { .. } => model.read().map(|_| ()),
+            Step::Tick { advance_ms } => {
+                model.now = model.now.add(Duration::from_ms(advance_ms as u64));
+                Ok(())
+            }
+            Step::Timer => model.fire_timer(),
+        };
+        result.map_err(|message| Violation {
             step: index,
             message,
-        };
-        match *step {
-            Step::Send { channel, item } => model.send(channel as usize % channel_count, item),
-            Step::Deliver { channel } => model
-                .deliver(channel as usize % channel_count)
-                .map_err(at)?,
-            Step::Tick { advance_ms } => {
-                model.now = model.now.add(Duration::from_ms(advance_ms as u64))
-            }
-        }
+        })?;
         if model.failed {
             return Ok(()); // The task failed on a justified protocol error: nothing more to check.
         }
@@ -181,116 +197,152 @@ pub fn check_scenario(scenario: &GateScenario) -> Result<(), Violation> {
 }
 
 impl Model {
-    fn send(&mut self, channel: usize, item: Item) {
-        let queued = match item {
-            Item::Buffer => {
-                self.sent[channel] += 1;
-                Queued::Buffer(self.sent[channel])
-            }
-            Item::Barrier(id) => Queued::Barrier(CheckpointId(id as u64 + 1)),
-            Item::Cancel(id) => Queued::Cancel(CheckpointId(id as u64 + 1)),
-            Item::End => Queued::End,
-        };
-        self.queues[channel].push_back(queued);
-    }
-
-    /// Delivers the head of `channel` if the handler allows, checking every invariant.
-    fn deliver(&mut self, channel: usize) -> Result<(), String> {
-        let index = ChannelIndex(channel as u16);
-        if self.handler.is_blocked(index) {
-            if self.mode == ModeChoice::AtLeastOnce {
-                return Err(format!("at-least-once blocked channel {channel}"));
-            }
-            return Ok(()); // The task does not read a blocked channel.
-        }
-        let Some(item) = self.queues[channel].pop_front() else {
-            return Ok(());
-        };
-        let result = match item {
-            Queued::Buffer(sequence) => return self.on_buffer(channel, sequence),
-            Queued::Barrier(checkpoint_id) => self.handler.on_barrier(
-                self.now,
-                index,
-                Barrier {
-                    checkpoint_id,
-                    timestamp: Instant::ZERO,
-                    kind: self.barrier_kind(),
+    fn barrier(&self, id: u8) -> Barrier {
+        let checkpoint_id = CheckpointId(id as u64 + 1);
+        Barrier {
+            checkpoint_id,
+            timestamp: Instant::from_ms(2 * checkpoint_id.0),
+            kind: match self.mode {
+                ModeChoice::Aligned => BarrierKind::Aligned,
+                ModeChoice::AtLeastOnce => BarrierKind::AtLeastOnce,
+                ModeChoice::Unaligned => BarrierKind::Unaligned,
+                ModeChoice::AlignedTimeout => BarrierKind::AlignedTimeoutable {
+                    timeout: ALIGNMENT_TIMEOUT,
                 },
-            ),
-            Queued::Cancel(checkpoint_id) => self.handler.on_cancel_marker(index, checkpoint_id),
-            Queued::End => self.handler.on_end_of_partition(self.now, index),
+            },
+        }
+    }
+
+    fn send(&mut self, channel: usize, item: Item) -> Result<(), String> {
+        let model = &mut self.channels[channel];
+        let arriving = match item {
+            Item::Buffer => {
+                model.sent += 1;
+                InputItem::Buffer(model.sent)
+            }
+            Item::Barrier(id) => InputItem::Barrier(self.barrier(id)),
+            Item::Cancel(id) => InputItem::CancelMarker(CheckpointId(id as u64 + 1)),
+            Item::End => InputItem::EndOfPartition,
         };
-        match result {
-            Ok(actions) => self.after(channel, item, actions),
-            Err(error) => self.justify(channel, item, error),
+        let justified = self.justification(channel, &arriving);
+        let model = &mut self.channels[channel];
+        if justified.is_none() {
+            match &arriving {
+                InputItem::Barrier(barrier) => {
+                    model.last_barrier = Some(barrier.checkpoint_id);
+                    model.barrier_at.insert(barrier.checkpoint_id, model.sent);
+                }
+                InputItem::EndOfPartition => model.end_arrived = true,
+                _ => {}
+            }
+        }
+        match self
+            .gate
+            .on_arrival(self.now, ChannelIndex(channel as u16), arriving)
+        {
+            Ok(actions) => self.on_actions(actions),
+            Err(error) => self.justify(channel, justified, error),
         }
     }
 
-    fn barrier_kind(&self) -> BarrierKind {
-        match self.mode {
-            ModeChoice::Aligned => BarrierKind::Aligned,
-            ModeChoice::AtLeastOnce => BarrierKind::AtLeastOnce,
+    // Why the gate may refuse this arrival, if it may.
+    fn justification(&self, channel: usize, item: &InputItem<u64>) -> Option<&'static str> {
+        let model = &self.channels[channel];
+        if model.end_arrived {
+            return Some("after end");
+        }
+        match item {
+            InputItem::Barrier(barrier)
+                if model
+                    .last_barrier
+                    .is_some_and(|last| barrier.checkpoint_id <= last) =>
+            {
+                Some("backwards")
+            }
+            _ => None,
         }
     }
 
-    fn on_buffer(&mut self, channel: usize, sequence: u64) -> Result<(), String> {
-        if self.ended[channel] {
-            self.failed = true; // Data after end of partition: the gate fails the task.
-            return Ok(());
-        }
-        if self.delivered[channel] + 1 != sequence {
-            return Err(format!(
-                "channel {channel} delivered buffer {sequence} after {}",
-                self.delivered[channel]
-            ));
-        }
-        self.delivered[channel] = sequence;
-        if let (ModeChoice::Aligned, Some(pending)) = (self.mode, self.awaiting[channel]) {
-            return Err(format!("channel {channel} released buffer {sequence} behind barrier {pending} before checkpoint {pending} triggered or aborted"));
-        }
-        Ok(())
-    }
-
-    /// The handler refused an item: only input that breaks the protocol may be refused.
     fn justify(
         &mut self,
         channel: usize,
-        item: Queued,
+        justified: Option<&'static str>,
         error: ProtocolError,
     ) -> Result<(), String> {
-        let justified = match (&error, item) {
-            (ProtocolError::EventAfterEnd { .. }, _) => self.ended[channel],
-            (ProtocolError::BarrierWentBackwards { .. }, Queued::Barrier(id)) => {
-                self.last_barrier[channel].is_some_and(|last| id <= last)
-            }
-            _ => false,
-        };
-        if !justified {
-            return Err(format!(
-                "channel {channel}: {item:?} refused without cause: {error}"
-            ));
+        let fits = matches!(
+            (justified, &error),
+            (Some("after end"), ProtocolError::EventAfterEnd { .. })
+                | (
+                    Some("backwards"),
+                    ProtocolError::BarrierWentBackwards { .. }
+                )
+        );
+        if !fits {
+            return Err(format!("channel {channel}: refused without cause: {error}"));
         }
         self.failed = true;
         Ok(())
     }
 
-    fn after(&mut self, channel: usize, item: Queued, actions: Vec<Action>) -> Result<(), String> {
-        match item {
-            Queued::Barrier(id) => {
-                self.last_barrier[channel] = Some(id);
-                // A barrier older than one another channel delivered, or of a checkpoint that
-                // already triggered or aborted, is obsolete (ignored, Flink's "skipping old
-                // barrier"); any other holds back this channel's records.
-                let current = self.barrier_newest.is_none_or(|newest| id >= newest);
-                let open = self.finished.last().is_none_or(|latest| id > *latest);
-                if current && open {
-                    self.awaiting[channel] = Some(id);
-                }
-                self.barrier_newest = self.barrier_newest.max(Some(id));
-            }
-            Queued::End => self.ended[channel] = true,
-            Queued::Buffer(_) | Queued::Cancel(_) => {}
+    fn fire_timer(&mut self) -> Result<(), String> {
+        if self.gate.timer_due_at().is_some_and(|due| self.now >= due) {
+            let actions = self
+                .gate
+                .on_timer(self.now)
+                .map_err(|e| format!("timer refused: {e}"))?;
+            self.on_actions(actions)?;
         }
+        Ok(())
+    }
+
+    /// Reads the gate's next item; returns whether there was one.
+    fn read(&mut self) -> Result<bool, String> {
+        let Some(polled) = self.gate.poll_next(self.now) else {
+            return Ok(false);
+        };
+        match polled {
+            Ok(Polled::Buffer(channel, sequence)) => {
+                self.on_buffer(channel.0 as usize, sequence)?
+            }
+            Ok(Polled::Actions(actions)) => self.on_actions(actions)?,
+            // Reads only pass on what arrived, and arrivals were checked.
+            Err(error) => return Err(format!("a read refused an accepted arrival: {error}")),
+        }
+        Ok(true)
+    }
+
+    fn on_buffer(&mut self, channel: usize, sequence: u64) -> Result<(), String> {
+        let model = &mut self.channels[channel];
+        if model.read + 1 != sequence {
+            return Err(format!(
+                "channel {channel} read buffer {sequence} after {}",
+                model.read
+            ));
+        }
+        model.read = sequence;
+        // While checkpoint n aligns, nothing behind its barrier may be read.
+        if let BarrierHandler::Aligned(aligner) = self.gate.handler() {
+            let aligning = match self.mode {
+                ModeChoice::Aligned => aligner.pending_checkpoint(),
+                // Aligned until the timer fires; then unaligned reads may pass the barrier.
+                ModeChoice::AlignedTimeout => aligner
+                    .pending_checkpoint()
+                    .filter(|_| aligner.timer_due_at().is_some()),
+                ModeChoice::Unaligned | ModeChoice::AtLeastOnce => None,
+            };
+            if let Some(pending) = aligning {
+                let behind = self.channels[channel]
+                    .before_barrier(pending)
+                    .is_some_and(|before| sequence > before);
+                if behind {
+                    return Err(format!("channel {channel} read buffer {sequence} behind barrier {pending} while checkpoint {pending} aligns"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_actions(&mut self, actions: Vec<Action>) -> Result<(), String> {
         for action in actions {
             self.on_action(action)?;
         }
@@ -299,7 +351,7 @@ impl Model {
 
     fn on_action(&mut self, action: Action) -> Result<(), String> {
         match action {
-            Action::Block(_) | Action::UnblockAll | Action::InputStateComplete { .. } => Ok(()),
+            Action::Block(_) | Action::UnblockAll => Ok(()),
             Action::Trigger { barrier, .. } => {
                 let checkpoint_id = barrier.checkpoint_id;
                 if self.triggered_last >= Some(checkpoint_id) {
@@ -308,13 +360,23 @@ impl Model {
                         self.triggered_last
                     ));
                 }
-                self.check_everyone_saw(checkpoint_id)?;
                 self.triggered_last = Some(checkpoint_id);
+                match (self.mode, barrier.is_unaligned()) {
+                    (ModeChoice::AtLeastOnce, _) => self.check_everyone_saw(checkpoint_id)?,
+                    (_, false) => self.check_aligned_cut(checkpoint_id)?,
+                    (_, true) => self.check_unaligned_trigger(checkpoint_id)?,
+                }
                 self.finish(checkpoint_id)
             }
-            Action::Abort { checkpoint_id, .. } => self.finish(checkpoint_id),
+            Action::InputStateComplete { checkpoint_id } => self.check_channel_state(checkpoint_id),
+            Action::Abort { checkpoint_id, .. } => {
+                if self.read_at_trigger.remove(&checkpoint_id).is_some() {
+                    return Ok(()); // An unaligned checkpoint aborted while it collected.
+                }
+                self.finish(checkpoint_id)
+            }
             Action::AllInputsEnded => {
-                if self.all_ended_announced || !self.ended.iter().all(|e| *e) {
+                if self.all_ended_announced || !self.channels.iter().all(|c| c.end_arrived) {
                     return Err("all inputs announced ended twice or too early".to_string());
                 }
                 self.all_ended_announced = true;
@@ -324,10 +386,68 @@ impl Model {
     }
 
     fn check_everyone_saw(&self, checkpoint_id: CheckpointId) -> Result<(), String> {
-        for channel in 0..self.ended.len() {
-            let seen = self.ended[channel] || self.last_barrier[channel] >= Some(checkpoint_id);
+        for (channel, model) in self.channels.iter().enumerate() {
+            let seen = model.end_arrived || model.last_barrier >= Some(checkpoint_id);
             if !seen {
                 return Err(format!("checkpoint {checkpoint_id} triggered before channel {channel} delivered its barrier"));
+            }
+        }
+        Ok(())
+    }
+
+    /// An aligned snapshot sits exactly at barrier n on every channel still open.
+    fn check_aligned_cut(&self, checkpoint_id: CheckpointId) -> Result<(), String> {
+        for (channel, model) in self.channels.iter().enumerate() {
+            let expected = match model.before_barrier(checkpoint_id) {
+                Some(before) => before,
+                None if model.end_arrived => model.sent,
+                None => {
+                    return Err(format!("checkpoint {checkpoint_id} triggered before channel {channel} delivered its barrier"))
+                }
+            };
+            if model.read != expected {
+                return Err(format!("aligned checkpoint {checkpoint_id} triggered with channel {channel} at buffer {} instead of {expected}", model.read));
+            }
+        }
+        Ok(())
+    }
+
+    /// An unaligned snapshot has read nothing behind barrier n on any channel.
+    fn check_unaligned_trigger(&mut self, checkpoint_id: CheckpointId) -> Result<(), String> {
+        for (channel, model) in self.channels.iter().enumerate() {
+            if model
+                .before_barrier(checkpoint_id)
+                .is_some_and(|before| model.read > before)
+            {
+                return Err(format!("unaligned checkpoint {checkpoint_id} triggered after channel {channel} read buffer {} behind its barrier", model.read));
+            }
+        }
+        let read = self.channels.iter().map(|c| c.read).collect();
+        self.read_at_trigger.insert(checkpoint_id, read);
+        Ok(())
+    }
+
+    /// The input channel state is exactly what lay between the snapshot and each barrier.
+    fn check_channel_state(&mut self, checkpoint_id: CheckpointId) -> Result<(), String> {
+        let read = self.read_at_trigger.remove(&checkpoint_id).ok_or_else(|| {
+            format!("channel state of {checkpoint_id}, which never triggered unaligned")
+        })?;
+        let state = self
+            .gate
+            .take_input_state(checkpoint_id)
+            .ok_or_else(|| format!("checkpoint {checkpoint_id} complete without its state"))?;
+        for (channel, model) in self.channels.iter().enumerate() {
+            let until =
+                match model.before_barrier(checkpoint_id) {
+                    Some(before) => before,
+                    None if model.end_arrived => model.sent,
+                    None => return Err(format!(
+                        "checkpoint {checkpoint_id} complete before channel {channel}'s barrier"
+                    )),
+                };
+            let expected: Vec<u64> = (read[channel] + 1..=until).collect();
+            if state[channel] != expected {
+                return Err(format!("checkpoint {checkpoint_id} channel {channel}: state {:?}, the overtaken data is {expected:?}", state[channel]));
             }
         }
         Ok(())
@@ -339,44 +459,36 @@ impl Model {
                 "checkpoint {checkpoint_id} triggered or aborted twice"
             ));
         }
-        for awaiting in self.awaiting.iter_mut() {
-            if awaiting.is_some_and(|pending| pending <= checkpoint_id) {
-                *awaiting = None;
-            }
-        }
         Ok(())
     }
 
     /// Every upstream ends; the task reads until nothing moves. Everything sent must arrive.
     fn drain(&mut self) -> Result<(), String> {
-        for channel in 0..self.queues.len() {
-            if !self.queues[channel].contains(&Queued::End) && !self.ended[channel] {
-                self.queues[channel].push_back(Queued::End);
+        for channel in 0..self.channels.len() {
+            if !self.channels[channel].end_arrived {
+                self.send(channel, Item::End)?;
             }
         }
-        let mut moved = true;
-        while moved && !self.failed {
-            moved = false;
-            for channel in 0..self.queues.len() {
-                let before = self.queues[channel].len();
-                self.deliver(channel)?;
-                moved |= self.queues[channel].len() < before;
+        loop {
+            if self.failed {
+                return Ok(());
+            }
+            let read = self.read()?;
+            if !read {
+                break;
             }
         }
-        if self.failed {
-            return Ok(());
+        if self.gate.buffers_queued() > 0 {
+            return Err(format!(
+                "{} buffer(s) stuck after every channel ended",
+                self.gate.buffers_queued()
+            ));
         }
-        for channel in 0..self.queues.len() {
-            if !self.queues[channel].is_empty() {
+        for (channel, model) in self.channels.iter().enumerate() {
+            if model.read != model.sent {
                 return Err(format!(
-                    "channel {channel} stuck with {} item(s) after every channel ended",
-                    self.queues[channel].len()
-                ));
-            }
-            if self.delivered[channel] != self.sent[channel] {
-                return Err(format!(
-                    "channel {channel} delivered {} of {} buffers",
-                    self.delivered[channel], self.sent[channel]
+                    "channel {channel} read {} of {} buffers",
+                    model.read, model.sent
                 ));
             }
         }
