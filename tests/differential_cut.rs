@@ -64,73 +64,74 @@ fn run(input: &Input, kind: BarrierKind, schedule: &[(bool, u8)]) -> BTreeMap<u6
     let mut state: State = vec![Vec::new(); channels];
     let mut snapshots: BTreeMap<u64, State> = BTreeMap::new();
     let mut logical: BTreeMap<u64, State> = BTreeMap::new();
-    let mut on_actions = |actions: Vec<Action>,
-                          gate: &mut CheckpointedInputGate<u64>,
-                          state: &State| {
-        for action in actions {
-            match action {
-                Action::Trigger { barrier, .. } => {
-                    snapshots.insert(barrier.checkpoint_id.0, state.clone());
-                    if !barrier.is_unaligned() {
-                        logical.insert(barrier.checkpoint_id.0, state.clone());
+    let mut on_actions =
+        |actions: Vec<Action>, gate: &mut CheckpointedInputGate<u64>, state: &State| {
+            for action in actions {
+                match action {
+                    Action::Trigger { barrier, .. } => {
+                        snapshots.insert(barrier.checkpoint_id.0, state.clone());
+                        if !barrier.is_unaligned() {
+                            logical.insert(barrier.checkpoint_id.0, state.clone());
+                        }
                     }
-                }
-                Action::InputStateComplete { checkpoint_id } => {
-                    let in_flight = gate.take_input_state(checkpoint_id).expect("announced");
-                    let mut cut = snapshots[&checkpoint_id.0].clone();
-                    for (channel, buffers) in cut.iter_mut().zip(in_flight) {
-                        channel.extend(buffers);
+                    Action::InputStateComplete { checkpoint_id } => {
+                        let in_flight = gate.take_input_state(checkpoint_id).expect("announced");
+                        let mut cut = snapshots[&checkpoint_id.0].clone();
+                        for (channel, buffers) in cut.iter_mut().zip(in_flight) {
+                            channel.extend(buffers);
+                        }
+                        logical.insert(checkpoint_id.0, cut);
                     }
-                    logical.insert(checkpoint_id.0, cut);
+                    Action::Abort { checkpoint_id, .. } => panic!("nothing aborts {checkpoint_id}"),
+                    _ => {}
                 }
-                Action::Abort { checkpoint_id, .. } => panic!("nothing aborts {checkpoint_id}"),
-                _ => {}
             }
-        }
-    };
-    let mut read = |gate: &mut CheckpointedInputGate<u64>,
-                    state: &mut State,
-                    on_actions: &mut dyn FnMut(Vec<Action>, &mut CheckpointedInputGate<u64>, &State)|
-     -> bool {
-        match gate.poll_next(Instant::ZERO) {
-            None => false,
-            Some(Ok(Polled::Buffer(channel, sequence))) => {
-                state[channel.0 as usize].push(sequence);
-                true
+        };
+    let mut read =
+        |gate: &mut CheckpointedInputGate<u64>,
+         state: &mut State,
+         on_actions: &mut dyn FnMut(Vec<Action>, &mut CheckpointedInputGate<u64>, &State)|
+         -> bool {
+            match gate.poll_next(Instant::ZERO) {
+                None => false,
+                Some(Ok(Polled::Buffer(channel, sequence))) => {
+                    state[channel.0 as usize].push(sequence);
+                    true
+                }
+                Some(Ok(Polled::Actions(actions))) => {
+                    on_actions(actions, gate, state);
+                    true
+                }
+                Some(Err(error)) => panic!("{error}"),
             }
-            Some(Ok(Polled::Actions(actions))) => {
-                on_actions(actions, gate, state);
-                true
-            }
-            Some(Err(error)) => panic!("{error}"),
-        }
-    };
+        };
     // Barrier n + 1 leaves no source before checkpoint n completed, which needs barrier n on
     // every channel (one checkpoint at a time, as unaligned requires).
     let mut barriers_arrived = vec![0u64; channels];
-    let mut arrive = |channel: usize,
-                      pending: &mut Vec<VecDeque<InputItem<u64>>>,
-                      gate: &mut CheckpointedInputGate<u64>,
-                      state: &State,
-                      on_actions: &mut dyn FnMut(Vec<Action>, &mut CheckpointedInputGate<u64>, &State)|
-     -> bool {
-        let Some(item) = pending[channel].front() else {
-            return false;
-        };
-        if let InputItem::Barrier(barrier) = item {
-            let id = barrier.checkpoint_id.0;
-            if barriers_arrived.iter().any(|arrived| *arrived + 1 < id) {
+    let mut arrive =
+        |channel: usize,
+         pending: &mut Vec<VecDeque<InputItem<u64>>>,
+         gate: &mut CheckpointedInputGate<u64>,
+         state: &State,
+         on_actions: &mut dyn FnMut(Vec<Action>, &mut CheckpointedInputGate<u64>, &State)|
+         -> bool {
+            let Some(item) = pending[channel].front() else {
                 return false;
+            };
+            if let InputItem::Barrier(barrier) = item {
+                let id = barrier.checkpoint_id.0;
+                if barriers_arrived.iter().any(|arrived| *arrived + 1 < id) {
+                    return false;
+                }
+                barriers_arrived[channel] = id;
             }
-            barriers_arrived[channel] = id;
-        }
-        let item = pending[channel].pop_front().expect("front");
-        let actions = gate
-            .on_arrival(Instant::ZERO, ChannelIndex(channel as u16), item)
-            .expect("a well-formed stream");
-        on_actions(actions, gate, state);
-        true
-    };
+            let item = pending[channel].pop_front().expect("front");
+            let actions = gate
+                .on_arrival(Instant::ZERO, ChannelIndex(channel as u16), item)
+                .expect("a well-formed stream");
+            on_actions(actions, gate, state);
+            true
+        };
     for &(arriving, channel) in schedule {
         let channel = channel as usize % channels;
         if arriving {

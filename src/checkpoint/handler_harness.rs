@@ -437,14 +437,15 @@ impl Model {
             .take_input_state(checkpoint_id)
             .ok_or_else(|| format!("checkpoint {checkpoint_id} complete without its state"))?;
         for (channel, model) in self.channels.iter().enumerate() {
-            let until =
-                match model.before_barrier(checkpoint_id) {
-                    Some(before) => before,
-                    None if model.end_arrived => model.sent,
-                    None => return Err(format!(
+            let until = match model.before_barrier(checkpoint_id) {
+                Some(before) => before,
+                None if model.end_arrived => model.sent,
+                None => {
+                    return Err(format!(
                         "checkpoint {checkpoint_id} complete before channel {channel}'s barrier"
-                    )),
-                };
+                    ))
+                }
+            };
             let expected: Vec<u64> = (read[channel] + 1..=until).collect();
             if state[channel] != expected {
                 return Err(format!("checkpoint {checkpoint_id} channel {channel}: state {:?}, the overtaken data is {expected:?}", state[channel]));

@@ -155,11 +155,26 @@ fn cancel_if_jobmanager_lost(setup: &TaskManagerSetup, shared: &Shared) {
     setup.observer.trace(
         &setup.taskmanager.to_string(),
         format!(
-            "jobmanager lost: no heartbeat for {}; cancelling {newest} and older",
+            "jobmanager lost: no heartbeat for {}; failing {newest} and older",
             setup.heartbeat_timeout
         ),
     );
-    cancel_up_to(shared, newest);
+    // The tasks stay listed as failed, so a job manager that still runs this attempt learns
+    // of it from the next heartbeat and fails over (else it would wait for them forever).
+    let reason = format!(
+        "cancelled: no job-manager heartbeat for {}",
+        setup.heartbeat_timeout
+    );
+    let mut state = lock(shared);
+    state.pending_connections.retain(|(a, ..)| *a > newest);
+    for task in state.tasks.values_mut() {
+        if let Some(handle) = task.handle.take() {
+            handle.abort();
+        }
+        if task.status == TaskStatus::Running {
+            task.status = TaskStatus::Failed(reason.clone());
+        }
+    }
 }
 
 fn on_control(
