@@ -22,6 +22,9 @@ use std::collections::{BTreeMap, VecDeque};
 /// Per channel, what the operator processed, in order.
 type State = Vec<Vec<u64>>;
 
+/// Carries out a gate's actions against the operator's state.
+type OnActions<'a> = dyn FnMut(Vec<Action>, &mut CheckpointedInputGate<u64>, &State) + 'a;
+
 #[derive(Clone, Debug)]
 struct Input {
     /// Per channel: buffers between consecutive barriers (k + 1 runs for k checkpoints).
@@ -87,51 +90,49 @@ fn run(input: &Input, kind: BarrierKind, schedule: &[(bool, u8)]) -> BTreeMap<u6
                 }
             }
         };
-    let mut read =
-        |gate: &mut CheckpointedInputGate<u64>,
-         state: &mut State,
-         on_actions: &mut dyn FnMut(Vec<Action>, &mut CheckpointedInputGate<u64>, &State)|
-         -> bool {
-            match gate.poll_next(Instant::ZERO) {
-                None => false,
-                Some(Ok(Polled::Buffer(channel, sequence))) => {
-                    state[channel.0 as usize].push(sequence);
-                    true
-                }
-                Some(Ok(Polled::Actions(actions))) => {
-                    on_actions(actions, gate, state);
-                    true
-                }
-                Some(Err(error)) => panic!("{error}"),
+    let read = |gate: &mut CheckpointedInputGate<u64>,
+                state: &mut State,
+                on_actions: &mut OnActions|
+     -> bool {
+        match gate.poll_next(Instant::ZERO) {
+            None => false,
+            Some(Ok(Polled::Buffer(channel, sequence))) => {
+                state[channel.0 as usize].push(sequence);
+                true
             }
-        };
+            Some(Ok(Polled::Actions(actions))) => {
+                on_actions(actions, gate, state);
+                true
+            }
+            Some(Err(error)) => panic!("{error}"),
+        }
+    };
     // Barrier n + 1 leaves no source before checkpoint n completed, which needs barrier n on
     // every channel (one checkpoint at a time, as unaligned requires).
     let mut barriers_arrived = vec![0u64; channels];
-    let mut arrive =
-        |channel: usize,
-         pending: &mut Vec<VecDeque<InputItem<u64>>>,
-         gate: &mut CheckpointedInputGate<u64>,
-         state: &State,
-         on_actions: &mut dyn FnMut(Vec<Action>, &mut CheckpointedInputGate<u64>, &State)|
-         -> bool {
-            let Some(item) = pending[channel].front() else {
-                return false;
-            };
-            if let InputItem::Barrier(barrier) = item {
-                let id = barrier.checkpoint_id.0;
-                if barriers_arrived.iter().any(|arrived| *arrived + 1 < id) {
-                    return false;
-                }
-                barriers_arrived[channel] = id;
-            }
-            let item = pending[channel].pop_front().expect("front");
-            let actions = gate
-                .on_arrival(Instant::ZERO, ChannelIndex(channel as u16), item)
-                .expect("a well-formed stream");
-            on_actions(actions, gate, state);
-            true
+    let mut arrive = |channel: usize,
+                      pending: &mut Vec<VecDeque<InputItem<u64>>>,
+                      gate: &mut CheckpointedInputGate<u64>,
+                      state: &State,
+                      on_actions: &mut OnActions|
+     -> bool {
+        let Some(item) = pending[channel].front() else {
+            return false;
         };
+        if let InputItem::Barrier(barrier) = item {
+            let id = barrier.checkpoint_id.0;
+            if barriers_arrived.iter().any(|arrived| *arrived + 1 < id) {
+                return false;
+            }
+            barriers_arrived[channel] = id;
+        }
+        let item = pending[channel].pop_front().expect("front");
+        let actions = gate
+            .on_arrival(Instant::ZERO, ChannelIndex(channel as u16), item)
+            .expect("a well-formed stream");
+        on_actions(actions, gate, state);
+        true
+    };
     for &(arriving, channel) in schedule {
         let channel = channel as usize % channels;
         if arriving {
