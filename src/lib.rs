@@ -31,6 +31,9 @@ pub mod connectors {
     //! The broker and the blobstore nodes.
     pub mod blobstore;
     pub mod broker;
+    pub mod kv_store;
+    pub mod sink_config;
+    pub mod transaction_table;
 }
 pub mod graph {
     //! From the logical job to subtasks and channels.
@@ -47,13 +50,17 @@ pub mod runtime {
     pub mod jobmanager;
     pub mod messages;
     pub mod operator_chain;
+    pub mod pending_commits;
     pub mod record_writer;
     pub mod restart;
     pub mod rpc;
     pub mod sim_time;
+    pub mod sink_writer;
     pub mod source_reader;
     pub mod task;
     pub mod taskmanager;
+    pub mod two_phase_commit_sink;
+    pub mod write_ahead_sink;
 }
 pub mod scenario;
 pub mod sim;

@@ -39,6 +39,8 @@ pub const WORKLOAD_RECORDS_MAX: u64 = 50_000_000;
 pub const FRAME_SIZE_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Times a producer tries to connect a data channel before the task fails.
 pub const CHANNEL_CONNECT_ATTEMPTS_MAX: u32 = 20;
+/// Transactional ids a recovering two-phase-commit sink probes for lingering transactions.
+pub const LINGERING_TRANSACTIONS_MAX: u64 = 100_000;
 /// Times an RPC is sent before the caller gives up.
 pub const RPC_ATTEMPTS_MAX: u32 = 3;
 

@@ -1,26 +1,81 @@
 //! The broker node: a replayable, partitioned log (Kafka's role). Input topics are loaded
-//! before the job starts; sinks append to output topics; consumer groups commit offsets.
-//! Its storage is durable: every append is synced before it is acknowledged.
+//! before the job starts; sinks append to output topics, plainly or inside transactions;
+//! consumer groups commit offsets. Its storage is durable: every append is synced before it
+//! is acknowledged, and the transaction table survives a restart (Kafka's transaction log).
 
+use crate::connectors::transaction_table::{
+    TransactionIndex, TransactionRecord, TransactionStatus, TransactionTable,
+};
 use crate::runtime::messages::{BrokerRequest, BrokerResponse};
 use crate::runtime::rpc::serve;
+use crate::runtime::sim_time;
+use crate::time::{Duration, Instant};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+/// Kafka's default `transaction.max.timeout.ms`.
+pub const TRANSACTION_MAX_TIMEOUT_DEFAULT: Duration = Duration::from_secs(15 * 60);
+
+/// One record in a partition's log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEntry {
+    /// The serialized record.
+    pub bytes: Vec<u8>,
+    /// The transaction it was appended in, if any.
+    pub transaction: Option<TransactionIndex>,
+    /// The batch header it was appended with, if any.
+    pub batch: Option<String>,
+    /// Which append request wrote it (Kafka's record batch), counted over the broker's life.
+    pub append: u64,
+}
+
+/// How a consumer reads transactional records (Kafka's `isolation.level`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IsolationLevel {
+    /// Only records of committed transactions (and non-transactional ones).
+    ReadCommitted,
+    /// Every record appended, whatever becomes of its transaction.
+    ReadUncommitted,
+}
+
+impl IsolationLevel {
+    /// Kafka's spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            IsolationLevel::ReadCommitted => "read_committed",
+            IsolationLevel::ReadUncommitted => "read_uncommitted",
+        }
+    }
+}
+
 /// The broker's durable storage, shared by every incarnation of the node within a run.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct BrokerStorage {
     state: Arc<Mutex<BrokerState>>,
 }
 
-#[derive(Default)]
 struct BrokerState {
-    partitions: BTreeMap<String, Vec<Vec<Vec<u8>>>>,
+    partitions: BTreeMap<String, Vec<Vec<LogEntry>>>,
     committed: BTreeMap<(String, String, u32), u64>,
     generations: BTreeMap<String, u32>,
+    transactions: TransactionTable,
+    appends: u64,
 }
 
 impl BrokerStorage {
+    /// Empty storage whose transaction coordinator caps timeouts at `max_transaction_timeout`.
+    pub fn new(max_transaction_timeout: Duration) -> BrokerStorage {
+        BrokerStorage {
+            state: Arc::new(Mutex::new(BrokerState {
+                partitions: BTreeMap::new(),
+                committed: BTreeMap::new(),
+                generations: BTreeMap::new(),
+                transactions: TransactionTable::new(max_transaction_timeout),
+                appends: 0,
+            })),
+        }
+    }
+
     /// Creates `topic` with `partition_count` empty partitions.
     pub fn create_topic(&self, topic: &str, partition_count: u32) {
         let mut state = self.lock();
@@ -31,27 +86,39 @@ impl BrokerStorage {
             .or_insert_with(|| vec![Vec::new(); partition_count as usize]);
     }
 
-    /// Appends records to a partition (loading input, or a sink's write).
+    /// Appends records to a partition (loading input, or a sink's plain write).
     pub fn append(&self, topic: &str, partition: u32, records: Vec<Vec<u8>>) -> Result<(), String> {
-        let mut state = self.lock();
-        let partitions = state
-            .partitions
-            .get_mut(topic)
-            .ok_or_else(|| format!("no topic `{topic}`"))?;
-        let log = partitions
-            .get_mut(partition as usize)
-            .ok_or_else(|| format!("topic `{topic}` has no partition {partition}"))?;
-        log.extend(records);
-        Ok(())
+        let entries = records
+            .into_iter()
+            .map(|bytes| LogEntry {
+                bytes,
+                transaction: None,
+                batch: None,
+                append: 0,
+            })
+            .collect();
+        self.lock().append(topic, partition, entries)
     }
 
-    /// Every record of every partition of `topic`, partition by partition.
-    pub fn read_all(&self, topic: &str) -> Vec<Vec<Vec<u8>>> {
+    /// Every entry of every partition of `topic`, partition by partition.
+    pub fn read_all(&self, topic: &str) -> Vec<Vec<LogEntry>> {
         self.lock()
             .partitions
             .get(topic)
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// Aborts the transactions whose timeout ran out by `now`; then every transaction so far.
+    pub fn transactions_at(&self, now: Instant) -> Vec<TransactionRecord> {
+        let mut state = self.lock();
+        state.transactions.expire(now);
+        state.transactions.transactions().to_vec()
+    }
+
+    /// `transaction.max.timeout.ms`.
+    pub fn max_transaction_timeout(&self) -> Duration {
+        self.lock().transactions.max_timeout()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BrokerState> {
@@ -60,38 +127,73 @@ impl BrokerStorage {
             .expect("no task panics while holding the broker lock")
     }
 
-    /// Answers one request.
-    pub fn handle(&self, request: BrokerRequest) -> BrokerResponse {
+    /// Answers one request at the broker's time `now`.
+    pub fn handle(&self, now: Instant, request: BrokerRequest) -> BrokerResponse {
+        let mut state = self.lock();
         match request {
             BrokerRequest::Fetch {
                 topic,
                 partition,
                 offset,
                 max_records,
-            } => {
-                let state = self.lock();
-                let Some(log) = state
-                    .partitions
-                    .get(&topic)
-                    .and_then(|p| p.get(partition as usize))
-                else {
-                    return BrokerResponse::Error(format!("no partition {topic}/{partition}"));
-                };
-                let start = (offset as usize).min(log.len());
-                let end = (start + max_records as usize).min(log.len());
-                BrokerResponse::Records {
-                    records: log[start..end].to_vec(),
-                    end_offset: log.len() as u64,
-                }
-            }
+            } => state.fetch(&topic, partition, offset, max_records),
             BrokerRequest::Append {
                 topic,
                 partition,
                 records,
-            } => match self.append(&topic, partition, records) {
-                Ok(()) => BrokerResponse::Ok,
-                Err(error) => BrokerResponse::Error(error),
-            },
+                batch,
+            } => {
+                let entries = records
+                    .into_iter()
+                    .map(|bytes| LogEntry {
+                        bytes,
+                        transaction: None,
+                        batch: batch.clone(),
+                        append: 0,
+                    })
+                    .collect();
+                match state.append(&topic, partition, entries) {
+                    Ok(()) => BrokerResponse::Ok,
+                    Err(error) => BrokerResponse::Error(error),
+                }
+            }
+            BrokerRequest::InitProducer {
+                transactional_id,
+                timeout,
+            } => BrokerResponse::Initialized(state.transactions.init_producer(
+                now,
+                &transactional_id,
+                timeout,
+            )),
+            BrokerRequest::AppendTransactional {
+                transactional_id,
+                identity,
+                topic,
+                partition,
+                records,
+            } => state.append_transactional(
+                now,
+                &transactional_id,
+                identity,
+                &topic,
+                partition,
+                records,
+            ),
+            BrokerRequest::EndTransaction {
+                transactional_id,
+                identity,
+                commit,
+            } => {
+                let result = if commit {
+                    state.transactions.commit(now, &transactional_id, identity)
+                } else {
+                    state.transactions.abort(now, &transactional_id, identity)
+                };
+                match result {
+                    Ok(()) => BrokerResponse::Ok,
+                    Err(error) => BrokerResponse::Transaction(error),
+                }
+            }
             BrokerRequest::CommitOffset {
                 group,
                 topic,
@@ -99,7 +201,6 @@ impl BrokerStorage {
                 offset,
                 generation,
             } => {
-                let mut state = self.lock();
                 let current = state.generations.get(&group).copied().unwrap_or(0);
                 if generation < current {
                     return BrokerResponse::Error(format!("fenced: group `{group}` is at generation {current}, the commit came from {generation}"));
@@ -114,12 +215,11 @@ impl BrokerStorage {
                 partition,
                 generation,
             } => {
-                let mut state = self.lock();
                 let current = state.generations.entry(group.clone()).or_insert(0);
                 *current = (*current).max(generation);
                 BrokerResponse::Offset(state.committed.get(&(group, topic, partition)).copied())
             }
-            BrokerRequest::PartitionCount { topic } => match self.lock().partitions.get(&topic) {
+            BrokerRequest::PartitionCount { topic } => match state.partitions.get(&topic) {
                 Some(partitions) => BrokerResponse::Partitions(partitions.len() as u32),
                 None => BrokerResponse::Error(format!("no topic `{topic}`")),
             },
@@ -127,9 +227,103 @@ impl BrokerStorage {
     }
 }
 
+impl BrokerState {
+    fn log_mut(&mut self, topic: &str, partition: u32) -> Result<&mut Vec<LogEntry>, String> {
+        let partitions = self
+            .partitions
+            .get_mut(topic)
+            .ok_or_else(|| format!("no topic `{topic}`"))?;
+        partitions
+            .get_mut(partition as usize)
+            .ok_or_else(|| format!("topic `{topic}` has no partition {partition}"))
+    }
+
+    fn append(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        mut entries: Vec<LogEntry>,
+    ) -> Result<(), String> {
+        self.appends += 1;
+        let append = self.appends;
+        entries.iter_mut().for_each(|entry| entry.append = append);
+        self.log_mut(topic, partition)?.extend(entries);
+        Ok(())
+    }
+
+    fn append_transactional(
+        &mut self,
+        now: Instant,
+        transactional_id: &str,
+        identity: crate::connectors::transaction_table::ProducerIdentity,
+        topic: &str,
+        partition: u32,
+        records: Vec<Vec<u8>>,
+    ) -> BrokerResponse {
+        if let Err(error) = self.log_mut(topic, partition) {
+            return BrokerResponse::Error(error);
+        }
+        let index =
+            match self
+                .transactions
+                .append(now, transactional_id, identity, records.len() as u64)
+            {
+                Ok(index) => index,
+                Err(error) => return BrokerResponse::Transaction(error),
+            };
+        let entries = records
+            .into_iter()
+            .map(|bytes| LogEntry {
+                bytes,
+                transaction: Some(index),
+                batch: None,
+                append: 0,
+            })
+            .collect();
+        self.append(topic, partition, entries)
+            .expect("checked above");
+        BrokerResponse::Ok
+    }
+
+    fn fetch(&self, topic: &str, partition: u32, offset: u64, max_records: u32) -> BrokerResponse {
+        let Some(log) = self
+            .partitions
+            .get(topic)
+            .and_then(|p| p.get(partition as usize))
+        else {
+            return BrokerResponse::Error(format!("no partition {topic}/{partition}"));
+        };
+        let start = (offset as usize).min(log.len());
+        let end = (start + max_records as usize).min(log.len());
+        BrokerResponse::Records {
+            records: log[start..end].iter().map(|e| e.bytes.clone()).collect(),
+            end_offset: log.len() as u64,
+        }
+    }
+}
+
+/// Whether a consumer at `isolation` sees `entry`, given every transaction's fate.
+pub fn visible(
+    entry: &LogEntry,
+    transactions: &[TransactionRecord],
+    isolation: IsolationLevel,
+) -> bool {
+    match (entry.transaction, isolation) {
+        (None, _) | (Some(_), IsolationLevel::ReadUncommitted) => true,
+        (Some(index), IsolationLevel::ReadCommitted) => matches!(
+            transactions[index].status,
+            TransactionStatus::Committed { .. }
+        ),
+    }
+}
+
 /// The broker's main: serves requests until the node is killed.
 pub async fn run_broker(storage: BrokerStorage) {
-    serve(|request| storage.handle(request), BrokerResponse::Error).await;
+    serve(
+        |request| storage.handle(sim_time::now(), request),
+        BrokerResponse::Error,
+    )
+    .await;
 }
 
 #[cfg(test)]
@@ -148,35 +342,47 @@ mod tests {
 
     #[test]
     fn a_newer_generation_fences_commits_of_older_ones() {
-        let storage = BrokerStorage::default();
+        let storage = BrokerStorage::new(TRANSACTION_MAX_TIMEOUT_DEFAULT);
         storage.create_topic("t", 1);
-        assert_eq!(storage.handle(commit(1, 10)), BrokerResponse::Ok);
+        assert_eq!(
+            storage.handle(Instant::ZERO, commit(1, 10)),
+            BrokerResponse::Ok
+        );
         let read = BrokerRequest::CommittedOffset {
             group: "g".into(),
             topic: "t".into(),
             partition: 0,
             generation: 2,
         };
-        assert_eq!(storage.handle(read), BrokerResponse::Offset(Some(10)));
-        assert!(
-            matches!(storage.handle(commit(1, 20)), BrokerResponse::Error(e) if e.contains("fenced"))
+        assert_eq!(
+            storage.handle(Instant::ZERO, read),
+            BrokerResponse::Offset(Some(10))
         );
-        assert_eq!(storage.handle(commit(2, 20)), BrokerResponse::Ok);
+        assert!(
+            matches!(storage.handle(Instant::ZERO, commit(1, 20)), BrokerResponse::Error(e) if e.contains("fenced"))
+        );
+        assert_eq!(
+            storage.handle(Instant::ZERO, commit(2, 20)),
+            BrokerResponse::Ok
+        );
     }
 
     #[test]
     fn fetch_reads_from_an_offset_and_reports_the_end() {
-        let storage = BrokerStorage::default();
+        let storage = BrokerStorage::new(TRANSACTION_MAX_TIMEOUT_DEFAULT);
         storage.create_topic("t", 2);
         storage
             .append("t", 1, vec![vec![1], vec![2], vec![3]])
             .unwrap();
-        let response = storage.handle(BrokerRequest::Fetch {
-            topic: "t".into(),
-            partition: 1,
-            offset: 1,
-            max_records: 1,
-        });
+        let response = storage.handle(
+            Instant::ZERO,
+            BrokerRequest::Fetch {
+                topic: "t".into(),
+                partition: 1,
+                offset: 1,
+                max_records: 1,
+            },
+        );
         assert_eq!(
             response,
             BrokerResponse::Records {
@@ -185,12 +391,15 @@ mod tests {
             }
         );
         assert!(matches!(
-            storage.handle(BrokerRequest::Fetch {
-                topic: "t".into(),
-                partition: 5,
-                offset: 0,
-                max_records: 1
-            }),
+            storage.handle(
+                Instant::ZERO,
+                BrokerRequest::Fetch {
+                    topic: "t".into(),
+                    partition: 5,
+                    offset: 0,
+                    max_records: 1
+                }
+            ),
             BrokerResponse::Error(_)
         ));
     }

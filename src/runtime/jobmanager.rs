@@ -3,14 +3,14 @@
 //! The protocol decisions are in the sans-IO coordinator and restart strategy; this is the
 //! driver that moves their inputs and outputs.
 
-use crate::checkpoint::barrier::Barrier;
+use crate::checkpoint::barrier::{Barrier, BarrierKind};
 use crate::checkpoint::coordinator::{
     CheckpointConfig, CheckpointCoordinator, CompletedCheckpoint, Output,
 };
 use crate::checkpoint::storage::{metadata_path, CheckpointStorage};
 use crate::codec::FileKind;
 use crate::graph::execution_graph::ExecutionGraph;
-use crate::ids::{AttemptNumber, SubtaskId, TaskManagerId};
+use crate::ids::{AttemptNumber, CheckpointId, SubtaskId, TaskManagerId};
 use crate::runtime::control_plane::ControlPlane;
 use crate::runtime::messages::{
     ControlMessage, Heartbeat, RestoreHandle, TaskDeployment, TaskStatus,
@@ -50,6 +50,9 @@ pub struct JobManagerSetup {
     pub services: Services,
     /// The run's observer.
     pub observer: Observer,
+    /// The sink commits on checkpoints: the job ends with a final checkpoint taken after
+    /// every source read all its input, and the sources end once it completed (FLIP-147).
+    pub final_checkpoint: bool,
 }
 
 struct TaskManagerInfo {
@@ -96,6 +99,10 @@ struct JobMaster {
     restart: RestartStrategy,
     inbox_sender: UnboundedSender<Input>,
     liveness_check_at: Instant,
+    // Sources of the current attempt that read all their input.
+    sources_at_end: BTreeSet<SubtaskId>,
+    // Checkpoints triggered after every source reached its end.
+    final_checkpoints: BTreeSet<CheckpointId>,
 }
 
 /// The job manager's main: runs the job to a terminal status.
@@ -124,6 +131,8 @@ pub async fn run_jobmanager(setup: JobManagerSetup) {
         placement: BTreeMap::new(),
         task_status: BTreeMap::new(),
         inbox_sender,
+        sources_at_end: BTreeSet::new(),
+        final_checkpoints: BTreeSet::new(),
     };
     master.run(&mut inbox).await;
 }
@@ -193,10 +202,15 @@ impl JobMaster {
     }
 
     async fn check_liveness(&mut self, now: Instant) {
+        let heartbeat = ControlMessage::JobManagerHeartbeat {
+            final_completed: self
+                .coordinator
+                .latest_completed()
+                .map(|c| c.checkpoint_id)
+                .filter(|id| self.final_checkpoints.contains(id)),
+        };
         for tm in self.taskmanagers.values() {
-            self.control
-                .send(tm.control_address, &ControlMessage::JobManagerHeartbeat)
-                .await;
+            self.control.send(tm.control_address, &heartbeat).await;
         }
         let timeout = self.setup.heartbeat_timeout;
         let lost: Vec<TaskManagerId> = self
@@ -250,6 +264,7 @@ impl JobMaster {
                 reason,
                 ..
             } if attempt == self.attempt => self.coordinator.on_decline(now, checkpoint_id, reason),
+            ControlMessage::EndOfData { attempt, subtask } => self.on_end_of_data(attempt, subtask),
             // Acks and declines of an earlier attempt are expected after a failover.
             ControlMessage::AcknowledgeCheckpoint { .. }
             | ControlMessage::DeclineCheckpoint { .. } => {}
@@ -258,6 +273,23 @@ impl JobMaster {
                 .observer
                 .trace(NODE, format!("ignored unexpected {other:?}")),
         }
+    }
+
+    fn on_end_of_data(&mut self, attempt: AttemptNumber, subtask: SubtaskId) {
+        if attempt != self.attempt || !self.sources_at_end.insert(subtask) {
+            return;
+        }
+        if self.sources_at_end.len() == self.setup.graph.source_subtasks().len() {
+            self.setup.observer.trace(
+                NODE,
+                "every source read all its input: the next checkpoint is the final one",
+            );
+        }
+    }
+
+    fn all_sources_at_end(&self) -> bool {
+        self.setup.final_checkpoint
+            && self.sources_at_end.len() == self.setup.graph.source_subtasks().len()
     }
 
     async fn on_heartbeat(&mut self, now: Instant, heartbeat: Heartbeat) {
@@ -482,6 +514,8 @@ impl JobMaster {
         }
         self.placement.clear();
         self.task_status.clear();
+        self.sources_at_end.clear();
+        self.final_checkpoints.clear();
         match self.restart.on_failure(now) {
             RestartDecision::RestartAt(at) => {
                 self.setup.observer.on_restart();
@@ -507,13 +541,22 @@ impl JobMaster {
                     checkpoint_id,
                     timestamp,
                 } => {
-                    self.setup
-                        .observer
-                        .trace(NODE, format!("checkpoint {checkpoint_id} triggered"));
+                    // The final checkpoint aligns, like a savepoint: no barrier overtakes the
+                    // last records, so the sinks' last transactions hold them all.
+                    let (kind, final_note) = if self.all_sources_at_end() {
+                        self.final_checkpoints.insert(checkpoint_id);
+                        (BarrierKind::Aligned, " (final)")
+                    } else {
+                        (self.setup.checkpoint.barrier_kind(), "")
+                    };
+                    self.setup.observer.trace(
+                        NODE,
+                        format!("checkpoint {checkpoint_id} triggered{final_note}"),
+                    );
                     let barrier = Barrier {
                         checkpoint_id,
                         timestamp,
-                        kind: self.setup.checkpoint.barrier_kind(),
+                        kind,
                     };
                     for subtask in self.setup.graph.source_subtasks() {
                         let message = ControlMessage::TriggerCheckpoint {
@@ -544,6 +587,15 @@ impl JobMaster {
                         checkpoint_id,
                     })
                     .await;
+                    if self.final_checkpoints.contains(&checkpoint_id) {
+                        for subtask in self.setup.graph.source_subtasks() {
+                            let message = ControlMessage::FinishSource {
+                                attempt: self.attempt,
+                                subtask,
+                            };
+                            self.send_to_task(subtask, &message).await;
+                        }
+                    }
                 }
                 Output::Aborted {
                     checkpoint_id,

@@ -3,7 +3,9 @@
 
 use crate::checkpoint::barrier::Barrier;
 use crate::checkpoint::coordinator::{DeclineReason, TaskAck};
+use crate::connectors::transaction_table::{InitResult, ProducerIdentity, TransactionError};
 use crate::ids::{AttemptNumber, ChannelIndex, CheckpointId, SubtaskId, TaskManagerId};
+use crate::time::Duration;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
@@ -63,8 +65,27 @@ pub enum ControlMessage {
     /// Liveness, the slots offered, and the status of the tasks it runs.
     Heartbeat(Heartbeat),
     /// The job manager is alive (Flink's job-manager-to-task-manager heartbeat). A task
-    /// manager that hears none for `heartbeat.timeout` cancels its tasks.
-    JobManagerHeartbeat,
+    /// manager that hears none for `heartbeat.timeout` cancels its tasks. Once the final
+    /// checkpoint completed, it repeats its notice: no later checkpoint's notice would reach
+    /// a committing sink whose notice was lost (FLIP-147 keeps checkpointing instead).
+    JobManagerHeartbeat {
+        /// The final checkpoint, once completed.
+        final_completed: Option<CheckpointId>,
+    },
+    /// A source read all its input and waits for the final checkpoint.
+    EndOfData {
+        /// The task's attempt.
+        attempt: AttemptNumber,
+        /// The source subtask.
+        subtask: SubtaskId,
+    },
+    /// The final checkpoint completed: the source ends its input.
+    FinishSource {
+        /// The attempt addressed.
+        attempt: AttemptNumber,
+        /// The source subtask.
+        subtask: SubtaskId,
+    },
     /// Run these tasks of `attempt`; cancel every task of an older attempt.
     Deploy {
         /// The job attempt.
@@ -195,6 +216,37 @@ pub enum BrokerRequest {
         partition: u32,
         /// Serialized records.
         records: Vec<Vec<u8>>,
+        /// A header carried by every record (the write-ahead sink names its batch).
+        batch: Option<String>,
+    },
+    /// Initialize a transactional id (Kafka's `InitProducerId`).
+    InitProducer {
+        /// The transactional id.
+        transactional_id: String,
+        /// The producer's `transaction.timeout.ms`.
+        timeout: Duration,
+    },
+    /// Append records inside the producer's transaction (the first append begins it).
+    AppendTransactional {
+        /// The transactional id.
+        transactional_id: String,
+        /// The producer.
+        identity: ProducerIdentity,
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: u32,
+        /// Serialized records.
+        records: Vec<Vec<u8>>,
+    },
+    /// Commit or abort the producer's transaction (Kafka's `EndTxn`).
+    EndTransaction {
+        /// The transactional id.
+        transactional_id: String,
+        /// The producer.
+        identity: ProducerIdentity,
+        /// Commit (`true`) or abort.
+        commit: bool,
     },
     /// Commit a consumer group's offset (auto-commit when checkpointing is off).
     CommitOffset {
@@ -244,6 +296,10 @@ pub enum BrokerResponse {
     Offset(Option<u64>),
     /// A partition count.
     Partitions(u32),
+    /// A transactional id was initialized.
+    Initialized(InitResult),
+    /// The transaction coordinator refused.
+    Transaction(TransactionError),
     /// The request named something that does not exist.
     Error(String),
 }

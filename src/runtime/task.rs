@@ -10,6 +10,7 @@ use crate::checkpoint::checkpointed_input_gate::Polled;
 use crate::checkpoint::coordinator::{CheckpointingMode, DeclineReason, TaskAck};
 use crate::checkpoint::storage::{task_state_path, CheckpointStorage};
 use crate::codec::FileKind;
+use crate::connectors::sink_config::SinkConfig;
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::ids::{AttemptNumber, ChannelIndex, CheckpointId, SubtaskId};
 use crate::limits::{
@@ -26,12 +27,13 @@ use crate::runtime::operator_chain::OperatorChain;
 use crate::runtime::record_writer::{OutputChannelState, RecordWriter};
 use crate::runtime::rpc::Rpc;
 use crate::runtime::sim_time;
+use crate::runtime::sink_writer::{SinkIo, SinkWriter};
 use crate::runtime::source_reader::SourceReader;
 use crate::sim::observer::Observer;
 use crate::state::channel_state::{ChannelStateSnapshot, RecordBuffer};
 use crate::state::key_group::key_group_range;
 use crate::state::snapshot::{
-    KeyedStateSnapshot, OperatorSnapshot, SourceOffsets, TaskStateSnapshot,
+    KeyedStateSnapshot, OperatorSnapshot, SinkStateSnapshot, SourceOffsets, TaskStateSnapshot,
 };
 use crate::time::{Duration, Instant};
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender};
@@ -51,6 +53,8 @@ pub struct Services {
     pub broker: SocketAddr,
     /// The blobstore's endpoint.
     pub blobstore: SocketAddr,
+    /// The key-value store's endpoint.
+    pub kv: SocketAddr,
 }
 
 /// Runtime options every task uses.
@@ -66,6 +70,8 @@ pub struct TaskConfig {
     pub offset_commit: OffsetCommit,
     /// Wait for an RPC answer.
     pub rpc_timeout: Duration,
+    /// The job's sink.
+    pub sink: SinkConfig,
 }
 
 /// Where a source keeps its read position.
@@ -119,6 +125,8 @@ pub enum TaskInput {
     Trigger(Barrier),
     /// A checkpoint completed.
     CheckpointComplete(CheckpointId),
+    /// The final checkpoint completed: a source waiting at the end of its input ends it.
+    FinishSource,
     /// The asynchronous part of a snapshot ended.
     UploadDone {
         /// The checkpoint.
@@ -176,6 +184,10 @@ struct Task {
     pending: BTreeMap<CheckpointId, PendingSnapshot>,
     // The buffer being read, a record at a time.
     partial: Option<PartialBuffer>,
+    // The sink, when this task's chain ends in it.
+    sink: Option<(SinkWriter, SinkIo)>,
+    // A source at the end of its input, waiting for the final checkpoint to complete.
+    awaiting_final_checkpoint: bool,
 }
 
 /// A buffer the task reads a record at a time, so its mailbox (and a priority barrier in it)
@@ -289,6 +301,7 @@ impl Task {
             keyed,
             offsets,
             channel_state,
+            sink: sink_state,
         } = restored;
         chain.restore_keyed(&keyed)?;
         let source = match vertex.input_pattern {
@@ -321,6 +334,10 @@ impl Task {
         if let Some(state) = channel_state {
             restore_channel_state(&context, state, gate.as_mut(), &mut writer)?;
         }
+        let mut sink = open_sink(&context, &mut chain);
+        if let Some((writer, io)) = sink.as_mut() {
+            writer.recover(io, sink_state).await?;
+        }
         let commit_due_at = match context.config.offset_commit {
             OffsetCommit::Periodic(interval) => sim_time::now().add(interval),
             OffsetCommit::InCheckpoints | OffsetCommit::OnRead => Instant(u64::MAX),
@@ -347,6 +364,8 @@ impl Task {
             records_in: 0,
             pending: BTreeMap::new(),
             partial: None,
+            sink,
+            awaiting_final_checkpoint: false,
         })
     }
 
@@ -454,7 +473,7 @@ impl Task {
     }
 
     fn source_due_at(&self) -> Option<Instant> {
-        if self.writer.is_backpressured() {
+        if self.writer.is_backpressured() || self.awaiting_final_checkpoint {
             return None; // Credit arriving in the mailbox wakes the task.
         }
         self.source.as_ref().and_then(SourceReader::next_due_at)
@@ -463,6 +482,9 @@ impl Task {
     /// Does a bounded amount of work; returns whether there was any.
     async fn step(&mut self) -> Result<bool, String> {
         if self.writer.is_backpressured() {
+            return Ok(false);
+        }
+        if self.awaiting_final_checkpoint {
             return Ok(false);
         }
         if self.source.is_some() {
@@ -496,7 +518,11 @@ impl Task {
             emitted += 1;
         }
         if self.source.as_ref().expect("source task").is_done() {
-            self.end_of_input().await?;
+            if self.context.config.sink.kind.commits_on_checkpoints() {
+                self.await_final_checkpoint().await;
+            } else {
+                self.end_of_input().await?;
+            }
             return Ok(true);
         }
         Ok(emitted > 0)
@@ -643,7 +669,9 @@ impl Task {
         barrier: Barrier,
         alignment_duration: Duration,
     ) -> Result<(), String> {
-        // The plain sink writes what it holds before the checkpoint, which makes it at-least-once.
+        // Everything before the barrier goes to the sink first: the plain sink writes it (which
+        // makes it at-least-once), a committing sink puts it in the checkpoint's transaction
+        // or batch.
         self.write_sink().await?;
         let mut operators: BTreeMap<String, OperatorSnapshot> = self
             .chain
@@ -651,6 +679,12 @@ impl Task {
             .into_iter()
             .map(|(uid, s)| (uid, OperatorSnapshot::Keyed(s)))
             .collect();
+        if let Some((writer, io)) = self.sink.as_mut() {
+            if let Some(state) = writer.pre_commit(io, barrier.checkpoint_id) {
+                let uid = self.chain.uids().last().expect("a chain").clone();
+                operators.insert(uid, OperatorSnapshot::Sink(state));
+            }
+        }
         if let Some(source) = &self.source {
             let uid = self.chain.uids()[0].clone();
             operators.insert(uid, OperatorSnapshot::Source(source.offsets()));
@@ -782,7 +816,17 @@ impl Task {
                 }
             }
             TaskInput::Trigger(barrier) => self.on_trigger(barrier).await?,
-            TaskInput::CheckpointComplete(_) => {}
+            TaskInput::CheckpointComplete(checkpoint_id) => {
+                if let Some((writer, io)) = self.sink.as_mut() {
+                    writer.on_checkpoint_complete(io, checkpoint_id).await?;
+                }
+            }
+            TaskInput::FinishSource => {
+                if self.awaiting_final_checkpoint {
+                    self.awaiting_final_checkpoint = false;
+                    self.end_of_input().await?;
+                }
+            }
             TaskInput::UploadDone {
                 checkpoint_id,
                 result,
@@ -863,10 +907,44 @@ impl Task {
         Ok(())
     }
 
-    /// After end of input: waits until every buffer is sent, then reports the final state.
+    /// A source read all its input and a committing sink needs a checkpoint after the last
+    /// record: the source stays up, answering triggers, until the job manager says the final
+    /// checkpoint completed (FLIP-147's final checkpoint).
+    async fn await_final_checkpoint(&mut self) {
+        self.awaiting_final_checkpoint = true;
+        self.context.observer.trace(
+            &self.context.node_name,
+            format!(
+                "{} reached the end of its input; waits for the final checkpoint",
+                self.context.subtask
+            ),
+        );
+        let message = ControlMessage::EndOfData {
+            attempt: self.context.attempt,
+            subtask: self.context.subtask,
+        };
+        self.context
+            .control
+            .send(self.context.services.jobmanager, &message)
+            .await;
+    }
+
+    /// After end of input: waits until every buffer is sent and every pre-committed
+    /// transaction or batch is committed, then reports the final state.
     async fn finish(&mut self, inbox: &mut UnboundedReceiver<TaskInput>) -> Result<(), String> {
+        if let Some((writer, _)) = &self.sink {
+            let uncovered = writer.uncovered_records();
+            if uncovered > 0 {
+                return Err(format!(
+                    "{}: {uncovered} records reached the sink after the final checkpoint",
+                    self.context.subtask
+                ));
+            }
+        }
         self.send_ready().await?;
-        while !self.writer.is_drained() {
+        while !self.writer.is_drained()
+            || self.sink.as_ref().is_some_and(|(w, _)| w.awaits_commit())
+        {
             match inbox.next().await {
                 Some(input) => self.on_input(input).await?,
                 None => return Err("the task manager dropped the task".to_string()),
@@ -889,43 +967,23 @@ impl Task {
         Ok(())
     }
 
-    /// Appends the sink's pending records to the broker.
+    /// Hands the sink operator's collected records to the sink.
     async fn write_sink(&mut self) -> Result<(), String> {
-        let partition = self.context.subtask.subtask_index;
-        let Some(sink) = self.chain.sink() else {
+        let Some(buffer) = self.chain.sink() else {
             return Ok(());
         };
-        if sink.pending.is_empty() {
+        if buffer.pending.is_empty() {
             return Ok(());
         }
-        let records = std::mem::take(&mut sink.pending);
+        let records = std::mem::take(&mut buffer.pending);
         let count = records.len() as u64;
-        let request = BrokerRequest::Append {
-            topic: sink.topic.clone(),
-            partition,
-            records,
-        };
-        // Not retried: a retry after a lost reply would write twice on its own.
-        match self
-            .context
-            .rpc
-            .call(
-                self.context.services.broker,
-                &request,
-                self.context.config.rpc_timeout,
-                false,
-            )
-            .await?
-        {
-            BrokerResponse::Ok => {
-                self.chain.sink().expect("sink").records_written += count;
-                Ok(())
-            }
-            other => Err(format!(
-                "{}: broker refused append: {other:?}",
-                self.context.subtask
-            )),
-        }
+        let (writer, io) = self
+            .sink
+            .as_mut()
+            .expect("a chain with a sink has a sink writer");
+        writer.write(io, records).await?;
+        self.chain.sink().expect("sink").records_written += count;
+        Ok(())
     }
 
     /// With checkpointing off, the source commits its offsets to the broker periodically
@@ -1036,12 +1094,34 @@ async fn open_source(
 }
 
 /// What a task restores: keyed state by operator (every subtask's, to redistribute by key
-/// group), the sources' offsets, and this subtask's own channel state.
+/// group), the sources' offsets, and this subtask's own channel state and sink state.
 #[derive(Default)]
 struct RestoredState {
     keyed: BTreeMap<String, Vec<KeyedStateSnapshot>>,
     offsets: Option<SourceOffsets>,
     channel_state: Option<ChannelStateSnapshot>,
+    sink: Option<SinkStateSnapshot>,
+}
+
+/// The sink writer of a task whose chain ends in the sink.
+fn open_sink(context: &TaskContext, chain: &mut OperatorChain) -> Option<(SinkWriter, SinkIo)> {
+    let uid = chain.uids().last().expect("a chain").clone();
+    let topic = chain.sink()?.topic.clone();
+    let index = context.subtask.subtask_index;
+    let io = SinkIo {
+        rpc: context.rpc.clone(),
+        broker: context.services.broker,
+        kv: context.services.kv,
+        timeout: context.config.rpc_timeout,
+        subtask: context.subtask,
+        label: format!("{uid}#{index}"),
+        prefix: format!("{}-{uid}-{index}", context.graph.job.name),
+        topic,
+        partition: index,
+        observer: context.observer.clone(),
+        node_name: context.node_name.clone(),
+    };
+    Some((SinkWriter::new(&context.config.sink), io))
 }
 
 /// Reads the state files of this task's vertex and sorts them by operator.
@@ -1061,6 +1141,13 @@ async fn restore_state(context: &TaskContext, paths: &[String]) -> Result<Restor
                     .get_or_insert_with(SourceOffsets::default)
                     .next_offsets
                     .extend(source.next_offsets),
+                // A sink's pre-committed work belongs to the subtask that pre-committed it.
+                OperatorSnapshot::Sink(sink)
+                    if sink.subtask_index == context.subtask.subtask_index =>
+                {
+                    restored.sink = Some(sink)
+                }
+                OperatorSnapshot::Sink(_) => {}
             }
         }
         if let Some(channel_state) = snapshot.channel_state {

@@ -3,14 +3,14 @@
 //! it; a restart comes back as a new instance with no tasks.
 
 use crate::graph::execution_graph::ExecutionGraph;
-use crate::ids::{AttemptNumber, ChannelIndex, SubtaskId, TaskManagerId};
+use crate::ids::{AttemptNumber, ChannelIndex, CheckpointId, SubtaskId, TaskManagerId};
 use crate::runtime::control_plane::{ControlPlane, CONTROL_PORT};
 use crate::runtime::frame_io::read_frame;
 use crate::runtime::messages::{ControlMessage, DataFrame, Heartbeat, TaskDeployment, TaskStatus};
 use crate::runtime::rpc::{Rpc, DATA_PORT};
 use crate::runtime::sim_time;
 use crate::runtime::task::{run_task, Services, TaskConfig, TaskContext, TaskInput};
-use crate::sim::observer::Observer;
+use crate::sim::observer::{NoticeFate, Observer};
 use crate::time::{Duration, Instant};
 use futures::channel::mpsc::{unbounded, UnboundedSender};
 use futures::StreamExt;
@@ -197,22 +197,56 @@ fn on_control(
         ControlMessage::NotifyCheckpointComplete {
             attempt,
             checkpoint_id,
-        } => {
-            let state = lock(shared);
-            for task in state.tasks.values().filter(|t| t.attempt == attempt) {
-                let _ = task
-                    .inbox
-                    .unbounded_send(TaskInput::CheckpointComplete(checkpoint_id));
-            }
-        }
+        } => deliver_notice(setup, shared, Some(attempt), checkpoint_id),
         ControlMessage::NotifyCheckpointAborted { .. } => {}
-        ControlMessage::JobManagerHeartbeat => {
-            lock(shared).jobmanager_heard_at = Some(sim_time::now())
+        ControlMessage::FinishSource { attempt, subtask } => {
+            deliver(shared, attempt, subtask, TaskInput::FinishSource)
+        }
+        ControlMessage::JobManagerHeartbeat { final_completed } => {
+            lock(shared).jobmanager_heard_at = Some(sim_time::now());
+            if let Some(checkpoint_id) = final_completed {
+                deliver_notice(setup, shared, None, checkpoint_id);
+            }
         }
         other => setup.observer.trace(
             &setup.taskmanager.to_string(),
             format!("ignored unexpected {other:?}"),
         ),
+    }
+}
+
+/// Hands a checkpoint-completion notice to the tasks of `attempt` (every task for the
+/// heartbeat's repeat, `attempt` = `None`), unless an injected fault loses or delays it.
+fn deliver_notice(
+    setup: &TaskManagerSetup,
+    shared: &Shared,
+    attempt: Option<AttemptNumber>,
+    checkpoint_id: CheckpointId,
+) {
+    let state = lock(shared);
+    let now = sim_time::now();
+    let addressed = state
+        .tasks
+        .iter()
+        .filter(|(_, task)| attempt.is_none_or(|a| task.attempt == a));
+    for (subtask, task) in addressed {
+        let input = TaskInput::CheckpointComplete(checkpoint_id);
+        match setup.observer.notice_fate(*subtask, now, attempt.is_none()) {
+            NoticeFate::Deliver => {
+                let _ = task.inbox.unbounded_send(input);
+            }
+            NoticeFate::Lost => setup.observer.trace(
+                &setup.taskmanager.to_string(),
+                format!("completion notice of checkpoint {checkpoint_id} to {subtask} lost"),
+            ),
+            NoticeFate::Delayed(delay) => {
+                let inbox = task.inbox.clone();
+                madsim::task::spawn(async move {
+                    sim_time::sleep(delay).await;
+                    let _ = inbox.unbounded_send(input);
+                });
+            }
+        }
     }
 }
 

@@ -3,6 +3,8 @@
 use super::{Expectation, Scenario, ScenarioError};
 use crate::api::jobs;
 use crate::checkpoint::coordinator::{CheckpointConfig, CheckpointingMode};
+use crate::connectors::broker::IsolationLevel;
+use crate::connectors::sink_config::{SinkConfig, SinkKind};
 use crate::limits::{FAULTS_MAX, PARALLELISM_MAX, TASKMANAGERS_MAX, WORKLOAD_RECORDS_MAX};
 use crate::runtime::restart::RestartStrategyConfig;
 use crate::sim::faults::{Fault, FaultAction, FaultPlan, FaultTrigger, SubtaskRef};
@@ -49,7 +51,32 @@ struct ScenarioFile {
     #[serde(default)]
     simulation: SimulationSection,
     #[serde(default)]
+    sink: SinkSection,
+    #[serde(default)]
+    broker: BrokerSection,
+    #[serde(default)]
+    reader: ReaderSection,
+    #[serde(default)]
     faults: Vec<Spanned<FaultEntry>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct SinkSection {
+    kind: Option<Spanned<String>>,
+    transaction_timeout: Option<TomlDuration>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct BrokerSection {
+    transaction_max_timeout: Option<TomlDuration>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ReaderSection {
+    isolation_level: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -143,6 +170,8 @@ struct FaultEntry {
     at: Option<TomlDuration>,
     after_checkpoint: Option<u64>,
     on_record: Option<OnRecordEntry>,
+    before_commit: Option<BeforeCommitEntry>,
+    delay: Option<TomlDuration>,
     taskmanager: Option<u32>,
     restart_after: Option<TomlDuration>,
     from: Option<String>,
@@ -159,6 +188,13 @@ struct FaultEntry {
 struct OnRecordEntry {
     subtask: String,
     count: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct BeforeCommitEntry {
+    subtask: String,
+    checkpoint: u64,
 }
 
 /// Flink's defaults where the file is silent.
@@ -252,6 +288,7 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
     }
     let workload = workload(&context, &raw.workload)?;
     let checkpoint = checkpoint_config(&context, &raw.execution.checkpointing)?;
+    let sink = sink_config(&context, &raw, &checkpoint)?;
     let restart = restart_strategy(
         &context,
         raw.restart_strategy.as_ref(),
@@ -282,6 +319,7 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
         taskmanagers: raw.cluster.taskmanagers,
         slots_per_taskmanager: raw.cluster.number_of_task_slots,
         checkpoint,
+        sink,
         restart,
         heartbeat_interval: raw
             .heartbeat
@@ -321,6 +359,50 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
         scenario.faults.faults.push(fault);
     }
     Ok(scenario)
+}
+
+fn sink_config(
+    context: &Context<'_>,
+    raw: &ScenarioFile,
+    checkpoint: &CheckpointConfig,
+) -> Result<SinkConfig, ScenarioError> {
+    let mut config = SinkConfig::default();
+    if let Some(kind) = &raw.sink.kind {
+        config.kind = SinkKind::parse(kind.get_ref()).map_or_else(
+            || context.error_at(kind.span(), format!("sink.kind: `{}` is not a sink (plain, two-phase-commit, write-ahead-log, idempotent)", kind.get_ref())),
+            Ok,
+        )?;
+        let exactly_once =
+            checkpoint.interval.is_some() && checkpoint.mode == CheckpointingMode::ExactlyOnce;
+        if config.kind != SinkKind::Plain && !exactly_once {
+            return context.error_at(kind.span(), format!("sink.kind: a {} sink needs exactly-once checkpointing (`[execution.checkpointing] interval`, mode EXACTLY_ONCE)", config.kind.name()));
+        }
+    }
+    if let Some(timeout) = raw.sink.transaction_timeout {
+        config.transaction_timeout = timeout.0;
+    }
+    if let Some(timeout) = raw.broker.transaction_max_timeout {
+        config.broker_transaction_max_timeout = timeout.0;
+    }
+    for (field, value) in [
+        ("sink.transaction-timeout", config.transaction_timeout),
+        (
+            "broker.transaction-max-timeout",
+            config.broker_transaction_max_timeout,
+        ),
+    ] {
+        if value == Duration::ZERO {
+            return context.error(format!("{field}: must be longer than 0"));
+        }
+    }
+    if let Some(level) = &raw.reader.isolation_level {
+        config.isolation = match level.get_ref().as_str() {
+            "read_committed" => IsolationLevel::ReadCommitted,
+            "read_uncommitted" => IsolationLevel::ReadUncommitted,
+            other => return context.error_at(level.span(), format!("reader.isolation-level: `{other}` is neither read_committed nor read_uncommitted")),
+        };
+    }
+    Ok(config)
 }
 
 fn workload(context: &Context<'_>, raw: &WorkloadSection) -> Result<Workload, ScenarioError> {
@@ -432,10 +514,24 @@ fn fault(
     let raw = entry.get_ref();
     let fail =
         |message: String| context.error_at::<Fault>(span.clone(), format!("faults: {message}"));
-    let trigger = match (raw.at, raw.after_checkpoint, &raw.on_record) {
-        (Some(at), None, None) => FaultTrigger::At(Instant(at.0 .0)),
-        (None, Some(n), None) => FaultTrigger::AfterCheckpoint(n),
-        (None, None, Some(on_record)) => {
+    let trigger = match (
+        raw.at,
+        raw.after_checkpoint,
+        &raw.on_record,
+        &raw.before_commit,
+    ) {
+        (Some(at), None, None, None) => FaultTrigger::At(Instant(at.0 .0)),
+        (None, Some(n), None, None) => FaultTrigger::AfterCheckpoint(n),
+        (None, None, None, Some(before)) => {
+            let subtask =
+                SubtaskRef::parse(&before.subtask).and_then(|s| s.resolve(graph).map(|id| (s, id)));
+            match subtask {
+                Ok((subtask, id)) if graph.vertex(id.vertex_id).operator_range.end == graph.job.operators.len() && scenario.sink.kind.commits_on_checkpoints() => FaultTrigger::BeforeCommit { subtask, checkpoint: before.checkpoint },
+                Ok(_) => return fail("before-commit: the subtask must run a two-phase-commit or write-ahead-log sink".to_string()),
+                Err(message) => return fail(format!("before-commit.subtask: {message}")),
+            }
+        }
+        (None, None, Some(on_record), None) => {
             let subtask =
                 SubtaskRef::parse(&on_record.subtask).and_then(|s| s.resolve(graph).map(|_| s));
             match subtask {
@@ -447,7 +543,12 @@ fn fault(
                 Err(message) => return fail(format!("on-record.subtask: {message}")),
             }
         }
-        _ => return fail("give exactly one of `at`, `after-checkpoint`, `on-record`".to_string()),
+        _ => {
+            return fail(
+                "give exactly one of `at`, `after-checkpoint`, `on-record`, `before-commit`"
+                    .to_string(),
+            )
+        }
     };
     let action = match raw.kind.as_str() {
         "kill-taskmanager" => match raw.taskmanager {
@@ -457,14 +558,14 @@ fn fault(
         },
         "clog-link" => match (&raw.from, &raw.to, raw.duration) {
             (Some(from), Some(to), Some(duration)) => {
-                check_link(from, to, scenario.taskmanagers).or_else(|message| fail(message).map(|_| ()))?;
+                check_link(from, to, scenario).or_else(|message| fail(message).map(|_| ()))?;
                 FaultAction::ClogLink { from: from.clone(), to: to.clone(), duration: duration.0 }
             }
             _ => return fail("clog-link needs `from`, `to` and `duration`".to_string()),
         },
         "slow-link" => match (&raw.from, &raw.to, raw.latency) {
             (Some(from), Some(to), Some(latency)) => {
-                check_link(from, to, scenario.taskmanagers).or_else(|message| fail(message).map(|_| ()))?;
+                check_link(from, to, scenario).or_else(|message| fail(message).map(|_| ()))?;
                 FaultAction::SlowLink { from: from.clone(), to: to.clone(), latency: latency.0, duration: raw.duration.map(|d| d.0) }
             }
             _ => return fail("slow-link needs `from`, `to` and `latency`".to_string()),
@@ -479,31 +580,47 @@ fn fault(
             Some(Err(message)) => return fail(format!("subtask: {message}")),
             None => return fail("fail-task needs `subtask`".to_string()),
         },
-        other => return fail(format!("kind: `{other}` is not a fault (kill-taskmanager, clog-link, slow-link, slow-operator, fail-task)")),
+        "lose-notice" => match raw.subtask.as_deref().map(|s| SubtaskRef::parse(s).and_then(|r| r.resolve(graph).map(|_| r))) {
+            Some(Ok(subtask)) if scenario.checkpointing() => FaultAction::LoseNotice { subtask },
+            Some(Ok(_)) => return fail("lose-notice needs checkpointing".to_string()),
+            Some(Err(message)) => return fail(format!("subtask: {message}")),
+            None => return fail("lose-notice needs `subtask`".to_string()),
+        },
+        "delay-notices" => match raw.delay {
+            Some(delay) if delay.0 > Duration::ZERO => FaultAction::DelayNotices { delay: delay.0, duration: raw.duration.map(|d| d.0) },
+            _ => return fail("delay-notices needs `delay` longer than 0".to_string()),
+        },
+        "restart-broker" => FaultAction::RestartBroker { restart_after: raw.restart_after.map_or(Duration::from_secs(1), |d| d.0) },
+        other => return fail(format!("kind: `{other}` is not a fault (kill-taskmanager, clog-link, slow-link, slow-operator, fail-task, lose-notice, delay-notices, restart-broker)")),
     };
     Ok(Fault { action, trigger })
 }
 
 /// A link joins two distinct, known nodes.
-fn check_link(from: &str, to: &str, taskmanagers: u32) -> Result<(), String> {
+fn check_link(from: &str, to: &str, scenario: &Scenario) -> Result<(), String> {
+    let taskmanagers = scenario.taskmanagers;
+    let kv = scenario.sink.kind.uses_kv_store();
     if from == to {
         return Err(format!(
             "a link joins two nodes, `from` and `to` are both `{from}`"
         ));
     }
     for node in [from, to] {
-        if !node_exists(node, taskmanagers) {
+        if !node_exists(node, taskmanagers, kv) {
+            let kv = if kv { "kv, " } else { "" };
             return Err(format!(
-                "no node `{node}` (jobmanager, broker, blobstore, taskmanager-1..={taskmanagers})"
+                "no node `{node}` (jobmanager, broker, blobstore, {kv}taskmanager-1..={taskmanagers})"
             ));
         }
     }
     Ok(())
 }
 
-fn node_exists(name: &str, taskmanagers: u32) -> bool {
+/// The cluster's nodes; `kv` runs only for a sink that writes to it.
+fn node_exists(name: &str, taskmanagers: u32, kv: bool) -> bool {
     match name {
         "jobmanager" | "broker" | "blobstore" => true,
+        "kv" => kv,
         _ => name
             .strip_prefix("taskmanager-")
             .and_then(|n| n.parse::<u32>().ok())
@@ -590,6 +707,15 @@ pub fn render_toml(scenario: &Scenario) -> String {
         "[heartbeat]\ninterval = \"{}\"\ntimeout = \"{}\"\n",
         scenario.heartbeat_interval, scenario.heartbeat_timeout
     );
+    let sink = &scenario.sink;
+    let _ = writeln!(
+        text,
+        "[sink]\nkind = \"{}\"\ntransaction-timeout = \"{}\"\n\n[broker]\ntransaction-max-timeout = \"{}\"\n\n[reader]\nisolation-level = \"{}\"\n",
+        sink.kind.name(),
+        sink.transaction_timeout,
+        sink.broker_transaction_max_timeout,
+        sink.isolation.name()
+    );
     let _ = writeln!(text, "[simulation]\ndeadline = \"{}\"", scenario.deadline);
     for fault in &scenario.faults.faults {
         let _ = writeln!(text, "\n[[faults]]");
@@ -648,6 +774,21 @@ fn render_fault(text: &mut String, fault: &Fault) {
         FaultAction::FailTask { subtask } => {
             let _ = writeln!(text, "kind = \"fail-task\"\nsubtask = \"{subtask}\"");
         }
+        FaultAction::LoseNotice { subtask } => {
+            let _ = writeln!(text, "kind = \"lose-notice\"\nsubtask = \"{subtask}\"");
+        }
+        FaultAction::DelayNotices { delay, duration } => {
+            let _ = writeln!(text, "kind = \"delay-notices\"\ndelay = \"{delay}\"");
+            if let Some(duration) = duration {
+                let _ = writeln!(text, "duration = \"{duration}\"");
+            }
+        }
+        FaultAction::RestartBroker { restart_after } => {
+            let _ = writeln!(
+                text,
+                "kind = \"restart-broker\"\nrestart-after = \"{restart_after}\""
+            );
+        }
     }
     match &fault.trigger {
         FaultTrigger::At(at) => {
@@ -660,6 +801,15 @@ fn render_fault(text: &mut String, fault: &Fault) {
             let _ = writeln!(
                 text,
                 "on-record = {{ subtask = \"{subtask}\", count = {count} }}"
+            );
+        }
+        FaultTrigger::BeforeCommit {
+            subtask,
+            checkpoint,
+        } => {
+            let _ = writeln!(
+                text,
+                "before-commit = {{ subtask = \"{subtask}\", checkpoint = {checkpoint} }}"
             );
         }
     }

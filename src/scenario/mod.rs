@@ -52,6 +52,8 @@ pub struct Scenario {
     pub slots_per_taskmanager: u32,
     /// `execution.checkpointing.*`.
     pub checkpoint: CheckpointConfig,
+    /// The sink, the broker's transaction limit and the output reader.
+    pub sink: crate::connectors::sink_config::SinkConfig,
     /// `restart-strategy.*`.
     pub restart: RestartStrategyConfig,
     /// `heartbeat.interval`.

@@ -5,14 +5,21 @@
 use crate::api::job::Job;
 use crate::api::value::Value;
 use crate::checkpoint::coordinator::CheckpointingMode;
+use crate::connectors::broker::IsolationLevel;
+use crate::connectors::sink_config::{SinkConfig, SinkKind};
+use crate::connectors::transaction_table::{AbortReason, ProducerIdentity, TransactionStatus};
 use crate::runtime::operator_chain::OperatorChain;
+use crate::runtime::sink_writer::upsert_key;
 use crate::sim::cluster::RunResult;
 use crate::sim::logical_cut::logical_keyed_state;
 use crate::sim::observer::JobOutcome;
 use crate::sim::oracle::{evaluate, IncrementalReference, ReferenceResult};
+use crate::sim::sink_output::{
+    deduplicate_batches, first_per_key_difference, jump_backs, BatchCopies, SinkOutput,
+};
 use crate::state::key_group::KeyGroupRange;
-use crate::state::snapshot::{LogicalKeyedState, OperatorSnapshot, StateEntry};
-use std::collections::BTreeMap;
+use crate::state::snapshot::{LogicalKeyedState, OperatorSnapshot, PendingContent, StateEntry};
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 
 /// One check's result.
@@ -100,6 +107,7 @@ impl Guarantee {
 /// rules of `guarantee`.
 pub fn check_run(
     guarantee: Guarantee,
+    sink: &SinkConfig,
     job: &Job,
     input: &[Vec<Value>],
     faulty: &RunResult,
@@ -111,7 +119,7 @@ pub fn check_run(
         check("job finished", job_finished(faulty)),
         check(
             "oracle run agrees with the reference",
-            oracle_agrees(oracle, &reference, &describer),
+            oracle_agrees(sink, oracle, &reference, &describer),
         ),
     ];
     let mut notes = Vec::new();
@@ -129,10 +137,7 @@ pub fn check_run(
                 "every completed checkpoint is a consistent cut",
                 consistent_cuts(job, input, faulty, &describer),
             ));
-            check(
-                "sink saw every oracle record",
-                sink_covers(&reference.sink, &faulty.sink_output, false),
-            )
+            exactly_once_sink_check(sink, &reference.sink, faulty, &mut notes)
         }
         Guarantee::AtLeastOnce => {
             notes.extend(state_difference_note(
@@ -212,6 +217,7 @@ fn job_finished(run: &RunResult) -> Result<String, String> {
 }
 
 fn oracle_agrees(
+    sink: &SinkConfig,
     oracle: &RunResult,
     reference: &ReferenceResult,
     describer: &StateDescriber,
@@ -223,6 +229,14 @@ fn oracle_agrees(
         &oracle.final_state,
         describer,
     )?;
+    if sink.kind == SinkKind::Idempotent {
+        compare_kv(&upserted(&reference.sink), &oracle.output.kv)
+            .map_err(|e| format!("failure-free run: {e}"))?;
+        return Ok(format!(
+            "{} kv entries and all keyed state equal",
+            oracle.output.kv.len()
+        ));
+    }
     let same = oracle.sink_output.len() == reference.sink.len()
         && sink_covers(&reference.sink, &oracle.sink_output, false).is_ok();
     if !same {
@@ -264,7 +278,7 @@ fn consistent_cuts(
                             "checkpoint {checkpoint_id}: source state under uid `{uid}`"
                         ))
                     }
-                    OperatorSnapshot::Keyed(_) => {}
+                    OperatorSnapshot::Keyed(_) | OperatorSnapshot::Sink(_) => {}
                 }
             }
             states.insert(*subtask, state);
@@ -284,6 +298,217 @@ fn consistent_cuts(
     Ok(format!(
         "{} checkpoint(s) (in-flight data replayed) equal the reference over their source offsets",
         faulty.checkpoints.len()
+    ))
+}
+
+/// The sink row of exactly-once (DESIGN §9), by the sink's kind.
+fn exactly_once_sink_check(
+    sink: &SinkConfig,
+    expected: &[Value],
+    faulty: &RunResult,
+    notes: &mut Vec<String>,
+) -> CheckResult {
+    match sink.kind {
+        SinkKind::Plain => check(
+            "sink saw every oracle record",
+            sink_covers(expected, &faulty.sink_output, false),
+        ),
+        SinkKind::TwoPhaseCommit => check(
+            &format!(
+                "the reader ({}) sees the oracle's output, each key's records in order",
+                sink.isolation.name()
+            ),
+            transactional_output(sink, expected, faulty, notes),
+        ),
+        SinkKind::WriteAheadLog => check(
+            "every oracle record written, in order; repeats only of whole batches",
+            write_ahead_output(expected, &faulty.output, notes),
+        ),
+        SinkKind::Idempotent => check(
+            "final kv contents equal the oracle's",
+            idempotent_output(expected, &faulty.output, notes),
+        ),
+    }
+}
+
+/// Two-phase commit: the reader's view equals the oracle's output per key, in order. A
+/// difference is explained by the transactions behind it.
+fn transactional_output(
+    sink: &SinkConfig,
+    expected: &[Value],
+    faulty: &RunResult,
+    notes: &mut Vec<String>,
+) -> Result<String, String> {
+    let output = &faulty.output;
+    let aborted = output.records_in(|s| matches!(s, TransactionStatus::Aborted { .. }));
+    let open = output.records_in(|s| *s == TransactionStatus::Open);
+    let committed = output.records_in(|s| matches!(s, TransactionStatus::Committed { .. }));
+    let transactions = format!(
+        "{} transaction(s): {committed} records committed, {aborted} aborted, {open} still open",
+        output.transactions.len()
+    );
+    notes.push(format!("broker: {transactions}"));
+    let Some(difference) = first_per_key_difference(expected, &faulty.sink_output) else {
+        return Ok(format!(
+            "{} records, each key in the oracle's order; {transactions}",
+            expected.len()
+        ));
+    };
+    let mut why = vec![difference];
+    if sink.isolation == IsolationLevel::ReadUncommitted && aborted + open > 0 {
+        why.push(format!(
+            "the reader (read_uncommitted) saw {aborted} record(s) of aborted transactions and {open} of open ones"
+        ));
+    }
+    let lost = lost_to_timeouts(output, &pre_committed(faulty));
+    if lost.0 > 0 {
+        why.push(format!(
+            "{} record(s) lost (the reader has {} of {}): the broker aborted {} pre-committed transaction(s) after its transaction.max.timeout.ms {} (the sink asked for transaction.timeout.ms {}, which the broker caps): {}",
+            lost.0, faulty.sink_output.len(), expected.len(), lost.1.len(), output.max_transaction_timeout, sink.transaction_timeout, lost.1.join(", ")
+        ));
+    }
+    Err(why.join("; "))
+}
+
+/// The transactions some completed checkpoint holds as pre-committed.
+fn pre_committed(run: &RunResult) -> BTreeSet<(String, ProducerIdentity)> {
+    let mut found = BTreeSet::new();
+    for observed in &run.checkpoints {
+        for state in observed.task_states.values().flatten() {
+            for operator in state.operators.values() {
+                let OperatorSnapshot::Sink(sink) = operator else {
+                    continue;
+                };
+                for pending in &sink.pending {
+                    if let PendingContent::Transaction {
+                        transactional_id,
+                        identity,
+                        ..
+                    } = &pending.content
+                    {
+                        found.insert((transactional_id.clone(), *identity));
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Records in pre-committed transactions the broker aborted for their timeout (a checkpoint
+/// promised them, so they are lost), and those transactions.
+fn lost_to_timeouts(
+    output: &SinkOutput,
+    pre_committed: &BTreeSet<(String, ProducerIdentity)>,
+) -> (u64, Vec<String>) {
+    let mut records = 0;
+    let mut names = Vec::new();
+    for transaction in &output.transactions {
+        let promised =
+            pre_committed.contains(&(transaction.transactional_id.clone(), transaction.identity));
+        if let (
+            TransactionStatus::Aborted {
+                at,
+                reason: AbortReason::TimedOut { timeout },
+            },
+            true,
+        ) = (transaction.status, promised)
+        {
+            records += transaction.records;
+            names.push(format!(
+                "`{}` ({} records, begun {}, aborted {} after {timeout})",
+                transaction.transactional_id, transaction.records, transaction.started_at, at
+            ));
+        }
+    }
+    (records, names)
+}
+
+/// Write-ahead log: with every batch kept once, the output equals the oracle's per key; the
+/// batches written more than once are the duplicates, and the report names them.
+fn write_ahead_output(
+    expected: &[Value],
+    output: &SinkOutput,
+    notes: &mut Vec<String>,
+) -> Result<String, String> {
+    let (kept, batches) = deduplicate_batches(&output.records);
+    let repeated: Vec<&BatchCopies> = batches.iter().filter(|b| b.copies > 1).collect();
+    let duplicates: usize = repeated.iter().map(|b| b.records * (b.copies - 1)).sum();
+    for batch in &repeated {
+        notes.push(format!(
+            "batch `{}` ({} records) written {} times: it reached the broker, then a failure came before its committer record, so the recovery wrote it again",
+            batch.label, batch.records, batch.copies
+        ));
+    }
+    if let Some(difference) = first_per_key_difference(expected, &kept) {
+        return Err(format!("with each batch kept once: {difference}"));
+    }
+    Ok(format!(
+        "{} records in {} batches, each key in order; {duplicates} duplicate(s) from {} batch(es) written twice",
+        expected.len(),
+        batches.len(),
+        repeated.len()
+    ))
+}
+
+/// What upserting the oracle's output leaves in the store.
+fn upserted(expected: &[Value]) -> BTreeMap<String, Value> {
+    expected
+        .iter()
+        .map(|value| (upsert_key(value), value.clone()))
+        .collect()
+}
+
+fn compare_kv(
+    expected: &BTreeMap<String, Value>,
+    actual: &BTreeMap<String, Value>,
+) -> Result<(), String> {
+    let keys: std::collections::BTreeSet<&String> = expected.keys().chain(actual.keys()).collect();
+    for key in keys {
+        let (want, got) = (expected.get(key), actual.get(key));
+        if want != got {
+            let show = |v: Option<&Value>| v.map_or("nothing".to_string(), Value::to_string);
+            return Err(format!(
+                "kv key `{key}`: expected {}, the store holds {}",
+                show(want),
+                show(got)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Idempotent: the store ends equal to upserting the oracle's output; values that jumped
+/// back after a recovery are noted.
+fn idempotent_output(
+    expected: &[Value],
+    output: &SinkOutput,
+    notes: &mut Vec<String>,
+) -> Result<String, String> {
+    let jumps = jump_backs(&output.kv_history);
+    if !jumps.is_empty() {
+        let examples: Vec<String> = jumps
+            .iter()
+            .take(3)
+            .map(|j| {
+                format!(
+                    "`{}` went back from {} to {} at {}, then forward to {}",
+                    j.key, j.from, j.to, j.at, j.last
+                )
+            })
+            .collect();
+        notes.push(format!(
+            "{} key(s) jumped back to an earlier value after a recovery and replayed forward, e.g. {}",
+            jumps.len(),
+            examples.join("; ")
+        ));
+    }
+    compare_kv(&upserted(expected), &output.kv)?;
+    Ok(format!(
+        "{} keys equal after {} upserts; {} key(s) jumped back on the way",
+        output.kv.len(),
+        output.kv_history.len(),
+        jumps.len()
     ))
 }
 

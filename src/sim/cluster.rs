@@ -5,7 +5,8 @@ use crate::api::jobs::{INPUT_TOPIC, OUTPUT_TOPIC};
 use crate::api::value::Value;
 use crate::checkpoint::coordinator::CheckpointingMode;
 use crate::connectors::blobstore::run_blobstore;
-use crate::connectors::broker::{run_broker, BrokerStorage};
+use crate::connectors::broker::{run_broker, BrokerStorage, IsolationLevel};
+use crate::connectors::kv_store::{run_kv_store, KvStorage};
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::ids::TaskManagerId;
 use crate::runtime::control_plane::CONTROL_PORT;
@@ -18,8 +19,9 @@ use crate::scenario::Scenario;
 use crate::sim::disk::Disk;
 use crate::sim::faults::{FaultAction, FaultTrigger};
 use crate::sim::observer::{
-    JobOutcome, ObservedCheckpoint, Observer, Signal, SlowLinkWindow, SlowWindow,
+    JobOutcome, NoticeDelayWindow, ObservedCheckpoint, Observer, Signal, SlowLinkWindow, SlowWindow,
 };
+use crate::sim::sink_output::SinkOutput;
 use crate::sim::trace::trace_hash;
 use crate::state::snapshot::LogicalKeyedState;
 use crate::time::{Duration, Instant};
@@ -51,8 +53,12 @@ pub struct RunResult {
     pub checkpoints: Vec<ObservedCheckpoint>,
     /// Final keyed state per operator uid (of the attempt that finished).
     pub final_state: BTreeMap<String, LogicalKeyedState>,
-    /// What the sink wrote, partition by partition.
+    /// The output topic as the scenario's reader sees it (its isolation level), partition by
+    /// partition.
     pub sink_output: Vec<Value>,
+    /// Everything the sink left outside the job: the output log with each record's
+    /// transaction and batch, the broker's transactions, the key-value store.
+    pub output: SinkOutput,
     /// Failures that caused a failover.
     pub failures: Vec<(Instant, String)>,
     /// Restarts.
@@ -73,6 +79,7 @@ fn node_ip(name: &str) -> IpAddr {
         "jobmanager" => ip(0, 1),
         "broker" => ip(0, 2),
         "blobstore" => ip(0, 3),
+        "kv" => ip(0, 4),
         _ => {
             let index: u8 = name
                 .strip_prefix("taskmanager-")
@@ -88,6 +95,7 @@ fn services() -> Services {
         jobmanager: SocketAddr::new(ip(0, 1), CONTROL_PORT),
         broker: SocketAddr::new(ip(0, 2), REQUEST_PORT),
         blobstore: SocketAddr::new(ip(0, 3), REQUEST_PORT),
+        kv: SocketAddr::new(ip(0, 4), REQUEST_PORT),
     }
 }
 
@@ -102,12 +110,16 @@ pub fn simulate(
     let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
     let scenario = scenario.clone();
     let broker_storage = load_input(&scenario, input);
-    runtime.block_on(async move { run_cluster(scenario, broker_storage, seed, with_faults).await })
+    let kv_storage = KvStorage::default();
+    runtime.block_on(async move {
+        run_cluster(scenario, broker_storage, kv_storage, seed, with_faults).await
+    })
 }
 
 async fn run_cluster(
     scenario: Scenario,
     broker_storage: BrokerStorage,
+    kv_storage: KvStorage,
     seed: u64,
     with_faults: bool,
 ) -> RunResult {
@@ -126,8 +138,11 @@ async fn run_cluster(
     let nodes = start_nodes(
         &scenario,
         graph.clone(),
-        &broker_storage,
-        &blob_disk,
+        &Storages {
+            broker: broker_storage.clone(),
+            kv: kv_storage.clone(),
+            blob_disk: blob_disk.clone(),
+        },
         &observer,
     );
     let plan = if with_faults {
@@ -136,12 +151,21 @@ async fn run_cluster(
         Default::default()
     };
     for (index, fault) in plan.faults.iter().enumerate() {
-        if let FaultTrigger::OnRecord { subtask, count } = &fault.trigger {
-            observer.arm_record_trigger(
+        match &fault.trigger {
+            FaultTrigger::OnRecord { subtask, count } => observer.arm_record_trigger(
                 subtask.resolve(&graph).expect("the loader resolved it"),
                 *count,
                 index,
-            );
+            ),
+            FaultTrigger::BeforeCommit {
+                subtask,
+                checkpoint,
+            } => observer.arm_commit_trigger(
+                subtask.resolve(&graph).expect("the loader resolved it"),
+                crate::ids::CheckpointId(*checkpoint),
+                index,
+            ),
+            FaultTrigger::At(_) | FaultTrigger::AfterCheckpoint(_) => {}
         }
     }
     let injector = Injector {
@@ -152,11 +176,19 @@ async fn run_cluster(
         done: Vec::new(),
     };
     injector.run(signals, Instant(scenario.deadline.0)).await;
-    collect(seed, with_faults, &observer, &broker_storage, &graph)
+    let output = SinkOutput::collect(&broker_storage, &kv_storage, sim_time::now());
+    collect(
+        seed,
+        with_faults,
+        &observer,
+        output,
+        scenario.sink.isolation,
+        &graph,
+    )
 }
 
 fn load_input(scenario: &Scenario, partitions: &[Vec<Value>]) -> BrokerStorage {
-    let storage = BrokerStorage::default();
+    let storage = BrokerStorage::new(scenario.sink.broker_transaction_max_timeout);
     storage.create_topic(INPUT_TOPIC, partitions.len() as u32);
     for (partition, records) in partitions.iter().enumerate() {
         let encoded = records.iter().map(crate::codec::encode_message).collect();
@@ -174,16 +206,22 @@ struct Nodes {
     by_name: BTreeMap<String, NodeId>,
 }
 
+/// The durable storage of the service nodes, which outlives their restarts.
+struct Storages {
+    broker: BrokerStorage,
+    kv: KvStorage,
+    blob_disk: Disk,
+}
+
 fn start_nodes(
     scenario: &Scenario,
     graph: Arc<ExecutionGraph>,
-    broker: &BrokerStorage,
-    blob_disk: &Disk,
+    storages: &Storages,
     observer: &Observer,
 ) -> Nodes {
     let handle = Handle::current();
     let mut by_name = BTreeMap::new();
-    let storage = broker.clone();
+    let storage = storages.broker.clone();
     let node = handle
         .create_node()
         .name("broker")
@@ -191,7 +229,17 @@ fn start_nodes(
         .init(move || run_broker(storage.clone()))
         .build();
     by_name.insert("broker".to_string(), node.id());
-    let disk = blob_disk.clone();
+    if scenario.sink.kind.uses_kv_store() {
+        let kv = storages.kv.clone();
+        let node = handle
+            .create_node()
+            .name("kv")
+            .ip(ip(0, 4))
+            .init(move || run_kv_store(kv.clone()))
+            .build();
+        by_name.insert("kv".to_string(), node.id());
+    }
+    let disk = storages.blob_disk.clone();
     let node = handle
         .create_node()
         .name("blobstore")
@@ -209,6 +257,7 @@ fn start_nodes(
         rpc_timeout: RPC_TIMEOUT,
         services: services(),
         observer: observer.clone(),
+        final_checkpoint: scenario.sink.kind.commits_on_checkpoints(),
     };
     let node = handle
         .create_node()
@@ -227,6 +276,7 @@ fn start_nodes(
             (_, false) => OffsetCommit::Periodic(AUTO_COMMIT_INTERVAL),
         },
         rpc_timeout: RPC_TIMEOUT,
+        sink: scenario.sink.clone(),
     };
     for index in 1..=scenario.taskmanagers {
         let setup = TaskManagerSetup {
@@ -385,6 +435,31 @@ impl Injector {
                         .expect("the loader resolved it"),
                 );
             }
+            FaultAction::LoseNotice { subtask } => self.observer.lose_next_notice(
+                subtask
+                    .resolve(&self.graph)
+                    .expect("the loader resolved it"),
+            ),
+            FaultAction::DelayNotices { delay, duration } => {
+                let from = sim_time::now();
+                self.observer.add_notice_delay(NoticeDelayWindow {
+                    delay,
+                    from,
+                    until: duration.map(|d| from.add(d)),
+                });
+            }
+            FaultAction::RestartBroker { restart_after } => {
+                let node = self.nodes.by_name["broker"];
+                handle.kill(node);
+                let observer = self.observer.clone();
+                madsim::task::spawn(async move {
+                    sim_time::sleep(restart_after).await;
+                    observer.trace("harness", "restart broker");
+                    let handle = Handle::current();
+                    handle.kill(node);
+                    handle.restart(node);
+                });
+            }
         }
     }
 }
@@ -393,7 +468,8 @@ fn collect(
     seed: u64,
     with_faults: bool,
     observer: &Observer,
-    broker: &BrokerStorage,
+    output: SinkOutput,
+    isolation: IsolationLevel,
     graph: &ExecutionGraph,
 ) -> RunResult {
     let outcome = observer.outcome();
@@ -408,12 +484,7 @@ fn collect(
     for uid in graph.keyed_operator_uids() {
         final_state.entry(uid).or_default();
     }
-    let sink_output = broker
-        .read_all(OUTPUT_TOPIC)
-        .into_iter()
-        .flatten()
-        .map(|bytes| crate::codec::decode_message::<Value>(&bytes).expect("the sink wrote values"))
-        .collect();
+    let sink_output = output.read(isolation);
     let trace = observer.trace_lines();
     RunResult {
         seed,
@@ -422,6 +493,7 @@ fn collect(
         checkpoints: observer.checkpoints(),
         final_state,
         sink_output,
+        output,
         failures: observer.failures(),
         restarts: observer.restarts(),
         trace_hash: trace_hash(&trace),

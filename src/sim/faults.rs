@@ -84,6 +84,15 @@ pub enum FaultTrigger {
         /// Which record, from 1.
         count: u64,
     },
+    /// When a committing sink subtask is about to record checkpoint `checkpoint` as committed:
+    /// the two-phase-commit sink before it commits the checkpoint's transaction, the
+    /// write-ahead sink after it wrote the checkpoint's batch and before its committer record.
+    BeforeCommit {
+        /// The sink subtask.
+        subtask: SubtaskRef,
+        /// The checkpoint.
+        checkpoint: u64,
+    },
 }
 
 /// What a fault does.
@@ -130,6 +139,23 @@ pub enum FaultAction {
         /// The subtask.
         subtask: SubtaskRef,
     },
+    /// The next checkpoint-completion notice that reaches the subtask is lost.
+    LoseNotice {
+        /// The subtask.
+        subtask: SubtaskRef,
+    },
+    /// Every checkpoint-completion notice reaches its task this much later, for a time.
+    DelayNotices {
+        /// The added delay.
+        delay: Duration,
+        /// How long; `None` for the rest of the run.
+        duration: Option<Duration>,
+    },
+    /// Kill the broker and restart it (its storage is durable).
+    RestartBroker {
+        /// How long it is down.
+        restart_after: Duration,
+    },
 }
 
 /// One fault.
@@ -155,6 +181,15 @@ impl fmt::Display for FaultTrigger {
             FaultTrigger::AfterCheckpoint(n) => write!(f, "after checkpoint {n} completes"),
             FaultTrigger::OnRecord { subtask, count } => {
                 write!(f, "when {subtask} begins record {count}")
+            }
+            FaultTrigger::BeforeCommit {
+                subtask,
+                checkpoint,
+            } => {
+                write!(
+                    f,
+                    "when {subtask} is about to commit checkpoint {checkpoint}"
+                )
             }
         }
     }
@@ -204,6 +239,20 @@ impl fmt::Display for FaultAction {
                 duration: None,
             } => write!(f, "slow `{uid}` by {per_record}/record"),
             FaultAction::FailTask { subtask } => write!(f, "fail task {subtask}"),
+            FaultAction::LoseNotice { subtask } => {
+                write!(f, "lose the next checkpoint-completion notice to {subtask}")
+            }
+            FaultAction::DelayNotices {
+                delay,
+                duration: Some(duration),
+            } => write!(f, "delay completion notices by {delay} for {duration}"),
+            FaultAction::DelayNotices {
+                delay,
+                duration: None,
+            } => write!(f, "delay completion notices by {delay}"),
+            FaultAction::RestartBroker { restart_after } => {
+                write!(f, "kill the broker, restart it {restart_after} later")
+            }
         }
     }
 }

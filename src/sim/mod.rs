@@ -9,6 +9,7 @@ pub mod logical_cut;
 pub mod observer;
 pub mod oracle;
 pub mod report;
+pub mod sink_output;
 pub mod trace;
 pub mod workload;
 
@@ -59,7 +60,14 @@ pub fn run_scenario_staged(
     let oracle = cluster::simulate(scenario, &input, seed, false);
     on_stage(Stage::OracleRun);
     let guarantee = checker::Guarantee::of(scenario);
-    let verdict = checker::check_run(guarantee, &scenario.job(), &input, &faulty, &oracle);
+    let verdict = checker::check_run(
+        guarantee,
+        &scenario.sink,
+        &scenario.job(),
+        &input,
+        &faulty,
+        &oracle,
+    );
     on_stage(Stage::Check);
     let input_records = input.iter().map(Vec::len).sum();
     let mut report = report::render(scenario, source, input_records, &faulty, &verdict);

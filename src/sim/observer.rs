@@ -71,6 +71,36 @@ pub struct SlowLinkWindow {
     pub until: Option<Instant>,
 }
 
+/// What becomes of a checkpoint-completion notice on its way into a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoticeFate {
+    /// It arrives now.
+    Deliver,
+    /// It is lost.
+    Lost,
+    /// It arrives this much later.
+    Delayed(Duration),
+}
+
+/// A delay-notices fault while it is in force.
+#[derive(Clone, Debug)]
+pub struct NoticeDelayWindow {
+    /// The delay added.
+    pub delay: Duration,
+    /// From when.
+    pub from: Instant,
+    /// Until when (exclusive); `None` for the rest of the run.
+    pub until: Option<Instant>,
+}
+
+#[derive(Clone, Debug)]
+struct CommitTrigger {
+    subtask: SubtaskId,
+    checkpoint_id: CheckpointId,
+    fault_index: usize,
+    fired: bool,
+}
+
 #[derive(Clone, Debug)]
 struct RecordTrigger {
     subtask: SubtaskId,
@@ -87,6 +117,9 @@ struct ObserverState {
     fail_requests: BTreeSet<SubtaskId>,
     slow_windows: Vec<SlowWindow>,
     slow_links: Vec<SlowLinkWindow>,
+    commit_triggers: Vec<CommitTrigger>,
+    notices_to_lose: BTreeSet<SubtaskId>,
+    notice_delays: Vec<NoticeDelayWindow>,
     signals: Option<UnboundedSender<Signal>>,
     checkpoints: Vec<ObservedCheckpoint>,
     final_states: BTreeMap<(AttemptNumber, SubtaskId), BTreeMap<String, KeyedStateSnapshot>>,
@@ -151,6 +184,72 @@ impl Observer {
             fault_index,
             fired: false,
         });
+    }
+
+    /// Arms a trigger: fault `fault_index` fires when the sink `subtask` is about to record
+    /// checkpoint `checkpoint_id` as committed.
+    pub fn arm_commit_trigger(
+        &self,
+        subtask: SubtaskId,
+        checkpoint_id: CheckpointId,
+        fault_index: usize,
+    ) {
+        self.lock().commit_triggers.push(CommitTrigger {
+            subtask,
+            checkpoint_id,
+            fault_index,
+            fired: false,
+        });
+    }
+
+    /// A sink is about to record `checkpoint_id` as committed; returns whether a fault fired
+    /// (the sink then yields so the injector acts first).
+    pub fn on_before_commit(&self, subtask: SubtaskId, checkpoint_id: CheckpointId) -> bool {
+        let mut state = self.lock();
+        let mut fired = Vec::new();
+        for trigger in state.commit_triggers.iter_mut() {
+            if !trigger.fired
+                && trigger.subtask == subtask
+                && trigger.checkpoint_id == checkpoint_id
+            {
+                trigger.fired = true;
+                fired.push(trigger.fault_index);
+            }
+        }
+        for fault_index in &fired {
+            Self::signal(&state, Signal::RecordTriggerFired(*fault_index));
+        }
+        !fired.is_empty()
+    }
+
+    /// The next completion notice to `subtask` is lost.
+    pub fn lose_next_notice(&self, subtask: SubtaskId) {
+        self.lock().notices_to_lose.insert(subtask);
+    }
+
+    /// Adds a delay-notices window.
+    pub fn add_notice_delay(&self, window: NoticeDelayWindow) {
+        self.lock().notice_delays.push(window);
+    }
+
+    /// What becomes of a completion notice reaching `subtask` at `now`. A lost-notice fault
+    /// takes a notice the job manager sent for a completion, not a heartbeat's repeat.
+    pub fn notice_fate(&self, subtask: SubtaskId, now: Instant, repeat: bool) -> NoticeFate {
+        let mut state = self.lock();
+        if !repeat && state.notices_to_lose.remove(&subtask) {
+            return NoticeFate::Lost;
+        }
+        let delay: u64 = state
+            .notice_delays
+            .iter()
+            .filter(|w| w.from <= now && w.until.is_none_or(|until| now < until))
+            .map(|w| w.delay.0)
+            .sum();
+        if delay > 0 {
+            NoticeFate::Delayed(Duration(delay))
+        } else {
+            NoticeFate::Deliver
+        }
     }
 
     /// Adds a slow-operator window.

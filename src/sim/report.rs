@@ -3,11 +3,13 @@
 
 use crate::checkpoint::barrier::BarrierKind;
 use crate::checkpoint::coordinator::CheckpointingMode;
+use crate::connectors::sink_config::{SinkConfig, SinkKind};
 use crate::runtime::restart::RestartStrategyConfig;
 use crate::scenario::Scenario;
 use crate::sim::checker::{StateDescriber, Verdict};
 use crate::sim::cluster::RunResult;
 use crate::sim::observer::ObservedCheckpoint;
+use crate::state::snapshot::PendingContent;
 use crate::state::snapshot::{LogicalKeyedState, OperatorSnapshot};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -48,10 +50,27 @@ pub fn render(
         let _ = writeln!(text, "  {at} {reason}");
     }
     let _ = writeln!(text, "restarts: {}", faulty.restarts);
+    let written = match scenario.sink.kind {
+        SinkKind::Idempotent => format!(
+            "{} upserts into {} kv keys",
+            faulty.output.kv_history.len(),
+            faulty.output.kv.len()
+        ),
+        SinkKind::Plain => format!("{} written by the sink", faulty.sink_output.len()),
+        SinkKind::WriteAheadLog => format!(
+            "{} appended to the output topic",
+            faulty.output.records.len()
+        ),
+        SinkKind::TwoPhaseCommit => format!(
+            "{} appended to the output topic, {} read {}",
+            faulty.output.records.len(),
+            faulty.sink_output.len(),
+            scenario.sink.isolation.name()
+        ),
+    };
     let _ = writeln!(
         text,
-        "records: {input_records} read from the input topic, {} written by the sink",
-        faulty.sink_output.len()
+        "records: {input_records} read from the input topic, {written}"
     );
     let describer = StateDescriber::new(&job);
     for (uid, state) in &faulty.final_state {
@@ -118,7 +137,23 @@ fn mode_line(scenario: &Scenario) -> String {
             format!("restart fixed-delay ({attempts} attempts, {delay})")
         }
     };
-    format!("{checkpointing}; {restart}; plain sink")
+    format!(
+        "{checkpointing}; {restart}; {}",
+        sink_summary(&scenario.sink)
+    )
+}
+
+fn sink_summary(sink: &SinkConfig) -> String {
+    let reader = sink.isolation.name();
+    match sink.kind {
+        SinkKind::Plain => "plain sink".to_string(),
+        SinkKind::TwoPhaseCommit => format!(
+            "two-phase-commit sink (transaction.timeout.ms {}, broker transaction.max.timeout.ms {}), reader {reader}",
+            sink.transaction_timeout, sink.broker_transaction_max_timeout
+        ),
+        SinkKind::WriteAheadLog => "write-ahead-log sink (committer records in the kv store)".to_string(),
+        SinkKind::Idempotent => "idempotent sink (upserts into the kv store)".to_string(),
+    }
 }
 
 fn render_checkpoints(text: &mut String, run: &RunResult, describer: &StateDescriber) {
@@ -156,6 +191,7 @@ fn render_checkpoints(text: &mut String, run: &RunResult, describer: &StateDescr
 fn checkpoint_contents(observed: &ObservedCheckpoint, describer: &StateDescriber) -> String {
     let mut offsets = BTreeMap::new();
     let mut keyed: BTreeMap<String, LogicalKeyedState> = BTreeMap::new();
+    let (mut pending, mut pending_records) = (0, 0);
     for state in observed.task_states.values() {
         let Ok(state) = state else {
             return "unreadable state (see the check)".to_string();
@@ -168,6 +204,17 @@ fn checkpoint_contents(observed: &ObservedCheckpoint, describer: &StateDescriber
                 OperatorSnapshot::Keyed(snapshot) => {
                     snapshot.merge_into(keyed.entry(uid.clone()).or_default())
                 }
+                OperatorSnapshot::Sink(sink) => {
+                    pending += sink.pending.len();
+                    pending_records += sink
+                        .pending
+                        .iter()
+                        .map(|p| match &p.content {
+                            PendingContent::Transaction { records, .. } => *records,
+                            PendingContent::Batch { records } => records.len() as u64,
+                        })
+                        .sum::<u64>();
+                }
             }
         }
     }
@@ -176,6 +223,11 @@ fn checkpoint_contents(observed: &ObservedCheckpoint, describer: &StateDescriber
         .map(|(partition, offset)| format!("p{partition}={offset}"))
         .collect();
     let mut parts = vec![format!("offsets {}", offsets.join(" "))];
+    if pending > 0 {
+        parts.push(format!(
+            "sink: {pending} pre-committed, {pending_records} records"
+        ));
+    }
     for (uid, state) in &keyed {
         parts.push(format!(
             "{uid}: {}",

@@ -56,6 +56,48 @@ pub enum OperatorSnapshot {
     Source(SourceOffsets),
     /// A keyed operator's state.
     Keyed(KeyedStateSnapshot),
+    /// A committing sink's operator state: what it pre-committed and not yet committed.
+    Sink(SinkStateSnapshot),
+}
+
+/// A committing sink subtask's state (restored by the same subtask index).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SinkStateSnapshot {
+    /// The sink subtask.
+    pub subtask_index: u32,
+    /// Two-phase commit: the sequence number of the next transaction; every transactional id
+    /// from it on belongs to transactions opened after this checkpoint (aborted on recovery).
+    pub next_transaction: u64,
+    /// Pre-committed work per checkpoint, oldest first.
+    pub pending: Vec<PendingCommit>,
+}
+
+/// Work pre-committed for a checkpoint, committed when a checkpoint at least as new completes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingCommit {
+    /// The checkpoint whose barrier pre-committed it.
+    pub checkpoint_id: u64,
+    /// What to commit.
+    pub content: PendingContent,
+}
+
+/// What a pending commit holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PendingContent {
+    /// A broker transaction, resumed by its identity to commit it (Flink's committable).
+    Transaction {
+        /// The transactional id.
+        transactional_id: String,
+        /// The producer that ran it.
+        identity: crate::connectors::transaction_table::ProducerIdentity,
+        /// Records in it.
+        records: u64,
+    },
+    /// A write-ahead batch: the records themselves.
+    Batch {
+        /// Serialized records.
+        records: Vec<Vec<u8>>,
+    },
 }
 
 /// Everything one subtask wrote for one checkpoint: operator uid to its state.

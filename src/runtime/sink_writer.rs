@@ -1,0 +1,226 @@
+//! The job's sink as a task runs it (Flink's `SinkWriter` and its committer): writes what the
+//! chain's sink operator collected, pre-commits at a barrier, commits on a completion notice,
+//! and recovers what a restored checkpoint pre-committed. Which of these does anything depends
+//! on the sink's kind (DESIGN §8).
+
+use crate::api::value::Value;
+use crate::connectors::kv_store::{KvRequest, KvResponse};
+use crate::connectors::sink_config::{SinkConfig, SinkKind};
+use crate::ids::{CheckpointId, SubtaskId};
+use crate::runtime::messages::{BrokerRequest, BrokerResponse};
+use crate::runtime::rpc::Rpc;
+use crate::runtime::sim_time;
+use crate::runtime::two_phase_commit_sink::TwoPhaseCommitSink;
+use crate::runtime::write_ahead_sink::WriteAheadSink;
+use crate::sim::observer::Observer;
+use crate::state::snapshot::SinkStateSnapshot;
+use crate::time::Duration;
+use std::net::SocketAddr;
+
+/// What a sink needs to reach the outside world, and to name itself.
+#[derive(Clone)]
+pub struct SinkIo {
+    /// The task manager's request endpoint.
+    pub rpc: Rpc,
+    /// The broker.
+    pub broker: SocketAddr,
+    /// The key-value store.
+    pub kv: SocketAddr,
+    /// Wait for an answer.
+    pub timeout: Duration,
+    /// The sink subtask.
+    pub subtask: SubtaskId,
+    /// How users name it: `sink#0`.
+    pub label: String,
+    /// Prefix of its transactional ids and committer keys: `job-uid-index`.
+    pub prefix: String,
+    /// The output topic.
+    pub topic: String,
+    /// The output partition (the subtask index).
+    pub partition: u32,
+    /// The run's observer.
+    pub observer: Observer,
+    /// The node, for traces.
+    pub node_name: String,
+}
+
+impl SinkIo {
+    /// Calls the broker; a refusal becomes an error naming the sink.
+    pub async fn broker(
+        &self,
+        request: &BrokerRequest,
+        idempotent: bool,
+    ) -> Result<BrokerResponse, String> {
+        self.rpc
+            .call(self.broker, request, self.timeout, idempotent)
+            .await
+            .map_err(|e| format!("{}: broker call failed: {e}", self.label))
+    }
+
+    /// Calls the key-value store (every call is idempotent).
+    pub async fn kv(&self, request: &KvRequest) -> Result<KvResponse, String> {
+        match self.rpc.call(self.kv, request, self.timeout, true).await {
+            Ok(KvResponse::Error(error)) => {
+                Err(format!("{}: kv store refused: {error}", self.label))
+            }
+            Ok(response) => Ok(response),
+            Err(error) => Err(format!("{}: kv store call failed: {error}", self.label)),
+        }
+    }
+
+    /// Appends records outside any transaction. Not retried: a retry after a lost reply would
+    /// write twice on its own.
+    pub async fn append(&self, records: Vec<Vec<u8>>, batch: Option<String>) -> Result<(), String> {
+        let request = BrokerRequest::Append {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            records,
+            batch,
+        };
+        match self.broker(&request, false).await? {
+            BrokerResponse::Ok => Ok(()),
+            other => Err(format!("{}: broker refused append: {other:?}", self.label)),
+        }
+    }
+
+    /// A trace line from this sink.
+    pub fn trace(&self, line: String) {
+        self.observer
+            .trace(&self.node_name, format!("{} {line}", self.label));
+    }
+
+    /// Fires a `before-commit` fault trigger if one is armed here, and yields so the injector
+    /// acts before the commit is recorded.
+    pub async fn before_commit(&self, checkpoint_id: CheckpointId) {
+        if self.observer.on_before_commit(self.subtask, checkpoint_id) {
+            sim_time::yield_now().await;
+        }
+    }
+}
+
+/// The sink of one subtask, by kind.
+pub enum SinkWriter {
+    /// Appends straight through.
+    Plain,
+    /// Upserts into the key-value store.
+    Idempotent,
+    /// A broker transaction per checkpoint.
+    TwoPhaseCommit(TwoPhaseCommitSink),
+    /// Batches kept in state, written on completion.
+    WriteAheadLog(WriteAheadSink),
+}
+
+impl SinkWriter {
+    /// The sink `config` describes.
+    pub fn new(config: &SinkConfig) -> SinkWriter {
+        match config.kind {
+            SinkKind::Plain => SinkWriter::Plain,
+            SinkKind::Idempotent => SinkWriter::Idempotent,
+            SinkKind::TwoPhaseCommit => {
+                SinkWriter::TwoPhaseCommit(TwoPhaseCommitSink::new(config.transaction_timeout))
+            }
+            SinkKind::WriteAheadLog => SinkWriter::WriteAheadLog(WriteAheadSink::default()),
+        }
+    }
+
+    /// Hands over records the sink operator collected (a batch or a flush).
+    pub async fn write(&mut self, io: &SinkIo, records: Vec<Vec<u8>>) -> Result<(), String> {
+        match self {
+            SinkWriter::Plain => io.append(records, None).await,
+            SinkWriter::Idempotent => upsert(io, records).await,
+            SinkWriter::TwoPhaseCommit(sink) => sink.write(io, records).await,
+            SinkWriter::WriteAheadLog(sink) => {
+                sink.write(records);
+                Ok(())
+            }
+        }
+    }
+
+    /// The barrier of `checkpoint_id` passed, after everything before it was written: what
+    /// the sink snapshots, if it keeps state.
+    pub fn pre_commit(
+        &mut self,
+        io: &SinkIo,
+        checkpoint_id: CheckpointId,
+    ) -> Option<SinkStateSnapshot> {
+        match self {
+            SinkWriter::Plain | SinkWriter::Idempotent => None,
+            SinkWriter::TwoPhaseCommit(sink) => Some(sink.pre_commit(io, checkpoint_id)),
+            SinkWriter::WriteAheadLog(sink) => Some(sink.pre_commit(io, checkpoint_id)),
+        }
+    }
+
+    /// Checkpoint `checkpoint_id` completed: commit what was pre-committed up to it.
+    pub async fn on_checkpoint_complete(
+        &mut self,
+        io: &SinkIo,
+        checkpoint_id: CheckpointId,
+    ) -> Result<(), String> {
+        match self {
+            SinkWriter::Plain | SinkWriter::Idempotent => Ok(()),
+            SinkWriter::TwoPhaseCommit(sink) => sink.commit_up_to(io, checkpoint_id).await,
+            SinkWriter::WriteAheadLog(sink) => sink.commit_up_to(io, checkpoint_id).await,
+        }
+    }
+
+    /// Before any record: commit what the restored checkpoint pre-committed (it completed)
+    /// and clear up after the attempts that ran since.
+    pub async fn recover(
+        &mut self,
+        io: &SinkIo,
+        restored: Option<SinkStateSnapshot>,
+    ) -> Result<(), String> {
+        match self {
+            SinkWriter::Plain | SinkWriter::Idempotent => Ok(()),
+            SinkWriter::TwoPhaseCommit(sink) => sink.recover(io, restored).await,
+            SinkWriter::WriteAheadLog(sink) => sink.recover(io, restored).await,
+        }
+    }
+
+    /// Whether pre-committed work still waits for a completion notice.
+    pub fn awaits_commit(&self) -> bool {
+        match self {
+            SinkWriter::Plain | SinkWriter::Idempotent => false,
+            SinkWriter::TwoPhaseCommit(sink) => sink.awaits_commit(),
+            SinkWriter::WriteAheadLog(sink) => sink.awaits_commit(),
+        }
+    }
+
+    /// Records written since the last pre-commit, which no checkpoint covers yet.
+    pub fn uncovered_records(&self) -> u64 {
+        match self {
+            SinkWriter::Plain | SinkWriter::Idempotent => 0,
+            SinkWriter::TwoPhaseCommit(sink) => sink.uncovered_records(),
+            SinkWriter::WriteAheadLog(sink) => sink.uncovered_records(),
+        }
+    }
+}
+
+/// The key an upsert writes under: a pair's first field (the word of `(word, count)`), or
+/// the whole record.
+pub fn upsert_key(value: &Value) -> String {
+    match value {
+        Value::Pair(key, _) => key.to_string(),
+        other => other.to_string(),
+    }
+}
+
+async fn upsert(io: &SinkIo, records: Vec<Vec<u8>>) -> Result<(), String> {
+    let mut entries = Vec::with_capacity(records.len());
+    for bytes in records {
+        let value: Value = crate::codec::decode_message(&bytes)
+            .map_err(|e| format!("{}: a record does not decode: {e}", io.label))?;
+        entries.push((upsert_key(&value), bytes));
+    }
+    let request = KvRequest::Put {
+        writer: io.label.clone(),
+        entries,
+    };
+    match io.kv(&request).await? {
+        KvResponse::Stored => Ok(()),
+        other => Err(format!(
+            "{}: kv store answered a put with {other:?}",
+            io.label
+        )),
+    }
+}

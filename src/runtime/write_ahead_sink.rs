@@ -1,0 +1,150 @@
+//! The write-ahead-log sink (Flink's `GenericWriteAheadSink`): records of a checkpoint are
+//! kept in its state; when the checkpoint completes the batch is written to the broker and a
+//! committer record (Flink's `CheckpointCommitter`, here in the key-value store) says so, so
+//! a recovery does not write it again. Between the write and the committer record lies the
+//! window in which a failure makes the recovery write the batch a second time.
+
+use crate::connectors::kv_store::{KvRequest, KvResponse};
+use crate::ids::CheckpointId;
+use crate::runtime::pending_commits::PendingCommits;
+use crate::runtime::sink_writer::SinkIo;
+use crate::state::snapshot::{PendingCommit, PendingContent, SinkStateSnapshot};
+
+/// One subtask's write-ahead sink.
+#[derive(Default)]
+pub struct WriteAheadSink {
+    current: Vec<Vec<u8>>,
+    pending: PendingCommits<Vec<Vec<u8>>>,
+}
+
+/// The header every record of a batch carries: which subtask and checkpoint wrote it.
+pub fn batch_label(io: &SinkIo, checkpoint_id: CheckpointId) -> String {
+    format!("{} checkpoint {}", io.label, checkpoint_id.0)
+}
+
+impl WriteAheadSink {
+    /// Keeps records for the next checkpoint's batch.
+    pub fn write(&mut self, records: Vec<Vec<u8>>) {
+        self.current.extend(records);
+    }
+
+    /// The barrier passed: the records since the last one become checkpoint `checkpoint_id`'s
+    /// batch, and every batch not yet written is the snapshot.
+    pub fn pre_commit(&mut self, io: &SinkIo, checkpoint_id: CheckpointId) -> SinkStateSnapshot {
+        if !self.current.is_empty() {
+            self.pending
+                .pre_commit(checkpoint_id, std::mem::take(&mut self.current));
+        }
+        SinkStateSnapshot {
+            subtask_index: io.subtask.subtask_index,
+            next_transaction: 0,
+            pending: self
+                .pending
+                .iter()
+                .map(|(id, records)| PendingCommit {
+                    checkpoint_id: id.0,
+                    content: PendingContent::Batch {
+                        records: records.clone(),
+                    },
+                })
+                .collect(),
+        }
+    }
+
+    /// Writes every batch of `completed` or before that the committer has not recorded.
+    pub async fn commit_up_to(
+        &mut self,
+        io: &SinkIo,
+        completed: CheckpointId,
+    ) -> Result<(), String> {
+        while let Some((checkpoint_id, records)) = self.pending.next_due(completed) {
+            let records = records.clone();
+            write_batch(io, checkpoint_id, records).await?;
+            self.pending.committed(checkpoint_id);
+        }
+        Ok(())
+    }
+
+    /// Writes the restored checkpoint's batches (it completed) unless already recorded.
+    pub async fn recover(
+        &mut self,
+        io: &SinkIo,
+        restored: Option<SinkStateSnapshot>,
+    ) -> Result<(), String> {
+        let Some(state) = restored else {
+            return Ok(());
+        };
+        for pending in state.pending {
+            let PendingContent::Batch { records } = pending.content else {
+                return Err(format!(
+                    "{}: the restored state holds a transaction, not a write-ahead batch",
+                    io.label
+                ));
+            };
+            write_batch(io, CheckpointId(pending.checkpoint_id), records).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether batches wait for a notice.
+    pub fn awaits_commit(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Records since the last barrier.
+    pub fn uncovered_records(&self) -> u64 {
+        self.current.len() as u64
+    }
+}
+
+fn committer_key(io: &SinkIo) -> String {
+    format!("checkpoint-committer/{}", io.prefix)
+}
+
+/// The committer: the newest checkpoint whose batch this subtask wrote.
+async fn last_committed(io: &SinkIo) -> Result<Option<CheckpointId>, String> {
+    match io
+        .kv(&KvRequest::Get {
+            key: committer_key(io),
+        })
+        .await?
+    {
+        KvResponse::Value(None) => Ok(None),
+        KvResponse::Value(Some(bytes)) => crate::codec::decode_message::<u64>(&bytes)
+            .map(|id| Some(CheckpointId(id)))
+            .map_err(|e| format!("{}: corrupt committer record: {e}", io.label)),
+        other => Err(format!(
+            "{}: kv store answered a get with {other:?}",
+            io.label
+        )),
+    }
+}
+
+async fn write_batch(
+    io: &SinkIo,
+    checkpoint_id: CheckpointId,
+    records: Vec<Vec<u8>>,
+) -> Result<(), String> {
+    if last_committed(io)
+        .await?
+        .is_some_and(|last| last >= checkpoint_id)
+    {
+        return Ok(()); // Written and recorded before a failure.
+    }
+    let count = records.len();
+    io.append(records, Some(batch_label(io, checkpoint_id)))
+        .await?;
+    io.before_commit(checkpoint_id).await;
+    let request = KvRequest::Put {
+        writer: io.label.clone(),
+        entries: vec![(
+            committer_key(io),
+            crate::codec::encode_message(&checkpoint_id.0),
+        )],
+    };
+    io.kv(&request).await?;
+    io.trace(format!(
+        "wrote the batch of checkpoint {checkpoint_id} ({count} records) and recorded it"
+    ));
+    Ok(())
+}
