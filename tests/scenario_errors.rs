@@ -114,3 +114,62 @@ fn limits_are_enforced_with_the_field_named() {
         error_of(&VALID.replace("records = 10", "records = 10\nseed = 99999999999999999999"));
     assert!(error.starts_with("bad.toml:9:"), "{error}");
 }
+
+#[test]
+fn sink_settings_are_checked_with_the_line_named() {
+    let unknown = error_of(&format!("{VALID}\n[sink]\nkind = \"exactly-once\"\n"));
+    assert!(unknown.starts_with("bad.toml:20:"), "{unknown}");
+    assert!(
+        unknown.contains("sink.kind") && unknown.contains("two-phase-commit"),
+        "{unknown}"
+    );
+    let without_checkpoints = error_of(&format!(
+        "{}\n[sink]\nkind = \"two-phase-commit\"\n",
+        VALID.replace("interval = \"100ms\"", "")
+    ));
+    assert!(
+        without_checkpoints.contains("needs exactly-once checkpointing"),
+        "{without_checkpoints}"
+    );
+    let isolation = error_of(&format!(
+        "{VALID}\n[reader]\nisolation-level = \"serializable\"\n"
+    ));
+    assert!(
+        isolation.starts_with("bad.toml:20:") && isolation.contains("read_committed"),
+        "{isolation}"
+    );
+    let zero = error_of(&format!(
+        "{VALID}\n[broker]\ntransaction-max-timeout = \"0ms\"\n"
+    ));
+    assert!(zero.contains("broker.transaction-max-timeout"), "{zero}");
+}
+
+#[test]
+fn end_to_end_faults_name_what_is_wrong() {
+    let two_phase = format!("{VALID}\n[sink]\nkind = \"two-phase-commit\"\n");
+    let not_a_sink = error_of(&format!(
+        "{two_phase}\n[[faults]]\nkind = \"kill-taskmanager\"\ntaskmanager = 1\nbefore-commit = {{ subtask = \"split#0\", checkpoint = 2 }}\n"
+    ));
+    assert!(
+        not_a_sink.contains("before-commit: the subtask must run a two-phase-commit"),
+        "{not_a_sink}"
+    );
+    let plain_sink = error_of(&format!(
+        "{VALID}\n[[faults]]\nkind = \"kill-taskmanager\"\ntaskmanager = 1\nbefore-commit = {{ subtask = \"sink#0\", checkpoint = 2 }}\n"
+    ));
+    assert!(plain_sink.contains("before-commit"), "{plain_sink}");
+    let no_delay = error_of(&format!(
+        "{two_phase}\n[[faults]]\nkind = \"delay-notices\"\nat = \"1s\"\n"
+    ));
+    assert!(
+        no_delay.contains("delay-notices needs `delay`"),
+        "{no_delay}"
+    );
+    // The kv store runs only for a sink that writes to it.
+    let no_kv = error_of(&format!(
+        "{two_phase}\n[[faults]]\nkind = \"clog-link\"\nfrom = \"kv\"\nto = \"broker\"\nduration = \"1s\"\nat = \"1s\"\n"
+    ));
+    assert!(no_kv.contains("no node `kv`"), "{no_kv}");
+    let idempotent = format!("{VALID}\n[sink]\nkind = \"idempotent\"\n\n[[faults]]\nkind = \"clog-link\"\nfrom = \"kv\"\nto = \"taskmanager-1\"\nduration = \"1s\"\nat = \"1s\"\n");
+    assert!(Scenario::parse("ok.toml", &idempotent).is_ok());
+}

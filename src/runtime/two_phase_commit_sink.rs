@@ -6,7 +6,7 @@
 //! transaction opened after that checkpoint by initializing its id again, which also fences
 //! a zombie still writing with it (Flink's `TransactionAborter`).
 
-use crate::connectors::transaction_table::{AbortReason, ProducerIdentity, TransactionError};
+use crate::connectors::transaction_table::{ProducerIdentity, TransactionError};
 use crate::ids::CheckpointId;
 use crate::limits::LINGERING_TRANSACTIONS_MAX;
 use crate::runtime::messages::{BrokerRequest, BrokerResponse};
@@ -208,9 +208,10 @@ async fn init_producer(
     }
 }
 
-/// Commits one pre-committed transaction. A transaction the broker aborted for its timeout
-/// cannot be committed any more: its records are lost, which is traced and not retried
-/// (Flink logs it and goes on, or every recovery would fail again).
+/// Commits one pre-committed transaction. A transaction the broker aborted (its timeout ran
+/// out, or a producer initialized its id again) cannot be committed any more: its records
+/// are lost, which is traced and not retried (Flink logs it and goes on, or every recovery
+/// would fail again).
 async fn commit(
     io: &SinkIo,
     checkpoint_id: CheckpointId,
@@ -231,12 +232,7 @@ async fn commit(
             ));
             Ok(())
         }
-        BrokerResponse::Transaction(
-            error @ TransactionError::Aborted {
-                reason: AbortReason::TimedOut { .. },
-                ..
-            },
-        ) => {
+        BrokerResponse::Transaction(error @ TransactionError::Aborted { .. }) => {
             io.trace(format!(
                 "cannot commit checkpoint {checkpoint_id}: {error}; its {} records are lost",
                 transaction.records

@@ -181,6 +181,7 @@ struct FaultEntry {
     per_record: Option<TomlDuration>,
     latency: Option<TomlDuration>,
     subtask: Option<String>,
+    one_way: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -559,7 +560,7 @@ fn fault(
         "clog-link" => match (&raw.from, &raw.to, raw.duration) {
             (Some(from), Some(to), Some(duration)) => {
                 check_link(from, to, scenario).or_else(|message| fail(message).map(|_| ()))?;
-                FaultAction::ClogLink { from: from.clone(), to: to.clone(), duration: duration.0 }
+                FaultAction::ClogLink { from: from.clone(), to: to.clone(), duration: duration.0, one_way: raw.one_way.unwrap_or(false) }
             }
             _ => return fail("clog-link needs `from`, `to` and `duration`".to_string()),
         },
@@ -738,10 +739,15 @@ fn render_fault(text: &mut String, fault: &Fault) {
                 let _ = writeln!(text, "restart-after = \"{delay}\"");
             }
         }
-        FaultAction::ClogLink { from, to, duration } => {
+        FaultAction::ClogLink {
+            from,
+            to,
+            duration,
+            one_way,
+        } => {
             let _ = writeln!(
                 text,
-                "kind = \"clog-link\"\nfrom = {from:?}\nto = {to:?}\nduration = \"{duration}\""
+                "kind = \"clog-link\"\nfrom = {from:?}\nto = {to:?}\nduration = \"{duration}\"\none-way = {one_way}"
             );
         }
         FaultAction::SlowLink {

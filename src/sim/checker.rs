@@ -360,10 +360,10 @@ fn transactional_output(
             "the reader (read_uncommitted) saw {aborted} record(s) of aborted transactions and {open} of open ones"
         ));
     }
-    let lost = lost_to_timeouts(output, &pre_committed(faulty));
+    let lost = lost_to_aborts(output, &pre_committed(faulty));
     if lost.0 > 0 {
         why.push(format!(
-            "{} record(s) lost (the reader has {} of {}): the broker aborted {} pre-committed transaction(s) after its transaction.max.timeout.ms {} (the sink asked for transaction.timeout.ms {}, which the broker caps): {}",
+            "{} record(s) lost (the reader has {} of {}): the broker aborted {} pre-committed transaction(s) (transaction.max.timeout.ms {}; the sink asked for transaction.timeout.ms {}, which the broker caps): {}",
             lost.0, faulty.sink_output.len(), expected.len(), lost.1.len(), output.max_transaction_timeout, sink.transaction_timeout, lost.1.join(", ")
         ));
     }
@@ -395,9 +395,9 @@ fn pre_committed(run: &RunResult) -> BTreeSet<(String, ProducerIdentity)> {
     found
 }
 
-/// Records in pre-committed transactions the broker aborted for their timeout (a checkpoint
-/// promised them, so they are lost), and those transactions.
-fn lost_to_timeouts(
+/// Records in pre-committed transactions the broker aborted (a checkpoint promised them, so
+/// they are lost), and those transactions with why.
+fn lost_to_aborts(
     output: &SinkOutput,
     pre_committed: &BTreeSet<(String, ProducerIdentity)>,
 ) -> (u64, Vec<String>) {
@@ -406,20 +406,22 @@ fn lost_to_timeouts(
     for transaction in &output.transactions {
         let promised =
             pre_committed.contains(&(transaction.transactional_id.clone(), transaction.identity));
-        if let (
-            TransactionStatus::Aborted {
-                at,
-                reason: AbortReason::TimedOut { timeout },
-            },
-            true,
-        ) = (transaction.status, promised)
-        {
-            records += transaction.records;
-            names.push(format!(
-                "`{}` ({} records, begun {}, aborted {} after {timeout})",
-                transaction.transactional_id, transaction.records, transaction.started_at, at
-            ));
+        let TransactionStatus::Aborted { at, reason } = transaction.status else {
+            continue;
+        };
+        if !promised {
+            continue; // Opened after the checkpoint: its records were replayed.
         }
+        records += transaction.records;
+        let why = match reason {
+            AbortReason::TimedOut { timeout } => format!("timed out after {timeout}"),
+            AbortReason::Fenced => "its id was initialized again".to_string(),
+            AbortReason::Requested => "its producer aborted it".to_string(),
+        };
+        names.push(format!(
+            "`{}` ({} records, begun {}, aborted {at}: {why})",
+            transaction.transactional_id, transaction.records, transaction.started_at
+        ));
     }
     (records, names)
 }

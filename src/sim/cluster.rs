@@ -385,18 +385,28 @@ impl Injector {
                     });
                 }
             }
-            FaultAction::ClogLink { from, to, duration } => {
+            FaultAction::ClogLink {
+                from,
+                to,
+                duration,
+                one_way,
+            } => {
                 let (a, b) = (self.nodes.by_name[&from], self.nodes.by_name[&to]);
                 let net = madsim::net::NetSim::current();
                 net.clog_link(a, b);
-                net.clog_link(b, a);
+                if !one_way {
+                    net.clog_link(b, a);
+                }
                 let observer = self.observer.clone();
                 madsim::task::spawn(async move {
                     sim_time::sleep(duration).await;
                     let net = madsim::net::NetSim::current();
                     net.unclog_link(a, b);
-                    net.unclog_link(b, a);
-                    observer.trace("harness", format!("unclog {from} <-> {to}"));
+                    let arrow = if one_way { "->" } else { "<->" };
+                    if !one_way {
+                        net.unclog_link(b, a);
+                    }
+                    observer.trace("harness", format!("unclog {from} {arrow} {to}"));
                 });
             }
             FaultAction::SlowLink {

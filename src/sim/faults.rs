@@ -105,7 +105,7 @@ pub enum FaultAction {
         /// Delay before the node restarts; `None` keeps it dead.
         restart_after: Option<Duration>,
     },
-    /// Clog the link between two nodes, both directions, for a time.
+    /// Clog the link between two nodes, both directions (or only `from` to `to`), for a time.
     ClogLink {
         /// One node's name.
         from: String,
@@ -113,6 +113,8 @@ pub enum FaultAction {
         to: String,
         /// How long.
         duration: Duration,
+        /// Only `from` to `to` (an asymmetric partition: `to` no longer hears `from`).
+        one_way: bool,
     },
     /// Add latency to every data frame sent from one node to another, for a time.
     SlowLink {
@@ -209,8 +211,14 @@ impl fmt::Display for FaultAction {
                 taskmanager,
                 restart_after: None,
             } => write!(f, "kill taskmanager-{taskmanager} for good"),
-            FaultAction::ClogLink { from, to, duration } => {
-                write!(f, "clog {from} <-> {to} for {duration}")
+            FaultAction::ClogLink {
+                from,
+                to,
+                duration,
+                one_way,
+            } => {
+                let arrow = if *one_way { "->" } else { "<->" };
+                write!(f, "clog {from} {arrow} {to} for {duration}")
             }
             FaultAction::SlowLink {
                 from,
