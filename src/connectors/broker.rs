@@ -27,6 +27,8 @@ pub struct LogEntry {
     pub batch: Option<String>,
     /// Which append request wrote it (Kafka's record batch), counted over the broker's life.
     pub append: u64,
+    /// When the broker appended it.
+    pub appended_at: Instant,
 }
 
 /// How a consumer reads transactional records (Kafka's `isolation.level`).
@@ -95,9 +97,10 @@ impl BrokerStorage {
                 transaction: None,
                 batch: None,
                 append: 0,
+                appended_at: Instant::ZERO,
             })
             .collect();
-        self.lock().append(topic, partition, entries)
+        self.lock().append(Instant::ZERO, topic, partition, entries)
     }
 
     /// Every entry of every partition of `topic`, partition by partition.
@@ -150,9 +153,10 @@ impl BrokerStorage {
                         transaction: None,
                         batch: batch.clone(),
                         append: 0,
+                        appended_at: Instant::ZERO,
                     })
                     .collect();
-                match state.append(&topic, partition, entries) {
+                match state.append(now, &topic, partition, entries) {
                     Ok(()) => BrokerResponse::Ok,
                     Err(error) => BrokerResponse::Error(error),
                 }
@@ -240,13 +244,17 @@ impl BrokerState {
 
     fn append(
         &mut self,
+        now: Instant,
         topic: &str,
         partition: u32,
         mut entries: Vec<LogEntry>,
     ) -> Result<(), String> {
         self.appends += 1;
         let append = self.appends;
-        entries.iter_mut().for_each(|entry| entry.append = append);
+        for entry in &mut entries {
+            entry.append = append;
+            entry.appended_at = now;
+        }
         self.log_mut(topic, partition)?.extend(entries);
         Ok(())
     }
@@ -278,9 +286,10 @@ impl BrokerState {
                 transaction: Some(index),
                 batch: None,
                 append: 0,
+                appended_at: Instant::ZERO,
             })
             .collect();
-        self.append(topic, partition, entries)
+        self.append(now, topic, partition, entries)
             .expect("checked above");
         BrokerResponse::Ok
     }

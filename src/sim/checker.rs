@@ -19,6 +19,7 @@ use crate::sim::sink_output::{
 };
 use crate::state::key_group::KeyGroupRange;
 use crate::state::snapshot::{LogicalKeyedState, OperatorSnapshot, PendingContent, StateEntry};
+use crate::time::Instant;
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 
@@ -321,8 +322,8 @@ fn exactly_once_sink_check(
             transactional_output(sink, expected, faulty, notes),
         ),
         SinkKind::WriteAheadLog => check(
-            "every oracle record written, in order; repeats only of whole batches",
-            write_ahead_output(expected, &faulty.output, notes),
+            "every oracle record written, in order; repeats only of whole batches caught between their write and their committer record by a failure",
+            write_ahead_output(expected, faulty, notes),
         ),
         SinkKind::Idempotent => check(
             "final kv contents equal the oracle's",
@@ -430,15 +431,17 @@ fn lost_to_aborts(
 /// batches written more than once are the duplicates, and the report names them.
 fn write_ahead_output(
     expected: &[Value],
-    output: &SinkOutput,
+    faulty: &RunResult,
     notes: &mut Vec<String>,
 ) -> Result<String, String> {
+    let output = &faulty.output;
     let (kept, batches) = deduplicate_batches(&output.records);
     let repeated: Vec<&BatchCopies> = batches.iter().filter(|b| b.copies > 1).collect();
     let duplicates: usize = repeated.iter().map(|b| b.records * (b.copies - 1)).sum();
     for batch in &repeated {
+        let why = explain_repeat(batch, output, &faulty.failures)?;
         notes.push(format!(
-            "batch `{}` ({} records) written {} times: it reached the broker, then a failure came before its committer record, so the recovery wrote it again",
+            "batch `{}` ({} records) written {} times: {why}",
             batch.label, batch.records, batch.copies
         ));
     }
@@ -451,6 +454,57 @@ fn write_ahead_output(
         batches.len(),
         repeated.len()
     ))
+}
+
+/// Why a write-ahead batch was written again: each later copy must follow a failure that
+/// came after the copy before it, with no committer record for the batch's checkpoint in
+/// between (the window of DESIGN §8). Anything else is a sink bug.
+fn explain_repeat(
+    batch: &BatchCopies,
+    output: &SinkOutput,
+    failures: &[(Instant, String)],
+) -> Result<String, String> {
+    let parsed = batch
+        .label
+        .rsplit_once(" checkpoint ")
+        .and_then(|(sink, n)| {
+            let (uid, index) = sink.rsplit_once('#')?;
+            Some((format!("-{uid}-{index}"), n.parse::<u64>().ok()?))
+        });
+    let Some((key_suffix, checkpoint)) = parsed else {
+        return Err(format!(
+            "batch header `{}` is not `uid#index checkpoint n`",
+            batch.label
+        ));
+    };
+    let mut why = Vec::new();
+    for copies in batch.written_at.windows(2) {
+        let (before, again) = (copies[0], copies[1]);
+        let recorded = output.committer_history.iter().find(|w| {
+            w.key.ends_with(&key_suffix)
+                && w.at < again
+                && crate::codec::decode_message::<u64>(&w.value).is_ok_and(|id| id >= checkpoint)
+        });
+        if let Some(record) = recorded {
+            return Err(format!(
+                "batch `{}` written again at {again} although its committer record said so at {}",
+                batch.label, record.at
+            ));
+        }
+        let Some((failed_at, reason)) = failures
+            .iter()
+            .find(|(at, _)| before <= *at && *at <= again)
+        else {
+            return Err(format!(
+                "batch `{}` written at {before} and again at {again} with no failure between",
+                batch.label
+            ));
+        };
+        why.push(format!(
+            "written at {before}, the failure at {failed_at} ({reason}) came before its committer record, the recovery wrote it again at {again}"
+        ));
+    }
+    Ok(why.join("; "))
 }
 
 /// What upserting the oracle's output leaves in the store.
@@ -756,6 +810,45 @@ impl StateDescriber {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::connectors::kv_store::KvWrite;
+
+    fn committer_write(at_ms: u64, checkpoint: u64) -> KvWrite {
+        KvWrite {
+            at: Instant::from_ms(at_ms),
+            writer: "sink#0".into(),
+            key: "checkpoint-committer/wordcount-sink-0".into(),
+            value: crate::codec::encode_message(&checkpoint),
+        }
+    }
+
+    #[test]
+    fn a_repeated_batch_is_allowed_only_after_a_failure_before_its_committer_record() {
+        let batch = BatchCopies {
+            label: "sink#0 checkpoint 3".into(),
+            records: 10,
+            copies: 2,
+            written_at: vec![Instant::from_ms(100), Instant::from_ms(900)],
+        };
+        let failure = vec![(Instant::from_ms(150), "taskmanager-1 lost".to_string())];
+        let mut output = SinkOutput {
+            committer_history: vec![committer_write(50, 2), committer_write(950, 3)],
+            ..SinkOutput::default()
+        };
+        let why = explain_repeat(&batch, &output, &failure).unwrap();
+        assert!(
+            why.contains("the failure at 0.150s (taskmanager-1 lost)"),
+            "{why}"
+        );
+        let error = explain_repeat(&batch, &output, &[]).unwrap_err();
+        assert!(error.contains("with no failure between"), "{error}");
+        // The committer said checkpoint 3 was written, and the batch came again: a bug.
+        output.committer_history.insert(1, committer_write(120, 3));
+        let error = explain_repeat(&batch, &output, &failure).unwrap_err();
+        assert!(
+            error.contains("although its committer record said so at 0.120s"),
+            "{error}"
+        );
+    }
 
     fn words(list: &[&str]) -> Vec<Value> {
         list.iter().map(|w| Value::Str(w.to_string())).collect()

@@ -27,6 +27,8 @@ pub struct OutputRecord {
     pub batch: Option<String>,
     /// The append request that wrote it.
     pub append: u64,
+    /// When the broker appended it.
+    pub appended_at: Instant,
 }
 
 /// The sink's effects after a run.
@@ -42,6 +44,8 @@ pub struct SinkOutput {
     pub kv: BTreeMap<String, Value>,
     /// Every upsert, in the order applied (committer records left out).
     pub kv_history: Vec<KvWrite>,
+    /// The write-ahead sink's committer records, in the order written.
+    pub committer_history: Vec<KvWrite>,
 }
 
 impl SinkOutput {
@@ -60,6 +64,7 @@ impl SinkOutput {
                     transaction: entry.transaction,
                     batch: entry.batch,
                     append: entry.append,
+                    appended_at: entry.appended_at,
                 })
             })
             .collect();
@@ -82,6 +87,11 @@ impl SinkOutput {
                 .into_iter()
                 .filter(|w| is_upsert(&w.key))
                 .collect(),
+            committer_history: kv
+                .history()
+                .into_iter()
+                .filter(|w| !is_upsert(&w.key))
+                .collect(),
         }
     }
 
@@ -100,6 +110,7 @@ impl SinkOutput {
             transaction: record.transaction,
             batch: None,
             append: record.append,
+            appended_at: record.appended_at,
         };
         visible(&entry, &self.transactions, isolation)
     }
@@ -163,6 +174,8 @@ pub struct BatchCopies {
     pub records: usize,
     /// How many times it was written.
     pub copies: usize,
+    /// When each copy was appended.
+    pub written_at: Vec<Instant>,
 }
 
 /// Splits the log into write-ahead batches: each batch is written by one append request, so a
@@ -186,10 +199,14 @@ pub fn deduplicate_batches(records: &[OutputRecord]) -> (Vec<Value>, Vec<BatchCo
             continue;
         };
         match batches.get_mut(&label) {
-            Some(batch) => batch.copies += 1,
+            Some(batch) => {
+                batch.copies += 1;
+                batch.written_at.push(run_records[0].appended_at);
+            }
             None => {
                 kept.extend(run_records.iter().map(|r| r.value.clone()));
                 order.push(label.clone());
+                let written_at = vec![run_records[0].appended_at];
                 let (label, records, copies) = (label, run, 1);
                 batches.insert(
                     label.clone(),
@@ -197,6 +214,7 @@ pub fn deduplicate_batches(records: &[OutputRecord]) -> (Vec<Value>, Vec<BatchCo
                         label,
                         records,
                         copies,
+                        written_at,
                     },
                 );
             }
@@ -271,6 +289,7 @@ mod tests {
             transaction: None,
             batch: batch.map(str::to_string),
             append,
+            appended_at: Instant::from_ms(append),
         }
     }
 
