@@ -13,6 +13,7 @@
 //! read_committed, under kills (also between pre-commit and commit), lost and late completion
 //! notices, broker restarts and clogged links: the committed output equals the oracle's, each
 //! key's records in order.
+//! The write-ahead-log and idempotent sinks run under the same mix, each checked by its row.
 //! `SNAPFLOW_PROPTEST_CASES` raises the case count (default 16, to keep `cargo test` fast).
 
 mod common;
@@ -94,9 +95,9 @@ struct Case {
     keys: u64,
     workload_seed: u64,
     faults: Vec<Fault>,
-    /// The two-phase-commit sink, read with read_committed (else the plain sink).
-    two_phase_commit: bool,
-    /// Two-phase commit only: every task manager has slots for the whole job and the restart
+    /// `[sink] kind`; a two-phase-commit sink is read with read_committed.
+    sink: &'static str,
+    /// Committing sinks only: every task manager has slots for the whole job and the restart
     /// delay is short, so a new attempt may run beside zombies of the old one.
     restart_delay_ms: u64,
 }
@@ -271,11 +272,15 @@ fn end_to_end_fault(taskmanagers: u32, parallelism: u32) -> impl Strategy<Value 
     ]
 }
 
-/// Exactly-once with the two-phase-commit sink, aligned or unaligned, under the end-to-end
-/// fault mix.
-fn end_to_end_case() -> impl Strategy<Value = Case> {
-    (case(false, &MODES[0..2]), 1u32..=3, 1u32..=4).prop_flat_map(
-        |(base, taskmanagers, parallelism)| {
+/// Exactly-once with one of `sinks`, aligned or unaligned, under the end-to-end fault mix.
+fn end_to_end_case(sinks: &'static [&'static str]) -> impl Strategy<Value = Case> {
+    (
+        case(false, &MODES[0..2]),
+        1u32..=3,
+        1u32..=4,
+        prop::sample::select(sinks),
+    )
+        .prop_flat_map(|(base, taskmanagers, parallelism, sink)| {
             let faults = prop::collection::vec(end_to_end_fault(taskmanagers, parallelism), 1..=4);
             let delay = prop::sample::select(vec![0u64, 20, 100, 1000]);
             (Just(base), faults, delay).prop_map(move |(base, faults, restart_delay_ms)| Case {
@@ -286,11 +291,10 @@ fn end_to_end_case() -> impl Strategy<Value = Case> {
                 partitions: base.partitions - base.source_parallelism
                     + base.source_parallelism.min(parallelism),
                 faults,
-                two_phase_commit: true,
+                sink,
                 ..base
             })
-        },
-    )
+        })
 }
 
 /// Every mode a property runs: exactly-once in its three variants, then the weaker two.
@@ -348,7 +352,7 @@ fn case(mixed: bool, modes: &'static [&'static str]) -> impl Strategy<Value = Ca
                     keys,
                     workload_seed,
                     faults,
-                    two_phase_commit: false,
+                    sink: "plain",
                     restart_delay_ms: 0,
                 },
             )
@@ -357,7 +361,8 @@ fn case(mixed: bool, modes: &'static [&'static str]) -> impl Strategy<Value = Ca
 }
 
 fn scenario_text(case: &Case) -> String {
-    let slots = if case.two_phase_commit {
+    let end_to_end = case.sink != "plain";
+    let slots = if end_to_end {
         case.parallelism
     } else {
         case.parallelism.div_ceil(case.taskmanagers)
@@ -388,7 +393,7 @@ fn scenario_text(case: &Case) -> String {
             ),
             other => (other, String::new()),
         };
-        let restart = if case.two_phase_commit {
+        let restart = if end_to_end {
             format!("\n\n[restart-strategy]\ntype = \"fixed-delay\"\n\n[restart-strategy.fixed-delay]\nattempts = 1000\ndelay = \"{}ms\"", case.restart_delay_ms)
         } else {
             String::new()
@@ -405,8 +410,11 @@ fn scenario_text(case: &Case) -> String {
          [heartbeat]\ninterval = \"100ms\"\ntimeout = \"500ms\"\n\n[simulation]\ndeadline = \"120s\"\n",
         case.seed, case.parallelism, case.source_parallelism, case.keys, case.workload_seed, case.partitions, case.taskmanagers
     );
-    if case.two_phase_commit {
-        text.push_str("\n[sink]\nkind = \"two-phase-commit\"\n\n[reader]\nisolation-level = \"read_committed\"\n");
+    if end_to_end {
+        text.push_str(&format!(
+            "\n[sink]\nkind = \"{}\"\n\n[reader]\nisolation-level = \"read_committed\"\n",
+            case.sink
+        ));
     }
     for fault in &case.faults {
         text.push_str("\n[[faults]]\n");
@@ -434,6 +442,10 @@ fn scenario_text(case: &Case) -> String {
             Trigger::OnRecord { subtask, count } => text.push_str(&format!(
                 "on-record = {{ subtask = \"{keyed_uid}#{subtask}\", count = {count} }}\n"
             )),
+            // The idempotent sink commits nothing: the nearest moment is the completion.
+            Trigger::BeforeCommit { checkpoint, .. } if case.sink == "idempotent" => {
+                text.push_str(&format!("after-checkpoint = {checkpoint}\n"))
+            }
             Trigger::BeforeCommit {
                 subtask,
                 checkpoint,
@@ -516,8 +528,15 @@ proptest! {
 
     /// End to end: the two-phase-commit sink's committed output equals the oracle's.
     #[test]
-    fn two_phase_commit_output_equals_the_oracle(case in end_to_end_case()) {
+    fn two_phase_commit_output_equals_the_oracle(case in end_to_end_case(&["two-phase-commit"])) {
         check_case(&case, "property-two-phase-commit")?;
+    }
+
+    /// End to end: the write-ahead sink repeats only batches caught in its window, the
+    /// idempotent sink's store ends equal.
+    #[test]
+    fn write_ahead_and_idempotent_sinks_keep_their_promise(case in end_to_end_case(&["write-ahead-log", "idempotent"])) {
+        check_case(&case, "property-wal-idempotent")?;
     }
 }
 
@@ -528,7 +547,7 @@ fn generated_scenarios_render_back_to_the_same_scenario() {
         let case = if index % 2 == 0 {
             case(true, &MODES).boxed()
         } else {
-            end_to_end_case().boxed()
+            end_to_end_case(&["two-phase-commit", "write-ahead-log", "idempotent"]).boxed()
         }
         .new_tree(&mut runner)
         .expect("a case")

@@ -133,12 +133,13 @@ impl HeapKeyedStateBackend {
                 for (key_group, entries) in table.range(
                     KeyGroup(self.key_group_range.start)..=KeyGroup(self.key_group_range.end),
                 ) {
-                    let previous = target.insert(*key_group, entries.clone());
-                    assert!(
-                        previous.is_none(),
-                        "two snapshots claim key group {}",
-                        key_group.0
-                    );
+                    // A corrupt or mixed-up checkpoint: refuse it rather than merge silently.
+                    if target.insert(*key_group, entries.clone()).is_some() {
+                        return Err(StateError(format!(
+                            "two snapshots claim key group {} of state `{state_name}`",
+                            key_group.0
+                        )));
+                    }
                 }
             }
         }
@@ -376,5 +377,21 @@ mod tests {
         access.update(&COUNT, &1).unwrap();
         let as_list: ListStateDescriptor<i64> = ListStateDescriptor::new("count");
         assert!(access.list(&as_list).is_err());
+    }
+
+    #[test]
+    fn two_snapshots_of_one_key_group_are_refused() {
+        let mut backend = HeapKeyedStateBackend::new(128, key_group_range(128, 1, 0));
+        backend.access("hello").unwrap().update(&COUNT, &1).unwrap();
+        let snapshot = backend.snapshot();
+        let mut fresh = HeapKeyedStateBackend::new(128, key_group_range(128, 1, 0));
+        let error = fresh
+            .restore(&[snapshot.clone(), snapshot])
+            .expect_err("the key group is claimed twice");
+        assert!(
+            error.0.contains("two snapshots claim key group"),
+            "{}",
+            error.0
+        );
     }
 }
