@@ -10,6 +10,7 @@ use crate::runtime::messages::{BrokerRequest, BrokerResponse};
 use crate::runtime::rpc::serve;
 use crate::runtime::sim_time;
 use crate::time::{Duration, Instant};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -32,7 +33,7 @@ pub struct LogEntry {
 }
 
 /// How a consumer reads transactional records (Kafka's `isolation.level`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum IsolationLevel {
     /// Only records of committed transactions (and non-transactional ones).
     ReadCommitted,
@@ -139,7 +140,8 @@ impl BrokerStorage {
                 partition,
                 offset,
                 max_records,
-            } => state.fetch(&topic, partition, offset, max_records),
+                isolation,
+            } => state.fetch(&topic, partition, offset, max_records, isolation),
             BrokerRequest::Append {
                 topic,
                 partition,
@@ -294,7 +296,14 @@ impl BrokerState {
         BrokerResponse::Ok
     }
 
-    fn fetch(&self, topic: &str, partition: u32, offset: u64, max_records: u32) -> BrokerResponse {
+    fn fetch(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max_records: u32,
+        isolation: IsolationLevel,
+    ) -> BrokerResponse {
         let Some(log) = self
             .partitions
             .get(topic)
@@ -302,27 +311,67 @@ impl BrokerState {
         else {
             return BrokerResponse::Error(format!("no partition {topic}/{partition}"));
         };
-        let start = (offset as usize).min(log.len());
-        let end = (start + max_records as usize).min(log.len());
+        let read = read_log(
+            log,
+            self.transactions.transactions(),
+            offset,
+            max_records as usize,
+            isolation,
+        );
         BrokerResponse::Records {
-            records: log[start..end].iter().map(|e| e.bytes.clone()).collect(),
+            records: read.records,
+            next_offset: read.next_offset,
             end_offset: log.len() as u64,
         }
     }
 }
 
-/// Whether a consumer at `isolation` sees `entry`, given every transaction's fate.
-pub fn visible(
-    entry: &LogEntry,
+/// What a consumer reads from one partition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogRead {
+    /// Visible records with their offsets.
+    pub records: Vec<(u64, Vec<u8>)>,
+    /// Where to read next.
+    pub next_offset: u64,
+    /// Read committed only: the last stable offset, if an open transaction holds the reader
+    /// there.
+    pub blocked_at: Option<u64>,
+}
+
+/// What a consumer at `isolation` reads from `log` at `offset`: up to `max` visible records
+/// and where to go on. Read committed, as Kafka: nothing at or past the last stable offset
+/// (the first record of a transaction still open), and no record of an aborted transaction.
+pub fn read_log(
+    log: &[LogEntry],
     transactions: &[TransactionRecord],
+    offset: u64,
+    max: usize,
     isolation: IsolationLevel,
-) -> bool {
-    match (entry.transaction, isolation) {
-        (None, _) | (Some(_), IsolationLevel::ReadUncommitted) => true,
-        (Some(index), IsolationLevel::ReadCommitted) => matches!(
-            transactions[index].status,
-            TransactionStatus::Committed { .. }
-        ),
+) -> LogRead {
+    let mut records = Vec::new();
+    let mut position = (offset as usize).min(log.len());
+    let mut blocked_at = None;
+    while position < log.len() && records.len() < max {
+        let entry = &log[position];
+        let status = entry.transaction.map(|index| transactions[index].status);
+        let visible = match (status, isolation) {
+            (None, _) | (Some(_), IsolationLevel::ReadUncommitted) => true,
+            (Some(TransactionStatus::Committed { .. }), _) => true,
+            (Some(TransactionStatus::Aborted { .. }), _) => false,
+            (Some(TransactionStatus::Open), IsolationLevel::ReadCommitted) => {
+                blocked_at = Some(position as u64);
+                break;
+            }
+        };
+        if visible {
+            records.push((position as u64, entry.bytes.clone()));
+        }
+        position += 1;
+    }
+    LogRead {
+        records,
+        next_offset: position as u64,
+        blocked_at,
     }
 }
 
@@ -338,6 +387,7 @@ pub async fn run_broker(storage: BrokerStorage) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::connectors::transaction_table::ProducerIdentity;
 
     fn commit(generation: u32, offset: u64) -> BrokerRequest {
         BrokerRequest::CommitOffset {
@@ -390,12 +440,14 @@ mod tests {
                 partition: 1,
                 offset: 1,
                 max_records: 1,
+                isolation: IsolationLevel::ReadCommitted,
             },
         );
         assert_eq!(
             response,
             BrokerResponse::Records {
-                records: vec![vec![2]],
+                records: vec![(1, vec![2])],
+                next_offset: 2,
                 end_offset: 3
             }
         );
@@ -406,10 +458,111 @@ mod tests {
                     topic: "t".into(),
                     partition: 5,
                     offset: 0,
-                    max_records: 1
+                    max_records: 1,
+                    isolation: IsolationLevel::ReadUncommitted,
                 }
             ),
             BrokerResponse::Error(_)
         ));
+    }
+
+    fn init(storage: &BrokerStorage, at: u64, id: &str) -> ProducerIdentity {
+        match storage.handle(
+            Instant::from_ms(at),
+            BrokerRequest::InitProducer {
+                transactional_id: id.into(),
+                timeout: Duration::from_secs(10),
+            },
+        ) {
+            BrokerResponse::Initialized(init) => init.identity,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn append_in(storage: &BrokerStorage, at: u64, id: &str, identity: ProducerIdentity, byte: u8) {
+        let response = storage.handle(
+            Instant::from_ms(at),
+            BrokerRequest::AppendTransactional {
+                transactional_id: id.into(),
+                identity,
+                topic: "t".into(),
+                partition: 0,
+                records: vec![vec![byte]],
+            },
+        );
+        assert_eq!(response, BrokerResponse::Ok);
+    }
+
+    fn end(storage: &BrokerStorage, id: &str, identity: ProducerIdentity, commit: bool) {
+        let request = BrokerRequest::EndTransaction {
+            transactional_id: id.into(),
+            identity,
+            commit,
+        };
+        assert_eq!(
+            storage.handle(Instant::from_ms(5), request),
+            BrokerResponse::Ok
+        );
+    }
+
+    fn fetch(storage: &BrokerStorage, offset: u64, isolation: IsolationLevel) -> (Vec<u8>, u64) {
+        let request = BrokerRequest::Fetch {
+            topic: "t".into(),
+            partition: 0,
+            offset,
+            max_records: 100,
+            isolation,
+        };
+        match storage.handle(Instant::from_ms(6), request) {
+            BrokerResponse::Records {
+                records,
+                next_offset,
+                ..
+            } => (
+                records.into_iter().map(|(_, r)| r[0]).collect(),
+                next_offset,
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn read_committed_skips_aborted_records_and_stops_at_an_open_transaction() {
+        let storage = BrokerStorage::new(TRANSACTION_MAX_TIMEOUT_DEFAULT);
+        storage.create_topic("t", 1);
+        let (a, b, c) = (
+            init(&storage, 0, "a"),
+            init(&storage, 0, "b"),
+            init(&storage, 0, "c"),
+        );
+        append_in(&storage, 1, "a", a, 1); // offset 0: committed
+        append_in(&storage, 1, "b", b, 2); // offset 1: aborted
+        storage.append("t", 0, vec![vec![3]]).unwrap(); // offset 2: no transaction
+        append_in(&storage, 2, "c", c, 4); // offset 3: still open
+        append_in(&storage, 2, "a", a, 5); // offset 4: committed, behind the open one
+        end(&storage, "a", a, true);
+        end(&storage, "b", b, false);
+        assert_eq!(
+            fetch(&storage, 0, IsolationLevel::ReadUncommitted),
+            (vec![1, 2, 3, 4, 5], 5)
+        );
+        // The last stable offset is 3: record 5 waits behind the open transaction.
+        assert_eq!(
+            fetch(&storage, 0, IsolationLevel::ReadCommitted),
+            (vec![1, 3], 3)
+        );
+        end(&storage, "c", c, true);
+        assert_eq!(
+            fetch(&storage, 3, IsolationLevel::ReadCommitted),
+            (vec![4, 5], 5)
+        );
+        // A read that finds only aborted records still moves on.
+        assert_eq!(fetch(&storage, 1, IsolationLevel::ReadCommitted).1, 5);
+        let log = &storage.read_all("t")[0];
+        let transactions = storage.transactions_at(Instant::from_ms(6));
+        let skipped = read_log(log, &transactions, 1, 1, IsolationLevel::ReadCommitted);
+        assert_eq!(skipped.records, vec![(2, vec![3])]);
+        assert_eq!(skipped.next_offset, 3);
+        assert_eq!(skipped.blocked_at, None);
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::checkpoint::barrier::Barrier;
 use crate::checkpoint::coordinator::{DeclineReason, TaskAck};
+use crate::connectors::broker::IsolationLevel;
 use crate::connectors::transaction_table::{InitResult, ProducerIdentity, TransactionError};
 use crate::ids::{AttemptNumber, ChannelIndex, CheckpointId, SubtaskId, TaskManagerId};
 use crate::time::Duration;
@@ -207,6 +208,8 @@ pub enum BrokerRequest {
         offset: u64,
         /// Most records to return.
         max_records: u32,
+        /// Kafka's `isolation.level`.
+        isolation: IsolationLevel,
     },
     /// Append records to a partition.
     Append {
@@ -285,8 +288,10 @@ pub enum BrokerRequest {
 pub enum BrokerResponse {
     /// Records from the requested offset, and the partition's end offset.
     Records {
-        /// The records.
-        records: Vec<Vec<u8>>,
+        /// The visible records with their offsets.
+        records: Vec<(u64, Vec<u8>)>,
+        /// Where to read next (past skipped records of aborted transactions).
+        next_offset: u64,
         /// Offset after the last record of the partition (bounded topics end).
         end_offset: u64,
     },

@@ -1,6 +1,7 @@
 //! A source subtask's read position over its broker partitions, paced to the workload's rate.
 //! Its offsets are the operator state a checkpoint takes.
 
+use crate::connectors::broker::IsolationLevel;
 use crate::limits::SOURCE_FETCH_RECORDS_MAX;
 use crate::runtime::messages::{BrokerRequest, BrokerResponse};
 use crate::runtime::rpc::Rpc;
@@ -12,7 +13,10 @@ use std::net::SocketAddr;
 struct PartitionCursor {
     partition: u32,
     next_offset: u64,
-    fetched: VecDeque<Vec<u8>>,
+    // Fetched visible records with their offsets, and where the fetch left off (past any
+    // skipped records of aborted transactions).
+    fetched: VecDeque<(u64, Vec<u8>)>,
+    fetched_up_to: u64,
     end_offset: Option<u64>,
 }
 
@@ -49,6 +53,7 @@ impl SourceReader {
                 partition,
                 next_offset: offsets.next_offsets.get(&partition).copied().unwrap_or(0),
                 fetched: VecDeque::new(),
+                fetched_up_to: 0,
                 end_offset: None,
             })
             .collect::<Vec<_>>();
@@ -125,8 +130,11 @@ impl SourceReader {
                 self.fetch(index, rpc, broker, rpc_timeout).await?;
             }
             let cursor = &mut self.partitions[index];
-            if let Some(record) = cursor.fetched.pop_front() {
-                cursor.next_offset += 1;
+            if let Some((offset, record)) = cursor.fetched.pop_front() {
+                cursor.next_offset = offset + 1;
+                if cursor.fetched.is_empty() {
+                    cursor.next_offset = cursor.next_offset.max(cursor.fetched_up_to);
+                }
                 self.emitted += 1;
                 return Ok(Some(record));
             }
@@ -147,10 +155,14 @@ impl SourceReader {
             partition: cursor.partition,
             offset: cursor.next_offset,
             max_records: SOURCE_FETCH_RECORDS_MAX,
+            // Only what committed transactions wrote: a job reading a topic another job
+            // writes with a two-phase-commit sink stays exactly-once end to end.
+            isolation: IsolationLevel::ReadCommitted,
         };
         match rpc.call(broker, &request, rpc_timeout, true).await? {
             BrokerResponse::Records {
                 records,
+                next_offset,
                 end_offset,
             } => {
                 if cursor.next_offset > end_offset {
@@ -160,8 +172,11 @@ impl SourceReader {
                     ));
                 }
                 cursor.end_offset = Some(end_offset);
-                let (partition, batch_end) =
-                    (cursor.partition, cursor.next_offset + records.len() as u64);
+                cursor.fetched_up_to = next_offset;
+                if records.is_empty() {
+                    cursor.next_offset = next_offset; // Only skipped records, or none.
+                }
+                let (partition, batch_end) = (cursor.partition, next_offset);
                 if let (Some((group, generation)), false) = (&self.commit_group, records.is_empty())
                 {
                     // Committed before emitting: a failure after this point loses the batch

@@ -356,6 +356,12 @@ fn transactional_output(
         ));
     };
     let mut why = vec![difference];
+    let behind = output.behind_open_transactions();
+    if sink.isolation == IsolationLevel::ReadCommitted && behind > 0 {
+        why.push(format!(
+            "{behind} record(s) lie at or past the last stable offset: a transaction still open when the run ended holds the read_committed reader"
+        ));
+    }
     if sink.isolation == IsolationLevel::ReadUncommitted && aborted + open > 0 {
         why.push(format!(
             "the reader (read_uncommitted) saw {aborted} record(s) of aborted transactions and {open} of open ones"

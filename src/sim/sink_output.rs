@@ -4,7 +4,7 @@
 
 use crate::api::jobs::OUTPUT_TOPIC;
 use crate::api::value::Value;
-use crate::connectors::broker::{visible, BrokerStorage, IsolationLevel, LogEntry};
+use crate::connectors::broker::{read_log, BrokerStorage, IsolationLevel, LogEntry};
 use crate::connectors::kv_store::{KvStorage, KvWrite};
 use crate::connectors::transaction_table::{TransactionRecord, TransactionStatus};
 use crate::runtime::sink_writer::upsert_key;
@@ -34,7 +34,9 @@ pub struct OutputRecord {
 /// The sink's effects after a run.
 #[derive(Clone, Debug, Default)]
 pub struct SinkOutput {
-    /// The output topic, partition by partition, in log order.
+    /// The output topic's partitions as the broker holds them.
+    pub logs: Vec<Vec<LogEntry>>,
+    /// The same records decoded, partition by partition, in log order.
     pub records: Vec<OutputRecord>,
     /// Every transaction the broker saw, timeouts applied as of the run's end.
     pub transactions: Vec<TransactionRecord>,
@@ -52,8 +54,9 @@ impl SinkOutput {
     /// Reads the broker and the store at the end of a run (`now`).
     pub fn collect(broker: &BrokerStorage, kv: &KvStorage, now: Instant) -> SinkOutput {
         let transactions = broker.transactions_at(now);
-        let records = broker
-            .read_all(OUTPUT_TOPIC)
+        let logs = broker.read_all(OUTPUT_TOPIC);
+        let records = logs
+            .clone()
             .into_iter()
             .enumerate()
             .flat_map(|(partition, log)| {
@@ -73,6 +76,7 @@ impl SinkOutput {
             crate::codec::decode_message(bytes).expect("the idempotent sink writes values")
         };
         SinkOutput {
+            logs,
             records,
             transactions,
             max_transaction_timeout: broker.max_transaction_timeout(),
@@ -96,23 +100,32 @@ impl SinkOutput {
     }
 
     /// The records a consumer at `isolation` reads, in log order.
+    /// Read committed stops at the last stable offset, as a Kafka consumer does: what lies
+    /// behind a transaction still open is not read.
     pub fn read(&self, isolation: IsolationLevel) -> Vec<Value> {
-        self.records
+        self.logs
             .iter()
-            .filter(|record| self.is_visible(record, isolation))
-            .map(|record| record.value.clone())
+            .flat_map(|log| read_log(log, &self.transactions, 0, usize::MAX, isolation).records)
+            .map(|(_, bytes)| crate::codec::decode_message(&bytes).expect("the sink writes values"))
             .collect()
     }
 
-    fn is_visible(&self, record: &OutputRecord, isolation: IsolationLevel) -> bool {
-        let entry = LogEntry {
-            bytes: Vec::new(),
-            transaction: record.transaction,
-            batch: None,
-            append: record.append,
-            appended_at: record.appended_at,
-        };
-        visible(&entry, &self.transactions, isolation)
+    /// Read committed: records at or past a partition's last stable offset (held back by a
+    /// transaction still open when the run ended).
+    pub fn behind_open_transactions(&self) -> usize {
+        self.logs
+            .iter()
+            .map(|log| {
+                let read = read_log(
+                    log,
+                    &self.transactions,
+                    0,
+                    usize::MAX,
+                    IsolationLevel::ReadCommitted,
+                );
+                read.blocked_at.map_or(0, |at| log.len() - at as usize)
+            })
+            .sum()
     }
 
     /// Records in transactions that ended in `wanted` (matched by status kind).
