@@ -497,17 +497,27 @@ fn explain_repeat(
                 batch.label, record.at
             ));
         }
+        // The failover may reach the writer while its append is in flight, so the failure
+        // can precede the append itself: it must only follow the writer's previous committer
+        // record (its last completed batch) and precede the repeat.
+        let previous_record = output
+            .committer_history
+            .iter()
+            .filter(|w| w.key.ends_with(&key_suffix) && w.at <= before)
+            .map(|w| w.at)
+            .max()
+            .unwrap_or(Instant::ZERO);
         let Some((failed_at, reason)) = failures
             .iter()
-            .find(|(at, _)| before <= *at && *at <= again)
+            .find(|(at, _)| previous_record <= *at && *at <= again)
         else {
             return Err(format!(
-                "batch `{}` written at {before} and again at {again} with no failure between",
+                "batch `{}` written at {before} and again at {again} with no failure since the previous committer record at {previous_record}",
                 batch.label
             ));
         };
         why.push(format!(
-            "written at {before}, the failure at {failed_at} ({reason}) came before its committer record, the recovery wrote it again at {again}"
+            "written at {before}, the failure at {failed_at} ({reason}) stopped its writer before the committer record, the recovery wrote it again at {again}"
         ));
     }
     Ok(why.join("; "))
@@ -846,7 +856,15 @@ mod tests {
             "{why}"
         );
         let error = explain_repeat(&batch, &output, &[]).unwrap_err();
-        assert!(error.contains("with no failure between"), "{error}");
+        assert!(
+            error.contains("with no failure since the previous committer record at 0.050s"),
+            "{error}"
+        );
+        // A failover reaching the writer while its append was in flight comes first.
+        let in_flight = vec![(Instant::from_ms(90), "failover".to_string())];
+        assert!(explain_repeat(&batch, &output, &in_flight).is_ok());
+        let stale = vec![(Instant::from_ms(40), "older failover".to_string())];
+        assert!(explain_repeat(&batch, &output, &stale).is_err());
         // The committer said checkpoint 3 was written, and the batch came again: a bug.
         output.committer_history.insert(1, committer_write(120, 3));
         let error = explain_repeat(&batch, &output, &failure).unwrap_err();
