@@ -23,6 +23,7 @@ pub mod checkpoint {
     pub mod barrier_tracker;
     pub mod checkpointed_input_gate;
     pub mod coordinator;
+    pub mod final_checkpoint;
     pub mod handler_harness;
     pub mod storage;
 }

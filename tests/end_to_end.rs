@@ -67,7 +67,7 @@ fn two_phase_commit_read_committed_is_exact_under_every_fault() {
     let output = &run.faulty.output;
     let aborted = output.records_in(|s| matches!(s, TransactionStatus::Aborted { .. }));
     assert!(aborted > 0, "recoveries aborted the open transactions");
-    assert_eq!(output.records.len(), 12_000 + aborted);
+    assert_eq!(output.appended(), 12_000 + aborted);
     let committed = output.read(IsolationLevel::ReadCommitted);
     assert_eq!(
         first_per_key_difference(&oracle_output(file), &committed),
@@ -146,13 +146,13 @@ fn the_write_ahead_sink_repeats_only_the_batch_caught_before_its_committer_recor
     let file = "scenarios/e2e-wal-duplicate.toml";
     let run = run(file);
     assert!(run.verdict.passed(), "{}", run.report);
-    let (kept, batches) = deduplicate_batches(&run.faulty.output.records);
+    let (kept, batches) = deduplicate_batches(&run.faulty.output.logs);
     let repeated: Vec<_> = batches.iter().filter(|b| b.copies > 1).collect();
     assert_eq!(repeated.len(), 1, "{batches:?}");
     assert_eq!(repeated[0].label, "sink#0 checkpoint 3");
     assert_eq!(repeated[0].copies, 2);
     assert_eq!(
-        run.faulty.output.records.len(),
+        run.faulty.output.appended(),
         kept.len() + repeated[0].records
     );
     assert!(run

@@ -7,10 +7,11 @@ use crate::checkpoint::barrier::{Barrier, BarrierKind};
 use crate::checkpoint::coordinator::{
     CheckpointConfig, CheckpointCoordinator, CompletedCheckpoint, Output,
 };
+use crate::checkpoint::final_checkpoint::{EndOfData, FinalCheckpoint};
 use crate::checkpoint::storage::{metadata_path, CheckpointStorage};
 use crate::codec::FileKind;
 use crate::graph::execution_graph::ExecutionGraph;
-use crate::ids::{AttemptNumber, CheckpointId, SubtaskId, TaskManagerId};
+use crate::ids::{AttemptNumber, SubtaskId, TaskManagerId};
 use crate::runtime::control_plane::ControlPlane;
 use crate::runtime::messages::{
     ControlMessage, Heartbeat, RestoreHandle, TaskDeployment, TaskStatus,
@@ -99,10 +100,7 @@ struct JobMaster {
     restart: RestartStrategy,
     inbox_sender: UnboundedSender<Input>,
     liveness_check_at: Instant,
-    // Sources of the current attempt that read all their input.
-    sources_at_end: BTreeSet<SubtaskId>,
-    // Checkpoints triggered after every source reached its end.
-    final_checkpoints: BTreeSet<CheckpointId>,
+    final_checkpoint: FinalCheckpoint,
 }
 
 /// The job manager's main: runs the job to a terminal status.
@@ -118,6 +116,10 @@ pub async fn run_jobmanager(setup: JobManagerSetup) {
     setup
         .observer
         .trace(NODE, format!("started job `{}`", setup.graph.job.name));
+    let final_checkpoint = FinalCheckpoint::new(
+        setup.final_checkpoint,
+        setup.graph.source_subtasks().into_iter().collect(),
+    );
     let mut master = JobMaster {
         coordinator: CheckpointCoordinator::new(setup.checkpoint.clone()),
         restart: RestartStrategy::new(setup.restart.clone()),
@@ -131,8 +133,7 @@ pub async fn run_jobmanager(setup: JobManagerSetup) {
         placement: BTreeMap::new(),
         task_status: BTreeMap::new(),
         inbox_sender,
-        sources_at_end: BTreeSet::new(),
-        final_checkpoints: BTreeSet::new(),
+        final_checkpoint,
     };
     master.run(&mut inbox).await;
 }
@@ -204,10 +205,8 @@ impl JobMaster {
     async fn check_liveness(&mut self, now: Instant) {
         let heartbeat = ControlMessage::JobManagerHeartbeat {
             final_completed: self
-                .coordinator
-                .latest_completed()
-                .map(|c| c.checkpoint_id)
-                .filter(|id| self.final_checkpoints.contains(id)),
+                .final_checkpoint
+                .completed_final(self.coordinator.latest_completed().map(|c| c.checkpoint_id)),
         };
         for tm in self.taskmanagers.values() {
             self.control.send(tm.control_address, &heartbeat).await;
@@ -276,20 +275,17 @@ impl JobMaster {
     }
 
     fn on_end_of_data(&mut self, attempt: AttemptNumber, subtask: SubtaskId) {
-        if attempt != self.attempt || !self.sources_at_end.insert(subtask) {
-            return;
+        if attempt != self.attempt {
+            return; // From a cancelled attempt.
         }
-        if self.sources_at_end.len() == self.setup.graph.source_subtasks().len() {
-            self.setup.observer.trace(
-                NODE,
-                "every source read all its input: the next checkpoint is the final one",
-            );
-        }
-    }
-
-    fn all_sources_at_end(&self) -> bool {
-        self.setup.final_checkpoint
-            && self.sources_at_end.len() == self.setup.graph.source_subtasks().len()
+        let line = match self.final_checkpoint.on_end_of_data(subtask) {
+            Ok(EndOfData::AllSourcesAtEnd) => {
+                "every source read all its input: the next checkpoint is the final one".to_string()
+            }
+            Ok(EndOfData::Recorded | EndOfData::Repeated) => return,
+            Err(error) => format!("ignored: {error}"),
+        };
+        self.setup.observer.trace(NODE, line);
     }
 
     async fn on_heartbeat(&mut self, now: Instant, heartbeat: Heartbeat) {
@@ -514,8 +510,7 @@ impl JobMaster {
         }
         self.placement.clear();
         self.task_status.clear();
-        self.sources_at_end.clear();
-        self.final_checkpoints.clear();
+        self.final_checkpoint.reset();
         match self.restart.on_failure(now) {
             RestartDecision::RestartAt(at) => {
                 self.setup.observer.on_restart();
@@ -543,8 +538,7 @@ impl JobMaster {
                 } => {
                     // The final checkpoint aligns, like a savepoint: no barrier overtakes the
                     // last records, so the sinks' last transactions hold them all.
-                    let (kind, final_note) = if self.all_sources_at_end() {
-                        self.final_checkpoints.insert(checkpoint_id);
+                    let (kind, final_note) = if self.final_checkpoint.on_trigger(checkpoint_id) {
                         (BarrierKind::Aligned, " (final)")
                     } else {
                         (self.setup.checkpoint.barrier_kind(), "")
@@ -587,7 +581,7 @@ impl JobMaster {
                         checkpoint_id,
                     })
                     .await;
-                    if self.final_checkpoints.contains(&checkpoint_id) {
+                    if self.final_checkpoint.on_completed(checkpoint_id) {
                         for subtask in self.setup.graph.source_subtasks() {
                             let message = ControlMessage::FinishSource {
                                 attempt: self.attempt,

@@ -4,6 +4,7 @@
 //! arrive late, and a newer checkpoint's completion implies the older ones'.
 
 use crate::ids::CheckpointId;
+use crate::state::snapshot::{PendingCommit, PendingContent, SinkStateSnapshot};
 use std::collections::BTreeMap;
 
 /// Pre-committed work by checkpoint.
@@ -52,9 +53,25 @@ impl<T> PendingCommits<T> {
         self.by_checkpoint.is_empty()
     }
 
-    /// Pending work, oldest first.
-    pub fn iter(&self) -> impl Iterator<Item = (CheckpointId, &T)> {
-        self.by_checkpoint.iter().map(|(id, work)| (*id, work))
+    /// The sink's snapshot: every pending piece of work, oldest first, as `content` stores it.
+    pub fn to_snapshot(
+        &self,
+        subtask_index: u32,
+        next_transaction: u64,
+        content: impl Fn(&T) -> PendingContent,
+    ) -> SinkStateSnapshot {
+        SinkStateSnapshot {
+            subtask_index,
+            next_transaction,
+            pending: self
+                .by_checkpoint
+                .iter()
+                .map(|(id, work)| PendingCommit {
+                    checkpoint_id: id.0,
+                    content: content(work),
+                })
+                .collect(),
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use crate::limits::LINGERING_TRANSACTIONS_MAX;
 use crate::runtime::messages::{BrokerRequest, BrokerResponse};
 use crate::runtime::pending_commits::PendingCommits;
 use crate::runtime::sink_writer::SinkIo;
-use crate::state::snapshot::{PendingCommit, PendingContent, SinkStateSnapshot};
+use crate::state::snapshot::{PendingContent, SinkStateSnapshot};
 use crate::time::Duration;
 
 /// A transaction the sink writes into or pre-committed.
@@ -91,22 +91,14 @@ impl TwoPhaseCommitSink {
             self.pending.pre_commit(checkpoint_id, transaction);
             self.next_transaction += 1;
         }
-        SinkStateSnapshot {
-            subtask_index: io.subtask.subtask_index,
-            next_transaction: self.next_transaction,
-            pending: self
-                .pending
-                .iter()
-                .map(|(id, t)| PendingCommit {
-                    checkpoint_id: id.0,
-                    content: PendingContent::Transaction {
-                        transactional_id: t.transactional_id.clone(),
-                        identity: t.identity,
-                        records: t.records,
-                    },
-                })
-                .collect(),
-        }
+        self.pending
+            .to_snapshot(io.subtask.subtask_index, self.next_transaction, |t| {
+                PendingContent::Transaction {
+                    transactional_id: t.transactional_id.clone(),
+                    identity: t.identity,
+                    records: t.records,
+                }
+            })
     }
 
     /// Commits every transaction pre-committed at `completed` or before, oldest first.

@@ -8,7 +8,7 @@ use crate::connectors::kv_store::{KvRequest, KvResponse};
 use crate::ids::CheckpointId;
 use crate::runtime::pending_commits::PendingCommits;
 use crate::runtime::sink_writer::SinkIo;
-use crate::state::snapshot::{PendingCommit, PendingContent, SinkStateSnapshot};
+use crate::state::snapshot::{PendingContent, SinkStateSnapshot};
 
 /// One subtask's write-ahead sink.
 #[derive(Default)]
@@ -35,20 +35,12 @@ impl WriteAheadSink {
             self.pending
                 .pre_commit(checkpoint_id, std::mem::take(&mut self.current));
         }
-        SinkStateSnapshot {
-            subtask_index: io.subtask.subtask_index,
-            next_transaction: 0,
-            pending: self
-                .pending
-                .iter()
-                .map(|(id, records)| PendingCommit {
-                    checkpoint_id: id.0,
-                    content: PendingContent::Batch {
-                        records: records.clone(),
-                    },
-                })
-                .collect(),
-        }
+        self.pending
+            .to_snapshot(io.subtask.subtask_index, 0, |records| {
+                PendingContent::Batch {
+                    records: records.clone(),
+                }
+            })
     }
 
     /// Writes every batch of `completed` or before that the committer has not recorded.

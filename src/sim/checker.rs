@@ -441,7 +441,7 @@ fn write_ahead_output(
     notes: &mut Vec<String>,
 ) -> Result<String, String> {
     let output = &faulty.output;
-    let (kept, batches) = deduplicate_batches(&output.records);
+    let (kept, batches) = deduplicate_batches(&output.logs);
     let repeated: Vec<&BatchCopies> = batches.iter().filter(|b| b.copies > 1).collect();
     let duplicates: usize = repeated.iter().map(|b| b.records * (b.copies - 1)).sum();
     for batch in &repeated {

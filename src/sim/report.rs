@@ -57,13 +57,12 @@ pub fn render(
             faulty.output.kv.len()
         ),
         SinkKind::Plain => format!("{} written by the sink", faulty.sink_output.len()),
-        SinkKind::WriteAheadLog => format!(
-            "{} appended to the output topic",
-            faulty.output.records.len()
-        ),
+        SinkKind::WriteAheadLog => {
+            format!("{} appended to the output topic", faulty.output.appended())
+        }
         SinkKind::TwoPhaseCommit => format!(
             "{} appended to the output topic, {} read {}",
-            faulty.output.records.len(),
+            faulty.output.appended(),
             faulty.sink_output.len(),
             scenario.sink.isolation.name()
         ),

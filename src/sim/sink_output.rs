@@ -14,30 +14,12 @@ use std::collections::BTreeMap;
 /// Prefix of the write-ahead sink's committer records in the key-value store.
 pub const COMMITTER_KEY_PREFIX: &str = "checkpoint-committer/";
 
-/// One record of the output topic.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OutputRecord {
-    /// The record.
-    pub value: Value,
-    /// Its partition.
-    pub partition: u32,
-    /// The transaction it was appended in, if any (an index into `transactions`).
-    pub transaction: Option<usize>,
-    /// Its batch header, if any.
-    pub batch: Option<String>,
-    /// The append request that wrote it.
-    pub append: u64,
-    /// When the broker appended it.
-    pub appended_at: Instant,
-}
-
 /// The sink's effects after a run.
 #[derive(Clone, Debug, Default)]
 pub struct SinkOutput {
-    /// The output topic's partitions as the broker holds them.
+    /// The output topic's partitions as the broker holds them: each record with its
+    /// transaction, batch header and append.
     pub logs: Vec<Vec<LogEntry>>,
-    /// The same records decoded, partition by partition, in log order.
-    pub records: Vec<OutputRecord>,
     /// Every transaction the broker saw, timeouts applied as of the run's end.
     pub transactions: Vec<TransactionRecord>,
     /// The broker's `transaction.max.timeout.ms`.
@@ -55,29 +37,12 @@ impl SinkOutput {
     pub fn collect(broker: &BrokerStorage, kv: &KvStorage, now: Instant) -> SinkOutput {
         let transactions = broker.transactions_at(now);
         let logs = broker.read_all(OUTPUT_TOPIC);
-        let records = logs
-            .clone()
-            .into_iter()
-            .enumerate()
-            .flat_map(|(partition, log)| {
-                log.into_iter().map(move |entry: LogEntry| OutputRecord {
-                    value: crate::codec::decode_message(&entry.bytes)
-                        .expect("the sink writes values"),
-                    partition: partition as u32,
-                    transaction: entry.transaction,
-                    batch: entry.batch,
-                    append: entry.append,
-                    appended_at: entry.appended_at,
-                })
-            })
-            .collect();
         let is_upsert = |key: &str| !key.starts_with(COMMITTER_KEY_PREFIX);
         let decode = |bytes: &[u8]| -> Value {
             crate::codec::decode_message(bytes).expect("the idempotent sink writes values")
         };
         SinkOutput {
             logs,
-            records,
             transactions,
             max_transaction_timeout: broker.max_transaction_timeout(),
             kv: kv
@@ -106,8 +71,13 @@ impl SinkOutput {
         self.logs
             .iter()
             .flat_map(|log| read_log(log, &self.transactions, 0, usize::MAX, isolation).records)
-            .map(|(_, bytes)| crate::codec::decode_message(&bytes).expect("the sink writes values"))
+            .map(|(_, bytes)| decode(&bytes))
             .collect()
+    }
+
+    /// Records appended to the output topic, visible or not.
+    pub fn appended(&self) -> usize {
+        self.logs.iter().map(Vec::len).sum()
     }
 
     /// Read committed: records at or past a partition's last stable offset (held back by a
@@ -130,10 +100,11 @@ impl SinkOutput {
 
     /// Records in transactions that ended in `wanted` (matched by status kind).
     pub fn records_in(&self, wanted: fn(&TransactionStatus) -> bool) -> usize {
-        self.records
+        self.logs
             .iter()
-            .filter(|r| {
-                r.transaction
+            .flatten()
+            .filter(|e| {
+                e.transaction
                     .is_some_and(|t| wanted(&self.transactions[t].status))
             })
             .count()
@@ -191,10 +162,15 @@ pub struct BatchCopies {
     pub written_at: Vec<Instant>,
 }
 
-/// Splits the log into write-ahead batches: each batch is written by one append request, so a
-/// label seen in a second append was written again. Returns the log with every batch kept
-/// once, and the batches.
-pub fn deduplicate_batches(records: &[OutputRecord]) -> (Vec<Value>, Vec<BatchCopies>) {
+fn decode(bytes: &[u8]) -> Value {
+    crate::codec::decode_message(bytes).expect("the sink writes values")
+}
+
+/// Splits the logs into write-ahead batches: each batch is written by one append request, so
+/// a label seen in a second append was written again. Returns the output with every batch
+/// kept once, and the batches.
+pub fn deduplicate_batches(logs: &[Vec<LogEntry>]) -> (Vec<Value>, Vec<BatchCopies>) {
+    let records: Vec<&LogEntry> = logs.iter().flatten().collect();
     let mut batches: BTreeMap<String, BatchCopies> = BTreeMap::new();
     let mut order = Vec::new();
     let mut kept = Vec::new();
@@ -208,7 +184,7 @@ pub fn deduplicate_batches(records: &[OutputRecord]) -> (Vec<Value>, Vec<BatchCo
         let run_records = &records[index..index + run];
         index += run;
         let Some(label) = label else {
-            kept.extend(run_records.iter().map(|r| r.value.clone()));
+            kept.extend(run_records.iter().map(|r| decode(&r.bytes)));
             continue;
         };
         match batches.get_mut(&label) {
@@ -217,7 +193,7 @@ pub fn deduplicate_batches(records: &[OutputRecord]) -> (Vec<Value>, Vec<BatchCo
                 batch.written_at.push(run_records[0].appended_at);
             }
             None => {
-                kept.extend(run_records.iter().map(|r| r.value.clone()));
+                kept.extend(run_records.iter().map(|r| decode(&r.bytes)));
                 order.push(label.clone());
                 let written_at = vec![run_records[0].appended_at];
                 let (label, records, copies) = (label, run, 1);
@@ -295,10 +271,9 @@ mod tests {
         Value::pair(Value::Str(key.into()), Value::Int(n))
     }
 
-    fn record(value: Value, batch: Option<&str>, append: u64) -> OutputRecord {
-        OutputRecord {
-            value,
-            partition: 0,
+    fn record(value: Value, batch: Option<&str>, append: u64) -> LogEntry {
+        LogEntry {
+            bytes: crate::codec::encode_message(&value),
             transaction: None,
             batch: batch.map(str::to_string),
             append,
@@ -334,7 +309,7 @@ mod tests {
             record(pair("a", 2), Some("sink#0 checkpoint 1"), 2),
             record(pair("a", 3), Some("sink#0 checkpoint 2"), 3),
         ];
-        let (kept, batches) = deduplicate_batches(&log);
+        let (kept, batches) = deduplicate_batches(&[log]);
         assert_eq!(kept, vec![pair("a", 1), pair("a", 2), pair("a", 3)]);
         assert_eq!(batches[0].copies, 2);
         assert_eq!(batches[0].records, 2);
