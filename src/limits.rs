@@ -41,6 +41,19 @@ pub const FRAME_SIZE_BYTES_MAX: usize = 64 * 1024 * 1024;
 pub const CHANNEL_CONNECT_ATTEMPTS_MAX: u32 = 20;
 /// Transactional ids a recovering two-phase-commit sink probes for lingering transactions.
 pub const LINGERING_TRANSACTIONS_MAX: u64 = 100_000;
+/// Flink's minimum checkpoint interval and timeout (`CheckpointConfig.MINIMAL_CHECKPOINT_TIME`).
+pub const CHECKPOINT_TIME_MS_MIN: u64 = 10;
+/// Records per second one source partition may be paced at (one per nanosecond of simulated
+/// time); with at most `WORKLOAD_PARTITIONS_MAX` partitions a source's rate fits a `u64`.
+pub const RECORDS_PER_SECOND_MAX: u64 = 1_000_000_000;
+/// Partitions of the input topic.
+pub const WORKLOAD_PARTITIONS_MAX: u32 = 1024;
+/// Bytes of one encoded record. A broker fetch carries `SOURCE_FETCH_RECORDS_MAX` records and
+/// a sink append `SINK_APPEND_RECORDS_MAX` in one message, so this keeps both within a frame.
+pub const RECORD_SIZE_BYTES_MAX: usize = 64 * 1024;
+/// Bytes of a scenario's `text` workload: its distinct words are the keyed state, which one
+/// snapshot message carries.
+pub const WORKLOAD_TEXT_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Times an RPC is sent before the caller gives up.
 pub const RPC_ATTEMPTS_MAX: u32 = 3;
 
@@ -50,3 +63,11 @@ const _: () = assert!(MAX_PARALLELISM_DEFAULT_MIN <= MAX_PARALLELISM_UPPER_BOUND
 const _: () = assert!(PARALLELISM_MAX <= MAX_PARALLELISM_DEFAULT_MIN);
 const _: () = assert!(CREDITS_EXCLUSIVE_PER_CHANNEL >= 1);
 const _: () = assert!(BUFFER_SIZE_BYTES < FRAME_SIZE_BYTES_MAX);
+const _: () = assert!(RECORDS_PER_SECOND_MAX
+    .checked_mul(WORKLOAD_PARTITIONS_MAX as u64)
+    .is_some());
+// Twice the records' bytes leaves room for each record's envelope (length, transaction, batch).
+const _: () =
+    assert!(2 * SOURCE_FETCH_RECORDS_MAX as usize * RECORD_SIZE_BYTES_MAX <= FRAME_SIZE_BYTES_MAX);
+const _: () = assert!(2 * SINK_APPEND_RECORDS_MAX * RECORD_SIZE_BYTES_MAX <= FRAME_SIZE_BYTES_MAX);
+const _: () = assert!(2 * WORKLOAD_TEXT_BYTES_MAX <= FRAME_SIZE_BYTES_MAX);

@@ -24,7 +24,7 @@ enum Command {
         /// The scenario file (TOML).
         file: PathBuf,
         /// The seed; the scenario's own `seed` when absent.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true, value_parser = parse_seed)]
         seed: Option<u64>,
         /// Also print the traces of both runs (with faults, and failure-free).
         #[arg(long)]
@@ -35,21 +35,50 @@ enum Command {
     Sweep {
         /// The scenario file (TOML).
         file: PathBuf,
-        /// How many seeds.
-        #[arg(long, default_value_t = 100)]
+        /// How many seeds (at least 1).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
         seeds: u64,
         /// The first seed.
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, allow_hyphen_values = true, value_parser = parse_seed)]
         from: u64,
     },
+}
+
+/// A seed is an unsigned 64-bit integer; say so rather than let `-5` read as a flag.
+fn parse_seed(text: &str) -> Result<u64, String> {
+    text.parse().map_err(|_| {
+        format!(
+            "`{text}` is not a seed: a seed is an unsigned integer, 0 to {}",
+            u64::MAX
+        )
+    })
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { file, seed, trace } => run(&file, seed, trace),
-        Command::Sweep { file, seeds, from } => sweep(&file, from, seeds),
+        Command::Sweep { file, seeds, from } => match sweep_range(from, seeds) {
+            Ok(seeds) => sweep(&file, seeds),
+            Err(message) => {
+                eprintln!("error: {message}");
+                ExitCode::from(2)
+            }
+        },
     }
+}
+
+/// The seeds `from .. from + count`, refused when the last one would pass `u64::MAX`.
+fn sweep_range(from: u64, count: u64) -> Result<std::ops::RangeInclusive<u64>, String> {
+    assert!(count >= 1, "clap refuses --seeds 0");
+    let last = from.checked_add(count - 1).ok_or_else(|| {
+        format!(
+            "--from {from} --seeds {count}: the last seed would pass {}; at most {} seeds start at {from}",
+            u64::MAX,
+            u64::MAX - from + 1
+        )
+    })?;
+    Ok(from..=last)
 }
 
 fn load(file: &std::path::Path) -> Option<Scenario> {
@@ -69,13 +98,15 @@ fn met(scenario: &Scenario, passed: bool) -> bool {
     }
 }
 
-fn sweep(file: &std::path::Path, from: u64, seeds: u64) -> ExitCode {
+fn sweep(file: &std::path::Path, seeds: std::ops::RangeInclusive<u64>) -> ExitCode {
     let Some(scenario) = load(file) else {
         return ExitCode::from(2);
     };
     let source = file.display().to_string();
     let mut missed = Vec::new();
-    for seed in from..from.saturating_add(seeds) {
+    let mut count: u64 = 0;
+    for seed in seeds {
+        count += 1;
         let run = snapflow::sim::run_scenario(&scenario, seed, &source);
         let verdict = if run.verdict.passed() { "PASS" } else { "FAIL" };
         println!(
@@ -98,7 +129,7 @@ fn sweep(file: &std::path::Path, from: u64, seeds: u64) -> ExitCode {
     }
     println!(
         "sweep: {} passed, {} failed",
-        seeds - missed.len() as u64,
+        count - missed.len() as u64,
         missed.len()
     );
     if missed.is_empty() {
@@ -141,10 +172,7 @@ fn run(file: &std::path::Path, seed: Option<u64>, trace: bool) -> ExitCode {
 
 /// Wall-clock figures on stderr: how fast the simulation runs on this machine.
 fn print_wall_times(scenario: &Scenario, stage_seconds: &[(Stage, f64)]) {
-    let records: usize = match &scenario.workload.kind {
-        snapflow::sim::workload::WorkloadKind::Generated { records, .. } => *records as usize,
-        snapflow::sim::workload::WorkloadKind::Text(text) => text.split_whitespace().count(),
-    };
+    let records = scenario.workload.record_count();
     let mut previous = 0.0;
     let mut parts = Vec::new();
     for (stage, at) in stage_seconds {

@@ -173,3 +173,134 @@ fn end_to_end_faults_name_what_is_wrong() {
     let idempotent = format!("{VALID}\n[sink]\nkind = \"idempotent\"\n\n[[faults]]\nkind = \"clog-link\"\nfrom = \"kv\"\nto = \"taskmanager-1\"\nduration = \"1s\"\nat = \"1s\"\n");
     assert!(Scenario::parse("ok.toml", &idempotent).is_ok());
 }
+
+// Robustness (issue 9): settings a loader used to accept although the run could not honour them.
+
+#[test]
+fn node_names_are_accepted_only_in_canonical_form() {
+    let base =
+        format!("{VALID}\n[[faults]]\nkind = \"clog-link\"\nduration = \"1s\"\nat = \"1s\"\nto = \"broker\"\n");
+    for name in [
+        "taskmanager-01",
+        "taskmanager-+1",
+        "taskmanager-0",
+        " taskmanager-1",
+    ] {
+        let error = error_of(&format!("{base}from = \"{name}\"\n"));
+        assert!(
+            error.contains(&format!("from: no node `{name}`"))
+                && error.contains("the nodes are jobmanager, broker, blobstore, taskmanager-1"),
+            "{error}"
+        );
+    }
+    assert!(Scenario::parse("ok.toml", &format!("{base}from = \"taskmanager-1\"\n")).is_ok());
+}
+
+#[test]
+fn a_pace_that_would_overflow_is_refused() {
+    let error = error_of(&VALID.replace(
+        "partitions = 1",
+        "partitions = 1024\nrecords-per-second = 18446744073709551615",
+    ));
+    assert!(error.contains("workload.records-per-second"), "{error}");
+}
+
+#[test]
+fn a_job_larger_than_the_cluster_is_refused_with_slots_named() {
+    let error = error_of(
+        &VALID
+            .replace("parallelism = 2", "parallelism = 4")
+            .replace("numberOfTaskSlots = 2", "numberOfTaskSlots = 1"),
+    );
+    assert!(
+        error.contains("needs 4 slots") && error.contains("cluster has 1"),
+        "{error}"
+    );
+}
+
+#[test]
+fn zero_durations_that_cannot_run_are_refused() {
+    let deadline = error_of(&format!("{VALID}\n[simulation]\ndeadline = \"0ms\"\n"));
+    assert!(deadline.contains("simulation.deadline"), "{deadline}");
+    let heartbeat = error_of(&format!(
+        "{VALID}\n[heartbeat]\ninterval = \"0ms\"\ntimeout = \"1s\"\n"
+    ));
+    assert!(heartbeat.contains("heartbeat.interval"), "{heartbeat}");
+    let timeout = error_of(&VALID.replace(
+        "interval = \"100ms\"",
+        "interval = \"100ms\"\ntimeout = \"5ms\"",
+    ));
+    assert!(
+        timeout.contains("execution.checkpointing.timeout must be at least 10ms"),
+        "{timeout}"
+    );
+    // Flink's `setBufferTimeout(0)`: flush after every record. It runs (regression scenario
+    // buffer-timeout-zero), so the loader takes it.
+    let flush_always = VALID.replace(
+        "[execution.checkpointing]",
+        "[execution]\nbuffer-timeout = \"0ms\"\n\n[execution.checkpointing]",
+    );
+    assert!(Scenario::parse("ok.toml", &flush_always).is_ok());
+}
+
+#[test]
+fn faults_that_could_never_fire_are_refused() {
+    let late = error_of(&format!(
+        "{VALID}\n[simulation]\ndeadline = \"10s\"\n\n[[faults]]\nkind = \"fail-task\"\nsubtask = \"counter#0\"\nat = \"10s\"\n"
+    ));
+    assert!(late.contains("not before the deadline"), "{late}");
+    let too_many = error_of(&format!(
+        "{VALID}\n[[faults]]\nkind = \"fail-task\"\nsubtask = \"counter#0\"\non-record = {{ subtask = \"counter#0\", count = 11 }}\n"
+    ));
+    assert!(
+        too_many.contains("more records than the whole input holds (10)"),
+        "{too_many}"
+    );
+    let no_checkpoints = error_of(&format!(
+        "{}\n[[faults]]\nkind = \"fail-task\"\nsubtask = \"counter#0\"\nafter-checkpoint = 1\n",
+        VALID.replace("interval = \"100ms\"", "")
+    ));
+    assert!(
+        no_checkpoints.contains("checkpointing is off"),
+        "{no_checkpoints}"
+    );
+}
+
+#[test]
+fn a_record_larger_than_a_network_message_allows_is_refused() {
+    let huge = "x".repeat(snapflow::limits::RECORD_SIZE_BYTES_MAX + 1);
+    let error = error_of(&VALID.replace(
+        "records = 10\nkeys = 3",
+        &format!("text = \"hello {huge}\""),
+    ));
+    assert!(
+        error.contains("workload.text: word 2 is a record of")
+            && error.contains(&format!(
+                "at most {}",
+                snapflow::limits::RECORD_SIZE_BYTES_MAX
+            )),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_bare_number_is_milliseconds_in_every_duration_field() {
+    let bare = VALID.replace("interval = \"100ms\"", "interval = 250\ntimeout = 60000")
+        + "\n[heartbeat]\ninterval = 100\ntimeout = 500\n\n[simulation]\ndeadline = 30000\n";
+    let scenario = Scenario::parse("ok.toml", &bare).unwrap();
+    assert_eq!(
+        scenario.checkpoint.interval,
+        Some(snapflow::time::Duration::from_ms(250))
+    );
+    assert_eq!(
+        scenario.checkpoint.timeout,
+        snapflow::time::Duration::from_secs(60)
+    );
+    assert_eq!(
+        scenario.heartbeat_timeout,
+        snapflow::time::Duration::from_ms(500)
+    );
+    assert_eq!(scenario.deadline, snapflow::time::Duration::from_secs(30));
+    let negative = error_of(&VALID.replace("interval = \"100ms\"", "interval = -5"));
+    assert!(negative.contains("a duration is text"), "{negative}");
+}

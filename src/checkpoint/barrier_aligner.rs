@@ -596,6 +596,29 @@ mod tests {
     }
 
     #[test]
+    fn only_a_live_barrier_past_its_deadline_is_a_priority_event() {
+        let late = Instant::from_ms(50);
+        let mut aligner = BarrierAligner::new(2);
+        assert!(aligner.is_priority(late, &timeoutable(1, 10)));
+        assert!(!aligner.is_priority(Instant::from_ms(5), &timeoutable(1, 10)));
+        // Checkpoint 4 aligns: an older barrier past its deadline is not live, and stays in
+        // its queue (overtaking would reorder data for a checkpoint that is not running).
+        aligner
+            .on_barrier(Instant::from_ms(1), channel(0), timeoutable(4, 1_000))
+            .unwrap();
+        assert!(!aligner.is_priority(late, &timeoutable(3, 10)));
+        assert!(aligner.is_priority(late, &timeoutable(5, 10)));
+        // Checkpoint 7 cancelled before any barrier: its barriers are obsolete, with nothing
+        // pending.
+        let mut cancelled = BarrierAligner::new(2);
+        cancelled
+            .on_cancel_marker(channel(1), CheckpointId(7))
+            .unwrap();
+        assert!(!cancelled.is_priority(late, &timeoutable(7, 10)));
+        assert!(cancelled.is_priority(late, &timeoutable(8, 10)));
+    }
+
+    #[test]
     fn unaligned_first_barrier_triggers_and_channels_persist_until_their_barrier() {
         let mut handler = BarrierAligner::new(3);
         let actions = handler

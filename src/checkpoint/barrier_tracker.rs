@@ -3,10 +3,11 @@
 //! Rules (DESIGN §5): nothing ever blocks; records after a barrier may already be in the state
 //! when the snapshot is taken. Checkpoint n triggers once barrier n has been seen on every open
 //! channel. Several checkpoints may be pending at once; when one triggers, older pending ones
-//! are dropped silently (their barriers can no longer complete them usefully). A barrier of a
-//! checkpoint already triggered or aborted is ignored. A cancel marker aborts its checkpoint
-//! and every older pending one, and is announced downstream once. A channel that ends counts
-//! as having seen every barrier.
+//! are dropped silently (Flink's `processBarrier` polls them off without a notice: the trigger
+//! of a newer checkpoint subsumes them). A barrier of a checkpoint already triggered or aborted
+//! is ignored. A cancel marker aborts every older pending checkpoint and then its own, each
+//! announced downstream once and in id order (Flink's `processCancellationBarrier` notifies an
+//! abort for each). A channel that ends counts as having seen every barrier.
 
 use crate::checkpoint::barrier::Barrier;
 use crate::checkpoint::barrier_handler::{
@@ -90,13 +91,26 @@ impl BarrierTracker {
         if self.is_obsolete(checkpoint_id) {
             return Ok(Actions::new());
         }
+        let older: Vec<CheckpointId> = self
+            .pending
+            .range(..checkpoint_id)
+            .map(|(pending_id, _)| *pending_id)
+            .collect();
         self.pending
             .retain(|pending_id, _| *pending_id > checkpoint_id);
         self.checkpoint_id_latest = Some(checkpoint_id);
-        Ok(vec![Action::Abort {
-            checkpoint_id,
-            reason: AbortReason::CancelMarker,
-        }])
+        let actions: Actions = older
+            .into_iter()
+            .chain([checkpoint_id])
+            .map(|aborted| Action::Abort {
+                checkpoint_id: aborted,
+                reason: AbortReason::CancelMarker,
+            })
+            .collect();
+        assert!(actions
+            .windows(2)
+            .all(|pair| abort_id(&pair[0]) < abort_id(&pair[1])));
+        Ok(actions)
     }
 
     /// `channel` delivered its end of partition: it counts as having seen every barrier.
@@ -117,7 +131,16 @@ impl BarrierTracker {
         }
         Ok(actions)
     }
+}
 
+fn abort_id(action: &Action) -> CheckpointId {
+    match action {
+        Action::Abort { checkpoint_id, .. } => *checkpoint_id,
+        other => unreachable!("only aborts are listed here, not {other:?}"),
+    }
+}
+
+impl BarrierTracker {
     fn is_obsolete(&self, checkpoint_id: CheckpointId) -> bool {
         self.checkpoint_id_latest
             .is_some_and(|latest| checkpoint_id <= latest)
@@ -258,6 +281,13 @@ mod tests {
         assert_eq!(late.pending_checkpoints(), vec![]);
     }
 
+    fn abort(checkpoint_id: u64) -> Action {
+        Action::Abort {
+            checkpoint_id: CheckpointId(checkpoint_id),
+            reason: AbortReason::CancelMarker,
+        }
+    }
+
     #[test]
     fn cancel_marker_aborts_its_checkpoint_and_older_ones_once() {
         let mut tracker = BarrierTracker::new(2);
@@ -272,10 +302,8 @@ mod tests {
             .unwrap();
         assert_eq!(
             actions,
-            vec![Action::Abort {
-                checkpoint_id: CheckpointId(2),
-                reason: AbortReason::CancelMarker
-            }]
+            vec![abort(1), abort(2)],
+            "each pending one, in order"
         );
         assert_eq!(tracker.pending_checkpoints(), vec![]);
         assert_eq!(
@@ -284,6 +312,41 @@ mod tests {
                 .unwrap(),
             vec![]
         );
+    }
+
+    #[test]
+    fn cancel_marker_announces_every_older_pending_checkpoint_and_keeps_newer_ones() {
+        let mut tracker = BarrierTracker::new(3);
+        for checkpoint_id in [3, 5, 7, 9] {
+            tracker
+                .on_barrier(Instant::ZERO, channel(0), barrier(checkpoint_id))
+                .unwrap();
+        }
+        let actions = tracker
+            .on_cancel_marker(channel(1), CheckpointId(6))
+            .unwrap();
+        assert_eq!(actions, vec![abort(3), abort(5), abort(6)]);
+        assert_eq!(
+            tracker.pending_checkpoints(),
+            vec![CheckpointId(7), CheckpointId(9)]
+        );
+        // A second marker for the same checkpoint, or an older one, announces nothing again.
+        assert_eq!(
+            tracker
+                .on_cancel_marker(channel(2), CheckpointId(6))
+                .unwrap(),
+            vec![]
+        );
+        assert_eq!(
+            tracker
+                .on_cancel_marker(channel(2), CheckpointId(5))
+                .unwrap(),
+            vec![]
+        );
+        let actions = tracker
+            .on_cancel_marker(channel(2), CheckpointId(9))
+            .unwrap();
+        assert_eq!(actions, vec![abort(7), abort(9)]);
     }
 
     #[test]

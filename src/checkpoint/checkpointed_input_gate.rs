@@ -425,8 +425,10 @@ mod tests {
             .unwrap();
         gate.on_arrival(Instant::ZERO, channel(1), InputItem::Buffer(20))
             .unwrap();
+        assert_eq!(gate.buffers_queued(), 2, "events are not buffers");
         let (read, actions) = drain(&mut gate);
         assert_eq!(read, vec![20], "channel 0 is blocked behind its barrier");
+        assert_eq!(gate.buffers_queued(), 1, "channel 0's buffer waits");
         assert_eq!(actions, vec![Action::Block(channel(0))]);
         gate.on_arrival(Instant::ZERO, channel(1), InputItem::Buffer(21))
             .unwrap();

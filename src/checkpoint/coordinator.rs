@@ -5,7 +5,7 @@
 
 use crate::checkpoint::barrier::BarrierKind;
 use crate::ids::{CheckpointId, SubtaskId};
-use crate::limits::{CHECKPOINTS_IN_FLIGHT_MAX, CHECKPOINTS_RETAINED_MAX};
+use crate::limits::{CHECKPOINTS_IN_FLIGHT_MAX, CHECKPOINTS_RETAINED_MAX, CHECKPOINT_TIME_MS_MIN};
 use crate::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -69,8 +69,8 @@ impl CheckpointConfig {
     /// Checks the options against each other and the limits; the error names the option.
     pub fn validate(&self) -> Result<(), String> {
         if let Some(interval) = self.interval {
-            if interval < Duration::from_ms(10) {
-                return Err("execution.checkpointing.interval must be at least 10ms".to_string());
+            if interval < Duration::from_ms(CHECKPOINT_TIME_MS_MIN) {
+                return Err(format!("execution.checkpointing.interval must be at least {CHECKPOINT_TIME_MS_MIN}ms (Flink's minimum)"));
             }
         }
         if self.max_concurrent == 0 || self.max_concurrent > CHECKPOINTS_IN_FLIGHT_MAX {
@@ -81,8 +81,8 @@ impl CheckpointConfig {
                 "execution.checkpointing.num-retained must be in 1..={CHECKPOINTS_RETAINED_MAX}"
             ));
         }
-        if self.timeout == Duration::ZERO {
-            return Err("execution.checkpointing.timeout must be positive".to_string());
+        if self.timeout < Duration::from_ms(CHECKPOINT_TIME_MS_MIN) {
+            return Err(format!("execution.checkpointing.timeout must be at least {CHECKPOINT_TIME_MS_MIN}ms (Flink's minimum), not {}", self.timeout));
         }
         if self.unaligned && self.mode != CheckpointingMode::ExactlyOnce {
             return Err("execution.checkpointing.unaligned needs mode EXACTLY_ONCE: unaligned checkpoints persist in-flight data to keep exactly-once".to_string());

@@ -421,6 +421,31 @@ mod tests {
     }
 
     #[test]
+    fn a_commit_without_a_transaction_is_fenced_only_for_an_older_epoch() {
+        let mut table = table();
+        let old = table
+            .init_producer(ms(0), "t-0", Duration::from_secs(10))
+            .identity;
+        let current = table
+            .init_producer(ms(1), "t-0", Duration::from_secs(10))
+            .identity;
+        // The current producer began nothing: there is no transaction to commit, and it is
+        // not fenced (it owns the id).
+        assert_eq!(
+            table.commit(ms(2), "t-0", current),
+            Err(TransactionError::NoTransaction("t-0".to_string()))
+        );
+        assert_eq!(
+            table.commit(ms(2), "t-0", old),
+            Err(TransactionError::Fenced {
+                transactional_id: "t-0".to_string(),
+                epoch: old.epoch,
+                current: current.epoch,
+            })
+        );
+    }
+
+    #[test]
     fn a_new_epoch_fences_the_zombie_and_aborts_what_it_left_open() {
         let mut table = table();
         let old = table

@@ -370,17 +370,21 @@ impl Task {
     }
 
     async fn run(&mut self, inbox: &mut UnboundedReceiver<TaskInput>) -> Result<(), String> {
-        let mut flush_due_at = sim_time::now().add(self.context.config.buffer_timeout);
+        // A buffer timeout of 0 flushes after every record (Flink's `setBufferTimeout(0)`): no
+        // flush timer then, since a deadline equal to now would never let time advance.
+        let buffer_timeout = self.context.config.buffer_timeout;
+        let mut flush_due_at =
+            (buffer_timeout > Duration::ZERO).then(|| sim_time::now().add(buffer_timeout));
         while !self.ended {
             while let Ok(input) = inbox.try_recv() {
                 self.on_input(input).await?;
             }
             let worked = self.step().await?;
             let now = sim_time::now();
-            if now >= flush_due_at {
+            if flush_due_at.map_or(worked, |due| now >= due) {
                 self.writer.flush();
                 self.write_sink().await?;
-                flush_due_at = now.add(self.context.config.buffer_timeout);
+                flush_due_at = flush_due_at.map(|_| now.add(buffer_timeout));
             }
             self.auto_commit(now).await;
             self.on_timers(now).await?;
@@ -393,14 +397,10 @@ impl Task {
                 sim_time::yield_now().await;
                 continue;
             }
-            let deadline = [
-                Some(flush_due_at),
-                self.source_due_at(),
-                self.timer_due_at(),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
+            let deadline = [flush_due_at, self.source_due_at(), self.timer_due_at()]
+                .into_iter()
+                .flatten()
+                .min();
             futures::select_biased! {
                 input = inbox.next() => match input {
                     Some(input) => self.on_input(input).await?,
@@ -606,6 +606,9 @@ impl Task {
             self.writer.emit(&value);
         }
         self.scratch = out;
+        if self.context.config.buffer_timeout == Duration::ZERO {
+            self.writer.flush();
+        }
         if self.chain.sink_batch_full() {
             self.write_sink().await?;
         }

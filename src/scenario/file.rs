@@ -5,9 +5,13 @@ use crate::api::jobs;
 use crate::checkpoint::coordinator::{CheckpointConfig, CheckpointingMode};
 use crate::connectors::broker::IsolationLevel;
 use crate::connectors::sink_config::{SinkConfig, SinkKind};
-use crate::limits::{FAULTS_MAX, PARALLELISM_MAX, TASKMANAGERS_MAX, WORKLOAD_RECORDS_MAX};
+use crate::limits::{
+    FAULTS_MAX, PARALLELISM_MAX, RECORDS_PER_SECOND_MAX, RECORD_SIZE_BYTES_MAX, TASKMANAGERS_MAX,
+    WORKLOAD_PARTITIONS_MAX, WORKLOAD_RECORDS_MAX, WORKLOAD_TEXT_BYTES_MAX,
+};
 use crate::runtime::restart::RestartStrategyConfig;
 use crate::sim::faults::{Fault, FaultAction, FaultPlan, FaultTrigger, SubtaskRef};
+use crate::sim::node_name::{ClusterNodes, NodeName};
 use crate::sim::workload::{Workload, WorkloadKind};
 use crate::time::{parse_duration, Duration, Instant};
 use serde::{Deserialize, Deserializer};
@@ -18,12 +22,29 @@ use toml::Spanned;
 #[derive(Clone, Copy, Debug)]
 struct TomlDuration(Duration);
 
+/// A duration field's value: text (`"250ms"`) or a bare number of milliseconds (`250`), as
+/// Flink's configuration reads both.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DurationValue {
+    Milliseconds(u64),
+    Text(String),
+}
+
 impl<'de> Deserialize<'de> for TomlDuration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        parse_duration(&text)
-            .map(TomlDuration)
-            .map_err(serde::de::Error::custom)
+        let parsed = match DurationValue::deserialize(deserializer).map_err(|_| {
+            serde::de::Error::custom(
+                "a duration is text such as \"250ms\" or a whole number of milliseconds",
+            )
+        })? {
+            DurationValue::Milliseconds(ms) => ms
+                .checked_mul(1_000_000)
+                .map(Duration)
+                .ok_or_else(|| format!("{ms} ms is too long a duration")),
+            DurationValue::Text(text) => parse_duration(&text),
+        };
+        parsed.map(TomlDuration).map_err(serde::de::Error::custom)
     }
 }
 
@@ -344,10 +365,8 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
             return context.error(format!("pipeline.max-parallelism: {max_parallelism} must be at least the parallelism and at most {}", crate::limits::MAX_PARALLELISM_UPPER_BOUND));
         }
     }
-    if scenario.heartbeat_timeout <= scenario.heartbeat_interval {
-        return context
-            .error("heartbeat.timeout: must be longer than heartbeat.interval".to_string());
-    }
+    check_times(&context, &scenario)?;
+    check_slots(&context, &scenario)?;
     if raw.faults.len() > FAULTS_MAX {
         return context.error(format!(
             "faults: {} faults exceed the limit of {FAULTS_MAX}",
@@ -360,6 +379,42 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
         scenario.faults.faults.push(fault);
     }
     Ok(scenario)
+}
+
+/// Durations that a run could never honour: a zero heartbeat (Flink requires a positive
+/// interval) and a deadline that has passed before the run starts.
+fn check_times(context: &Context<'_>, scenario: &Scenario) -> Result<(), ScenarioError> {
+    if scenario.heartbeat_interval == Duration::ZERO {
+        return context.error(
+            "heartbeat.interval: must be longer than 0 (Flink requires a positive interval)"
+                .to_string(),
+        );
+    }
+    if scenario.heartbeat_timeout <= scenario.heartbeat_interval {
+        return context
+            .error("heartbeat.timeout: must be longer than heartbeat.interval".to_string());
+    }
+    if scenario.deadline == Duration::ZERO {
+        return context.error(
+            "simulation.deadline: must be longer than 0 (the job must have time to run)"
+                .to_string(),
+        );
+    }
+    Ok(())
+}
+
+/// Slot sharing puts subtask i of every operator into slot i, so a job needs as many slots as
+/// its largest parallelism; Flink fails such a job when the slots cannot be had.
+fn check_slots(context: &Context<'_>, scenario: &Scenario) -> Result<(), ScenarioError> {
+    let needed = scenario.parallelism.max(scenario.source_parallelism);
+    let available = scenario.taskmanagers * scenario.slots_per_taskmanager;
+    if needed > available {
+        return context.error(format!(
+            "cluster: the job needs {needed} slots (slot sharing: one slot per subtask index of its largest parallelism, {needed}) but the cluster has {available} ({} task manager(s) × {} slot(s))",
+            scenario.taskmanagers, scenario.slots_per_taskmanager
+        ));
+    }
+    Ok(())
 }
 
 fn sink_config(
@@ -408,7 +463,10 @@ fn sink_config(
 
 fn workload(context: &Context<'_>, raw: &WorkloadSection) -> Result<Workload, ScenarioError> {
     let kind = match (&raw.text, raw.records, raw.keys) {
-        (Some(text), None, None) => WorkloadKind::Text(text.clone()),
+        (Some(text), None, None) => {
+            check_text(context, text)?;
+            WorkloadKind::Text(text.clone())
+        }
         (None, Some(records), Some(keys)) => {
             if records > WORKLOAD_RECORDS_MAX || keys == 0 {
                 return context.error(format!(
@@ -426,10 +484,16 @@ fn workload(context: &Context<'_>, raw: &WorkloadSection) -> Result<Workload, Sc
                 .error("workload: give either `text`, or `records` and `keys`".to_string())
         }
     };
-    if raw.partitions == 0 || raw.partitions > 1024 {
+    if raw.partitions == 0 || raw.partitions > WORKLOAD_PARTITIONS_MAX {
         return context.error(format!(
-            "workload.partitions: {} is outside 1..=1024",
+            "workload.partitions: {} is outside 1..={WORKLOAD_PARTITIONS_MAX}",
             raw.partitions
+        ));
+    }
+    if raw.records_per_second > RECORDS_PER_SECOND_MAX {
+        return context.error(format!(
+            "workload.records-per-second: {} exceeds {RECORDS_PER_SECOND_MAX} (one record per nanosecond of simulated time; 0 means as fast as backpressure allows)",
+            raw.records_per_second
         ));
     }
     Ok(Workload {
@@ -437,6 +501,33 @@ fn workload(context: &Context<'_>, raw: &WorkloadSection) -> Result<Workload, Sc
         partitions: raw.partitions,
         records_per_second: raw.records_per_second,
     })
+}
+
+/// Every word of a text workload is one record, and must fit the network's messages.
+fn check_text(context: &Context<'_>, text: &str) -> Result<(), ScenarioError> {
+    if text.len() > WORKLOAD_TEXT_BYTES_MAX {
+        return context.error(format!(
+            "workload.text: {} bytes exceed {WORKLOAD_TEXT_BYTES_MAX}",
+            text.len()
+        ));
+    }
+    let largest = text
+        .split_whitespace()
+        .enumerate()
+        .max_by_key(|(_, w)| w.len());
+    if let Some((index, word)) = largest {
+        let bytes =
+            crate::codec::encode_message(&crate::api::value::Value::Str(word.to_string())).len();
+        if bytes > RECORD_SIZE_BYTES_MAX {
+            return context.error(format!(
+                "workload.text: word {} is a record of {bytes} bytes; a record is at most {RECORD_SIZE_BYTES_MAX} bytes (a broker fetch carries {} records in one network message of at most {} bytes)",
+                index + 1,
+                crate::limits::SOURCE_FETCH_RECORDS_MAX,
+                crate::limits::FRAME_SIZE_BYTES_MAX
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn checkpoint_config(
@@ -521,7 +612,13 @@ fn fault(
         &raw.on_record,
         &raw.before_commit,
     ) {
+        (Some(at), None, None, None) if at.0 >= scenario.deadline => {
+            return fail(format!("at: {} is not before the deadline {} (simulation.deadline): the fault could never fire", at.0, scenario.deadline))
+        }
         (Some(at), None, None, None) => FaultTrigger::At(Instant(at.0 .0)),
+        (None, Some(_), None, None) if !scenario.checkpointing() => {
+            return fail("after-checkpoint: checkpointing is off (no `[execution.checkpointing] interval`): the fault could never fire".to_string())
+        }
         (None, Some(n), None, None) => FaultTrigger::AfterCheckpoint(n),
         (None, None, None, Some(before)) => {
             let subtask =
@@ -536,6 +633,11 @@ fn fault(
             let subtask =
                 SubtaskRef::parse(&on_record.subtask).and_then(|s| s.resolve(graph).map(|_| s));
             match subtask {
+                Ok(_) if on_record.count > scenario.workload.record_count() => return fail(format!(
+                    "on-record.count: {} is more records than the whole input holds ({}): the fault could never fire",
+                    on_record.count,
+                    scenario.workload.record_count()
+                )),
                 Ok(subtask) if on_record.count > 0 => FaultTrigger::OnRecord {
                     subtask,
                     count: on_record.count,
@@ -559,15 +661,15 @@ fn fault(
         },
         "clog-link" => match (&raw.from, &raw.to, raw.duration) {
             (Some(from), Some(to), Some(duration)) => {
-                check_link(from, to, scenario).or_else(|message| fail(message).map(|_| ()))?;
-                FaultAction::ClogLink { from: from.clone(), to: to.clone(), duration: duration.0, one_way: raw.one_way.unwrap_or(false) }
+                let (from, to) = match parse_link(from, to, scenario) { Ok(link) => link, Err(message) => return fail(message) };
+                FaultAction::ClogLink { from, to, duration: duration.0, one_way: raw.one_way.unwrap_or(false) }
             }
             _ => return fail("clog-link needs `from`, `to` and `duration`".to_string()),
         },
         "slow-link" => match (&raw.from, &raw.to, raw.latency) {
             (Some(from), Some(to), Some(latency)) => {
-                check_link(from, to, scenario).or_else(|message| fail(message).map(|_| ()))?;
-                FaultAction::SlowLink { from: from.clone(), to: to.clone(), latency: latency.0, duration: raw.duration.map(|d| d.0) }
+                let (from, to) = match parse_link(from, to, scenario) { Ok(link) => link, Err(message) => return fail(message) };
+                FaultAction::SlowLink { from, to, latency: latency.0, duration: raw.duration.map(|d| d.0) }
             }
             _ => return fail("slow-link needs `from`, `to` and `latency`".to_string()),
         },
@@ -597,36 +699,20 @@ fn fault(
     Ok(Fault { action, trigger })
 }
 
-/// A link joins two distinct, known nodes.
-fn check_link(from: &str, to: &str, scenario: &Scenario) -> Result<(), String> {
-    let taskmanagers = scenario.taskmanagers;
-    let kv = scenario.sink.kind.uses_kv_store();
+/// A link joins two distinct nodes of the cluster.
+fn parse_link(from: &str, to: &str, scenario: &Scenario) -> Result<(NodeName, NodeName), String> {
+    let cluster = ClusterNodes {
+        taskmanagers: scenario.taskmanagers,
+        kv: scenario.sink.kind.uses_kv_store(),
+    };
+    let from = NodeName::parse(from, cluster).map_err(|e| format!("from: {e}"))?;
+    let to = NodeName::parse(to, cluster).map_err(|e| format!("to: {e}"))?;
     if from == to {
         return Err(format!(
             "a link joins two nodes, `from` and `to` are both `{from}`"
         ));
     }
-    for node in [from, to] {
-        if !node_exists(node, taskmanagers, kv) {
-            let kv = if kv { "kv, " } else { "" };
-            return Err(format!(
-                "no node `{node}` (jobmanager, broker, blobstore, {kv}taskmanager-1..={taskmanagers})"
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// The cluster's nodes; `kv` runs only for a sink that writes to it.
-fn node_exists(name: &str, taskmanagers: u32, kv: bool) -> bool {
-    match name {
-        "jobmanager" | "broker" | "blobstore" => true,
-        "kv" => kv,
-        _ => name
-            .strip_prefix("taskmanager-")
-            .and_then(|n| n.parse::<u32>().ok())
-            .is_some_and(|n| n >= 1 && n <= taskmanagers),
-    }
+    Ok((from, to))
 }
 
 /// Writes a scenario back as TOML (for regression files), in the layout `parse` reads.
@@ -747,7 +833,7 @@ fn render_fault(text: &mut String, fault: &Fault) {
         } => {
             let _ = writeln!(
                 text,
-                "kind = \"clog-link\"\nfrom = {from:?}\nto = {to:?}\nduration = \"{duration}\"\none-way = {one_way}"
+                "kind = \"clog-link\"\nfrom = \"{from}\"\nto = \"{to}\"\nduration = \"{duration}\"\none-way = {one_way}"
             );
         }
         FaultAction::SlowLink {
@@ -758,7 +844,7 @@ fn render_fault(text: &mut String, fault: &Fault) {
         } => {
             let _ = writeln!(
                 text,
-                "kind = \"slow-link\"\nfrom = {from:?}\nto = {to:?}\nlatency = \"{latency}\""
+                "kind = \"slow-link\"\nfrom = \"{from}\"\nto = \"{to}\"\nlatency = \"{latency}\""
             );
             if let Some(duration) = duration {
                 let _ = writeln!(text, "duration = \"{duration}\"");

@@ -104,6 +104,24 @@ impl Guarantee {
     }
 }
 
+/// Faults of the plan that never fired: the run did not exercise them, which the verdict says.
+fn unfired_faults(faulty: &RunResult) -> Vec<String> {
+    let unfired: Vec<String> = faulty
+        .faults_fired
+        .iter()
+        .enumerate()
+        .filter(|(_, fired)| fired.is_none())
+        .map(|(index, _)| (index + 1).to_string())
+        .collect();
+    if unfired.is_empty() {
+        return Vec::new();
+    }
+    vec![format!(
+        "fault(s) {} never fired: this run did not exercise them",
+        unfired.join(", ")
+    )]
+}
+
 /// Checks the faulty run against the failure-free run and the reference evaluation, by the
 /// rules of `guarantee`.
 pub fn check_run(
@@ -123,7 +141,7 @@ pub fn check_run(
             oracle_agrees(sink, oracle, &reference, &describer),
         ),
     ];
-    let mut notes = Vec::new();
+    let mut notes = unfired_faults(faulty);
     let sink = match guarantee {
         Guarantee::ExactlyOnce => {
             let final_state = compare_keyed(

@@ -18,8 +18,10 @@ use crate::runtime::taskmanager::{run_taskmanager, TaskManagerSetup};
 use crate::scenario::Scenario;
 use crate::sim::disk::Disk;
 use crate::sim::faults::{FaultAction, FaultTrigger};
+use crate::sim::node_name::NodeName;
 use crate::sim::observer::{
-    JobOutcome, NoticeDelayWindow, ObservedCheckpoint, Observer, Signal, SlowLinkWindow, SlowWindow,
+    JobOutcome, NoticeDelayWindow, ObservedCheckpoint, Observer, ObserverRef, Signal,
+    SlowLinkWindow, SlowWindow,
 };
 use crate::sim::sink_output::SinkOutput;
 use crate::sim::trace::trace_hash;
@@ -30,7 +32,7 @@ use futures::{FutureExt, StreamExt};
 use madsim::runtime::Handle;
 use madsim::task::NodeId;
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Kafka's default `auto.commit.interval.ms`.
@@ -63,39 +65,20 @@ pub struct RunResult {
     pub failures: Vec<(Instant, String)>,
     /// Restarts.
     pub restarts: u32,
+    /// Per fault of the plan, when it fired; `None` if it never did (empty without faults).
+    pub faults_fired: Vec<Option<Instant>>,
     /// The trace.
     pub trace: Vec<String>,
     /// Its hash.
     pub trace_hash: u64,
 }
 
-fn ip(a: u8, b: u8) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(10, 0, a, b))
-}
-
-/// The address of a node by name (the loader checked the name).
-fn node_ip(name: &str) -> IpAddr {
-    match name {
-        "jobmanager" => ip(0, 1),
-        "broker" => ip(0, 2),
-        "blobstore" => ip(0, 3),
-        "kv" => ip(0, 4),
-        _ => {
-            let index: u8 = name
-                .strip_prefix("taskmanager-")
-                .and_then(|n| n.parse().ok())
-                .expect("a task manager name");
-            ip(1, index)
-        }
-    }
-}
-
 fn services() -> Services {
     Services {
-        jobmanager: SocketAddr::new(ip(0, 1), CONTROL_PORT),
-        broker: SocketAddr::new(ip(0, 2), REQUEST_PORT),
-        blobstore: SocketAddr::new(ip(0, 3), REQUEST_PORT),
-        kv: SocketAddr::new(ip(0, 4), REQUEST_PORT),
+        jobmanager: SocketAddr::new(NodeName::JobManager.ip(), CONTROL_PORT),
+        broker: SocketAddr::new(NodeName::Broker.ip(), REQUEST_PORT),
+        blobstore: SocketAddr::new(NodeName::Blobstore.ip(), REQUEST_PORT),
+        kv: SocketAddr::new(NodeName::Kv.ip(), REQUEST_PORT),
     }
 }
 
@@ -111,9 +94,17 @@ pub fn simulate(
     let scenario = scenario.clone();
     let broker_storage = load_input(&scenario, input);
     let kv_storage = KvStorage::default();
-    runtime.block_on(async move {
+    let (result, observer) = runtime.block_on(async move {
         run_cluster(scenario, broker_storage, kv_storage, seed, with_faults).await
-    })
+    });
+    drop(runtime);
+    // A task that outlives its runtime keeps its whole node alive: seeds run in one process, so
+    // one leak per seed is memory that grows without bound over a sweep.
+    assert!(
+        observer.released(),
+        "seed {seed}: a task of the run outlived its runtime"
+    );
+    result
 }
 
 async fn run_cluster(
@@ -122,7 +113,7 @@ async fn run_cluster(
     kv_storage: KvStorage,
     seed: u64,
     with_faults: bool,
-) -> RunResult {
+) -> (RunResult, ObserverRef) {
     let graph = Arc::new(scenario.graph());
     let blob_disk = Disk::new();
     let (signal_sender, signals) = unbounded();
@@ -168,23 +159,29 @@ async fn run_cluster(
             FaultTrigger::At(_) | FaultTrigger::AfterCheckpoint(_) => {}
         }
     }
+    let node_ids: Vec<NodeId> = nodes.by_name.values().copied().collect();
+    let harness = Handle::current().create_node().name("harness").build();
     let injector = Injector {
         graph: graph.clone(),
         plan,
         nodes,
         observer: observer.clone(),
-        done: Vec::new(),
+        fired_at: Vec::new(),
+        harness: harness.clone(),
     };
-    injector.run(signals, Instant(scenario.deadline.0)).await;
+    let faults_fired = injector.run(signals, Instant(scenario.deadline.0)).await;
     let output = SinkOutput::collect(&broker_storage, &kv_storage, sim_time::now());
-    collect(
+    tear_down(node_ids.into_iter().chain([harness.id()])).await;
+    let mut result = collect(
         seed,
         with_faults,
         &observer,
         output,
         scenario.sink.isolation,
         &graph,
-    )
+    );
+    result.faults_fired = faults_fired;
+    (result, observer.downgrade())
 }
 
 fn load_input(scenario: &Scenario, partitions: &[Vec<Value>]) -> BrokerStorage {
@@ -203,7 +200,7 @@ fn load_input(scenario: &Scenario, partitions: &[Vec<Value>]) -> BrokerStorage {
 
 /// Node ids by name.
 struct Nodes {
-    by_name: BTreeMap<String, NodeId>,
+    by_name: BTreeMap<NodeName, NodeId>,
 }
 
 /// The durable storage of the service nodes, which outlives their restarts.
@@ -225,28 +222,28 @@ fn start_nodes(
     let node = handle
         .create_node()
         .name("broker")
-        .ip(ip(0, 2))
+        .ip(NodeName::Broker.ip())
         .init(move || run_broker(storage.clone()))
         .build();
-    by_name.insert("broker".to_string(), node.id());
+    by_name.insert(NodeName::Broker, node.id());
     if scenario.sink.kind.uses_kv_store() {
         let kv = storages.kv.clone();
         let node = handle
             .create_node()
             .name("kv")
-            .ip(ip(0, 4))
+            .ip(NodeName::Kv.ip())
             .init(move || run_kv_store(kv.clone()))
             .build();
-        by_name.insert("kv".to_string(), node.id());
+        by_name.insert(NodeName::Kv, node.id());
     }
     let disk = storages.blob_disk.clone();
     let node = handle
         .create_node()
         .name("blobstore")
-        .ip(ip(0, 3))
+        .ip(NodeName::Blobstore.ip())
         .init(move || run_blobstore(disk.clone()))
         .build();
-    by_name.insert("blobstore".to_string(), node.id());
+    by_name.insert(NodeName::Blobstore, node.id());
     let jobmanager = JobManagerSetup {
         graph: graph.clone(),
         checkpoint: scenario.checkpoint.clone(),
@@ -262,10 +259,10 @@ fn start_nodes(
     let node = handle
         .create_node()
         .name("jobmanager")
-        .ip(ip(0, 1))
+        .ip(NodeName::JobManager.ip())
         .init(move || run_jobmanager(jobmanager.clone()))
         .build();
-    by_name.insert("jobmanager".to_string(), node.id());
+    by_name.insert(NodeName::JobManager, node.id());
     let task_config = TaskConfig {
         buffer_timeout: scenario.buffer_timeout,
         source_records_per_second: scenario.workload.records_per_second,
@@ -282,7 +279,7 @@ fn start_nodes(
         let setup = TaskManagerSetup {
             taskmanager: TaskManagerId(index),
             slots: scenario.slots_per_taskmanager,
-            address: ip(1, index as u8),
+            address: NodeName::TaskManager(index).ip(),
             graph: graph.clone(),
             services: services(),
             task_config: task_config.clone(),
@@ -290,11 +287,11 @@ fn start_nodes(
             heartbeat_timeout: scenario.heartbeat_timeout,
             observer: observer.clone(),
         };
-        let name = TaskManagerId(index).to_string();
+        let name = NodeName::TaskManager(index);
         let node = handle
             .create_node()
-            .name(&name)
-            .ip(ip(1, index as u8))
+            .name(name.to_string())
+            .ip(name.ip())
             .init(move || run_taskmanager(setup.clone()))
             .build();
         by_name.insert(name, node.id());
@@ -307,26 +304,34 @@ struct Injector {
     plan: crate::sim::faults::FaultPlan,
     nodes: Nodes,
     observer: Observer,
-    done: Vec<bool>,
+    /// Per fault, when it fired.
+    fired_at: Vec<Option<Instant>>,
+    /// The node the injector's delayed actions run on, killed with the cluster at the end.
+    harness: madsim::runtime::NodeHandle,
 }
 
 impl Injector {
-    /// Injects the plan's faults until the job ends or the deadline passes.
-    async fn run(mut self, mut signals: UnboundedReceiver<Signal>, deadline: Instant) {
-        self.done = vec![false; self.plan.faults.len()];
+    /// Injects the plan's faults until the job ends or the deadline passes; returns when each
+    /// fault fired.
+    async fn run(
+        mut self,
+        mut signals: UnboundedReceiver<Signal>,
+        deadline: Instant,
+    ) -> Vec<Option<Instant>> {
+        self.fired_at = vec![None; self.plan.faults.len()];
         loop {
             let next_timed = self.next_timed();
             let wake = next_timed.map_or(deadline, |(_, at)| at.min(deadline));
             futures::select_biased! {
                 signal = signals.next() => match signal {
-                    Some(Signal::JobTerminated) | None => return,
+                    Some(Signal::JobTerminated) | None => return self.fired_at,
                     Some(Signal::CheckpointCompleted(checkpoint_id)) => self.on_checkpoint(checkpoint_id.0),
                     Some(Signal::RecordTriggerFired(index)) => self.fire(index),
                 },
                 _ = sim_time::sleep_until(wake).fuse() => {
                     if sim_time::now() >= deadline {
                         self.observer.trace("harness", "deadline passed: the job is stuck");
-                        return;
+                        return self.fired_at;
                     }
                     if let Some((index, _)) = next_timed {
                         self.fire(index);
@@ -341,7 +346,7 @@ impl Injector {
             .faults
             .iter()
             .enumerate()
-            .filter(|(index, _)| !self.done[*index])
+            .filter(|(index, _)| self.fired_at[*index].is_none())
             .filter_map(|(index, fault)| match fault.trigger {
                 FaultTrigger::At(at) => Some((index, at)),
                 _ => None,
@@ -350,16 +355,17 @@ impl Injector {
     }
 
     fn on_checkpoint(&mut self, checkpoint_id: u64) {
-        let due: Vec<usize> = self.plan.faults.iter().enumerate().filter(|(index, fault)| !self.done[*index] && matches!(fault.trigger, FaultTrigger::AfterCheckpoint(n) if checkpoint_id >= n)).map(|(index, _)| index).collect();
+        let due: Vec<usize> = self.plan.faults.iter().enumerate().filter(|(index, fault)| self.fired_at[*index].is_none() && matches!(fault.trigger, FaultTrigger::AfterCheckpoint(n) if checkpoint_id >= n)).map(|(index, _)| index).collect();
         for index in due {
             self.fire(index);
         }
     }
 
     fn fire(&mut self, index: usize) {
-        if std::mem::replace(&mut self.done[index], true) {
+        if self.fired_at[index].is_some() {
             return;
         }
+        self.fired_at[index] = Some(sim_time::now());
         let fault = self.plan.faults[index].clone();
         self.observer.trace(
             "harness",
@@ -371,11 +377,11 @@ impl Injector {
                 taskmanager,
                 restart_after,
             } => {
-                let node = self.nodes.by_name[&TaskManagerId(taskmanager).to_string()];
+                let node = self.nodes.by_name[&NodeName::TaskManager(taskmanager)];
                 handle.kill(node);
                 if let Some(delay) = restart_after {
                     let observer = self.observer.clone();
-                    madsim::task::spawn(async move {
+                    self.harness.spawn(async move {
                         sim_time::sleep(delay).await;
                         observer.trace("harness", format!("restart taskmanager-{taskmanager}"));
                         // madsim's restart of a live node keeps its sockets bound: kill first.
@@ -398,7 +404,7 @@ impl Injector {
                     net.clog_link(b, a);
                 }
                 let observer = self.observer.clone();
-                madsim::task::spawn(async move {
+                self.harness.spawn(async move {
                     sim_time::sleep(duration).await;
                     let net = madsim::net::NetSim::current();
                     net.unclog_link(a, b);
@@ -417,8 +423,8 @@ impl Injector {
             } => {
                 let start = sim_time::now();
                 let window = SlowLinkWindow {
-                    source: node_ip(&from),
-                    target: node_ip(&to),
+                    source: from.ip(),
+                    target: to.ip(),
                     latency,
                     from: start,
                     until: duration.map(|d| start.add(d)),
@@ -459,10 +465,10 @@ impl Injector {
                 });
             }
             FaultAction::RestartBroker { restart_after } => {
-                let node = self.nodes.by_name["broker"];
+                let node = self.nodes.by_name[&NodeName::Broker];
                 handle.kill(node);
                 let observer = self.observer.clone();
-                madsim::task::spawn(async move {
+                self.harness.spawn(async move {
                     sim_time::sleep(restart_after).await;
                     observer.trace("harness", "restart broker");
                     let handle = Handle::current();
@@ -472,6 +478,18 @@ impl Injector {
             }
         }
     }
+}
+
+/// Kills every node so that madsim drops their tasks. madsim frees a task only when its future
+/// completes or is dropped; a runtime that is dropped with tasks still parked keeps them (each
+/// task's info holds its own waker), so without this every seed leaked its whole cluster.
+async fn tear_down(nodes: impl Iterator<Item = NodeId>) {
+    let handle = Handle::current();
+    for node in nodes {
+        handle.kill(node);
+    }
+    // The kill wakes each task; the executor drops a killed node's task when it next polls it.
+    madsim::task::yield_now().await;
 }
 
 fn collect(
@@ -506,6 +524,7 @@ fn collect(
         output,
         failures: observer.failures(),
         restarts: observer.restarts(),
+        faults_fired: Vec::new(),
         trace_hash: trace_hash(&trace),
         trace,
     }

@@ -4,6 +4,7 @@
 
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::ids::SubtaskId;
+use crate::sim::node_name::NodeName;
 use crate::time::{Duration, Instant};
 use std::fmt;
 
@@ -107,10 +108,10 @@ pub enum FaultAction {
     },
     /// Clog the link between two nodes, both directions (or only `from` to `to`), for a time.
     ClogLink {
-        /// One node's name.
-        from: String,
-        /// The other node's name.
-        to: String,
+        /// One node.
+        from: NodeName,
+        /// The other node.
+        to: NodeName,
         /// How long.
         duration: Duration,
         /// Only `from` to `to` (an asymmetric partition: `to` no longer hears `from`).
@@ -118,10 +119,10 @@ pub enum FaultAction {
     },
     /// Add latency to every data frame sent from one node to another, for a time.
     SlowLink {
-        /// The sending node's name.
-        from: String,
-        /// The receiving node's name.
-        to: String,
+        /// The sending node.
+        from: NodeName,
+        /// The receiving node.
+        to: NodeName,
         /// Latency per frame.
         latency: Duration,
         /// How long; `None` for the rest of the run.

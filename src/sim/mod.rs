@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod disk;
 pub mod faults;
 pub mod logical_cut;
+pub mod node_name;
 pub mod observer;
 pub mod oracle;
 pub mod report;

@@ -135,6 +135,17 @@ pub struct Observer {
     blob_disk: Disk,
 }
 
+/// A weak reference to a run's observer.
+pub struct ObserverRef(std::sync::Weak<Mutex<ObserverState>>);
+
+impl ObserverRef {
+    /// Whether every clone of the observer is gone. Every node and task of a run holds one, so
+    /// once the run's runtime is dropped this says whether madsim freed all of them.
+    pub fn released(&self) -> bool {
+        self.0.strong_count() == 0
+    }
+}
+
 impl Observer {
     /// An observer that reads checkpoint files from `blob_disk` and signals on `signals`.
     pub fn new(blob_disk: Disk, signals: UnboundedSender<Signal>) -> Observer {
@@ -146,6 +157,11 @@ impl Observer {
             state: Arc::new(Mutex::new(state)),
             blob_disk,
         }
+    }
+
+    /// A reference that does not keep the observer alive: it tells whether every clone is gone.
+    pub fn downgrade(&self) -> ObserverRef {
+        ObserverRef(Arc::downgrade(&self.state))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ObserverState> {

@@ -42,8 +42,7 @@ pub fn render(
     );
     text.push_str(&graph.describe());
     let _ = writeln!(text, "mode: {}", mode_line(scenario));
-    let _ = writeln!(text, "fault plan:");
-    text.push_str(&scenario.faults.to_string());
+    render_fault_plan(&mut text, scenario, faulty);
     render_checkpoints(&mut text, faulty, &StateDescriber::new(&job));
     let _ = writeln!(text, "failures: {}", faulty.failures.len());
     for (at, reason) in &faulty.failures {
@@ -104,6 +103,28 @@ pub fn render(
         faulty.trace_hash
     );
     text
+}
+
+/// The plan, each fault with whether and when it fired: a plan that did nothing makes a PASS
+/// meaningless, so the report never leaves it to be guessed.
+fn render_fault_plan(text: &mut String, scenario: &Scenario, faulty: &RunResult) {
+    let _ = writeln!(text, "fault plan:");
+    if scenario.faults.faults.is_empty() {
+        let _ = writeln!(text, "  (no faults)");
+    }
+    for (index, fault) in scenario.faults.faults.iter().enumerate() {
+        let fired = match faulty.faults_fired.get(index).copied().flatten() {
+            Some(at) => format!("fired at {at}"),
+            None => "NEVER FIRED".to_string(),
+        };
+        let _ = writeln!(
+            text,
+            "  {}. {} {}: {fired}",
+            index + 1,
+            fault.action,
+            fault.trigger
+        );
+    }
 }
 
 fn mode_line(scenario: &Scenario) -> String {

@@ -40,6 +40,15 @@ pub fn partition_of(word: &str, partitions: u32) -> u32 {
 }
 
 impl Workload {
+    /// How many records the input holds. No operator of the built-in jobs sees more records
+    /// than this on one subtask (each emits at most one record per record it reads).
+    pub fn record_count(&self) -> u64 {
+        match &self.kind {
+            WorkloadKind::Text(text) => text.split_whitespace().count() as u64,
+            WorkloadKind::Generated { records, .. } => *records,
+        }
+    }
+
     /// The records of each partition, in offset order.
     pub fn generate(&self) -> Vec<Vec<Value>> {
         assert!(self.partitions > 0);

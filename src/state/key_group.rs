@@ -107,6 +107,66 @@ mod tests {
         assert_eq!(java_string_hash("flink"), 97_520_992);
     }
 
+    /// Computed by Flink 2.3's own `KeyGroupRangeAssignment.assignToKeyGroup(key, max)` (the
+    /// `flink-dist` jar of PyPI's `apache-flink-libraries`, on the JVM), for max parallelism
+    /// 128, 4096 and 32768. Rescaling and savepoint compatibility depend on exactly these.
+    const FLINK_KEY_GROUPS: [(&str, [u32; 3]); 14] = [
+        ("", [94, 2526, 31198]),
+        ("hello", [35, 2723, 31395]),
+        ("flink", [98, 226, 16610]),
+        ("k0", [97, 1633, 5729]),
+        ("k1", [19, 3091, 15379]),
+        ("k999", [108, 876, 25452]),
+        ("world", [66, 3394, 23874]),
+        ("Grüße", [115, 1523, 9715]),
+        ("naïve", [16, 1424, 26000]),
+        ("日本語", [27, 2587, 6683]),
+        ("😀", [54, 3254, 7350]),
+        ("a😀b", [113, 2033, 14321]),
+        ("ключ", [67, 1731, 18115]),
+        ("the quick brown fox", [80, 3536, 19920]),
+    ];
+
+    #[test]
+    fn key_groups_are_flinks() {
+        for (key, expected) in FLINK_KEY_GROUPS {
+            for (max_parallelism, key_group) in [128, 4096, 32768].into_iter().zip(expected) {
+                assert_eq!(
+                    key_group_for_key(key, max_parallelism),
+                    KeyGroup(key_group),
+                    "key {key:?}, max parallelism {max_parallelism}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn ranges_and_owners_are_flinks() {
+        // Flink's computeKeyGroupRangeForOperatorIndex(max, p, p - 1) and
+        // computeOperatorIndexForKeyGroup(max, p, max / 2 + 1), from the same jar.
+        let flink = [
+            (128, 3, (86, 127), 1),
+            (128, 7, (110, 127), 3),
+            (128, 64, (126, 127), 32),
+            (4096, 3, (2731, 4095), 1),
+            (4096, 7, (3511, 4095), 3),
+            (4096, 64, (4032, 4095), 32),
+            (32768, 3, (21846, 32767), 1),
+            (32768, 7, (28087, 32767), 3),
+            (32768, 64, (32256, 32767), 32),
+        ];
+        for (max, parallelism, (start, end), owner) in flink {
+            assert_eq!(
+                key_group_range(max, parallelism, parallelism - 1),
+                KeyGroupRange { start, end }
+            );
+            assert_eq!(
+                subtask_for_key_group(max, parallelism, KeyGroup(max / 2 + 1)),
+                owner
+            );
+        }
+    }
+
     #[test]
     fn ranges_partition_all_key_groups_consistently() {
         for parallelism in 1..=7 {

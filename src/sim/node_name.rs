@@ -1,0 +1,153 @@
+//! The nodes of the simulated cluster by the names scenarios use. One parser serves the loader
+//! and the injector, so a name the loader accepts is a node the injector finds.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+
+/// A node of the simulated cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NodeName {
+    /// `jobmanager`.
+    JobManager,
+    /// `broker`.
+    Broker,
+    /// `blobstore`.
+    Blobstore,
+    /// `kv`: runs only for a sink that writes to the key-value store.
+    Kv,
+    /// `taskmanager-N`, N from 1.
+    TaskManager(u32),
+}
+
+/// Which nodes a cluster has: what a name is checked against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClusterNodes {
+    /// Task managers `taskmanager-1..=taskmanagers`.
+    pub taskmanagers: u32,
+    /// Whether the `kv` node runs.
+    pub kv: bool,
+}
+
+impl ClusterNodes {
+    /// Every node name of the cluster, for error messages.
+    pub fn describe(&self) -> String {
+        let kv = if self.kv { "kv, " } else { "" };
+        let taskmanagers = match self.taskmanagers {
+            1 => "taskmanager-1".to_string(),
+            n => format!("taskmanager-1 .. taskmanager-{n}"),
+        };
+        format!("jobmanager, broker, blobstore, {kv}{taskmanagers}")
+    }
+}
+
+impl NodeName {
+    /// Parses a node name in its canonical form only (`taskmanager-2`, never `taskmanager-02`
+    /// or `taskmanager-+2`), checked against the nodes `cluster` has.
+    pub fn parse(text: &str, cluster: ClusterNodes) -> Result<NodeName, String> {
+        let name = match text {
+            "jobmanager" => Some(NodeName::JobManager),
+            "broker" => Some(NodeName::Broker),
+            "blobstore" => Some(NodeName::Blobstore),
+            "kv" if cluster.kv => Some(NodeName::Kv),
+            _ => text
+                .strip_prefix("taskmanager-")
+                .and_then(canonical_number)
+                .filter(|n| (1..=cluster.taskmanagers).contains(n))
+                .map(NodeName::TaskManager),
+        };
+        name.ok_or_else(|| format!("no node `{text}` (the nodes are {})", cluster.describe()))
+    }
+
+    /// The node's address on the simulated network.
+    pub fn ip(self) -> IpAddr {
+        let (a, b) = match self {
+            NodeName::JobManager => (0, 1),
+            NodeName::Broker => (0, 2),
+            NodeName::Blobstore => (0, 3),
+            NodeName::Kv => (0, 4),
+            NodeName::TaskManager(n) => {
+                let n = u8::try_from(n).expect("the loader bounds task managers");
+                (1, n)
+            }
+        };
+        IpAddr::V4(Ipv4Addr::new(10, 0, a, b))
+    }
+}
+
+/// A decimal number written without sign or leading zeros.
+fn canonical_number(text: &str) -> Option<u32> {
+    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    if !digits || (text.len() > 1 && text.starts_with('0')) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+impl fmt::Display for NodeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeName::JobManager => write!(f, "jobmanager"),
+            NodeName::Broker => write!(f, "broker"),
+            NodeName::Blobstore => write!(f, "blobstore"),
+            NodeName::Kv => write!(f, "kv"),
+            NodeName::TaskManager(n) => write!(f, "taskmanager-{n}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLUSTER: ClusterNodes = ClusterNodes {
+        taskmanagers: 2,
+        kv: false,
+    };
+
+    #[test]
+    fn only_canonical_names_of_existing_nodes_parse() {
+        assert_eq!(
+            NodeName::parse("taskmanager-2", CLUSTER),
+            Ok(NodeName::TaskManager(2))
+        );
+        assert_eq!(
+            NodeName::parse("jobmanager", CLUSTER),
+            Ok(NodeName::JobManager)
+        );
+        for bad in [
+            "taskmanager-01",
+            "taskmanager-+1",
+            "taskmanager-0",
+            "taskmanager-3",
+            "taskmanager-",
+            "taskmanager-1 ",
+            "kv",
+            "JobManager",
+        ] {
+            let error = NodeName::parse(bad, CLUSTER).unwrap_err();
+            assert!(error.contains(&format!("`{bad}`")), "{error}");
+            assert!(
+                error.contains("jobmanager, broker, blobstore, taskmanager-1 .. taskmanager-2"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_render_as_they_parse() {
+        let cluster = ClusterNodes {
+            taskmanagers: 12,
+            kv: true,
+        };
+        for name in [
+            NodeName::JobManager,
+            NodeName::Broker,
+            NodeName::Blobstore,
+            NodeName::Kv,
+            NodeName::TaskManager(1),
+            NodeName::TaskManager(12),
+        ] {
+            assert_eq!(NodeName::parse(&name.to_string(), cluster), Ok(name));
+        }
+    }
+}
