@@ -438,6 +438,11 @@ fn scenario_text(case: &Case) -> String {
         }
         match fault.trigger {
             Trigger::AtMs(ms) => text.push_str(&format!("at = \"{ms}ms\"\n")),
+            // At-most-once takes no checkpoints, so such a trigger could never fire (the loader
+            // refuses it): the fault lands when the n-th checkpoint would have.
+            Trigger::AfterCheckpoint(n) if at_most_once => {
+                text.push_str(&format!("at = \"{}ms\"\n", n * case.interval_ms))
+            }
             Trigger::AfterCheckpoint(n) => text.push_str(&format!("after-checkpoint = {n}\n")),
             Trigger::OnRecord { subtask, count } => text.push_str(&format!(
                 "on-record = {{ subtask = \"{keyed_uid}#{subtask}\", count = {count} }}\n"

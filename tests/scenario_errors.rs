@@ -200,7 +200,7 @@ fn node_names_are_accepted_only_in_canonical_form() {
 fn a_pace_that_would_overflow_is_refused() {
     let error = error_of(&VALID.replace(
         "partitions = 1",
-        "partitions = 1024\nrecords-per-second = 18446744073709551615",
+        "partitions = 1024\nrecords-per-second = 9223372036854775807",
     ));
     assert!(error.contains("workload.records-per-second"), "{error}");
 }

@@ -3,7 +3,8 @@
 //! Method: run the pair `backpressure-aligned.toml` / `backpressure-unaligned.toml` (the same
 //! job, input and slow sink; only the mode differs) and `backpressure-aligned-timeout.toml`,
 //! and compare checkpoint durations from the completed checkpoints' metadata (simulated time
-//! is deterministic, so the figures are exact).
+//! is deterministic, so the figures are exact); `backpressure-input-backlog-timeout.toml` puts
+//! the backlog in the input channel, where only barrier announcements start the timer.
 
 mod common;
 
@@ -83,6 +84,29 @@ fn aligned_with_timeout_switches_to_unaligned_at_its_deadline() {
         assert!(
             *duration >= timeout && duration.0 < timeout.0 + fastest_aligned.0 / 4,
             "switched checkpoint took {duration}: not bounded by the {timeout} timeout (aligned: {fastest_aligned})"
+        );
+    }
+}
+
+/// Barrier announcements: the barrier waits in the sink's input channel, not in the producer's
+/// output queue, behind about a second of records. Announced on arrival, the checkpoint times
+/// out at its deadline and completes within the timeout plus a round trip and the upload;
+/// before announcements, checkpoint 1 waited for the backlog (1,347 ms).
+#[test]
+fn a_barrier_queued_behind_an_input_backlog_times_out_at_its_deadline() {
+    let timeout = Duration::from_ms(300);
+    let round_trip_and_upload = Duration::from_ms(100);
+    let figures = run("scenarios/backpressure-input-backlog-timeout.toml");
+    eprintln!("durations {:?}", figures.durations);
+    assert!(
+        figures.durations.len() >= 10,
+        "every interval's checkpoint completed"
+    );
+    for (duration, unaligned) in figures.durations.iter().zip(&figures.unaligned) {
+        assert!(*unaligned, "the checkpoint switched");
+        assert!(
+            *duration >= timeout && duration.0 <= timeout.0 + round_trip_and_upload.0,
+            "checkpoint took {duration}, more than the {timeout} timeout plus {round_trip_and_upload}"
         );
     }
 }

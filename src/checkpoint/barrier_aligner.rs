@@ -11,6 +11,10 @@
 //! - Aligned with timeout: aligned until the barrier's deadline (checkpoint creation plus the
 //!   timeout), then unaligned for the rest of the checkpoint; a barrier that arrives already
 //!   unaligned (an upstream timed out) switches too. `Aligned` barriers (savepoints) never do.
+//!   A timeoutable barrier is announced when it arrives at its channel, even behind queued
+//!   data (Flink's `EventAnnouncement`): the announcement starts its checkpoint and so the
+//!   timer, and when the timer fires the gate pulls the barrier forward over that data, which
+//!   becomes the channel's state. The channel counts as received only when the barrier is.
 //! - A barrier older than the current checkpoint, or of one already triggered or aborted, is
 //!   ignored. A newer barrier aborts the pending checkpoint (subsumed) and starts the new one.
 //!   A cancel marker aborts the pending checkpoint if its id is newer, or equal; a cancel for a
@@ -154,6 +158,33 @@ impl BarrierAligner {
             actions.push(Action::Block(channel));
         }
         self.complete_if_aligned(now, &mut actions);
+        Ok(actions)
+    }
+
+    /// A timeoutable barrier arrived on `channel` behind queued data: its checkpoint starts
+    /// now (an older pending one is subsumed, as a newer barrier would), so its alignment timer
+    /// runs while that data waits. Nothing is received or blocked until the barrier is read.
+    pub fn on_announcement(
+        &mut self,
+        now: Instant,
+        channel: ChannelIndex,
+        barrier: Barrier,
+    ) -> Result<Actions, ProtocolError> {
+        self.channels.check_open(channel)?;
+        assert!(
+            barrier.alignment_deadline().is_some(),
+            "only timeoutable barriers are announced"
+        );
+        let mut actions = Actions::new();
+        match self.pending {
+            Some(pending) if barrier.checkpoint_id <= pending.barrier.checkpoint_id => {}
+            Some(_) => {
+                self.abort_pending(AbortReason::Subsumed, &mut actions);
+                self.start(now, barrier, &mut actions);
+            }
+            None if self.is_obsolete(barrier.checkpoint_id) => {}
+            None => self.start(now, barrier, &mut actions),
+        }
         Ok(actions)
     }
 

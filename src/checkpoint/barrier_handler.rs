@@ -182,6 +182,21 @@ impl BarrierHandler {
         }
     }
 
+    /// A timeoutable barrier arrived on `channel` and queued behind its data (Flink's
+    /// `processBarrierAnnouncement`): its checkpoint, and its alignment timer, start now.
+    pub fn on_announcement(
+        &mut self,
+        now: Instant,
+        channel: ChannelIndex,
+        barrier: Barrier,
+    ) -> Result<Actions, ProtocolError> {
+        match self {
+            BarrierHandler::Aligned(aligner) => aligner.on_announcement(now, channel, barrier),
+            // Flink's tracker ignores announcements: at-least-once barriers never time out.
+            BarrierHandler::Tracking(_) => Ok(Actions::new()),
+        }
+    }
+
     /// A cancel marker for `checkpoint_id` arrived on `channel`.
     pub fn on_cancel_marker(
         &mut self,

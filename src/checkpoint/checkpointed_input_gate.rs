@@ -8,7 +8,9 @@
 //! its channel, and those become input channel state of its checkpoint. While an unaligned
 //! checkpoint waits for a channel's barrier, every buffer read from that channel is in-flight
 //! data of the checkpoint too. When a checkpoint turns unaligned mid-way, barriers already
-//! queued behind buffers are pulled forward the same way.
+//! queued behind buffers are pulled forward the same way. A timeoutable barrier that queues is
+//! announced to the handler at once (Flink's `EventAnnouncement`), so its checkpoint's
+//! alignment timer runs from its arrival, not from when the task reaches it.
 
 use crate::checkpoint::barrier::Barrier;
 use crate::checkpoint::barrier_handler::{Action, Actions, BarrierHandler, ProtocolError};
@@ -128,6 +130,10 @@ impl<B: Clone> CheckpointedInputGate<B> {
                     return self.overtake(now, channel, barrier, self.queues[index].len());
                 }
                 self.queues[index].push_back(InputItem::Barrier(barrier));
+                if barrier.alignment_deadline().is_some() {
+                    let actions = self.handler.on_announcement(now, channel, barrier)?;
+                    return self.follow(now, actions, None);
+                }
             }
             InputItem::EndOfPartition => {
                 self.arrived_end[index] = true;
@@ -453,6 +459,60 @@ mod tests {
         );
         let (read, _) = drain(&mut gate);
         assert_eq!(read, vec![5, 21]);
+    }
+
+    #[test]
+    fn an_announced_barrier_times_out_over_the_backlog_queued_ahead_of_it() {
+        let timeoutable = BarrierKind::AlignedTimeoutable {
+            timeout: Duration::from_ms(10),
+        };
+        let mut gate = CheckpointedInputGate::new(2, CheckpointingMode::ExactlyOnce);
+        for buffer in [1, 2, 3] {
+            gate.on_arrival(Instant::ZERO, channel(0), InputItem::Buffer(buffer))
+                .unwrap();
+        }
+        assert_eq!(gate.timer_due_at(), None, "no checkpoint yet");
+        // The barrier queues behind the backlog; its announcement starts the checkpoint and
+        // the timer before the task reads anything.
+        let actions = gate
+            .on_arrival(Instant::from_ms(1), channel(0), barrier(1, timeoutable))
+            .unwrap();
+        assert_eq!(actions, vec![]);
+        assert!(
+            matches!(gate.handler(), BarrierHandler::Aligned(aligner) if aligner.pending_checkpoint() == Some(CheckpointId(1)))
+        );
+        assert_eq!(gate.timer_due_at(), Some(Instant::from_ms(10)));
+        gate.on_arrival(Instant::from_ms(2), channel(1), InputItem::Buffer(20))
+            .unwrap();
+        // The task gets through one buffer of the backlog before the deadline.
+        assert!(matches!(
+            gate.poll_next(Instant::from_ms(5)),
+            Some(Ok(Polled::Buffer(_, 1)))
+        ));
+        let actions = gate.on_timer(Instant::from_ms(10)).unwrap();
+        assert!(
+            matches!(&actions[..], [Action::Trigger { barrier, .. }] if barrier.is_unaligned()),
+            "{actions:?}"
+        );
+        // Channel 1 persists until its barrier; channel 0's barrier overtook 2 and 3.
+        gate.on_arrival(Instant::from_ms(11), channel(1), InputItem::Buffer(21))
+            .unwrap();
+        // The checkpoint runs unaligned, so channel 1's barrier overtakes on arrival too.
+        let actions = gate
+            .on_arrival(Instant::from_ms(12), channel(1), barrier(1, timeoutable))
+            .unwrap();
+        assert_eq!(
+            actions,
+            vec![Action::InputStateComplete {
+                checkpoint_id: CheckpointId(1)
+            }]
+        );
+        let (read, _) = drain(&mut gate);
+        assert_eq!(read, vec![20, 2, 21, 3], "round robin from channel 1");
+        assert_eq!(
+            gate.take_input_state(CheckpointId(1)),
+            Some(vec![vec![2, 3], vec![20, 21]])
+        );
     }
 
     #[test]

@@ -15,6 +15,10 @@
 //! - an unaligned trigger of n has read no record behind barrier n on any channel, and n's
 //!   input channel state is exactly the buffers before barrier n that were not read at the
 //!   trigger, per channel and in order (the overtaken data);
+//! - with aligned-with-timeout, a barrier is announced when it arrives, even behind queued
+//!   data: once the newest arrived barrier's deadline has passed and the timer ran, its
+//!   checkpoint has triggered (unaligned, over the data still queued ahead of the barrier) or
+//!   ended, and its channel state is that data plus what arrived before the barrier elsewhere;
 //! - at-least-once triggers only when barrier n (or a newer one) arrived on every open channel;
 //! - triggered ids strictly increase, and each checkpoint triggers or aborts at most once;
 //! - every protocol error the gate reports is justified by the input, and it never panics.
@@ -291,6 +295,30 @@ impl Model {
                 .on_timer(self.now)
                 .map_err(|e| format!("timer refused: {e}"))?;
             self.on_actions(actions)?;
+        }
+        if self.mode == ModeChoice::AlignedTimeout {
+            self.check_announced_checkpoint_timed_out()?;
+        }
+        Ok(())
+    }
+
+    /// The newest barrier that arrived was announced on arrival, so its alignment timer ran
+    /// from then: past its deadline, its checkpoint cannot still be waiting for the task to
+    /// read its way through the data queued ahead of the barrier.
+    fn check_announced_checkpoint_timed_out(&self) -> Result<(), String> {
+        let Some(newest) = self.channels.iter().filter_map(|c| c.last_barrier).max() else {
+            return Ok(());
+        };
+        let deadline = self
+            .barrier(u8::try_from(newest.0 - 1).expect("ids come from a u8"))
+            .alignment_deadline()
+            .expect("timeoutable");
+        let settled = self.triggered_last >= Some(newest)
+            || self.finished.last().is_some_and(|last| *last >= newest);
+        if self.now >= deadline && !settled {
+            return Err(format!(
+                "checkpoint {newest}: its barrier arrived and its deadline {deadline} passed, but it neither triggered nor ended"
+            ));
         }
         Ok(())
     }

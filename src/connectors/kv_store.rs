@@ -1,6 +1,11 @@
 //! The key-value store node (a database an idempotent sink upserts into, and where the
 //! write-ahead sink's committer records which checkpoints it wrote). It keeps the full
 //! history of writes, so the checker sees transient values, not only the final ones.
+//!
+//! Writers that must not overlap (the committer of a write-ahead sink subtask) fence each
+//! other by generation, as a Kafka broker fences an older consumer generation: a key written
+//! or fenced by generation g refuses a put from an older one, so a zombie of a failed attempt
+//! cannot record a batch after the recovery took the key over.
 
 use crate::runtime::rpc::serve;
 use crate::runtime::sim_time;
@@ -16,8 +21,18 @@ pub enum KvRequest {
     Put {
         /// Who writes, for the history (`sink#0`).
         writer: String,
+        /// The writer's generation (its job attempt), if its keys are fenced; `None` for
+        /// upserts that any attempt may make.
+        generation: Option<u32>,
         /// Key and serialized value pairs.
         entries: Vec<(String, Vec<u8>)>,
+    },
+    /// Take `key` over for `generation`: from now on puts of older generations are refused.
+    Fence {
+        /// The key.
+        key: String,
+        /// The new owner's generation.
+        generation: u32,
     },
     /// Read a key.
     Get {
@@ -33,6 +48,13 @@ pub enum KvResponse {
     Stored,
     /// The value, or `None`.
     Value(Option<Vec<u8>>),
+    /// A put of an older generation than the key's owner: nothing was written.
+    Fenced {
+        /// The generation that asked.
+        generation: u32,
+        /// The key's owner.
+        current: u32,
+    },
     /// The store refused.
     Error(String),
 }
@@ -48,6 +70,8 @@ pub struct KvWrite {
     pub key: String,
     /// The value written.
     pub value: Vec<u8>,
+    /// The writer's generation, if fenced.
+    pub generation: Option<u32>,
 }
 
 /// The store's durable contents, shared by every incarnation of the node within a run.
@@ -60,6 +84,10 @@ pub struct KvStorage {
 struct KvState {
     values: BTreeMap<String, Vec<u8>>,
     history: Vec<KvWrite>,
+    // Per fenced key, the newest generation that wrote or fenced it.
+    generations: BTreeMap<String, u32>,
+    // Puts refused as fenced, for the checker.
+    refused: Vec<KvWrite>,
 }
 
 impl KvStorage {
@@ -73,20 +101,29 @@ impl KvStorage {
     pub fn handle(&self, now: Instant, request: KvRequest) -> KvResponse {
         let mut state = self.lock();
         match request {
-            KvRequest::Put { writer, entries } => {
-                for (key, value) in entries {
-                    state.history.push(KvWrite {
-                        at: now,
-                        writer: writer.clone(),
-                        key: key.clone(),
-                        value: value.clone(),
-                    });
-                    state.values.insert(key, value);
+            KvRequest::Put {
+                writer,
+                generation,
+                entries,
+            } => state.put(now, writer, generation, entries),
+            KvRequest::Fence { key, generation } => {
+                let current = state.generations.entry(key).or_insert(generation);
+                if *current > generation {
+                    return KvResponse::Fenced {
+                        generation,
+                        current: *current,
+                    };
                 }
+                *current = generation;
                 KvResponse::Stored
             }
             KvRequest::Get { key } => KvResponse::Value(state.values.get(&key).cloned()),
         }
+    }
+
+    /// Puts the store refused as fenced, in order.
+    pub fn refused(&self) -> Vec<KvWrite> {
+        self.lock().refused.clone()
     }
 
     /// The current contents.
@@ -97,6 +134,48 @@ impl KvStorage {
     /// Every write so far, in the order applied.
     pub fn history(&self) -> Vec<KvWrite> {
         self.lock().history.clone()
+    }
+}
+
+impl KvState {
+    /// A put is all or nothing: one fenced key refuses the whole batch.
+    fn put(
+        &mut self,
+        now: Instant,
+        writer: String,
+        generation: Option<u32>,
+        entries: Vec<(String, Vec<u8>)>,
+    ) -> KvResponse {
+        let write = |key: &String, value: &Vec<u8>| KvWrite {
+            at: now,
+            writer: writer.clone(),
+            key: key.clone(),
+            value: value.clone(),
+            generation,
+        };
+        if let Some(generation) = generation {
+            let newer = entries.iter().find_map(|(key, _)| {
+                self.generations
+                    .get(key)
+                    .filter(|current| **current > generation)
+            });
+            if let Some(current) = newer.copied() {
+                let refused = entries.iter().map(|(key, value)| write(key, value));
+                self.refused.extend(refused);
+                return KvResponse::Fenced {
+                    generation,
+                    current,
+                };
+            }
+            for (key, _) in &entries {
+                self.generations.insert(key.clone(), generation);
+            }
+        }
+        for (key, value) in entries {
+            self.history.push(write(&key, &value));
+            self.values.insert(key, value);
+        }
+        KvResponse::Stored
     }
 }
 
@@ -121,6 +200,7 @@ mod tests {
                 Instant::from_ms(at),
                 KvRequest::Put {
                     writer: "sink#0".into(),
+                    generation: None,
                     entries: vec![(key.into(), vec![value])],
                 },
             )
@@ -134,5 +214,61 @@ mod tests {
         assert_eq!(values, vec![1, 2, 1]);
         assert_eq!(store.history()[1].at, Instant::from_ms(2));
         assert_eq!(store.contents().len(), 1);
+    }
+
+    #[test]
+    fn an_older_generation_is_fenced_once_a_newer_one_took_the_key() {
+        let store = KvStorage::default();
+        let put = |generation: u32, value: u8| {
+            store.handle(
+                Instant::from_ms(u64::from(value)),
+                KvRequest::Put {
+                    writer: format!("sink#0 attempt-{generation}"),
+                    generation: Some(generation),
+                    entries: vec![("committer".into(), vec![value])],
+                },
+            )
+        };
+        assert_eq!(put(2, 1), KvResponse::Stored);
+        let fence = KvRequest::Fence {
+            key: "committer".into(),
+            generation: 3,
+        };
+        assert_eq!(store.handle(Instant::from_ms(2), fence), KvResponse::Stored);
+        // The zombie of attempt 2 can no longer record; attempt 3 can.
+        assert_eq!(
+            put(2, 3),
+            KvResponse::Fenced {
+                generation: 2,
+                current: 3
+            }
+        );
+        assert_eq!(put(3, 4), KvResponse::Stored);
+        let stale_fence = KvRequest::Fence {
+            key: "committer".into(),
+            generation: 2,
+        };
+        assert!(matches!(
+            store.handle(Instant::from_ms(5), stale_fence),
+            KvResponse::Fenced { current: 3, .. }
+        ));
+        let values: Vec<u8> = store.history().iter().map(|w| w.value[0]).collect();
+        assert_eq!(
+            values,
+            vec![1, 4],
+            "the refused put left no trace in the values"
+        );
+        assert_eq!(store.refused().len(), 1);
+        assert_eq!(store.refused()[0].value, vec![3]);
+        // Unfenced upserts are never refused.
+        let upsert = KvRequest::Put {
+            writer: "sink#1".into(),
+            generation: None,
+            entries: vec![("k0".into(), vec![9])],
+        };
+        assert_eq!(
+            store.handle(Instant::from_ms(6), upsert),
+            KvResponse::Stored
+        );
     }
 }

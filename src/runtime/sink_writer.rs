@@ -32,6 +32,8 @@ pub struct SinkIo {
     pub subtask: SubtaskId,
     /// How users name it: `sink#0`.
     pub label: String,
+    /// The job attempt it runs in: its generation where writers fence each other.
+    pub attempt: u32,
     /// Prefix of its transactional ids and committer keys: `job-uid-index`.
     pub prefix: String,
     /// The output topic.
@@ -212,8 +214,11 @@ async fn upsert(io: &SinkIo, records: Vec<Vec<u8>>) -> Result<(), String> {
             .map_err(|e| format!("{}: a record does not decode: {e}", io.label))?;
         entries.push((upsert_key(&value), bytes));
     }
+    // Upserts are not fenced: the idempotent sink's promise is the final contents, and a
+    // zombie's upsert is overwritten by the recovery's replay.
     let request = KvRequest::Put {
         writer: io.label.clone(),
+        generation: None,
         entries,
     };
     match io.kv(&request).await? {

@@ -1118,6 +1118,7 @@ fn open_sink(context: &TaskContext, chain: &mut OperatorChain) -> Option<(SinkWr
         timeout: context.config.rpc_timeout,
         subtask: context.subtask,
         label: format!("{uid}#{index}"),
+        attempt: context.attempt.0,
         prefix: format!("{}-{uid}-{index}", context.graph.job.name),
         topic,
         partition: index,

@@ -3,6 +3,14 @@
 //! committer record (Flink's `CheckpointCommitter`, here in the key-value store) says so, so
 //! a recovery does not write it again. Between the write and the committer record lies the
 //! window in which a failure makes the recovery write the batch a second time.
+//!
+//! As Flink's sink asks its committer at the moment it commits a checkpoint, so does this one,
+//! for every batch. A recovery first takes the committer record over for its attempt (a
+//! fence), so a zombie of the failed attempt can no longer record a batch: either the zombie
+//! recorded it before the fence, and the recovery sees the record and skips the batch, or its
+//! record is refused. What remains is inherent to a write-ahead log without transactions: a
+//! zombie that appended its batch before the fence and is refused at the record leaves a copy
+//! that the recovery writes again; the checker names such a repeat as the zombie's.
 
 use crate::connectors::kv_store::{KvRequest, KvResponse};
 use crate::ids::CheckpointId;
@@ -63,6 +71,7 @@ impl WriteAheadSink {
         io: &SinkIo,
         restored: Option<SinkStateSnapshot>,
     ) -> Result<(), String> {
+        take_over_committer(io).await?;
         let Some(state) = restored else {
             return Ok(());
         };
@@ -112,6 +121,25 @@ async fn last_committed(io: &SinkIo) -> Result<Option<CheckpointId>, String> {
     }
 }
 
+/// Fences the committer record for this attempt, before any batch is written.
+async fn take_over_committer(io: &SinkIo) -> Result<(), String> {
+    let request = KvRequest::Fence {
+        key: committer_key(io),
+        generation: io.attempt,
+    };
+    match io.kv(&request).await? {
+        KvResponse::Stored => Ok(()),
+        KvResponse::Fenced { current, .. } => Err(format!(
+            "{}: attempt {} is a zombie: attempt {current} owns the committer record",
+            io.label, io.attempt
+        )),
+        other => Err(format!(
+            "{}: kv store answered a fence with {other:?}",
+            io.label
+        )),
+    }
+}
+
 async fn write_batch(
     io: &SinkIo,
     checkpoint_id: CheckpointId,
@@ -129,12 +157,27 @@ async fn write_batch(
     io.before_commit(checkpoint_id).await;
     let request = KvRequest::Put {
         writer: io.label.clone(),
+        generation: Some(io.attempt),
         entries: vec![(
             committer_key(io),
             crate::codec::encode_message(&checkpoint_id.0),
         )],
     };
-    io.kv(&request).await?;
+    match io.kv(&request).await? {
+        KvResponse::Stored => {}
+        KvResponse::Fenced { current, .. } => {
+            return Err(format!(
+                "{}: attempt {} is a zombie: its record of checkpoint {checkpoint_id} was refused (attempt {current} owns the committer)",
+                io.label, io.attempt
+            ))
+        }
+        other => {
+            return Err(format!(
+                "{}: kv store answered a put with {other:?}",
+                io.label
+            ))
+        }
+    }
     io.trace(format!(
         "wrote the batch of checkpoint {checkpoint_id} ({count} records) and recorded it"
     ));

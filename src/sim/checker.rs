@@ -340,7 +340,7 @@ fn exactly_once_sink_check(
             transactional_output(sink, expected, faulty, notes),
         ),
         SinkKind::WriteAheadLog => check(
-            "every oracle record written, in order; repeats only of whole batches caught between their write and their committer record by a failure",
+            "every oracle record written, in order; repeats only of whole batches caught between their write and their committer record by a failure (or written by a zombie fenced at its committer record)",
             write_ahead_output(expected, faulty, notes),
         ),
         SinkKind::Idempotent => check(
@@ -534,9 +534,23 @@ fn explain_repeat(
                 batch.label
             ));
         };
-        why.push(format!(
-            "written at {before}, the failure at {failed_at} ({reason}) stopped its writer before the committer record, the recovery wrote it again at {again}"
-        ));
+        // A zombie of the failed attempt that appended before the recovery fenced the committer
+        // is refused at its record: the repeat is the write-ahead log's inherent duplicate.
+        let refused = output.committer_refused.iter().find(|w| {
+            w.key.ends_with(&key_suffix)
+                && before <= w.at
+                && crate::codec::decode_message::<u64>(&w.value).is_ok_and(|id| id == checkpoint)
+        });
+        why.push(match refused {
+            Some(record) => format!(
+                "written at {before} by a zombie of the attempt that failed at {failed_at} ({reason}); its committer record was refused at {} (generation {} fenced), the recovery wrote it again at {again}",
+                record.at,
+                record.generation.map_or("?".to_string(), |g| g.to_string())
+            ),
+            None => format!(
+                "written at {before}, the failure at {failed_at} ({reason}) stopped its writer before the committer record, the recovery wrote it again at {again}"
+            ),
+        });
     }
     Ok(why.join("; "))
 }
@@ -852,7 +866,31 @@ mod tests {
             writer: "sink#0".into(),
             key: "checkpoint-committer/wordcount-sink-0".into(),
             value: crate::codec::encode_message(&checkpoint),
+            generation: Some(1),
         }
+    }
+
+    #[test]
+    fn a_repeat_after_a_zombies_refused_record_is_named_as_the_zombies() {
+        let batch = BatchCopies {
+            label: "sink#0 checkpoint 3".into(),
+            records: 10,
+            copies: 2,
+            written_at: vec![Instant::from_ms(300), Instant::from_ms(320)],
+        };
+        let failover = vec![(Instant::from_ms(200), "taskmanager-2 lost".to_string())];
+        let output = SinkOutput {
+            committer_history: vec![committer_write(50, 2)],
+            committer_refused: vec![committer_write(310, 3)],
+            ..SinkOutput::default()
+        };
+        let why = explain_repeat(&batch, &output, &failover).unwrap();
+        assert!(
+            why.contains("by a zombie") && why.contains("refused at 0.310s (generation 1 fenced)"),
+            "{why}"
+        );
+        // A refused record never excuses a repeat without a failover behind it.
+        assert!(explain_repeat(&batch, &output, &[]).is_err());
     }
 
     #[test]

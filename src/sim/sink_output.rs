@@ -30,6 +30,8 @@ pub struct SinkOutput {
     pub kv_history: Vec<KvWrite>,
     /// The write-ahead sink's committer records, in the order written.
     pub committer_history: Vec<KvWrite>,
+    /// Committer records the store refused because a newer attempt had fenced the writer.
+    pub committer_refused: Vec<KvWrite>,
 }
 
 impl SinkOutput {
@@ -61,6 +63,7 @@ impl SinkOutput {
                 .into_iter()
                 .filter(|w| !is_upsert(&w.key))
                 .collect(),
+            committer_refused: kv.refused(),
         }
     }
 
@@ -323,6 +326,7 @@ mod tests {
             writer: "sink#0".into(),
             key: "a".into(),
             value: crate::codec::encode_message(&pair("a", n)),
+            generation: None,
         };
         let history = vec![
             write(1, 1),
