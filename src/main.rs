@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use snapflow::scenario::{Expectation, Scenario};
+use snapflow::sim::sweep::{parse_seed, seed_range};
 use snapflow::sim::Stage;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,7 +37,7 @@ enum Command {
         /// The scenario file (TOML).
         file: PathBuf,
         /// How many seeds (at least 1).
-        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+        #[arg(long, default_value_t = 100)]
         seeds: u64,
         /// The first seed.
         #[arg(long, default_value_t = 0, allow_hyphen_values = true, value_parser = parse_seed)]
@@ -44,21 +45,11 @@ enum Command {
     },
 }
 
-/// A seed is an unsigned 64-bit integer; say so rather than let `-5` read as a flag.
-fn parse_seed(text: &str) -> Result<u64, String> {
-    text.parse().map_err(|_| {
-        format!(
-            "`{text}` is not a seed: a seed is an unsigned integer, 0 to {}",
-            u64::MAX
-        )
-    })
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { file, seed, trace } => run(&file, seed, trace),
-        Command::Sweep { file, seeds, from } => match sweep_range(from, seeds) {
+        Command::Sweep { file, seeds, from } => match seed_range(from, seeds) {
             Ok(seeds) => sweep(&file, seeds),
             Err(message) => {
                 eprintln!("error: {message}");
@@ -66,19 +57,6 @@ fn main() -> ExitCode {
             }
         },
     }
-}
-
-/// The seeds `from .. from + count`, refused when the last one would pass `u64::MAX`.
-fn sweep_range(from: u64, count: u64) -> Result<std::ops::RangeInclusive<u64>, String> {
-    assert!(count >= 1, "clap refuses --seeds 0");
-    let last = from.checked_add(count - 1).ok_or_else(|| {
-        format!(
-            "--from {from} --seeds {count}: the last seed would pass {}; at most {} seeds start at {from}",
-            u64::MAX,
-            u64::MAX - from + 1
-        )
-    })?;
-    Ok(from..=last)
 }
 
 fn load(file: &std::path::Path) -> Option<Scenario> {

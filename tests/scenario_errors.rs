@@ -226,6 +226,14 @@ fn zero_durations_that_cannot_run_are_refused() {
         "{VALID}\n[heartbeat]\ninterval = \"0ms\"\ntimeout = \"1s\"\n"
     ));
     assert!(heartbeat.contains("heartbeat.interval"), "{heartbeat}");
+    let sub_millisecond = error_of(&VALID.replace(
+        "[execution.checkpointing]",
+        "[execution]\nbuffer-timeout = \"1us\"\n\n[execution.checkpointing]",
+    ));
+    assert!(
+        sub_millisecond.contains("execution.buffer-timeout: 1us is neither 0"),
+        "{sub_millisecond}"
+    );
     let timeout = error_of(&VALID.replace(
         "interval = \"100ms\"",
         "interval = \"100ms\"\ntimeout = \"5ms\"",

@@ -57,7 +57,9 @@ impl SourceReader {
                 end_offset: None,
             })
             .collect::<Vec<_>>();
-        let records_per_second = records_per_second_per_partition * partitions.len() as u64;
+        let records_per_second = records_per_second_per_partition
+            .checked_mul(partitions.len() as u64)
+            .expect("RECORDS_PER_SECOND_MAX times the partitions fits a u64 (limits.rs)");
         SourceReader {
             topic: topic.to_string(),
             partitions,

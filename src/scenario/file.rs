@@ -224,6 +224,8 @@ const HEARTBEAT_INTERVAL_DEFAULT: Duration = Duration::from_secs(10);
 const HEARTBEAT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(50);
 const BUFFER_TIMEOUT_DEFAULT: Duration = Duration::from_ms(100);
 const DEADLINE_DEFAULT: Duration = Duration::from_secs(3600);
+/// The shortest period of a timer that fires while its task is idle.
+const PERIOD_MIN: Duration = Duration::from_ms(1);
 
 struct Context<'a> {
     file: &'a str,
@@ -384,11 +386,19 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
 /// Durations that a run could never honour: a zero heartbeat (Flink requires a positive
 /// interval) and a deadline that has passed before the run starts.
 fn check_times(context: &Context<'_>, scenario: &Scenario) -> Result<(), ScenarioError> {
-    if scenario.heartbeat_interval == Duration::ZERO {
-        return context.error(
-            "heartbeat.interval: must be longer than 0 (Flink requires a positive interval)"
-                .to_string(),
-        );
+    // Periodic timers wake their task every period even when idle: below Flink's unit of a
+    // millisecond a period would spin the simulation without letting time advance in practice.
+    if scenario.heartbeat_interval < PERIOD_MIN {
+        return context.error(format!(
+            "heartbeat.interval: {} is shorter than {PERIOD_MIN} (Flink requires a positive interval, in milliseconds)",
+            scenario.heartbeat_interval
+        ));
+    }
+    if scenario.buffer_timeout > Duration::ZERO && scenario.buffer_timeout < PERIOD_MIN {
+        return context.error(format!(
+            "execution.buffer-timeout: {} is neither 0 (flush after every record) nor at least {PERIOD_MIN} (Flink counts it in milliseconds)",
+            scenario.buffer_timeout
+        ));
     }
     if scenario.heartbeat_timeout <= scenario.heartbeat_interval {
         return context

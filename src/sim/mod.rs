@@ -11,6 +11,7 @@ pub mod observer;
 pub mod oracle;
 pub mod report;
 pub mod sink_output;
+pub mod sweep;
 pub mod trace;
 pub mod workload;
 
