@@ -32,6 +32,7 @@ pub mod connectors {
     //! The broker and the blobstore nodes.
     pub mod blobstore;
     pub mod broker;
+    pub mod disk;
     pub mod kv_store;
     pub mod sink_config;
     pub mod transaction_table;
@@ -47,6 +48,7 @@ pub mod runtime {
     pub mod control_plane;
     pub mod credit;
     pub mod frame_io;
+    pub mod hooks;
     pub mod input_gate;
     pub mod jobmanager;
     pub mod messages;

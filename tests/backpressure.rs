@@ -3,21 +3,22 @@
 //! only by what the granted credits and its own bounded output queue hold, so it finishes
 //! shortly before the counter — not at the start, as it does without the slow operator.
 //! Method: run `scenarios/backpressure-slow-counter.toml` with and without its fault and read
-//! the tasks' finish times from the traces (simulated time is deterministic).
+//! the tasks' finish times from their `TaskFinished` events (simulated time is deterministic).
 
 mod common;
 
-use snapflow::sim::cluster::simulate;
+use snapflow::runtime::hooks::EngineEvent;
+use snapflow::sim::cluster::{simulate, RunResult};
 
-fn finish_seconds(trace: &[String], subtask: &str) -> f64 {
-    let line = trace
+fn finish_seconds(run: &RunResult, subtask: &str) -> f64 {
+    let finished = run
+        .events
         .iter()
-        .find(|l| l.contains(&format!("{subtask} finished")))
-        .unwrap_or_else(|| panic!("{subtask} finished:\n{}", trace.join("\n")));
-    line.split_whitespace()
-        .next()
-        .and_then(|t| t.trim_end_matches('s').parse().ok())
-        .expect("a time stamp")
+        .find(|recorded| {
+            matches!(&recorded.event, EngineEvent::TaskFinished { subtask: s, .. } if s.to_string() == subtask)
+        })
+        .unwrap_or_else(|| panic!("{subtask} finished:\n{}", run.trace.join("\n")));
+    finished.at.0 as f64 / 1e9
 }
 
 #[test]
@@ -25,10 +26,7 @@ fn a_slow_counter_stalls_the_source() {
     let scenario = common::load("scenarios/backpressure-slow-counter.toml");
     let input = scenario.workload.generate();
     let slow = simulate(&scenario, &input, scenario.seed, true);
-    let (source, counter) = (
-        finish_seconds(&slow.trace, "v0#0"),
-        finish_seconds(&slow.trace, "v1#0"),
-    );
+    let (source, counter) = (finish_seconds(&slow, "v0#0"), finish_seconds(&slow, "v1#0"));
     // 150,000 records at 1 ms each: the counter needs 150 s.
     assert!(counter >= 150.0, "counter finished at {counter}s");
     // Backpressure holds the source back to within a few seconds of the counter.
@@ -38,7 +36,7 @@ fn a_slow_counter_stalls_the_source() {
     );
 
     let fast = simulate(&scenario, &input, scenario.seed, false);
-    let source_unthrottled = finish_seconds(&fast.trace, "v0#0");
+    let source_unthrottled = finish_seconds(&fast, "v0#0");
     assert!(
         source_unthrottled < 10.0,
         "without the slow counter the source is done early ({source_unthrottled}s)"

@@ -6,7 +6,8 @@
 
 mod common;
 
-use snapflow::sim::observer::JobOutcome;
+use snapflow::ids::{AttemptNumber, CheckpointId};
+use snapflow::runtime::hooks::{EngineEvent, JobOutcome};
 use snapflow::sim::run_scenario;
 use snapflow::state::snapshot::{OperatorSnapshot, StateEntry};
 use std::collections::BTreeMap;
@@ -59,24 +60,32 @@ fn wordcount_crash_recovers_from_checkpoint_one() {
     );
 
     assert_eq!(run.faulty.restarts, 1);
-    let kill = run
-        .faulty
-        .trace
-        .iter()
-        .position(|l| l.contains("kill taskmanager-1"))
-        .expect("the kill is traced");
+    let kill = run.faulty.faults_fired[1].expect("the kill fired");
     let restore = run
         .faulty
-        .trace
+        .events
         .iter()
-        .position(|l| l.contains("attempt-2 running from checkpoint 1"))
+        .find(|recorded| {
+            matches!(
+                recorded.event,
+                EngineEvent::TaskRunning {
+                    attempt: AttemptNumber(2),
+                    restored: Some(CheckpointId(1)),
+                    ..
+                }
+            )
+        })
         .expect("restored from checkpoint 1");
-    assert!(kill < restore);
+    assert!(kill < restore.at);
     assert!(
-        run.faulty
-            .trace
-            .iter()
-            .any(|l| l.contains("v0#0 finished: 2 records in")),
+        run.faulty.events.iter().any(|recorded| matches!(
+            recorded.event,
+            EngineEvent::TaskFinished {
+                records_in: 2,
+                attempt: AttemptNumber(2),
+                ..
+            }
+        )),
         "records 4 and 5 are replayed"
     );
 

@@ -13,6 +13,7 @@ use crate::codec::FileKind;
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::ids::{AttemptNumber, SubtaskId, TaskManagerId};
 use crate::runtime::control_plane::ControlPlane;
+use crate::runtime::hooks::{EngineEvent, Hooks, TaskManagerLoss};
 use crate::runtime::messages::{
     ControlMessage, Heartbeat, RestoreHandle, TaskDeployment, TaskStatus,
 };
@@ -20,7 +21,6 @@ use crate::runtime::restart::{RestartDecision, RestartStrategy, RestartStrategyC
 use crate::runtime::rpc::Rpc;
 use crate::runtime::sim_time;
 use crate::runtime::task::Services;
-use crate::sim::observer::{JobOutcome, Observer};
 use crate::time::{Duration, Instant};
 use futures::channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
 use futures::{FutureExt, StreamExt};
@@ -49,8 +49,8 @@ pub struct JobManagerSetup {
     pub rpc_timeout: Duration,
     /// Where the services are.
     pub services: Services,
-    /// The run's observer.
-    pub observer: Observer,
+    /// Where the job manager reports events and asks for faults.
+    pub hooks: Hooks,
     /// The sink commits on checkpoints: the job ends with a final checkpoint taken after
     /// every source read all its input, and the sources end once it completed (FLIP-147).
     pub final_checkpoint: bool,
@@ -113,9 +113,12 @@ pub async fn run_jobmanager(setup: JobManagerSetup) {
         .expect("the control port is free on a fresh node");
     let (inbox_sender, mut inbox) = unbounded();
     madsim::task::spawn(forward_control(messages, inbox_sender.clone()));
-    setup
-        .observer
-        .trace(NODE, format!("started job `{}`", setup.graph.job.name));
+    setup.hooks.event(
+        NODE,
+        EngineEvent::JobStarted {
+            job: setup.graph.job.name.clone(),
+        },
+    );
     let final_checkpoint = FinalCheckpoint::new(
         setup.final_checkpoint,
         setup.graph.source_subtasks().into_iter().collect(),
@@ -151,6 +154,10 @@ async fn forward_control(
 }
 
 impl JobMaster {
+    fn event(&self, event: EngineEvent) {
+        self.setup.hooks.event(NODE, event);
+    }
+
     async fn run(&mut self, inbox: &mut UnboundedReceiver<Input>) {
         while !matches!(self.status, JobStatus::Finished | JobStatus::Failed) {
             let deadline = self.next_deadline();
@@ -220,16 +227,14 @@ impl JobMaster {
             .collect();
         for taskmanager in lost {
             self.taskmanagers.remove(&taskmanager);
-            self.on_taskmanager_lost(
-                taskmanager,
-                format!("{taskmanager} lost: no heartbeat for {timeout}"),
-            )
-            .await;
+            self.on_taskmanager_lost(taskmanager, TaskManagerLoss::NoHeartbeat { timeout })
+                .await;
         }
     }
 
-    async fn on_taskmanager_lost(&mut self, taskmanager: TaskManagerId, reason: String) {
-        self.setup.observer.trace(NODE, &reason);
+    async fn on_taskmanager_lost(&mut self, taskmanager: TaskManagerId, loss: TaskManagerLoss) {
+        let reason = format!("{taskmanager} {loss}");
+        self.event(EngineEvent::TaskManagerLost { taskmanager, loss });
         let hosts_tasks = self.placement.values().any(|tm| *tm == taskmanager);
         let active = matches!(
             self.status,
@@ -267,10 +272,9 @@ impl JobMaster {
             // Acks and declines of an earlier attempt are expected after a failover.
             ControlMessage::AcknowledgeCheckpoint { .. }
             | ControlMessage::DeclineCheckpoint { .. } => {}
-            other => self
-                .setup
-                .observer
-                .trace(NODE, format!("ignored unexpected {other:?}")),
+            other => self.event(EngineEvent::UnexpectedMessage {
+                message: format!("{other:?}"),
+            }),
         }
     }
 
@@ -278,14 +282,14 @@ impl JobMaster {
         if attempt != self.attempt {
             return; // From a cancelled attempt.
         }
-        let line = match self.final_checkpoint.on_end_of_data(subtask) {
-            Ok(EndOfData::AllSourcesAtEnd) => {
-                "every source read all its input: the next checkpoint is the final one".to_string()
-            }
+        let event = match self.final_checkpoint.on_end_of_data(subtask) {
+            Ok(EndOfData::AllSourcesAtEnd) => EngineEvent::AllSourcesAtEnd,
             Ok(EndOfData::Recorded | EndOfData::Repeated) => return,
-            Err(error) => format!("ignored: {error}"),
+            Err(error) => EngineEvent::EndOfDataIgnored {
+                error: error.to_string(),
+            },
         };
-        self.setup.observer.trace(NODE, line);
+        self.event(event);
     }
 
     async fn on_heartbeat(&mut self, now: Instant, heartbeat: Heartbeat) {
@@ -301,11 +305,8 @@ impl JobMaster {
         if known_instance.is_some_and(|known| known != instance) {
             // The process restarted: the old instance and its tasks are gone.
             self.taskmanagers.remove(&taskmanager);
-            self.on_taskmanager_lost(
-                taskmanager,
-                format!("{taskmanager} restarted: its previous instance is gone"),
-            )
-            .await;
+            self.on_taskmanager_lost(taskmanager, TaskManagerLoss::Restarted)
+                .await;
         }
         let info = self
             .taskmanagers
@@ -320,10 +321,7 @@ impl JobMaster {
         let registered = info.last_heartbeat_at == now && known_instance != Some(instance);
         info.last_heartbeat_at = now;
         if registered {
-            self.setup.observer.trace(
-                NODE,
-                format!("{taskmanager} registered with {slots} slot(s)"),
-            );
+            self.event(EngineEvent::TaskManagerRegistered { taskmanager, slots });
             // A task manager given up for lost may come back with tasks of an attempt that
             // failed over: they are zombies, so cancel them (Flink frees such slots likewise).
             let hosts_current = self.placement.values().any(|tm| *tm == taskmanager);
@@ -379,12 +377,9 @@ impl JobMaster {
                 if self.task_status.values().all(|s| *s == TaskState::Finished) {
                     self.coordinator.stop(now);
                     self.status = JobStatus::Finished;
-                    self.setup
-                        .observer
-                        .trace(NODE, format!("job finished in {}", self.attempt));
-                    self.setup
-                        .observer
-                        .on_job_terminated(JobOutcome::Finished, self.attempt);
+                    self.event(EngineEvent::JobFinished {
+                        attempt: self.attempt,
+                    });
                     return;
                 }
             }
@@ -396,9 +391,9 @@ impl JobMaster {
             .all(|s| *s != TaskState::Deploying);
         if matches!(self.status, JobStatus::Deploying { .. }) && all_started {
             self.status = JobStatus::Running;
-            self.setup
-                .observer
-                .trace(NODE, format!("job running in {}", self.attempt));
+            self.event(EngineEvent::JobRunning {
+                attempt: self.attempt,
+            });
             self.coordinator
                 .start(now, self.task_status.keys().copied().collect());
         }
@@ -461,18 +456,11 @@ impl JobMaster {
                     restore,
                 });
         }
-        let from = restore
-            .as_ref()
-            .map(|c| format!(" from checkpoint {}", c.checkpoint_id))
-            .unwrap_or_default();
-        self.setup.observer.trace(
-            NODE,
-            format!(
-                "deploying {} to {} task manager(s){from}",
-                self.attempt,
-                per_taskmanager.len()
-            ),
-        );
+        self.event(EngineEvent::Deploying {
+            attempt: self.attempt,
+            taskmanagers: per_taskmanager.len(),
+            restore: restore.as_ref().map(|c| c.checkpoint_id),
+        });
         for (taskmanager, tasks) in per_taskmanager {
             let address = self.taskmanagers[&taskmanager].control_address;
             self.control
@@ -497,10 +485,10 @@ impl JobMaster {
 
     async fn fail_over(&mut self, reason: String) {
         let now = sim_time::now();
-        self.setup
-            .observer
-            .trace(NODE, format!("failing over {}: {reason}", self.attempt));
-        self.setup.observer.on_failure(&reason);
+        self.event(EngineEvent::FailingOver {
+            attempt: self.attempt,
+            reason: reason.clone(),
+        });
         self.coordinator.stop(now);
         let cancel = ControlMessage::Cancel {
             attempt: self.attempt,
@@ -513,18 +501,16 @@ impl JobMaster {
         self.final_checkpoint.reset();
         match self.restart.on_failure(now) {
             RestartDecision::RestartAt(at) => {
-                self.setup.observer.on_restart();
+                self.event(EngineEvent::Restarting);
                 self.status = JobStatus::Restarting { at };
             }
             RestartDecision::GiveUp(why) => {
                 self.status = JobStatus::Failed;
-                self.setup
-                    .observer
-                    .trace(NODE, format!("job failed: {why}"));
-                self.setup.observer.on_job_terminated(
-                    JobOutcome::Failed(format!("{reason}; {why}")),
-                    self.attempt,
-                );
+                self.event(EngineEvent::JobFailed {
+                    attempt: self.attempt,
+                    reason,
+                    why,
+                });
             }
         }
     }
@@ -538,15 +524,16 @@ impl JobMaster {
                 } => {
                     // The final checkpoint aligns, like a savepoint: no barrier overtakes the
                     // last records, so the sinks' last transactions hold them all.
-                    let (kind, final_note) = if self.final_checkpoint.on_trigger(checkpoint_id) {
-                        (BarrierKind::Aligned, " (final)")
+                    let final_checkpoint = self.final_checkpoint.on_trigger(checkpoint_id);
+                    let kind = if final_checkpoint {
+                        BarrierKind::Aligned
                     } else {
-                        (self.setup.checkpoint.barrier_kind(), "")
+                        self.setup.checkpoint.barrier_kind()
                     };
-                    self.setup.observer.trace(
-                        NODE,
-                        format!("checkpoint {checkpoint_id} triggered{final_note}"),
-                    );
+                    self.event(EngineEvent::CheckpointTriggered {
+                        checkpoint_id,
+                        final_checkpoint,
+                    });
                     let barrier = Barrier {
                         checkpoint_id,
                         timestamp,
@@ -568,14 +555,7 @@ impl JobMaster {
                         .latest_completed()
                         .expect("just completed")
                         .clone();
-                    self.setup.observer.trace(
-                        NODE,
-                        format!(
-                            "checkpoint {checkpoint_id} completed ({} bytes)",
-                            checkpoint.state_size_bytes()
-                        ),
-                    );
-                    self.setup.observer.on_checkpoint_completed(&checkpoint);
+                    self.event(EngineEvent::CheckpointCompleted { checkpoint });
                     self.broadcast(&ControlMessage::NotifyCheckpointComplete {
                         attempt: self.attempt,
                         checkpoint_id,
@@ -595,10 +575,10 @@ impl JobMaster {
                     checkpoint_id,
                     cause,
                 } => {
-                    self.setup.observer.trace(
-                        NODE,
-                        format!("checkpoint {checkpoint_id} aborted: {cause:?}"),
-                    );
+                    self.event(EngineEvent::CheckpointAborted {
+                        checkpoint_id,
+                        cause,
+                    });
                     self.broadcast(&ControlMessage::NotifyCheckpointAborted {
                         attempt: self.attempt,
                         checkpoint_id,

@@ -7,12 +7,12 @@ use crate::api::value::Value;
 use crate::connectors::kv_store::{KvRequest, KvResponse};
 use crate::connectors::sink_config::{SinkConfig, SinkKind};
 use crate::ids::{CheckpointId, SubtaskId};
+use crate::runtime::hooks::{EngineEvent, Hooks, SinkAction};
 use crate::runtime::messages::{BrokerRequest, BrokerResponse};
 use crate::runtime::rpc::Rpc;
 use crate::runtime::sim_time;
 use crate::runtime::two_phase_commit_sink::TwoPhaseCommitSink;
 use crate::runtime::write_ahead_sink::WriteAheadSink;
-use crate::sim::observer::Observer;
 use crate::state::snapshot::SinkStateSnapshot;
 use crate::time::Duration;
 use std::net::SocketAddr;
@@ -40,8 +40,8 @@ pub struct SinkIo {
     pub topic: String,
     /// The output partition (the subtask index).
     pub partition: u32,
-    /// The run's observer.
-    pub observer: Observer,
+    /// Where the sink reports events and asks for faults.
+    pub hooks: Hooks,
     /// The node, for traces.
     pub node_name: String,
 }
@@ -85,16 +85,19 @@ impl SinkIo {
         }
     }
 
-    /// A trace line from this sink.
-    pub fn trace(&self, line: String) {
-        self.observer
-            .trace(&self.node_name, format!("{} {line}", self.label));
+    /// Reports what this sink did outside the job.
+    pub fn report(&self, action: SinkAction) {
+        let event = EngineEvent::Sink {
+            label: self.label.clone(),
+            action,
+        };
+        self.hooks.event(&self.node_name, event);
     }
 
     /// Fires a `before-commit` fault trigger if one is armed here, and yields so the injector
     /// acts before the commit is recorded.
     pub async fn before_commit(&self, checkpoint_id: CheckpointId) {
-        if self.observer.on_before_commit(self.subtask, checkpoint_id) {
+        if self.hooks.on_before_commit(self.subtask, checkpoint_id) {
             sim_time::yield_now().await;
         }
     }

@@ -18,6 +18,7 @@ use crate::limits::{
 };
 use crate::runtime::control_plane::ControlPlane;
 use crate::runtime::frame_io::{read_frame, write_frame};
+use crate::runtime::hooks::{EngineEvent, Hooks, RecordFate};
 use crate::runtime::input_gate::{GateBuffer, InputGate};
 use crate::runtime::messages::{
     BrokerRequest, BrokerResponse, ChannelEvent, ControlMessage, DataFrame, TaskDeployment,
@@ -29,7 +30,6 @@ use crate::runtime::rpc::Rpc;
 use crate::runtime::sim_time;
 use crate::runtime::sink_writer::{SinkIo, SinkWriter};
 use crate::runtime::source_reader::SourceReader;
-use crate::sim::observer::Observer;
 use crate::state::channel_state::{ChannelStateSnapshot, RecordBuffer};
 use crate::state::key_group::key_group_range;
 use crate::state::snapshot::{
@@ -151,8 +151,8 @@ pub struct TaskContext {
     pub rpc: Rpc,
     /// The task manager's control plane (acks, declines, status to the job manager).
     pub control: ControlPlane,
-    /// The run's observer.
-    pub observer: Observer,
+    /// Where the task reports events and asks for faults.
+    pub hooks: Hooks,
     /// Runtime options.
     pub config: TaskConfig,
     /// The task manager's node name, for traces.
@@ -280,6 +280,10 @@ pub async fn run_task(
 }
 
 impl Task {
+    fn event(&self, event: EngineEvent) {
+        self.context.hooks.event(&self.context.node_name, event);
+    }
+
     async fn deploy(
         context: TaskContext,
         deployment: &TaskDeployment,
@@ -342,15 +346,12 @@ impl Task {
             OffsetCommit::Periodic(interval) => sim_time::now().add(interval),
             OffsetCommit::InCheckpoints | OffsetCommit::OnRead => Instant(u64::MAX),
         };
-        let restored = deployment
-            .restore
-            .as_ref()
-            .map(|r| format!(" from checkpoint {}", r.checkpoint_id))
-            .unwrap_or_default();
-        context.observer.trace(
-            &context.node_name,
-            format!("{} {} running{restored}", context.subtask, context.attempt),
-        );
+        let running = EngineEvent::TaskRunning {
+            subtask: context.subtask,
+            attempt: context.attempt,
+            restored: deployment.restore.as_ref().map(|r| r.checkpoint_id),
+        };
+        context.hooks.event(&context.node_name, running);
         Ok(Task {
             context,
             chain,
@@ -574,8 +575,8 @@ impl Task {
 
     async fn process_record(&mut self, value: Value) -> Result<(), String> {
         self.records_in += 1;
-        let observer = &self.context.observer;
-        let (fail, fault_fired) = observer.on_record_begin(self.context.subtask);
+        let hooks = &self.context.hooks;
+        let RecordFate { fail, fault_fired } = hooks.on_record_begin(self.context.subtask);
         if fail {
             return Err(format!(
                 "{}: injected failure while processing record {}",
@@ -585,18 +586,9 @@ impl Task {
         if fault_fired {
             sim_time::yield_now().await; // Lets the injector act while this record is in processing.
         }
-        if observer.has_slow_windows() {
-            let now = sim_time::now();
-            let slowdown = Duration(
-                self.chain
-                    .uids()
-                    .iter()
-                    .map(|uid| observer.slowdown(uid, now).0)
-                    .sum(),
-            );
-            if slowdown > Duration::ZERO {
-                sim_time::sleep(slowdown).await;
-            }
+        let slowdown = hooks.slowdown(self.chain.uids(), sim_time::now());
+        if slowdown > Duration::ZERO {
+            sim_time::sleep(slowdown).await;
         }
         let mut out = std::mem::take(&mut self.scratch);
         self.chain
@@ -648,13 +640,11 @@ impl Task {
                     checkpoint_id,
                     reason,
                 } => {
-                    self.context.observer.trace(
-                        &self.context.node_name,
-                        format!(
-                            "{} aborts checkpoint {checkpoint_id} ({reason:?})",
-                            self.context.subtask
-                        ),
-                    );
+                    self.event(EngineEvent::TaskAbortedCheckpoint {
+                        subtask: self.context.subtask,
+                        checkpoint_id,
+                        reason,
+                    });
                     self.pending.remove(&checkpoint_id);
                     self.writer
                         .broadcast_event(ChannelEvent::CancelCheckpointMarker(checkpoint_id));
@@ -915,13 +905,9 @@ impl Task {
     /// checkpoint completed (FLIP-147's final checkpoint).
     async fn await_final_checkpoint(&mut self) {
         self.awaiting_final_checkpoint = true;
-        self.context.observer.trace(
-            &self.context.node_name,
-            format!(
-                "{} reached the end of its input; waits for the final checkpoint",
-                self.context.subtask
-            ),
-        );
+        self.event(EngineEvent::SourceAwaitsFinalCheckpoint {
+            subtask: self.context.subtask,
+        });
         let message = ControlMessage::EndOfData {
             attempt: self.context.attempt,
             subtask: self.context.subtask,
@@ -956,17 +942,15 @@ impl Task {
             self.upload_ready();
         }
         let keyed: BTreeMap<String, KeyedStateSnapshot> = self.chain.snapshot_keyed();
-        self.context
-            .observer
-            .on_task_finished(self.context.attempt, self.context.subtask, keyed);
-        let sink_written = self.chain.sink().map(|s| s.records_written).unwrap_or(0);
-        self.context.observer.trace(
-            &self.context.node_name,
-            format!(
-                "{} finished: {} records in, {} out, {} written",
-                self.context.subtask, self.records_in, self.writer.records_out, sink_written
-            ),
-        );
+        let records_written = self.chain.sink().map(|s| s.records_written).unwrap_or(0);
+        self.event(EngineEvent::TaskFinished {
+            subtask: self.context.subtask,
+            attempt: self.context.attempt,
+            records_in: self.records_in,
+            records_out: self.writer.records_out,
+            records_written,
+            keyed,
+        });
         Ok(())
     }
 
@@ -1122,7 +1106,7 @@ fn open_sink(context: &TaskContext, chain: &mut OperatorChain) -> Option<(SinkWr
         prefix: format!("{}-{uid}-{index}", context.graph.job.name),
         topic,
         partition: index,
-        observer: context.observer.clone(),
+        hooks: context.hooks.clone(),
         node_name: context.node_name.clone(),
     };
     Some((SinkWriter::new(&context.config.sink), io))
@@ -1180,10 +1164,11 @@ fn restore_channel_state(
     }
     writer.restore(state.output).map_err(fail)?;
     if records > 0 {
-        context.observer.trace(
-            &context.node_name,
-            format!("{} replays {records} in-flight records", context.subtask),
-        );
+        let event = EngineEvent::InFlightReplayed {
+            subtask: context.subtask,
+            records,
+        };
+        context.hooks.event(&context.node_name, event);
     }
     Ok(())
 }

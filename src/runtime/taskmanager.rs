@@ -6,11 +6,11 @@ use crate::graph::execution_graph::ExecutionGraph;
 use crate::ids::{AttemptNumber, ChannelIndex, CheckpointId, SubtaskId, TaskManagerId};
 use crate::runtime::control_plane::{ControlPlane, CONTROL_PORT};
 use crate::runtime::frame_io::read_frame;
+use crate::runtime::hooks::{EngineEvent, Hooks, NoticeFate};
 use crate::runtime::messages::{ControlMessage, DataFrame, Heartbeat, TaskDeployment, TaskStatus};
 use crate::runtime::rpc::{Rpc, DATA_PORT};
 use crate::runtime::sim_time;
 use crate::runtime::task::{run_task, Services, TaskConfig, TaskContext, TaskInput};
-use crate::sim::observer::{NoticeFate, Observer};
 use crate::time::{Duration, Instant};
 use futures::channel::mpsc::{unbounded, UnboundedSender};
 use futures::StreamExt;
@@ -43,8 +43,8 @@ pub struct TaskManagerSetup {
     /// `heartbeat.timeout`: with no word from the job manager for this long, the tasks are
     /// cancelled (the job manager is lost, as Flink's task executor decides).
     pub heartbeat_timeout: Duration,
-    /// The run's observer.
-    pub observer: Observer,
+    /// Where the task manager reports events and asks for faults.
+    pub hooks: Hooks,
 }
 
 struct RunningTask {
@@ -84,9 +84,10 @@ pub async fn run_taskmanager(setup: TaskManagerSetup) {
         .expect("the data port is free on a fresh node");
     let instance: u64 = madsim::rand::random();
     let shared: Shared = Arc::new(Mutex::new(TaskManagerState::default()));
-    setup
-        .observer
-        .trace(&name, format!("started with {} slot(s)", setup.slots));
+    setup.hooks.event(
+        &name,
+        EngineEvent::TaskManagerStarted { slots: setup.slots },
+    );
     madsim::task::spawn(heartbeat_loop(
         setup.clone(),
         control.clone(),
@@ -94,7 +95,7 @@ pub async fn run_taskmanager(setup: TaskManagerSetup) {
         instance,
     ));
     let link = LinkProbe {
-        observer: setup.observer.clone(),
+        hooks: setup.hooks.clone(),
         local: setup.address,
     };
     madsim::task::spawn(accept_loop(listener, shared.clone(), link));
@@ -152,12 +153,12 @@ fn cancel_if_jobmanager_lost(setup: &TaskManagerSetup, shared: &Shared) {
             .max()
             .expect("tasks exist")
     };
-    setup.observer.trace(
+    setup.hooks.event(
         &setup.taskmanager.to_string(),
-        format!(
-            "jobmanager lost: no heartbeat for {}; failing {newest} and older",
-            setup.heartbeat_timeout
-        ),
+        EngineEvent::JobManagerLost {
+            timeout: setup.heartbeat_timeout,
+            attempt: newest,
+        },
     );
     // The tasks stay listed as failed, so a job manager that still runs this attempt learns
     // of it from the next heartbeat and fails over (else it would wait for them forever).
@@ -208,9 +209,11 @@ fn on_control(
                 deliver_notice(setup, shared, None, checkpoint_id);
             }
         }
-        other => setup.observer.trace(
+        other => setup.hooks.event(
             &setup.taskmanager.to_string(),
-            format!("ignored unexpected {other:?}"),
+            EngineEvent::UnexpectedMessage {
+                message: format!("{other:?}"),
+            },
         ),
     }
 }
@@ -231,13 +234,16 @@ fn deliver_notice(
         .filter(|(_, task)| attempt.is_none_or(|a| task.attempt == a));
     for (subtask, task) in addressed {
         let input = TaskInput::CheckpointComplete(checkpoint_id);
-        match setup.observer.notice_fate(*subtask, now, attempt.is_none()) {
+        match setup.hooks.notice_fate(*subtask, now, attempt.is_none()) {
             NoticeFate::Deliver => {
                 let _ = task.inbox.unbounded_send(input);
             }
-            NoticeFate::Lost => setup.observer.trace(
+            NoticeFate::Lost => setup.hooks.event(
                 &setup.taskmanager.to_string(),
-                format!("completion notice of checkpoint {checkpoint_id} to {subtask} lost"),
+                EngineEvent::NoticeLost {
+                    checkpoint_id,
+                    subtask: *subtask,
+                },
             ),
             NoticeFate::Delayed(delay) => {
                 let inbox = task.inbox.clone();
@@ -300,7 +306,7 @@ fn deploy(
             services: setup.services,
             rpc: rpc.clone(),
             control: control.clone(),
-            observer: setup.observer.clone(),
+            hooks: setup.hooks.clone(),
             config: setup.task_config.clone(),
             node_name: setup.taskmanager.to_string(),
         };
@@ -327,7 +333,7 @@ fn deploy(
         state.pending_connections = waiting;
         for (_, _, channel, stream) in ready {
             let link = LinkProbe {
-                observer: setup.observer.clone(),
+                hooks: setup.hooks.clone(),
                 local: setup.address,
             };
             madsim::task::spawn(read_input_channel(stream, channel, sender.clone(), link));
@@ -349,11 +355,16 @@ async fn supervise(
         context.control.clone(),
         context.services.jobmanager,
     );
-    let (observer, node) = (context.observer.clone(), context.node_name.clone());
+    let (hooks, node) = (context.hooks.clone(), context.node_name.clone());
     let status = match run_task(context, deployment, receiver, sender).await {
         Ok(()) => TaskStatus::Finished,
         Err(reason) => {
-            observer.trace(&node, format!("{subtask} {attempt} failed: {reason}"));
+            let event = EngineEvent::TaskFailed {
+                subtask,
+                attempt,
+                reason: reason.clone(),
+            };
+            hooks.event(&node, event);
             TaskStatus::Failed(reason)
         }
     };
@@ -455,7 +466,7 @@ async fn read_input_channel(
         let closed = matches!(input, TaskInput::InputClosed { .. });
         let now = sim_time::now();
         let latency = peer.map_or(Duration::ZERO, |peer| {
-            link.observer.link_latency(peer, link.local, now)
+            link.hooks.link_latency(peer, link.local, now)
         });
         deliver_at = deliver_at.max(now.add(latency));
         if delayed.unbounded_send((deliver_at, input)).is_err() || closed {
@@ -479,6 +490,6 @@ async fn deliver_when_due(
 /// What an input reader needs to apply injected link latency.
 #[derive(Clone)]
 struct LinkProbe {
-    observer: Observer,
+    hooks: Hooks,
     local: std::net::IpAddr,
 }

@@ -9,6 +9,7 @@
 use crate::connectors::transaction_table::{ProducerIdentity, TransactionError};
 use crate::ids::CheckpointId;
 use crate::limits::LINGERING_TRANSACTIONS_MAX;
+use crate::runtime::hooks::SinkAction;
 use crate::runtime::messages::{BrokerRequest, BrokerResponse};
 use crate::runtime::pending_commits::PendingCommits;
 use crate::runtime::sink_writer::SinkIo;
@@ -155,11 +156,10 @@ impl TwoPhaseCommitSink {
             let (_, fresh) = init_producer(io, &transactional_id, self.timeout).await?;
             if fresh {
                 if sequence > first {
-                    io.trace(format!(
-                        "fenced {} transactional id(s) an earlier attempt used after its checkpoint, from `{}`",
-                        sequence - first,
-                        Self::transactional_id(io, first)
-                    ));
+                    io.report(SinkAction::FencedLingering {
+                        count: sequence - first,
+                        first: Self::transactional_id(io, first),
+                    });
                 }
                 return Ok(());
             }
@@ -218,17 +218,19 @@ async fn commit(
     // Retried: committing a committed transaction again succeeds.
     match io.broker(&request, true).await? {
         BrokerResponse::Ok => {
-            io.trace(format!(
-                "committed `{}` ({} records, checkpoint {})",
-                transaction.transactional_id, transaction.records, checkpoint_id
-            ));
+            io.report(SinkAction::Committed {
+                transactional_id: transaction.transactional_id.clone(),
+                records: transaction.records,
+                checkpoint_id,
+            });
             Ok(())
         }
         BrokerResponse::Transaction(error @ TransactionError::Aborted { .. }) => {
-            io.trace(format!(
-                "cannot commit checkpoint {checkpoint_id}: {error}; its {} records are lost",
-                transaction.records
-            ));
+            io.report(SinkAction::CommitLost {
+                checkpoint_id,
+                error: error.to_string(),
+                records: transaction.records,
+            });
             Ok(())
         }
         BrokerResponse::Transaction(error) => Err(format!(

@@ -14,6 +14,7 @@
 
 use crate::connectors::kv_store::{KvRequest, KvResponse};
 use crate::ids::CheckpointId;
+use crate::runtime::hooks::SinkAction;
 use crate::runtime::pending_commits::PendingCommits;
 use crate::runtime::sink_writer::SinkIo;
 use crate::state::snapshot::{PendingContent, SinkStateSnapshot};
@@ -178,8 +179,9 @@ async fn write_batch(
             ))
         }
     }
-    io.trace(format!(
-        "wrote the batch of checkpoint {checkpoint_id} ({count} records) and recorded it"
-    ));
+    io.report(SinkAction::BatchWritten {
+        checkpoint_id,
+        records: count as u64,
+    });
     Ok(())
 }

@@ -8,11 +8,11 @@ use crate::checkpoint::coordinator::CheckpointingMode;
 use crate::connectors::broker::IsolationLevel;
 use crate::connectors::sink_config::{SinkConfig, SinkKind};
 use crate::connectors::transaction_table::{AbortReason, ProducerIdentity, TransactionStatus};
+use crate::runtime::hooks::JobOutcome;
 use crate::runtime::operator_chain::OperatorChain;
 use crate::runtime::sink_writer::upsert_key;
 use crate::sim::cluster::RunResult;
 use crate::sim::logical_cut::logical_keyed_state;
-use crate::sim::observer::JobOutcome;
 use crate::sim::oracle::{evaluate, IncrementalReference, ReferenceResult};
 use crate::sim::sink_output::{
     deduplicate_batches, first_per_key_difference, jump_backs, BatchCopies, SinkOutput,

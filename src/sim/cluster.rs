@@ -6,21 +6,22 @@ use crate::api::value::Value;
 use crate::checkpoint::coordinator::CheckpointingMode;
 use crate::connectors::blobstore::run_blobstore;
 use crate::connectors::broker::{run_broker, BrokerStorage, IsolationLevel};
+use crate::connectors::disk::Disk;
 use crate::connectors::kv_store::{run_kv_store, KvStorage};
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::ids::TaskManagerId;
 use crate::runtime::control_plane::CONTROL_PORT;
+use crate::runtime::hooks::JobOutcome;
 use crate::runtime::jobmanager::{run_jobmanager, JobManagerSetup};
 use crate::runtime::rpc::REQUEST_PORT;
 use crate::runtime::sim_time;
 use crate::runtime::task::{OffsetCommit, Services, TaskConfig};
 use crate::runtime::taskmanager::{run_taskmanager, TaskManagerSetup};
 use crate::scenario::Scenario;
-use crate::sim::disk::Disk;
 use crate::sim::faults::{FaultAction, FaultTrigger};
 use crate::sim::node_name::NodeName;
 use crate::sim::observer::{
-    JobOutcome, NoticeDelayWindow, ObservedCheckpoint, Observer, ObserverRef, Signal,
+    NoticeDelayWindow, ObservedCheckpoint, Observer, ObserverRef, RecordedEvent, Signal,
     SlowLinkWindow, SlowWindow,
 };
 use crate::sim::sink_output::SinkOutput;
@@ -67,6 +68,8 @@ pub struct RunResult {
     pub restarts: u32,
     /// Per fault of the plan, when it fired; `None` if it never did (empty without faults).
     pub faults_fired: Vec<Option<Instant>>,
+    /// The engine's events, in order (what tests match).
+    pub events: Vec<RecordedEvent>,
     /// The trace.
     pub trace: Vec<String>,
     /// Its hash.
@@ -253,7 +256,7 @@ fn start_nodes(
         deploy_timeout: DEPLOY_TIMEOUT,
         rpc_timeout: RPC_TIMEOUT,
         services: services(),
-        observer: observer.clone(),
+        hooks: Arc::new(observer.clone()),
         final_checkpoint: scenario.sink.kind.commits_on_checkpoints(),
     };
     let node = handle
@@ -285,7 +288,7 @@ fn start_nodes(
             task_config: task_config.clone(),
             heartbeat_interval: scenario.heartbeat_interval,
             heartbeat_timeout: scenario.heartbeat_timeout,
-            observer: observer.clone(),
+            hooks: Arc::new(observer.clone()),
         };
         let name = NodeName::TaskManager(index);
         let node = handle
@@ -525,6 +528,7 @@ fn collect(
         failures: observer.failures(),
         restarts: observer.restarts(),
         faults_fired: Vec::new(),
+        events: observer.events(),
         trace_hash: trace_hash(&trace),
         trace,
     }

@@ -3,7 +3,6 @@
 
 pub mod checker;
 pub mod cluster;
-pub mod disk;
 pub mod faults;
 pub mod logical_cut;
 pub mod node_name;

@@ -4,9 +4,11 @@
 
 use crate::checkpoint::coordinator::CompletedCheckpoint;
 use crate::codec::{decode, FileKind};
+use crate::connectors::disk::Disk;
 use crate::ids::{AttemptNumber, CheckpointId, SubtaskId};
+use crate::runtime::hooks::{EngineEvent, RecordFate, RunHooks};
+use crate::runtime::hooks::{JobOutcome, NoticeFate};
 use crate::runtime::sim_time;
-use crate::sim::disk::Disk;
 use crate::state::snapshot::{KeyedStateSnapshot, TaskStateSnapshot};
 use crate::time::{Duration, Instant};
 use futures::channel::mpsc::UnboundedSender;
@@ -22,15 +24,6 @@ pub enum Signal {
     RecordTriggerFired(usize),
     /// The job reached a terminal status.
     JobTerminated,
-}
-
-/// How the job ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum JobOutcome {
-    /// Every task finished.
-    Finished,
-    /// The restart strategy gave up.
-    Failed(String),
 }
 
 /// A checkpoint as the checker sees it: its metadata and every task's decoded state.
@@ -71,17 +64,6 @@ pub struct SlowLinkWindow {
     pub until: Option<Instant>,
 }
 
-/// What becomes of a checkpoint-completion notice on its way into a task.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NoticeFate {
-    /// It arrives now.
-    Deliver,
-    /// It is lost.
-    Lost,
-    /// It arrives this much later.
-    Delayed(Duration),
-}
-
 /// A delay-notices fault while it is in force.
 #[derive(Clone, Debug)]
 pub struct NoticeDelayWindow {
@@ -109,9 +91,21 @@ struct RecordTrigger {
     fired: bool,
 }
 
+/// An engine event as the harness recorded it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordedEvent {
+    /// When.
+    pub at: Instant,
+    /// On which node (`jobmanager`, `taskmanager-2`).
+    pub node: String,
+    /// What.
+    pub event: EngineEvent,
+}
+
 #[derive(Default)]
 struct ObserverState {
     trace: Vec<String>,
+    events: Vec<RecordedEvent>,
     records_begun: BTreeMap<SubtaskId, u64>,
     record_triggers: Vec<RecordTrigger>,
     fail_requests: BTreeSet<SubtaskId>,
@@ -186,6 +180,11 @@ impl Observer {
         self.lock().trace.push(stamped);
     }
 
+    /// The engine's events so far, in order.
+    pub fn events(&self) -> Vec<RecordedEvent> {
+        self.lock().events.clone()
+    }
+
     /// The trace so far.
     pub fn trace_lines(&self) -> Vec<String> {
         self.lock().trace.clone()
@@ -218,9 +217,7 @@ impl Observer {
         });
     }
 
-    /// A sink is about to record `checkpoint_id` as committed; returns whether a fault fired
-    /// (the sink then yields so the injector acts first).
-    pub fn on_before_commit(&self, subtask: SubtaskId, checkpoint_id: CheckpointId) -> bool {
+    fn before_commit(&self, subtask: SubtaskId, checkpoint_id: CheckpointId) -> bool {
         let mut state = self.lock();
         let mut fired = Vec::new();
         for trigger in state.commit_triggers.iter_mut() {
@@ -248,9 +245,9 @@ impl Observer {
         self.lock().notice_delays.push(window);
     }
 
-    /// What becomes of a completion notice reaching `subtask` at `now`. A lost-notice fault
-    /// takes a notice the job manager sent for a completion, not a heartbeat's repeat.
-    pub fn notice_fate(&self, subtask: SubtaskId, now: Instant, repeat: bool) -> NoticeFate {
+    // A lost-notice fault takes a notice the job manager sent for a completion, not a
+    // heartbeat's repeat.
+    fn fate_of_notice(&self, subtask: SubtaskId, now: Instant, repeat: bool) -> NoticeFate {
         let mut state = self.lock();
         if !repeat && state.notices_to_lose.remove(&subtask) {
             return NoticeFate::Lost;
@@ -278,8 +275,7 @@ impl Observer {
         self.lock().slow_links.push(window);
     }
 
-    /// Latency added at `now` to data frames from `source` to `target`.
-    pub fn link_latency(
+    fn latency_of_link(
         &self,
         source: std::net::IpAddr,
         target: std::net::IpAddr,
@@ -300,9 +296,7 @@ impl Observer {
         self.lock().fail_requests.insert(subtask);
     }
 
-    /// A task begins a record. Returns (whether it must fail now, whether a fault fired and
-    /// the task should yield so the injector acts while the record is in processing).
-    pub fn on_record_begin(&self, subtask: SubtaskId) -> (bool, bool) {
+    fn record_begins(&self, subtask: SubtaskId) -> RecordFate {
         let mut state = self.lock();
         let count = state.records_begun.entry(subtask).or_insert(0);
         *count += 1;
@@ -318,27 +312,23 @@ impl Observer {
             Self::signal(&state, Signal::RecordTriggerFired(*fault_index));
         }
         let fail = state.fail_requests.remove(&subtask);
-        (fail, !fired.is_empty())
+        RecordFate {
+            fail,
+            fault_fired: !fired.is_empty(),
+        }
     }
 
-    /// Whether any slow-operator window exists (a fast path for the task loop).
-    pub fn has_slow_windows(&self) -> bool {
-        !self.lock().slow_windows.is_empty()
-    }
-
-    /// Processing time per record for operator `uid` at `now`.
-    pub fn slowdown(&self, uid: &str, now: Instant) -> Duration {
+    fn slowdown_of(&self, uids: &[String], now: Instant) -> Duration {
         let state = self.lock();
-        let active = state
-            .slow_windows
-            .iter()
-            .filter(|w| w.uid == uid && w.from <= now && w.until.is_none_or(|until| now < until));
+        let active = state.slow_windows.iter().filter(|w| {
+            uids.contains(&w.uid) && w.from <= now && w.until.is_none_or(|until| now < until)
+        });
         Duration(active.map(|w| w.per_record.0).sum())
     }
 
     /// The job manager completed a checkpoint: the checker reads its files now, before a
     /// later checkpoint may subsume them.
-    pub fn on_checkpoint_completed(&self, checkpoint: &CompletedCheckpoint) {
+    fn on_checkpoint_completed(&self, checkpoint: &CompletedCheckpoint) {
         let mut task_states = BTreeMap::new();
         for (subtask, ack) in &checkpoint.acks {
             let decoded = match self.blob_disk.read(&ack.state_path) {
@@ -370,7 +360,7 @@ impl Observer {
     }
 
     /// A task finished with this keyed state (by operator uid).
-    pub fn on_task_finished(
+    fn on_task_finished(
         &self,
         attempt: AttemptNumber,
         subtask: SubtaskId,
@@ -394,18 +384,18 @@ impl Observer {
     }
 
     /// The job failed over.
-    pub fn on_failure(&self, reason: &str) {
+    fn on_failure(&self, reason: &str) {
         let now = sim_time::now();
         self.lock().failures.push((now, reason.to_string()));
     }
 
     /// The job was redeployed after a failure.
-    pub fn on_restart(&self) {
+    fn on_restart(&self) {
         self.lock().restarts += 1;
     }
 
     /// The job reached a terminal status in `attempt`.
-    pub fn on_job_terminated(&self, outcome: JobOutcome, attempt: AttemptNumber) {
+    fn on_job_terminated(&self, outcome: JobOutcome, attempt: AttemptNumber) {
         let now = sim_time::now();
         let mut state = self.lock();
         if state.outcome.is_none() {
@@ -427,5 +417,65 @@ impl Observer {
     /// Restarts done.
     pub fn restarts(&self) -> u32 {
         self.lock().restarts
+    }
+}
+
+impl RunHooks for Observer {
+    fn event(&self, node: &str, event: EngineEvent) {
+        if event.is_traced() {
+            self.trace(node, event.to_string());
+        }
+        self.lock().events.push(RecordedEvent {
+            at: sim_time::now(),
+            node: node.to_string(),
+            event: event.clone(),
+        });
+        match event {
+            EngineEvent::CheckpointCompleted { checkpoint } => {
+                self.on_checkpoint_completed(&checkpoint)
+            }
+            EngineEvent::TaskFinished {
+                subtask,
+                attempt,
+                keyed,
+                ..
+            } => self.on_task_finished(attempt, subtask, keyed),
+            EngineEvent::FailingOver { reason, .. } => self.on_failure(&reason),
+            EngineEvent::Restarting => self.on_restart(),
+            EngineEvent::JobFinished { attempt } => {
+                self.on_job_terminated(JobOutcome::Finished, attempt)
+            }
+            EngineEvent::JobFailed {
+                attempt,
+                reason,
+                why,
+            } => self.on_job_terminated(JobOutcome::Failed(format!("{reason}; {why}")), attempt),
+            _ => {}
+        }
+    }
+
+    fn on_record_begin(&self, subtask: SubtaskId) -> RecordFate {
+        self.record_begins(subtask)
+    }
+
+    fn slowdown(&self, uids: &[String], now: Instant) -> Duration {
+        self.slowdown_of(uids, now)
+    }
+
+    fn notice_fate(&self, subtask: SubtaskId, now: Instant, repeat: bool) -> NoticeFate {
+        self.fate_of_notice(subtask, now, repeat)
+    }
+
+    fn link_latency(
+        &self,
+        source: std::net::IpAddr,
+        target: std::net::IpAddr,
+        now: Instant,
+    ) -> Duration {
+        self.latency_of_link(source, target, now)
+    }
+
+    fn on_before_commit(&self, subtask: SubtaskId, checkpoint_id: CheckpointId) -> bool {
+        self.before_commit(subtask, checkpoint_id)
     }
 }

@@ -1,0 +1,446 @@
+//! What the engine tells, and asks, whoever runs it (DESIGN §1: the one rule of direction).
+//!
+//! The engine reports what happens as structured `EngineEvent`s and asks `RunHooks` at the few
+//! points where an injected fault may act (a record begins, a completion notice travels, a data
+//! frame crosses a link, a sink is about to record a commit). The simulation harness implements
+//! the trait: it records, hashes and renders the events and injects its faults through the
+//! answers. The engine never names the harness; a run without faults answers "nothing".
+
+use crate::checkpoint::barrier_handler::AbortReason;
+use crate::checkpoint::coordinator::{AbortCause, CompletedCheckpoint};
+use crate::ids::{AttemptNumber, CheckpointId, SubtaskId, TaskManagerId};
+use crate::state::snapshot::KeyedStateSnapshot;
+use crate::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// The hooks of one run, shared by every node.
+pub type Hooks = Arc<dyn RunHooks>;
+
+/// The engine's side of the interface to whoever runs it.
+pub trait RunHooks: Send + Sync {
+    /// Something happened on `node` (`jobmanager`, `taskmanager-2`).
+    fn event(&self, node: &str, event: EngineEvent);
+    /// `subtask` begins a record.
+    fn on_record_begin(&self, subtask: SubtaskId) -> RecordFate;
+    /// Processing time added per record to a chain of these operator uids at `now`.
+    fn slowdown(&self, uids: &[String], now: Instant) -> Duration;
+    /// What becomes of a checkpoint-completion notice on its way into `subtask`; `repeat`
+    /// is the job manager's repetition of the final checkpoint's notice.
+    fn notice_fate(&self, subtask: SubtaskId, now: Instant, repeat: bool) -> NoticeFate;
+    /// Latency added to a data frame from `source` to `target` sent at `now`.
+    fn link_latency(&self, source: IpAddr, target: IpAddr, now: Instant) -> Duration;
+    /// A committing sink is about to record `checkpoint_id` as committed: whether a fault
+    /// fires here (the sink then yields so the fault lands first).
+    fn on_before_commit(&self, subtask: SubtaskId, checkpoint_id: CheckpointId) -> bool;
+}
+
+/// What the hooks decide when a record begins.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecordFate {
+    /// The record fails, as an exception in user code would.
+    pub fail: bool,
+    /// A fault fired on this record: the task yields so it lands while the record is in
+    /// processing.
+    pub fault_fired: bool,
+}
+
+/// What becomes of a checkpoint-completion notice on its way into a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoticeFate {
+    /// It arrives now.
+    Deliver,
+    /// It is lost.
+    Lost,
+    /// It arrives this much later.
+    Delayed(Duration),
+}
+
+/// How a job ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// Every task finished.
+    Finished,
+    /// The restart strategy gave up.
+    Failed(String),
+}
+
+/// Why the job manager gave a task manager up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TaskManagerLoss {
+    /// No heartbeat within `heartbeat.timeout`.
+    NoHeartbeat {
+        /// The timeout.
+        timeout: Duration,
+    },
+    /// It registered again as a new process: the old one and its tasks are gone.
+    Restarted,
+}
+
+/// Everything the engine reports, in the order it happens. `Display` renders the trace line.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EngineEvent {
+    /// The job manager started the job.
+    JobStarted {
+        /// The job's name.
+        job: String,
+    },
+    /// A task manager registered.
+    TaskManagerRegistered {
+        /// Which.
+        taskmanager: TaskManagerId,
+        /// Its slots.
+        slots: u32,
+    },
+    /// The job manager gave a task manager up.
+    TaskManagerLost {
+        /// Which.
+        taskmanager: TaskManagerId,
+        /// Why.
+        loss: TaskManagerLoss,
+    },
+    /// The job manager deploys an attempt.
+    Deploying {
+        /// The attempt.
+        attempt: AttemptNumber,
+        /// Task managers it deploys to.
+        taskmanagers: usize,
+        /// The checkpoint it restores, if any.
+        restore: Option<CheckpointId>,
+    },
+    /// Every task of the attempt runs.
+    JobRunning {
+        /// The attempt.
+        attempt: AttemptNumber,
+    },
+    /// Every task finished.
+    JobFinished {
+        /// The attempt that finished.
+        attempt: AttemptNumber,
+    },
+    /// The job fails over.
+    FailingOver {
+        /// The attempt that failed.
+        attempt: AttemptNumber,
+        /// Why.
+        reason: String,
+    },
+    /// The restart strategy restarts the job.
+    Restarting,
+    /// The restart strategy gave up: the job failed.
+    JobFailed {
+        /// The last attempt.
+        attempt: AttemptNumber,
+        /// The failure that ended it.
+        reason: String,
+        /// Why the strategy gave up.
+        why: String,
+    },
+    /// Every source read all its input: the next checkpoint is the final one.
+    AllSourcesAtEnd,
+    /// A report the final-checkpoint tracker refused.
+    EndOfDataIgnored {
+        /// Why.
+        error: String,
+    },
+    /// The coordinator triggered a checkpoint.
+    CheckpointTriggered {
+        /// Which.
+        checkpoint_id: CheckpointId,
+        /// Whether it is the final checkpoint.
+        final_checkpoint: bool,
+    },
+    /// A checkpoint completed.
+    CheckpointCompleted {
+        /// Its metadata.
+        checkpoint: CompletedCheckpoint,
+    },
+    /// The coordinator aborted a checkpoint.
+    CheckpointAborted {
+        /// Which.
+        checkpoint_id: CheckpointId,
+        /// Why.
+        cause: AbortCause,
+    },
+    /// A control message nobody expected (a correct system may produce some: stale attempts).
+    UnexpectedMessage {
+        /// The message, as `Debug` renders it.
+        message: String,
+    },
+    /// A task manager process started.
+    TaskManagerStarted {
+        /// Its slots.
+        slots: u32,
+    },
+    /// A task manager stopped hearing the job manager and cancelled its tasks.
+    JobManagerLost {
+        /// `heartbeat.timeout`.
+        timeout: Duration,
+        /// The newest attempt it cancelled (and every older one).
+        attempt: AttemptNumber,
+    },
+    /// A completion notice to a task was lost.
+    NoticeLost {
+        /// The checkpoint.
+        checkpoint_id: CheckpointId,
+        /// The task.
+        subtask: SubtaskId,
+    },
+    /// A task runs.
+    TaskRunning {
+        /// The task.
+        subtask: SubtaskId,
+        /// Its attempt.
+        attempt: AttemptNumber,
+        /// The checkpoint it restored, if any.
+        restored: Option<CheckpointId>,
+    },
+    /// A task restored in-flight records (unaligned channel state) and replays them first.
+    InFlightReplayed {
+        /// The task.
+        subtask: SubtaskId,
+        /// How many records.
+        records: u64,
+    },
+    /// A task's barrier handler aborted a checkpoint.
+    TaskAbortedCheckpoint {
+        /// The task.
+        subtask: SubtaskId,
+        /// The checkpoint.
+        checkpoint_id: CheckpointId,
+        /// Why.
+        reason: AbortReason,
+    },
+    /// A source read all its input and waits for the final checkpoint.
+    SourceAwaitsFinalCheckpoint {
+        /// The source task.
+        subtask: SubtaskId,
+    },
+    /// A task finished; its final keyed state goes with it.
+    TaskFinished {
+        /// The task.
+        subtask: SubtaskId,
+        /// Its attempt.
+        attempt: AttemptNumber,
+        /// Records it read.
+        records_in: u64,
+        /// Records it emitted.
+        records_out: u64,
+        /// Records its sink wrote.
+        records_written: u64,
+        /// Final keyed state per operator uid.
+        keyed: BTreeMap<String, KeyedStateSnapshot>,
+    },
+    /// A task failed.
+    TaskFailed {
+        /// The task.
+        subtask: SubtaskId,
+        /// Its attempt.
+        attempt: AttemptNumber,
+        /// Why.
+        reason: String,
+    },
+    /// A sink did something outside the job (`label` names it: `sink#0`).
+    Sink {
+        /// The sink subtask as users name it.
+        label: String,
+        /// What it did.
+        action: SinkAction,
+    },
+}
+
+/// What a sink did outside the job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SinkAction {
+    /// A recovering two-phase-commit sink fenced transactional ids an earlier attempt used.
+    FencedLingering {
+        /// How many ids.
+        count: u64,
+        /// The first of them.
+        first: String,
+    },
+    /// It committed a transaction.
+    Committed {
+        /// The transactional id.
+        transactional_id: String,
+        /// Records in it.
+        records: u64,
+        /// The checkpoint it belongs to.
+        checkpoint_id: CheckpointId,
+    },
+    /// It could not commit a pre-committed transaction: its records are lost.
+    CommitLost {
+        /// The checkpoint.
+        checkpoint_id: CheckpointId,
+        /// Why.
+        error: String,
+        /// Records lost.
+        records: u64,
+    },
+    /// A write-ahead sink wrote a checkpoint's batch and recorded it.
+    BatchWritten {
+        /// The checkpoint.
+        checkpoint_id: CheckpointId,
+        /// Records in it.
+        records: u64,
+    },
+}
+
+impl fmt::Display for TaskManagerLoss {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskManagerLoss::NoHeartbeat { timeout } => {
+                write!(f, "lost: no heartbeat for {timeout}")
+            }
+            TaskManagerLoss::Restarted => write!(f, "restarted: its previous instance is gone"),
+        }
+    }
+}
+
+impl fmt::Display for EngineEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EngineEvent::JobStarted { job } => write!(f, "started job `{job}`"),
+            EngineEvent::TaskManagerRegistered { taskmanager, slots } => {
+                write!(f, "{taskmanager} registered with {slots} slot(s)")
+            }
+            EngineEvent::TaskManagerLost { taskmanager, loss } => write!(f, "{taskmanager} {loss}"),
+            EngineEvent::Deploying {
+                attempt,
+                taskmanagers,
+                restore,
+            } => {
+                write!(f, "deploying {attempt} to {taskmanagers} task manager(s)")?;
+                match restore {
+                    Some(checkpoint_id) => write!(f, " from checkpoint {checkpoint_id}"),
+                    None => Ok(()),
+                }
+            }
+            EngineEvent::JobRunning { attempt } => write!(f, "job running in {attempt}"),
+            EngineEvent::JobFinished { attempt } => write!(f, "job finished in {attempt}"),
+            EngineEvent::FailingOver { attempt, reason } => {
+                write!(f, "failing over {attempt}: {reason}")
+            }
+            EngineEvent::Restarting => write!(f, "restarting"),
+            EngineEvent::JobFailed { why, .. } => write!(f, "job failed: {why}"),
+            EngineEvent::AllSourcesAtEnd => write!(
+                f,
+                "every source read all its input: the next checkpoint is the final one"
+            ),
+            EngineEvent::EndOfDataIgnored { error } => write!(f, "ignored: {error}"),
+            EngineEvent::CheckpointTriggered {
+                checkpoint_id,
+                final_checkpoint,
+            } => {
+                let note = if *final_checkpoint { " (final)" } else { "" };
+                write!(f, "checkpoint {checkpoint_id} triggered{note}")
+            }
+            EngineEvent::CheckpointCompleted { checkpoint } => write!(
+                f,
+                "checkpoint {} completed ({} bytes)",
+                checkpoint.checkpoint_id,
+                checkpoint.state_size_bytes()
+            ),
+            EngineEvent::CheckpointAborted {
+                checkpoint_id,
+                cause,
+            } => write!(f, "checkpoint {checkpoint_id} aborted: {cause:?}"),
+            EngineEvent::UnexpectedMessage { message } => write!(f, "ignored unexpected {message}"),
+            EngineEvent::TaskManagerStarted { slots } => write!(f, "started with {slots} slot(s)"),
+            EngineEvent::JobManagerLost { timeout, attempt } => write!(
+                f,
+                "jobmanager lost: no heartbeat for {timeout}; failing {attempt} and older"
+            ),
+            EngineEvent::NoticeLost {
+                checkpoint_id,
+                subtask,
+            } => write!(
+                f,
+                "completion notice of checkpoint {checkpoint_id} to {subtask} lost"
+            ),
+            EngineEvent::TaskRunning {
+                subtask,
+                attempt,
+                restored,
+            } => {
+                write!(f, "{subtask} {attempt} running")?;
+                match restored {
+                    Some(checkpoint_id) => write!(f, " from checkpoint {checkpoint_id}"),
+                    None => Ok(()),
+                }
+            }
+            EngineEvent::InFlightReplayed { subtask, records } => {
+                write!(f, "{subtask} replays {records} in-flight records")
+            }
+            EngineEvent::TaskAbortedCheckpoint {
+                subtask,
+                checkpoint_id,
+                reason,
+            } => write!(f, "{subtask} aborts checkpoint {checkpoint_id} ({reason:?})"),
+            EngineEvent::SourceAwaitsFinalCheckpoint { subtask } => write!(
+                f,
+                "{subtask} reached the end of its input; waits for the final checkpoint"
+            ),
+            EngineEvent::TaskFinished {
+                subtask,
+                records_in,
+                records_out,
+                records_written,
+                ..
+            } => write!(
+                f,
+                "{subtask} finished: {records_in} records in, {records_out} out, {records_written} written"
+            ),
+            EngineEvent::TaskFailed {
+                subtask,
+                attempt,
+                reason,
+            } => write!(f, "{subtask} {attempt} failed: {reason}"),
+            EngineEvent::Sink { label, action } => write!(f, "{label} {action}"),
+        }
+    }
+}
+
+impl fmt::Display for SinkAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SinkAction::FencedLingering { count, first } => write!(
+                f,
+                "fenced {count} transactional id(s) an earlier attempt used after its checkpoint, from `{first}`"
+            ),
+            SinkAction::Committed {
+                transactional_id,
+                records,
+                checkpoint_id,
+            } => write!(
+                f,
+                "committed `{transactional_id}` ({records} records, checkpoint {checkpoint_id})"
+            ),
+            SinkAction::CommitLost {
+                checkpoint_id,
+                error,
+                records,
+            } => write!(
+                f,
+                "cannot commit checkpoint {checkpoint_id}: {error}; its {records} records are lost"
+            ),
+            SinkAction::BatchWritten {
+                checkpoint_id,
+                records,
+            } => write!(
+                f,
+                "wrote the batch of checkpoint {checkpoint_id} ({records} records) and recorded it"
+            ),
+        }
+    }
+}
+
+impl EngineEvent {
+    /// Whether the event is a line of the trace. A restart is only counted: the trace shows
+    /// the deployment that follows it.
+    pub fn is_traced(&self) -> bool {
+        !matches!(self, EngineEvent::Restarting)
+    }
+}
