@@ -20,22 +20,18 @@ pub mod checkpoint {
     pub mod barrier;
     pub mod barrier_aligner;
     pub mod barrier_handler;
+    pub mod barrier_protocol;
     pub mod barrier_tracker;
     pub mod checkpointed_input_gate;
     pub mod coordinator;
     pub mod final_checkpoint;
-    pub mod handler_harness;
     pub mod storage;
 }
 pub mod codec;
 pub mod connectors {
-    //! The broker and the blobstore nodes.
-    pub mod blobstore;
-    pub mod broker;
-    pub mod disk;
-    pub mod kv_store;
+    //! What jobs use to reach the outside world: sink settings (the source reader and the
+    //! sinks still live in `runtime/`).
     pub mod sink_config;
-    pub mod transaction_table;
 }
 pub mod graph {
     //! From the logical job to subtasks and channels.
@@ -58,6 +54,7 @@ pub mod runtime {
     pub mod restart;
     pub mod rpc;
     pub mod sim_time;
+    pub mod sink_io;
     pub mod sink_writer;
     pub mod source_reader;
     pub mod task;
@@ -67,6 +64,16 @@ pub mod runtime {
 }
 pub mod scenario;
 pub mod sim;
+pub mod services {
+    //! The external systems on their own nodes: the broker (with its transaction table), the
+    //! blobstore, the key-value store, their wire messages, and the disk model they write to.
+    pub mod blobstore;
+    pub mod broker;
+    pub mod disk;
+    pub mod kv_store;
+    pub mod messages;
+    pub mod transaction_table;
+}
 pub mod state {
     //! Keyed state, key groups and the snapshot format.
     pub mod channel_state;

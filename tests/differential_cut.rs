@@ -12,7 +12,7 @@
 
 use proptest::prelude::*;
 use snapflow::checkpoint::barrier::{Barrier, BarrierKind};
-use snapflow::checkpoint::barrier_handler::Action;
+use snapflow::checkpoint::barrier_protocol::Action;
 use snapflow::checkpoint::checkpointed_input_gate::{CheckpointedInputGate, InputItem, Polled};
 use snapflow::checkpoint::coordinator::CheckpointingMode;
 use snapflow::ids::{ChannelIndex, CheckpointId};

@@ -15,10 +15,10 @@
 
 mod common;
 
-use snapflow::connectors::broker::IsolationLevel;
-use snapflow::connectors::transaction_table::TransactionStatus;
 use snapflow::ids::CheckpointId;
 use snapflow::runtime::hooks::{EngineEvent, SinkAction};
+use snapflow::services::messages::IsolationLevel;
+use snapflow::services::transaction_table::TransactionStatus;
 use snapflow::sim::oracle::evaluate;
 use snapflow::sim::sink_output::{deduplicate_batches, first_per_key_difference, jump_backs};
 use snapflow::sim::{run_scenario, ScenarioRun};

@@ -5,7 +5,7 @@
 
 mod common;
 
-use snapflow::checkpoint::handler_harness::check_bytes;
+use snapflow::sim::gate_model::check_bytes;
 
 #[test]
 fn every_corpus_input_passes_the_barrier_handler_model() {

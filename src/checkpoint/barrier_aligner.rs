@@ -22,7 +22,7 @@
 //!   abort is announced downstream with a cancel marker.
 
 use crate::checkpoint::barrier::Barrier;
-use crate::checkpoint::barrier_handler::{
+use crate::checkpoint::barrier_protocol::{
     AbortReason, Action, Actions, GateChannels, ProtocolError,
 };
 use crate::ids::{ChannelIndex, CheckpointId};

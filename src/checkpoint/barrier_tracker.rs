@@ -10,7 +10,7 @@
 //! abort for each). A channel that ends counts as having seen every barrier.
 
 use crate::checkpoint::barrier::Barrier;
-use crate::checkpoint::barrier_handler::{
+use crate::checkpoint::barrier_protocol::{
     AbortReason, Action, Actions, GateChannels, ProtocolError,
 };
 use crate::ids::{ChannelIndex, CheckpointId};

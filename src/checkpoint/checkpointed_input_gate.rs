@@ -13,7 +13,8 @@
 //! alignment timer runs from its arrival, not from when the task reaches it.
 
 use crate::checkpoint::barrier::Barrier;
-use crate::checkpoint::barrier_handler::{Action, Actions, BarrierHandler, ProtocolError};
+use crate::checkpoint::barrier_handler::BarrierHandler;
+use crate::checkpoint::barrier_protocol::{Action, Actions, ProtocolError};
 use crate::checkpoint::coordinator::CheckpointingMode;
 use crate::ids::{ChannelIndex, CheckpointId};
 use crate::time::Instant;

@@ -4,8 +4,8 @@
 
 use crate::codec::{decode, encode, FileKind};
 use crate::ids::{CheckpointId, SubtaskId};
-use crate::runtime::messages::{BlobRequest, BlobResponse};
 use crate::runtime::rpc::Rpc;
+use crate::services::messages::{BlobRequest, BlobResponse};
 use crate::time::Duration;
 use serde::{de::DeserializeOwned, Serialize};
 use std::net::SocketAddr;

@@ -1,7 +1,7 @@
 //! How the job's sink delivers to the outside world (Flink's `DeliveryGuarantee` and the
 //! sink flavours of the end-to-end exactly-once story), and how its output is read.
 
-use crate::connectors::broker::IsolationLevel;
+use crate::services::messages::IsolationLevel;
 use crate::time::Duration;
 
 /// Flink's default `transaction.timeout.ms` for its Kafka producer (one hour).
@@ -76,7 +76,7 @@ impl Default for SinkConfig {
             kind: SinkKind::Plain,
             transaction_timeout: TRANSACTION_TIMEOUT_DEFAULT,
             broker_transaction_max_timeout:
-                crate::connectors::broker::TRANSACTION_MAX_TIMEOUT_DEFAULT,
+                crate::services::broker::TRANSACTION_MAX_TIMEOUT_DEFAULT,
             isolation: IsolationLevel::ReadUncommitted,
         }
     }

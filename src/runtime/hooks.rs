@@ -6,7 +6,7 @@
 //! the trait: it records, hashes and renders the events and injects its faults through the
 //! answers. The engine never names the harness; a run without faults answers "nothing".
 
-use crate::checkpoint::barrier_handler::AbortReason;
+use crate::checkpoint::barrier_protocol::AbortReason;
 use crate::checkpoint::coordinator::{AbortCause, CompletedCheckpoint};
 use crate::ids::{AttemptNumber, CheckpointId, SubtaskId, TaskManagerId};
 use crate::state::snapshot::KeyedStateSnapshot;

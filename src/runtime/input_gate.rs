@@ -2,7 +2,7 @@
 //! barrier handler, channel state) fed from the network, and the credit accounting that
 //! bounds the queues.
 
-use crate::checkpoint::barrier_handler::Actions;
+use crate::checkpoint::barrier_protocol::Actions;
 use crate::checkpoint::checkpointed_input_gate::{CheckpointedInputGate, InputItem};
 use crate::checkpoint::coordinator::CheckpointingMode;
 use crate::ids::ChannelIndex;

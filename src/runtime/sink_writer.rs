@@ -4,104 +4,13 @@
 //! on the sink's kind (DESIGN §8).
 
 use crate::api::value::Value;
-use crate::connectors::kv_store::{KvRequest, KvResponse};
 use crate::connectors::sink_config::{SinkConfig, SinkKind};
-use crate::ids::{CheckpointId, SubtaskId};
-use crate::runtime::hooks::{EngineEvent, Hooks, SinkAction};
-use crate::runtime::messages::{BrokerRequest, BrokerResponse};
-use crate::runtime::rpc::Rpc;
-use crate::runtime::sim_time;
+use crate::ids::CheckpointId;
+use crate::runtime::sink_io::SinkIo;
 use crate::runtime::two_phase_commit_sink::TwoPhaseCommitSink;
 use crate::runtime::write_ahead_sink::WriteAheadSink;
+use crate::services::kv_store::{KvRequest, KvResponse};
 use crate::state::snapshot::SinkStateSnapshot;
-use crate::time::Duration;
-use std::net::SocketAddr;
-
-/// What a sink needs to reach the outside world, and to name itself.
-#[derive(Clone)]
-pub struct SinkIo {
-    /// The task manager's request endpoint.
-    pub rpc: Rpc,
-    /// The broker.
-    pub broker: SocketAddr,
-    /// The key-value store.
-    pub kv: SocketAddr,
-    /// Wait for an answer.
-    pub timeout: Duration,
-    /// The sink subtask.
-    pub subtask: SubtaskId,
-    /// How users name it: `sink#0`.
-    pub label: String,
-    /// The job attempt it runs in: its generation where writers fence each other.
-    pub attempt: u32,
-    /// Prefix of its transactional ids and committer keys: `job-uid-index`.
-    pub prefix: String,
-    /// The output topic.
-    pub topic: String,
-    /// The output partition (the subtask index).
-    pub partition: u32,
-    /// Where the sink reports events and asks for faults.
-    pub hooks: Hooks,
-    /// The node, for traces.
-    pub node_name: String,
-}
-
-impl SinkIo {
-    /// Calls the broker; a refusal becomes an error naming the sink.
-    pub async fn broker(
-        &self,
-        request: &BrokerRequest,
-        idempotent: bool,
-    ) -> Result<BrokerResponse, String> {
-        self.rpc
-            .call(self.broker, request, self.timeout, idempotent)
-            .await
-            .map_err(|e| format!("{}: broker call failed: {e}", self.label))
-    }
-
-    /// Calls the key-value store (every call is idempotent).
-    pub async fn kv(&self, request: &KvRequest) -> Result<KvResponse, String> {
-        match self.rpc.call(self.kv, request, self.timeout, true).await {
-            Ok(KvResponse::Error(error)) => {
-                Err(format!("{}: kv store refused: {error}", self.label))
-            }
-            Ok(response) => Ok(response),
-            Err(error) => Err(format!("{}: kv store call failed: {error}", self.label)),
-        }
-    }
-
-    /// Appends records outside any transaction. Not retried: a retry after a lost reply would
-    /// write twice on its own.
-    pub async fn append(&self, records: Vec<Vec<u8>>, batch: Option<String>) -> Result<(), String> {
-        let request = BrokerRequest::Append {
-            topic: self.topic.clone(),
-            partition: self.partition,
-            records,
-            batch,
-        };
-        match self.broker(&request, false).await? {
-            BrokerResponse::Ok => Ok(()),
-            other => Err(format!("{}: broker refused append: {other:?}", self.label)),
-        }
-    }
-
-    /// Reports what this sink did outside the job.
-    pub fn report(&self, action: SinkAction) {
-        let event = EngineEvent::Sink {
-            label: self.label.clone(),
-            action,
-        };
-        self.hooks.event(&self.node_name, event);
-    }
-
-    /// Fires a `before-commit` fault trigger if one is armed here, and yields so the injector
-    /// acts before the commit is recorded.
-    pub async fn before_commit(&self, checkpoint_id: CheckpointId) {
-        if self.hooks.on_before_commit(self.subtask, checkpoint_id) {
-            sim_time::yield_now().await;
-        }
-    }
-}
 
 /// The sink of one subtask, by kind.
 pub enum SinkWriter {

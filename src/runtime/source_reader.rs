@@ -1,10 +1,10 @@
 //! A source subtask's read position over its broker partitions, paced to the workload's rate.
 //! Its offsets are the operator state a checkpoint takes.
 
-use crate::connectors::broker::IsolationLevel;
 use crate::limits::SOURCE_FETCH_RECORDS_MAX;
-use crate::runtime::messages::{BrokerRequest, BrokerResponse};
 use crate::runtime::rpc::Rpc;
+use crate::services::messages::IsolationLevel;
+use crate::services::messages::{BrokerRequest, BrokerResponse};
 use crate::state::snapshot::SourceOffsets;
 use crate::time::{Duration, Instant};
 use std::collections::VecDeque;

@@ -5,7 +5,7 @@
 
 use crate::api::value::Value;
 use crate::checkpoint::barrier::Barrier;
-use crate::checkpoint::barrier_handler::{Action, Actions};
+use crate::checkpoint::barrier_protocol::{Action, Actions};
 use crate::checkpoint::checkpointed_input_gate::Polled;
 use crate::checkpoint::coordinator::{CheckpointingMode, DeclineReason, TaskAck};
 use crate::checkpoint::storage::{task_state_path, CheckpointStorage};
@@ -21,15 +21,16 @@ use crate::runtime::frame_io::{read_frame, write_frame};
 use crate::runtime::hooks::{EngineEvent, Hooks, RecordFate};
 use crate::runtime::input_gate::{GateBuffer, InputGate};
 use crate::runtime::messages::{
-    BrokerRequest, BrokerResponse, ChannelEvent, ControlMessage, DataFrame, TaskDeployment,
-    TaskStatus,
+    ChannelEvent, ControlMessage, DataFrame, TaskDeployment, TaskStatus,
 };
 use crate::runtime::operator_chain::OperatorChain;
 use crate::runtime::record_writer::{OutputChannelState, RecordWriter};
 use crate::runtime::rpc::Rpc;
 use crate::runtime::sim_time;
-use crate::runtime::sink_writer::{SinkIo, SinkWriter};
+use crate::runtime::sink_io::SinkIo;
+use crate::runtime::sink_writer::SinkWriter;
 use crate::runtime::source_reader::SourceReader;
+use crate::services::messages::{BrokerRequest, BrokerResponse};
 use crate::state::channel_state::{ChannelStateSnapshot, RecordBuffer};
 use crate::state::key_group::key_group_range;
 use crate::state::snapshot::{

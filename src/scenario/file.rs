@@ -3,16 +3,16 @@
 use super::{Expectation, Scenario, ScenarioError};
 use crate::api::jobs;
 use crate::checkpoint::coordinator::{CheckpointConfig, CheckpointingMode};
-use crate::connectors::broker::IsolationLevel;
 use crate::connectors::sink_config::{SinkConfig, SinkKind};
 use crate::limits::{
     FAULTS_MAX, PARALLELISM_MAX, RECORDS_PER_SECOND_MAX, RECORD_SIZE_BYTES_MAX, TASKMANAGERS_MAX,
     WORKLOAD_PARTITIONS_MAX, WORKLOAD_RECORDS_MAX, WORKLOAD_TEXT_BYTES_MAX,
 };
 use crate::runtime::restart::RestartStrategyConfig;
-use crate::sim::faults::{Fault, FaultAction, FaultPlan, FaultTrigger, SubtaskRef};
-use crate::sim::node_name::{ClusterNodes, NodeName};
-use crate::sim::workload::{Workload, WorkloadKind};
+use crate::scenario::faults::{Fault, FaultAction, FaultPlan, FaultTrigger, SubtaskRef};
+use crate::scenario::node_name::{ClusterNodes, NodeName};
+use crate::scenario::workload::{Workload, WorkloadKind};
+use crate::services::messages::IsolationLevel;
 use crate::time::{parse_duration, Duration, Instant};
 use serde::{Deserialize, Deserializer};
 use std::fmt::Write;

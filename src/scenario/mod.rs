@@ -2,15 +2,18 @@
 //! interval`, `[restart-strategy.fixed-delay] attempts`, `[heartbeat] timeout`, ...). A bad file
 //! fails with an error naming the file, the line and the field.
 
+pub mod faults;
 mod file;
+pub mod node_name;
+pub mod workload;
 
 use crate::api::job::Job;
 use crate::api::jobs;
 use crate::checkpoint::coordinator::CheckpointConfig;
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::runtime::restart::RestartStrategyConfig;
-use crate::sim::faults::FaultPlan;
-use crate::sim::workload::Workload;
+use crate::scenario::faults::FaultPlan;
+use crate::scenario::workload::Workload;
 use crate::time::Duration;
 use std::fmt;
 

@@ -5,12 +5,12 @@
 use crate::api::job::Job;
 use crate::api::value::Value;
 use crate::checkpoint::coordinator::CheckpointingMode;
-use crate::connectors::broker::IsolationLevel;
 use crate::connectors::sink_config::{SinkConfig, SinkKind};
-use crate::connectors::transaction_table::{AbortReason, ProducerIdentity, TransactionStatus};
 use crate::runtime::hooks::JobOutcome;
 use crate::runtime::operator_chain::OperatorChain;
 use crate::runtime::sink_writer::upsert_key;
+use crate::services::messages::IsolationLevel;
+use crate::services::transaction_table::{AbortReason, ProducerIdentity, TransactionStatus};
 use crate::sim::cluster::RunResult;
 use crate::sim::logical_cut::logical_keyed_state;
 use crate::sim::oracle::{evaluate, IncrementalReference, ReferenceResult};
@@ -858,7 +858,7 @@ impl StateDescriber {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connectors::kv_store::KvWrite;
+    use crate::services::kv_store::KvWrite;
 
     fn committer_write(at_ms: u64, checkpoint: u64) -> KvWrite {
         KvWrite {

@@ -4,10 +4,6 @@
 use crate::api::jobs::{INPUT_TOPIC, OUTPUT_TOPIC};
 use crate::api::value::Value;
 use crate::checkpoint::coordinator::CheckpointingMode;
-use crate::connectors::blobstore::run_blobstore;
-use crate::connectors::broker::{run_broker, BrokerStorage, IsolationLevel};
-use crate::connectors::disk::Disk;
-use crate::connectors::kv_store::{run_kv_store, KvStorage};
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::ids::TaskManagerId;
 use crate::runtime::control_plane::CONTROL_PORT;
@@ -17,9 +13,14 @@ use crate::runtime::rpc::REQUEST_PORT;
 use crate::runtime::sim_time;
 use crate::runtime::task::{OffsetCommit, Services, TaskConfig};
 use crate::runtime::taskmanager::{run_taskmanager, TaskManagerSetup};
+use crate::scenario::faults::{FaultAction, FaultTrigger};
+use crate::scenario::node_name::NodeName;
 use crate::scenario::Scenario;
-use crate::sim::faults::{FaultAction, FaultTrigger};
-use crate::sim::node_name::NodeName;
+use crate::services::blobstore::run_blobstore;
+use crate::services::broker::{run_broker, BrokerStorage};
+use crate::services::disk::Disk;
+use crate::services::kv_store::{run_kv_store, KvStorage};
+use crate::services::messages::IsolationLevel;
 use crate::sim::observer::{
     NoticeDelayWindow, ObservedCheckpoint, Observer, ObserverRef, RecordedEvent, Signal,
     SlowLinkWindow, SlowWindow,
@@ -304,7 +305,7 @@ fn start_nodes(
 
 struct Injector {
     graph: Arc<ExecutionGraph>,
-    plan: crate::sim::faults::FaultPlan,
+    plan: crate::scenario::faults::FaultPlan,
     nodes: Nodes,
     observer: Observer,
     /// Per fault, when it fired.

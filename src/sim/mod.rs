@@ -3,16 +3,14 @@
 
 pub mod checker;
 pub mod cluster;
-pub mod faults;
+pub mod gate_model;
 pub mod logical_cut;
-pub mod node_name;
 pub mod observer;
 pub mod oracle;
 pub mod report;
 pub mod sink_output;
 pub mod sweep;
 pub mod trace;
-pub mod workload;
 
 use crate::scenario::Scenario;
 use checker::Verdict;

@@ -4,11 +4,11 @@
 
 use crate::checkpoint::coordinator::CompletedCheckpoint;
 use crate::codec::{decode, FileKind};
-use crate::connectors::disk::Disk;
 use crate::ids::{AttemptNumber, CheckpointId, SubtaskId};
 use crate::runtime::hooks::{EngineEvent, RecordFate, RunHooks};
 use crate::runtime::hooks::{JobOutcome, NoticeFate};
 use crate::runtime::sim_time;
+use crate::services::disk::Disk;
 use crate::state::snapshot::{KeyedStateSnapshot, TaskStateSnapshot};
 use crate::time::{Duration, Instant};
 use futures::channel::mpsc::UnboundedSender;

@@ -4,10 +4,11 @@
 
 use crate::api::jobs::OUTPUT_TOPIC;
 use crate::api::value::Value;
-use crate::connectors::broker::{read_log, BrokerStorage, IsolationLevel, LogEntry};
-use crate::connectors::kv_store::{KvStorage, KvWrite};
-use crate::connectors::transaction_table::{TransactionRecord, TransactionStatus};
 use crate::runtime::sink_writer::upsert_key;
+use crate::services::broker::{read_log, BrokerStorage, LogEntry};
+use crate::services::kv_store::{KvStorage, KvWrite};
+use crate::services::messages::IsolationLevel;
+use crate::services::transaction_table::{TransactionRecord, TransactionStatus};
 use crate::time::{Duration, Instant};
 use std::collections::BTreeMap;
 

@@ -89,7 +89,7 @@ pub enum PendingContent {
         /// The transactional id.
         transactional_id: String,
         /// The producer that ran it.
-        identity: crate::connectors::transaction_table::ProducerIdentity,
+        identity: crate::services::transaction_table::ProducerIdentity,
         /// Records in it.
         records: u64,
     },

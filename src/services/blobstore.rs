@@ -1,9 +1,9 @@
 //! The blobstore node: durable checkpoint storage ("filesystem" checkpoint storage). A put is
 //! written and synced before it is acknowledged, so an acknowledged file survives a kill.
 
-use crate::connectors::disk::Disk;
-use crate::runtime::messages::{BlobRequest, BlobResponse};
 use crate::runtime::rpc::serve;
+use crate::services::disk::Disk;
+use crate::services::messages::{BlobRequest, BlobResponse};
 
 /// Answers one request against `disk`.
 pub fn handle(disk: &Disk, request: BlobRequest) -> BlobResponse {

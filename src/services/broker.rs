@@ -3,14 +3,14 @@
 //! consumer groups commit offsets. Its storage is durable: every append is synced before it
 //! is acknowledged, and the transaction table survives a restart (Kafka's transaction log).
 
-use crate::connectors::transaction_table::{
-    TransactionIndex, TransactionRecord, TransactionStatus, TransactionTable,
-};
-use crate::runtime::messages::{BrokerRequest, BrokerResponse};
 use crate::runtime::rpc::serve;
 use crate::runtime::sim_time;
+use crate::services::messages::{BrokerRequest, BrokerResponse, IsolationLevel};
+use crate::services::transaction_table::{
+    TransactionIndex, TransactionRecord, TransactionStatus, TransactionTable,
+};
 use crate::time::{Duration, Instant};
-use serde::{Deserialize, Serialize};
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -30,25 +30,6 @@ pub struct LogEntry {
     pub append: u64,
     /// When the broker appended it.
     pub appended_at: Instant,
-}
-
-/// How a consumer reads transactional records (Kafka's `isolation.level`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum IsolationLevel {
-    /// Only records of committed transactions (and non-transactional ones).
-    ReadCommitted,
-    /// Every record appended, whatever becomes of its transaction.
-    ReadUncommitted,
-}
-
-impl IsolationLevel {
-    /// Kafka's spelling.
-    pub fn name(self) -> &'static str {
-        match self {
-            IsolationLevel::ReadCommitted => "read_committed",
-            IsolationLevel::ReadUncommitted => "read_uncommitted",
-        }
-    }
 }
 
 /// The broker's durable storage, shared by every incarnation of the node within a run.
@@ -265,7 +246,7 @@ impl BrokerState {
         &mut self,
         now: Instant,
         transactional_id: &str,
-        identity: crate::connectors::transaction_table::ProducerIdentity,
+        identity: crate::services::transaction_table::ProducerIdentity,
         topic: &str,
         partition: u32,
         records: Vec<Vec<u8>>,
@@ -387,7 +368,7 @@ pub async fn run_broker(storage: BrokerStorage) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connectors::transaction_table::ProducerIdentity;
+    use crate::services::transaction_table::ProducerIdentity;
 
     fn commit(generation: u32, offset: u64) -> BrokerRequest {
         BrokerRequest::CommitOffset {

@@ -24,7 +24,8 @@
 //! - every protocol error the gate reports is justified by the input, and it never panics.
 
 use crate::checkpoint::barrier::{Barrier, BarrierKind};
-use crate::checkpoint::barrier_handler::{Action, BarrierHandler, ProtocolError};
+use crate::checkpoint::barrier_handler::BarrierHandler;
+use crate::checkpoint::barrier_protocol::{Action, ProtocolError};
 use crate::checkpoint::checkpointed_input_gate::{CheckpointedInputGate, InputItem, Polled};
 use crate::checkpoint::coordinator::CheckpointingMode;
 use crate::ids::{ChannelIndex, CheckpointId};

@@ -4,7 +4,7 @@
 
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::ids::SubtaskId;
-use crate::sim::node_name::NodeName;
+use crate::scenario::node_name::NodeName;
 use crate::time::{Duration, Instant};
 use std::fmt;
 

@@ -1,0 +1,167 @@
+//! The wire messages of the service nodes: requests to the broker and the blobstore and their
+//! replies (the key-value store's live with it).
+
+use crate::services::transaction_table::{InitResult, ProducerIdentity, TransactionError};
+use crate::time::Duration;
+use serde::{Deserialize, Serialize};
+
+/// Requests to the broker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BrokerRequest {
+    /// Read up to `max_records` from `offset`.
+    Fetch {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: u32,
+        /// First offset to read.
+        offset: u64,
+        /// Most records to return.
+        max_records: u32,
+        /// Kafka's `isolation.level`.
+        isolation: IsolationLevel,
+    },
+    /// Append records to a partition.
+    Append {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: u32,
+        /// Serialized records.
+        records: Vec<Vec<u8>>,
+        /// A header carried by every record (the write-ahead sink names its batch).
+        batch: Option<String>,
+    },
+    /// Initialize a transactional id (Kafka's `InitProducerId`).
+    InitProducer {
+        /// The transactional id.
+        transactional_id: String,
+        /// The producer's `transaction.timeout.ms`.
+        timeout: Duration,
+    },
+    /// Append records inside the producer's transaction (the first append begins it).
+    AppendTransactional {
+        /// The transactional id.
+        transactional_id: String,
+        /// The producer.
+        identity: ProducerIdentity,
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: u32,
+        /// Serialized records.
+        records: Vec<Vec<u8>>,
+    },
+    /// Commit or abort the producer's transaction (Kafka's `EndTxn`).
+    EndTransaction {
+        /// The transactional id.
+        transactional_id: String,
+        /// The producer.
+        identity: ProducerIdentity,
+        /// Commit (`true`) or abort.
+        commit: bool,
+    },
+    /// Commit a consumer group's offset (auto-commit when checkpointing is off).
+    CommitOffset {
+        /// Consumer group.
+        group: String,
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: u32,
+        /// Next offset to read.
+        offset: u64,
+        /// The committing consumer's generation (the job attempt); an older one than the
+        /// group has seen is fenced, as Kafka fences a zombie consumer.
+        generation: u32,
+    },
+    /// Read a consumer group's committed offset.
+    CommittedOffset {
+        /// Consumer group.
+        group: String,
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: u32,
+        /// The reading consumer's generation: the group's generation becomes at least this.
+        generation: u32,
+    },
+    /// Number of partitions of a topic.
+    PartitionCount {
+        /// Topic.
+        topic: String,
+    },
+}
+
+/// Broker replies.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BrokerResponse {
+    /// Records from the requested offset, and the partition's end offset.
+    Records {
+        /// The visible records with their offsets.
+        records: Vec<(u64, Vec<u8>)>,
+        /// Where to read next (past skipped records of aborted transactions).
+        next_offset: u64,
+        /// Offset after the last record of the partition (bounded topics end).
+        end_offset: u64,
+    },
+    /// Done.
+    Ok,
+    /// A committed offset, if any.
+    Offset(Option<u64>),
+    /// A partition count.
+    Partitions(u32),
+    /// A transactional id was initialized.
+    Initialized(InitResult),
+    /// The transaction coordinator refused.
+    Transaction(TransactionError),
+    /// The request named something that does not exist.
+    Error(String),
+}
+
+/// Requests to the blobstore (checkpoint storage).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BlobRequest {
+    /// Write a file durably.
+    Put {
+        /// Path.
+        path: String,
+        /// Content.
+        bytes: Vec<u8>,
+    },
+    /// Read a file.
+    Get {
+        /// Path.
+        path: String,
+    },
+}
+
+/// Blobstore replies.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BlobResponse {
+    /// Written and synced.
+    Stored,
+    /// The file, or `None` if absent.
+    Data(Option<Vec<u8>>),
+    /// The store refused.
+    Error(String),
+}
+
+/// How a consumer reads transactional records (Kafka's `isolation.level`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IsolationLevel {
+    /// Only records of committed transactions (and non-transactional ones).
+    ReadCommitted,
+    /// Every record appended, whatever becomes of its transaction.
+    ReadUncommitted,
+}
+
+impl IsolationLevel {
+    /// Kafka's spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            IsolationLevel::ReadCommitted => "read_committed",
+            IsolationLevel::ReadUncommitted => "read_uncommitted",
+        }
+    }
+}
