@@ -768,6 +768,9 @@ pub fn render_toml(scenario: &Scenario) -> String {
         "[cluster]\ntaskmanagers = {}\nnumberOfTaskSlots = {}\n",
         scenario.taskmanagers, scenario.slots_per_taskmanager
     );
+    if let Some(max_parallelism) = scenario.max_parallelism {
+        let _ = writeln!(text, "[pipeline]\nmax-parallelism = {max_parallelism}\n");
+    }
     let _ = writeln!(
         text,
         "[execution]\nbuffer-timeout = \"{}\"\n",
@@ -790,7 +793,7 @@ pub fn render_toml(scenario: &Scenario) -> String {
             config.aligned_checkpoint_timeout
         );
     }
-    let _ = writeln!(text, "mode = \"{mode}\"\ntimeout = \"{}\"\nmin-pause = \"{}\"\nmax-concurrent-checkpoints = {}\ntolerable-failed-checkpoints = {}\n", config.timeout, config.min_pause, config.max_concurrent, config.tolerable_failures);
+    let _ = writeln!(text, "mode = \"{mode}\"\ntimeout = \"{}\"\nmin-pause = \"{}\"\nmax-concurrent-checkpoints = {}\ntolerable-failed-checkpoints = {}\nnum-retained = {}\n", config.timeout, config.min_pause, config.max_concurrent, config.tolerable_failures, config.retained);
     match scenario.restart {
         RestartStrategyConfig::None => {
             let _ = writeln!(text, "[restart-strategy]\ntype = \"none\"\n");

@@ -29,7 +29,7 @@ pub enum Expectation {
 }
 
 /// A scenario, loaded and checked.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Scenario {
     /// Its name.
     pub name: String,

@@ -6,7 +6,7 @@
 //! is deterministic, so the figures are exact); `backpressure-input-backlog-timeout.toml` puts
 //! the backlog in the input channel, where only barrier announcements start the timer.
 
-mod common;
+use crate::common;
 
 use snapflow::sim::cluster::simulate;
 use snapflow::sim::observer::ObservedCheckpoint;

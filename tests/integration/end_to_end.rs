@@ -13,7 +13,7 @@
 //! Method: run each scenario file (with its oracle run) and inspect the run's sink output,
 //! the engine's events, which faults fired, and the verdict.
 
-mod common;
+use crate::common;
 
 use snapflow::ids::CheckpointId;
 use snapflow::runtime::hooks::{EngineEvent, SinkAction};

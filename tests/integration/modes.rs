@@ -8,7 +8,7 @@
 //! then a task manager dies), then the same file with `mode = "EXACTLY_ONCE"`; run
 //! `scenarios/at-most-once-kills.toml`.
 
-mod common;
+use crate::common;
 
 use snapflow::scenario::Scenario;
 use snapflow::sim::checker::Guarantee;

@@ -2,7 +2,7 @@
 //! gives the same trace hash when run twice with the same seed (determinism).
 //! Method: run each file through `run_scenario` twice and compare verdicts and hashes.
 
-mod common;
+use crate::common;
 
 use snapflow::scenario::Expectation;
 use snapflow::sim::run_scenario;

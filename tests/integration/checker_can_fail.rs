@@ -2,7 +2,7 @@
 //! keyed state; the checker must report the lost counts and print the replay command.
 //! Method: run `scenarios/no-checkpoint-crash.toml` and inspect the verdict and report.
 
-mod common;
+use crate::common;
 
 use snapflow::sim::run_scenario;
 

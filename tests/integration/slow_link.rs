@@ -3,7 +3,7 @@
 //! taskmanager-2 between 1 s and 3 s) and compare the alignment time of checkpoints triggered
 //! inside the window with those outside it.
 
-mod common;
+use crate::common;
 
 use snapflow::sim::run_scenario;
 use snapflow::time::{Duration, Instant};

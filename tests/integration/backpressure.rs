@@ -5,7 +5,7 @@
 //! Method: run `scenarios/backpressure-slow-counter.toml` with and without its fault and read
 //! the tasks' finish times from their `TaskFinished` events (simulated time is deterministic).
 
-mod common;
+use crate::common;
 
 use snapflow::runtime::hooks::EngineEvent;
 use snapflow::sim::cluster::{simulate, RunResult};

@@ -4,7 +4,7 @@
 //! checkpoint 1, replays records 4 and 5, and ends with hello→3, world→1, flink→1.
 //! Method: run the scenario, assert each step on the collected run, pin report and trace.
 
-mod common;
+use crate::common;
 
 use snapflow::ids::{AttemptNumber, CheckpointId};
 use snapflow::runtime::hooks::{EngineEvent, JobOutcome};

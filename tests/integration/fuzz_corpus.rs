@@ -3,7 +3,7 @@
 //! Method: replay each file of `fuzz/corpus/barrier_alignment/` through the same check the
 //! fuzz target runs.
 
-mod common;
+use crate::common;
 
 use snapflow::sim::gate_model::check_bytes;
 

@@ -1,0 +1,19 @@
+//! Every integration test in one binary: each file below is a module, so the engine links
+//! once for all of them. A module opens with its goal and method.
+//!
+//! Run one group with a filter, e.g. `cargo test --release --test integration property::`.
+
+mod architecture;
+mod backpressure;
+mod checker_can_fail;
+mod common;
+mod differential_cut;
+mod end_to_end;
+mod fuzz_corpus;
+mod modes;
+mod property;
+mod scenario_errors;
+mod scenarios;
+mod slow_link;
+mod unaligned_backpressure;
+mod wordcount_crash;
