@@ -1,0 +1,53 @@
+//! Exactly-once: every completed checkpoint is a consistent cut — its keyed state, with its
+//! in-flight data replayed, equals the reference over exactly the input its offsets name.
+
+use super::*;
+
+pub(super) fn consistent_cuts(
+    job: &Job,
+    input: &[Vec<Value>],
+    faulty: &RunResult,
+    describer: &StateDescriber,
+) -> Result<String, String> {
+    let source_uid = &job.operators[0].uid;
+    let mut reference = IncrementalReference::new(job, input);
+    for observed in &faulty.checkpoints {
+        let checkpoint_id = observed.checkpoint.checkpoint_id;
+        let mut offsets: BTreeMap<u32, u64> = BTreeMap::new();
+        let mut states = BTreeMap::new();
+        for (subtask, state) in &observed.task_states {
+            let state = state
+                .as_ref()
+                .map_err(|e| format!("checkpoint {checkpoint_id}: {subtask}: {e}"))?;
+            for (uid, operator) in &state.operators {
+                match operator {
+                    OperatorSnapshot::Source(source) if uid == source_uid => {
+                        offsets.extend(source.next_offsets.iter().map(|(p, o)| (*p, *o)))
+                    }
+                    OperatorSnapshot::Source(_) => {
+                        return Err(format!(
+                            "checkpoint {checkpoint_id}: source state under uid `{uid}`"
+                        ))
+                    }
+                    OperatorSnapshot::Keyed(_) | OperatorSnapshot::Sink(_) => {}
+                }
+            }
+            states.insert(*subtask, state);
+        }
+        let keyed = logical_keyed_state(job, &states)
+            .map_err(|e| format!("checkpoint {checkpoint_id}: {e}"))?;
+        reference
+            .advance_to(&offsets)
+            .map_err(|e| format!("checkpoint {checkpoint_id}: {e}"))?;
+        compare_keyed(
+            &format!("checkpoint {checkpoint_id} (offsets {offsets:?})"),
+            &reference.keyed(),
+            &keyed,
+            describer,
+        )?;
+    }
+    Ok(format!(
+        "{} checkpoint(s) (in-flight data replayed) equal the reference over their source offsets",
+        faulty.checkpoints.len()
+    ))
+}

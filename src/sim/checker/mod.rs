@@ -1,0 +1,344 @@
+//! The checker: compares a faulty run with the failure-free run of the same job and with the
+//! reference evaluation, as DESIGN §9 lays out for exactly-once. Each check says what it
+//! proved or where the first difference is.
+
+use crate::api::job::Job;
+use crate::api::value::Value;
+use crate::checkpoint::coordinator::CheckpointingMode;
+use crate::connectors::sink_config::{SinkConfig, SinkKind};
+use crate::runtime::hooks::JobOutcome;
+use crate::runtime::operator_chain::OperatorChain;
+use crate::runtime::sink_writer::upsert_key;
+use crate::services::messages::IsolationLevel;
+use crate::services::transaction_table::{AbortReason, ProducerIdentity, TransactionStatus};
+use crate::sim::cluster::RunResult;
+use crate::sim::logical_cut::logical_keyed_state;
+use crate::sim::oracle::{evaluate, IncrementalReference, ReferenceResult};
+use crate::sim::sink_output::{
+    deduplicate_batches, first_per_key_difference, jump_backs, BatchCopies, SinkOutput,
+};
+use crate::state::key_group::KeyGroupRange;
+use crate::state::snapshot::{LogicalKeyedState, OperatorSnapshot, PendingContent, StateEntry};
+use crate::time::Instant;
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
+
+mod consistent_cut;
+mod idempotent;
+mod record_multiset;
+mod state_describer;
+mod two_phase_commit;
+mod write_ahead;
+
+use consistent_cut::consistent_cuts;
+use idempotent::{compare_kv, idempotent_output, upserted};
+use record_multiset::{sink_covers, sink_within};
+pub use state_describer::StateDescriber;
+use two_phase_commit::transactional_output;
+use write_ahead::write_ahead_output;
+
+/// One check's result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckResult {
+    /// What was checked.
+    pub name: String,
+    /// Whether it held.
+    pub passed: bool,
+    /// What it proved, or the first difference.
+    pub detail: String,
+}
+
+/// All checks of a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// The guarantee checked.
+    pub guarantee: Guarantee,
+    /// Each check.
+    pub checks: Vec<CheckResult>,
+    /// Observations that are no check (what the guarantee allows to differ).
+    pub notes: Vec<String>,
+}
+
+impl Verdict {
+    /// Whether every check held.
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.passed)
+    }
+
+    /// The first failed check.
+    pub fn first_failure(&self) -> Option<&CheckResult> {
+        self.checks.iter().find(|c| !c.passed)
+    }
+}
+
+fn check(name: &str, result: Result<String, String>) -> CheckResult {
+    match result {
+        Ok(detail) => CheckResult {
+            name: name.to_string(),
+            passed: true,
+            detail,
+        },
+        Err(detail) => CheckResult {
+            name: name.to_string(),
+            passed: false,
+            detail,
+        },
+    }
+}
+
+/// The guarantee a run is checked against (DESIGN §9, one row each).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Guarantee {
+    /// Exactly-once state, consistent checkpoints, every record in the sink.
+    ExactlyOnce,
+    /// Every record in the sink, duplicates allowed; keyed state may count replays twice.
+    AtLeastOnce,
+    /// No record twice: the sink output is a subset of the oracle's; losses are counted.
+    AtMostOnce,
+}
+
+impl Guarantee {
+    /// What the scenario's settings promise. With checkpointing disabled nothing is promised;
+    /// such a run is held to exactly-once so that the checker shows what is lost.
+    pub fn of(scenario: &crate::scenario::Scenario) -> Guarantee {
+        match scenario.checkpoint.mode {
+            CheckpointingMode::AtLeastOnce if scenario.checkpointing() => Guarantee::AtLeastOnce,
+            CheckpointingMode::AtMostOnce => Guarantee::AtMostOnce,
+            _ => Guarantee::ExactlyOnce,
+        }
+    }
+
+    /// The report's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Guarantee::ExactlyOnce => "exactly-once",
+            Guarantee::AtLeastOnce => "at-least-once",
+            Guarantee::AtMostOnce => "at-most-once",
+        }
+    }
+}
+
+/// Faults of the plan that never fired: the run did not exercise them, which the verdict says.
+fn unfired_faults(faulty: &RunResult) -> Vec<String> {
+    let unfired: Vec<String> = faulty
+        .faults_fired
+        .iter()
+        .enumerate()
+        .filter(|(_, fired)| fired.is_none())
+        .map(|(index, _)| (index + 1).to_string())
+        .collect();
+    if unfired.is_empty() {
+        return Vec::new();
+    }
+    vec![format!(
+        "fault(s) {} never fired: this run did not exercise them",
+        unfired.join(", ")
+    )]
+}
+
+/// Checks the faulty run against the failure-free run and the reference evaluation, by the
+/// rules of `guarantee`.
+pub fn check_run(
+    guarantee: Guarantee,
+    sink: &SinkConfig,
+    job: &Job,
+    input: &[Vec<Value>],
+    faulty: &RunResult,
+    oracle: &RunResult,
+) -> Verdict {
+    let reference = evaluate(job, input, None).expect("the full input is a valid prefix");
+    let describer = StateDescriber::new(job);
+    let mut checks = vec![
+        check("job finished", job_finished(faulty)),
+        check(
+            "oracle run agrees with the reference",
+            oracle_agrees(sink, oracle, &reference, &describer),
+        ),
+    ];
+    let mut notes = unfired_faults(faulty);
+    let sink = match guarantee {
+        Guarantee::ExactlyOnce => {
+            let final_state = compare_keyed(
+                "final state",
+                &reference.keyed,
+                &faulty.final_state,
+                &describer,
+            )
+            .map(|keys| format!("{keys} keys equal"));
+            checks.push(check("final keyed state equals the oracle's", final_state));
+            checks.push(check(
+                "every completed checkpoint is a consistent cut",
+                consistent_cuts(job, input, faulty, &describer),
+            ));
+            exactly_once_sink_check(sink, &reference.sink, faulty, &mut notes)
+        }
+        Guarantee::AtLeastOnce => {
+            notes.extend(state_difference_note(
+                &reference.keyed,
+                &faulty.final_state,
+                "at-least-once may count replayed records twice",
+            ));
+            check(
+                "sink saw every oracle record",
+                sink_covers(&reference.sink, &faulty.sink_output, true),
+            )
+        }
+        Guarantee::AtMostOnce => {
+            notes.extend(state_difference_note(
+                &reference.keyed,
+                &faulty.final_state,
+                "at-most-once restarts with empty state",
+            ));
+            check(
+                "sink output is a subset of the oracle's, no record twice",
+                sink_within(&reference.sink, &faulty.sink_output),
+            )
+        }
+    };
+    checks.push(sink);
+    Verdict {
+        guarantee,
+        checks,
+        notes,
+    }
+}
+
+/// How far the final keyed state strayed, for guarantees that allow it; none for a job
+/// without keyed state.
+fn state_difference_note(
+    expected: &BTreeMap<String, LogicalKeyedState>,
+    actual: &BTreeMap<String, LogicalKeyedState>,
+    why: &str,
+) -> Option<String> {
+    let (differing, total) = keys_differing(expected, actual);
+    (total > 0).then(|| {
+        format!(
+            "final keyed state differs from the oracle's on {differing} of {total} keys ({why})"
+        )
+    })
+}
+
+fn keys_differing(
+    expected: &BTreeMap<String, LogicalKeyedState>,
+    actual: &BTreeMap<String, LogicalKeyedState>,
+) -> (usize, usize) {
+    let mut differing = 0;
+    let mut total = 0;
+    for (uid, expected_state) in expected {
+        let empty = LogicalKeyedState::new();
+        let actual_state = actual.get(uid).unwrap_or(&empty);
+        let keys: std::collections::BTreeSet<&String> =
+            expected_state.keys().chain(actual_state.keys()).collect();
+        total += keys.len();
+        differing += keys
+            .into_iter()
+            .filter(|key| expected_state.get(*key) != actual_state.get(*key))
+            .count();
+    }
+    (differing, total)
+}
+
+fn job_finished(run: &RunResult) -> Result<String, String> {
+    match &run.outcome {
+        Some((at, JobOutcome::Finished)) => Ok(format!(
+            "finished at {at} after {} restart(s)",
+            run.restarts
+        )),
+        Some((at, JobOutcome::Failed(reason))) => Err(format!("the job failed at {at}: {reason}")),
+        None => Err("the job had not finished by the deadline (stuck)".to_string()),
+    }
+}
+
+fn oracle_agrees(
+    sink: &SinkConfig,
+    oracle: &RunResult,
+    reference: &ReferenceResult,
+    describer: &StateDescriber,
+) -> Result<String, String> {
+    job_finished(oracle).map_err(|e| format!("failure-free run: {e}"))?;
+    compare_keyed(
+        "failure-free run",
+        &reference.keyed,
+        &oracle.final_state,
+        describer,
+    )?;
+    if sink.kind == SinkKind::Idempotent {
+        compare_kv(&upserted(&reference.sink), &oracle.output.kv)
+            .map_err(|e| format!("failure-free run: {e}"))?;
+        return Ok(format!(
+            "{} kv entries and all keyed state equal",
+            oracle.output.kv.len()
+        ));
+    }
+    let same = oracle.sink_output.len() == reference.sink.len()
+        && sink_covers(&reference.sink, &oracle.sink_output, false).is_ok();
+    if !same {
+        return Err(format!(
+            "failure-free run: sink wrote {} records, the reference {}",
+            oracle.sink_output.len(),
+            reference.sink.len()
+        ));
+    }
+    Ok(format!(
+        "{} sink records and all keyed state equal",
+        reference.sink.len()
+    ))
+}
+
+/// The sink row of exactly-once (DESIGN §9), by the sink's kind.
+fn exactly_once_sink_check(
+    sink: &SinkConfig,
+    expected: &[Value],
+    faulty: &RunResult,
+    notes: &mut Vec<String>,
+) -> CheckResult {
+    match sink.kind {
+        SinkKind::Plain => check(
+            "sink saw every oracle record",
+            sink_covers(expected, &faulty.sink_output, false),
+        ),
+        SinkKind::TwoPhaseCommit => check(
+            &format!(
+                "the reader ({}) sees the oracle's output, each key's records in order",
+                sink.isolation.name()
+            ),
+            transactional_output(sink, expected, faulty, notes),
+        ),
+        SinkKind::WriteAheadLog => check(
+            "every oracle record written, in order; repeats only of whole batches caught between their write and their committer record by a failure (or written by a zombie fenced at its committer record)",
+            write_ahead_output(expected, faulty, notes),
+        ),
+        SinkKind::Idempotent => check(
+            "final kv contents equal the oracle's",
+            idempotent_output(expected, &faulty.output, notes),
+        ),
+    }
+}
+
+/// Compares keyed state per operator; returns the number of keys compared.
+fn compare_keyed(
+    what: &str,
+    expected: &BTreeMap<String, LogicalKeyedState>,
+    actual: &BTreeMap<String, LogicalKeyedState>,
+    describer: &StateDescriber,
+) -> Result<usize, String> {
+    let mut keys = 0;
+    for (uid, expected_state) in expected {
+        let empty = LogicalKeyedState::new();
+        let actual_state = actual.get(uid).unwrap_or(&empty);
+        let all_keys: std::collections::BTreeSet<&String> =
+            expected_state.keys().chain(actual_state.keys()).collect();
+        for key in all_keys {
+            let (wanted, got) = (expected_state.get(key), actual_state.get(key));
+            if wanted != got {
+                return Err(format!(
+                    "{what}: operator `{uid}` key `{key}`: expected {}, got {}",
+                    describer.describe(uid, wanted),
+                    describer.describe(uid, got)
+                ));
+            }
+            keys += 1;
+        }
+    }
+    Ok(keys)
+}
