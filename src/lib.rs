@@ -29,9 +29,16 @@ pub mod checkpoint {
 }
 pub mod codec;
 pub mod connectors {
-    //! What jobs use to reach the outside world: sink settings (the source reader and the
-    //! sinks still live in `runtime/`).
+    //! What jobs use to reach the outside world: the source reader and the sinks (plain,
+    //! two-phase commit, write-ahead log, idempotent), what they pre-committed, and their
+    //! settings.
+    pub mod pending_commits;
     pub mod sink_config;
+    pub mod sink_io;
+    pub mod sink_writer;
+    pub mod source_reader;
+    pub mod two_phase_commit_sink;
+    pub mod write_ahead_sink;
 }
 pub mod graph {
     //! From the logical job to subtasks and channels.
@@ -49,18 +56,12 @@ pub mod runtime {
     pub mod jobmanager;
     pub mod messages;
     pub mod operator_chain;
-    pub mod pending_commits;
     pub mod record_writer;
     pub mod restart;
     pub mod rpc;
     pub mod sim_time;
-    pub mod sink_io;
-    pub mod sink_writer;
-    pub mod source_reader;
     pub mod task;
     pub mod taskmanager;
-    pub mod two_phase_commit_sink;
-    pub mod write_ahead_sink;
 }
 pub mod scenario;
 pub mod sim;

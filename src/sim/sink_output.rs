@@ -4,7 +4,7 @@
 
 use crate::api::jobs::OUTPUT_TOPIC;
 use crate::api::value::Value;
-use crate::runtime::sink_writer::upsert_key;
+use crate::connectors::sink_writer::upsert_key;
 use crate::services::broker::{read_log, BrokerStorage, LogEntry};
 use crate::services::kv_store::{KvStorage, KvWrite};
 use crate::services::messages::IsolationLevel;

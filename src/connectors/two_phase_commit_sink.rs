@@ -6,11 +6,11 @@
 //! transaction opened after that checkpoint by initializing its id again, which also fences
 //! a zombie still writing with it (Flink's `TransactionAborter`).
 
+use crate::connectors::pending_commits::PendingCommits;
+use crate::connectors::sink_io::SinkIo;
 use crate::ids::CheckpointId;
 use crate::limits::LINGERING_TRANSACTIONS_MAX;
 use crate::runtime::hooks::SinkAction;
-use crate::runtime::pending_commits::PendingCommits;
-use crate::runtime::sink_io::SinkIo;
 use crate::services::messages::{BrokerRequest, BrokerResponse};
 use crate::services::transaction_table::{ProducerIdentity, TransactionError};
 use crate::state::snapshot::{PendingContent, SinkStateSnapshot};

@@ -12,10 +12,10 @@
 //! zombie that appended its batch before the fence and is refused at the record leaves a copy
 //! that the recovery writes again; the checker names such a repeat as the zombie's.
 
+use crate::connectors::pending_commits::PendingCommits;
+use crate::connectors::sink_io::SinkIo;
 use crate::ids::CheckpointId;
 use crate::runtime::hooks::SinkAction;
-use crate::runtime::pending_commits::PendingCommits;
-use crate::runtime::sink_io::SinkIo;
 use crate::services::kv_store::{KvRequest, KvResponse};
 use crate::state::snapshot::{PendingContent, SinkStateSnapshot};
 

@@ -5,10 +5,10 @@
 
 use crate::api::value::Value;
 use crate::connectors::sink_config::{SinkConfig, SinkKind};
+use crate::connectors::sink_io::SinkIo;
+use crate::connectors::two_phase_commit_sink::TwoPhaseCommitSink;
+use crate::connectors::write_ahead_sink::WriteAheadSink;
 use crate::ids::CheckpointId;
-use crate::runtime::sink_io::SinkIo;
-use crate::runtime::two_phase_commit_sink::TwoPhaseCommitSink;
-use crate::runtime::write_ahead_sink::WriteAheadSink;
 use crate::services::kv_store::{KvRequest, KvResponse};
 use crate::state::snapshot::SinkStateSnapshot;
 
