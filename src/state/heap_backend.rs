@@ -364,15 +364,16 @@ mod tests {
     #[test]
     fn wrong_key_group_and_wrong_kind_are_errors() {
         let mut backend = HeapKeyedStateBackend::new(128, KeyGroupRange { start: 0, end: 0 });
-        let key_outside = (0..)
+        // Bounded searches: a broken hash must fail this test, not hang it.
+        let key_outside = (0..10_000)
             .map(|i| format!("k{i}"))
             .find(|k| key_group_for_key(k, 128).0 != 0)
-            .unwrap();
+            .expect("some key outside key group 0");
         assert!(backend.access(&key_outside).is_err());
-        let key_inside = (0..)
+        let key_inside = (0..10_000)
             .map(|i| format!("k{i}"))
             .find(|k| key_group_for_key(k, 128).0 == 0)
-            .unwrap();
+            .expect("some key in key group 0");
         let mut access = backend.access(&key_inside).unwrap();
         access.update(&COUNT, &1).unwrap();
         let as_list: ListStateDescriptor<i64> = ListStateDescriptor::new("count");
