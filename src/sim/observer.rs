@@ -217,24 +217,6 @@ impl Observer {
         });
     }
 
-    fn before_commit(&self, subtask: SubtaskId, checkpoint_id: CheckpointId) -> bool {
-        let mut state = self.lock();
-        let mut fired = Vec::new();
-        for trigger in state.commit_triggers.iter_mut() {
-            if !trigger.fired
-                && trigger.subtask == subtask
-                && trigger.checkpoint_id == checkpoint_id
-            {
-                trigger.fired = true;
-                fired.push(trigger.fault_index);
-            }
-        }
-        for fault_index in &fired {
-            Self::signal(&state, Signal::RecordTriggerFired(*fault_index));
-        }
-        !fired.is_empty()
-    }
-
     /// The next completion notice to `subtask` is lost.
     pub fn lose_next_notice(&self, subtask: SubtaskId) {
         self.lock().notices_to_lose.insert(subtask);
@@ -243,26 +225,6 @@ impl Observer {
     /// Adds a delay-notices window.
     pub fn add_notice_delay(&self, window: NoticeDelayWindow) {
         self.lock().notice_delays.push(window);
-    }
-
-    // A lost-notice fault takes a notice the job manager sent for a completion, not a
-    // heartbeat's repeat.
-    fn fate_of_notice(&self, subtask: SubtaskId, now: Instant, repeat: bool) -> NoticeFate {
-        let mut state = self.lock();
-        if !repeat && state.notices_to_lose.remove(&subtask) {
-            return NoticeFate::Lost;
-        }
-        let delay: u64 = state
-            .notice_delays
-            .iter()
-            .filter(|w| w.from <= now && w.until.is_none_or(|until| now < until))
-            .map(|w| w.delay.0)
-            .sum();
-        if delay > 0 {
-            NoticeFate::Delayed(Duration(delay))
-        } else {
-            NoticeFate::Deliver
-        }
     }
 
     /// Adds a slow-operator window.
@@ -275,55 +237,9 @@ impl Observer {
         self.lock().slow_links.push(window);
     }
 
-    fn latency_of_link(
-        &self,
-        source: std::net::IpAddr,
-        target: std::net::IpAddr,
-        now: Instant,
-    ) -> Duration {
-        let state = self.lock();
-        let active = state.slow_links.iter().filter(|w| {
-            w.source == source
-                && w.target == target
-                && w.from <= now
-                && w.until.is_none_or(|until| now < until)
-        });
-        Duration(active.map(|w| w.latency.0).sum())
-    }
-
     /// Makes `subtask` fail at its next record.
     pub fn request_task_failure(&self, subtask: SubtaskId) {
         self.lock().fail_requests.insert(subtask);
-    }
-
-    fn record_begins(&self, subtask: SubtaskId) -> RecordFate {
-        let mut state = self.lock();
-        let count = state.records_begun.entry(subtask).or_insert(0);
-        *count += 1;
-        let count = *count;
-        let mut fired = Vec::new();
-        for trigger in state.record_triggers.iter_mut() {
-            if !trigger.fired && trigger.subtask == subtask && trigger.count == count {
-                trigger.fired = true;
-                fired.push(trigger.fault_index);
-            }
-        }
-        for fault_index in &fired {
-            Self::signal(&state, Signal::RecordTriggerFired(*fault_index));
-        }
-        let fail = state.fail_requests.remove(&subtask);
-        RecordFate {
-            fail,
-            fault_fired: !fired.is_empty(),
-        }
-    }
-
-    fn slowdown_of(&self, uids: &[String], now: Instant) -> Duration {
-        let state = self.lock();
-        let active = state.slow_windows.iter().filter(|w| {
-            uids.contains(&w.uid) && w.from <= now && w.until.is_none_or(|until| now < until)
-        });
-        Duration(active.map(|w| w.per_record.0).sum())
     }
 
     /// The job manager completed a checkpoint: the checker reads its files now, before a
@@ -455,27 +371,82 @@ impl RunHooks for Observer {
     }
 
     fn on_record_begin(&self, subtask: SubtaskId) -> RecordFate {
-        self.record_begins(subtask)
+        let mut state = self.lock();
+        let count = state.records_begun.entry(subtask).or_insert(0);
+        *count += 1;
+        let count = *count;
+        let mut fired = Vec::new();
+        for trigger in state.record_triggers.iter_mut() {
+            if !trigger.fired && trigger.subtask == subtask && trigger.count == count {
+                trigger.fired = true;
+                fired.push(trigger.fault_index);
+            }
+        }
+        for fault_index in &fired {
+            Self::signal(&state, Signal::RecordTriggerFired(*fault_index));
+        }
+        let fail = state.fail_requests.remove(&subtask);
+        RecordFate {
+            fail,
+            fault_fired: !fired.is_empty(),
+        }
     }
-
     fn slowdown(&self, uids: &[String], now: Instant) -> Duration {
-        self.slowdown_of(uids, now)
+        let state = self.lock();
+        let active = state.slow_windows.iter().filter(|w| {
+            uids.contains(&w.uid) && w.from <= now && w.until.is_none_or(|until| now < until)
+        });
+        Duration(active.map(|w| w.per_record.0).sum())
     }
-
+    // A lost-notice fault takes a notice the job manager sent for a completion, not a
+    // heartbeat's repeat.
     fn notice_fate(&self, subtask: SubtaskId, now: Instant, repeat: bool) -> NoticeFate {
-        self.fate_of_notice(subtask, now, repeat)
+        let mut state = self.lock();
+        if !repeat && state.notices_to_lose.remove(&subtask) {
+            return NoticeFate::Lost;
+        }
+        let delay: u64 = state
+            .notice_delays
+            .iter()
+            .filter(|w| w.from <= now && w.until.is_none_or(|until| now < until))
+            .map(|w| w.delay.0)
+            .sum();
+        if delay > 0 {
+            NoticeFate::Delayed(Duration(delay))
+        } else {
+            NoticeFate::Deliver
+        }
     }
-
     fn link_latency(
         &self,
         source: std::net::IpAddr,
         target: std::net::IpAddr,
         now: Instant,
     ) -> Duration {
-        self.latency_of_link(source, target, now)
+        let state = self.lock();
+        let active = state.slow_links.iter().filter(|w| {
+            w.source == source
+                && w.target == target
+                && w.from <= now
+                && w.until.is_none_or(|until| now < until)
+        });
+        Duration(active.map(|w| w.latency.0).sum())
     }
-
     fn on_before_commit(&self, subtask: SubtaskId, checkpoint_id: CheckpointId) -> bool {
-        self.before_commit(subtask, checkpoint_id)
+        let mut state = self.lock();
+        let mut fired = Vec::new();
+        for trigger in state.commit_triggers.iter_mut() {
+            if !trigger.fired
+                && trigger.subtask == subtask
+                && trigger.checkpoint_id == checkpoint_id
+            {
+                trigger.fired = true;
+                fired.push(trigger.fault_index);
+            }
+        }
+        for fault_index in &fired {
+            Self::signal(&state, Signal::RecordTriggerFired(*fault_index));
+        }
+        !fired.is_empty()
     }
 }
