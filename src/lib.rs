@@ -2,7 +2,7 @@
 //! semantics, run whole inside a deterministic simulation (madsim).
 //!
 //! The protocols are sans-IO cores (`checkpoint::barrier_handler`, `checkpoint::coordinator`,
-//! `runtime::credit`, `runtime::restart`); `runtime` drives them on madsim nodes; `sim` builds
+//! `runtime::job_master`, `runtime::credit`, `runtime::restart`); `runtime` drives them on madsim nodes; `sim` builds
 //! the cluster, injects faults and checks each run against a failure-free one.
 
 #![forbid(unsafe_code)]
@@ -50,9 +50,11 @@ pub mod runtime {
     //! The thin async drivers on madsim: tasks, task managers, the job manager, the network.
     pub mod control_plane;
     pub mod credit;
+    pub mod deployment;
     pub mod frame_io;
     pub mod hooks;
     pub mod input_gate;
+    pub mod job_master;
     pub mod jobmanager;
     pub mod messages;
     pub mod operator_chain;

@@ -4,29 +4,9 @@
 use crate::checkpoint::barrier::Barrier;
 use crate::checkpoint::coordinator::{DeclineReason, TaskAck};
 use crate::ids::{AttemptNumber, ChannelIndex, CheckpointId, SubtaskId, TaskManagerId};
+use crate::runtime::deployment::TaskDeployment;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
-
-/// Where a task restores its state from.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RestoreHandle {
-    /// The completed checkpoint restored.
-    pub checkpoint_id: CheckpointId,
-    /// The state files of every subtask of this task's vertex (keyed state is redistributed
-    /// by key group, source offsets by partition).
-    pub state_paths: Vec<String>,
-}
-
-/// One task to run, as the job manager deploys it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TaskDeployment {
-    /// The subtask.
-    pub subtask: SubtaskId,
-    /// For each output channel, in order: the consumer and its task manager's data address.
-    pub outputs: Vec<(SubtaskId, SocketAddr)>,
-    /// The state to start from; `None` on a fresh start.
-    pub restore: Option<RestoreHandle>,
-}
 
 /// What a task manager reports of a task in its heartbeat.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -20,19 +20,17 @@ use crate::limits::{
     CHANNEL_CONNECT_ATTEMPTS_MAX, TASK_RECORDS_PER_TURN_MAX, TASK_TURN_DURATION_MAX,
 };
 use crate::runtime::control_plane::ControlPlane;
+use crate::runtime::deployment::{OutputChannel, TaskDeployment};
 use crate::runtime::frame_io::{read_frame, write_frame};
 use crate::runtime::hooks::{EngineEvent, Hooks, RecordFate};
 use crate::runtime::input_gate::{GateBuffer, InputGate};
-use crate::runtime::messages::{
-    ChannelEvent, ControlMessage, DataFrame, TaskDeployment, TaskStatus,
-};
+use crate::runtime::messages::{ChannelEvent, ControlMessage, DataFrame, TaskStatus};
 use crate::runtime::operator_chain::OperatorChain;
 use crate::runtime::record_writer::{OutputChannelState, RecordWriter};
 use crate::runtime::rpc::Rpc;
 use crate::runtime::sim_time;
 use crate::services::messages::{BrokerRequest, BrokerResponse};
 use crate::state::channel_state::{ChannelStateSnapshot, RecordBuffer};
-use crate::state::key_group::key_group_range;
 use crate::state::snapshot::{
     KeyedStateSnapshot, OperatorSnapshot, SinkStateSnapshot, SourceOffsets, TaskStateSnapshot,
 };
@@ -174,6 +172,8 @@ struct Task {
     context: TaskContext,
     chain: OperatorChain,
     gate: Option<InputGate>,
+    // The producer of each input channel.
+    upstream: Vec<SubtaskId>,
     writer: RecordWriter,
     source: Option<SourceReader>,
     inbox_sender: UnboundedSender<TaskInput>,
@@ -292,12 +292,8 @@ impl Task {
     ) -> Result<Task, String> {
         let graph = context.graph.clone();
         let vertex = graph.vertex(context.subtask.vertex_id);
-        let range = key_group_range(
-            graph.job.max_parallelism,
-            vertex.parallelism,
-            context.subtask.subtask_index,
-        );
-        let mut chain = OperatorChain::new(&graph.job, vertex.operator_range.clone(), range);
+        let operators = vertex.operator_range.clone();
+        let mut chain = OperatorChain::new(&graph.job, operators, deployment.key_groups);
         let restored = match &deployment.restore {
             Some(restore) => restore_state(&context, &restore.state_paths).await?,
             None => RestoredState::default(),
@@ -310,17 +306,13 @@ impl Task {
         } = restored;
         chain.restore_keyed(&keyed)?;
         let source = match vertex.input_pattern {
-            None => Some(open_source(&context, offsets).await?),
+            None => Some(open_source(&context, deployment.parallelism, offsets).await?),
             Some(_) => None,
         };
-        let input_count = graph.input_channels(context.subtask).len();
+        let input_count = deployment.inputs.len();
         let mut gate = (input_count > 0)
             .then(|| InputGate::new(input_count, context.config.checkpointing_mode));
-        let targets = deployment
-            .outputs
-            .iter()
-            .map(|(target, _)| *target)
-            .collect();
+        let targets = deployment.outputs.iter().map(|o| o.target).collect();
         let downstream = graph
             .vertices
             .get(context.subtask.vertex_id.0 as usize + 1)
@@ -331,9 +323,9 @@ impl Task {
             context.subtask.subtask_index,
             graph.job.max_parallelism,
         );
-        for (index, (target, address)) in deployment.outputs.iter().enumerate() {
+        for (index, output) in deployment.outputs.iter().enumerate() {
             let stream_writer =
-                connect_output(&context, index, *target, *address, inbox_sender.clone()).await?;
+                connect_output(&context, index, *output, inbox_sender.clone()).await?;
             writer.connect(index, stream_writer);
         }
         if let Some(state) = channel_state {
@@ -357,6 +349,7 @@ impl Task {
             context,
             chain,
             gate,
+            upstream: deployment.inputs.clone(),
             writer,
             source,
             inbox_sender,
@@ -790,8 +783,7 @@ impl Task {
                     .as_ref()
                     .ok_or("a source task got an input close")?;
                 if !gate.has_ended(channel) {
-                    let upstream =
-                        self.context.graph.input_channels(self.context.subtask)[channel.0 as usize];
+                    let upstream = self.upstream[channel.0 as usize];
                     return Err(format!(
                         "{}: input channel from {upstream} broke: {}",
                         self.context.subtask,
@@ -1024,6 +1016,7 @@ fn consumer_group(context: &TaskContext) -> String {
 /// earliest.
 async fn open_source(
     context: &TaskContext,
+    parallelism: u32,
     restored: Option<SourceOffsets>,
 ) -> Result<SourceReader, String> {
     let topic = source_topic(context);
@@ -1046,7 +1039,6 @@ async fn open_source(
         BrokerResponse::Partitions(count) => count,
         other => return Err(format!("broker answered a partition count with {other:?}")),
     };
-    let parallelism = context.graph.vertex(context.subtask.vertex_id).parallelism;
     let partitions = ExecutionGraph::source_partitions(
         context.subtask.subtask_index,
         parallelism,
@@ -1178,11 +1170,14 @@ fn restore_channel_state(
 async fn connect_output(
     context: &TaskContext,
     index: usize,
-    target: SubtaskId,
-    address: SocketAddr,
+    output: OutputChannel,
     inbox: UnboundedSender<TaskInput>,
 ) -> Result<WriteHalf<TcpStream>, String> {
-    let channel = context.graph.channel_index(context.subtask, target);
+    let OutputChannel {
+        target,
+        channel,
+        address,
+    } = output;
     let hello = DataFrame::Hello {
         attempt: context.attempt,
         source: context.subtask,

@@ -5,9 +5,10 @@
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::ids::{AttemptNumber, ChannelIndex, CheckpointId, SubtaskId, TaskManagerId};
 use crate::runtime::control_plane::{ControlPlane, CONTROL_PORT};
+use crate::runtime::deployment::TaskDeployment;
 use crate::runtime::frame_io::read_frame;
 use crate::runtime::hooks::{EngineEvent, Hooks, NoticeFate};
-use crate::runtime::messages::{ControlMessage, DataFrame, Heartbeat, TaskDeployment, TaskStatus};
+use crate::runtime::messages::{ControlMessage, DataFrame, Heartbeat, TaskStatus};
 use crate::runtime::rpc::{Rpc, DATA_PORT};
 use crate::runtime::sim_time;
 use crate::runtime::task::{run_task, Services, TaskConfig, TaskContext, TaskInput};

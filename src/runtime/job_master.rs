@@ -1,0 +1,1204 @@
+//! The job master (Flink's `JobMaster` with its scheduler and execution-graph state), sans-IO:
+//! the job status machine, execution attempts and their task states, heartbeat failure
+//! detection, slot placement and deployment, failover through the restart strategy, filtering
+//! of reports from cancelled attempts, and the checkpoint coordinator with the choice of
+//! barrier kind. Inputs carry `now`; what the job manager node must do comes out of
+//! `poll_command`, in order. Nothing here sleeps, sends or spawns.
+
+use crate::checkpoint::barrier::{Barrier, BarrierKind};
+use crate::checkpoint::coordinator::{
+    CheckpointConfig, CheckpointCoordinator, CompletedCheckpoint, Output,
+};
+use crate::checkpoint::final_checkpoint::{EndOfData, FinalCheckpoint};
+use crate::graph::execution_graph::ExecutionGraph;
+use crate::ids::{AttemptNumber, SubtaskId, TaskManagerId};
+use crate::runtime::deployment::{descriptors, place, Placement, SlotOffer};
+use crate::runtime::hooks::{EngineEvent, TaskManagerLoss};
+use crate::runtime::messages::{ControlMessage, Heartbeat, TaskStatus};
+use crate::runtime::restart::{RestartDecision, RestartStrategy, RestartStrategyConfig};
+use crate::time::{Duration, Instant};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The job master's options.
+#[derive(Clone, Debug)]
+pub struct JobMasterConfig {
+    /// Checkpointing options.
+    pub checkpoint: CheckpointConfig,
+    /// The restart strategy.
+    pub restart: RestartStrategyConfig,
+    /// `heartbeat.interval`: how often liveness is checked.
+    pub heartbeat_interval: Duration,
+    /// `heartbeat.timeout`: a task manager silent this long is lost.
+    pub heartbeat_timeout: Duration,
+    /// A deployment whose tasks are not all running by then fails.
+    pub deploy_timeout: Duration,
+    /// The sink commits on checkpoints: the job ends with a final checkpoint taken after
+    /// every source read all its input, and the sources end once it completed (FLIP-147).
+    pub final_checkpoint: bool,
+}
+
+/// The job's status (Flink's `JobStatus`, with the scheduler's waiting states made explicit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobStatus {
+    /// Too few slots are registered to place the job.
+    WaitingForResources,
+    /// An attempt is deployed; not every task reported running by `deadline`.
+    Deploying {
+        /// When the deployment fails.
+        deadline: Instant,
+    },
+    /// Every task of the attempt runs (or finished).
+    Running,
+    /// Failed over; the next attempt is placed at `at`.
+    Restarting {
+        /// When the restart strategy lets the job redeploy.
+        at: Instant,
+    },
+    /// Every task finished. Terminal.
+    Finished,
+    /// The restart strategy gave up. Terminal.
+    Failed,
+}
+
+impl JobStatus {
+    /// Whether the job has ended.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobStatus::Finished | JobStatus::Failed)
+    }
+
+    fn is_active(self) -> bool {
+        matches!(self, JobStatus::Deploying { .. } | JobStatus::Running)
+    }
+}
+
+/// A task as the job master tracks it within one attempt (Flink's `ExecutionState`, the
+/// states that matter here).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExecutionState {
+    /// Sent to its task manager, not reported running yet.
+    Deploying,
+    /// Running.
+    Running,
+    /// Consumed all its input.
+    Finished,
+}
+
+/// What the job manager node must carry out, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// Send `message` to the control listener at `to`.
+    Send {
+        /// A task manager's control address.
+        to: SocketAddr,
+        /// The message.
+        message: ControlMessage,
+    },
+    /// Write the checkpoint's `_metadata`, then call `on_metadata_written`.
+    WriteMetadata(CompletedCheckpoint),
+    /// Report this event.
+    Event(EngineEvent),
+}
+
+#[derive(Clone, Debug)]
+struct Registration {
+    instance: u64,
+    slots: u32,
+    control_address: SocketAddr,
+    data_address: SocketAddr,
+    last_heartbeat_at: Instant,
+}
+
+/// The job master of one job.
+pub struct JobMaster {
+    graph: Arc<ExecutionGraph>,
+    config: JobMasterConfig,
+    taskmanagers: BTreeMap<TaskManagerId, Registration>,
+    status: JobStatus,
+    attempt: AttemptNumber,
+    placement: Placement,
+    executions: BTreeMap<SubtaskId, ExecutionState>,
+    coordinator: CheckpointCoordinator,
+    restart: RestartStrategy,
+    final_checkpoint: FinalCheckpoint,
+    liveness_check_at: Instant,
+    commands: VecDeque<Command>,
+}
+
+impl JobMaster {
+    /// A job master for `graph`, started at `now`, waiting for task managers.
+    pub fn new(graph: Arc<ExecutionGraph>, config: JobMasterConfig, now: Instant) -> JobMaster {
+        let sources = graph.source_subtasks().into_iter().collect();
+        let mut master = JobMaster {
+            coordinator: CheckpointCoordinator::new(config.checkpoint.clone()),
+            restart: RestartStrategy::new(config.restart.clone()),
+            final_checkpoint: FinalCheckpoint::new(config.final_checkpoint, sources),
+            liveness_check_at: now.add(config.heartbeat_interval),
+            taskmanagers: BTreeMap::new(),
+            status: JobStatus::WaitingForResources,
+            attempt: AttemptNumber(0),
+            placement: BTreeMap::new(),
+            executions: BTreeMap::new(),
+            commands: VecDeque::new(),
+            config,
+            graph,
+        };
+        let job = master.graph.job.name.clone();
+        master.event(EngineEvent::JobStarted { job });
+        master
+    }
+
+    /// The job's status.
+    pub fn status(&self) -> JobStatus {
+        self.status
+    }
+
+    /// The current attempt (0 before the first deployment).
+    pub fn attempt(&self) -> AttemptNumber {
+        self.attempt
+    }
+
+    /// Where the current attempt's tasks run.
+    pub fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    /// The state of each task of the current attempt.
+    pub fn executions(&self) -> &BTreeMap<SubtaskId, ExecutionState> {
+        &self.executions
+    }
+
+    /// The next command to carry out.
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.commands.pop_front()
+    }
+
+    /// When `on_timers` must run next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let status_deadline = match self.status {
+            JobStatus::Deploying { deadline } => Some(deadline),
+            JobStatus::Restarting { at } => Some(at),
+            _ => None,
+        };
+        [
+            Some(self.liveness_check_at),
+            status_deadline,
+            self.coordinator.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Time passed: checkpoint triggers and timeouts, liveness, deployment and restart deadlines.
+    pub fn on_timers(&mut self, now: Instant) {
+        self.coordinator.on_timeout(now);
+        if now >= self.liveness_check_at {
+            self.liveness_check_at = now.add(self.config.heartbeat_interval);
+            self.check_liveness(now);
+        }
+        match self.status {
+            JobStatus::Deploying { deadline } if now >= deadline => self.fail_over(
+                now,
+                "deployment timed out: not every task reported running".to_string(),
+            ),
+            JobStatus::Restarting { at } if now >= at => {
+                self.status = JobStatus::WaitingForResources;
+                self.try_deploy(now);
+            }
+            _ => {}
+        }
+        self.drain_coordinator(now);
+    }
+
+    /// A control message arrived.
+    pub fn on_control(&mut self, now: Instant, message: ControlMessage) {
+        match message {
+            ControlMessage::Heartbeat(heartbeat) => self.on_heartbeat(now, heartbeat),
+            ControlMessage::TaskStatusChanged {
+                attempt,
+                subtask,
+                status,
+            } => self.on_task_status(now, attempt, subtask, status),
+            ControlMessage::AcknowledgeCheckpoint {
+                attempt,
+                subtask,
+                checkpoint_id,
+                ack,
+            } if attempt == self.attempt => {
+                self.coordinator.on_ack(now, subtask, checkpoint_id, ack)
+            }
+            ControlMessage::DeclineCheckpoint {
+                attempt,
+                checkpoint_id,
+                reason,
+                ..
+            } if attempt == self.attempt => self.coordinator.on_decline(now, checkpoint_id, reason),
+            ControlMessage::EndOfData { attempt, subtask } => self.on_end_of_data(attempt, subtask),
+            // Acks and declines of an earlier attempt are expected after a failover.
+            ControlMessage::AcknowledgeCheckpoint { .. }
+            | ControlMessage::DeclineCheckpoint { .. } => {}
+            other => self.event(EngineEvent::UnexpectedMessage {
+                message: format!("{other:?}"),
+            }),
+        }
+        self.drain_coordinator(now);
+    }
+
+    /// The `_metadata` write asked for by `Command::WriteMetadata` ended.
+    pub fn on_metadata_written(
+        &mut self,
+        now: Instant,
+        checkpoint: CompletedCheckpoint,
+        result: Result<(), String>,
+    ) {
+        match result {
+            Ok(()) => self.coordinator.on_metadata_written(now, checkpoint),
+            Err(reason) => {
+                self.coordinator
+                    .on_metadata_failed(now, checkpoint.checkpoint_id, reason)
+            }
+        }
+        self.drain_coordinator(now);
+    }
+
+    fn event(&mut self, event: EngineEvent) {
+        self.commands.push_back(Command::Event(event));
+    }
+
+    fn send(&mut self, to: SocketAddr, message: ControlMessage) {
+        self.commands.push_back(Command::Send { to, message });
+    }
+
+    fn check_liveness(&mut self, now: Instant) {
+        let heartbeat = ControlMessage::JobManagerHeartbeat {
+            final_completed: self
+                .final_checkpoint
+                .completed_final(self.coordinator.latest_completed().map(|c| c.checkpoint_id)),
+        };
+        let addresses: Vec<SocketAddr> = self
+            .taskmanagers
+            .values()
+            .map(|tm| tm.control_address)
+            .collect();
+        for address in addresses {
+            self.send(address, heartbeat.clone());
+        }
+        let timeout = self.config.heartbeat_timeout;
+        let lost: Vec<TaskManagerId> = self
+            .taskmanagers
+            .iter()
+            .filter(|(_, tm)| now.since(tm.last_heartbeat_at) > timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        for taskmanager in lost {
+            self.on_taskmanager_lost(now, taskmanager, TaskManagerLoss::NoHeartbeat { timeout });
+        }
+    }
+
+    fn on_taskmanager_lost(
+        &mut self,
+        now: Instant,
+        taskmanager: TaskManagerId,
+        loss: TaskManagerLoss,
+    ) {
+        self.taskmanagers.remove(&taskmanager);
+        let reason = format!("{taskmanager} {loss}");
+        self.event(EngineEvent::TaskManagerLost { taskmanager, loss });
+        let hosts_tasks = self.placement.values().any(|tm| *tm == taskmanager);
+        if hosts_tasks && self.status.is_active() {
+            self.fail_over(now, reason);
+        }
+    }
+
+    fn on_end_of_data(&mut self, attempt: AttemptNumber, subtask: SubtaskId) {
+        if attempt != self.attempt {
+            return; // From a cancelled attempt.
+        }
+        let event = match self.final_checkpoint.on_end_of_data(subtask) {
+            Ok(EndOfData::AllSourcesAtEnd) => EngineEvent::AllSourcesAtEnd,
+            Ok(EndOfData::Recorded | EndOfData::Repeated) => return,
+            Err(error) => EngineEvent::EndOfDataIgnored {
+                error: error.to_string(),
+            },
+        };
+        self.event(event);
+    }
+
+    fn on_heartbeat(&mut self, now: Instant, heartbeat: Heartbeat) {
+        let Heartbeat {
+            taskmanager,
+            instance,
+            slots,
+            data_address,
+            control_address,
+            tasks,
+        } = heartbeat;
+        let known_instance = self.taskmanagers.get(&taskmanager).map(|tm| tm.instance);
+        if known_instance.is_some_and(|known| known != instance) {
+            // The process restarted: the old instance and its tasks are gone.
+            self.on_taskmanager_lost(now, taskmanager, TaskManagerLoss::Restarted);
+        }
+        let registration = self
+            .taskmanagers
+            .entry(taskmanager)
+            .or_insert_with(|| Registration {
+                instance,
+                slots,
+                control_address,
+                data_address,
+                last_heartbeat_at: now,
+            });
+        let registered = registration.last_heartbeat_at == now && known_instance != Some(instance);
+        registration.last_heartbeat_at = now;
+        if registered {
+            self.on_registered(taskmanager, slots, control_address);
+        }
+        for (attempt, subtask, status) in tasks {
+            self.on_task_status(now, attempt, subtask, status);
+        }
+        if self.status == JobStatus::WaitingForResources {
+            self.try_deploy(now);
+        }
+    }
+
+    fn on_registered(&mut self, taskmanager: TaskManagerId, slots: u32, address: SocketAddr) {
+        self.event(EngineEvent::TaskManagerRegistered { taskmanager, slots });
+        // A task manager given up for lost may come back with tasks of an attempt that failed
+        // over: they are zombies, so cancel them (Flink frees such slots likewise).
+        let hosts_current = self.placement.values().any(|tm| *tm == taskmanager);
+        if self.attempt.0 > 0 && !hosts_current {
+            let attempt = self.attempt;
+            self.send(address, ControlMessage::Cancel { attempt });
+        }
+    }
+
+    fn on_task_status(
+        &mut self,
+        now: Instant,
+        attempt: AttemptNumber,
+        subtask: SubtaskId,
+        status: TaskStatus,
+    ) {
+        if attempt != self.attempt || !self.status.is_active() {
+            return; // A report from a cancelled attempt.
+        }
+        let Some(known) = self.executions.get(&subtask).copied() else {
+            return;
+        };
+        match status {
+            TaskStatus::Failed(reason) => {
+                return self.fail_over(now, format!("task {subtask} failed: {reason}"))
+            }
+            TaskStatus::Running if known == ExecutionState::Deploying => {
+                self.executions.insert(subtask, ExecutionState::Running);
+            }
+            TaskStatus::Finished if known != ExecutionState::Finished => {
+                self.executions.insert(subtask, ExecutionState::Finished);
+                self.coordinator.on_task_finished(now, subtask);
+                if self.all_in(ExecutionState::Finished) {
+                    return self.on_all_finished(now);
+                }
+            }
+            TaskStatus::Running | TaskStatus::Finished => return,
+        }
+        let all_started = !self
+            .executions
+            .values()
+            .any(|s| *s == ExecutionState::Deploying);
+        if matches!(self.status, JobStatus::Deploying { .. }) && all_started {
+            self.status = JobStatus::Running;
+            self.event(EngineEvent::JobRunning {
+                attempt: self.attempt,
+            });
+            let tasks = self.executions.keys().copied().collect();
+            self.coordinator.start(now, tasks);
+        }
+    }
+
+    fn all_in(&self, state: ExecutionState) -> bool {
+        self.executions.values().all(|s| *s == state)
+    }
+
+    fn on_all_finished(&mut self, now: Instant) {
+        self.coordinator.stop(now);
+        self.status = JobStatus::Finished;
+        self.event(EngineEvent::JobFinished {
+            attempt: self.attempt,
+        });
+    }
+
+    fn offers(&self) -> Vec<SlotOffer> {
+        self.taskmanagers
+            .iter()
+            .map(|(id, tm)| SlotOffer {
+                taskmanager: *id,
+                slots: tm.slots,
+                data_address: tm.data_address,
+            })
+            .collect()
+    }
+
+    fn try_deploy(&mut self, now: Instant) {
+        assert_eq!(self.status, JobStatus::WaitingForResources);
+        let offers = self.offers();
+        let Some(placement) = place(&self.graph, &offers) else {
+            return;
+        };
+        self.attempt = AttemptNumber(self.attempt.0 + 1);
+        let restore = self.coordinator.latest_completed();
+        let per_taskmanager = descriptors(&self.graph, &placement, &offers, restore);
+        self.event(EngineEvent::Deploying {
+            attempt: self.attempt,
+            taskmanagers: per_taskmanager.len(),
+            restore: restore.map(|c| c.checkpoint_id),
+        });
+        for (taskmanager, tasks) in per_taskmanager {
+            let to = self.taskmanagers[&taskmanager].control_address;
+            let attempt = self.attempt;
+            self.send(to, ControlMessage::Deploy { attempt, tasks });
+        }
+        self.executions = placement
+            .keys()
+            .map(|subtask| (*subtask, ExecutionState::Deploying))
+            .collect();
+        self.placement = placement;
+        self.status = JobStatus::Deploying {
+            deadline: now.add(self.config.deploy_timeout),
+        };
+    }
+
+    fn fail_over(&mut self, now: Instant, reason: String) {
+        assert!(
+            self.status.is_active(),
+            "only a deployed attempt fails over"
+        );
+        self.event(EngineEvent::FailingOver {
+            attempt: self.attempt,
+            reason: reason.clone(),
+        });
+        self.coordinator.stop(now);
+        let cancel = ControlMessage::Cancel {
+            attempt: self.attempt,
+        };
+        let addresses: Vec<SocketAddr> = self
+            .taskmanagers
+            .values()
+            .map(|tm| tm.control_address)
+            .collect();
+        for address in addresses {
+            self.send(address, cancel.clone());
+        }
+        self.placement.clear();
+        self.executions.clear();
+        self.final_checkpoint.reset();
+        match self.restart.on_failure(now) {
+            RestartDecision::RestartAt(at) => {
+                self.event(EngineEvent::Restarting);
+                self.status = JobStatus::Restarting { at };
+            }
+            RestartDecision::GiveUp(why) => {
+                self.status = JobStatus::Failed;
+                self.event(EngineEvent::JobFailed {
+                    attempt: self.attempt,
+                    reason,
+                    why,
+                });
+            }
+        }
+    }
+
+    fn drain_coordinator(&mut self, now: Instant) {
+        while let Some(output) = self.coordinator.poll_output() {
+            match output {
+                Output::Trigger {
+                    checkpoint_id,
+                    timestamp,
+                } => {
+                    // The final checkpoint aligns, like a savepoint: no barrier overtakes the
+                    // last records, so the sinks' last transactions hold them all.
+                    let final_checkpoint = self.final_checkpoint.on_trigger(checkpoint_id);
+                    let kind = if final_checkpoint {
+                        BarrierKind::Aligned
+                    } else {
+                        self.config.checkpoint.barrier_kind()
+                    };
+                    self.event(EngineEvent::CheckpointTriggered {
+                        checkpoint_id,
+                        final_checkpoint,
+                    });
+                    let barrier = Barrier {
+                        checkpoint_id,
+                        timestamp,
+                        kind,
+                    };
+                    for subtask in self.graph.source_subtasks() {
+                        let attempt = self.attempt;
+                        let trigger = ControlMessage::TriggerCheckpoint {
+                            attempt,
+                            subtask,
+                            barrier,
+                        };
+                        self.send_to_task(subtask, trigger);
+                    }
+                }
+                Output::WriteMetadata(checkpoint) => {
+                    self.commands.push_back(Command::WriteMetadata(checkpoint))
+                }
+                Output::Completed(checkpoint_id) => {
+                    let checkpoint = self
+                        .coordinator
+                        .latest_completed()
+                        .expect("just completed")
+                        .clone();
+                    self.event(EngineEvent::CheckpointCompleted { checkpoint });
+                    let attempt = self.attempt;
+                    self.broadcast(ControlMessage::NotifyCheckpointComplete {
+                        attempt,
+                        checkpoint_id,
+                    });
+                    if self.final_checkpoint.on_completed(checkpoint_id) {
+                        for subtask in self.graph.source_subtasks() {
+                            self.send_to_task(
+                                subtask,
+                                ControlMessage::FinishSource { attempt, subtask },
+                            );
+                        }
+                    }
+                }
+                Output::Aborted {
+                    checkpoint_id,
+                    cause,
+                } => {
+                    self.event(EngineEvent::CheckpointAborted {
+                        checkpoint_id,
+                        cause,
+                    });
+                    let attempt = self.attempt;
+                    self.broadcast(ControlMessage::NotifyCheckpointAborted {
+                        attempt,
+                        checkpoint_id,
+                    });
+                }
+                Output::FailJob(reason) => {
+                    if self.status.is_active() {
+                        self.fail_over(now, reason);
+                    }
+                }
+            }
+        }
+    }
+
+    fn send_to_task(&mut self, subtask: SubtaskId, message: ControlMessage) {
+        let address = self
+            .placement
+            .get(&subtask)
+            .and_then(|id| self.taskmanagers.get(id))
+            .map(|tm| tm.control_address);
+        if let Some(address) = address {
+            self.send(address, message);
+        }
+    }
+
+    /// To every task manager that hosts a task of the current attempt.
+    fn broadcast(&mut self, message: ControlMessage) {
+        let hosts: BTreeSet<TaskManagerId> = self.placement.values().copied().collect();
+        for taskmanager in hosts {
+            if let Some(address) = self
+                .taskmanagers
+                .get(&taskmanager)
+                .map(|tm| tm.control_address)
+            {
+                self.send(address, message.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::jobs::word_count;
+    use crate::checkpoint::coordinator::{CheckpointingMode, TaskAck};
+    use crate::ids::{CheckpointId, VertexId};
+
+    const INTERVAL_MS: u64 = 100;
+    const RESTART_DELAY_MS: u64 = 500;
+    const HEARTBEAT_TIMEOUT_MS: u64 = 5_000;
+    const DEPLOY_TIMEOUT_MS: u64 = 10_000;
+
+    fn config() -> JobMasterConfig {
+        JobMasterConfig {
+            checkpoint: CheckpointConfig {
+                interval: Some(Duration::from_ms(INTERVAL_MS)),
+                ..CheckpointConfig::default()
+            },
+            restart: RestartStrategyConfig::FixedDelay {
+                attempts: 2,
+                delay: Duration::from_ms(RESTART_DELAY_MS),
+            },
+            heartbeat_interval: Duration::from_ms(1_000),
+            heartbeat_timeout: Duration::from_ms(HEARTBEAT_TIMEOUT_MS),
+            deploy_timeout: Duration::from_ms(DEPLOY_TIMEOUT_MS),
+            final_checkpoint: false,
+        }
+    }
+
+    fn subtask(vertex: u32, index: u32) -> SubtaskId {
+        SubtaskId {
+            vertex_id: VertexId(vertex),
+            subtask_index: index,
+        }
+    }
+
+    fn control_address(tm: u32) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, tm as u8], 7002))
+    }
+
+    /// A job master for the word count at parallelism 2 (two slots), and the clock.
+    struct Harness {
+        master: JobMaster,
+        now: Instant,
+    }
+
+    impl Harness {
+        fn new(config: JobMasterConfig) -> Harness {
+            let graph = Arc::new(ExecutionGraph::build(&word_count(2, 2)));
+            let mut master = JobMaster::new(graph, config, Instant::ZERO);
+            let started = master.poll_command();
+            assert!(matches!(
+                started,
+                Some(Command::Event(EngineEvent::JobStarted { .. }))
+            ));
+            Harness {
+                master,
+                now: Instant::ZERO,
+            }
+        }
+
+        fn at(&mut self, ms: u64) -> &mut Self {
+            assert!(Instant::from_ms(ms) >= self.now, "time moves forward");
+            self.now = Instant::from_ms(ms);
+            self
+        }
+
+        fn heartbeat(&mut self, tm: u32, instance: u64, slots: u32) -> Vec<Command> {
+            let heartbeat = Heartbeat {
+                taskmanager: TaskManagerId(tm),
+                instance,
+                slots,
+                data_address: SocketAddr::from(([10, 0, 0, tm as u8], 7001)),
+                control_address: control_address(tm),
+                tasks: Vec::new(),
+            };
+            self.control(ControlMessage::Heartbeat(heartbeat))
+        }
+
+        fn control(&mut self, message: ControlMessage) -> Vec<Command> {
+            self.master.on_control(self.now, message);
+            self.drain()
+        }
+
+        fn timers(&mut self) -> Vec<Command> {
+            self.master.on_timers(self.now);
+            self.drain()
+        }
+
+        fn drain(&mut self) -> Vec<Command> {
+            std::iter::from_fn(|| self.master.poll_command()).collect()
+        }
+
+        fn status(&mut self, index: (u32, u32), status: TaskStatus) -> Vec<Command> {
+            let attempt = self.master.attempt();
+            self.control(ControlMessage::TaskStatusChanged {
+                attempt,
+                subtask: subtask(index.0, index.1),
+                status,
+            })
+        }
+
+        /// Two task managers of one slot each register; every task reports running.
+        fn running(&mut self) {
+            self.heartbeat(1, 11, 1);
+            self.heartbeat(2, 22, 1);
+            for task in self.master.executions().keys().copied().collect::<Vec<_>>() {
+                self.status((task.vertex_id.0, task.subtask_index), TaskStatus::Running);
+            }
+            assert_eq!(self.master.status(), JobStatus::Running);
+        }
+
+        /// Runs to the next trigger and completes that checkpoint.
+        fn complete_next_checkpoint(&mut self) -> (CheckpointId, Vec<Command>) {
+            let due = self.master.poll_timeout().expect("a trigger is due");
+            self.now = due;
+            let triggered = self.timers();
+            let checkpoint_id = triggered
+                .iter()
+                .find_map(|c| match c {
+                    Command::Event(EngineEvent::CheckpointTriggered { checkpoint_id, .. }) => {
+                        Some(*checkpoint_id)
+                    }
+                    _ => None,
+                })
+                .expect("the timer triggered a checkpoint");
+            let attempt = self.master.attempt();
+            let mut commands = Vec::new();
+            for task in self.master.executions().keys().copied().collect::<Vec<_>>() {
+                commands.extend(self.control(ControlMessage::AcknowledgeCheckpoint {
+                    attempt,
+                    subtask: task,
+                    checkpoint_id,
+                    ack: ack(task),
+                }));
+            }
+            let checkpoint = commands
+                .iter()
+                .find_map(|c| match c {
+                    Command::WriteMetadata(checkpoint) => Some(checkpoint.clone()),
+                    _ => None,
+                })
+                .expect("the last ack asks for the metadata");
+            self.master
+                .on_metadata_written(self.now, checkpoint, Ok(()));
+            (checkpoint_id, self.drain())
+        }
+    }
+
+    fn ack(task: SubtaskId) -> TaskAck {
+        TaskAck {
+            state_path: format!("state-{task}"),
+            state_size_bytes: 8,
+            alignment_duration: Duration::ZERO,
+            unaligned: false,
+            in_flight_bytes: 0,
+        }
+    }
+
+    fn events(commands: &[Command]) -> Vec<EngineEvent> {
+        commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Event(event) => Some(event.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn sent(commands: &[Command]) -> Vec<(SocketAddr, ControlMessage)> {
+        commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Send { to, message } => Some((*to, message.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn deploys(commands: &[Command]) -> Vec<(SocketAddr, AttemptNumber, Vec<SubtaskId>)> {
+        sent(commands)
+            .into_iter()
+            .filter_map(|(to, message)| match message {
+                ControlMessage::Deploy { attempt, tasks } => {
+                    Some((to, attempt, tasks.iter().map(|t| t.subtask).collect()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn cancels(commands: &[Command]) -> Vec<(SocketAddr, AttemptNumber)> {
+        sent(commands)
+            .into_iter()
+            .filter_map(|(to, message)| match message {
+                ControlMessage::Cancel { attempt } => Some((to, attempt)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn waits_for_enough_slots_then_deploys_subtask_i_to_slot_i() {
+        let mut h = Harness::new(config());
+        let first = h.heartbeat(1, 11, 1);
+        assert_eq!(
+            events(&first),
+            vec![EngineEvent::TaskManagerRegistered {
+                taskmanager: TaskManagerId(1),
+                slots: 1
+            }]
+        );
+        assert!(
+            deploys(&first).is_empty(),
+            "one slot for a job that needs two"
+        );
+        assert_eq!(h.master.status(), JobStatus::WaitingForResources);
+        let second = h.at(40).heartbeat(2, 22, 1);
+        assert_eq!(
+            deploys(&second),
+            vec![
+                (
+                    control_address(1),
+                    AttemptNumber(1),
+                    vec![subtask(0, 0), subtask(1, 0)]
+                ),
+                (
+                    control_address(2),
+                    AttemptNumber(1),
+                    vec![subtask(0, 1), subtask(1, 1)]
+                ),
+            ]
+        );
+        assert_eq!(
+            h.master.status(),
+            JobStatus::Deploying {
+                deadline: Instant::from_ms(40 + DEPLOY_TIMEOUT_MS)
+            }
+        );
+        assert!(h
+            .master
+            .executions()
+            .values()
+            .all(|s| *s == ExecutionState::Deploying));
+    }
+
+    #[test]
+    fn runs_once_every_task_reports_and_triggers_the_configured_barrier_at_the_sources() {
+        let mut unaligned = config();
+        unaligned.checkpoint.unaligned = true;
+        unaligned.checkpoint.aligned_checkpoint_timeout = Duration::from_ms(30);
+        let mut h = Harness::new(unaligned);
+        h.heartbeat(1, 11, 1);
+        h.heartbeat(2, 22, 1);
+        for (i, task) in [(0, 0), (0, 1), (1, 0)].into_iter().enumerate() {
+            let commands = h.at(10 + i as u64).status(task, TaskStatus::Running);
+            assert!(events(&commands).is_empty(), "not every task runs yet");
+        }
+        let last = h.at(20).status((1, 1), TaskStatus::Running);
+        assert_eq!(
+            events(&last),
+            vec![EngineEvent::JobRunning {
+                attempt: AttemptNumber(1)
+            }]
+        );
+        assert_eq!(
+            h.master.poll_timeout(),
+            Some(Instant::from_ms(20 + INTERVAL_MS))
+        );
+        let triggered = h.at(20 + INTERVAL_MS).timers();
+        let triggers: Vec<(SocketAddr, SubtaskId, BarrierKind)> = sent(&triggered)
+            .into_iter()
+            .filter_map(|(to, message)| match message {
+                ControlMessage::TriggerCheckpoint {
+                    subtask, barrier, ..
+                } => Some((to, subtask, barrier.kind)),
+                _ => None,
+            })
+            .collect();
+        let kind = BarrierKind::AlignedTimeoutable {
+            timeout: Duration::from_ms(30),
+        };
+        assert_eq!(
+            triggers,
+            vec![
+                (control_address(1), subtask(0, 0), kind),
+                (control_address(2), subtask(0, 1), kind)
+            ]
+        );
+    }
+
+    #[test]
+    fn the_final_checkpoint_aligns_and_its_completion_finishes_the_sources() {
+        let mut final_config = config();
+        final_config.final_checkpoint = true;
+        final_config.checkpoint.unaligned = true;
+        let mut h = Harness::new(final_config);
+        h.running();
+        let attempt = h.master.attempt();
+        let first = h.control(ControlMessage::EndOfData {
+            attempt,
+            subtask: subtask(0, 0),
+        });
+        assert!(first.is_empty(), "one source is still reading");
+        let stale = h.control(ControlMessage::EndOfData {
+            attempt: AttemptNumber(0),
+            subtask: subtask(0, 1),
+        });
+        assert!(
+            stale.is_empty(),
+            "a cancelled attempt's report counts for nothing"
+        );
+        let all = h.control(ControlMessage::EndOfData {
+            attempt,
+            subtask: subtask(0, 1),
+        });
+        assert_eq!(events(&all), vec![EngineEvent::AllSourcesAtEnd]);
+        h.now = h.master.poll_timeout().expect("trigger");
+        let triggered = h.timers();
+        assert!(sent(&triggered).iter().all(|(_, m)| matches!(
+            m,
+            ControlMessage::TriggerCheckpoint { barrier, .. } if barrier.kind == BarrierKind::Aligned
+        )));
+        assert!(
+            events(&triggered).contains(&EngineEvent::CheckpointTriggered {
+                checkpoint_id: CheckpointId(1),
+                final_checkpoint: true
+            })
+        );
+        // `complete_next_checkpoint` cannot be reused: the trigger already fired.
+        let mut completed = Vec::new();
+        for task in h.master.executions().keys().copied().collect::<Vec<_>>() {
+            completed.extend(h.control(ControlMessage::AcknowledgeCheckpoint {
+                attempt,
+                subtask: task,
+                checkpoint_id: CheckpointId(1),
+                ack: ack(task),
+            }));
+        }
+        let Some(Command::WriteMetadata(checkpoint)) = completed.pop() else {
+            panic!("the last ack asks for the metadata");
+        };
+        h.master.on_metadata_written(h.now, checkpoint, Ok(()));
+        let notices: Vec<ControlMessage> = sent(&h.drain()).into_iter().map(|(_, m)| m).collect();
+        let finish = ControlMessage::FinishSource {
+            attempt,
+            subtask: subtask(0, 0),
+        };
+        assert!(notices.contains(&finish));
+        assert_eq!(
+            notices
+                .iter()
+                .filter(|m| matches!(m, ControlMessage::NotifyCheckpointComplete { .. }))
+                .count(),
+            2,
+            "one notice per task manager that hosts tasks"
+        );
+    }
+
+    #[test]
+    fn a_failed_task_fails_over_and_the_next_attempt_restores_the_latest_checkpoint() {
+        let mut h = Harness::new(config());
+        h.running();
+        let (checkpoint_id, completed) = h.complete_next_checkpoint();
+        assert!(matches!(
+            events(&completed)[..],
+            [EngineEvent::CheckpointCompleted { .. }]
+        ));
+        let failed_at = h.now.as_ms() + 5;
+        let failed = h
+            .at(failed_at)
+            .status((1, 0), TaskStatus::Failed("boom".into()));
+        assert!(matches!(
+            &events(&failed)[..],
+            [EngineEvent::FailingOver { attempt: AttemptNumber(1), reason }, EngineEvent::Restarting]
+                if reason.contains("boom")
+        ));
+        assert_eq!(
+            cancels(&failed),
+            vec![
+                (control_address(1), AttemptNumber(1)),
+                (control_address(2), AttemptNumber(1))
+            ]
+        );
+        let at = Instant::from_ms(failed_at + RESTART_DELAY_MS);
+        assert_eq!(h.master.status(), JobStatus::Restarting { at });
+        assert!(h.at(at.as_ms() - 1).timers().iter().all(|c| !matches!(
+            c,
+            Command::Send {
+                message: ControlMessage::Deploy { .. },
+                ..
+            }
+        )));
+        let redeployed = h.at(at.as_ms()).timers();
+        assert_eq!(deploys(&redeployed).len(), 2);
+        assert!(events(&redeployed).contains(&EngineEvent::Deploying {
+            attempt: AttemptNumber(2),
+            taskmanagers: 2,
+            restore: Some(checkpoint_id)
+        }));
+        let restore = sent(&redeployed)
+            .into_iter()
+            .find_map(|(_, m)| match m {
+                ControlMessage::Deploy { tasks, .. } => Some(tasks[1].restore.clone()),
+                _ => None,
+            })
+            .flatten()
+            .expect("restores");
+        assert_eq!(
+            restore.state_paths,
+            vec![
+                format!("state-{}", subtask(1, 0)),
+                format!("state-{}", subtask(1, 1))
+            ]
+        );
+    }
+
+    #[test]
+    fn reports_and_acks_of_a_cancelled_attempt_are_ignored() {
+        let mut h = Harness::new(config());
+        h.running();
+        h.status((0, 0), TaskStatus::Failed("first".into()));
+        h.at(RESTART_DELAY_MS).timers();
+        assert_eq!(h.master.attempt(), AttemptNumber(2));
+        let stale_failure = h.control(ControlMessage::TaskStatusChanged {
+            attempt: AttemptNumber(1),
+            subtask: subtask(0, 1),
+            status: TaskStatus::Failed("late".into()),
+        });
+        assert!(stale_failure.is_empty());
+        let stale_ack = h.control(ControlMessage::AcknowledgeCheckpoint {
+            attempt: AttemptNumber(1),
+            subtask: subtask(0, 1),
+            checkpoint_id: CheckpointId(1),
+            ack: ack(subtask(0, 1)),
+        });
+        assert!(stale_ack.is_empty());
+        assert!(matches!(h.master.status(), JobStatus::Deploying { .. }));
+    }
+
+    #[test]
+    fn a_silent_task_manager_is_lost_after_the_heartbeat_timeout() {
+        let mut h = Harness::new(config());
+        h.running();
+        let mut lost = Vec::new();
+        for second in 1..=6 {
+            h.at(second * 1_000).heartbeat(1, 11, 1);
+            lost.extend(h.timers());
+        }
+        assert!(events(&lost).contains(&EngineEvent::TaskManagerLost {
+            taskmanager: TaskManagerId(2),
+            loss: TaskManagerLoss::NoHeartbeat {
+                timeout: Duration::from_ms(HEARTBEAT_TIMEOUT_MS)
+            }
+        }));
+        assert!(matches!(h.master.status(), JobStatus::Restarting { .. }));
+        assert_eq!(
+            cancels(&lost),
+            vec![(control_address(1), AttemptNumber(1))],
+            "the lost task manager is not addressed"
+        );
+    }
+
+    #[test]
+    fn a_task_manager_back_from_the_dead_is_told_to_cancel_its_zombies() {
+        let mut h = Harness::new(config());
+        let deployed = h.heartbeat(1, 11, 2);
+        assert_eq!(
+            deploys(&deployed).len(),
+            1,
+            "one task manager offers the two slots"
+        );
+        let silence_ends = HEARTBEAT_TIMEOUT_MS + 1_000;
+        let lost = h.at(silence_ends).timers();
+        assert!(events(&lost).contains(&EngineEvent::TaskManagerLost {
+            taskmanager: TaskManagerId(1),
+            loss: TaskManagerLoss::NoHeartbeat {
+                timeout: Duration::from_ms(HEARTBEAT_TIMEOUT_MS)
+            }
+        }));
+        // The same process: only the link was down. Its tasks run an attempt that failed over.
+        let back = h.at(silence_ends + 10).heartbeat(1, 11, 2);
+        assert_eq!(cancels(&back), vec![(control_address(1), AttemptNumber(1))]);
+        assert!(
+            deploys(&back).is_empty(),
+            "the restart delay has not passed"
+        );
+        let redeployed = h.at(silence_ends + RESTART_DELAY_MS).timers();
+        assert_eq!(
+            deploys(&redeployed),
+            vec![(
+                control_address(1),
+                AttemptNumber(2),
+                vec![subtask(0, 0), subtask(0, 1), subtask(1, 0), subtask(1, 1)]
+            )]
+        );
+    }
+
+    #[test]
+    fn a_restarted_task_manager_process_is_a_loss() {
+        let mut h = Harness::new(config());
+        h.running();
+        let restarted = h.at(50).heartbeat(2, 23, 1);
+        assert_eq!(
+            events(&restarted)[0],
+            EngineEvent::TaskManagerLost {
+                taskmanager: TaskManagerId(2),
+                loss: TaskManagerLoss::Restarted
+            }
+        );
+        assert!(matches!(h.master.status(), JobStatus::Restarting { .. }));
+    }
+
+    #[test]
+    fn the_job_fails_when_the_restart_strategy_gives_up() {
+        let mut no_restart = config();
+        no_restart.restart = RestartStrategyConfig::None;
+        let mut h = Harness::new(no_restart);
+        h.running();
+        let failed = h.status((1, 1), TaskStatus::Failed("bad record".into()));
+        assert!(matches!(
+            events(&failed).last(),
+            Some(EngineEvent::JobFailed { reason, why, .. })
+                if reason.contains("bad record") && why.contains("none")
+        ));
+        assert_eq!(h.master.status(), JobStatus::Failed);
+        assert!(h.master.status().is_terminal());
+    }
+
+    #[test]
+    fn a_deployment_not_running_by_its_deadline_fails_over() {
+        let mut patient = config();
+        patient.heartbeat_timeout = Duration::from_ms(2 * DEPLOY_TIMEOUT_MS);
+        let mut h = Harness::new(patient);
+        h.heartbeat(1, 11, 1);
+        h.heartbeat(2, 22, 1);
+        h.status((0, 0), TaskStatus::Running);
+        assert!(events(&h.at(DEPLOY_TIMEOUT_MS - 1).timers()).is_empty());
+        let timed_out = h.at(DEPLOY_TIMEOUT_MS).timers();
+        assert!(events(&timed_out).iter().any(|e| matches!(
+            e,
+            EngineEvent::FailingOver { reason, .. } if reason.contains("deployment timed out")
+        )));
+    }
+
+    #[test]
+    fn the_job_finishes_when_every_task_finished_and_checkpointing_stops() {
+        let mut h = Harness::new(config());
+        h.running();
+        for task in [(0, 0), (0, 1), (1, 0)] {
+            h.status(task, TaskStatus::Finished);
+            assert_eq!(h.master.status(), JobStatus::Running);
+        }
+        let finished = h.status((1, 1), TaskStatus::Finished);
+        assert_eq!(
+            events(&finished),
+            vec![EngineEvent::JobFinished {
+                attempt: AttemptNumber(1)
+            }]
+        );
+        assert_eq!(h.master.status(), JobStatus::Finished);
+        assert!(h.master.status().is_terminal());
+    }
+
+    #[test]
+    fn at_least_once_triggers_at_least_once_barriers_and_unknown_messages_are_reported() {
+        let mut at_least_once = config();
+        at_least_once.checkpoint.mode = CheckpointingMode::AtLeastOnce;
+        let mut h = Harness::new(at_least_once);
+        h.running();
+        h.now = h.master.poll_timeout().expect("trigger");
+        assert!(sent(&h.timers()).iter().all(|(_, m)| matches!(
+            m,
+            ControlMessage::TriggerCheckpoint { barrier, .. }
+                if barrier.kind == BarrierKind::AtLeastOnce
+        )));
+        let odd = h.control(ControlMessage::FinishSource {
+            attempt: AttemptNumber(1),
+            subtask: subtask(0, 0),
+        });
+        assert!(matches!(
+            events(&odd)[..],
+            [EngineEvent::UnexpectedMessage { .. }]
+        ));
+    }
+}
