@@ -55,6 +55,7 @@ pub mod runtime {
     pub mod hooks;
     pub mod input_gate;
     pub mod job_master;
+    pub mod job_status;
     pub mod jobmanager;
     pub mod messages;
     pub mod operator_chain;

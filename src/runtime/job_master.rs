@@ -14,6 +14,7 @@ use crate::graph::execution_graph::ExecutionGraph;
 use crate::ids::{AttemptNumber, SubtaskId, TaskManagerId};
 use crate::runtime::deployment::{descriptors, place, Placement, SlotOffer};
 use crate::runtime::hooks::{EngineEvent, TaskManagerLoss};
+use crate::runtime::job_status::{ExecutionState, JobStatus};
 use crate::runtime::messages::{ControlMessage, Heartbeat, TaskStatus};
 use crate::runtime::restart::{RestartDecision, RestartStrategy, RestartStrategyConfig};
 use crate::time::{Duration, Instant};
@@ -37,52 +38,6 @@ pub struct JobMasterConfig {
     /// The sink commits on checkpoints: the job ends with a final checkpoint taken after
     /// every source read all its input, and the sources end once it completed (FLIP-147).
     pub final_checkpoint: bool,
-}
-
-/// The job's status (Flink's `JobStatus`, with the scheduler's waiting states made explicit).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum JobStatus {
-    /// Too few slots are registered to place the job.
-    WaitingForResources,
-    /// An attempt is deployed; not every task reported running by `deadline`.
-    Deploying {
-        /// When the deployment fails.
-        deadline: Instant,
-    },
-    /// Every task of the attempt runs (or finished).
-    Running,
-    /// Failed over; the next attempt is placed at `at`.
-    Restarting {
-        /// When the restart strategy lets the job redeploy.
-        at: Instant,
-    },
-    /// Every task finished. Terminal.
-    Finished,
-    /// The restart strategy gave up. Terminal.
-    Failed,
-}
-
-impl JobStatus {
-    /// Whether the job has ended.
-    pub fn is_terminal(self) -> bool {
-        matches!(self, JobStatus::Finished | JobStatus::Failed)
-    }
-
-    fn is_active(self) -> bool {
-        matches!(self, JobStatus::Deploying { .. } | JobStatus::Running)
-    }
-}
-
-/// A task as the job master tracks it within one attempt (Flink's `ExecutionState`, the
-/// states that matter here).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExecutionState {
-    /// Sent to its task manager, not reported running yet.
-    Deploying,
-    /// Running.
-    Running,
-    /// Consumed all its input.
-    Finished,
 }
 
 /// What the job manager node must carry out, in order.
