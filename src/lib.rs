@@ -26,6 +26,7 @@ pub mod checkpoint {
     pub mod coordinator;
     pub mod final_checkpoint;
     pub mod storage;
+    pub mod subtask_checkpoint;
 }
 pub mod codec;
 pub mod connectors {

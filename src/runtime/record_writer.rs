@@ -4,19 +4,17 @@
 use crate::api::job::Partitioning;
 use crate::api::value::Value;
 use crate::checkpoint::barrier::Barrier;
+use crate::checkpoint::subtask_checkpoint::OutputQueues;
 use crate::codec::encode_message;
 use crate::ids::{CheckpointId, SubtaskId};
 use crate::limits::{BUFFER_SIZE_BYTES, OUTPUT_QUEUE_BUFFERS_MAX};
 use crate::runtime::credit::{CreditSender, Outgoing};
 use crate::runtime::frame_io::write_frame;
 use crate::runtime::messages::{ChannelEvent, DataFrame};
-use crate::state::channel_state::RecordBuffer;
+use crate::state::channel_state::{OutputChannelState, RecordBuffer};
 use crate::state::key_group::{key_group_for_key, subtask_for_key_group};
 use madsim::net::TcpStream;
 use tokio::io::WriteHalf;
-
-/// Output channel state: per output channel, the buffers a barrier overtook.
-pub type OutputChannelState = Vec<Vec<RecordBuffer>>;
 
 struct OutputChannel {
     target: SubtaskId,
@@ -177,37 +175,6 @@ impl RecordWriter {
             .collect()
     }
 
-    /// Checkpoint `checkpoint_id`'s aligned barrier timed out: where it still waits behind
-    /// buffers, it becomes unaligned and overtakes them; returns what it overtook.
-    pub fn overtake_barrier(&mut self, checkpoint_id: CheckpointId) -> OutputChannelState {
-        self.channels
-            .iter_mut()
-            .map(|channel| {
-                channel
-                    .sender
-                    .prioritize(
-                        |event| is_barrier_of(event, checkpoint_id),
-                        |event| match event {
-                            ChannelEvent::Barrier(barrier) => {
-                                ChannelEvent::Barrier(barrier.as_unaligned())
-                            }
-                            other => other,
-                        },
-                    )
-                    .unwrap_or_default()
-            })
-            .collect()
-    }
-
-    /// Whether checkpoint `checkpoint_id`'s barrier still waits in some output queue.
-    pub fn barrier_queued(&self, checkpoint_id: CheckpointId) -> bool {
-        self.channels.iter().any(|channel| {
-            channel
-                .sender
-                .has_event(|event| is_barrier_of(event, checkpoint_id))
-        })
-    }
-
     /// Puts restored output channel state ahead of any new output.
     pub fn restore(&mut self, state: OutputChannelState) -> Result<(), String> {
         if state.len() != self.channels.len() {
@@ -267,6 +234,39 @@ impl RecordWriter {
             }
         }
         Ok(())
+    }
+}
+
+impl OutputQueues for RecordWriter {
+    /// Checkpoint `checkpoint_id`'s aligned barrier timed out: where it still waits behind
+    /// buffers, it becomes unaligned and overtakes them; returns what it overtook.
+    fn overtake_barrier(&mut self, checkpoint_id: CheckpointId) -> OutputChannelState {
+        self.channels
+            .iter_mut()
+            .map(|channel| {
+                channel
+                    .sender
+                    .prioritize(
+                        |event| is_barrier_of(event, checkpoint_id),
+                        |event| match event {
+                            ChannelEvent::Barrier(barrier) => {
+                                ChannelEvent::Barrier(barrier.as_unaligned())
+                            }
+                            other => other,
+                        },
+                    )
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// Whether checkpoint `checkpoint_id`'s barrier still waits in some output queue.
+    fn barrier_queued(&self, checkpoint_id: CheckpointId) -> bool {
+        self.channels.iter().any(|channel| {
+            channel
+                .sender
+                .has_event(|event| is_barrier_of(event, checkpoint_id))
+        })
     }
 }
 

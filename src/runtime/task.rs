@@ -7,8 +7,11 @@ use crate::api::value::Value;
 use crate::checkpoint::barrier::Barrier;
 use crate::checkpoint::barrier_protocol::{Action, Actions};
 use crate::checkpoint::checkpointed_input_gate::Polled;
-use crate::checkpoint::coordinator::{CheckpointingMode, DeclineReason, TaskAck};
+use crate::checkpoint::coordinator::{CheckpointingMode, DeclineReason};
 use crate::checkpoint::storage::{task_state_path, CheckpointStorage};
+use crate::checkpoint::subtask_checkpoint::{
+    Report, SubtaskCheckpointCoordinator, SyncSnapshot, Upload, Uploaded,
+};
 use crate::codec::FileKind;
 use crate::connectors::sink_config::SinkConfig;
 use crate::connectors::sink_io::SinkIo;
@@ -26,7 +29,7 @@ use crate::runtime::hooks::{EngineEvent, Hooks, RecordFate};
 use crate::runtime::input_gate::{GateBuffer, InputGate};
 use crate::runtime::messages::{ChannelEvent, ControlMessage, DataFrame, TaskStatus};
 use crate::runtime::operator_chain::OperatorChain;
-use crate::runtime::record_writer::{OutputChannelState, RecordWriter};
+use crate::runtime::record_writer::RecordWriter;
 use crate::runtime::rpc::Rpc;
 use crate::runtime::sim_time;
 use crate::services::messages::{BrokerRequest, BrokerResponse};
@@ -130,8 +133,8 @@ pub enum TaskInput {
     UploadDone {
         /// The checkpoint.
         checkpoint_id: CheckpointId,
-        /// The ack to send, or why the upload failed.
-        result: Result<TaskAck, String>,
+        /// Where the snapshot is, or why the upload failed.
+        result: Result<Uploaded, String>,
     },
 }
 
@@ -181,14 +184,11 @@ struct Task {
     ended: bool,
     commit_due_at: Instant,
     records_in: u64,
-    // Snapshots taken whose upload waits for their channel state.
-    pending: BTreeMap<CheckpointId, PendingSnapshot>,
+    checkpoints: SubtaskCheckpointCoordinator,
     // The buffer being read, a record at a time.
     partial: Option<PartialBuffer>,
     // The sink, when this task's chain ends in it.
     sink: Option<(SinkWriter, SinkIo)>,
-    // A source at the end of its input, waiting for the final checkpoint to complete.
-    awaiting_final_checkpoint: bool,
 }
 
 /// A buffer the task reads a record at a time, so its mailbox (and a priority barrier in it)
@@ -238,25 +238,6 @@ impl PartialBuffer {
             bytes: self.buffer.buffer.bytes[self.offset..].to_vec(),
         }
     }
-}
-
-/// A snapshot whose operator state is captured and whose barrier went downstream, waiting for
-/// its channel state before the upload.
-struct PendingSnapshot {
-    operators: BTreeMap<String, OperatorSnapshot>,
-    alignment_duration: Duration,
-    unaligned: bool,
-    input: InputState,
-    output: OutputChannelState,
-    // While an aligned-with-timeout barrier may still wait in an output queue: when it turns
-    // unaligned there.
-    output_deadline: Option<Instant>,
-}
-
-enum InputState {
-    NotNeeded,
-    Collecting,
-    Complete(Vec<Vec<RecordBuffer>>),
 }
 
 /// Runs a task to its end. `Ok` means all input was consumed; `Err` fails the job over.
@@ -345,6 +326,8 @@ impl Task {
             restored: deployment.restore.as_ref().map(|r| r.checkpoint_id),
         };
         context.hooks.event(&context.node_name, running);
+        let checkpoints =
+            SubtaskCheckpointCoordinator::new(context.subtask.subtask_index, input_count > 0);
         Ok(Task {
             context,
             chain,
@@ -357,10 +340,9 @@ impl Task {
             ended: false,
             commit_due_at,
             records_in: 0,
-            pending: BTreeMap::new(),
+            checkpoints,
             partial: None,
             sink,
-            awaiting_final_checkpoint: false,
         })
     }
 
@@ -411,8 +393,10 @@ impl Task {
     /// output queue.
     fn timer_due_at(&self) -> Option<Instant> {
         let gate = self.gate.as_ref().and_then(|gate| gate.core.timer_due_at());
-        let outputs = self.pending.values().filter_map(|p| p.output_deadline);
-        gate.into_iter().chain(outputs).min()
+        [gate, self.checkpoints.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Aligned checkpoints past their deadline turn unaligned, at the gate and at the outputs.
@@ -432,43 +416,19 @@ impl Task {
                 .map_err(|e| format!("{}: {e}", self.context.subtask))?;
             self.handle_actions(actions).await?;
         }
-        for (checkpoint_id, pending) in &mut self.pending {
-            if pending.output_deadline.is_some_and(|due| now >= due) {
-                let overtaken = self.writer.overtake_barrier(*checkpoint_id);
-                for (channel, buffers) in pending.output.iter_mut().zip(overtaken) {
-                    channel.extend(buffers);
-                }
-                pending.unaligned |= pending.output.iter().any(|c| !c.is_empty());
-                pending.output_deadline = None;
-            }
-        }
+        self.checkpoints.on_timer(now, &mut self.writer);
         Ok(())
     }
 
     /// Uploads every pending snapshot whose channel state is complete.
     fn upload_ready(&mut self) {
-        for (checkpoint_id, pending) in &mut self.pending {
-            // The aligned barrier left every output queue in turn: nothing was overtaken.
-            if pending.output_deadline.is_some() && !self.writer.barrier_queued(*checkpoint_id) {
-                pending.output_deadline = None;
-            }
-        }
-        let ready: Vec<CheckpointId> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| {
-                p.output_deadline.is_none() && !matches!(p.input, InputState::Collecting)
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        for checkpoint_id in ready {
-            let pending = self.pending.remove(&checkpoint_id).expect("listed");
-            self.upload(checkpoint_id, pending);
+        while let Some(upload) = self.checkpoints.poll_upload(&self.writer) {
+            self.upload(upload);
         }
     }
 
     fn source_due_at(&self) -> Option<Instant> {
-        if self.writer.is_backpressured() || self.awaiting_final_checkpoint {
+        if self.writer.is_backpressured() || self.checkpoints.is_awaiting_final_checkpoint() {
             return None; // Credit arriving in the mailbox wakes the task.
         }
         self.source.as_ref().and_then(SourceReader::next_due_at)
@@ -479,7 +439,7 @@ impl Task {
         if self.writer.is_backpressured() {
             return Ok(false);
         }
-        if self.awaiting_final_checkpoint {
+        if self.checkpoints.is_awaiting_final_checkpoint() {
             return Ok(false);
         }
         if self.source.is_some() {
@@ -620,15 +580,12 @@ impl Task {
                         .as_mut()
                         .and_then(|gate| gate.core.take_input_state(checkpoint_id))
                         .expect("the gate announced it");
-                    let pending = self
-                        .pending
-                        .get_mut(&checkpoint_id)
-                        .expect("an unaligned trigger came first");
                     let buffers = state
                         .into_iter()
                         .map(|channel| channel.into_iter().map(|b| b.buffer).collect())
                         .collect();
-                    pending.input = InputState::Complete(buffers);
+                    self.checkpoints
+                        .on_input_state_complete(checkpoint_id, buffers);
                 }
                 Action::Abort {
                     checkpoint_id,
@@ -639,7 +596,7 @@ impl Task {
                         checkpoint_id,
                         reason,
                     });
-                    self.pending.remove(&checkpoint_id);
+                    self.checkpoints.on_abort(checkpoint_id);
                     self.writer
                         .broadcast_event(ChannelEvent::CancelCheckpointMarker(checkpoint_id));
                 }
@@ -677,23 +634,12 @@ impl Task {
             operators.insert(uid, OperatorSnapshot::Source(source.offsets()));
         }
         let output = self.writer.broadcast_barrier(barrier);
-        let collecting = barrier.is_unaligned() && self.gate.is_some();
-        let previous = self.pending.insert(
-            barrier.checkpoint_id,
-            PendingSnapshot {
-                operators,
-                alignment_duration,
-                unaligned: barrier.is_unaligned(),
-                input: if collecting {
-                    InputState::Collecting
-                } else {
-                    InputState::NotNeeded
-                },
-                output,
-                output_deadline: barrier.alignment_deadline(),
-            },
-        );
-        assert!(previous.is_none(), "a checkpoint triggers once per task");
+        self.checkpoints.on_snapshot_taken(SyncSnapshot {
+            barrier,
+            alignment_duration,
+            operators,
+            output,
+        });
         Ok(())
     }
 
@@ -712,26 +658,13 @@ impl Task {
         }
     }
 
-    /// Writes a complete snapshot to checkpoint storage in the background; the ack (or the
-    /// decline) comes back through the mailbox.
-    fn upload(&mut self, checkpoint_id: CheckpointId, pending: PendingSnapshot) {
-        let input = match pending.input {
-            InputState::Complete(state) => state,
-            InputState::NotNeeded => Vec::new(),
-            InputState::Collecting => unreachable!("only complete snapshots upload"),
-        };
-        let channel_state = ChannelStateSnapshot {
-            subtask_index: self.context.subtask.subtask_index,
-            input,
-            output: pending.output,
-        };
-        let in_flight_bytes = channel_state.bytes();
-        let snapshot = TaskStateSnapshot {
-            checkpoint_id: checkpoint_id.0,
-            operators: pending.operators,
-            channel_state: pending.unaligned.then_some(channel_state),
-        };
-        let (alignment_duration, unaligned) = (pending.alignment_duration, pending.unaligned);
+    /// Writes a complete snapshot to checkpoint storage in the background; the result comes
+    /// back through the mailbox.
+    fn upload(&mut self, upload: Upload) {
+        let Upload {
+            checkpoint_id,
+            snapshot,
+        } = upload;
         let path = task_state_path(checkpoint_id, self.context.subtask);
         let storage = self.context.storage();
         let inbox = self.inbox_sender.clone();
@@ -739,12 +672,9 @@ impl Task {
             let result = storage
                 .write(FileKind::TaskState, &path, &snapshot)
                 .await
-                .map(|state_size_bytes| TaskAck {
+                .map(|state_size_bytes| Uploaded {
                     state_path: path,
                     state_size_bytes,
-                    alignment_duration,
-                    unaligned,
-                    in_flight_bytes,
                 });
             let _ = inbox.unbounded_send(TaskInput::UploadDone {
                 checkpoint_id,
@@ -808,8 +738,7 @@ impl Task {
                 }
             }
             TaskInput::FinishSource => {
-                if self.awaiting_final_checkpoint {
-                    self.awaiting_final_checkpoint = false;
+                if self.checkpoints.is_awaiting_final_checkpoint() {
                     self.end_of_input().await?;
                 }
             }
@@ -828,9 +757,8 @@ impl Task {
                 self.context.subtask
             ));
         }
-        if self.ended {
-            self.decline(barrier.checkpoint_id, DeclineReason::TaskNotRunning)
-                .await;
+        if let Err(reason) = self.checkpoints.on_source_trigger() {
+            self.decline(barrier.checkpoint_id, reason).await;
             return Ok(());
         }
         self.snapshot_and_forward(barrier, Duration::ZERO).await?;
@@ -841,26 +769,21 @@ impl Task {
     async fn on_upload_done(
         &mut self,
         checkpoint_id: CheckpointId,
-        result: Result<TaskAck, String>,
+        result: Result<Uploaded, String>,
     ) {
-        match result {
-            Ok(ack) => {
-                let message = ControlMessage::AcknowledgeCheckpoint {
-                    attempt: self.context.attempt,
-                    subtask: self.context.subtask,
-                    checkpoint_id,
-                    ack,
-                };
-                self.context
-                    .control
-                    .send(self.context.services.jobmanager, &message)
-                    .await;
-            }
-            Err(reason) => {
-                self.decline(checkpoint_id, DeclineReason::SnapshotFailed(reason))
-                    .await
-            }
-        }
+        let message = match self.checkpoints.on_upload_done(checkpoint_id, result) {
+            Report::Acknowledge(ack) => ControlMessage::AcknowledgeCheckpoint {
+                attempt: self.context.attempt,
+                subtask: self.context.subtask,
+                checkpoint_id,
+                ack,
+            },
+            Report::Decline(reason) => return self.decline(checkpoint_id, reason).await,
+        };
+        self.context
+            .control
+            .send(self.context.services.jobmanager, &message)
+            .await;
     }
 
     async fn decline(&mut self, checkpoint_id: CheckpointId, reason: DeclineReason) {
@@ -878,6 +801,7 @@ impl Task {
 
     async fn end_of_input(&mut self) -> Result<(), String> {
         assert!(!self.ended, "input ends once");
+        self.checkpoints.on_end_of_input();
         self.write_sink().await?;
         self.writer.broadcast_event(ChannelEvent::EndOfPartition);
         self.ended = true;
@@ -897,7 +821,7 @@ impl Task {
     /// record: the source stays up, answering triggers, until the job manager says the final
     /// checkpoint completed (FLIP-147's final checkpoint).
     async fn await_final_checkpoint(&mut self) {
-        self.awaiting_final_checkpoint = true;
+        self.checkpoints.await_final_checkpoint();
         self.event(EngineEvent::SourceAwaitsFinalCheckpoint {
             subtask: self.context.subtask,
         });

@@ -13,6 +13,9 @@ pub struct RecordBuffer {
     pub bytes: Vec<u8>,
 }
 
+/// Output channel state: per output channel, the buffers a barrier overtook.
+pub type OutputChannelState = Vec<Vec<RecordBuffer>>;
+
 /// One subtask's in-flight data at an unaligned checkpoint.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChannelStateSnapshot {
