@@ -49,6 +49,7 @@ pub mod ids;
 pub mod limits;
 pub mod runtime {
     //! The thin async drivers on madsim: tasks, task managers, the job manager, the network.
+    pub mod checkpoint_responder;
     pub mod control_plane;
     pub mod credit;
     pub mod deployment;
@@ -59,12 +60,20 @@ pub mod runtime {
     pub mod job_status;
     pub mod jobmanager;
     pub mod messages;
+    pub mod network_input;
     pub mod operator_chain;
     pub mod record_writer;
     pub mod restart;
+    pub mod result_partition;
     pub mod rpc;
     pub mod sim_time;
+    pub mod sink_operator;
+    pub mod source_operator;
+    pub mod state_initializer;
     pub mod task;
+    pub mod task_context;
+    pub mod task_mailbox;
+    pub mod task_setup;
     pub mod taskmanager;
 }
 pub mod scenario;

@@ -13,7 +13,7 @@ use crate::runtime::messages::ControlMessage;
 use crate::runtime::restart::RestartStrategyConfig;
 use crate::runtime::rpc::Rpc;
 use crate::runtime::sim_time;
-use crate::runtime::task::Services;
+use crate::runtime::task_context::Services;
 use crate::time::Duration;
 use futures::channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
 use futures::{FutureExt, StreamExt};

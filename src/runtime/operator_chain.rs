@@ -8,7 +8,9 @@ use crate::api::value::Value;
 use crate::limits::SINK_APPEND_RECORDS_MAX;
 use crate::state::heap_backend::HeapKeyedStateBackend;
 use crate::state::key_group::KeyGroupRange;
-use crate::state::snapshot::KeyedStateSnapshot;
+use crate::state::snapshot::{
+    KeyedStateSnapshot, OperatorSnapshot, SinkStateSnapshot, SourceOffsets,
+};
 use std::collections::BTreeMap;
 use std::ops::Range;
 
@@ -143,6 +145,28 @@ impl OperatorChain {
         self.keyed()
             .map(|keyed| (keyed.uid.clone(), keyed.backend.snapshot()))
             .collect()
+    }
+
+    /// Every operator's state by uid: the keyed operators', the source's offsets (the chain's
+    /// first operator) and the sink's pre-committed work (its last).
+    pub fn snapshot_operators(
+        &self,
+        source: Option<SourceOffsets>,
+        sink: Option<SinkStateSnapshot>,
+    ) -> BTreeMap<String, OperatorSnapshot> {
+        let mut operators: BTreeMap<String, OperatorSnapshot> = self
+            .snapshot_keyed()
+            .into_iter()
+            .map(|(uid, s)| (uid, OperatorSnapshot::Keyed(s)))
+            .collect();
+        if let Some(offsets) = source {
+            operators.insert(self.uids[0].clone(), OperatorSnapshot::Source(offsets));
+        }
+        if let Some(state) = sink {
+            let uid = self.uids.last().expect("a chain").clone();
+            operators.insert(uid, OperatorSnapshot::Sink(state));
+        }
+        operators
     }
 
     /// Restores every keyed operator from the snapshots of its uid (any subtasks).

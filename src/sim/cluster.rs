@@ -11,7 +11,7 @@ use crate::runtime::hooks::JobOutcome;
 use crate::runtime::jobmanager::{run_jobmanager, JobManagerSetup};
 use crate::runtime::rpc::REQUEST_PORT;
 use crate::runtime::sim_time;
-use crate::runtime::task::{OffsetCommit, Services, TaskConfig};
+use crate::runtime::task_context::{OffsetCommit, Services, TaskConfig};
 use crate::runtime::taskmanager::{run_taskmanager, TaskManagerSetup};
 use crate::scenario::faults::{FaultAction, FaultTrigger};
 use crate::scenario::node_name::NodeName;

@@ -1,0 +1,59 @@
+//! How a task answers the checkpoint coordinator (Flink's `CheckpointResponder` and
+//! `AsyncCheckpointRunnable`): a complete snapshot is written to checkpoint storage in the
+//! background while the task keeps processing, and the result comes back through the task's
+//! mailbox; acks and declines go to the job manager.
+
+use crate::checkpoint::coordinator::{DeclineReason, TaskAck};
+use crate::checkpoint::storage::task_state_path;
+use crate::checkpoint::subtask_checkpoint::{Upload, Uploaded};
+use crate::codec::FileKind;
+use crate::ids::CheckpointId;
+use crate::runtime::messages::ControlMessage;
+use crate::runtime::task_context::TaskContext;
+use crate::runtime::task_mailbox::TaskInput;
+use futures::channel::mpsc::UnboundedSender;
+
+/// Writes `upload` in the background; `TaskInput::UploadDone` reports how it went.
+pub fn spawn_upload(context: &TaskContext, upload: Upload, inbox: UnboundedSender<TaskInput>) {
+    let Upload {
+        checkpoint_id,
+        snapshot,
+    } = upload;
+    let path = task_state_path(checkpoint_id, context.subtask);
+    let storage = context.storage();
+    madsim::task::spawn(async move {
+        let result = storage
+            .write(FileKind::TaskState, &path, &snapshot)
+            .await
+            .map(|state_size_bytes| Uploaded {
+                state_path: path,
+                state_size_bytes,
+            });
+        let _ = inbox.unbounded_send(TaskInput::UploadDone {
+            checkpoint_id,
+            result,
+        });
+    });
+}
+
+/// The task's part of `checkpoint_id` is durable.
+pub async fn acknowledge(context: &TaskContext, checkpoint_id: CheckpointId, ack: TaskAck) {
+    let message = ControlMessage::AcknowledgeCheckpoint {
+        attempt: context.attempt,
+        subtask: context.subtask,
+        checkpoint_id,
+        ack,
+    };
+    context.send_to_jobmanager(&message).await;
+}
+
+/// The task cannot take its part of `checkpoint_id`.
+pub async fn decline(context: &TaskContext, checkpoint_id: CheckpointId, reason: DeclineReason) {
+    let message = ControlMessage::DeclineCheckpoint {
+        attempt: context.attempt,
+        subtask: context.subtask,
+        checkpoint_id,
+        reason,
+    };
+    context.send_to_jobmanager(&message).await;
+}

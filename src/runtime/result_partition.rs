@@ -1,0 +1,67 @@
+//! The connections of a task's output channels (Flink's result subpartitions as their
+//! consumers reach them): one TCP connection per channel, opened by the producer, named by a
+//! hello frame, and read back for the consumer's credit.
+
+use crate::limits::CHANNEL_CONNECT_ATTEMPTS_MAX;
+use crate::runtime::deployment::OutputChannel;
+use crate::runtime::frame_io::{read_frame, write_frame};
+use crate::runtime::messages::DataFrame;
+use crate::runtime::sim_time;
+use crate::runtime::task_context::TaskContext;
+use crate::runtime::task_mailbox::TaskInput;
+use crate::time::Duration;
+use futures::channel::mpsc::UnboundedSender;
+use madsim::net::TcpStream;
+use tokio::io::WriteHalf;
+
+/// Connects output channel `index` to its consumer and starts reading credit from it.
+pub async fn connect_output(
+    context: &TaskContext,
+    index: usize,
+    output: OutputChannel,
+    inbox: UnboundedSender<TaskInput>,
+) -> Result<WriteHalf<TcpStream>, String> {
+    let OutputChannel {
+        target,
+        channel,
+        address,
+    } = output;
+    let hello = DataFrame::Hello {
+        attempt: context.attempt,
+        source: context.subtask,
+        target,
+        channel,
+    };
+    let mut last_error = String::new();
+    for _ in 0..CHANNEL_CONNECT_ATTEMPTS_MAX {
+        match TcpStream::connect(address).await {
+            Ok(mut stream) => {
+                write_frame(&mut stream, &hello)
+                    .await
+                    .map_err(|e| format!("channel to {target}: {e}"))?;
+                let (mut reader, writer) = tokio::io::split(stream);
+                madsim::task::spawn(async move {
+                    while let Ok(Some(DataFrame::Credit(credit))) = read_frame(&mut reader).await {
+                        if inbox
+                            .unbounded_send(TaskInput::Credit {
+                                output: index,
+                                credit,
+                            })
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    let _ = inbox.unbounded_send(TaskInput::OutputClosed { output: index });
+                });
+                return Ok(writer);
+            }
+            Err(error) => last_error = error.to_string(),
+        }
+        sim_time::sleep(Duration::from_ms(100)).await;
+    }
+    Err(format!(
+        "{}: cannot connect channel to {target} at {address}: {last_error}",
+        context.subtask
+    ))
+}

@@ -1,0 +1,59 @@
+//! What reaches a task's mailbox (Flink's `TaskMailbox`): network input and credit, control
+//! messages from the job manager, and the completions of its own background uploads.
+
+use crate::checkpoint::barrier::Barrier;
+use crate::checkpoint::subtask_checkpoint::Uploaded;
+use crate::ids::{ChannelIndex, CheckpointId};
+use crate::runtime::messages::DataFrame;
+use madsim::net::TcpStream;
+use tokio::io::WriteHalf;
+
+/// What reaches a task's mailbox.
+pub enum TaskInput {
+    /// An input channel's connection arrived; credits go back through `writer`.
+    InputConnected {
+        /// The channel.
+        channel: ChannelIndex,
+        /// The write half, for credit frames.
+        writer: WriteHalf<TcpStream>,
+    },
+    /// A frame arrived on an input channel.
+    Frame {
+        /// The channel.
+        channel: ChannelIndex,
+        /// The frame.
+        frame: DataFrame,
+    },
+    /// An input channel closed.
+    InputClosed {
+        /// The channel.
+        channel: ChannelIndex,
+        /// The error, if it did not close cleanly.
+        error: Option<String>,
+    },
+    /// Credit for an output channel.
+    Credit {
+        /// The output channel.
+        output: usize,
+        /// Buffers granted.
+        credit: u32,
+    },
+    /// An output channel closed.
+    OutputClosed {
+        /// The output channel.
+        output: usize,
+    },
+    /// The coordinator triggers a checkpoint (sources only).
+    Trigger(Barrier),
+    /// A checkpoint completed.
+    CheckpointComplete(CheckpointId),
+    /// The final checkpoint completed: a source waiting at the end of its input ends it.
+    FinishSource,
+    /// The asynchronous part of a snapshot ended.
+    UploadDone {
+        /// The checkpoint.
+        checkpoint_id: CheckpointId,
+        /// Where the snapshot is, or why the upload failed.
+        result: Result<Uploaded, String>,
+    },
+}
