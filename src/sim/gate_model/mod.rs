@@ -22,6 +22,13 @@
 //! - at-least-once triggers only when barrier n (or a newer one) arrived on every open channel;
 //! - triggered ids strictly increase, and each checkpoint triggers or aborts at most once;
 //! - every protocol error the gate reports is justified by the input, and it never panics.
+//!
+//! The task behind the gate has output channels too (`output_side`): what it reads it emits,
+//! its triggers snapshot through the engine's `SubtaskCheckpointCoordinator` and forward the
+//! barrier, credit steps let the downstream receive, and each uploaded snapshot must be a
+//! consistent cut of the output channels.
+
+mod output_side;
 
 use crate::checkpoint::barrier::{Barrier, BarrierKind};
 use crate::checkpoint::barrier_handler::BarrierHandler;
@@ -31,6 +38,7 @@ use crate::checkpoint::coordinator::CheckpointingMode;
 use crate::ids::{ChannelIndex, CheckpointId};
 use crate::time::{Duration, Instant};
 use arbitrary::{Arbitrary, Unstructured};
+use output_side::{OutputSide, OUTPUTS_MAX};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -91,12 +99,20 @@ pub enum Step {
     },
     /// The task runs its timers: a due alignment deadline fires.
     Timer,
+    /// The downstream of output `channel` grants `credit` buffers (at least one).
+    Credit {
+        /// The output channel, modulo the output count.
+        channel: u8,
+        /// Buffers granted.
+        credit: u8,
+    },
 }
 
 /// A generated gate scenario.
 #[derive(Arbitrary, Clone, Debug)]
 pub struct GateScenario {
-    /// Channels, minus one, modulo `CHANNELS_MAX`.
+    /// Input channels, minus one, modulo `CHANNELS_MAX`; divided by `CHANNELS_MAX`, output
+    /// channels, minus one, modulo `OUTPUTS_MAX`.
     pub channels: u8,
     /// The mode.
     pub mode: ModeChoice,
@@ -157,11 +173,13 @@ struct Model {
     read_at_trigger: BTreeMap<CheckpointId, Vec<u64>>,
     all_ended_announced: bool,
     failed: bool,
+    output: OutputSide,
 }
 
 /// Runs `scenario` against the model.
 pub fn check_scenario(scenario: &GateScenario) -> Result<(), Violation> {
     let channel_count = (scenario.channels as usize % CHANNELS_MAX) + 1;
+    let output_count = (scenario.channels as usize / CHANNELS_MAX) % OUTPUTS_MAX + 1;
     let mode = match scenario.mode {
         ModeChoice::AtLeastOnce => CheckpointingMode::AtLeastOnce,
         _ => CheckpointingMode::ExactlyOnce,
@@ -176,6 +194,7 @@ pub fn check_scenario(scenario: &GateScenario) -> Result<(), Violation> {
         read_at_trigger: BTreeMap::new(),
         all_ended_announced: false,
         failed: false,
+        output: OutputSide::new(output_count),
     };
     for (index, step) in scenario.steps.iter().take(STEPS_MAX).enumerate() {
         let result = match *step {
@@ -186,7 +205,12 @@ pub fn check_scenario(scenario: &GateScenario) -> Result<(), Violation> {
                 Ok(())
             }
             Step::Timer => model.fire_timer(),
-        };
+            Step::Credit { channel, credit } => {
+                model.output.on_credit(channel as usize, credit as u32);
+                Ok(())
+            }
+        }
+        .and_then(|()| model.output.upload_ready());
         result.map_err(|message| Violation {
             step: index,
             message,
@@ -297,6 +321,7 @@ impl Model {
                 .map_err(|e| format!("timer refused: {e}"))?;
             self.on_actions(actions)?;
         }
+        self.output.on_timer(self.now);
         if self.mode == ModeChoice::AlignedTimeout {
             self.check_announced_checkpoint_timed_out()?;
         }
@@ -349,6 +374,7 @@ impl Model {
             ));
         }
         model.read = sequence;
+        self.output.emit(channel, sequence);
         // While checkpoint n aligns, nothing behind its barrier may be read.
         if let BarrierHandler::Aligned(aligner) = self.gate.handler() {
             let aligning = match self.mode {
@@ -381,7 +407,10 @@ impl Model {
     fn on_action(&mut self, action: Action) -> Result<(), String> {
         match action {
             Action::Block(_) | Action::UnblockAll => Ok(()),
-            Action::Trigger { barrier, .. } => {
+            Action::Trigger {
+                barrier,
+                alignment_duration,
+            } => {
                 let checkpoint_id = barrier.checkpoint_id;
                 if self.triggered_last >= Some(checkpoint_id) {
                     return Err(format!(
@@ -395,10 +424,12 @@ impl Model {
                     (_, false) => self.check_aligned_cut(checkpoint_id)?,
                     (_, true) => self.check_unaligned_trigger(checkpoint_id)?,
                 }
+                self.output.on_trigger(barrier, alignment_duration);
                 self.finish(checkpoint_id)
             }
             Action::InputStateComplete { checkpoint_id } => self.check_channel_state(checkpoint_id),
             Action::Abort { checkpoint_id, .. } => {
+                self.output.on_abort(checkpoint_id);
                 if self.read_at_trigger.remove(&checkpoint_id).is_some() {
                     return Ok(()); // An unaligned checkpoint aborted while it collected.
                 }
@@ -480,6 +511,7 @@ impl Model {
                 return Err(format!("checkpoint {checkpoint_id} channel {channel}: state {:?}, the overtaken data is {expected:?}", state[channel]));
             }
         }
+        self.output.on_input_state(checkpoint_id, &state);
         Ok(())
     }
 
@@ -525,7 +557,8 @@ impl Model {
         if !self.all_ended_announced {
             return Err("every channel ended but the handler did not say so".to_string());
         }
-        Ok(())
+        // Past every alignment deadline: checkpoint ids are small, so 1 s is far beyond.
+        self.output.drain(self.now.add(Duration::from_ms(1_000)))
     }
 }
 
@@ -612,6 +645,61 @@ mod tests {
             check_scenario(&scenario(ModeChoice::AtLeastOnce, 1, steps)),
             Ok(())
         );
+    }
+
+    #[test]
+    fn a_timed_out_aligned_barrier_overtakes_the_uncredited_output_queue() {
+        // Two input channels, two outputs (channels = 1 + CHANNELS_MAX).
+        let steps = vec![
+            send(0, Item::Buffer),
+            send(0, Item::Buffer),
+            send(0, Item::Barrier(0)),
+            send(1, Item::Barrier(0)),
+            deliver(0),
+            deliver(0),
+            deliver(0),
+            deliver(1), // Aligned at barrier 1: triggers, the barrier queues behind 2 buffers.
+            Step::Credit {
+                channel: 0,
+                credit: 1,
+            },
+            Step::Tick { advance_ms: 10 },
+            Step::Timer, // Past the deadline at 7 ms: the barrier overtakes what is queued.
+            send(0, Item::Buffer),
+            deliver(0),
+        ];
+        let scenario = GateScenario {
+            channels: 1 + CHANNELS_MAX as u8,
+            mode: ModeChoice::AlignedTimeout,
+            steps,
+        };
+        assert_eq!(check_scenario(&scenario), Ok(()));
+    }
+
+    #[test]
+    fn an_unaligned_barrier_persists_what_it_overtook_on_every_output() {
+        let steps = vec![
+            send(0, Item::Buffer),
+            send(0, Item::Buffer),
+            send(1, Item::Buffer),
+            deliver(0),
+            deliver(0),
+            deliver(1),
+            send(0, Item::Barrier(0)),
+            send(1, Item::Buffer),
+            send(1, Item::Barrier(0)),
+            deliver(1),
+            Step::Credit {
+                channel: 1,
+                credit: 3,
+            },
+        ];
+        let scenario = GateScenario {
+            channels: 1 + 2 * CHANNELS_MAX as u8,
+            mode: ModeChoice::Unaligned,
+            steps,
+        };
+        assert_eq!(check_scenario(&scenario), Ok(()));
     }
 
     #[test]
