@@ -33,6 +33,7 @@ pub mod connectors {
     //! What jobs use to reach the outside world: the source reader and the sinks (plain,
     //! two-phase commit, write-ahead log, idempotent), what they pre-committed, and their
     //! settings.
+    pub mod committing_sink;
     pub mod pending_commits;
     pub mod sink_config;
     pub mod sink_io;

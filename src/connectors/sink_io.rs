@@ -1,6 +1,9 @@
 //! What a sink subtask needs to reach the outside world (the broker, the key-value store) and
 //! to report what it did, shared by every kind of sink.
 
+use crate::connectors::committing_sink::{
+    CommittingKind, CommittingSink, SinkIdentity, SinkRequest, SinkResponse,
+};
 use crate::ids::{CheckpointId, SubtaskId};
 use crate::runtime::hooks::{EngineEvent, Hooks, SinkAction};
 use crate::runtime::rpc::Rpc;
@@ -76,6 +79,43 @@ impl SinkIo {
             BrokerResponse::Ok => Ok(()),
             other => Err(format!("{}: broker refused append: {other:?}", self.label)),
         }
+    }
+
+    /// Who the sink is, as its requests name it.
+    pub fn identity(&self) -> SinkIdentity {
+        SinkIdentity {
+            label: self.label.clone(),
+            prefix: self.prefix.clone(),
+            topic: self.topic.clone(),
+            partition: self.partition,
+            attempt: self.attempt,
+        }
+    }
+
+    /// Carries out what a committing sink asks, one request at a time, and reports what it
+    /// did, until it has nothing more due.
+    pub async fn drive<K: CommittingKind>(
+        &self,
+        sink: &mut CommittingSink<K>,
+    ) -> Result<(), String> {
+        while let Some(request) = sink.poll_request() {
+            let response = match request {
+                SinkRequest::Broker {
+                    request,
+                    idempotent,
+                } => SinkResponse::Broker(self.broker(&request, idempotent).await?),
+                SinkRequest::Kv(request) => SinkResponse::Kv(self.kv(&request).await?),
+                SinkRequest::BeforeCommit(checkpoint_id) => {
+                    self.before_commit(checkpoint_id).await;
+                    SinkResponse::Passed
+                }
+            };
+            sink.on_response(response)?;
+            while let Some(action) = sink.poll_action() {
+                self.report(action);
+            }
+        }
+        Ok(())
     }
 
     /// Reports what this sink did outside the job.

@@ -4,6 +4,7 @@
 //! on the sink's kind (DESIGN §8).
 
 use crate::api::value::Value;
+use crate::connectors::committing_sink::SinkIdentity;
 use crate::connectors::sink_config::{SinkConfig, SinkKind};
 use crate::connectors::sink_io::SinkIo;
 use crate::connectors::two_phase_commit_sink::TwoPhaseCommitSink;
@@ -26,14 +27,15 @@ pub enum SinkWriter {
 
 impl SinkWriter {
     /// The sink `config` describes.
-    pub fn new(config: &SinkConfig) -> SinkWriter {
+    pub fn new(config: &SinkConfig, sink: SinkIdentity) -> SinkWriter {
         match config.kind {
             SinkKind::Plain => SinkWriter::Plain,
             SinkKind::Idempotent => SinkWriter::Idempotent,
-            SinkKind::TwoPhaseCommit => {
-                SinkWriter::TwoPhaseCommit(TwoPhaseCommitSink::new(config.transaction_timeout))
-            }
-            SinkKind::WriteAheadLog => SinkWriter::WriteAheadLog(WriteAheadSink::default()),
+            SinkKind::TwoPhaseCommit => SinkWriter::TwoPhaseCommit(TwoPhaseCommitSink::new(
+                config.transaction_timeout,
+                sink,
+            )),
+            SinkKind::WriteAheadLog => SinkWriter::WriteAheadLog(WriteAheadSink::new(sink)),
         }
     }
 
@@ -57,10 +59,11 @@ impl SinkWriter {
         io: &SinkIo,
         checkpoint_id: CheckpointId,
     ) -> Option<SinkStateSnapshot> {
+        let index = io.subtask.subtask_index;
         match self {
             SinkWriter::Plain | SinkWriter::Idempotent => None,
-            SinkWriter::TwoPhaseCommit(sink) => Some(sink.pre_commit(io, checkpoint_id)),
-            SinkWriter::WriteAheadLog(sink) => Some(sink.pre_commit(io, checkpoint_id)),
+            SinkWriter::TwoPhaseCommit(sink) => Some(sink.pre_commit(index, checkpoint_id)),
+            SinkWriter::WriteAheadLog(sink) => Some(sink.pre_commit(index, checkpoint_id)),
         }
     }
 

@@ -6,7 +6,9 @@
 //! transaction opened after that checkpoint by initializing its id again, which also fences
 //! a zombie still writing with it (Flink's `TransactionAborter`).
 
-use crate::connectors::pending_commits::PendingCommits;
+use crate::connectors::committing_sink::{
+    CommitOperation, CommittingKind, CommittingSink, SinkIdentity, SinkRequest, SinkResponse,
+};
 use crate::connectors::sink_io::SinkIo;
 use crate::ids::CheckpointId;
 use crate::limits::LINGERING_TRANSACTIONS_MAX;
@@ -29,25 +31,29 @@ pub struct Transaction {
 
 /// One subtask's two-phase-commit sink.
 pub struct TwoPhaseCommitSink {
-    timeout: Duration,
     next_transaction: u64,
     current: Option<Transaction>,
-    pending: PendingCommits<Transaction>,
+    committing: CommittingSink<TwoPhaseCommit>,
+}
+
+/// The two-phase-commit kind of committing sink: its work is a broker transaction.
+pub struct TwoPhaseCommit {
+    /// `transaction.timeout.ms` asked of the broker.
+    pub timeout: Duration,
+}
+
+fn transactional_id(sink: &SinkIdentity, sequence: u64) -> String {
+    format!("{}-{sequence}", sink.prefix)
 }
 
 impl TwoPhaseCommitSink {
     /// A sink whose producer asks for `transaction.timeout.ms` = `timeout`.
-    pub fn new(timeout: Duration) -> TwoPhaseCommitSink {
+    pub fn new(timeout: Duration, sink: SinkIdentity) -> TwoPhaseCommitSink {
         TwoPhaseCommitSink {
-            timeout,
             next_transaction: 0,
             current: None,
-            pending: PendingCommits::default(),
+            committing: CommittingSink::new(TwoPhaseCommit { timeout }, sink),
         }
-    }
-
-    fn transactional_id(io: &SinkIo, sequence: u64) -> String {
-        format!("{}-{sequence}", io.prefix)
     }
 
     /// Appends into the current transaction, beginning one if none is open.
@@ -56,8 +62,18 @@ impl TwoPhaseCommitSink {
             return Ok(());
         }
         if self.current.is_none() {
-            let transactional_id = Self::transactional_id(io, self.next_transaction);
-            let (identity, _) = init_producer(io, &transactional_id, self.timeout).await?;
+            let sink = self.committing.identity();
+            let transactional_id = transactional_id(sink, self.next_transaction);
+            let request = self.committing.kind().init_producer(&transactional_id);
+            let identity = match io.broker(&request, true).await? {
+                BrokerResponse::Initialized(init) => init.identity,
+                other => {
+                    return Err(format!(
+                        "{}: broker answered InitProducer with {other:?}",
+                        io.label
+                    ))
+                }
+            };
             self.current = Some(Transaction {
                 transactional_id,
                 identity,
@@ -86,20 +102,22 @@ impl TwoPhaseCommitSink {
 
     /// The barrier passed: the open transaction (if it holds records) is pre-committed for
     /// `checkpoint_id`; the next record opens the next one.
-    pub fn pre_commit(&mut self, io: &SinkIo, checkpoint_id: CheckpointId) -> SinkStateSnapshot {
-        if let Some(transaction) = self.current.take() {
+    pub fn pre_commit(
+        &mut self,
+        subtask_index: u32,
+        checkpoint_id: CheckpointId,
+    ) -> SinkStateSnapshot {
+        let transaction = self.current.take();
+        if let Some(transaction) = &transaction {
             assert!(transaction.records > 0, "a transaction opens with a record");
-            self.pending.pre_commit(checkpoint_id, transaction);
             self.next_transaction += 1;
         }
-        self.pending
-            .to_snapshot(io.subtask.subtask_index, self.next_transaction, |t| {
-                PendingContent::Transaction {
-                    transactional_id: t.transactional_id.clone(),
-                    identity: t.identity,
-                    records: t.records,
-                }
-            })
+        self.committing.pre_commit(
+            checkpoint_id,
+            transaction,
+            subtask_index,
+            self.next_transaction,
+        )
     }
 
     /// Commits every transaction pre-committed at `completed` or before, oldest first.
@@ -108,12 +126,8 @@ impl TwoPhaseCommitSink {
         io: &SinkIo,
         completed: CheckpointId,
     ) -> Result<(), String> {
-        while let Some((checkpoint_id, transaction)) = self.pending.next_due(completed) {
-            let transaction = transaction.clone();
-            commit(io, checkpoint_id, &transaction).await?;
-            self.pending.committed(checkpoint_id);
-        }
-        Ok(())
+        self.committing.commit_up_to(completed);
+        io.drive(&mut self.committing).await
     }
 
     /// Commits the restored checkpoint's transactions, then aborts those opened after it.
@@ -122,57 +136,13 @@ impl TwoPhaseCommitSink {
         io: &SinkIo,
         restored: Option<SinkStateSnapshot>,
     ) -> Result<(), String> {
-        if let Some(state) = restored {
-            self.next_transaction = state.next_transaction;
-            for pending in state.pending {
-                let PendingContent::Transaction {
-                    transactional_id,
-                    identity,
-                    records,
-                } = pending.content
-                else {
-                    return Err(format!(
-                        "{}: the restored state holds a write-ahead batch, not a transaction",
-                        io.label
-                    ));
-                };
-                let transaction = Transaction {
-                    transactional_id,
-                    identity,
-                    records,
-                };
-                commit(io, CheckpointId(pending.checkpoint_id), &transaction).await?;
-            }
-        }
-        self.abort_lingering(io).await
-    }
-
-    /// Initializes every id from `next_transaction` on until one the broker has never seen:
-    /// each initialization aborts what an earlier attempt left open under that id.
-    async fn abort_lingering(&self, io: &SinkIo) -> Result<(), String> {
-        let first = self.next_transaction;
-        for sequence in first..first + LINGERING_TRANSACTIONS_MAX {
-            let transactional_id = Self::transactional_id(io, sequence);
-            let (_, fresh) = init_producer(io, &transactional_id, self.timeout).await?;
-            if fresh {
-                if sequence > first {
-                    io.report(SinkAction::FencedLingering {
-                        count: sequence - first,
-                        first: Self::transactional_id(io, first),
-                    });
-                }
-                return Ok(());
-            }
-        }
-        Err(format!(
-            "{}: more than {LINGERING_TRANSACTIONS_MAX} lingering transactional ids",
-            io.label
-        ))
+        self.next_transaction = self.committing.recover(restored)?;
+        io.drive(&mut self.committing).await
     }
 
     /// Whether pre-committed transactions wait for a notice.
     pub fn awaits_commit(&self) -> bool {
-        !self.pending.is_empty()
+        self.committing.awaits_commit()
     }
 
     /// Records in the open transaction.
@@ -181,65 +151,443 @@ impl TwoPhaseCommitSink {
     }
 }
 
-async fn init_producer(
-    io: &SinkIo,
-    transactional_id: &str,
-    timeout: Duration,
-) -> Result<(ProducerIdentity, bool), String> {
-    let request = BrokerRequest::InitProducer {
-        transactional_id: transactional_id.to_string(),
-        timeout,
-    };
-    // Retried: initializing twice only bumps the epoch once more.
-    match io.broker(&request, true).await? {
-        BrokerResponse::Initialized(init) => Ok((init.identity, init.fresh)),
-        other => Err(format!(
-            "{}: broker answered InitProducer with {other:?}",
-            io.label
-        )),
+impl TwoPhaseCommit {
+    /// Initializing `transactional_id`: a fresh producer epoch, which aborts whatever an
+    /// earlier producer left open under that id. Retried: initializing twice only bumps the
+    /// epoch once more.
+    fn init_producer(&self, transactional_id: &str) -> BrokerRequest {
+        BrokerRequest::InitProducer {
+            transactional_id: transactional_id.to_string(),
+            timeout: self.timeout,
+        }
     }
 }
 
-/// Commits one pre-committed transaction. A transaction the broker aborted (its timeout ran
-/// out, or a producer initialized its id again) cannot be committed any more: its records
-/// are lost, which is traced and not retried (Flink logs it and goes on, or every recovery
-/// would fail again).
-async fn commit(
-    io: &SinkIo,
+impl CommittingKind for TwoPhaseCommit {
+    type Work = Transaction;
+    type Operation = TwoPhaseOperation;
+
+    fn content(transaction: &Transaction) -> PendingContent {
+        PendingContent::Transaction {
+            transactional_id: transaction.transactional_id.clone(),
+            identity: transaction.identity,
+            records: transaction.records,
+        }
+    }
+
+    fn work(content: PendingContent) -> Result<Transaction, String> {
+        match content {
+            PendingContent::Transaction {
+                transactional_id,
+                identity,
+                records,
+            } => Ok(Transaction {
+                transactional_id,
+                identity,
+                records,
+            }),
+            PendingContent::Batch { .. } => {
+                Err("the restored state holds a write-ahead batch, not a transaction".to_string())
+            }
+        }
+    }
+
+    fn commit(
+        &self,
+        sink: &SinkIdentity,
+        checkpoint_id: CheckpointId,
+        transaction: Transaction,
+    ) -> TwoPhaseOperation {
+        TwoPhaseOperation::Commit {
+            label: sink.label.clone(),
+            checkpoint_id,
+            transaction,
+            stage: CommitStage::BeforeCommit,
+        }
+    }
+
+    fn prepare_recovery(&self, _: &SinkIdentity) -> Option<TwoPhaseOperation> {
+        None
+    }
+
+    /// Initializes every id from `next_transaction` on until one the broker has never seen:
+    /// each initialization aborts what an earlier attempt left open under that id (Flink's
+    /// `TransactionAborter`).
+    fn finish_recovery(
+        &self,
+        sink: &SinkIdentity,
+        next_transaction: u64,
+    ) -> Option<TwoPhaseOperation> {
+        Some(TwoPhaseOperation::AbortLingering {
+            sink: sink.clone(),
+            timeout: self.timeout,
+            first: next_transaction,
+            next: Some(next_transaction),
+        })
+    }
+}
+
+/// Where a commit stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommitStage {
+    /// The `before-commit` fault point.
+    BeforeCommit,
+    /// Ending the transaction with a commit.
+    EndTransaction,
+    /// Done.
+    Done,
+}
+
+/// An operation of the two-phase-commit sink.
+pub enum TwoPhaseOperation {
+    /// Commits one pre-committed transaction.
+    Commit {
+        /// The sink's label.
+        label: String,
+        /// The checkpoint that pre-committed it.
+        checkpoint_id: CheckpointId,
+        /// The transaction.
+        transaction: Transaction,
+        /// Where it stands.
+        stage: CommitStage,
+    },
+    /// Aborts the transactions an earlier attempt opened after the restored checkpoint.
+    AbortLingering {
+        /// The sink.
+        sink: SinkIdentity,
+        /// The producer timeout.
+        timeout: Duration,
+        /// The first sequence number after the checkpoint.
+        first: u64,
+        /// The sequence number to initialize next; `None` once one was fresh.
+        next: Option<u64>,
+    },
+}
+
+impl CommitOperation for TwoPhaseOperation {
+    fn poll_request(&mut self) -> Option<SinkRequest> {
+        match self {
+            TwoPhaseOperation::Commit {
+                checkpoint_id,
+                transaction,
+                stage,
+                ..
+            } => match stage {
+                CommitStage::BeforeCommit => Some(SinkRequest::BeforeCommit(*checkpoint_id)),
+                // Retried: committing a committed transaction again succeeds.
+                CommitStage::EndTransaction => Some(SinkRequest::Broker {
+                    request: BrokerRequest::EndTransaction {
+                        transactional_id: transaction.transactional_id.clone(),
+                        identity: transaction.identity,
+                        commit: true,
+                    },
+                    idempotent: true,
+                }),
+                CommitStage::Done => None,
+            },
+            TwoPhaseOperation::AbortLingering {
+                sink,
+                timeout,
+                next,
+                ..
+            } => {
+                let request = BrokerRequest::InitProducer {
+                    transactional_id: transactional_id(sink, (*next)?),
+                    timeout: *timeout,
+                };
+                Some(SinkRequest::Broker {
+                    request,
+                    idempotent: true,
+                })
+            }
+        }
+    }
+
+    fn on_response(&mut self, response: SinkResponse) -> Result<Option<SinkAction>, String> {
+        match self {
+            TwoPhaseOperation::Commit {
+                label,
+                checkpoint_id,
+                transaction,
+                stage,
+            } => {
+                if *stage == CommitStage::BeforeCommit {
+                    *stage = CommitStage::EndTransaction;
+                    return Ok(None);
+                }
+                *stage = CommitStage::Done;
+                end_transaction_answered(label, *checkpoint_id, transaction, response)
+            }
+            TwoPhaseOperation::AbortLingering {
+                sink, first, next, ..
+            } => {
+                let sequence = next.expect("a request was polled");
+                let fresh = match response {
+                    SinkResponse::Broker(BrokerResponse::Initialized(init)) => init.fresh,
+                    other => {
+                        return Err(format!(
+                            "{}: broker answered InitProducer with {other:?}",
+                            sink.label
+                        ))
+                    }
+                };
+                if !fresh {
+                    if sequence + 1 >= *first + LINGERING_TRANSACTIONS_MAX {
+                        return Err(format!(
+                            "{}: more than {LINGERING_TRANSACTIONS_MAX} lingering transactional ids",
+                            sink.label
+                        ));
+                    }
+                    *next = Some(sequence + 1);
+                    return Ok(None);
+                }
+                *next = None;
+                Ok((sequence > *first).then(|| SinkAction::FencedLingering {
+                    count: sequence - *first,
+                    first: transactional_id(sink, *first),
+                }))
+            }
+        }
+    }
+}
+
+/// The broker answered a commit. A transaction the broker aborted (its timeout ran out, or a
+/// producer initialized its id again) cannot be committed any more: its records are lost,
+/// which is traced and not retried (Flink logs it and goes on, or every recovery would fail
+/// again).
+fn end_transaction_answered(
+    label: &str,
     checkpoint_id: CheckpointId,
     transaction: &Transaction,
-) -> Result<(), String> {
-    io.before_commit(checkpoint_id).await;
-    let request = BrokerRequest::EndTransaction {
-        transactional_id: transaction.transactional_id.clone(),
-        identity: transaction.identity,
-        commit: true,
-    };
-    // Retried: committing a committed transaction again succeeds.
-    match io.broker(&request, true).await? {
-        BrokerResponse::Ok => {
-            io.report(SinkAction::Committed {
-                transactional_id: transaction.transactional_id.clone(),
-                records: transaction.records,
-                checkpoint_id,
-            });
-            Ok(())
-        }
-        BrokerResponse::Transaction(error @ TransactionError::Aborted { .. }) => {
-            io.report(SinkAction::CommitLost {
-                checkpoint_id,
-                error: error.to_string(),
-                records: transaction.records,
-            });
-            Ok(())
-        }
-        BrokerResponse::Transaction(error) => Err(format!(
-            "{}: commit of checkpoint {checkpoint_id} failed: {error}",
-            io.label
+    response: SinkResponse,
+) -> Result<Option<SinkAction>, String> {
+    match response {
+        SinkResponse::Broker(BrokerResponse::Ok) => Ok(Some(SinkAction::Committed {
+            transactional_id: transaction.transactional_id.clone(),
+            records: transaction.records,
+            checkpoint_id,
+        })),
+        SinkResponse::Broker(BrokerResponse::Transaction(
+            error @ TransactionError::Aborted { .. },
+        )) => Ok(Some(SinkAction::CommitLost {
+            checkpoint_id,
+            error: error.to_string(),
+            records: transaction.records,
+        })),
+        SinkResponse::Broker(BrokerResponse::Transaction(error)) => Err(format!(
+            "{label}: commit of checkpoint {checkpoint_id} failed: {error}"
         )),
-        other => Err(format!(
-            "{}: broker answered a commit with {other:?}",
-            io.label
-        )),
+        other => Err(format!("{label}: broker answered a commit with {other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::transaction_table::{AbortReason, InitResult};
+    use crate::state::snapshot::PendingCommit;
+
+    const TIMEOUT: Duration = Duration::from_ms(60_000);
+
+    fn identity() -> SinkIdentity {
+        SinkIdentity {
+            label: "sink#0".into(),
+            prefix: "wordcount-sink-0".into(),
+            topic: "out".into(),
+            partition: 0,
+            attempt: 2,
+        }
+    }
+
+    fn sink() -> CommittingSink<TwoPhaseCommit> {
+        CommittingSink::new(TwoPhaseCommit { timeout: TIMEOUT }, identity())
+    }
+
+    fn transaction(sequence: u64, records: u64) -> Transaction {
+        Transaction {
+            transactional_id: format!("wordcount-sink-0-{sequence}"),
+            identity: ProducerIdentity {
+                producer_id: 7,
+                epoch: 1,
+            },
+            records,
+        }
+    }
+
+    fn initialized(fresh: bool) -> SinkResponse {
+        SinkResponse::Broker(BrokerResponse::Initialized(InitResult {
+            identity: ProducerIdentity {
+                producer_id: 9,
+                epoch: 3,
+            },
+            fresh,
+            timeout: TIMEOUT,
+        }))
+    }
+
+    fn init_of(request: Option<SinkRequest>) -> String {
+        match request {
+            Some(SinkRequest::Broker {
+                request:
+                    BrokerRequest::InitProducer {
+                        transactional_id, ..
+                    },
+                idempotent: true,
+            }) => transactional_id,
+            other => panic!("expected an InitProducer, got {other:?}"),
+        }
+    }
+
+    /// Answers the commit of `transaction` at its two steps with `answer`.
+    fn commit_with(
+        sink: &mut CommittingSink<TwoPhaseCommit>,
+        checkpoint_id: u64,
+        answer: BrokerResponse,
+    ) -> Option<SinkAction> {
+        assert_eq!(
+            sink.poll_request(),
+            Some(SinkRequest::BeforeCommit(CheckpointId(checkpoint_id)))
+        );
+        sink.on_response(SinkResponse::Passed).expect("passes");
+        let Some(SinkRequest::Broker {
+            request: BrokerRequest::EndTransaction { commit: true, .. },
+            idempotent: true,
+        }) = sink.poll_request()
+        else {
+            panic!("a commit ends the transaction");
+        };
+        sink.on_response(SinkResponse::Broker(answer))
+            .expect("answered");
+        sink.poll_action()
+    }
+
+    #[test]
+    fn a_restored_transaction_the_broker_already_aborted_is_reported_lost_not_retried() {
+        let mut sink = sink();
+        let restored = SinkStateSnapshot {
+            subtask_index: 0,
+            next_transaction: 4,
+            pending: vec![PendingCommit {
+                checkpoint_id: 3,
+                content: TwoPhaseCommit::content(&transaction(3, 12)),
+            }],
+        };
+        assert_eq!(sink.recover(Some(restored)), Ok(4));
+        let aborted = TransactionError::Aborted {
+            transactional_id: "wordcount-sink-0-3".into(),
+            reason: AbortReason::TimedOut { timeout: TIMEOUT },
+        };
+        let action = commit_with(&mut sink, 3, BrokerResponse::Transaction(aborted.clone()));
+        assert_eq!(
+            action,
+            Some(SinkAction::CommitLost {
+                checkpoint_id: CheckpointId(3),
+                error: aborted.to_string(),
+                records: 12
+            })
+        );
+        assert_eq!(init_of(sink.poll_request()), "wordcount-sink-0-4");
+    }
+
+    #[test]
+    fn recovery_fences_every_lingering_transaction_up_to_the_first_fresh_id() {
+        let mut sink = sink();
+        let restored = SinkStateSnapshot {
+            subtask_index: 0,
+            next_transaction: 4,
+            pending: Vec::new(),
+        };
+        assert_eq!(sink.recover(Some(restored)), Ok(4));
+        assert_eq!(init_of(sink.poll_request()), "wordcount-sink-0-4");
+        sink.on_response(initialized(false)).expect("lingering");
+        assert_eq!(sink.poll_action(), None);
+        assert_eq!(init_of(sink.poll_request()), "wordcount-sink-0-5");
+        sink.on_response(initialized(false)).expect("lingering");
+        assert_eq!(init_of(sink.poll_request()), "wordcount-sink-0-6");
+        sink.on_response(initialized(true)).expect("fresh");
+        assert_eq!(
+            sink.poll_action(),
+            Some(SinkAction::FencedLingering {
+                count: 2,
+                first: "wordcount-sink-0-4".into()
+            })
+        );
+        assert_eq!(sink.poll_request(), None);
+    }
+
+    #[test]
+    fn one_lingering_transaction_is_fenced_and_reported() {
+        let mut sink = sink();
+        sink.recover(None).expect("nothing restored");
+        assert_eq!(init_of(sink.poll_request()), "wordcount-sink-0-0");
+        sink.on_response(initialized(false)).expect("lingering");
+        init_of(sink.poll_request());
+        sink.on_response(initialized(true)).expect("fresh");
+        assert_eq!(
+            sink.poll_action(),
+            Some(SinkAction::FencedLingering {
+                count: 1,
+                first: "wordcount-sink-0-0".into()
+            })
+        );
+    }
+
+    #[test]
+    fn too_many_lingering_transactions_fail_the_recovery_with_the_sink_named() {
+        let mut sink = sink();
+        sink.recover(None).expect("nothing restored");
+        for _ in 0..LINGERING_TRANSACTIONS_MAX - 1 {
+            init_of(sink.poll_request());
+            sink.on_response(initialized(false)).expect("lingering");
+        }
+        init_of(sink.poll_request());
+        let error = sink.on_response(initialized(false)).expect_err("too many");
+        assert!(error.starts_with("sink#0: more than"), "{error}");
+    }
+
+    #[test]
+    fn commits_wait_for_their_checkpoint_and_go_oldest_first() {
+        let mut sink = sink();
+        sink.recover(None).expect("recovers");
+        init_of(sink.poll_request());
+        sink.on_response(initialized(true)).expect("fresh");
+        assert_eq!(sink.poll_action(), None, "nothing lingered");
+        assert_eq!(sink.poll_request(), None);
+        sink.pre_commit(CheckpointId(2), Some(transaction(0, 5)), 0, 1);
+        sink.pre_commit(CheckpointId(3), None, 0, 1);
+        let snapshot = sink.pre_commit(CheckpointId(4), Some(transaction(1, 6)), 0, 2);
+        assert_eq!(snapshot.pending.len(), 2);
+        assert_eq!(sink.poll_request(), None, "nothing completed yet");
+        sink.commit_up_to(CheckpointId(3));
+        let committed = commit_with(&mut sink, 2, BrokerResponse::Ok);
+        assert!(matches!(
+            committed,
+            Some(SinkAction::Committed { records: 5, .. })
+        ));
+        assert_eq!(sink.poll_request(), None, "4 waits for its own notice");
+        assert!(sink.awaits_commit());
+        sink.commit_up_to(CheckpointId(9));
+        commit_with(&mut sink, 4, BrokerResponse::Ok);
+        assert_eq!(sink.poll_request(), None);
+        assert!(!sink.awaits_commit());
+    }
+
+    #[test]
+    fn a_fenced_commit_fails_the_sink() {
+        let mut sink = sink();
+        sink.pre_commit(CheckpointId(2), Some(transaction(0, 5)), 0, 1);
+        sink.commit_up_to(CheckpointId(2));
+        sink.poll_request();
+        sink.on_response(SinkResponse::Passed).expect("passes");
+        sink.poll_request();
+        let fenced = TransactionError::Fenced {
+            transactional_id: "wordcount-sink-0-0".into(),
+            epoch: 1,
+            current: 2,
+        };
+        let error = sink
+            .on_response(SinkResponse::Broker(BrokerResponse::Transaction(fenced)))
+            .expect_err("a zombie");
+        assert!(error.contains("commit of checkpoint 2 failed"), "{error}");
     }
 }

@@ -12,26 +12,39 @@
 //! zombie that appended its batch before the fence and is refused at the record leaves a copy
 //! that the recovery writes again; the checker names such a repeat as the zombie's.
 
-use crate::connectors::pending_commits::PendingCommits;
+use crate::connectors::committing_sink::{
+    CommitOperation, CommittingKind, CommittingSink, SinkIdentity, SinkRequest, SinkResponse,
+};
 use crate::connectors::sink_io::SinkIo;
 use crate::ids::CheckpointId;
 use crate::runtime::hooks::SinkAction;
 use crate::services::kv_store::{KvRequest, KvResponse};
+use crate::services::messages::{BrokerRequest, BrokerResponse};
 use crate::state::snapshot::{PendingContent, SinkStateSnapshot};
 
 /// One subtask's write-ahead sink.
-#[derive(Default)]
 pub struct WriteAheadSink {
     current: Vec<Vec<u8>>,
-    pending: PendingCommits<Vec<Vec<u8>>>,
+    committing: CommittingSink<WriteAheadLog>,
 }
 
+/// The write-ahead kind of committing sink: its work is a batch of records.
+pub struct WriteAheadLog;
+
 /// The header every record of a batch carries: which subtask and checkpoint wrote it.
-pub fn batch_label(io: &SinkIo, checkpoint_id: CheckpointId) -> String {
-    format!("{} checkpoint {}", io.label, checkpoint_id.0)
+pub fn batch_label(label: &str, checkpoint_id: CheckpointId) -> String {
+    format!("{label} checkpoint {}", checkpoint_id.0)
 }
 
 impl WriteAheadSink {
+    /// A sink with nothing kept yet.
+    pub fn new(sink: SinkIdentity) -> WriteAheadSink {
+        WriteAheadSink {
+            current: Vec::new(),
+            committing: CommittingSink::new(WriteAheadLog, sink),
+        }
+    }
+
     /// Keeps records for the next checkpoint's batch.
     pub fn write(&mut self, records: Vec<Vec<u8>>) {
         self.current.extend(records);
@@ -39,17 +52,14 @@ impl WriteAheadSink {
 
     /// The barrier passed: the records since the last one become checkpoint `checkpoint_id`'s
     /// batch, and every batch not yet written is the snapshot.
-    pub fn pre_commit(&mut self, io: &SinkIo, checkpoint_id: CheckpointId) -> SinkStateSnapshot {
-        if !self.current.is_empty() {
-            self.pending
-                .pre_commit(checkpoint_id, std::mem::take(&mut self.current));
-        }
-        self.pending
-            .to_snapshot(io.subtask.subtask_index, 0, |records| {
-                PendingContent::Batch {
-                    records: records.clone(),
-                }
-            })
+    pub fn pre_commit(
+        &mut self,
+        subtask_index: u32,
+        checkpoint_id: CheckpointId,
+    ) -> SinkStateSnapshot {
+        let batch = (!self.current.is_empty()).then(|| std::mem::take(&mut self.current));
+        self.committing
+            .pre_commit(checkpoint_id, batch, subtask_index, 0)
     }
 
     /// Writes every batch of `completed` or before that the committer has not recorded.
@@ -58,39 +68,24 @@ impl WriteAheadSink {
         io: &SinkIo,
         completed: CheckpointId,
     ) -> Result<(), String> {
-        while let Some((checkpoint_id, records)) = self.pending.next_due(completed) {
-            let records = records.clone();
-            write_batch(io, checkpoint_id, records).await?;
-            self.pending.committed(checkpoint_id);
-        }
-        Ok(())
+        self.committing.commit_up_to(completed);
+        io.drive(&mut self.committing).await
     }
 
-    /// Writes the restored checkpoint's batches (it completed) unless already recorded.
+    /// Fences the committer, then writes the restored checkpoint's batches (it completed)
+    /// unless already recorded.
     pub async fn recover(
         &mut self,
         io: &SinkIo,
         restored: Option<SinkStateSnapshot>,
     ) -> Result<(), String> {
-        take_over_committer(io).await?;
-        let Some(state) = restored else {
-            return Ok(());
-        };
-        for pending in state.pending {
-            let PendingContent::Batch { records } = pending.content else {
-                return Err(format!(
-                    "{}: the restored state holds a transaction, not a write-ahead batch",
-                    io.label
-                ));
-            };
-            write_batch(io, CheckpointId(pending.checkpoint_id), records).await?;
-        }
-        Ok(())
+        self.committing.recover(restored)?;
+        io.drive(&mut self.committing).await
     }
 
     /// Whether batches wait for a notice.
     pub fn awaits_commit(&self) -> bool {
-        !self.pending.is_empty()
+        self.committing.awaits_commit()
     }
 
     /// Records since the last barrier.
@@ -99,89 +94,317 @@ impl WriteAheadSink {
     }
 }
 
-fn committer_key(io: &SinkIo) -> String {
-    format!("checkpoint-committer/{}", io.prefix)
+fn committer_key(sink: &SinkIdentity) -> String {
+    format!("checkpoint-committer/{}", sink.prefix)
 }
 
-/// The committer: the newest checkpoint whose batch this subtask wrote.
-async fn last_committed(io: &SinkIo) -> Result<Option<CheckpointId>, String> {
-    match io
-        .kv(&KvRequest::Get {
-            key: committer_key(io),
+impl CommittingKind for WriteAheadLog {
+    type Work = Vec<Vec<u8>>;
+    type Operation = WriteAheadOperation;
+
+    fn content(records: &Vec<Vec<u8>>) -> PendingContent {
+        PendingContent::Batch {
+            records: records.clone(),
+        }
+    }
+
+    fn work(content: PendingContent) -> Result<Vec<Vec<u8>>, String> {
+        match content {
+            PendingContent::Batch { records } => Ok(records),
+            PendingContent::Transaction { .. } => {
+                Err("the restored state holds a transaction, not a write-ahead batch".to_string())
+            }
+        }
+    }
+
+    fn commit(
+        &self,
+        sink: &SinkIdentity,
+        checkpoint_id: CheckpointId,
+        records: Vec<Vec<u8>>,
+    ) -> WriteAheadOperation {
+        WriteAheadOperation::WriteBatch {
+            sink: sink.clone(),
+            checkpoint_id,
+            records,
+            stage: BatchStage::ReadCommitter,
+        }
+    }
+
+    /// Fences the committer record for this attempt, before any batch is written.
+    fn prepare_recovery(&self, sink: &SinkIdentity) -> Option<WriteAheadOperation> {
+        Some(WriteAheadOperation::TakeOverCommitter {
+            sink: sink.clone(),
+            done: false,
         })
-        .await?
-    {
-        KvResponse::Value(None) => Ok(None),
-        KvResponse::Value(Some(bytes)) => crate::codec::decode_message::<u64>(&bytes)
-            .map(|id| Some(CheckpointId(id)))
-            .map_err(|e| format!("{}: corrupt committer record: {e}", io.label)),
-        other => Err(format!(
-            "{}: kv store answered a get with {other:?}",
-            io.label
-        )),
+    }
+
+    fn finish_recovery(&self, _: &SinkIdentity, _: u64) -> Option<WriteAheadOperation> {
+        None
     }
 }
 
-/// Fences the committer record for this attempt, before any batch is written.
-async fn take_over_committer(io: &SinkIo) -> Result<(), String> {
-    let request = KvRequest::Fence {
-        key: committer_key(io),
-        generation: io.attempt,
-    };
-    match io.kv(&request).await? {
-        KvResponse::Stored => Ok(()),
-        KvResponse::Fenced { current, .. } => Err(format!(
-            "{}: attempt {} is a zombie: attempt {current} owns the committer record",
-            io.label, io.attempt
-        )),
-        other => Err(format!(
-            "{}: kv store answered a fence with {other:?}",
-            io.label
-        )),
+/// Where a batch write stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchStage {
+    /// Asking the committer for the newest checkpoint written.
+    ReadCommitter,
+    /// Appending the batch to the broker.
+    Append,
+    /// The `before-commit` fault point.
+    BeforeCommit,
+    /// Recording the batch at the committer.
+    Record,
+    /// Done (written, or found written before).
+    Done,
+}
+
+/// An operation of the write-ahead sink.
+pub enum WriteAheadOperation {
+    /// Writes one checkpoint's batch unless the committer recorded it, then records it.
+    WriteBatch {
+        /// The sink.
+        sink: SinkIdentity,
+        /// The checkpoint.
+        checkpoint_id: CheckpointId,
+        /// The batch.
+        records: Vec<Vec<u8>>,
+        /// Where it stands.
+        stage: BatchStage,
+    },
+    /// Fences the committer record for this attempt.
+    TakeOverCommitter {
+        /// The sink.
+        sink: SinkIdentity,
+        /// Whether the fence is in place.
+        done: bool,
+    },
+}
+
+impl CommitOperation for WriteAheadOperation {
+    fn poll_request(&mut self) -> Option<SinkRequest> {
+        match self {
+            WriteAheadOperation::TakeOverCommitter { sink, done } => (!*done).then(|| {
+                SinkRequest::Kv(KvRequest::Fence {
+                    key: committer_key(sink),
+                    generation: sink.attempt,
+                })
+            }),
+            WriteAheadOperation::WriteBatch {
+                sink,
+                checkpoint_id,
+                records,
+                stage,
+            } => match stage {
+                BatchStage::ReadCommitter => Some(SinkRequest::Kv(KvRequest::Get {
+                    key: committer_key(sink),
+                })),
+                // Not retried: a retry after a lost reply would write twice on its own.
+                BatchStage::Append => Some(SinkRequest::Broker {
+                    request: BrokerRequest::Append {
+                        topic: sink.topic.clone(),
+                        partition: sink.partition,
+                        records: records.clone(),
+                        batch: Some(batch_label(&sink.label, *checkpoint_id)),
+                    },
+                    idempotent: false,
+                }),
+                BatchStage::BeforeCommit => Some(SinkRequest::BeforeCommit(*checkpoint_id)),
+                BatchStage::Record => Some(SinkRequest::Kv(KvRequest::Put {
+                    writer: sink.label.clone(),
+                    generation: Some(sink.attempt),
+                    entries: vec![(
+                        committer_key(sink),
+                        crate::codec::encode_message(&checkpoint_id.0),
+                    )],
+                })),
+                BatchStage::Done => None,
+            },
+        }
+    }
+
+    fn on_response(&mut self, response: SinkResponse) -> Result<Option<SinkAction>, String> {
+        match self {
+            WriteAheadOperation::TakeOverCommitter { sink, done } => {
+                *done = true;
+                match response {
+                    SinkResponse::Kv(KvResponse::Stored) => Ok(None),
+                    SinkResponse::Kv(KvResponse::Fenced { current, .. }) => Err(format!(
+                        "{}: attempt {} is a zombie: attempt {current} owns the committer record",
+                        sink.label, sink.attempt
+                    )),
+                    other => Err(format!(
+                        "{}: kv store answered a fence with {other:?}",
+                        sink.label
+                    )),
+                }
+            }
+            WriteAheadOperation::WriteBatch {
+                sink,
+                checkpoint_id,
+                records,
+                stage,
+            } => {
+                let (next, action) =
+                    batch_answered(sink, *checkpoint_id, records.len(), *stage, response)?;
+                *stage = next;
+                Ok(action)
+            }
+        }
     }
 }
 
-async fn write_batch(
-    io: &SinkIo,
+/// The next stage of a batch write after `stage` was answered.
+fn batch_answered(
+    sink: &SinkIdentity,
     checkpoint_id: CheckpointId,
-    records: Vec<Vec<u8>>,
-) -> Result<(), String> {
-    if last_committed(io)
-        .await?
-        .is_some_and(|last| last >= checkpoint_id)
-    {
-        return Ok(()); // Written and recorded before a failure.
-    }
-    let count = records.len();
-    io.append(records, Some(batch_label(io, checkpoint_id)))
-        .await?;
-    io.before_commit(checkpoint_id).await;
-    let request = KvRequest::Put {
-        writer: io.label.clone(),
-        generation: Some(io.attempt),
-        entries: vec![(
-            committer_key(io),
-            crate::codec::encode_message(&checkpoint_id.0),
-        )],
-    };
-    match io.kv(&request).await? {
-        KvResponse::Stored => {}
-        KvResponse::Fenced { current, .. } => {
-            return Err(format!(
-                "{}: attempt {} is a zombie: its record of checkpoint {checkpoint_id} was refused (attempt {current} owns the committer)",
-                io.label, io.attempt
-            ))
+    records: usize,
+    stage: BatchStage,
+    response: SinkResponse,
+) -> Result<(BatchStage, Option<SinkAction>), String> {
+    let label = &sink.label;
+    match (stage, response) {
+        (BatchStage::ReadCommitter, SinkResponse::Kv(KvResponse::Value(None))) => {
+            Ok((BatchStage::Append, None))
         }
-        other => {
-            return Err(format!(
-                "{}: kv store answered a put with {other:?}",
-                io.label
-            ))
+        (BatchStage::ReadCommitter, SinkResponse::Kv(KvResponse::Value(Some(bytes)))) => {
+            let last = crate::codec::decode_message::<u64>(&bytes)
+                .map_err(|e| format!("{label}: corrupt committer record: {e}"))?;
+            // Written and recorded before a failure: not again.
+            let next = if last >= checkpoint_id.0 {
+                BatchStage::Done
+            } else {
+                BatchStage::Append
+            };
+            Ok((next, None))
+        }
+        (BatchStage::Append, SinkResponse::Broker(BrokerResponse::Ok)) => {
+            Ok((BatchStage::BeforeCommit, None))
+        }
+        (BatchStage::Append, other) => Err(format!("{label}: broker refused append: {other:?}")),
+        (BatchStage::BeforeCommit, _) => Ok((BatchStage::Record, None)),
+        (BatchStage::Record, SinkResponse::Kv(KvResponse::Stored)) => {
+            let action = SinkAction::BatchWritten {
+                checkpoint_id,
+                records: records as u64,
+            };
+            Ok((BatchStage::Done, Some(action)))
+        }
+        (BatchStage::Record, SinkResponse::Kv(KvResponse::Fenced { current, .. })) => Err(format!(
+            "{label}: attempt {} is a zombie: its record of checkpoint {checkpoint_id} was refused (attempt {current} owns the committer)",
+            sink.attempt
+        )),
+        (stage, other) => Err(format!("{label}: the kv store answered {stage:?} with {other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::snapshot::PendingCommit;
+
+    fn identity() -> SinkIdentity {
+        SinkIdentity {
+            label: "sink#1".into(),
+            prefix: "wordcount-sink-1".into(),
+            topic: "out".into(),
+            partition: 1,
+            attempt: 3,
         }
     }
-    io.report(SinkAction::BatchWritten {
-        checkpoint_id,
-        records: count as u64,
-    });
-    Ok(())
+
+    fn restored(checkpoint_id: u64) -> SinkStateSnapshot {
+        SinkStateSnapshot {
+            subtask_index: 1,
+            next_transaction: 0,
+            pending: vec![PendingCommit {
+                checkpoint_id,
+                content: PendingContent::Batch {
+                    records: vec![b"a".to_vec(), b"b".to_vec()],
+                },
+            }],
+        }
+    }
+
+    fn committer_at(checkpoint_id: Option<u64>) -> SinkResponse {
+        SinkResponse::Kv(KvResponse::Value(
+            checkpoint_id.map(|id| crate::codec::encode_message(&id)),
+        ))
+    }
+
+    #[test]
+    fn recovery_fences_the_committer_first_and_a_fenced_recovery_is_a_zombie() {
+        let mut sink = CommittingSink::new(WriteAheadLog, identity());
+        sink.recover(Some(restored(4))).expect("recovers");
+        assert_eq!(
+            sink.poll_request(),
+            Some(SinkRequest::Kv(KvRequest::Fence {
+                key: "checkpoint-committer/wordcount-sink-1".into(),
+                generation: 3
+            }))
+        );
+        let error = sink
+            .on_response(SinkResponse::Kv(KvResponse::Fenced {
+                generation: 3,
+                current: 5,
+            }))
+            .expect_err("attempt 5 owns it");
+        assert!(error.contains("attempt 3 is a zombie"), "{error}");
+    }
+
+    #[test]
+    fn a_batch_the_committer_recorded_is_not_written_again() {
+        let mut sink = CommittingSink::new(WriteAheadLog, identity());
+        sink.recover(Some(restored(4))).expect("recovers");
+        sink.poll_request();
+        sink.on_response(SinkResponse::Kv(KvResponse::Stored))
+            .expect("fenced");
+        assert!(matches!(
+            sink.poll_request(),
+            Some(SinkRequest::Kv(KvRequest::Get { .. }))
+        ));
+        sink.on_response(committer_at(Some(4))).expect("read");
+        assert_eq!(sink.poll_request(), None, "written before the failure");
+        assert_eq!(sink.poll_action(), None);
+    }
+
+    #[test]
+    fn a_batch_is_appended_then_recorded_under_the_attempt() {
+        let mut sink = CommittingSink::new(WriteAheadLog, identity());
+        sink.pre_commit(CheckpointId(6), Some(vec![b"x".to_vec()]), 1, 0);
+        sink.commit_up_to(CheckpointId(6));
+        sink.poll_request();
+        sink.on_response(committer_at(Some(5)))
+            .expect("older record");
+        let Some(SinkRequest::Broker {
+            request: BrokerRequest::Append { batch, .. },
+            idempotent: false,
+        }) = sink.poll_request()
+        else {
+            panic!("the batch is appended, without retry");
+        };
+        assert_eq!(batch.as_deref(), Some("sink#1 checkpoint 6"));
+        sink.on_response(SinkResponse::Broker(BrokerResponse::Ok))
+            .expect("appended");
+        assert_eq!(
+            sink.poll_request(),
+            Some(SinkRequest::BeforeCommit(CheckpointId(6)))
+        );
+        sink.on_response(SinkResponse::Passed).expect("passes");
+        let Some(SinkRequest::Kv(KvRequest::Put { generation, .. })) = sink.poll_request() else {
+            panic!("the committer records the batch");
+        };
+        assert_eq!(generation, Some(3));
+        sink.on_response(SinkResponse::Kv(KvResponse::Stored))
+            .expect("recorded");
+        assert_eq!(
+            sink.poll_action(),
+            Some(SinkAction::BatchWritten {
+                checkpoint_id: CheckpointId(6),
+                records: 1
+            })
+        );
+        assert_eq!(sink.poll_request(), None);
+        assert!(!sink.awaits_commit());
+    }
 }

@@ -35,7 +35,7 @@ impl SinkOperator {
             hooks: context.hooks.clone(),
             node_name: context.node_name.clone(),
         };
-        let writer = SinkWriter::new(&context.config.sink);
+        let writer = SinkWriter::new(&context.config.sink, io.identity());
         Some(SinkOperator { writer, io })
     }
 
