@@ -1,11 +1,18 @@
 //! The fault plan: which faults a run injects, and when. A plan is explicit (it is printed
 //! with every run and written with every failure), so it stays meaningful after code changes
 //! and shrinks by deleting faults.
+//!
+//! These types are the one model of a fault: serde reads them from a scenario's `[[faults]]`
+//! tables and writes them back (the action tagged by `kind`, the trigger by its key), the
+//! property tests generate them, `Display` prints them in reports, and the injector acts on
+//! them. The loader checks them against the job and the cluster (`scenario::file`).
 
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::ids::SubtaskId;
 use crate::scenario::node_name::NodeName;
+use crate::scenario::toml_duration::{duration, instant, optional_duration};
 use crate::time::{Duration, Instant};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
 /// A subtask named the way users see it: operator uid and subtask index (`counter#0`).
@@ -71,11 +78,26 @@ impl fmt::Display for SubtaskRef {
     }
 }
 
-/// When a fault happens.
-#[derive(Clone, Debug, PartialEq, Eq)]
+impl Serialize for SubtaskRef {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for SubtaskRef {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        SubtaskRef::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// When a fault happens: in a scenario file, exactly one of the keys `at`,
+/// `after-checkpoint`, `on-record`, `before-commit`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum FaultTrigger {
     /// At a simulated time.
-    At(Instant),
+    At(#[serde(with = "instant")] Instant),
     /// Right after the first checkpoint with this id or a higher one completes.
     AfterCheckpoint(u64),
     /// When the subtask begins its `count`-th record (counted over the whole run).
@@ -96,14 +118,25 @@ pub enum FaultTrigger {
     },
 }
 
-/// What a fault does.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What a fault does: in a scenario file, the `kind` and its fields.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "kebab-case",
+    rename_all_fields = "kebab-case"
+)]
 pub enum FaultAction {
     /// Kill `taskmanager-N`; restart it after a delay if given.
+    #[serde(rename = "kill-taskmanager")]
     KillTaskManager {
         /// N.
         taskmanager: u32,
         /// Delay before the node restarts; `None` keeps it dead.
+        #[serde(
+            default,
+            with = "optional_duration",
+            skip_serializing_if = "Option::is_none"
+        )]
         restart_after: Option<Duration>,
     },
     /// Clog the link between two nodes, both directions (or only `from` to `to`), for a time.
@@ -113,8 +146,10 @@ pub enum FaultAction {
         /// The other node.
         to: NodeName,
         /// How long.
+        #[serde(with = "duration")]
         duration: Duration,
         /// Only `from` to `to` (an asymmetric partition: `to` no longer hears `from`).
+        #[serde(default)]
         one_way: bool,
     },
     /// Add latency to every data frame sent from one node to another, for a time.
@@ -124,17 +159,30 @@ pub enum FaultAction {
         /// The receiving node.
         to: NodeName,
         /// Latency per frame.
+        #[serde(with = "duration")]
         latency: Duration,
         /// How long; `None` for the rest of the run.
+        #[serde(
+            default,
+            with = "optional_duration",
+            skip_serializing_if = "Option::is_none"
+        )]
         duration: Option<Duration>,
     },
     /// Add processing time per record to an operator.
     SlowOperator {
         /// Its uid.
+        #[serde(rename = "operator")]
         uid: String,
         /// Time per record.
+        #[serde(with = "duration")]
         per_record: Duration,
         /// How long; `None` for the rest of the run.
+        #[serde(
+            default,
+            with = "optional_duration",
+            skip_serializing_if = "Option::is_none"
+        )]
         duration: Option<Duration>,
     },
     /// Make a subtask fail (an exception in user code) at its next record.
@@ -150,25 +198,41 @@ pub enum FaultAction {
     /// Every checkpoint-completion notice reaches its task this much later, for a time.
     DelayNotices {
         /// The added delay.
+        #[serde(with = "duration")]
         delay: Duration,
         /// How long; `None` for the rest of the run.
+        #[serde(
+            default,
+            with = "optional_duration",
+            skip_serializing_if = "Option::is_none"
+        )]
         duration: Option<Duration>,
     },
     /// Kill the broker and restart it (its storage is durable).
     RestartBroker {
-        /// How long it is down.
+        /// How long it is down (1 s when not given).
+        #[serde(default = "one_second", with = "duration")]
         restart_after: Duration,
     },
 }
 
-/// One fault.
-#[derive(Clone, Debug, PartialEq, Eq)]
+fn one_second() -> Duration {
+    Duration::from_secs(1)
+}
+
+/// One fault: a `[[faults]]` table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fault {
     /// What it does.
+    #[serde(flatten)]
     pub action: FaultAction,
     /// When.
+    #[serde(flatten)]
     pub trigger: FaultTrigger,
 }
+
+/// The keys a trigger is written under.
+pub const TRIGGER_KEYS: [&str; 4] = ["at", "after-checkpoint", "on-record", "before-commit"];
 
 /// Every fault of a run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -4,49 +4,23 @@ use super::{Expectation, Scenario, ScenarioError};
 use crate::api::jobs;
 use crate::checkpoint::coordinator::{CheckpointConfig, CheckpointingMode};
 use crate::connectors::sink_config::{SinkConfig, SinkKind};
+use crate::graph::execution_graph::ExecutionGraph;
 use crate::limits::{
     FAULTS_MAX, PARALLELISM_MAX, RECORDS_PER_SECOND_MAX, RECORD_SIZE_BYTES_MAX, TASKMANAGERS_MAX,
     WORKLOAD_PARTITIONS_MAX, WORKLOAD_RECORDS_MAX, WORKLOAD_TEXT_BYTES_MAX,
 };
 use crate::runtime::restart::RestartStrategyConfig;
-use crate::scenario::faults::{Fault, FaultAction, FaultPlan, FaultTrigger, SubtaskRef};
+use crate::scenario::faults::{
+    Fault, FaultAction, FaultPlan, FaultTrigger, SubtaskRef, TRIGGER_KEYS,
+};
 use crate::scenario::node_name::{ClusterNodes, NodeName};
+use crate::scenario::toml_duration::TomlDuration;
 use crate::scenario::workload::{Workload, WorkloadKind};
 use crate::services::messages::IsolationLevel;
-use crate::time::{parse_duration, Duration, Instant};
-use serde::{Deserialize, Deserializer};
+use crate::time::{Duration, Instant};
+use serde::Deserialize;
 use std::fmt::Write;
 use toml::Spanned;
-
-/// A duration written as Flink writes them (`250ms`, `10s`, `2min`).
-#[derive(Clone, Copy, Debug)]
-struct TomlDuration(Duration);
-
-/// A duration field's value: text (`"250ms"`) or a bare number of milliseconds (`250`), as
-/// Flink's configuration reads both.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum DurationValue {
-    Milliseconds(u64),
-    Text(String),
-}
-
-impl<'de> Deserialize<'de> for TomlDuration {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let parsed = match DurationValue::deserialize(deserializer).map_err(|_| {
-            serde::de::Error::custom(
-                "a duration is text such as \"250ms\" or a whole number of milliseconds",
-            )
-        })? {
-            DurationValue::Milliseconds(ms) => ms
-                .checked_mul(1_000_000)
-                .map(Duration)
-                .ok_or_else(|| format!("{ms} ms is too long a duration")),
-            DurationValue::Text(text) => parse_duration(&text),
-        };
-        parsed.map(TomlDuration).map_err(serde::de::Error::custom)
-    }
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -78,7 +52,7 @@ struct ScenarioFile {
     #[serde(default)]
     reader: ReaderSection,
     #[serde(default)]
-    faults: Vec<Spanned<FaultEntry>>,
+    faults: Vec<Spanned<toml::Table>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -182,41 +156,6 @@ struct PipelineSection {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct SimulationSection {
     deadline: Option<TomlDuration>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct FaultEntry {
-    kind: String,
-    at: Option<TomlDuration>,
-    after_checkpoint: Option<u64>,
-    on_record: Option<OnRecordEntry>,
-    before_commit: Option<BeforeCommitEntry>,
-    delay: Option<TomlDuration>,
-    taskmanager: Option<u32>,
-    restart_after: Option<TomlDuration>,
-    from: Option<String>,
-    to: Option<String>,
-    duration: Option<TomlDuration>,
-    operator: Option<String>,
-    per_record: Option<TomlDuration>,
-    latency: Option<TomlDuration>,
-    subtask: Option<String>,
-    one_way: Option<bool>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct OnRecordEntry {
-    subtask: String,
-    count: u64,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct BeforeCommitEntry {
-    subtask: String,
-    checkpoint: u64,
 }
 
 /// Flink's defaults where the file is silent.
@@ -606,123 +545,161 @@ fn restart_strategy(
     }
 }
 
+/// Reads one `[[faults]]` table into a fault and checks it against the job and the cluster.
 fn fault(
     context: &Context<'_>,
-    entry: &Spanned<FaultEntry>,
+    entry: &Spanned<toml::Table>,
     scenario: &Scenario,
-    graph: &crate::graph::execution_graph::ExecutionGraph,
+    graph: &ExecutionGraph,
 ) -> Result<Fault, ScenarioError> {
-    let span = entry.span();
-    let raw = entry.get_ref();
     let fail =
-        |message: String| context.error_at::<Fault>(span.clone(), format!("faults: {message}"));
-    let trigger = match (
-        raw.at,
-        raw.after_checkpoint,
-        &raw.on_record,
-        &raw.before_commit,
-    ) {
-        (Some(at), None, None, None) if at.0 >= scenario.deadline => {
-            return fail(format!("at: {} is not before the deadline {} (simulation.deadline): the fault could never fire", at.0, scenario.deadline))
-        }
-        (Some(at), None, None, None) => FaultTrigger::At(Instant(at.0 .0)),
-        (None, Some(_), None, None) if !scenario.checkpointing() => {
-            return fail("after-checkpoint: checkpointing is off (no `[execution.checkpointing] interval`): the fault could never fire".to_string())
-        }
-        (None, Some(n), None, None) => FaultTrigger::AfterCheckpoint(n),
-        (None, None, None, Some(before)) => {
-            let subtask =
-                SubtaskRef::parse(&before.subtask).and_then(|s| s.resolve(graph).map(|id| (s, id)));
-            match subtask {
-                Ok((subtask, id)) if graph.vertex(id.vertex_id).operator_range.end == graph.job.operators.len() && scenario.sink.kind.commits_on_checkpoints() => FaultTrigger::BeforeCommit { subtask, checkpoint: before.checkpoint },
-                Ok(_) => return fail("before-commit: the subtask must run a two-phase-commit or write-ahead-log sink".to_string()),
-                Err(message) => return fail(format!("before-commit.subtask: {message}")),
-            }
-        }
-        (None, None, Some(on_record), None) => {
-            let subtask =
-                SubtaskRef::parse(&on_record.subtask).and_then(|s| s.resolve(graph).map(|_| s));
-            match subtask {
-                Ok(_) if on_record.count > scenario.workload.record_count() => return fail(format!(
-                    "on-record.count: {} is more records than the whole input holds ({}): the fault could never fire",
-                    on_record.count,
-                    scenario.workload.record_count()
-                )),
-                Ok(subtask) if on_record.count > 0 => FaultTrigger::OnRecord {
-                    subtask,
-                    count: on_record.count,
-                },
-                Ok(_) => return fail("on-record.count: records count from 1".to_string()),
-                Err(message) => return fail(format!("on-record.subtask: {message}")),
-            }
-        }
-        _ => {
-            return fail(
-                "give exactly one of `at`, `after-checkpoint`, `on-record`, `before-commit`"
-                    .to_string(),
-            )
-        }
-    };
-    let action = match raw.kind.as_str() {
-        "kill-taskmanager" => match raw.taskmanager {
-            Some(n) if n >= 1 && n <= scenario.taskmanagers => FaultAction::KillTaskManager { taskmanager: n, restart_after: raw.restart_after.map(|d| d.0) },
-            Some(n) => return fail(format!("taskmanager: {n} is not in 1..={}", scenario.taskmanagers)),
-            None => return fail("kill-taskmanager needs `taskmanager`".to_string()),
-        },
-        "clog-link" => match (&raw.from, &raw.to, raw.duration) {
-            (Some(from), Some(to), Some(duration)) => {
-                let (from, to) = match parse_link(from, to, scenario) { Ok(link) => link, Err(message) => return fail(message) };
-                FaultAction::ClogLink { from, to, duration: duration.0, one_way: raw.one_way.unwrap_or(false) }
-            }
-            _ => return fail("clog-link needs `from`, `to` and `duration`".to_string()),
-        },
-        "slow-link" => match (&raw.from, &raw.to, raw.latency) {
-            (Some(from), Some(to), Some(latency)) => {
-                let (from, to) = match parse_link(from, to, scenario) { Ok(link) => link, Err(message) => return fail(message) };
-                FaultAction::SlowLink { from, to, latency: latency.0, duration: raw.duration.map(|d| d.0) }
-            }
-            _ => return fail("slow-link needs `from`, `to` and `latency`".to_string()),
-        },
-        "slow-operator" => match (&raw.operator, raw.per_record) {
-            (Some(uid), Some(per_record)) if graph.job.operators.iter().any(|o| &o.uid == uid) => FaultAction::SlowOperator { uid: uid.clone(), per_record: per_record.0, duration: raw.duration.map(|d| d.0) },
-            (Some(uid), Some(_)) => return fail(format!("operator: no operator with uid `{uid}`")),
-            _ => return fail("slow-operator needs `operator` and `per-record`".to_string()),
-        },
-        "fail-task" => match raw.subtask.as_deref().map(|s| SubtaskRef::parse(s).and_then(|r| r.resolve(graph).map(|_| r))) {
-            Some(Ok(subtask)) => FaultAction::FailTask { subtask },
-            Some(Err(message)) => return fail(format!("subtask: {message}")),
-            None => return fail("fail-task needs `subtask`".to_string()),
-        },
-        "lose-notice" => match raw.subtask.as_deref().map(|s| SubtaskRef::parse(s).and_then(|r| r.resolve(graph).map(|_| r))) {
-            Some(Ok(subtask)) if scenario.checkpointing() => FaultAction::LoseNotice { subtask },
-            Some(Ok(_)) => return fail("lose-notice needs checkpointing".to_string()),
-            Some(Err(message)) => return fail(format!("subtask: {message}")),
-            None => return fail("lose-notice needs `subtask`".to_string()),
-        },
-        "delay-notices" => match raw.delay {
-            Some(delay) if delay.0 > Duration::ZERO => FaultAction::DelayNotices { delay: delay.0, duration: raw.duration.map(|d| d.0) },
-            _ => return fail("delay-notices needs `delay` longer than 0".to_string()),
-        },
-        "restart-broker" => FaultAction::RestartBroker { restart_after: raw.restart_after.map_or(Duration::from_secs(1), |d| d.0) },
-        other => return fail(format!("kind: `{other}` is not a fault (kill-taskmanager, clog-link, slow-link, slow-operator, fail-task, lose-notice, delay-notices, restart-broker)")),
-    };
-    Ok(Fault { action, trigger })
-}
-
-/// A link joins two distinct nodes of the cluster.
-fn parse_link(from: &str, to: &str, scenario: &Scenario) -> Result<(NodeName, NodeName), String> {
+        |message: String| context.error_at::<Fault>(entry.span(), format!("faults: {message}"));
+    let table = entry.get_ref();
+    let triggers = TRIGGER_KEYS
+        .iter()
+        .filter(|key| table.contains_key(**key))
+        .count();
+    if triggers != 1 {
+        return fail(format!(
+            "give exactly one of `{}`",
+            TRIGGER_KEYS.join("`, `")
+        ));
+    }
+    // Node names are checked against this cluster first, so the error names the field and
+    // lists the nodes there are.
     let cluster = ClusterNodes {
         taskmanagers: scenario.taskmanagers,
         kv: scenario.sink.kind.uses_kv_store(),
     };
-    let from = NodeName::parse(from, cluster).map_err(|e| format!("from: {e}"))?;
-    let to = NodeName::parse(to, cluster).map_err(|e| format!("to: {e}"))?;
+    for key in ["from", "to"] {
+        if let Some(toml::Value::String(name)) = table.get(key) {
+            if let Err(error) = NodeName::parse(name, cluster) {
+                return fail(format!("{key}: {error}"));
+            }
+        }
+    }
+    let fault: Fault = match toml::Value::Table(table.clone()).try_into() {
+        Ok(fault) => fault,
+        Err(error) => {
+            let kind = table.get("kind").map_or("?".to_string(), |k| k.to_string());
+            return fail(format!("{kind}: {}", error.message()));
+        }
+    };
+    // Flattened tables cannot deny unknown keys themselves: a key the fault does not write
+    // back is one it does not know.
+    let known = toml::Table::try_from(&fault).expect("a fault renders as a table");
+    if let Some(unknown) = table.keys().find(|key| !known.contains_key(*key)) {
+        return fail(format!(
+            "`{unknown}` is not a field of a {} fault",
+            table["kind"]
+        ));
+    }
+    match check_trigger(&fault.trigger, scenario, graph)
+        .and_then(|()| check_action(&fault.action, scenario, graph))
+    {
+        Ok(()) => Ok(fault),
+        Err(message) => fail(message),
+    }
+}
+
+/// A trigger must be able to fire in this run.
+fn check_trigger(
+    trigger: &FaultTrigger,
+    scenario: &Scenario,
+    graph: &ExecutionGraph,
+) -> Result<(), String> {
+    match trigger {
+        FaultTrigger::At(at) if at.since(Instant::ZERO) >= scenario.deadline => Err(format!(
+            "at: {} is not before the deadline {} (simulation.deadline): the fault could never fire",
+            at.since(Instant::ZERO),
+            scenario.deadline
+        )),
+        FaultTrigger::AfterCheckpoint(_) if !scenario.checkpointing() => Err("after-checkpoint: checkpointing is off (no `[execution.checkpointing] interval`): the fault could never fire".to_string()),
+        FaultTrigger::At(_) | FaultTrigger::AfterCheckpoint(_) => Ok(()),
+        FaultTrigger::BeforeCommit { subtask, .. } => {
+            let id = subtask
+                .resolve(graph)
+                .map_err(|e| format!("before-commit.subtask: {e}"))?;
+            let runs_sink =
+                graph.vertex(id.vertex_id).operator_range.end == graph.job.operators.len();
+            if !runs_sink || !scenario.sink.kind.commits_on_checkpoints() {
+                return Err("before-commit: the subtask must run a two-phase-commit or write-ahead-log sink".to_string());
+            }
+            Ok(())
+        }
+        FaultTrigger::OnRecord { subtask, count } => {
+            subtask
+                .resolve(graph)
+                .map_err(|e| format!("on-record.subtask: {e}"))?;
+            let records = scenario.workload.record_count();
+            if *count == 0 {
+                return Err("on-record.count: records count from 1".to_string());
+            }
+            if *count > records {
+                return Err(format!("on-record.count: {count} is more records than the whole input holds ({records}): the fault could never fire"));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// An action must name what exists in this job and cluster.
+fn check_action(
+    action: &FaultAction,
+    scenario: &Scenario,
+    graph: &ExecutionGraph,
+) -> Result<(), String> {
+    let subtask = |subtask: &SubtaskRef| {
+        subtask
+            .resolve(graph)
+            .map(|_| ())
+            .map_err(|e| format!("subtask: {e}"))
+    };
+    match action {
+        FaultAction::KillTaskManager { taskmanager, .. }
+            if !(1..=scenario.taskmanagers).contains(taskmanager) =>
+        {
+            Err(format!(
+                "taskmanager: {taskmanager} is not in 1..={}",
+                scenario.taskmanagers
+            ))
+        }
+        FaultAction::KillTaskManager { .. } | FaultAction::RestartBroker { .. } => Ok(()),
+        FaultAction::ClogLink { from, to, .. } | FaultAction::SlowLink { from, to, .. } => {
+            check_link(*from, *to, scenario)
+        }
+        FaultAction::SlowOperator { uid, .. }
+            if !graph.job.operators.iter().any(|o| &o.uid == uid) =>
+        {
+            Err(format!("operator: no operator with uid `{uid}`"))
+        }
+        FaultAction::SlowOperator { .. } => Ok(()),
+        FaultAction::FailTask { subtask: target } => subtask(target),
+        FaultAction::LoseNotice { .. } if !scenario.checkpointing() => {
+            Err("lose-notice needs checkpointing".to_string())
+        }
+        FaultAction::LoseNotice { subtask: target } => subtask(target),
+        FaultAction::DelayNotices { delay, .. } if *delay == Duration::ZERO => {
+            Err("delay-notices needs `delay` longer than 0".to_string())
+        }
+        FaultAction::DelayNotices { .. } => Ok(()),
+    }
+}
+
+/// A link joins two distinct nodes of the cluster.
+fn check_link(from: NodeName, to: NodeName, scenario: &Scenario) -> Result<(), String> {
+    let cluster = ClusterNodes {
+        taskmanagers: scenario.taskmanagers,
+        kv: scenario.sink.kind.uses_kv_store(),
+    };
+    from.check(cluster).map_err(|e| format!("from: {e}"))?;
+    to.check(cluster).map_err(|e| format!("to: {e}"))?;
     if from == to {
         return Err(format!(
             "a link joins two nodes, `from` and `to` are both `{from}`"
         ));
     }
-    Ok((from, to))
+    Ok(())
 }
 
 /// Writes a scenario back as TOML (for regression files), in the layout `parse` reads.
@@ -817,105 +794,18 @@ pub fn render_toml(scenario: &Scenario) -> String {
         sink.isolation.name()
     );
     let _ = writeln!(text, "[simulation]\ndeadline = \"{}\"", scenario.deadline);
-    for fault in &scenario.faults.faults {
-        let _ = writeln!(text, "\n[[faults]]");
-        render_fault(&mut text, fault);
+    if !scenario.faults.faults.is_empty() {
+        let faults = RenderedFaults {
+            faults: &scenario.faults.faults,
+        };
+        let rendered = toml::to_string(&faults).expect("faults render as TOML");
+        let _ = write!(text, "\n{rendered}");
     }
     text
 }
 
-fn render_fault(text: &mut String, fault: &Fault) {
-    match &fault.action {
-        FaultAction::KillTaskManager {
-            taskmanager,
-            restart_after,
-        } => {
-            let _ = writeln!(
-                text,
-                "kind = \"kill-taskmanager\"\ntaskmanager = {taskmanager}"
-            );
-            if let Some(delay) = restart_after {
-                let _ = writeln!(text, "restart-after = \"{delay}\"");
-            }
-        }
-        FaultAction::ClogLink {
-            from,
-            to,
-            duration,
-            one_way,
-        } => {
-            let _ = writeln!(
-                text,
-                "kind = \"clog-link\"\nfrom = \"{from}\"\nto = \"{to}\"\nduration = \"{duration}\"\none-way = {one_way}"
-            );
-        }
-        FaultAction::SlowLink {
-            from,
-            to,
-            latency,
-            duration,
-        } => {
-            let _ = writeln!(
-                text,
-                "kind = \"slow-link\"\nfrom = \"{from}\"\nto = \"{to}\"\nlatency = \"{latency}\""
-            );
-            if let Some(duration) = duration {
-                let _ = writeln!(text, "duration = \"{duration}\"");
-            }
-        }
-        FaultAction::SlowOperator {
-            uid,
-            per_record,
-            duration,
-        } => {
-            let _ = writeln!(
-                text,
-                "kind = \"slow-operator\"\noperator = {uid:?}\nper-record = \"{per_record}\""
-            );
-            if let Some(duration) = duration {
-                let _ = writeln!(text, "duration = \"{duration}\"");
-            }
-        }
-        FaultAction::FailTask { subtask } => {
-            let _ = writeln!(text, "kind = \"fail-task\"\nsubtask = \"{subtask}\"");
-        }
-        FaultAction::LoseNotice { subtask } => {
-            let _ = writeln!(text, "kind = \"lose-notice\"\nsubtask = \"{subtask}\"");
-        }
-        FaultAction::DelayNotices { delay, duration } => {
-            let _ = writeln!(text, "kind = \"delay-notices\"\ndelay = \"{delay}\"");
-            if let Some(duration) = duration {
-                let _ = writeln!(text, "duration = \"{duration}\"");
-            }
-        }
-        FaultAction::RestartBroker { restart_after } => {
-            let _ = writeln!(
-                text,
-                "kind = \"restart-broker\"\nrestart-after = \"{restart_after}\""
-            );
-        }
-    }
-    match &fault.trigger {
-        FaultTrigger::At(at) => {
-            let _ = writeln!(text, "at = \"{}us\"", at.0 / 1000);
-        }
-        FaultTrigger::AfterCheckpoint(n) => {
-            let _ = writeln!(text, "after-checkpoint = {n}");
-        }
-        FaultTrigger::OnRecord { subtask, count } => {
-            let _ = writeln!(
-                text,
-                "on-record = {{ subtask = \"{subtask}\", count = {count} }}"
-            );
-        }
-        FaultTrigger::BeforeCommit {
-            subtask,
-            checkpoint,
-        } => {
-            let _ = writeln!(
-                text,
-                "before-commit = {{ subtask = \"{subtask}\", checkpoint = {checkpoint} }}"
-            );
-        }
-    }
+/// The `[[faults]]` tables, written by the same serde model that reads them.
+#[derive(serde::Serialize)]
+struct RenderedFaults<'a> {
+    faults: &'a [Fault],
 }

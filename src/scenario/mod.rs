@@ -5,6 +5,7 @@
 pub mod faults;
 mod file;
 pub mod node_name;
+pub mod toml_duration;
 pub mod workload;
 
 use crate::api::job::Job;

@@ -1,6 +1,8 @@
 //! The nodes of the simulated cluster by the names scenarios use. One parser serves the loader
 //! and the injector, so a name the loader accepts is a node the injector finds.
 
+use crate::limits::TASKMANAGERS_MAX;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -58,6 +60,23 @@ impl NodeName {
         name.ok_or_else(|| format!("no node `{text}` (the nodes are {})", cluster.describe()))
     }
 
+    /// Parses a node name in its canonical form, whatever the cluster: the loader checks it
+    /// against the cluster with `check`.
+    pub fn parse_any(text: &str) -> Result<NodeName, String> {
+        let widest = ClusterNodes {
+            taskmanagers: TASKMANAGERS_MAX,
+            kv: true,
+        };
+        NodeName::parse(text, widest).map_err(|_| {
+            format!("`{text}` is no node name (jobmanager, broker, blobstore, kv, taskmanager-N)")
+        })
+    }
+
+    /// This node, if `cluster` has it.
+    pub fn check(self, cluster: ClusterNodes) -> Result<NodeName, String> {
+        NodeName::parse(&self.to_string(), cluster)
+    }
+
     /// The node's address on the simulated network.
     pub fn ip(self) -> IpAddr {
         let (a, b) = match self {
@@ -92,6 +111,19 @@ impl fmt::Display for NodeName {
             NodeName::Kv => write!(f, "kv"),
             NodeName::TaskManager(n) => write!(f, "taskmanager-{n}"),
         }
+    }
+}
+
+impl Serialize for NodeName {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        NodeName::parse_any(&text).map_err(serde::de::Error::custom)
     }
 }
 

@@ -20,62 +20,23 @@ use crate::common;
 
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
+use snapflow::scenario::faults::{Fault, FaultAction, FaultTrigger, SubtaskRef};
+use snapflow::scenario::node_name::NodeName;
 use snapflow::scenario::{render_toml, Expectation, Scenario};
 use snapflow::sim::run_scenario;
+use snapflow::time::{Duration, Instant};
 
 const RECORDS: u64 = 10_000;
 
-#[derive(Clone, Debug)]
-enum Trigger {
-    AtMs(u64),
-    AfterCheckpoint(u64),
-    OnRecord { subtask: u32, count: u64 },
-    BeforeCommit { subtask: u32, checkpoint: u64 },
+fn subtask(uid: &str, index: u32) -> SubtaskRef {
+    SubtaskRef {
+        uid: uid.to_string(),
+        index,
+    }
 }
 
-#[derive(Clone, Debug)]
-enum Action {
-    Kill {
-        taskmanager: u32,
-        restart_after_ms: u64,
-    },
-    Clog {
-        from: String,
-        to: String,
-        duration_ms: u64,
-        one_way: bool,
-    },
-    FailTask {
-        uid: &'static str,
-        subtask: u32,
-    },
-    SlowOperator {
-        uid: &'static str,
-        per_record_us: u64,
-        duration_ms: u64,
-    },
-    SlowLink {
-        from: String,
-        to: String,
-        latency_ms: u64,
-        duration_ms: u64,
-    },
-    LoseNotice {
-        subtask: u32,
-    },
-    DelayNotices {
-        delay_ms: u64,
-        duration_ms: u64,
-    },
-    RestartBroker {
-        down_ms: u64,
-    },
-}
-
-#[derive(Clone, Debug)]
-struct Fault {
-    action: Action,
-    trigger: Trigger,
+fn ms(ms: u64) -> Duration {
+    Duration::from_ms(ms)
 }
 
 #[derive(Clone, Debug)]
@@ -102,34 +63,38 @@ struct Case {
     restart_delay_ms: u64,
 }
 
-fn trigger(parallelism: u32) -> impl Strategy<Value = Trigger> {
+/// When a fault happens. Triggers and failures aim at the keyed operator, written `counter`
+/// (the at-most-once job names it `tag`: `scenario_of` renames it).
+fn trigger(parallelism: u32) -> impl Strategy<Value = FaultTrigger> {
     let per_subtask = RECORDS / parallelism as u64;
     prop_oneof![
-        (100u64..4_000).prop_map(Trigger::AtMs),
-        (1u64..12).prop_map(Trigger::AfterCheckpoint),
-        (0..parallelism, 1..per_subtask / 2)
-            .prop_map(|(subtask, count)| Trigger::OnRecord { subtask, count }),
+        (100u64..4_000).prop_map(|at| FaultTrigger::At(Instant::from_ms(at))),
+        (1u64..12).prop_map(FaultTrigger::AfterCheckpoint),
+        (0..parallelism, 1..per_subtask / 2).prop_map(|(index, count)| FaultTrigger::OnRecord {
+            subtask: subtask("counter", index),
+            count
+        }),
     ]
 }
 
 fn kill(taskmanagers: u32, parallelism: u32) -> impl Strategy<Value = Fault> {
     (1..=taskmanagers, trigger(parallelism), 50u64..2_000).prop_map(
         |(taskmanager, trigger, restart_after_ms)| Fault {
-            action: Action::Kill {
+            action: FaultAction::KillTaskManager {
                 taskmanager,
-                restart_after_ms,
+                restart_after: Some(ms(restart_after_ms)),
             },
             trigger,
         },
     )
 }
 
-fn node(taskmanagers: u32) -> impl Strategy<Value = String> {
+fn any_node(taskmanagers: u32) -> impl Strategy<Value = NodeName> {
     prop_oneof![
-        Just("jobmanager".to_string()),
-        Just("broker".to_string()),
-        Just("blobstore".to_string()),
-        (1..=taskmanagers).prop_map(|n| format!("taskmanager-{n}")),
+        Just(NodeName::JobManager),
+        Just(NodeName::Broker),
+        Just(NodeName::Blobstore),
+        (1..=taskmanagers).prop_map(NodeName::TaskManager),
     ]
 }
 
@@ -141,30 +106,30 @@ fn any_fault(
     source_parallelism: u32,
 ) -> impl Strategy<Value = Fault> {
     let clog = (
-        node(taskmanagers),
-        node(taskmanagers),
+        any_node(taskmanagers),
+        any_node(taskmanagers),
         10u64..1_500,
         trigger(parallelism),
     )
         .prop_filter("a link joins two nodes", |(from, to, ..)| from != to)
         .prop_map(|(from, to, duration_ms, trigger)| Fault {
-            action: Action::Clog {
+            action: FaultAction::ClogLink {
                 from,
                 to,
-                duration_ms,
+                duration: ms(duration_ms),
                 one_way: false,
             },
             trigger,
         });
     let fail = (
         prop_oneof![
-            (0..parallelism).prop_map(|i| ("counter", i)),
-            (0..source_parallelism).prop_map(|i| ("split", i))
+            (0..parallelism).prop_map(|i| subtask("counter", i)),
+            (0..source_parallelism).prop_map(|i| subtask("split", i))
         ],
         trigger(parallelism),
     )
-        .prop_map(|((uid, subtask), trigger)| Fault {
-            action: Action::FailTask { uid, subtask },
+        .prop_map(|(subtask, trigger)| Fault {
+            action: FaultAction::FailTask { subtask },
             trigger,
         });
     let slow_operator = (
@@ -174,10 +139,10 @@ fn any_fault(
         trigger(parallelism),
     )
         .prop_map(|(uid, per_record_us, duration_ms, trigger)| Fault {
-            action: Action::SlowOperator {
-                uid,
-                per_record_us,
-                duration_ms,
+            action: FaultAction::SlowOperator {
+                uid: uid.to_string(),
+                per_record: Duration::from_us(per_record_us),
+                duration: Some(ms(duration_ms)),
             },
             trigger,
         });
@@ -192,16 +157,16 @@ fn any_fault(
     )
         .prop_map(move |(from, to, latency_ms, duration_ms, trigger)| {
             let to = match (from == to, taskmanagers) {
-                (false, _) => format!("taskmanager-{to}"),
-                (true, 1) => "broker".to_string(),
-                (true, _) => format!("taskmanager-{}", from % taskmanagers + 1),
+                (false, _) => NodeName::TaskManager(to),
+                (true, 1) => NodeName::Broker,
+                (true, _) => NodeName::TaskManager(from % taskmanagers + 1),
             };
             Fault {
-                action: Action::SlowLink {
-                    from: format!("taskmanager-{from}"),
+                action: FaultAction::SlowLink {
+                    from: NodeName::TaskManager(from),
                     to,
-                    latency_ms,
-                    duration_ms,
+                    latency: ms(latency_ms),
+                    duration: Some(ms(duration_ms)),
                 },
                 trigger,
             }
@@ -220,43 +185,47 @@ fn any_fault(
 /// timeout), a broker restart.
 fn end_to_end_fault(taskmanagers: u32, parallelism: u32) -> impl Strategy<Value = Fault> {
     let kill_before_commit = (1..=taskmanagers, 0..parallelism, 1u64..12, 50u64..1_000).prop_map(
-        |(taskmanager, subtask, checkpoint, restart_after_ms)| Fault {
-            action: Action::Kill {
+        |(taskmanager, index, checkpoint, restart_after_ms)| Fault {
+            action: FaultAction::KillTaskManager {
                 taskmanager,
-                restart_after_ms,
+                restart_after: Some(ms(restart_after_ms)),
             },
-            trigger: Trigger::BeforeCommit {
-                subtask,
+            trigger: FaultTrigger::BeforeCommit {
+                subtask: subtask("sink", index),
                 checkpoint,
             },
         },
     );
-    let lose_notice = (0..parallelism, trigger(parallelism)).prop_map(|(subtask, trigger)| Fault {
-        action: Action::LoseNotice { subtask },
+    let lose_notice = (0..parallelism, trigger(parallelism)).prop_map(|(index, trigger)| Fault {
+        action: FaultAction::LoseNotice {
+            subtask: subtask("sink", index),
+        },
         trigger,
     });
     let delay_notices = (10u64..3_000, 100u64..3_000, trigger(parallelism)).prop_map(
         |(delay_ms, duration_ms, trigger)| Fault {
-            action: Action::DelayNotices {
-                delay_ms,
-                duration_ms,
+            action: FaultAction::DelayNotices {
+                delay: ms(delay_ms),
+                duration: Some(ms(duration_ms)),
             },
             trigger,
         },
     );
     let restart_broker =
         (50u64..2_000, trigger(parallelism)).prop_map(|(down_ms, trigger)| Fault {
-            action: Action::RestartBroker { down_ms },
+            action: FaultAction::RestartBroker {
+                restart_after: ms(down_ms),
+            },
             trigger,
         });
     // A task manager the job manager no longer hears, while it still hears the job manager,
     // keeps its tasks running after the failover: zombies whose sinks the recovery must fence.
     let zombie = (1..=taskmanagers, 600u64..2_000, trigger(parallelism)).prop_map(
         |(taskmanager, duration_ms, trigger)| Fault {
-            action: Action::Clog {
-                from: format!("taskmanager-{taskmanager}"),
-                to: "jobmanager".to_string(),
-                duration_ms,
+            action: FaultAction::ClogLink {
+                from: NodeName::TaskManager(taskmanager),
+                to: NodeName::JobManager,
+                duration: ms(duration_ms),
                 one_way: true,
             },
             trigger,
@@ -375,8 +344,6 @@ fn scenario_text(case: &Case) -> String {
     } else {
         "wordcount"
     };
-    // The operator after the key_by: triggers and failures aim at its subtasks.
-    let keyed_uid = if at_most_once { "tag" } else { "counter" };
     // At-most-once takes no checkpoints; without them Flink's default restart strategy is none.
     let checkpointing = if at_most_once {
         format!("mode = \"{}\"\n\n[restart-strategy]\ntype = \"fixed-delay\"\n\n[restart-strategy.fixed-delay]\nattempts = 1000\ndelay = \"1s\"", case.mode)
@@ -416,50 +383,67 @@ fn scenario_text(case: &Case) -> String {
             case.sink
         ));
     }
-    for fault in &case.faults {
-        text.push_str("\n[[faults]]\n");
-        match &fault.action {
-            Action::Kill { taskmanager, restart_after_ms } => {
-                text.push_str(&format!("kind = \"kill-taskmanager\"\ntaskmanager = {taskmanager}\nrestart-after = \"{restart_after_ms}ms\"\n"))
-            }
-            Action::Clog { from, to, duration_ms, one_way } => text.push_str(&format!("kind = \"clog-link\"\nfrom = \"{from}\"\nto = \"{to}\"\nduration = \"{duration_ms}ms\"\none-way = {one_way}\n")),
-            Action::FailTask { uid, subtask } => {
-                let uid = if *uid == "counter" { keyed_uid } else { uid };
-                text.push_str(&format!("kind = \"fail-task\"\nsubtask = \"{uid}#{subtask}\"\n"))
-            }
-            Action::SlowOperator { uid, per_record_us, duration_ms } => {
-                let uid = if *uid == "counter" { keyed_uid } else { uid };
-                text.push_str(&format!("kind = \"slow-operator\"\noperator = \"{uid}\"\nper-record = \"{per_record_us}us\"\nduration = \"{duration_ms}ms\"\n"))
-            }
-            Action::SlowLink { from, to, latency_ms, duration_ms } => text.push_str(&format!("kind = \"slow-link\"\nfrom = \"{from}\"\nto = \"{to}\"\nlatency = \"{latency_ms}ms\"\nduration = \"{duration_ms}ms\"\n")),
-            Action::LoseNotice { subtask } => text.push_str(&format!("kind = \"lose-notice\"\nsubtask = \"sink#{subtask}\"\n")),
-            Action::DelayNotices { delay_ms, duration_ms } => text.push_str(&format!("kind = \"delay-notices\"\ndelay = \"{delay_ms}ms\"\nduration = \"{duration_ms}ms\"\n")),
-            Action::RestartBroker { down_ms } => text.push_str(&format!("kind = \"restart-broker\"\nrestart-after = \"{down_ms}ms\"\n")),
-        }
-        match fault.trigger {
-            Trigger::AtMs(ms) => text.push_str(&format!("at = \"{ms}ms\"\n")),
-            // At-most-once takes no checkpoints, so such a trigger could never fire (the loader
-            // refuses it): the fault lands when the n-th checkpoint would have.
-            Trigger::AfterCheckpoint(n) if at_most_once => {
-                text.push_str(&format!("at = \"{}ms\"\n", n * case.interval_ms))
-            }
-            Trigger::AfterCheckpoint(n) => text.push_str(&format!("after-checkpoint = {n}\n")),
-            Trigger::OnRecord { subtask, count } => text.push_str(&format!(
-                "on-record = {{ subtask = \"{keyed_uid}#{subtask}\", count = {count} }}\n"
-            )),
-            // The idempotent sink commits nothing: the nearest moment is the completion.
-            Trigger::BeforeCommit { checkpoint, .. } if case.sink == "idempotent" => {
-                text.push_str(&format!("after-checkpoint = {checkpoint}\n"))
-            }
-            Trigger::BeforeCommit {
-                subtask,
-                checkpoint,
-            } => text.push_str(&format!(
-                "before-commit = {{ subtask = \"sink#{subtask}\", checkpoint = {checkpoint} }}\n"
-            )),
-        }
-    }
     text
+}
+
+/// The case's faults as the job runs them: the at-most-once job's keyed operator is `tag`,
+/// and without checkpoints a fault meant after checkpoint n lands when it would have been
+/// taken; the idempotent sink commits nothing, so before-commit becomes the completion.
+fn faults_of(case: &Case) -> Vec<Fault> {
+    let at_most_once = case.mode == "AT_MOST_ONCE";
+    let keyed = |subtask: &SubtaskRef| match subtask.uid.as_str() {
+        "counter" if at_most_once => SubtaskRef {
+            uid: "tag".to_string(),
+            index: subtask.index,
+        },
+        _ => subtask.clone(),
+    };
+    case.faults
+        .iter()
+        .map(|fault| {
+            let trigger = match &fault.trigger {
+                FaultTrigger::AfterCheckpoint(n) if at_most_once => {
+                    FaultTrigger::At(Instant::from_ms(n * case.interval_ms))
+                }
+                FaultTrigger::OnRecord { subtask, count } => FaultTrigger::OnRecord {
+                    subtask: keyed(subtask),
+                    count: *count,
+                },
+                FaultTrigger::BeforeCommit { checkpoint, .. } if case.sink == "idempotent" => {
+                    FaultTrigger::AfterCheckpoint(*checkpoint)
+                }
+                other => other.clone(),
+            };
+            let action = match &fault.action {
+                FaultAction::FailTask { subtask } => FaultAction::FailTask {
+                    subtask: keyed(subtask),
+                },
+                FaultAction::SlowOperator {
+                    uid,
+                    per_record,
+                    duration,
+                } if uid == "counter" && at_most_once => FaultAction::SlowOperator {
+                    uid: "tag".to_string(),
+                    per_record: *per_record,
+                    duration: *duration,
+                },
+                other => other.clone(),
+            };
+            Fault { action, trigger }
+        })
+        .collect()
+}
+
+/// The case as a scenario: its settings read from TOML, its faults set as the model they
+/// are, then rendered and read back, so the loader checks them as it checks a file's.
+fn scenario_of(case: &Case, name: &str) -> Scenario {
+    let text = scenario_text(case);
+    let mut scenario = Scenario::parse(name, &text)
+        .unwrap_or_else(|e| panic!("generated scenario invalid: {e}\n{text}"));
+    scenario.faults.faults = faults_of(case);
+    let rendered = render_toml(&scenario);
+    Scenario::parse(name, &rendered)
+        .unwrap_or_else(|e| panic!("generated faults invalid: {e}\n{rendered}"))
 }
 
 fn cases() -> u32 {
@@ -479,9 +463,7 @@ fn keep_failure(scenario: &Scenario, name: &str) -> std::path::PathBuf {
 }
 
 fn check_case(case: &Case, name: &str) -> Result<(), TestCaseError> {
-    let text = scenario_text(case);
-    let scenario = Scenario::parse(name, &text)
-        .unwrap_or_else(|e| panic!("generated scenario invalid: {e}\n{text}"));
+    let scenario = scenario_of(case, name);
     assert_eq!(scenario.expect, Expectation::Pass);
     let file = format!("target/snapflow-regressions/{name}.toml");
     let run = run_scenario(&scenario, case.seed, &file);
@@ -557,7 +539,12 @@ fn generated_scenarios_render_back_to_the_same_scenario() {
         .new_tree(&mut runner)
         .expect("a case")
         .current();
-        let scenario = Scenario::parse("generated", &scenario_text(&case)).expect("valid");
+        let scenario = scenario_of(&case, "generated");
+        assert_eq!(
+            scenario.faults.faults,
+            faults_of(&case),
+            "the faults load as generated"
+        );
         let again =
             Scenario::parse("rendered", &render_toml(&scenario)).expect("renders valid TOML");
         assert_eq!(again, scenario, "every field survives rendering");

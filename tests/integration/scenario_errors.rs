@@ -162,7 +162,7 @@ fn end_to_end_faults_name_what_is_wrong() {
         "{two_phase}\n[[faults]]\nkind = \"delay-notices\"\nat = \"1s\"\n"
     ));
     assert!(
-        no_delay.contains("delay-notices needs `delay`"),
+        no_delay.contains("\"delay-notices\": missing field `delay`"),
         "{no_delay}"
     );
     // The kv store runs only for a sink that writes to it.
@@ -311,4 +311,27 @@ fn a_bare_number_is_milliseconds_in_every_duration_field() {
     assert_eq!(scenario.deadline, snapflow::time::Duration::from_secs(30));
     let negative = error_of(&VALID.replace("interval = \"100ms\"", "interval = -5"));
     assert!(negative.contains("a duration is text"), "{negative}");
+}
+
+#[test]
+fn a_fault_with_an_unknown_field_or_two_triggers_is_refused() {
+    let unknown = error_of(&format!(
+        "{VALID}\n[[faults]]\nkind = \"fail-task\"\nsubtask = \"counter#0\"\nat = \"1s\"\nrestart-after = \"1s\"\n"
+    ));
+    assert!(
+        unknown.starts_with("bad.toml:19:")
+            && unknown.contains("`restart-after` is not a field of a \"fail-task\" fault"),
+        "{unknown}"
+    );
+    let two = error_of(&format!(
+        "{VALID}\n[[faults]]\nkind = \"fail-task\"\nsubtask = \"counter#0\"\nat = \"1s\"\nafter-checkpoint = 2\n"
+    ));
+    assert!(two.contains("give exactly one of `at`"), "{two}");
+    let unknown_kind = error_of(&format!(
+        "{VALID}\n[[faults]]\nkind = \"crash-everything\"\nat = \"1s\"\n"
+    ));
+    assert!(
+        unknown_kind.contains("crash-everything") && unknown_kind.contains("kill-taskmanager"),
+        "{unknown_kind}"
+    );
 }

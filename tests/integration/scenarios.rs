@@ -49,3 +49,16 @@ fn another_seed_changes_the_trace() {
         "the seed must reach the simulation"
     );
 }
+
+/// Every shipped scenario, rendered (as a failure's replay file is) and read back, is the same
+/// scenario: every fault kind and trigger the files use survives the one serde model.
+#[test]
+fn every_scenario_renders_back_to_itself() {
+    for file in common::scenario_files() {
+        let scenario = common::load(&file);
+        let rendered = snapflow::scenario::render_toml(&scenario);
+        let again = snapflow::scenario::Scenario::parse(&file, &rendered)
+            .unwrap_or_else(|e| panic!("{file} renders invalid TOML: {e}\n{rendered}"));
+        assert_eq!(again, scenario, "{file}:\n{rendered}");
+    }
+}
