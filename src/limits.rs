@@ -56,6 +56,16 @@ pub const RECORD_SIZE_BYTES_MAX: usize = 64 * 1024;
 pub const WORKLOAD_TEXT_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Times an RPC is sent before the caller gives up.
 pub const RPC_ATTEMPTS_MAX: u32 = 3;
+/// Inputs waiting in a task's mailbox. Network input is bounded by credit and control input
+/// by the checkpoints in flight, so the bound is never reached in a healthy run; a sender that
+/// meets it waits (backpressure up the channel or the control link), it never drops.
+pub const TASK_MAILBOX_CAPACITY: usize = 1024;
+/// Messages waiting in a node's control inbox or in the job manager's mailbox.
+pub const CONTROL_MAILBOX_CAPACITY: usize = 1024;
+/// Signals from the engine's hooks waiting for the fault injector. The injector is runnable
+/// as soon as one arrives and simulated time stands still until it ran, so only signals of
+/// one instant ever wait together.
+pub const HARNESS_SIGNALS_CAPACITY: usize = 1024;
 
 const _: () = assert!(GATE_CHANNELS_MAX <= u16::MAX as usize);
 const _: () = assert!(PARALLELISM_MAX as usize * PARALLELISM_MAX as usize <= GATE_CHANNELS_MAX * 4);

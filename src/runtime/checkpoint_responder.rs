@@ -10,11 +10,11 @@ use crate::codec::FileKind;
 use crate::ids::CheckpointId;
 use crate::runtime::messages::ControlMessage;
 use crate::runtime::task_context::TaskContext;
-use crate::runtime::task_mailbox::TaskInput;
-use futures::channel::mpsc::UnboundedSender;
+use crate::runtime::task_mailbox::{MailboxSender, TaskInput};
+use futures::SinkExt;
 
 /// Writes `upload` in the background; `TaskInput::UploadDone` reports how it went.
-pub fn spawn_upload(context: &TaskContext, upload: Upload, inbox: UnboundedSender<TaskInput>) {
+pub fn spawn_upload(context: &TaskContext, upload: Upload, mut inbox: MailboxSender) {
     let Upload {
         checkpoint_id,
         snapshot,
@@ -29,10 +29,11 @@ pub fn spawn_upload(context: &TaskContext, upload: Upload, inbox: UnboundedSende
                 state_path: path,
                 state_size_bytes,
             });
-        let _ = inbox.unbounded_send(TaskInput::UploadDone {
+        let done = TaskInput::UploadDone {
             checkpoint_id,
             result,
-        });
+        };
+        let _ = inbox.send(done).await;
     });
 }
 

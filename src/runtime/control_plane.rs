@@ -3,10 +3,12 @@
 //! a clogged link stalls them rather than dropping them. A message to a dead node is lost; the
 //! sender reconnects once when a connection it held turned out dead (the peer restarted).
 
+use crate::limits::CONTROL_MAILBOX_CAPACITY;
 use crate::runtime::frame_io::{read_frame, write_frame};
 use crate::runtime::messages::ControlMessage;
-use futures::channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
+use futures::channel::mpsc::{channel, Receiver, Sender};
 use futures::lock::Mutex;
+use futures::SinkExt;
 use madsim::net::{TcpListener, TcpStream};
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
@@ -25,9 +27,9 @@ pub struct ControlPlane {
 
 impl ControlPlane {
     /// Binds this node's control listener; received messages arrive on the returned channel.
-    pub async fn listen() -> std::io::Result<(ControlPlane, UnboundedReceiver<ControlMessage>)> {
+    pub async fn listen() -> std::io::Result<(ControlPlane, Receiver<ControlMessage>)> {
         let listener = TcpListener::bind(("0.0.0.0", CONTROL_PORT)).await?;
-        let (sender, receiver) = unbounded();
+        let (sender, receiver) = channel(CONTROL_MAILBOX_CAPACITY);
         madsim::task::spawn(accept_loop(listener, sender));
         Ok((
             ControlPlane {
@@ -57,7 +59,7 @@ impl ControlPlane {
     }
 }
 
-async fn accept_loop(listener: TcpListener, sender: UnboundedSender<ControlMessage>) {
+async fn accept_loop(listener: TcpListener, sender: Sender<ControlMessage>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             return;
@@ -66,11 +68,11 @@ async fn accept_loop(listener: TcpListener, sender: UnboundedSender<ControlMessa
     }
 }
 
-async fn read_loop(stream: TcpStream, sender: UnboundedSender<ControlMessage>) {
+async fn read_loop(stream: TcpStream, mut sender: Sender<ControlMessage>) {
     let (mut reader, _writer) = tokio::io::split(stream);
     // An undecodable frame ends the connection: the stream cannot be resynchronised.
     while let Ok(Some(message)) = read_frame::<_, ControlMessage>(&mut reader).await {
-        if sender.unbounded_send(message).is_err() {
+        if sender.send(message).await.is_err() {
             return;
         }
     }

@@ -6,6 +6,7 @@ use crate::checkpoint::coordinator::{CheckpointConfig, CompletedCheckpoint};
 use crate::checkpoint::storage::{metadata_path, CheckpointStorage};
 use crate::codec::FileKind;
 use crate::graph::execution_graph::ExecutionGraph;
+use crate::limits::CONTROL_MAILBOX_CAPACITY;
 use crate::runtime::control_plane::ControlPlane;
 use crate::runtime::hooks::Hooks;
 use crate::runtime::job_master::{Command, JobMaster, JobMasterConfig};
@@ -15,7 +16,8 @@ use crate::runtime::rpc::Rpc;
 use crate::runtime::sim_time;
 use crate::runtime::task_context::Services;
 use crate::time::Duration;
-use futures::channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
+use futures::channel::mpsc::{channel, Receiver, Sender};
+use futures::SinkExt;
 use futures::{FutureExt, StreamExt};
 use std::sync::Arc;
 
@@ -60,7 +62,7 @@ pub async fn run_jobmanager(setup: JobManagerSetup) {
     let (control, messages) = ControlPlane::listen()
         .await
         .expect("the control port is free on a fresh node");
-    let (inbox_sender, mut inbox) = unbounded();
+    let (inbox_sender, mut inbox) = channel(CONTROL_MAILBOX_CAPACITY);
     madsim::task::spawn(forward_control(messages, inbox_sender.clone()));
     let config = JobMasterConfig {
         checkpoint: setup.checkpoint.clone(),
@@ -82,12 +84,9 @@ pub async fn run_jobmanager(setup: JobManagerSetup) {
 }
 
 /// Control messages join the job manager's one mailbox, beside its own completions.
-async fn forward_control(
-    mut messages: UnboundedReceiver<ControlMessage>,
-    inbox: UnboundedSender<Input>,
-) {
+async fn forward_control(mut messages: Receiver<ControlMessage>, mut inbox: Sender<Input>) {
     while let Some(message) = messages.next().await {
-        if inbox.unbounded_send(Input::Control(message)).is_err() {
+        if inbox.send(Input::Control(message)).await.is_err() {
             return;
         }
     }
@@ -99,11 +98,11 @@ struct JobManagerNode {
     setup: JobManagerSetup,
     rpc: Rpc,
     control: ControlPlane,
-    inbox_sender: UnboundedSender<Input>,
+    inbox_sender: Sender<Input>,
 }
 
 impl JobManagerNode {
-    async fn run(&mut self, inbox: &mut UnboundedReceiver<Input>) {
+    async fn run(&mut self, inbox: &mut Receiver<Input>) {
         self.carry_out_commands().await;
         while !self.master.status().is_terminal() {
             let deadline = self.master.poll_timeout();
@@ -141,14 +140,14 @@ impl JobManagerNode {
             self.setup.services.blobstore,
             self.setup.rpc_timeout,
         );
-        let inbox = self.inbox_sender.clone();
+        let mut inbox = self.inbox_sender.clone();
         madsim::task::spawn(async move {
             let path = metadata_path(checkpoint.checkpoint_id);
             let result = storage
                 .write(FileKind::CheckpointMetadata, &path, &checkpoint)
                 .await
                 .map(|_| ());
-            let _ = inbox.unbounded_send(Input::MetadataWritten(checkpoint, result));
+            let _ = inbox.send(Input::MetadataWritten(checkpoint, result)).await;
         });
     }
 }

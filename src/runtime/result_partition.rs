@@ -8,9 +8,9 @@ use crate::runtime::frame_io::{read_frame, write_frame};
 use crate::runtime::messages::DataFrame;
 use crate::runtime::sim_time;
 use crate::runtime::task_context::TaskContext;
-use crate::runtime::task_mailbox::TaskInput;
+use crate::runtime::task_mailbox::{MailboxSender, TaskInput};
 use crate::time::Duration;
-use futures::channel::mpsc::UnboundedSender;
+use futures::SinkExt;
 use madsim::net::TcpStream;
 use tokio::io::WriteHalf;
 
@@ -19,7 +19,7 @@ pub async fn connect_output(
     context: &TaskContext,
     index: usize,
     output: OutputChannel,
-    inbox: UnboundedSender<TaskInput>,
+    mut inbox: MailboxSender,
 ) -> Result<WriteHalf<TcpStream>, String> {
     let OutputChannel {
         target,
@@ -42,17 +42,15 @@ pub async fn connect_output(
                 let (mut reader, writer) = tokio::io::split(stream);
                 madsim::task::spawn(async move {
                     while let Ok(Some(DataFrame::Credit(credit))) = read_frame(&mut reader).await {
-                        if inbox
-                            .unbounded_send(TaskInput::Credit {
-                                output: index,
-                                credit,
-                            })
-                            .is_err()
-                        {
+                        let granted = TaskInput::Credit {
+                            output: index,
+                            credit,
+                        };
+                        if inbox.send(granted).await.is_err() {
                             return;
                         }
                     }
-                    let _ = inbox.unbounded_send(TaskInput::OutputClosed { output: index });
+                    let _ = inbox.send(TaskInput::OutputClosed { output: index }).await;
                 });
                 return Ok(writer);
             }

@@ -23,11 +23,10 @@ use crate::runtime::sim_time;
 use crate::runtime::sink_operator::SinkOperator;
 use crate::runtime::source_operator::SourceOperator;
 use crate::runtime::task_context::TaskContext;
-use crate::runtime::task_mailbox::TaskInput;
+use crate::runtime::task_mailbox::{Mailbox, MailboxSender, TaskInput};
 use crate::runtime::task_setup::{set_up, TaskParts};
 use crate::state::snapshot::KeyedStateSnapshot;
 use crate::time::{Duration, Instant};
-use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender};
 use futures::{FutureExt, StreamExt};
 use std::collections::BTreeMap;
 
@@ -37,7 +36,7 @@ struct Task {
     input: Option<NetworkInput>,
     writer: RecordWriter,
     source: Option<SourceOperator>,
-    inbox_sender: UnboundedSender<TaskInput>,
+    inbox_sender: MailboxSender,
     scratch: Vec<Value>,
     ended: bool,
     records_in: u64,
@@ -50,8 +49,8 @@ struct Task {
 pub async fn run_task(
     context: TaskContext,
     deployment: TaskDeployment,
-    mut inbox: UnboundedReceiver<TaskInput>,
-    inbox_sender: UnboundedSender<TaskInput>,
+    mut inbox: Mailbox,
+    inbox_sender: MailboxSender,
 ) -> Result<(), String> {
     let mut task = Task::deploy(context, &deployment, inbox_sender).await?;
     let running = ControlMessage::TaskStatusChanged {
@@ -68,7 +67,7 @@ impl Task {
     async fn deploy(
         context: TaskContext,
         deployment: &TaskDeployment,
-        inbox_sender: UnboundedSender<TaskInput>,
+        inbox_sender: MailboxSender,
     ) -> Result<Task, String> {
         let TaskParts {
             chain,
@@ -99,7 +98,7 @@ impl Task {
         })
     }
 
-    async fn run(&mut self, inbox: &mut UnboundedReceiver<TaskInput>) -> Result<(), String> {
+    async fn run(&mut self, inbox: &mut Mailbox) -> Result<(), String> {
         // A buffer timeout of 0 flushes after every record (Flink's `setBufferTimeout(0)`): no
         // flush timer then, since a deadline equal to now would never let time advance.
         let buffer_timeout = self.context.config.buffer_timeout;
@@ -459,7 +458,7 @@ impl Task {
 
     /// After end of input: waits until every buffer is sent and every pre-committed
     /// transaction or batch is committed, then reports the final state.
-    async fn finish(&mut self, inbox: &mut UnboundedReceiver<TaskInput>) -> Result<(), String> {
+    async fn finish(&mut self, inbox: &mut Mailbox) -> Result<(), String> {
         if let Some(sink) = &self.sink {
             let uncovered = sink.uncovered_records();
             if uncovered > 0 {

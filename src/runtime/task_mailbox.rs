@@ -4,9 +4,21 @@
 use crate::checkpoint::barrier::Barrier;
 use crate::checkpoint::subtask_checkpoint::Uploaded;
 use crate::ids::{ChannelIndex, CheckpointId};
+use crate::limits::TASK_MAILBOX_CAPACITY;
 use crate::runtime::messages::DataFrame;
+use futures::channel::mpsc;
 use madsim::net::TcpStream;
 use tokio::io::WriteHalf;
+
+/// Where a task's inputs are sent.
+pub type MailboxSender = mpsc::Sender<TaskInput>;
+/// Where a task reads its inputs.
+pub type Mailbox = mpsc::Receiver<TaskInput>;
+
+/// A task's mailbox, bounded by `TASK_MAILBOX_CAPACITY`.
+pub fn mailbox() -> (MailboxSender, Mailbox) {
+    mpsc::channel(TASK_MAILBOX_CAPACITY)
+}
 
 /// What reaches a task's mailbox.
 pub enum TaskInput {

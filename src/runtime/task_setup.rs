@@ -12,8 +12,7 @@ use crate::runtime::sink_operator::SinkOperator;
 use crate::runtime::source_operator::SourceOperator;
 use crate::runtime::state_initializer::{restore_channel_state, restore_state, RestoredState};
 use crate::runtime::task_context::TaskContext;
-use crate::runtime::task_mailbox::TaskInput;
-use futures::channel::mpsc::UnboundedSender;
+use crate::runtime::task_mailbox::MailboxSender;
 
 /// The parts of a running task.
 pub struct TaskParts {
@@ -33,7 +32,7 @@ pub struct TaskParts {
 pub async fn set_up(
     context: &TaskContext,
     deployment: &TaskDeployment,
-    inbox: UnboundedSender<TaskInput>,
+    inbox: MailboxSender,
 ) -> Result<TaskParts, String> {
     let graph = context.graph.clone();
     let vertex = graph.vertex(context.subtask.vertex_id);

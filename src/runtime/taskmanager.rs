@@ -4,6 +4,7 @@
 
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::ids::{AttemptNumber, ChannelIndex, CheckpointId, SubtaskId, TaskManagerId};
+use crate::limits::TASK_MAILBOX_CAPACITY;
 use crate::runtime::control_plane::{ControlPlane, CONTROL_PORT};
 use crate::runtime::deployment::TaskDeployment;
 use crate::runtime::frame_io::read_frame;
@@ -13,9 +14,9 @@ use crate::runtime::rpc::{Rpc, DATA_PORT};
 use crate::runtime::sim_time;
 use crate::runtime::task::run_task;
 use crate::runtime::task_context::{Services, TaskConfig, TaskContext};
-use crate::runtime::task_mailbox::TaskInput;
+use crate::runtime::task_mailbox::{mailbox, Mailbox, MailboxSender, TaskInput};
 use crate::time::{Duration, Instant};
-use futures::channel::mpsc::{unbounded, UnboundedSender};
+use futures::SinkExt;
 use futures::StreamExt;
 use madsim::net::{TcpListener, TcpStream};
 use madsim::task::JoinHandle;
@@ -52,7 +53,7 @@ pub struct TaskManagerSetup {
 
 struct RunningTask {
     attempt: AttemptNumber,
-    inbox: UnboundedSender<TaskInput>,
+    inbox: MailboxSender,
     status: TaskStatus,
     handle: Option<JoinHandle<()>>,
 }
@@ -103,7 +104,10 @@ pub async fn run_taskmanager(setup: TaskManagerSetup) {
     };
     madsim::task::spawn(accept_loop(listener, shared.clone(), link));
     while let Some(message) = messages.next().await {
-        on_control(&setup, &rpc, &control, &shared, message);
+        for (mut inbox, input) in on_control(&setup, &rpc, &control, &shared, message) {
+            // Waits while the task's mailbox is full: the control link backs up, nothing drops.
+            let _ = inbox.send(input).await;
+        }
     }
 }
 
@@ -181,18 +185,26 @@ fn cancel_if_jobmanager_lost(setup: &TaskManagerSetup, shared: &Shared) {
     }
 }
 
+/// Inputs for tasks' mailboxes, sent once the task manager's lock is released.
+type Deliveries = Vec<(MailboxSender, TaskInput)>;
+
+/// Acts on a control message; returns what goes to which task's mailbox.
 fn on_control(
     setup: &TaskManagerSetup,
     rpc: &Rpc,
     control: &ControlPlane,
     shared: &Shared,
     message: ControlMessage,
-) {
+) -> Deliveries {
     match message {
         ControlMessage::Deploy { attempt, tasks } => {
-            deploy(setup, rpc, control, shared, attempt, tasks)
+            deploy(setup, rpc, control, shared, attempt, tasks);
+            Vec::new()
         }
-        ControlMessage::Cancel { attempt } => cancel_up_to(shared, attempt),
+        ControlMessage::Cancel { attempt } => {
+            cancel_up_to(shared, attempt);
+            Vec::new()
+        }
         ControlMessage::TriggerCheckpoint {
             attempt,
             subtask,
@@ -202,22 +214,26 @@ fn on_control(
             attempt,
             checkpoint_id,
         } => deliver_notice(setup, shared, Some(attempt), checkpoint_id),
-        ControlMessage::NotifyCheckpointAborted { .. } => {}
+        ControlMessage::NotifyCheckpointAborted { .. } => Vec::new(),
         ControlMessage::FinishSource { attempt, subtask } => {
             deliver(shared, attempt, subtask, TaskInput::FinishSource)
         }
         ControlMessage::JobManagerHeartbeat { final_completed } => {
             lock(shared).jobmanager_heard_at = Some(sim_time::now());
-            if let Some(checkpoint_id) = final_completed {
-                deliver_notice(setup, shared, None, checkpoint_id);
+            match final_completed {
+                Some(checkpoint_id) => deliver_notice(setup, shared, None, checkpoint_id),
+                None => Vec::new(),
             }
         }
-        other => setup.hooks.event(
-            &setup.taskmanager.to_string(),
-            EngineEvent::UnexpectedMessage {
-                message: format!("{other:?}"),
-            },
-        ),
+        other => {
+            setup.hooks.event(
+                &setup.taskmanager.to_string(),
+                EngineEvent::UnexpectedMessage {
+                    message: format!("{other:?}"),
+                },
+            );
+            Vec::new()
+        }
     }
 }
 
@@ -228,9 +244,10 @@ fn deliver_notice(
     shared: &Shared,
     attempt: Option<AttemptNumber>,
     checkpoint_id: CheckpointId,
-) {
+) -> Deliveries {
     let state = lock(shared);
     let now = sim_time::now();
+    let mut deliveries = Vec::new();
     let addressed = state
         .tasks
         .iter()
@@ -238,9 +255,7 @@ fn deliver_notice(
     for (subtask, task) in addressed {
         let input = TaskInput::CheckpointComplete(checkpoint_id);
         match setup.hooks.notice_fate(*subtask, now, attempt.is_none()) {
-            NoticeFate::Deliver => {
-                let _ = task.inbox.unbounded_send(input);
-            }
+            NoticeFate::Deliver => deliveries.push((task.inbox.clone(), input)),
             NoticeFate::Lost => setup.hooks.event(
                 &setup.taskmanager.to_string(),
                 EngineEvent::NoticeLost {
@@ -249,21 +264,28 @@ fn deliver_notice(
                 },
             ),
             NoticeFate::Delayed(delay) => {
-                let inbox = task.inbox.clone();
+                let mut inbox = task.inbox.clone();
                 madsim::task::spawn(async move {
                     sim_time::sleep(delay).await;
-                    let _ = inbox.unbounded_send(input);
+                    let _ = inbox.send(input).await;
                 });
             }
         }
     }
+    deliveries
 }
 
-fn deliver(shared: &Shared, attempt: AttemptNumber, subtask: SubtaskId, input: TaskInput) {
+fn deliver(
+    shared: &Shared,
+    attempt: AttemptNumber,
+    subtask: SubtaskId,
+    input: TaskInput,
+) -> Deliveries {
     let state = lock(shared);
-    if let Some(task) = state.tasks.get(&subtask).filter(|t| t.attempt == attempt) {
-        let _ = task.inbox.unbounded_send(input);
-    }
+    let task = state.tasks.get(&subtask).filter(|t| t.attempt == attempt);
+    task.map(|task| (task.inbox.clone(), input))
+        .into_iter()
+        .collect()
 }
 
 fn cancel_up_to(shared: &Shared, attempt: AttemptNumber) {
@@ -301,7 +323,7 @@ fn deploy(
         if state.tasks.contains_key(&subtask) {
             continue; // A duplicate deploy message.
         }
-        let (sender, receiver) = unbounded();
+        let (sender, receiver) = mailbox();
         let context = TaskContext {
             attempt,
             subtask,
@@ -348,8 +370,8 @@ fn deploy(
 async fn supervise(
     context: TaskContext,
     deployment: TaskDeployment,
-    receiver: futures::channel::mpsc::UnboundedReceiver<TaskInput>,
-    sender: UnboundedSender<TaskInput>,
+    receiver: Mailbox,
+    sender: MailboxSender,
     shared: Shared,
 ) {
     let (attempt, subtask, control, jobmanager) = (
@@ -440,18 +462,16 @@ async fn route_connection(mut stream: TcpStream, shared: Shared, link: LinkProbe
 async fn read_input_channel(
     stream: TcpStream,
     channel: ChannelIndex,
-    inbox: UnboundedSender<TaskInput>,
+    mut inbox: MailboxSender,
     link: LinkProbe,
 ) {
     let peer = stream.peer_addr().map(|address| address.ip()).ok();
     let (mut reader, writer) = tokio::io::split(stream);
-    if inbox
-        .unbounded_send(TaskInput::InputConnected { channel, writer })
-        .is_err()
-    {
+    let connected = TaskInput::InputConnected { channel, writer };
+    if inbox.send(connected).await.is_err() {
         return;
     }
-    let (delayed, due) = unbounded();
+    let (mut delayed, due) = futures::channel::mpsc::channel(TASK_MAILBOX_CAPACITY);
     madsim::task::spawn(deliver_when_due(due, inbox));
     let mut deliver_at = Instant::ZERO;
     loop {
@@ -472,19 +492,19 @@ async fn read_input_channel(
             link.hooks.link_latency(peer, link.local, now)
         });
         deliver_at = deliver_at.max(now.add(latency));
-        if delayed.unbounded_send((deliver_at, input)).is_err() || closed {
+        if delayed.send((deliver_at, input)).await.is_err() || closed {
             return;
         }
     }
 }
 
 async fn deliver_when_due(
-    mut due: futures::channel::mpsc::UnboundedReceiver<(Instant, TaskInput)>,
-    inbox: UnboundedSender<TaskInput>,
+    mut due: futures::channel::mpsc::Receiver<(Instant, TaskInput)>,
+    mut inbox: MailboxSender,
 ) {
     while let Some((at, input)) = due.next().await {
         sim_time::sleep_until(at).await;
-        if inbox.unbounded_send(input).is_err() {
+        if inbox.send(input).await.is_err() {
             return;
         }
     }

@@ -6,6 +6,7 @@ use crate::api::value::Value;
 use crate::checkpoint::coordinator::CheckpointingMode;
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::ids::TaskManagerId;
+use crate::limits::HARNESS_SIGNALS_CAPACITY;
 use crate::runtime::control_plane::CONTROL_PORT;
 use crate::runtime::hooks::JobOutcome;
 use crate::runtime::jobmanager::{run_jobmanager, JobManagerSetup};
@@ -29,7 +30,7 @@ use crate::sim::sink_output::SinkOutput;
 use crate::sim::trace::trace_hash;
 use crate::state::snapshot::LogicalKeyedState;
 use crate::time::{Duration, Instant};
-use futures::channel::mpsc::{unbounded, UnboundedReceiver};
+use futures::channel::mpsc::{channel, Receiver};
 use futures::{FutureExt, StreamExt};
 use madsim::runtime::Handle;
 use madsim::task::NodeId;
@@ -120,7 +121,7 @@ async fn run_cluster(
 ) -> (RunResult, ObserverRef) {
     let graph = Arc::new(scenario.graph());
     let blob_disk = Disk::new();
-    let (signal_sender, signals) = unbounded();
+    let (signal_sender, signals) = channel(HARNESS_SIGNALS_CAPACITY);
     let observer = Observer::new(blob_disk.clone(), signal_sender);
     observer.trace(
         "harness",
@@ -319,7 +320,7 @@ impl Injector {
     /// fault fired.
     async fn run(
         mut self,
-        mut signals: UnboundedReceiver<Signal>,
+        mut signals: Receiver<Signal>,
         deadline: Instant,
     ) -> Vec<Option<Instant>> {
         self.fired_at = vec![None; self.plan.faults.len()];

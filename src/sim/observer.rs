@@ -5,13 +5,14 @@
 use crate::checkpoint::coordinator::CompletedCheckpoint;
 use crate::codec::{decode, FileKind};
 use crate::ids::{AttemptNumber, CheckpointId, SubtaskId};
+use crate::limits::HARNESS_SIGNALS_CAPACITY;
 use crate::runtime::hooks::{EngineEvent, RecordFate, RunHooks};
 use crate::runtime::hooks::{JobOutcome, NoticeFate};
 use crate::runtime::sim_time;
 use crate::services::disk::Disk;
 use crate::state::snapshot::{KeyedStateSnapshot, TaskStateSnapshot};
 use crate::time::{Duration, Instant};
-use futures::channel::mpsc::UnboundedSender;
+use futures::channel::mpsc::Sender;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
@@ -114,7 +115,7 @@ struct ObserverState {
     commit_triggers: Vec<CommitTrigger>,
     notices_to_lose: BTreeSet<SubtaskId>,
     notice_delays: Vec<NoticeDelayWindow>,
-    signals: Option<UnboundedSender<Signal>>,
+    signals: Option<Sender<Signal>>,
     checkpoints: Vec<ObservedCheckpoint>,
     final_states: BTreeMap<(AttemptNumber, SubtaskId), BTreeMap<String, KeyedStateSnapshot>>,
     failures: Vec<(Instant, String)>,
@@ -142,7 +143,7 @@ impl ObserverRef {
 
 impl Observer {
     /// An observer that reads checkpoint files from `blob_disk` and signals on `signals`.
-    pub fn new(blob_disk: Disk, signals: UnboundedSender<Signal>) -> Observer {
+    pub fn new(blob_disk: Disk, signals: Sender<Signal>) -> Observer {
         let state = ObserverState {
             signals: Some(signals),
             ..ObserverState::default()
@@ -164,9 +165,16 @@ impl Observer {
             .expect("no task panics while holding the observer lock")
     }
 
-    fn signal(state: &ObserverState, signal: Signal) {
-        if let Some(signals) = &state.signals {
-            let _ = signals.unbounded_send(signal);
+    fn signal(state: &mut ObserverState, signal: Signal) {
+        if let Some(signals) = &mut state.signals {
+            match signals.try_send(signal) {
+                Ok(()) => {}
+                // The injector ended (the run is over): nobody listens any more.
+                Err(error) if error.is_disconnected() => {}
+                Err(error) => panic!(
+                    "more than {HARNESS_SIGNALS_CAPACITY} signals wait for the injector: {error}"
+                ),
+            }
         }
     }
 
@@ -265,7 +273,7 @@ impl Observer {
             task_states,
         });
         Self::signal(
-            &state,
+            &mut state,
             Signal::CheckpointCompleted(checkpoint.checkpoint_id),
         );
     }
@@ -316,7 +324,7 @@ impl Observer {
         let mut state = self.lock();
         if state.outcome.is_none() {
             state.outcome = Some((now, outcome, attempt));
-            Self::signal(&state, Signal::JobTerminated);
+            Self::signal(&mut state, Signal::JobTerminated);
         }
     }
 
@@ -383,7 +391,7 @@ impl RunHooks for Observer {
             }
         }
         for fault_index in &fired {
-            Self::signal(&state, Signal::RecordTriggerFired(*fault_index));
+            Self::signal(&mut state, Signal::RecordTriggerFired(*fault_index));
         }
         let fail = state.fail_requests.remove(&subtask);
         RecordFate {
@@ -445,7 +453,7 @@ impl RunHooks for Observer {
             }
         }
         for fault_index in &fired {
-            Self::signal(&state, Signal::RecordTriggerFired(*fault_index));
+            Self::signal(&mut state, Signal::RecordTriggerFired(*fault_index));
         }
         !fired.is_empty()
     }
