@@ -34,6 +34,7 @@ pub mod connectors {
     //! two-phase commit, write-ahead log, idempotent), what they pre-committed, and their
     //! settings.
     pub mod committing_sink;
+    pub mod connector_error;
     pub mod pending_commits;
     pub mod sink_config;
     pub mod sink_io;
@@ -73,6 +74,7 @@ pub mod runtime {
     pub mod state_initializer;
     pub mod task;
     pub mod task_context;
+    pub mod task_error;
     pub mod task_mailbox;
     pub mod task_setup;
     pub mod taskmanager;

@@ -72,6 +72,8 @@ pub enum ProtocolError {
     },
 }
 
+impl std::error::Error for ProtocolError {}
+
 impl fmt::Display for ProtocolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -2,9 +2,9 @@
 //! state file per subtask and a `_metadata` file. Every file carries the codec envelope (magic,
 //! version, checksum), so a corrupt or foreign file is refused with its path.
 
-use crate::codec::{decode, encode, FileKind};
+use crate::codec::{decode, encode, CodecError, FileKind};
 use crate::ids::{CheckpointId, SubtaskId};
-use crate::runtime::rpc::Rpc;
+use crate::runtime::rpc::{Rpc, RpcError};
 use crate::services::messages::{BlobRequest, BlobResponse};
 use crate::time::Duration;
 use serde::{de::DeserializeOwned, Serialize};
@@ -21,6 +21,39 @@ pub fn task_state_path(checkpoint_id: CheckpointId, subtask: SubtaskId) -> Strin
 /// Path of checkpoint `checkpoint_id`'s metadata.
 pub fn metadata_path(checkpoint_id: CheckpointId) -> String {
     format!("chk-{}/_metadata", checkpoint_id.0)
+}
+
+/// Why checkpoint storage could not write or read a file.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StorageError {
+    /// The blobstore did not answer usably.
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
+    /// The blobstore refused to store the file.
+    #[error("{path}: blobstore refused the write: {response}")]
+    WriteRefused {
+        /// The file.
+        path: String,
+        /// Its answer.
+        response: String,
+    },
+    /// The file is not there.
+    #[error("{path}: missing from checkpoint storage")]
+    Missing {
+        /// The file.
+        path: String,
+    },
+    /// The file is there but not valid (magic, version, checksum, payload).
+    #[error(transparent)]
+    Corrupt(#[from] CodecError),
+    /// The blobstore answered something else.
+    #[error("{path}: blobstore answered {response}")]
+    Unexpected {
+        /// The file.
+        path: String,
+        /// Its answer.
+        response: String,
+    },
 }
 
 /// A client of the blobstore node.
@@ -47,7 +80,7 @@ impl CheckpointStorage {
         kind: FileKind,
         path: &str,
         value: &T,
-    ) -> Result<u64, String> {
+    ) -> Result<u64, StorageError> {
         let bytes = encode(kind, value);
         let size_bytes = bytes.len() as u64;
         let request = BlobRequest::Put {
@@ -61,12 +94,19 @@ impl CheckpointStorage {
             .await?
         {
             BlobResponse::Stored => Ok(size_bytes),
-            other => Err(format!("{path}: blobstore refused the write: {other:?}")),
+            other => Err(StorageError::WriteRefused {
+                path: path.to_string(),
+                response: format!("{other:?}"),
+            }),
         }
     }
 
     /// Reads and checks a file of `kind`.
-    pub async fn read<T: DeserializeOwned>(&self, kind: FileKind, path: &str) -> Result<T, String> {
+    pub async fn read<T: DeserializeOwned>(
+        &self,
+        kind: FileKind,
+        path: &str,
+    ) -> Result<T, StorageError> {
         let request = BlobRequest::Get {
             path: path.to_string(),
         };
@@ -75,11 +115,14 @@ impl CheckpointStorage {
             .call(self.blobstore, &request, self.timeout, true)
             .await?
         {
-            BlobResponse::Data(Some(bytes)) => {
-                decode(kind, path, &bytes).map_err(|e| e.to_string())
-            }
-            BlobResponse::Data(None) => Err(format!("{path}: missing from checkpoint storage")),
-            other => Err(format!("{path}: blobstore answered {other:?}")),
+            BlobResponse::Data(Some(bytes)) => Ok(decode(kind, path, &bytes)?),
+            BlobResponse::Data(None) => Err(StorageError::Missing {
+                path: path.to_string(),
+            }),
+            other => Err(StorageError::Unexpected {
+                path: path.to_string(),
+                response: format!("{other:?}"),
+            }),
         }
     }
 }

@@ -15,6 +15,7 @@
 
 use crate::checkpoint::barrier::Barrier;
 use crate::checkpoint::coordinator::{DeclineReason, TaskAck};
+use crate::checkpoint::storage::StorageError;
 use crate::ids::CheckpointId;
 use crate::state::channel_state::{ChannelStateSnapshot, OutputChannelState, RecordBuffer};
 use crate::state::snapshot::{OperatorSnapshot, TaskStateSnapshot};
@@ -262,7 +263,7 @@ impl SubtaskCheckpointCoordinator {
     pub fn on_upload_done(
         &mut self,
         checkpoint_id: CheckpointId,
-        result: Result<Uploaded, String>,
+        result: Result<Uploaded, StorageError>,
     ) -> Report {
         let meta = self
             .uploading
@@ -279,7 +280,7 @@ impl SubtaskCheckpointCoordinator {
                 unaligned: meta.unaligned,
                 in_flight_bytes: meta.in_flight_bytes,
             }),
-            Err(reason) => Report::Decline(DeclineReason::SnapshotFailed(reason)),
+            Err(error) => Report::Decline(DeclineReason::SnapshotFailed(error.to_string())),
         }
     }
 
@@ -369,7 +370,7 @@ mod tests {
         vec![Vec::new(); CHANNELS]
     }
 
-    fn uploaded() -> Result<Uploaded, String> {
+    fn uploaded() -> Result<Uploaded, StorageError> {
         Ok(Uploaded {
             state_path: "chk-1/v1-0".into(),
             state_size_bytes: 64,
@@ -506,10 +507,16 @@ mod tests {
         assert_eq!(second.checkpoint_id, CheckpointId(2));
         assert!(core.poll_upload(&queues).is_none(), "3 was aborted");
         ack(core.on_upload_done(CheckpointId(1), uploaded()));
-        let failed = core.on_upload_done(CheckpointId(2), Err("disk full".into()));
+        let disk_full = StorageError::WriteRefused {
+            path: "chk-2/v1-1".into(),
+            response: "disk full".into(),
+        };
+        let failed = core.on_upload_done(CheckpointId(2), Err(disk_full));
         assert_eq!(
             failed,
-            Report::Decline(DeclineReason::SnapshotFailed("disk full".into()))
+            Report::Decline(DeclineReason::SnapshotFailed(
+                "chk-2/v1-1: blobstore refused the write: disk full".into()
+            ))
         );
         assert!(core.is_idle());
     }

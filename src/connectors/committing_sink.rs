@@ -9,6 +9,7 @@
 //! key-value requests. The skeleton runs one operation at a time; the driver (`SinkIo::drive`)
 //! carries out each request it polls and feeds back the response, and reports the actions.
 
+use crate::connectors::connector_error::ConnectorError;
 use crate::connectors::pending_commits::PendingCommits;
 use crate::ids::CheckpointId;
 use crate::runtime::hooks::SinkAction;
@@ -65,7 +66,8 @@ pub trait CommitOperation {
     /// The next request; `None` once the operation is done.
     fn poll_request(&mut self) -> Option<SinkRequest>;
     /// The response to the request just polled: what to report, or why the sink fails.
-    fn on_response(&mut self, response: SinkResponse) -> Result<Option<SinkAction>, String>;
+    fn on_response(&mut self, response: SinkResponse)
+        -> Result<Option<SinkAction>, ConnectorError>;
 }
 
 /// How one kind of committing sink stores and commits its work.
@@ -76,8 +78,10 @@ pub trait CommittingKind {
     type Operation: CommitOperation;
     /// The work as the snapshot stores it.
     fn content(work: &Self::Work) -> PendingContent;
-    /// The work from the snapshot; `Err` names what the snapshot holds instead.
-    fn work(content: PendingContent) -> Result<Self::Work, String>;
+    /// What the work is called in errors (`a transaction`).
+    const WORK: &'static str;
+    /// The work from the snapshot; `None` when it holds another kind's.
+    fn work(content: PendingContent) -> Option<Self::Work>;
     /// Commits `work`, pre-committed at `checkpoint_id`.
     fn commit(
         &self,
@@ -159,7 +163,7 @@ impl<K: CommittingKind> CommittingSink<K> {
 
     /// Recovers from `restored` (a completed checkpoint, so its work commits), before any
     /// record is written. Returns the restored transaction sequence number.
-    pub fn recover(&mut self, restored: Option<SinkStateSnapshot>) -> Result<u64, String> {
+    pub fn recover(&mut self, restored: Option<SinkStateSnapshot>) -> Result<u64, ConnectorError> {
         assert!(
             self.running.is_none() && self.pending.is_empty(),
             "recovery comes first"
@@ -167,7 +171,16 @@ impl<K: CommittingKind> CommittingSink<K> {
         self.recovery.extend(self.kind.prepare_recovery(&self.sink));
         let next_transaction = restored.as_ref().map_or(0, |s| s.next_transaction);
         for pending in restored.map(|s| s.pending).unwrap_or_default() {
-            let work = K::work(pending.content).map_err(|e| format!("{}: {e}", self.sink.label))?;
+            let found = match pending.content {
+                PendingContent::Transaction { .. } => "a transaction",
+                PendingContent::Batch { .. } => "a write-ahead batch",
+            };
+            let work =
+                K::work(pending.content).ok_or_else(|| ConnectorError::WrongRestoredState {
+                    label: self.sink.label.clone(),
+                    found,
+                    expected: K::WORK,
+                })?;
             let checkpoint_id = CheckpointId(pending.checkpoint_id);
             let operation = self.kind.commit(&self.sink, checkpoint_id, work);
             self.recovery.push_back(operation);
@@ -210,7 +223,7 @@ impl<K: CommittingKind> CommittingSink<K> {
     }
 
     /// The response to the request just polled.
-    pub fn on_response(&mut self, response: SinkResponse) -> Result<(), String> {
+    pub fn on_response(&mut self, response: SinkResponse) -> Result<(), ConnectorError> {
         let running = self
             .running
             .as_mut()

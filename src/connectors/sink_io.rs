@@ -4,6 +4,7 @@
 use crate::connectors::committing_sink::{
     CommittingKind, CommittingSink, SinkIdentity, SinkRequest, SinkResponse,
 };
+use crate::connectors::connector_error::ConnectorError;
 use crate::ids::{CheckpointId, SubtaskId};
 use crate::runtime::hooks::{EngineEvent, Hooks, SinkAction};
 use crate::runtime::rpc::Rpc;
@@ -48,27 +49,38 @@ impl SinkIo {
         &self,
         request: &BrokerRequest,
         idempotent: bool,
-    ) -> Result<BrokerResponse, String> {
+    ) -> Result<BrokerResponse, ConnectorError> {
         self.rpc
             .call(self.broker, request, self.timeout, idempotent)
             .await
-            .map_err(|e| format!("{}: broker call failed: {e}", self.label))
+            .map_err(|source| ConnectorError::Call {
+                label: self.label.clone(),
+                service: "broker",
+                source,
+            })
     }
 
     /// Calls the key-value store (every call is idempotent).
-    pub async fn kv(&self, request: &KvRequest) -> Result<KvResponse, String> {
+    pub async fn kv(&self, request: &KvRequest) -> Result<KvResponse, ConnectorError> {
+        let label = self.label.clone();
         match self.rpc.call(self.kv, request, self.timeout, true).await {
-            Ok(KvResponse::Error(error)) => {
-                Err(format!("{}: kv store refused: {error}", self.label))
-            }
+            Ok(KvResponse::Error(error)) => Err(ConnectorError::KvRefused { label, error }),
             Ok(response) => Ok(response),
-            Err(error) => Err(format!("{}: kv store call failed: {error}", self.label)),
+            Err(source) => Err(ConnectorError::Call {
+                label,
+                service: "kv store",
+                source,
+            }),
         }
     }
 
     /// Appends records outside any transaction. Not retried: a retry after a lost reply would
     /// write twice on its own.
-    pub async fn append(&self, records: Vec<Vec<u8>>, batch: Option<String>) -> Result<(), String> {
+    pub async fn append(
+        &self,
+        records: Vec<Vec<u8>>,
+        batch: Option<String>,
+    ) -> Result<(), ConnectorError> {
         let request = BrokerRequest::Append {
             topic: self.topic.clone(),
             partition: self.partition,
@@ -77,7 +89,11 @@ impl SinkIo {
         };
         match self.broker(&request, false).await? {
             BrokerResponse::Ok => Ok(()),
-            other => Err(format!("{}: broker refused append: {other:?}", self.label)),
+            other => Err(ConnectorError::Refused {
+                label: self.label.clone(),
+                request: "append",
+                response: format!("{other:?}"),
+            }),
         }
     }
 
@@ -97,7 +113,7 @@ impl SinkIo {
     pub async fn drive<K: CommittingKind>(
         &self,
         sink: &mut CommittingSink<K>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ConnectorError> {
         while let Some(request) = sink.poll_request() {
             let response = match request {
                 SinkRequest::Broker {

@@ -5,6 +5,7 @@
 
 use crate::api::value::Value;
 use crate::connectors::committing_sink::SinkIdentity;
+use crate::connectors::connector_error::ConnectorError;
 use crate::connectors::sink_config::{SinkConfig, SinkKind};
 use crate::connectors::sink_io::SinkIo;
 use crate::connectors::two_phase_commit_sink::TwoPhaseCommitSink;
@@ -40,7 +41,11 @@ impl SinkWriter {
     }
 
     /// Hands over records the sink operator collected (a batch or a flush).
-    pub async fn write(&mut self, io: &SinkIo, records: Vec<Vec<u8>>) -> Result<(), String> {
+    pub async fn write(
+        &mut self,
+        io: &SinkIo,
+        records: Vec<Vec<u8>>,
+    ) -> Result<(), ConnectorError> {
         match self {
             SinkWriter::Plain => io.append(records, None).await,
             SinkWriter::Idempotent => upsert(io, records).await,
@@ -72,7 +77,7 @@ impl SinkWriter {
         &mut self,
         io: &SinkIo,
         checkpoint_id: CheckpointId,
-    ) -> Result<(), String> {
+    ) -> Result<(), ConnectorError> {
         match self {
             SinkWriter::Plain | SinkWriter::Idempotent => Ok(()),
             SinkWriter::TwoPhaseCommit(sink) => sink.commit_up_to(io, checkpoint_id).await,
@@ -86,7 +91,7 @@ impl SinkWriter {
         &mut self,
         io: &SinkIo,
         restored: Option<SinkStateSnapshot>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ConnectorError> {
         match self {
             SinkWriter::Plain | SinkWriter::Idempotent => Ok(()),
             SinkWriter::TwoPhaseCommit(sink) => sink.recover(io, restored).await,
@@ -122,11 +127,15 @@ pub fn upsert_key(value: &Value) -> String {
     }
 }
 
-async fn upsert(io: &SinkIo, records: Vec<Vec<u8>>) -> Result<(), String> {
+async fn upsert(io: &SinkIo, records: Vec<Vec<u8>>) -> Result<(), ConnectorError> {
     let mut entries = Vec::with_capacity(records.len());
     for bytes in records {
-        let value: Value = crate::codec::decode_message(&bytes)
-            .map_err(|e| format!("{}: a record does not decode: {e}", io.label))?;
+        let value: Value = crate::codec::decode_message(&bytes).map_err(|e| {
+            ConnectorError::UndecodableRecord {
+                label: io.label.clone(),
+                error: e.to_string(),
+            }
+        })?;
         entries.push((upsert_key(&value), bytes));
     }
     // Upserts are not fenced: the idempotent sink's promise is the final contents, and a
@@ -138,9 +147,11 @@ async fn upsert(io: &SinkIo, records: Vec<Vec<u8>>) -> Result<(), String> {
     };
     match io.kv(&request).await? {
         KvResponse::Stored => Ok(()),
-        other => Err(format!(
-            "{}: kv store answered a put with {other:?}",
-            io.label
-        )),
+        other => Err(ConnectorError::Unexpected {
+            label: io.label.clone(),
+            service: "kv store",
+            request: "a put".to_string(),
+            response: format!("{other:?}"),
+        }),
     }
 }

@@ -1,6 +1,7 @@
 //! A source subtask's read position over its broker partitions, paced to the workload's rate.
 //! Its offsets are the operator state a checkpoint takes.
 
+use crate::connectors::connector_error::ConnectorError;
 use crate::limits::SOURCE_FETCH_RECORDS_MAX;
 use crate::runtime::rpc::Rpc;
 use crate::services::messages::IsolationLevel;
@@ -121,7 +122,7 @@ impl SourceReader {
         rpc: &Rpc,
         broker: SocketAddr,
         rpc_timeout: Duration,
-    ) -> Result<Option<Vec<u8>>, String> {
+    ) -> Result<Option<Vec<u8>>, ConnectorError> {
         for _ in 0..self.partitions.len() {
             let index = self.cursor;
             self.cursor = (self.cursor + 1) % self.partitions.len();
@@ -150,7 +151,7 @@ impl SourceReader {
         rpc: &Rpc,
         broker: SocketAddr,
         rpc_timeout: Duration,
-    ) -> Result<(), String> {
+    ) -> Result<(), ConnectorError> {
         let cursor = &mut self.partitions[index];
         let request = BrokerRequest::Fetch {
             topic: self.topic.clone(),
@@ -168,10 +169,12 @@ impl SourceReader {
                 end_offset,
             } => {
                 if cursor.next_offset > end_offset {
-                    return Err(format!(
-                        "source offset {} is past the end {end_offset} of {}/{}",
-                        cursor.next_offset, self.topic, cursor.partition
-                    ));
+                    return Err(ConnectorError::OffsetPastEnd {
+                        offset: cursor.next_offset,
+                        end_offset,
+                        topic: self.topic.clone(),
+                        partition: cursor.partition,
+                    });
                 }
                 cursor.end_offset = Some(end_offset);
                 cursor.fetched_up_to = next_offset;
@@ -193,21 +196,28 @@ impl SourceReader {
                     match rpc.call(broker, &commit, rpc_timeout, true).await? {
                         BrokerResponse::Ok => {}
                         other => {
-                            return Err(format!(
-                                "broker refused the offset commit of {}/{partition}: {other:?}",
-                                self.topic
-                            ))
+                            return Err(ConnectorError::SourceRefused {
+                                request: "the offset commit",
+                                topic: self.topic.clone(),
+                                partition,
+                                response: format!("{other:?}"),
+                            })
                         }
                     }
                 }
                 self.partitions[index].fetched.extend(records);
                 Ok(())
             }
-            BrokerResponse::Error(error) => Err(format!(
-                "broker refused fetch of {}/{}: {error}",
-                self.topic, cursor.partition
-            )),
-            other => Err(format!("broker answered a fetch with {other:?}")),
+            BrokerResponse::Error(error) => Err(ConnectorError::SourceRefused {
+                request: "fetch",
+                topic: self.topic.clone(),
+                partition: cursor.partition,
+                response: error,
+            }),
+            other => Err(ConnectorError::SourceUnexpected {
+                request: "a fetch",
+                response: format!("{other:?}"),
+            }),
         }
     }
 }

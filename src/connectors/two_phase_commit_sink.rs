@@ -9,6 +9,7 @@
 use crate::connectors::committing_sink::{
     CommitOperation, CommittingKind, CommittingSink, SinkIdentity, SinkRequest, SinkResponse,
 };
+use crate::connectors::connector_error::ConnectorError;
 use crate::connectors::sink_io::SinkIo;
 use crate::ids::CheckpointId;
 use crate::limits::LINGERING_TRANSACTIONS_MAX;
@@ -57,7 +58,11 @@ impl TwoPhaseCommitSink {
     }
 
     /// Appends into the current transaction, beginning one if none is open.
-    pub async fn write(&mut self, io: &SinkIo, records: Vec<Vec<u8>>) -> Result<(), String> {
+    pub async fn write(
+        &mut self,
+        io: &SinkIo,
+        records: Vec<Vec<u8>>,
+    ) -> Result<(), ConnectorError> {
         if records.is_empty() {
             return Ok(());
         }
@@ -67,12 +72,7 @@ impl TwoPhaseCommitSink {
             let request = self.committing.kind().init_producer(&transactional_id);
             let identity = match io.broker(&request, true).await? {
                 BrokerResponse::Initialized(init) => init.identity,
-                other => {
-                    return Err(format!(
-                        "{}: broker answered InitProducer with {other:?}",
-                        io.label
-                    ))
-                }
+                other => return Err(unexpected(&io.label, "InitProducer", other)),
             };
             self.current = Some(Transaction {
                 transactional_id,
@@ -95,8 +95,15 @@ impl TwoPhaseCommitSink {
                 current.records += count;
                 Ok(())
             }
-            BrokerResponse::Transaction(error) => Err(format!("{}: {error}", io.label)),
-            other => Err(format!("{}: broker refused append: {other:?}", io.label)),
+            BrokerResponse::Transaction(error) => Err(ConnectorError::Transaction {
+                label: io.label.clone(),
+                error,
+            }),
+            other => Err(ConnectorError::Refused {
+                label: io.label.clone(),
+                request: "append",
+                response: format!("{other:?}"),
+            }),
         }
     }
 
@@ -125,7 +132,7 @@ impl TwoPhaseCommitSink {
         &mut self,
         io: &SinkIo,
         completed: CheckpointId,
-    ) -> Result<(), String> {
+    ) -> Result<(), ConnectorError> {
         self.committing.commit_up_to(completed);
         io.drive(&mut self.committing).await
     }
@@ -135,7 +142,7 @@ impl TwoPhaseCommitSink {
         &mut self,
         io: &SinkIo,
         restored: Option<SinkStateSnapshot>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ConnectorError> {
         self.next_transaction = self.committing.recover(restored)?;
         io.drive(&mut self.committing).await
     }
@@ -175,20 +182,20 @@ impl CommittingKind for TwoPhaseCommit {
         }
     }
 
-    fn work(content: PendingContent) -> Result<Transaction, String> {
+    const WORK: &'static str = "a transaction";
+
+    fn work(content: PendingContent) -> Option<Transaction> {
         match content {
             PendingContent::Transaction {
                 transactional_id,
                 identity,
                 records,
-            } => Ok(Transaction {
+            } => Some(Transaction {
                 transactional_id,
                 identity,
                 records,
             }),
-            PendingContent::Batch { .. } => {
-                Err("the restored state holds a write-ahead batch, not a transaction".to_string())
-            }
+            PendingContent::Batch { .. } => None,
         }
     }
 
@@ -303,7 +310,10 @@ impl CommitOperation for TwoPhaseOperation {
         }
     }
 
-    fn on_response(&mut self, response: SinkResponse) -> Result<Option<SinkAction>, String> {
+    fn on_response(
+        &mut self,
+        response: SinkResponse,
+    ) -> Result<Option<SinkAction>, ConnectorError> {
         match self {
             TwoPhaseOperation::Commit {
                 label,
@@ -324,19 +334,13 @@ impl CommitOperation for TwoPhaseOperation {
                 let sequence = next.expect("a request was polled");
                 let fresh = match response {
                     SinkResponse::Broker(BrokerResponse::Initialized(init)) => init.fresh,
-                    other => {
-                        return Err(format!(
-                            "{}: broker answered InitProducer with {other:?}",
-                            sink.label
-                        ))
-                    }
+                    other => return Err(unexpected(&sink.label, "InitProducer", other)),
                 };
                 if !fresh {
                     if sequence + 1 >= *first + LINGERING_TRANSACTIONS_MAX {
-                        return Err(format!(
-                            "{}: more than {LINGERING_TRANSACTIONS_MAX} lingering transactional ids",
-                            sink.label
-                        ));
+                        return Err(ConnectorError::TooManyLingering {
+                            label: sink.label.clone(),
+                        });
                     }
                     *next = Some(sequence + 1);
                     return Ok(None);
@@ -351,6 +355,17 @@ impl CommitOperation for TwoPhaseOperation {
     }
 }
 
+/// The broker answered `request` with something it cannot answer it with.
+fn unexpected(label: &str, request: &str, response: impl std::fmt::Debug) -> ConnectorError {
+    let response = format!("{response:?}");
+    ConnectorError::Unexpected {
+        label: label.to_string(),
+        service: "broker",
+        request: request.to_string(),
+        response,
+    }
+}
+
 /// The broker answered a commit. A transaction the broker aborted (its timeout ran out, or a
 /// producer initialized its id again) cannot be committed any more: its records are lost,
 /// which is traced and not retried (Flink logs it and goes on, or every recovery would fail
@@ -360,7 +375,7 @@ fn end_transaction_answered(
     checkpoint_id: CheckpointId,
     transaction: &Transaction,
     response: SinkResponse,
-) -> Result<Option<SinkAction>, String> {
+) -> Result<Option<SinkAction>, ConnectorError> {
     match response {
         SinkResponse::Broker(BrokerResponse::Ok) => Ok(Some(SinkAction::Committed {
             transactional_id: transaction.transactional_id.clone(),
@@ -374,10 +389,14 @@ fn end_transaction_answered(
             error: error.to_string(),
             records: transaction.records,
         })),
-        SinkResponse::Broker(BrokerResponse::Transaction(error)) => Err(format!(
-            "{label}: commit of checkpoint {checkpoint_id} failed: {error}"
-        )),
-        other => Err(format!("{label}: broker answered a commit with {other:?}")),
+        SinkResponse::Broker(BrokerResponse::Transaction(error)) => {
+            Err(ConnectorError::CommitFailed {
+                label: label.to_string(),
+                checkpoint_id,
+                error,
+            })
+        }
+        other => Err(unexpected(label, "a commit", other)),
     }
 }
 
@@ -542,7 +561,13 @@ mod tests {
         }
         init_of(sink.poll_request());
         let error = sink.on_response(initialized(false)).expect_err("too many");
-        assert!(error.starts_with("sink#0: more than"), "{error}");
+        assert_eq!(
+            error,
+            ConnectorError::TooManyLingering {
+                label: "sink#0".into()
+            }
+        );
+        assert!(error.to_string().starts_with("sink#0: more than"), "{error}");
     }
 
     #[test]
@@ -588,6 +613,16 @@ mod tests {
         let error = sink
             .on_response(SinkResponse::Broker(BrokerResponse::Transaction(fenced)))
             .expect_err("a zombie");
-        assert!(error.contains("commit of checkpoint 2 failed"), "{error}");
+        assert!(
+            matches!(
+                error,
+                ConnectorError::CommitFailed {
+                    checkpoint_id: CheckpointId(2),
+                    error: TransactionError::Fenced { .. },
+                    ..
+                }
+            ),
+            "{error}"
+        );
     }
 }

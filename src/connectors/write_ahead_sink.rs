@@ -15,6 +15,7 @@
 use crate::connectors::committing_sink::{
     CommitOperation, CommittingKind, CommittingSink, SinkIdentity, SinkRequest, SinkResponse,
 };
+use crate::connectors::connector_error::ConnectorError;
 use crate::connectors::sink_io::SinkIo;
 use crate::ids::CheckpointId;
 use crate::runtime::hooks::SinkAction;
@@ -67,7 +68,7 @@ impl WriteAheadSink {
         &mut self,
         io: &SinkIo,
         completed: CheckpointId,
-    ) -> Result<(), String> {
+    ) -> Result<(), ConnectorError> {
         self.committing.commit_up_to(completed);
         io.drive(&mut self.committing).await
     }
@@ -78,7 +79,7 @@ impl WriteAheadSink {
         &mut self,
         io: &SinkIo,
         restored: Option<SinkStateSnapshot>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ConnectorError> {
         self.committing.recover(restored)?;
         io.drive(&mut self.committing).await
     }
@@ -108,12 +109,12 @@ impl CommittingKind for WriteAheadLog {
         }
     }
 
-    fn work(content: PendingContent) -> Result<Vec<Vec<u8>>, String> {
+    const WORK: &'static str = "a write-ahead batch";
+
+    fn work(content: PendingContent) -> Option<Vec<Vec<u8>>> {
         match content {
-            PendingContent::Batch { records } => Ok(records),
-            PendingContent::Transaction { .. } => {
-                Err("the restored state holds a transaction, not a write-ahead batch".to_string())
-            }
+            PendingContent::Batch { records } => Some(records),
+            PendingContent::Transaction { .. } => None,
         }
     }
 
@@ -223,20 +224,28 @@ impl CommitOperation for WriteAheadOperation {
         }
     }
 
-    fn on_response(&mut self, response: SinkResponse) -> Result<Option<SinkAction>, String> {
+    fn on_response(
+        &mut self,
+        response: SinkResponse,
+    ) -> Result<Option<SinkAction>, ConnectorError> {
         match self {
             WriteAheadOperation::TakeOverCommitter { sink, done } => {
                 *done = true;
                 match response {
                     SinkResponse::Kv(KvResponse::Stored) => Ok(None),
-                    SinkResponse::Kv(KvResponse::Fenced { current, .. }) => Err(format!(
-                        "{}: attempt {} is a zombie: attempt {current} owns the committer record",
-                        sink.label, sink.attempt
-                    )),
-                    other => Err(format!(
-                        "{}: kv store answered a fence with {other:?}",
-                        sink.label
-                    )),
+                    SinkResponse::Kv(KvResponse::Fenced { current, .. }) => {
+                        Err(ConnectorError::ZombieAtRecovery {
+                            label: sink.label.clone(),
+                            attempt: sink.attempt,
+                            current,
+                        })
+                    }
+                    other => Err(ConnectorError::Unexpected {
+                        label: sink.label.clone(),
+                        service: "kv store",
+                        request: "a fence".to_string(),
+                        response: format!("{other:?}"),
+                    }),
                 }
             }
             WriteAheadOperation::WriteBatch {
@@ -261,15 +270,19 @@ fn batch_answered(
     records: usize,
     stage: BatchStage,
     response: SinkResponse,
-) -> Result<(BatchStage, Option<SinkAction>), String> {
+) -> Result<(BatchStage, Option<SinkAction>), ConnectorError> {
     let label = &sink.label;
     match (stage, response) {
         (BatchStage::ReadCommitter, SinkResponse::Kv(KvResponse::Value(None))) => {
             Ok((BatchStage::Append, None))
         }
         (BatchStage::ReadCommitter, SinkResponse::Kv(KvResponse::Value(Some(bytes)))) => {
-            let last = crate::codec::decode_message::<u64>(&bytes)
-                .map_err(|e| format!("{label}: corrupt committer record: {e}"))?;
+            let last = crate::codec::decode_message::<u64>(&bytes).map_err(|e| {
+                ConnectorError::CorruptCommitter {
+                    label: label.clone(),
+                    error: e.to_string(),
+                }
+            })?;
             // Written and recorded before a failure: not again.
             let next = if last >= checkpoint_id.0 {
                 BatchStage::Done
@@ -281,7 +294,11 @@ fn batch_answered(
         (BatchStage::Append, SinkResponse::Broker(BrokerResponse::Ok)) => {
             Ok((BatchStage::BeforeCommit, None))
         }
-        (BatchStage::Append, other) => Err(format!("{label}: broker refused append: {other:?}")),
+        (BatchStage::Append, other) => Err(ConnectorError::Refused {
+            label: label.clone(),
+            request: "append",
+            response: format!("{other:?}"),
+        }),
         (BatchStage::BeforeCommit, _) => Ok((BatchStage::Record, None)),
         (BatchStage::Record, SinkResponse::Kv(KvResponse::Stored)) => {
             let action = SinkAction::BatchWritten {
@@ -290,11 +307,20 @@ fn batch_answered(
             };
             Ok((BatchStage::Done, Some(action)))
         }
-        (BatchStage::Record, SinkResponse::Kv(KvResponse::Fenced { current, .. })) => Err(format!(
-            "{label}: attempt {} is a zombie: its record of checkpoint {checkpoint_id} was refused (attempt {current} owns the committer)",
-            sink.attempt
-        )),
-        (stage, other) => Err(format!("{label}: the kv store answered {stage:?} with {other:?}")),
+        (BatchStage::Record, SinkResponse::Kv(KvResponse::Fenced { current, .. })) => {
+            Err(ConnectorError::ZombieAtCommit {
+                label: label.clone(),
+                attempt: sink.attempt,
+                checkpoint_id,
+                current,
+            })
+        }
+        (stage, other) => Err(ConnectorError::Unexpected {
+            label: label.clone(),
+            service: "the kv store",
+            request: format!("{stage:?}"),
+            response: format!("{other:?}"),
+        }),
     }
 }
 
@@ -349,7 +375,15 @@ mod tests {
                 current: 5,
             }))
             .expect_err("attempt 5 owns it");
-        assert!(error.contains("attempt 3 is a zombie"), "{error}");
+        assert_eq!(
+            error,
+            ConnectorError::ZombieAtRecovery {
+                label: "sink#1".into(),
+                attempt: 3,
+                current: 5
+            }
+        );
+        assert!(error.to_string().contains("attempt 3 is a zombie"), "{error}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::ids::ChannelIndex;
 use crate::runtime::credit::CreditReceiver;
 use crate::runtime::frame_io::write_frame;
 use crate::runtime::messages::{ChannelEvent, DataFrame};
+use crate::runtime::task_error::{ChannelStateError, InputError};
 use crate::state::channel_state::RecordBuffer;
 use crate::time::Instant;
 use madsim::net::TcpStream;
@@ -45,13 +46,12 @@ impl InputGate {
     }
 
     /// Replays restored input channel state ahead of anything that arrives.
-    pub fn restore(&mut self, state: Vec<Vec<RecordBuffer>>) -> Result<(), String> {
+    pub fn restore(&mut self, state: Vec<Vec<RecordBuffer>>) -> Result<(), ChannelStateError> {
         if state.len() != self.core.channel_count() {
-            return Err(format!(
-                "input channel state has {} channels, the task has {}",
-                state.len(),
-                self.core.channel_count()
-            ));
+            return Err(ChannelStateError::InputChannels {
+                found: state.len(),
+                expected: self.core.channel_count(),
+            });
         }
         for (index, buffers) in state.into_iter().enumerate() {
             let buffers = buffers
@@ -83,12 +83,10 @@ impl InputGate {
         now: Instant,
         channel: ChannelIndex,
         frame: DataFrame,
-    ) -> Result<Actions, String> {
+    ) -> Result<Actions, InputError> {
         let index = channel.0 as usize;
         if self.end_received[index] {
-            return Err(format!(
-                "input channel {index}: data after end of partition"
-            ));
+            return Err(InputError::AfterEnd { channel: channel.0 });
         }
         let item = match frame {
             DataFrame::Buffer {
@@ -98,7 +96,7 @@ impl InputGate {
             } => {
                 self.credit
                     .on_buffer_received(channel, backlog)
-                    .map_err(|_| format!("input channel {index}: buffer sent without credit"))?;
+                    .map_err(|_| InputError::WithoutCredit { channel: channel.0 })?;
                 InputItem::Buffer(GateBuffer {
                     buffer: RecordBuffer {
                         record_count,
@@ -116,12 +114,12 @@ impl InputGate {
                 InputItem::EndOfPartition
             }
             DataFrame::Hello { .. } | DataFrame::Credit(_) => {
-                return Err(format!("input channel {index}: unexpected control frame"))
+                return Err(InputError::ControlFrame { channel: channel.0 })
             }
         };
         self.core
             .on_arrival(now, channel, item)
-            .map_err(|e| e.to_string())
+            .map_err(InputError::Protocol)
     }
 
     /// Whether `channel` delivered its end of partition (a later close is normal).
@@ -137,7 +135,7 @@ impl InputGate {
     }
 
     /// Sends pending credit grants on connected channels.
-    pub async fn send_credits(&mut self) -> Result<(), String> {
+    pub async fn send_credits(&mut self) {
         let mut held = Vec::new();
         while let Some((channel, credit)) = self.credit.poll_grant() {
             match self.writers[channel.0 as usize].as_mut() {
@@ -152,7 +150,6 @@ impl InputGate {
         for (channel, credit) in held {
             self.credit_hold(channel, credit);
         }
-        Ok(())
     }
 
     fn credit_hold(&mut self, channel: ChannelIndex, credit: u32) {

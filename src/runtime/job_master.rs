@@ -10,6 +10,7 @@ use crate::checkpoint::coordinator::{
     CheckpointConfig, CheckpointCoordinator, CompletedCheckpoint, Output,
 };
 use crate::checkpoint::final_checkpoint::{EndOfData, FinalCheckpoint};
+use crate::checkpoint::storage::StorageError;
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::ids::{AttemptNumber, SubtaskId, TaskManagerId};
 use crate::runtime::deployment::{descriptors, place, Placement, SlotOffer};
@@ -206,11 +207,12 @@ impl JobMaster {
         &mut self,
         now: Instant,
         checkpoint: CompletedCheckpoint,
-        result: Result<(), String>,
+        result: Result<(), StorageError>,
     ) {
         match result {
             Ok(()) => self.coordinator.on_metadata_written(now, checkpoint),
-            Err(reason) => {
+            Err(error) => {
+                let reason = error.to_string();
                 self.coordinator
                     .on_metadata_failed(now, checkpoint.checkpoint_id, reason)
             }

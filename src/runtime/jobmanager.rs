@@ -3,7 +3,7 @@
 //! control messages, `_metadata` writes in the background, and events for the trace.
 
 use crate::checkpoint::coordinator::{CheckpointConfig, CompletedCheckpoint};
-use crate::checkpoint::storage::{metadata_path, CheckpointStorage};
+use crate::checkpoint::storage::{metadata_path, CheckpointStorage, StorageError};
 use crate::codec::FileKind;
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::limits::CONTROL_MAILBOX_CAPACITY;
@@ -51,7 +51,7 @@ pub struct JobManagerSetup {
 
 enum Input {
     Control(ControlMessage),
-    MetadataWritten(CompletedCheckpoint, Result<(), String>),
+    MetadataWritten(CompletedCheckpoint, Result<(), StorageError>),
 }
 
 /// The job manager's main: runs the job to a terminal status.

@@ -10,6 +10,7 @@ use crate::checkpoint::coordinator::CheckpointingMode;
 use crate::ids::{ChannelIndex, CheckpointId, SubtaskId};
 use crate::runtime::input_gate::{GateBuffer, InputGate};
 use crate::runtime::messages::DataFrame;
+use crate::runtime::task_error::{InputError, TaskError};
 use crate::state::channel_state::RecordBuffer;
 use crate::time::Instant;
 use madsim::net::TcpStream;
@@ -45,12 +46,13 @@ impl NetworkInput {
     }
 
     /// The next record or barrier decision, if any is available at `now`.
-    pub fn poll_next(&mut self, now: Instant) -> Result<Option<NextInput>, String> {
+    pub fn poll_next(&mut self, now: Instant) -> Result<Option<NextInput>, TaskError> {
+        let subtask = self.subtask;
         loop {
             if let Some(deserializer) = self.deserializer.as_mut() {
                 let value = deserializer
                     .next_record()
-                    .map_err(|e| format!("{}: {e}", self.subtask))?;
+                    .map_err(|e| TaskError::input(subtask, e))?;
                 if deserializer.is_consumed() {
                     let done = self.deserializer.take().expect("present");
                     self.gate.on_buffer_consumed(done.channel, &done.buffer);
@@ -60,13 +62,15 @@ impl NetworkInput {
             let Some(polled) = self.gate.core.poll_next(now) else {
                 return Ok(None);
             };
-            match polled.map_err(|e| format!("{}: {e}", self.subtask))? {
+            match polled.map_err(|e| TaskError::input(subtask, e))? {
                 Polled::Buffer(channel, buffer) => {
                     if buffer.buffer.record_count == 0 {
-                        return Err(format!(
-                            "{}: an empty buffer on input channel {} from {}",
-                            self.subtask, channel.0, self.upstream[channel.0 as usize]
-                        ));
+                        let upstream = self.upstream[channel.0 as usize];
+                        let error = InputError::EmptyBuffer {
+                            channel: channel.0,
+                            upstream,
+                        };
+                        return Err(TaskError::input(subtask, error));
                     }
                     self.deserializer = Some(RecordDeserializer::new(channel, buffer));
                 }
@@ -81,14 +85,14 @@ impl NetworkInput {
     }
 
     /// Time passed: what the barrier handler decided (nothing before its timer is due).
-    pub fn on_timer(&mut self, now: Instant) -> Result<Actions, String> {
+    pub fn on_timer(&mut self, now: Instant) -> Result<Actions, TaskError> {
         if self.timer_due_at().is_none_or(|due| now < due) {
             return Ok(Actions::default());
         }
         self.gate
             .core
             .on_timer(now)
-            .map_err(|e| format!("{}: {e}", self.subtask))
+            .map_err(|e| TaskError::input(self.subtask, e))
     }
 
     /// The input channel state of an unaligned checkpoint, once the gate announced it complete.
@@ -125,12 +129,10 @@ impl NetworkInput {
         &mut self,
         channel: ChannelIndex,
         writer: WriteHalf<TcpStream>,
-    ) -> Result<(), String> {
+    ) -> Result<(), TaskError> {
         if !self.gate.connect(channel, writer) {
-            return Err(format!(
-                "{}: input channel {} connected twice",
-                self.subtask, channel.0
-            ));
+            let error = InputError::ConnectedTwice { channel: channel.0 };
+            return Err(TaskError::input(self.subtask, error));
         }
         Ok(())
     }
@@ -141,24 +143,23 @@ impl NetworkInput {
         now: Instant,
         channel: ChannelIndex,
         frame: DataFrame,
-    ) -> Result<Actions, String> {
+    ) -> Result<Actions, TaskError> {
         self.gate
             .on_frame(now, channel, frame)
-            .map_err(|e| format!("{}: {e}", self.subtask))
+            .map_err(|e| TaskError::input(self.subtask, e))
     }
 
     /// The connection of `channel` closed: normal after its end of partition, else the
     /// producer is gone.
-    pub fn on_closed(&self, channel: ChannelIndex, error: Option<String>) -> Result<(), String> {
+    pub fn on_closed(&self, channel: ChannelIndex, error: Option<String>) -> Result<(), TaskError> {
         if self.gate.has_ended(channel) {
             return Ok(());
         }
-        Err(format!(
-            "{}: input channel from {} broke: {}",
-            self.subtask,
-            self.upstream[channel.0 as usize],
-            error.unwrap_or_else(|| "connection closed".into())
-        ))
+        Err(TaskError::InputBroke {
+            subtask: self.subtask,
+            upstream: self.upstream[channel.0 as usize],
+            reason: error.unwrap_or_else(|| "connection closed".into()),
+        })
     }
 }
 
@@ -182,18 +183,22 @@ impl RecordDeserializer {
         }
     }
 
-    fn next_record(&mut self) -> Result<Value, String> {
+    fn next_record(&mut self) -> Result<Value, InputError> {
         assert!(self.remaining > 0);
+        let channel = self.channel.0;
         let bytes = &self.buffer.buffer.bytes[self.offset..];
-        let (value, tail) = postcard::take_from_bytes::<Value>(bytes)
-            .map_err(|e| format!("corrupt buffer on input channel {}: {e}", self.channel.0))?;
+        let (value, tail) =
+            postcard::take_from_bytes::<Value>(bytes).map_err(|e| InputError::CorruptBuffer {
+                channel,
+                error: e.to_string(),
+            })?;
         self.offset = self.buffer.buffer.bytes.len() - tail.len();
         self.remaining -= 1;
         if self.remaining == 0 && !tail.is_empty() {
-            return Err(format!(
-                "a buffer on input channel {} holds more bytes than its {} records",
-                self.channel.0, self.buffer.buffer.record_count
-            ));
+            return Err(InputError::TrailingBytes {
+                channel,
+                records: self.buffer.buffer.record_count,
+            });
         }
         Ok(value)
     }

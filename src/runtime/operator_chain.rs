@@ -6,6 +6,7 @@ use crate::api::functions::{
 use crate::api::job::{Job, OperatorKind};
 use crate::api::value::Value;
 use crate::limits::SINK_APPEND_RECORDS_MAX;
+use crate::runtime::task_error::TaskError;
 use crate::state::heap_backend::HeapKeyedStateBackend;
 use crate::state::key_group::KeyGroupRange;
 use crate::state::snapshot::{
@@ -173,14 +174,17 @@ impl OperatorChain {
     pub fn restore_keyed(
         &mut self,
         snapshots: &BTreeMap<String, Vec<KeyedStateSnapshot>>,
-    ) -> Result<(), String> {
+    ) -> Result<(), TaskError> {
         for operator in &mut self.operators {
             if let ChainOperator::Keyed(keyed) = operator {
                 let found = snapshots.get(&keyed.uid).map(Vec::as_slice).unwrap_or(&[]);
                 keyed
                     .backend
                     .restore(found)
-                    .map_err(|e| format!("operator `{}`: {e}", keyed.uid))?;
+                    .map_err(|error| TaskError::KeyedState {
+                        uid: keyed.uid.clone(),
+                        error: error.to_string(),
+                    })?;
             }
         }
         Ok(())

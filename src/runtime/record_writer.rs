@@ -11,6 +11,7 @@ use crate::limits::{BUFFER_SIZE_BYTES, OUTPUT_QUEUE_BUFFERS_MAX};
 use crate::runtime::credit::{CreditSender, Outgoing};
 use crate::runtime::frame_io::write_frame;
 use crate::runtime::messages::{ChannelEvent, DataFrame};
+use crate::runtime::task_error::{ChannelStateError, TaskError};
 use crate::state::channel_state::{OutputChannelState, RecordBuffer};
 use crate::state::key_group::{key_group_for_key, subtask_for_key_group};
 use madsim::net::TcpStream;
@@ -176,13 +177,12 @@ impl RecordWriter {
     }
 
     /// Puts restored output channel state ahead of any new output.
-    pub fn restore(&mut self, state: OutputChannelState) -> Result<(), String> {
+    pub fn restore(&mut self, state: OutputChannelState) -> Result<(), ChannelStateError> {
         if state.len() != self.channels.len() {
-            return Err(format!(
-                "output channel state has {} channels, the task has {}",
-                state.len(),
-                self.channels.len()
-            ));
+            return Err(ChannelStateError::OutputChannels {
+                found: state.len(),
+                expected: self.channels.len(),
+            });
         }
         for (channel, buffers) in self.channels.iter_mut().zip(state) {
             channel.sender.restore(buffers);
@@ -211,7 +211,7 @@ impl RecordWriter {
     }
 
     /// Sends everything that credit allows. A failed write is a broken channel.
-    pub async fn send_ready(&mut self) -> Result<(), String> {
+    pub async fn send_ready(&mut self) -> Result<(), TaskError> {
         for channel in &mut self.channels {
             let Some(writer) = channel.writer.as_mut() else {
                 continue;
@@ -230,7 +230,10 @@ impl RecordWriter {
                 };
                 write_frame(writer, &frame)
                     .await
-                    .map_err(|e| format!("output channel to {} broke: {e}", channel.target))?;
+                    .map_err(|e| TaskError::OutputWrite {
+                        target: channel.target,
+                        reason: e.to_string(),
+                    })?;
             }
         }
         Ok(())

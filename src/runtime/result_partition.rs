@@ -8,6 +8,7 @@ use crate::runtime::frame_io::{read_frame, write_frame};
 use crate::runtime::messages::DataFrame;
 use crate::runtime::sim_time;
 use crate::runtime::task_context::TaskContext;
+use crate::runtime::task_error::TaskError;
 use crate::runtime::task_mailbox::{MailboxSender, TaskInput};
 use crate::time::Duration;
 use futures::SinkExt;
@@ -20,7 +21,7 @@ pub async fn connect_output(
     index: usize,
     output: OutputChannel,
     mut inbox: MailboxSender,
-) -> Result<WriteHalf<TcpStream>, String> {
+) -> Result<WriteHalf<TcpStream>, TaskError> {
     let OutputChannel {
         target,
         channel,
@@ -38,7 +39,10 @@ pub async fn connect_output(
             Ok(mut stream) => {
                 write_frame(&mut stream, &hello)
                     .await
-                    .map_err(|e| format!("channel to {target}: {e}"))?;
+                    .map_err(|e| TaskError::Hello {
+                        target,
+                        reason: e.to_string(),
+                    })?;
                 let (mut reader, writer) = tokio::io::split(stream);
                 madsim::task::spawn(async move {
                     while let Ok(Some(DataFrame::Credit(credit))) = read_frame(&mut reader).await {
@@ -58,8 +62,10 @@ pub async fn connect_output(
         }
         sim_time::sleep(Duration::from_ms(100)).await;
     }
-    Err(format!(
-        "{}: cannot connect channel to {target} at {address}: {last_error}",
-        context.subtask
-    ))
+    Err(TaskError::Connect {
+        subtask: context.subtask,
+        target,
+        address,
+        reason: last_error,
+    })
 }

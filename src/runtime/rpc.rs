@@ -26,6 +26,41 @@ struct RequestEnvelope {
     body: Vec<u8>,
 }
 
+/// Why a call got no usable answer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RpcError {
+    /// The endpoint failed while waiting for the answer.
+    #[error("rpc to {target} failed: {error}")]
+    Failed {
+        /// Who was called.
+        target: SocketAddr,
+        /// What the endpoint said.
+        error: String,
+    },
+    /// No answer came (a clogged link drops datagrams, a dead node answers nothing).
+    #[error("rpc to {target} timed out after {attempts} attempt(s) of {timeout}")]
+    TimedOut {
+        /// Who was called.
+        target: SocketAddr,
+        /// Calls made.
+        attempts: u32,
+        /// The wait for each.
+        timeout: Duration,
+    },
+    /// The answer is larger than a message may be.
+    #[error("message of {size_bytes} bytes exceeds {MESSAGE_SIZE_BYTES_MAX}")]
+    TooLarge {
+        /// Its size.
+        size_bytes: usize,
+    },
+    /// The answer does not decode.
+    #[error("undecodable message: {error}")]
+    Undecodable {
+        /// Why.
+        error: String,
+    },
+}
+
 /// A node's request endpoint.
 #[derive(Clone)]
 pub struct Rpc {
@@ -78,7 +113,7 @@ impl Rpc {
         request: &Q,
         timeout: Duration,
         idempotent: bool,
-    ) -> Result<R, String> {
+    ) -> Result<R, RpcError> {
         let attempts = if idempotent { RPC_ATTEMPTS_MAX } else { 1 };
         let body = encode_message(request);
         for _ in 0..attempts {
@@ -100,13 +135,18 @@ impl Rpc {
                 .await
             {
                 Ok(Ok((payload, _))) => return decode_payload(payload),
-                Ok(Err(error)) => return Err(format!("rpc to {target} failed: {error}")),
+                Ok(Err(error)) => {
+                    let error = error.to_string();
+                    return Err(RpcError::Failed { target, error });
+                }
                 Err(_) => continue,
             }
         }
-        Err(format!(
-            "rpc to {target} timed out after {attempts} attempt(s) of {timeout}"
-        ))
+        Err(RpcError::TimedOut {
+            target,
+            attempts,
+            timeout,
+        })
     }
 }
 
@@ -137,13 +177,14 @@ fn payload_bytes(payload: madsim::net::Payload) -> Vec<u8> {
         .expect("endpoints only carry byte vectors")
 }
 
-fn decode_payload<M: DeserializeOwned>(payload: madsim::net::Payload) -> Result<M, String> {
+fn decode_payload<M: DeserializeOwned>(payload: madsim::net::Payload) -> Result<M, RpcError> {
     let bytes = payload_bytes(payload);
     if bytes.len() > MESSAGE_SIZE_BYTES_MAX {
-        return Err(format!(
-            "message of {} bytes exceeds {MESSAGE_SIZE_BYTES_MAX}",
-            bytes.len()
-        ));
+        return Err(RpcError::TooLarge {
+            size_bytes: bytes.len(),
+        });
     }
-    decode_message(&bytes).map_err(|e| format!("undecodable message: {e}"))
+    decode_message(&bytes).map_err(|e| RpcError::Undecodable {
+        error: e.to_string(),
+    })
 }

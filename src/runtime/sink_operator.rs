@@ -2,6 +2,7 @@
 //! with its committer): hands the records the chain collected to the sink writer, and passes
 //! on the checkpoint events the writer acts on.
 
+use crate::connectors::connector_error::ConnectorError;
 use crate::connectors::sink_io::SinkIo;
 use crate::connectors::sink_writer::SinkWriter;
 use crate::ids::CheckpointId;
@@ -40,12 +41,15 @@ impl SinkOperator {
     }
 
     /// Recovers from the restored state: commits or aborts what an earlier attempt left.
-    pub async fn recover(&mut self, state: Option<SinkStateSnapshot>) -> Result<(), String> {
+    pub async fn recover(
+        &mut self,
+        state: Option<SinkStateSnapshot>,
+    ) -> Result<(), ConnectorError> {
         self.writer.recover(&self.io, state).await
     }
 
     /// Hands the records the chain's sink collected to the writer.
-    pub async fn write_pending(&mut self, chain: &mut OperatorChain) -> Result<(), String> {
+    pub async fn write_pending(&mut self, chain: &mut OperatorChain) -> Result<(), ConnectorError> {
         let buffer = chain.sink().expect("a sink operator ends the chain");
         if buffer.pending.is_empty() {
             return Ok(());
@@ -66,7 +70,7 @@ impl SinkOperator {
     pub async fn on_checkpoint_complete(
         &mut self,
         checkpoint_id: CheckpointId,
-    ) -> Result<(), String> {
+    ) -> Result<(), ConnectorError> {
         self.writer
             .on_checkpoint_complete(&self.io, checkpoint_id)
             .await

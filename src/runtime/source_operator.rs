@@ -8,6 +8,7 @@ use crate::connectors::source_reader::SourceReader;
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::runtime::sim_time;
 use crate::runtime::task_context::{OffsetCommit, TaskContext};
+use crate::runtime::task_error::TaskError;
 use crate::services::messages::{BrokerRequest, BrokerResponse};
 use crate::state::snapshot::SourceOffsets;
 use crate::time::Instant;
@@ -25,7 +26,7 @@ impl SourceOperator {
         context: &TaskContext,
         parallelism: u32,
         restored: Option<SourceOffsets>,
-    ) -> Result<SourceOperator, String> {
+    ) -> Result<SourceOperator, TaskError> {
         let reader = open_reader(context, parallelism, restored).await?;
         Ok(SourceOperator {
             reader,
@@ -42,7 +43,7 @@ impl SourceOperator {
     }
 
     /// The next record, if the reader has one (it fetches from the broker when it ran dry).
-    pub async fn poll_record(&mut self, context: &TaskContext) -> Result<Option<Value>, String> {
+    pub async fn poll_record(&mut self, context: &TaskContext) -> Result<Option<Value>, TaskError> {
         let (rpc, broker, timeout) = (
             &context.rpc,
             context.services.broker,
@@ -51,8 +52,12 @@ impl SourceOperator {
         let Some(bytes) = self.reader.next_record(rpc, broker, timeout).await? else {
             return Ok(None);
         };
-        let value = crate::codec::decode_message(&bytes)
-            .map_err(|e| format!("{}: a source record does not decode: {e}", context.subtask))?;
+        let value = crate::codec::decode_message(&bytes).map_err(|e| {
+            TaskError::UndecodableSourceRecord {
+                subtask: context.subtask,
+                error: e.to_string(),
+            }
+        })?;
         Ok(Some(value))
     }
 
@@ -106,7 +111,7 @@ async fn open_reader(
     context: &TaskContext,
     parallelism: u32,
     restored: Option<SourceOffsets>,
-) -> Result<SourceReader, String> {
+) -> Result<SourceReader, TaskError> {
     let topic = source_topic(context);
     let (rpc, broker, timeout) = (
         &context.rpc,
@@ -125,7 +130,11 @@ async fn open_reader(
         .await?
     {
         BrokerResponse::Partitions(count) => count,
-        other => return Err(format!("broker answered a partition count with {other:?}")),
+        other => {
+            return Err(TaskError::PartitionCount {
+                response: format!("{other:?}"),
+            })
+        }
     };
     let partitions = ExecutionGraph::source_partitions(
         context.subtask.subtask_index,

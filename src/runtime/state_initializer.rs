@@ -9,6 +9,7 @@ use crate::runtime::hooks::EngineEvent;
 use crate::runtime::input_gate::InputGate;
 use crate::runtime::record_writer::RecordWriter;
 use crate::runtime::task_context::TaskContext;
+use crate::runtime::task_error::{ChannelStateError, TaskError};
 use crate::state::channel_state::ChannelStateSnapshot;
 use crate::state::snapshot::{
     KeyedStateSnapshot, OperatorSnapshot, SinkStateSnapshot, SourceOffsets, TaskStateSnapshot,
@@ -33,7 +34,7 @@ pub struct RestoredState {
 pub async fn restore_state(
     context: &TaskContext,
     paths: &[String],
-) -> Result<RestoredState, String> {
+) -> Result<RestoredState, TaskError> {
     let storage = context.storage();
     let mut restored = RestoredState::default();
     for path in paths {
@@ -74,13 +75,16 @@ pub fn restore_channel_state(
     state: ChannelStateSnapshot,
     gate: Option<&mut InputGate>,
     writer: &mut RecordWriter,
-) -> Result<(), String> {
-    let fail = |e: String| format!("{}: restoring channel state: {e}", context.subtask);
+) -> Result<(), TaskError> {
+    let fail = |error: ChannelStateError| TaskError::ChannelState {
+        subtask: context.subtask,
+        error,
+    };
     let records = state.records();
     match gate {
         Some(gate) => gate.restore(state.input).map_err(fail)?,
         None if state.input.iter().all(Vec::is_empty) => {}
-        None => return Err(fail("a source has no input channels".to_string())),
+        None => return Err(fail(ChannelStateError::InputAtSource)),
     }
     writer.restore(state.output).map_err(fail)?;
     if records > 0 {

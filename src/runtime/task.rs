@@ -6,6 +6,7 @@
 use crate::api::value::Value;
 use crate::checkpoint::barrier::Barrier;
 use crate::checkpoint::barrier_protocol::{Action, Actions};
+use crate::checkpoint::storage::StorageError;
 use crate::checkpoint::subtask_checkpoint::{
     Report, SubtaskCheckpointCoordinator, SyncSnapshot, Uploaded,
 };
@@ -23,6 +24,7 @@ use crate::runtime::sim_time;
 use crate::runtime::sink_operator::SinkOperator;
 use crate::runtime::source_operator::SourceOperator;
 use crate::runtime::task_context::TaskContext;
+use crate::runtime::task_error::TaskError;
 use crate::runtime::task_mailbox::{Mailbox, MailboxSender, TaskInput};
 use crate::runtime::task_setup::{set_up, TaskParts};
 use crate::state::snapshot::KeyedStateSnapshot;
@@ -51,7 +53,7 @@ pub async fn run_task(
     deployment: TaskDeployment,
     mut inbox: Mailbox,
     inbox_sender: MailboxSender,
-) -> Result<(), String> {
+) -> Result<(), TaskError> {
     let mut task = Task::deploy(context, &deployment, inbox_sender).await?;
     let running = ControlMessage::TaskStatusChanged {
         attempt: task.context.attempt,
@@ -68,7 +70,7 @@ impl Task {
         context: TaskContext,
         deployment: &TaskDeployment,
         inbox_sender: MailboxSender,
-    ) -> Result<Task, String> {
+    ) -> Result<Task, TaskError> {
         let TaskParts {
             chain,
             input,
@@ -98,7 +100,7 @@ impl Task {
         })
     }
 
-    async fn run(&mut self, inbox: &mut Mailbox) -> Result<(), String> {
+    async fn run(&mut self, inbox: &mut Mailbox) -> Result<(), TaskError> {
         // A buffer timeout of 0 flushes after every record (Flink's `setBufferTimeout(0)`): no
         // flush timer then, since a deadline equal to now would never let time advance.
         let buffer_timeout = self.context.config.buffer_timeout;
@@ -135,7 +137,7 @@ impl Task {
             futures::select_biased! {
                 input = inbox.next() => match input {
                     Some(input) => self.on_input(input).await?,
-                    None => return Err("the task manager dropped the task".to_string()),
+                    None => return Err(TaskError::Dropped),
                 },
                 _ = sim_time::sleep_until_opt(deadline).fuse() => {}
             }
@@ -154,7 +156,7 @@ impl Task {
     }
 
     /// Aligned checkpoints past their deadline turn unaligned, at the gate and at the outputs.
-    async fn on_timers(&mut self, now: Instant) -> Result<(), String> {
+    async fn on_timers(&mut self, now: Instant) -> Result<(), TaskError> {
         if let Some(input) = self.input.as_mut() {
             let actions = input.on_timer(now)?;
             self.handle_actions(actions).await?;
@@ -178,7 +180,7 @@ impl Task {
     }
 
     /// Does a bounded amount of work; returns whether there was any.
-    async fn step(&mut self) -> Result<bool, String> {
+    async fn step(&mut self) -> Result<bool, TaskError> {
         if self.writer.is_backpressured() {
             return Ok(false);
         }
@@ -191,7 +193,7 @@ impl Task {
         self.step_gate().await
     }
 
-    async fn step_source(&mut self) -> Result<bool, String> {
+    async fn step_source(&mut self) -> Result<bool, TaskError> {
         let now = sim_time::now();
         let due = self
             .reader()
@@ -222,7 +224,7 @@ impl Task {
     }
 
     /// Reads records from the gate, a record at a time, for one turn.
-    async fn step_gate(&mut self) -> Result<bool, String> {
+    async fn step_gate(&mut self) -> Result<bool, TaskError> {
         let started_at = sim_time::now();
         let mut records = 0;
         while records < TASK_RECORDS_PER_TURN_MAX
@@ -244,15 +246,15 @@ impl Task {
         Ok(records > 0)
     }
 
-    async fn process_record(&mut self, value: Value) -> Result<(), String> {
+    async fn process_record(&mut self, value: Value) -> Result<(), TaskError> {
         self.records_in += 1;
         let hooks = &self.context.hooks;
         let RecordFate { fail, fault_fired } = hooks.on_record_begin(self.context.subtask);
         if fail {
-            return Err(format!(
-                "{}: injected failure while processing record {}",
-                self.context.subtask, self.records_in
-            ));
+            return Err(TaskError::InjectedFailure {
+                subtask: self.context.subtask,
+                record: self.records_in,
+            });
         }
         if fault_fired {
             sim_time::yield_now().await; // Lets the injector act while this record is in processing.
@@ -264,7 +266,10 @@ impl Task {
         let mut out = std::mem::take(&mut self.scratch);
         self.chain
             .process(value, &mut out)
-            .map_err(|e| format!("{}: user function failed: {e}", self.context.subtask))?;
+            .map_err(|error| TaskError::UserFunction {
+                subtask: self.context.subtask,
+                message: error.to_string(),
+            })?;
         for value in out.drain(..) {
             self.writer.emit(&value);
         }
@@ -279,7 +284,7 @@ impl Task {
     }
 
     /// Carries out what the barrier handler decided, in order.
-    async fn handle_actions(&mut self, actions: Actions) -> Result<(), String> {
+    async fn handle_actions(&mut self, actions: Actions) -> Result<(), TaskError> {
         for action in actions {
             match action {
                 Action::Block(_) | Action::UnblockAll => {} // The gate asks the handler directly.
@@ -327,7 +332,7 @@ impl Task {
         &mut self,
         barrier: Barrier,
         alignment_duration: Duration,
-    ) -> Result<(), String> {
+    ) -> Result<(), TaskError> {
         // Everything before the barrier goes to the sink first: the plain sink writes it (which
         // makes it at-least-once), a committing sink puts it in the checkpoint's transaction
         // or batch.
@@ -346,14 +351,14 @@ impl Task {
         Ok(())
     }
 
-    fn network_input(&mut self, what: &str) -> Result<&mut NetworkInput, String> {
+    fn network_input(&mut self, what: &'static str) -> Result<&mut NetworkInput, TaskError> {
         let subtask = self.context.subtask;
         self.input
             .as_mut()
-            .ok_or_else(|| format!("{subtask}: a source task got {what}"))
+            .ok_or(TaskError::InputAtSource { subtask, what })
     }
 
-    async fn on_input(&mut self, input: TaskInput) -> Result<(), String> {
+    async fn on_input(&mut self, input: TaskInput) -> Result<(), TaskError> {
         match input {
             TaskInput::InputConnected { channel, writer } => self
                 .network_input("an input connection")?
@@ -369,11 +374,10 @@ impl Task {
             TaskInput::Credit { output, credit } => self.writer.on_credit(output, credit),
             TaskInput::OutputClosed { output } => {
                 if !self.ended {
-                    return Err(format!(
-                        "{}: output channel to {} broke",
-                        self.context.subtask,
-                        self.writer.target(output)
-                    ));
+                    return Err(TaskError::OutputClosed {
+                        subtask: self.context.subtask,
+                        target: self.writer.target(output),
+                    });
                 }
             }
             TaskInput::Trigger(barrier) => self.on_trigger(barrier).await?,
@@ -395,12 +399,11 @@ impl Task {
         Ok(())
     }
 
-    async fn on_trigger(&mut self, barrier: Barrier) -> Result<(), String> {
+    async fn on_trigger(&mut self, barrier: Barrier) -> Result<(), TaskError> {
         if self.source.is_none() {
-            return Err(format!(
-                "{}: a trigger reached a task that is not a source",
-                self.context.subtask
-            ));
+            return Err(TaskError::TriggerAtNonSource {
+                subtask: self.context.subtask,
+            });
         }
         if let Err(reason) = self.checkpoints.on_source_trigger() {
             decline(&self.context, barrier.checkpoint_id, reason).await;
@@ -414,7 +417,7 @@ impl Task {
     async fn on_upload_done(
         &mut self,
         checkpoint_id: CheckpointId,
-        result: Result<Uploaded, String>,
+        result: Result<Uploaded, StorageError>,
     ) {
         match self.checkpoints.on_upload_done(checkpoint_id, result) {
             Report::Acknowledge(ack) => acknowledge(&self.context, checkpoint_id, ack).await,
@@ -422,7 +425,7 @@ impl Task {
         }
     }
 
-    async fn end_of_input(&mut self) -> Result<(), String> {
+    async fn end_of_input(&mut self) -> Result<(), TaskError> {
         assert!(!self.ended, "input ends once");
         self.checkpoints.on_end_of_input();
         self.write_sink().await?;
@@ -432,10 +435,10 @@ impl Task {
     }
 
     /// Sends what credit allows and returns pending credits upstream.
-    async fn send_ready(&mut self) -> Result<(), String> {
+    async fn send_ready(&mut self) -> Result<(), TaskError> {
         self.writer.send_ready().await?;
         if let Some(input) = self.input.as_mut() {
-            input.gate.send_credits().await?;
+            input.gate.send_credits().await;
         }
         Ok(())
     }
@@ -458,14 +461,14 @@ impl Task {
 
     /// After end of input: waits until every buffer is sent and every pre-committed
     /// transaction or batch is committed, then reports the final state.
-    async fn finish(&mut self, inbox: &mut Mailbox) -> Result<(), String> {
+    async fn finish(&mut self, inbox: &mut Mailbox) -> Result<(), TaskError> {
         if let Some(sink) = &self.sink {
             let uncovered = sink.uncovered_records();
             if uncovered > 0 {
-                return Err(format!(
-                    "{}: {uncovered} records reached the sink after the final checkpoint",
-                    self.context.subtask
-                ));
+                return Err(TaskError::UncoveredRecords {
+                    subtask: self.context.subtask,
+                    records: uncovered,
+                });
             }
         }
         self.send_ready().await?;
@@ -474,7 +477,7 @@ impl Task {
         {
             match inbox.next().await {
                 Some(input) => self.on_input(input).await?,
-                None => return Err("the task manager dropped the task".to_string()),
+                None => return Err(TaskError::Dropped),
             }
             self.send_ready().await?;
             self.upload_ready();
@@ -493,9 +496,9 @@ impl Task {
     }
 
     /// Hands the sink operator's collected records to the sink.
-    async fn write_sink(&mut self) -> Result<(), String> {
+    async fn write_sink(&mut self) -> Result<(), TaskError> {
         match self.sink.as_mut() {
-            Some(sink) => sink.write_pending(&mut self.chain).await,
+            Some(sink) => Ok(sink.write_pending(&mut self.chain).await?),
             None => Ok(()),
         }
     }

@@ -2,6 +2,7 @@
 //! messages from the job manager, and the completions of its own background uploads.
 
 use crate::checkpoint::barrier::Barrier;
+use crate::checkpoint::storage::StorageError;
 use crate::checkpoint::subtask_checkpoint::Uploaded;
 use crate::ids::{ChannelIndex, CheckpointId};
 use crate::limits::TASK_MAILBOX_CAPACITY;
@@ -66,6 +67,6 @@ pub enum TaskInput {
         /// The checkpoint.
         checkpoint_id: CheckpointId,
         /// Where the snapshot is, or why the upload failed.
-        result: Result<Uploaded, String>,
+        result: Result<Uploaded, StorageError>,
     },
 }

@@ -12,6 +12,7 @@ use crate::runtime::sink_operator::SinkOperator;
 use crate::runtime::source_operator::SourceOperator;
 use crate::runtime::state_initializer::{restore_channel_state, restore_state, RestoredState};
 use crate::runtime::task_context::TaskContext;
+use crate::runtime::task_error::TaskError;
 use crate::runtime::task_mailbox::MailboxSender;
 
 /// The parts of a running task.
@@ -33,7 +34,7 @@ pub async fn set_up(
     context: &TaskContext,
     deployment: &TaskDeployment,
     inbox: MailboxSender,
-) -> Result<TaskParts, String> {
+) -> Result<TaskParts, TaskError> {
     let graph = context.graph.clone();
     let vertex = graph.vertex(context.subtask.vertex_id);
     let operators = vertex.operator_range.clone();

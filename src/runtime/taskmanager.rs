@@ -383,7 +383,8 @@ async fn supervise(
     let (hooks, node) = (context.hooks.clone(), context.node_name.clone());
     let status = match run_task(context, deployment, receiver, sender).await {
         Ok(()) => TaskStatus::Finished,
-        Err(reason) => {
+        Err(error) => {
+            let reason = error.to_string();
             let event = EngineEvent::TaskFailed {
                 subtask,
                 attempt,

@@ -34,7 +34,7 @@ pub fn logical_keyed_state(
             }
         }
     }
-    chain.restore_keyed(&keyed)?;
+    chain.restore_keyed(&keyed).map_err(|e| e.to_string())?;
     let graph = ExecutionGraph::build(job);
     // Records nearer the sink are older, so the deepest vertex's in-flight data goes first;
     // into one vertex, a channel's received data is older than what its sender still held.
