@@ -108,14 +108,15 @@ impl fmt::Display for Duration {
 
 /// Parses a duration the way Flink's configuration writes them: `250ms`, `10s`, `10 min`, `1h`.
 /// A bare number means milliseconds, as in Flink.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let trimmed = text.trim();
     let number_end = trimmed
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .unwrap_or(trimmed.len());
     let (number, unit) = trimmed.split_at(number_end);
-    let not_a_duration =
-        || format!("`{text}` is not a duration (expected e.g. `250ms`, `10s`, `2min`)");
+    let not_a_duration = || DurationError::NotADuration {
+        text: text.to_string(),
+    };
     let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
     let whole: u64 = whole.parse().map_err(|_| not_a_duration())?;
     let nanos_per_unit: u64 = match unit.trim() {
@@ -125,7 +126,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" | "sec" | "secs" | "second" | "seconds" => 1_000_000_000,
         "min" | "m" | "minute" | "minutes" => 60_000_000_000,
         "h" | "hour" | "hours" => 3_600_000_000_000,
-        other => return Err(format!("`{text}` has an unknown time unit `{other}`")),
+        other => {
+            return Err(DurationError::UnknownUnit {
+                text: text.to_string(),
+                unit: other.to_string(),
+            })
+        }
     };
     // A fraction (as `Display` writes `1.107ms`) counts to the nanosecond.
     let mut fraction_nanos = 0u64;
@@ -139,7 +145,34 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .checked_mul(nanos_per_unit)
         .and_then(|nanos| nanos.checked_add(fraction_nanos))
         .map(Duration)
-        .ok_or_else(|| format!("`{text}` is too long a duration"))
+        .ok_or_else(|| DurationError::TooLong {
+            text: text.to_string(),
+        })
+}
+
+/// Text that is not a duration.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// Not a number with a unit.
+    #[error("`{text}` is not a duration (expected e.g. `250ms`, `10s`, `2min`)")]
+    NotADuration {
+        /// The text.
+        text: String,
+    },
+    /// A unit Flink does not know.
+    #[error("`{text}` has an unknown time unit `{unit}`")]
+    UnknownUnit {
+        /// The text.
+        text: String,
+        /// The unit.
+        unit: String,
+    },
+    /// More nanoseconds than a `u64` holds.
+    #[error("`{text}` is too long a duration")]
+    TooLong {
+        /// The text.
+        text: String,
+    },
 }
 
 #[cfg(test)]

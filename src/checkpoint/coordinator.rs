@@ -65,33 +65,65 @@ impl Default for CheckpointConfig {
     }
 }
 
+/// Checkpointing options that cannot run; each names the option.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointConfigError {
+    /// `interval` below Flink's minimum.
+    #[error("execution.checkpointing.interval must be at least {CHECKPOINT_TIME_MS_MIN}ms (Flink's minimum)")]
+    IntervalTooShort,
+    /// `max-concurrent-checkpoints` out of range.
+    #[error("execution.checkpointing.max-concurrent-checkpoints must be in 1..={CHECKPOINTS_IN_FLIGHT_MAX}")]
+    MaxConcurrent,
+    /// `num-retained` out of range.
+    #[error("execution.checkpointing.num-retained must be in 1..={CHECKPOINTS_RETAINED_MAX}")]
+    Retained,
+    /// `timeout` below Flink's minimum.
+    #[error("execution.checkpointing.timeout must be at least {CHECKPOINT_TIME_MS_MIN}ms (Flink's minimum), not {timeout}")]
+    TimeoutTooShort {
+        /// The timeout given.
+        timeout: Duration,
+    },
+    /// `unaligned` without exactly-once.
+    #[error("execution.checkpointing.unaligned needs mode EXACTLY_ONCE: unaligned checkpoints persist in-flight data to keep exactly-once")]
+    UnalignedNeedsExactlyOnce,
+    /// `unaligned` with concurrent checkpoints.
+    #[error("execution.checkpointing.unaligned cannot run with max-concurrent-checkpoints = {max_concurrent} (must be 1)")]
+    UnalignedConcurrent {
+        /// The setting given.
+        max_concurrent: u32,
+    },
+    /// `aligned-checkpoint-timeout` without `unaligned`.
+    #[error("execution.checkpointing.aligned-checkpoint-timeout needs unaligned = true: the timeout switches an aligned checkpoint to unaligned")]
+    TimeoutNeedsUnaligned,
+}
+
 impl CheckpointConfig {
     /// Checks the options against each other and the limits; the error names the option.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), CheckpointConfigError> {
         if let Some(interval) = self.interval {
             if interval < Duration::from_ms(CHECKPOINT_TIME_MS_MIN) {
-                return Err(format!("execution.checkpointing.interval must be at least {CHECKPOINT_TIME_MS_MIN}ms (Flink's minimum)"));
+                return Err(CheckpointConfigError::IntervalTooShort);
             }
         }
         if self.max_concurrent == 0 || self.max_concurrent > CHECKPOINTS_IN_FLIGHT_MAX {
-            return Err(format!("execution.checkpointing.max-concurrent-checkpoints must be in 1..={CHECKPOINTS_IN_FLIGHT_MAX}"));
+            return Err(CheckpointConfigError::MaxConcurrent);
         }
         if self.retained == 0 || self.retained > CHECKPOINTS_RETAINED_MAX {
-            return Err(format!(
-                "execution.checkpointing.num-retained must be in 1..={CHECKPOINTS_RETAINED_MAX}"
-            ));
+            return Err(CheckpointConfigError::Retained);
         }
         if self.timeout < Duration::from_ms(CHECKPOINT_TIME_MS_MIN) {
-            return Err(format!("execution.checkpointing.timeout must be at least {CHECKPOINT_TIME_MS_MIN}ms (Flink's minimum), not {}", self.timeout));
+            let timeout = self.timeout;
+            return Err(CheckpointConfigError::TimeoutTooShort { timeout });
         }
         if self.unaligned && self.mode != CheckpointingMode::ExactlyOnce {
-            return Err("execution.checkpointing.unaligned needs mode EXACTLY_ONCE: unaligned checkpoints persist in-flight data to keep exactly-once".to_string());
+            return Err(CheckpointConfigError::UnalignedNeedsExactlyOnce);
         }
         if self.unaligned && self.max_concurrent > 1 {
-            return Err(format!("execution.checkpointing.unaligned cannot run with max-concurrent-checkpoints = {} (must be 1)", self.max_concurrent));
+            let max_concurrent = self.max_concurrent;
+            return Err(CheckpointConfigError::UnalignedConcurrent { max_concurrent });
         }
         if !self.unaligned && self.aligned_checkpoint_timeout > Duration::ZERO {
-            return Err("execution.checkpointing.aligned-checkpoint-timeout needs unaligned = true: the timeout switches an aligned checkpoint to unaligned".to_string());
+            return Err(CheckpointConfigError::TimeoutNeedsUnaligned);
         }
         Ok(())
     }

@@ -18,6 +18,23 @@ pub enum EndOfData {
     Repeated,
 }
 
+/// An end-of-input report that does not fit the job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EndOfDataError {
+    /// It came from a task that reads no source.
+    #[error("{subtask} reported the end of its input but is no source")]
+    NotASource {
+        /// The reporter.
+        subtask: SubtaskId,
+    },
+    /// The job's sink does not commit on checkpoints.
+    #[error("{subtask} reported the end of its input, but the job takes no final checkpoint")]
+    NoFinalCheckpoint {
+        /// The reporter.
+        subtask: SubtaskId,
+    },
+}
+
 /// Tracks the sources at their end and the final checkpoints of one job attempt.
 #[derive(Clone, Debug)]
 pub struct FinalCheckpoint {
@@ -40,16 +57,12 @@ impl FinalCheckpoint {
     }
 
     /// A source reports the end of its input.
-    pub fn on_end_of_data(&mut self, subtask: SubtaskId) -> Result<EndOfData, String> {
+    pub fn on_end_of_data(&mut self, subtask: SubtaskId) -> Result<EndOfData, EndOfDataError> {
         if !self.sources.contains(&subtask) {
-            return Err(format!(
-                "{subtask} reported the end of its input but is no source"
-            ));
+            return Err(EndOfDataError::NotASource { subtask });
         }
         if !self.enabled {
-            return Err(format!(
-                "{subtask} reported the end of its input, but the job takes no final checkpoint"
-            ));
+            return Err(EndOfDataError::NoFinalCheckpoint { subtask });
         }
         if !self.at_end.insert(subtask) {
             return Ok(EndOfData::Repeated);
@@ -143,12 +156,15 @@ mod tests {
             vertex_id: VertexId(1),
             subtask_index: 0,
         };
-        assert!(tracker
-            .on_end_of_data(stranger)
-            .unwrap_err()
-            .contains("no source"));
+        assert_eq!(
+            tracker.on_end_of_data(stranger),
+            Err(EndOfDataError::NotASource { subtask: stranger })
+        );
         let mut disabled = FinalCheckpoint::new(false, [source(0)].into());
-        assert!(disabled.on_end_of_data(source(0)).is_err());
+        assert_eq!(
+            disabled.on_end_of_data(source(0)),
+            Err(EndOfDataError::NoFinalCheckpoint { subtask: source(0) })
+        );
         assert!(!disabled.on_trigger(CheckpointId(1)));
     }
 }

@@ -567,7 +567,10 @@ mod tests {
                 label: "sink#0".into()
             }
         );
-        assert!(error.to_string().starts_with("sink#0: more than"), "{error}");
+        assert!(
+            error.to_string().starts_with("sink#0: more than"),
+            "{error}"
+        );
     }
 
     #[test]

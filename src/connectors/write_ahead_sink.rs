@@ -383,7 +383,10 @@ mod tests {
                 current: 5
             }
         );
-        assert!(error.to_string().contains("attempt 3 is a zombie"), "{error}");
+        assert!(
+            error.to_string().contains("attempt 3 is a zombie"),
+            "{error}"
+        );
     }
 
     #[test]

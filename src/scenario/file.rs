@@ -2,7 +2,7 @@
 
 use super::{Expectation, Scenario, ScenarioError};
 use crate::api::jobs;
-use crate::checkpoint::coordinator::{CheckpointConfig, CheckpointingMode};
+use crate::checkpoint::coordinator::{CheckpointConfig, CheckpointConfigError, CheckpointingMode};
 use crate::connectors::sink_config::{SinkConfig, SinkKind};
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::limits::{
@@ -514,10 +514,15 @@ fn checkpoint_config(
     };
     match (config.validate(), &raw.unaligned) {
         (Ok(()), _) => Ok(config),
-        (Err(message), Some(unaligned)) if message.contains(".unaligned") => {
-            context.error_at(unaligned.span(), message)
-        }
-        (Err(message), _) => context.error(message),
+        // An error about `unaligned` points at its line.
+        (
+            Err(
+                error @ (CheckpointConfigError::UnalignedNeedsExactlyOnce
+                | CheckpointConfigError::UnalignedConcurrent { .. }),
+            ),
+            Some(unaligned),
+        ) => context.error_at(unaligned.span(), error.to_string()),
+        (Err(error), _) => context.error(error.to_string()),
     }
 }
 

@@ -27,7 +27,7 @@ impl<'de> Deserialize<'de> for TomlDuration {
                 .checked_mul(1_000_000)
                 .map(Duration)
                 .ok_or_else(|| format!("{ms} ms is too long a duration")),
-            DurationValue::Text(text) => parse_duration(&text),
+            DurationValue::Text(text) => parse_duration(&text).map_err(|e| e.to_string()),
         };
         parsed.map(TomlDuration).map_err(serde::de::Error::custom)
     }

@@ -32,6 +32,25 @@ pub struct LogEntry {
     pub appended_at: Instant,
 }
 
+/// A topic or partition the broker does not have.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UnknownPartition {
+    /// No such topic.
+    #[error("no topic `{topic}`")]
+    Topic {
+        /// The topic asked for.
+        topic: String,
+    },
+    /// The topic has fewer partitions.
+    #[error("topic `{topic}` has no partition {partition}")]
+    Partition {
+        /// The topic.
+        topic: String,
+        /// The partition asked for.
+        partition: u32,
+    },
+}
+
 /// The broker's durable storage, shared by every incarnation of the node within a run.
 #[derive(Clone)]
 pub struct BrokerStorage {
@@ -71,7 +90,12 @@ impl BrokerStorage {
     }
 
     /// Appends records to a partition (loading input, or a sink's plain write).
-    pub fn append(&self, topic: &str, partition: u32, records: Vec<Vec<u8>>) -> Result<(), String> {
+    pub fn append(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Vec<Vec<u8>>,
+    ) -> Result<(), UnknownPartition> {
         let entries = records
             .into_iter()
             .map(|bytes| LogEntry {
@@ -141,7 +165,7 @@ impl BrokerStorage {
                     .collect();
                 match state.append(now, &topic, partition, entries) {
                     Ok(()) => BrokerResponse::Ok,
-                    Err(error) => BrokerResponse::Error(error),
+                    Err(error) => BrokerResponse::Error(error.to_string()),
                 }
             }
             BrokerRequest::InitProducer {
@@ -215,14 +239,23 @@ impl BrokerStorage {
 }
 
 impl BrokerState {
-    fn log_mut(&mut self, topic: &str, partition: u32) -> Result<&mut Vec<LogEntry>, String> {
+    fn log_mut(
+        &mut self,
+        topic: &str,
+        partition: u32,
+    ) -> Result<&mut Vec<LogEntry>, UnknownPartition> {
         let partitions = self
             .partitions
             .get_mut(topic)
-            .ok_or_else(|| format!("no topic `{topic}`"))?;
+            .ok_or_else(|| UnknownPartition::Topic {
+                topic: topic.to_string(),
+            })?;
         partitions
             .get_mut(partition as usize)
-            .ok_or_else(|| format!("topic `{topic}` has no partition {partition}"))
+            .ok_or_else(|| UnknownPartition::Partition {
+                topic: topic.to_string(),
+                partition,
+            })
     }
 
     fn append(
@@ -231,7 +264,7 @@ impl BrokerState {
         topic: &str,
         partition: u32,
         mut entries: Vec<LogEntry>,
-    ) -> Result<(), String> {
+    ) -> Result<(), UnknownPartition> {
         self.appends += 1;
         let append = self.appends;
         for entry in &mut entries {
@@ -252,7 +285,7 @@ impl BrokerState {
         records: Vec<Vec<u8>>,
     ) -> BrokerResponse {
         if let Err(error) = self.log_mut(topic, partition) {
-            return BrokerResponse::Error(error);
+            return BrokerResponse::Error(error.to_string());
         }
         let index =
             match self
