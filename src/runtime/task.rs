@@ -4,16 +4,9 @@
 //! (barrier handler, credit accounting); this driver only moves events and bounds each turn.
 
 use crate::api::value::Value;
-use crate::checkpoint::barrier::Barrier;
-use crate::checkpoint::barrier_protocol::{Action, Actions};
-use crate::checkpoint::storage::StorageError;
-use crate::checkpoint::subtask_checkpoint::{
-    Report, SubtaskCheckpointCoordinator, SyncSnapshot, Uploaded,
-};
+use crate::checkpoint::subtask_checkpoint::SubtaskCheckpointCoordinator;
 use crate::connectors::source_reader::SourceReader;
-use crate::ids::CheckpointId;
 use crate::limits::{TASK_RECORDS_PER_TURN_MAX, TASK_TURN_DURATION_MAX};
-use crate::runtime::checkpoint_responder::{acknowledge, decline, spawn_upload};
 use crate::runtime::deployment::TaskDeployment;
 use crate::runtime::hooks::{EngineEvent, RecordFate};
 use crate::runtime::messages::{ChannelEvent, ControlMessage, TaskStatus};
@@ -31,6 +24,8 @@ use crate::state::snapshot::KeyedStateSnapshot;
 use crate::time::{Duration, Instant};
 use futures::{FutureExt, StreamExt};
 use std::collections::BTreeMap;
+
+mod checkpointing;
 
 struct Task {
     context: TaskContext,
@@ -145,33 +140,6 @@ impl Task {
         Ok(())
     }
 
-    /// The next alignment deadline: the gate's pending checkpoint, or a barrier waiting in an
-    /// output queue.
-    fn timer_due_at(&self) -> Option<Instant> {
-        let gate = self.input.as_ref().and_then(NetworkInput::timer_due_at);
-        [gate, self.checkpoints.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
-    }
-
-    /// Aligned checkpoints past their deadline turn unaligned, at the gate and at the outputs.
-    async fn on_timers(&mut self, now: Instant) -> Result<(), TaskError> {
-        if let Some(input) = self.input.as_mut() {
-            let actions = input.on_timer(now)?;
-            self.handle_actions(actions).await?;
-        }
-        self.checkpoints.on_timer(now, &mut self.writer);
-        Ok(())
-    }
-
-    /// Uploads every pending snapshot whose channel state is complete.
-    fn upload_ready(&mut self) {
-        while let Some(upload) = self.checkpoints.poll_upload(&self.writer) {
-            spawn_upload(&self.context, upload, self.inbox_sender.clone());
-        }
-    }
-
     fn source_due_at(&self) -> Option<Instant> {
         if self.writer.is_backpressured() || self.checkpoints.is_awaiting_final_checkpoint() {
             return None; // Credit arriving in the mailbox wakes the task.
@@ -283,74 +251,6 @@ impl Task {
         Ok(())
     }
 
-    /// Carries out what the barrier handler decided, in order.
-    async fn handle_actions(&mut self, actions: Actions) -> Result<(), TaskError> {
-        for action in actions {
-            match action {
-                Action::Block(_) | Action::UnblockAll => {} // The gate asks the handler directly.
-                Action::Trigger {
-                    barrier,
-                    alignment_duration,
-                } => {
-                    self.snapshot_and_forward(barrier, alignment_duration)
-                        .await?;
-                    if let Some(input) = self.input.as_mut() {
-                        input.persist_unconsumed(&barrier);
-                    }
-                }
-                Action::InputStateComplete { checkpoint_id } => {
-                    let input = self
-                        .input
-                        .as_mut()
-                        .expect("only a gate completes input state");
-                    let state = input.take_input_state(checkpoint_id);
-                    self.checkpoints
-                        .on_input_state_complete(checkpoint_id, state);
-                }
-                Action::Abort {
-                    checkpoint_id,
-                    reason,
-                } => {
-                    self.context.event(EngineEvent::TaskAbortedCheckpoint {
-                        subtask: self.context.subtask,
-                        checkpoint_id,
-                        reason,
-                    });
-                    self.checkpoints.on_abort(checkpoint_id);
-                    self.writer
-                        .broadcast_event(ChannelEvent::CancelCheckpointMarker(checkpoint_id));
-                }
-                Action::AllInputsEnded => self.end_of_input().await?,
-            }
-        }
-        Ok(())
-    }
-
-    /// The synchronous part of a snapshot, then the barrier goes downstream. The upload runs
-    /// in the background once the channel state is complete, while the task keeps processing.
-    async fn snapshot_and_forward(
-        &mut self,
-        barrier: Barrier,
-        alignment_duration: Duration,
-    ) -> Result<(), TaskError> {
-        // Everything before the barrier goes to the sink first: the plain sink writes it (which
-        // makes it at-least-once), a committing sink puts it in the checkpoint's transaction
-        // or batch.
-        self.write_sink().await?;
-        let sink = self.sink.as_mut();
-        let sink_state = sink.and_then(|sink| sink.pre_commit(barrier.checkpoint_id));
-        let offsets = self.source.as_ref().map(|source| source.reader.offsets());
-        let operators = self.chain.snapshot_operators(offsets, sink_state);
-        let output = self.writer.broadcast_barrier(barrier);
-        self.checkpoints.on_snapshot_taken(SyncSnapshot {
-            barrier,
-            alignment_duration,
-            operators,
-            output,
-        });
-        Ok(())
-    }
-
     fn network_input(&mut self, what: &'static str) -> Result<&mut NetworkInput, TaskError> {
         let subtask = self.context.subtask;
         self.input
@@ -397,32 +297,6 @@ impl Task {
             } => self.on_upload_done(checkpoint_id, result).await,
         }
         Ok(())
-    }
-
-    async fn on_trigger(&mut self, barrier: Barrier) -> Result<(), TaskError> {
-        if self.source.is_none() {
-            return Err(TaskError::TriggerAtNonSource {
-                subtask: self.context.subtask,
-            });
-        }
-        if let Err(reason) = self.checkpoints.on_source_trigger() {
-            decline(&self.context, barrier.checkpoint_id, reason).await;
-            return Ok(());
-        }
-        self.snapshot_and_forward(barrier, Duration::ZERO).await?;
-        self.upload_ready();
-        Ok(())
-    }
-
-    async fn on_upload_done(
-        &mut self,
-        checkpoint_id: CheckpointId,
-        result: Result<Uploaded, StorageError>,
-    ) {
-        match self.checkpoints.on_upload_done(checkpoint_id, result) {
-            Report::Acknowledge(ack) => acknowledge(&self.context, checkpoint_id, ack).await,
-            Report::Decline(reason) => decline(&self.context, checkpoint_id, reason).await,
-        }
     }
 
     async fn end_of_input(&mut self) -> Result<(), TaskError> {
