@@ -1,6 +1,6 @@
 //! The TOML layout of a scenario file and its translation into a `Scenario`.
 
-use super::{Expectation, Scenario, ScenarioError};
+use super::{fault_checks, Expectation, Scenario, ScenarioError};
 use crate::api::jobs;
 use crate::checkpoint::coordinator::{CheckpointConfig, CheckpointConfigError, CheckpointingMode};
 use crate::connectors::sink_config::{SinkConfig, SinkKind};
@@ -10,16 +10,13 @@ use crate::limits::{
     WORKLOAD_PARTITIONS_MAX, WORKLOAD_RECORDS_MAX, WORKLOAD_TEXT_BYTES_MAX,
 };
 use crate::runtime::restart::RestartStrategyConfig;
-use crate::scenario::faults::{
-    Fault, FaultAction, FaultPlan, FaultTrigger, SubtaskRef, TRIGGER_KEYS,
-};
+use crate::scenario::faults::{Fault, FaultPlan, TRIGGER_KEYS};
 use crate::scenario::node_name::{ClusterNodes, NodeName};
 use crate::scenario::toml_duration::TomlDuration;
 use crate::scenario::workload::{Workload, WorkloadKind};
 use crate::services::messages::IsolationLevel;
-use crate::time::{Duration, Instant};
+use crate::time::Duration;
 use serde::Deserialize;
-use std::fmt::Write;
 use toml::Spanned;
 
 #[derive(Deserialize)]
@@ -599,218 +596,10 @@ fn fault(
             table["kind"]
         ));
     }
-    match check_trigger(&fault.trigger, scenario, graph)
-        .and_then(|()| check_action(&fault.action, scenario, graph))
+    match fault_checks::check_trigger(&fault.trigger, scenario, graph)
+        .and_then(|()| fault_checks::check_action(&fault.action, scenario, graph))
     {
         Ok(()) => Ok(fault),
         Err(message) => fail(message),
     }
-}
-
-/// A trigger must be able to fire in this run.
-fn check_trigger(
-    trigger: &FaultTrigger,
-    scenario: &Scenario,
-    graph: &ExecutionGraph,
-) -> Result<(), String> {
-    match trigger {
-        FaultTrigger::At(at) if at.since(Instant::ZERO) >= scenario.deadline => Err(format!(
-            "at: {} is not before the deadline {} (simulation.deadline): the fault could never fire",
-            at.since(Instant::ZERO),
-            scenario.deadline
-        )),
-        FaultTrigger::AfterCheckpoint(_) if !scenario.checkpointing() => Err("after-checkpoint: checkpointing is off (no `[execution.checkpointing] interval`): the fault could never fire".to_string()),
-        FaultTrigger::At(_) | FaultTrigger::AfterCheckpoint(_) => Ok(()),
-        FaultTrigger::BeforeCommit { subtask, .. } => {
-            let id = subtask
-                .resolve(graph)
-                .map_err(|e| format!("before-commit.subtask: {e}"))?;
-            let runs_sink =
-                graph.vertex(id.vertex_id).operator_range.end == graph.job.operators.len();
-            if !runs_sink || !scenario.sink.kind.commits_on_checkpoints() {
-                return Err("before-commit: the subtask must run a two-phase-commit or write-ahead-log sink".to_string());
-            }
-            Ok(())
-        }
-        FaultTrigger::OnRecord { subtask, count } => {
-            subtask
-                .resolve(graph)
-                .map_err(|e| format!("on-record.subtask: {e}"))?;
-            let records = scenario.workload.record_count();
-            if *count == 0 {
-                return Err("on-record.count: records count from 1".to_string());
-            }
-            if *count > records {
-                return Err(format!("on-record.count: {count} is more records than the whole input holds ({records}): the fault could never fire"));
-            }
-            Ok(())
-        }
-    }
-}
-
-/// An action must name what exists in this job and cluster.
-fn check_action(
-    action: &FaultAction,
-    scenario: &Scenario,
-    graph: &ExecutionGraph,
-) -> Result<(), String> {
-    let subtask = |subtask: &SubtaskRef| {
-        subtask
-            .resolve(graph)
-            .map(|_| ())
-            .map_err(|e| format!("subtask: {e}"))
-    };
-    match action {
-        FaultAction::KillTaskManager { taskmanager, .. }
-            if !(1..=scenario.taskmanagers).contains(taskmanager) =>
-        {
-            Err(format!(
-                "taskmanager: {taskmanager} is not in 1..={}",
-                scenario.taskmanagers
-            ))
-        }
-        FaultAction::KillTaskManager { .. } | FaultAction::RestartBroker { .. } => Ok(()),
-        FaultAction::ClogLink { from, to, .. } | FaultAction::SlowLink { from, to, .. } => {
-            check_link(*from, *to, scenario)
-        }
-        FaultAction::SlowOperator { uid, .. }
-            if !graph.job.operators.iter().any(|o| &o.uid == uid) =>
-        {
-            Err(format!("operator: no operator with uid `{uid}`"))
-        }
-        FaultAction::SlowOperator { .. } => Ok(()),
-        FaultAction::FailTask { subtask: target } => subtask(target),
-        FaultAction::LoseNotice { .. } if !scenario.checkpointing() => {
-            Err("lose-notice needs checkpointing".to_string())
-        }
-        FaultAction::LoseNotice { subtask: target } => subtask(target),
-        FaultAction::DelayNotices { delay, .. } if *delay == Duration::ZERO => {
-            Err("delay-notices needs `delay` longer than 0".to_string())
-        }
-        FaultAction::DelayNotices { .. } => Ok(()),
-    }
-}
-
-/// A link joins two distinct nodes of the cluster.
-fn check_link(from: NodeName, to: NodeName, scenario: &Scenario) -> Result<(), String> {
-    let cluster = ClusterNodes {
-        taskmanagers: scenario.taskmanagers,
-        kv: scenario.sink.kind.uses_kv_store(),
-    };
-    from.check(cluster).map_err(|e| format!("from: {e}"))?;
-    to.check(cluster).map_err(|e| format!("to: {e}"))?;
-    if from == to {
-        return Err(format!(
-            "a link joins two nodes, `from` and `to` are both `{from}`"
-        ));
-    }
-    Ok(())
-}
-
-/// Writes a scenario back as TOML (for regression files), in the layout `parse` reads.
-pub fn render_toml(scenario: &Scenario) -> String {
-    let mut text = String::new();
-    let _ = writeln!(text, "name = {:?}", scenario.name);
-    let _ = writeln!(text, "description = {:?}", scenario.description);
-    let _ = writeln!(text, "seed = {}", scenario.seed);
-    let _ = writeln!(
-        text,
-        "expect = {:?}\n",
-        if scenario.expect == Expectation::Pass {
-            "pass"
-        } else {
-            "fail"
-        }
-    );
-    let _ = writeln!(
-        text,
-        "[job]\nname = {:?}\nparallelism = {}\nsource-parallelism = {}\n",
-        scenario.job_name, scenario.parallelism, scenario.source_parallelism
-    );
-    let _ = writeln!(text, "[workload]");
-    match &scenario.workload.kind {
-        WorkloadKind::Text(words) => {
-            let _ = writeln!(text, "text = {words:?}");
-        }
-        WorkloadKind::Generated {
-            records,
-            keys,
-            seed,
-        } => {
-            let _ = writeln!(text, "records = {records}\nkeys = {keys}\nseed = {seed}");
-        }
-    }
-    let _ = writeln!(
-        text,
-        "partitions = {}\nrecords-per-second = {}\n",
-        scenario.workload.partitions, scenario.workload.records_per_second
-    );
-    let _ = writeln!(
-        text,
-        "[cluster]\ntaskmanagers = {}\nnumberOfTaskSlots = {}\n",
-        scenario.taskmanagers, scenario.slots_per_taskmanager
-    );
-    if let Some(max_parallelism) = scenario.max_parallelism {
-        let _ = writeln!(text, "[pipeline]\nmax-parallelism = {max_parallelism}\n");
-    }
-    let _ = writeln!(
-        text,
-        "[execution]\nbuffer-timeout = \"{}\"\n",
-        scenario.buffer_timeout
-    );
-    let config = &scenario.checkpoint;
-    let _ = writeln!(text, "[execution.checkpointing]");
-    if let Some(interval) = config.interval {
-        let _ = writeln!(text, "interval = \"{interval}\"");
-    }
-    let mode = match config.mode {
-        CheckpointingMode::ExactlyOnce => "EXACTLY_ONCE",
-        CheckpointingMode::AtLeastOnce => "AT_LEAST_ONCE",
-        CheckpointingMode::AtMostOnce => "AT_MOST_ONCE",
-    };
-    if config.unaligned {
-        let _ = writeln!(
-            text,
-            "unaligned = true\naligned-checkpoint-timeout = \"{}\"",
-            config.aligned_checkpoint_timeout
-        );
-    }
-    let _ = writeln!(text, "mode = \"{mode}\"\ntimeout = \"{}\"\nmin-pause = \"{}\"\nmax-concurrent-checkpoints = {}\ntolerable-failed-checkpoints = {}\nnum-retained = {}\n", config.timeout, config.min_pause, config.max_concurrent, config.tolerable_failures, config.retained);
-    match scenario.restart {
-        RestartStrategyConfig::None => {
-            let _ = writeln!(text, "[restart-strategy]\ntype = \"none\"\n");
-        }
-        RestartStrategyConfig::FixedDelay { attempts, delay } => {
-            let _ = writeln!(text, "[restart-strategy]\ntype = \"fixed-delay\"\n\n[restart-strategy.fixed-delay]\nattempts = {attempts}\ndelay = \"{delay}\"\n");
-        }
-    }
-    let _ = writeln!(
-        text,
-        "[heartbeat]\ninterval = \"{}\"\ntimeout = \"{}\"\n",
-        scenario.heartbeat_interval, scenario.heartbeat_timeout
-    );
-    let sink = &scenario.sink;
-    let _ = writeln!(
-        text,
-        "[sink]\nkind = \"{}\"\ntransaction-timeout = \"{}\"\n\n[broker]\ntransaction-max-timeout = \"{}\"\n\n[reader]\nisolation-level = \"{}\"\n",
-        sink.kind.name(),
-        sink.transaction_timeout,
-        sink.broker_transaction_max_timeout,
-        sink.isolation.name()
-    );
-    let _ = writeln!(text, "[simulation]\ndeadline = \"{}\"", scenario.deadline);
-    if !scenario.faults.faults.is_empty() {
-        let faults = RenderedFaults {
-            faults: &scenario.faults.faults,
-        };
-        let rendered = toml::to_string(&faults).expect("faults render as TOML");
-        let _ = write!(text, "\n{rendered}");
-    }
-    text
-}
-
-/// The `[[faults]]` tables, written by the same serde model that reads them.
-#[derive(serde::Serialize)]
-struct RenderedFaults<'a> {
-    faults: &'a [Fault],
 }

@@ -2,9 +2,11 @@
 //! interval`, `[restart-strategy.fixed-delay] attempts`, `[heartbeat] timeout`, ...). A bad file
 //! fails with an error naming the file, the line and the field.
 
+mod fault_checks;
 pub mod faults;
 mod file;
 pub mod node_name;
+mod render;
 pub mod toml_duration;
 pub mod workload;
 
@@ -18,7 +20,7 @@ use crate::scenario::workload::Workload;
 use crate::time::Duration;
 use std::fmt;
 
-pub use file::render_toml;
+pub use render::render_toml;
 
 /// What a scenario's check verdict is expected to be (`expect = "pass"` or `"fail"`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

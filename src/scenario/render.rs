@@ -1,0 +1,117 @@
+//! A scenario written back as TOML, in the layout the loader reads: how a failing run's replay
+//! file and a kept regression are written. Loading the text gives the same scenario.
+
+use crate::checkpoint::coordinator::CheckpointingMode;
+use crate::runtime::restart::RestartStrategyConfig;
+use crate::scenario::faults::Fault;
+use crate::scenario::workload::WorkloadKind;
+use crate::scenario::{Expectation, Scenario};
+use std::fmt::Write;
+
+/// Writes a scenario back as TOML (for regression files), in the layout `parse` reads.
+pub fn render_toml(scenario: &Scenario) -> String {
+    let mut text = String::new();
+    let _ = writeln!(text, "name = {:?}", scenario.name);
+    let _ = writeln!(text, "description = {:?}", scenario.description);
+    let _ = writeln!(text, "seed = {}", scenario.seed);
+    let _ = writeln!(
+        text,
+        "expect = {:?}\n",
+        if scenario.expect == Expectation::Pass {
+            "pass"
+        } else {
+            "fail"
+        }
+    );
+    let _ = writeln!(
+        text,
+        "[job]\nname = {:?}\nparallelism = {}\nsource-parallelism = {}\n",
+        scenario.job_name, scenario.parallelism, scenario.source_parallelism
+    );
+    let _ = writeln!(text, "[workload]");
+    match &scenario.workload.kind {
+        WorkloadKind::Text(words) => {
+            let _ = writeln!(text, "text = {words:?}");
+        }
+        WorkloadKind::Generated {
+            records,
+            keys,
+            seed,
+        } => {
+            let _ = writeln!(text, "records = {records}\nkeys = {keys}\nseed = {seed}");
+        }
+    }
+    let _ = writeln!(
+        text,
+        "partitions = {}\nrecords-per-second = {}\n",
+        scenario.workload.partitions, scenario.workload.records_per_second
+    );
+    let _ = writeln!(
+        text,
+        "[cluster]\ntaskmanagers = {}\nnumberOfTaskSlots = {}\n",
+        scenario.taskmanagers, scenario.slots_per_taskmanager
+    );
+    if let Some(max_parallelism) = scenario.max_parallelism {
+        let _ = writeln!(text, "[pipeline]\nmax-parallelism = {max_parallelism}\n");
+    }
+    let _ = writeln!(
+        text,
+        "[execution]\nbuffer-timeout = \"{}\"\n",
+        scenario.buffer_timeout
+    );
+    let config = &scenario.checkpoint;
+    let _ = writeln!(text, "[execution.checkpointing]");
+    if let Some(interval) = config.interval {
+        let _ = writeln!(text, "interval = \"{interval}\"");
+    }
+    let mode = match config.mode {
+        CheckpointingMode::ExactlyOnce => "EXACTLY_ONCE",
+        CheckpointingMode::AtLeastOnce => "AT_LEAST_ONCE",
+        CheckpointingMode::AtMostOnce => "AT_MOST_ONCE",
+    };
+    if config.unaligned {
+        let _ = writeln!(
+            text,
+            "unaligned = true\naligned-checkpoint-timeout = \"{}\"",
+            config.aligned_checkpoint_timeout
+        );
+    }
+    let _ = writeln!(text, "mode = \"{mode}\"\ntimeout = \"{}\"\nmin-pause = \"{}\"\nmax-concurrent-checkpoints = {}\ntolerable-failed-checkpoints = {}\nnum-retained = {}\n", config.timeout, config.min_pause, config.max_concurrent, config.tolerable_failures, config.retained);
+    match scenario.restart {
+        RestartStrategyConfig::None => {
+            let _ = writeln!(text, "[restart-strategy]\ntype = \"none\"\n");
+        }
+        RestartStrategyConfig::FixedDelay { attempts, delay } => {
+            let _ = writeln!(text, "[restart-strategy]\ntype = \"fixed-delay\"\n\n[restart-strategy.fixed-delay]\nattempts = {attempts}\ndelay = \"{delay}\"\n");
+        }
+    }
+    let _ = writeln!(
+        text,
+        "[heartbeat]\ninterval = \"{}\"\ntimeout = \"{}\"\n",
+        scenario.heartbeat_interval, scenario.heartbeat_timeout
+    );
+    let sink = &scenario.sink;
+    let _ = writeln!(
+        text,
+        "[sink]\nkind = \"{}\"\ntransaction-timeout = \"{}\"\n\n[broker]\ntransaction-max-timeout = \"{}\"\n\n[reader]\nisolation-level = \"{}\"\n",
+        sink.kind.name(),
+        sink.transaction_timeout,
+        sink.broker_transaction_max_timeout,
+        sink.isolation.name()
+    );
+    let _ = writeln!(text, "[simulation]\ndeadline = \"{}\"", scenario.deadline);
+    if !scenario.faults.faults.is_empty() {
+        let faults = RenderedFaults {
+            faults: &scenario.faults.faults,
+        };
+        let rendered = toml::to_string(&faults).expect("faults render as TOML");
+        let _ = write!(text, "\n{rendered}");
+    }
+    text
+}
+
+/// The `[[faults]]` tables, written by the same serde model that reads them.
+#[derive(serde::Serialize)]
+struct RenderedFaults<'a> {
+    faults: &'a [Fault],
+}
