@@ -228,20 +228,25 @@ impl JobMaster {
         self.commands.push_back(Command::Send { to, message });
     }
 
-    fn check_liveness(&mut self, now: Instant) {
-        let heartbeat = ControlMessage::JobManagerHeartbeat {
-            final_completed: self
-                .final_checkpoint
-                .completed_final(self.coordinator.latest_completed().map(|c| c.checkpoint_id)),
-        };
+    /// To every registered task manager, hosting tasks or not.
+    fn send_to_every_taskmanager(&mut self, message: &ControlMessage) {
         let addresses: Vec<SocketAddr> = self
             .taskmanagers
             .values()
             .map(|tm| tm.control_address)
             .collect();
         for address in addresses {
-            self.send(address, heartbeat.clone());
+            self.send(address, message.clone());
         }
+    }
+
+    fn check_liveness(&mut self, now: Instant) {
+        let heartbeat = ControlMessage::JobManagerHeartbeat {
+            final_completed: self
+                .final_checkpoint
+                .completed_final(self.coordinator.latest_completed().map(|c| c.checkpoint_id)),
+        };
+        self.send_to_every_taskmanager(&heartbeat);
         let timeout = self.config.heartbeat_timeout;
         let lost: Vec<TaskManagerId> = self
             .taskmanagers
@@ -439,14 +444,7 @@ impl JobMaster {
         let cancel = ControlMessage::Cancel {
             attempt: self.attempt,
         };
-        let addresses: Vec<SocketAddr> = self
-            .taskmanagers
-            .values()
-            .map(|tm| tm.control_address)
-            .collect();
-        for address in addresses {
-            self.send(address, cancel.clone());
-        }
+        self.send_to_every_taskmanager(&cancel);
         self.placement.clear();
         self.executions.clear();
         self.final_checkpoint.reset();
