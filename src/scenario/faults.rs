@@ -15,6 +15,43 @@ use crate::time::{Duration, Instant};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
+/// A subtask reference that names no subtask.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SubtaskRefError {
+    /// Not `uid#index`.
+    #[error("`{text}` is not `operator-uid#subtask-index`")]
+    Malformed {
+        /// The text.
+        text: String,
+    },
+    /// The index is not a number.
+    #[error("`{text}`: `{index}` is not a subtask index")]
+    BadIndex {
+        /// The text.
+        text: String,
+        /// Its index part.
+        index: String,
+    },
+    /// No operator has the uid.
+    #[error("no operator with uid `{uid}` (the job has {uids})")]
+    UnknownUid {
+        /// The uid given.
+        uid: String,
+        /// The job's uids.
+        uids: String,
+    },
+    /// The operator has fewer subtasks.
+    #[error("`{subtask}`: operator `{uid}` has parallelism {parallelism}")]
+    IndexOutOfRange {
+        /// The reference.
+        subtask: String,
+        /// Its operator.
+        uid: String,
+        /// The operator's parallelism.
+        parallelism: u32,
+    },
+}
+
 /// A subtask named the way users see it: operator uid and subtask index (`counter#0`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SubtaskRef {
@@ -26,13 +63,16 @@ pub struct SubtaskRef {
 
 impl SubtaskRef {
     /// Parses `uid#index`.
-    pub fn parse(text: &str) -> Result<SubtaskRef, String> {
+    pub fn parse(text: &str) -> Result<SubtaskRef, SubtaskRefError> {
         let (uid, index) = text
             .rsplit_once('#')
-            .ok_or_else(|| format!("`{text}` is not `operator-uid#subtask-index`"))?;
-        let index = index
-            .parse()
-            .map_err(|_| format!("`{text}`: `{index}` is not a subtask index"))?;
+            .ok_or_else(|| SubtaskRefError::Malformed {
+                text: text.to_string(),
+            })?;
+        let index = index.parse().map_err(|_| SubtaskRefError::BadIndex {
+            text: text.to_string(),
+            index: index.to_string(),
+        })?;
         Ok(SubtaskRef {
             uid: uid.to_string(),
             index,
@@ -40,7 +80,7 @@ impl SubtaskRef {
     }
 
     /// The physical subtask, if the uid and index exist in `graph`.
-    pub fn resolve(&self, graph: &ExecutionGraph) -> Result<SubtaskId, String> {
+    pub fn resolve(&self, graph: &ExecutionGraph) -> Result<SubtaskId, SubtaskRefError> {
         let position = graph
             .job
             .operators
@@ -48,11 +88,10 @@ impl SubtaskRef {
             .position(|o| o.uid == self.uid)
             .ok_or_else(|| {
                 let uids: Vec<&str> = graph.job.operators.iter().map(|o| o.uid.as_str()).collect();
-                format!(
-                    "no operator with uid `{}` (the job has {})",
-                    self.uid,
-                    uids.join(", ")
-                )
+                SubtaskRefError::UnknownUid {
+                    uid: self.uid.clone(),
+                    uids: uids.join(", "),
+                }
             })?;
         let vertex = graph
             .vertices
@@ -60,10 +99,11 @@ impl SubtaskRef {
             .find(|v| v.operator_range.contains(&position))
             .expect("every operator is in a vertex");
         if self.index >= vertex.parallelism {
-            return Err(format!(
-                "`{self}`: operator `{}` has parallelism {}",
-                self.uid, vertex.parallelism
-            ));
+            return Err(SubtaskRefError::IndexOutOfRange {
+                subtask: self.to_string(),
+                uid: self.uid.clone(),
+                parallelism: vertex.parallelism,
+            });
         }
         Ok(SubtaskId {
             vertex_id: vertex.vertex_id,

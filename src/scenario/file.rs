@@ -600,6 +600,6 @@ fn fault(
         .and_then(|()| fault_checks::check_action(&fault.action, scenario, graph))
     {
         Ok(()) => Ok(fault),
-        Err(message) => fail(message),
+        Err(error) => fail(error.to_string()),
     }
 }

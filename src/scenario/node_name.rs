@@ -21,6 +21,25 @@ pub enum NodeName {
     TaskManager(u32),
 }
 
+/// A node name that names no node.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NodeNameError {
+    /// Not a node of this cluster (or not in canonical form).
+    #[error("no node `{name}` (the nodes are {nodes})")]
+    NoSuchNode {
+        /// The name given.
+        name: String,
+        /// The nodes there are.
+        nodes: String,
+    },
+    /// Not a node name of any cluster.
+    #[error("`{name}` is no node name (jobmanager, broker, blobstore, kv, taskmanager-N)")]
+    NotANodeName {
+        /// The name given.
+        name: String,
+    },
+}
+
 /// Which nodes a cluster has: what a name is checked against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClusterNodes {
@@ -45,7 +64,7 @@ impl ClusterNodes {
 impl NodeName {
     /// Parses a node name in its canonical form only (`taskmanager-2`, never `taskmanager-02`
     /// or `taskmanager-+2`), checked against the nodes `cluster` has.
-    pub fn parse(text: &str, cluster: ClusterNodes) -> Result<NodeName, String> {
+    pub fn parse(text: &str, cluster: ClusterNodes) -> Result<NodeName, NodeNameError> {
         let name = match text {
             "jobmanager" => Some(NodeName::JobManager),
             "broker" => Some(NodeName::Broker),
@@ -57,23 +76,26 @@ impl NodeName {
                 .filter(|n| (1..=cluster.taskmanagers).contains(n))
                 .map(NodeName::TaskManager),
         };
-        name.ok_or_else(|| format!("no node `{text}` (the nodes are {})", cluster.describe()))
+        name.ok_or_else(|| NodeNameError::NoSuchNode {
+            name: text.to_string(),
+            nodes: cluster.describe(),
+        })
     }
 
     /// Parses a node name in its canonical form, whatever the cluster: the loader checks it
     /// against the cluster with `check`.
-    pub fn parse_any(text: &str) -> Result<NodeName, String> {
+    pub fn parse_any(text: &str) -> Result<NodeName, NodeNameError> {
         let widest = ClusterNodes {
             taskmanagers: TASKMANAGERS_MAX,
             kv: true,
         };
-        NodeName::parse(text, widest).map_err(|_| {
-            format!("`{text}` is no node name (jobmanager, broker, blobstore, kv, taskmanager-N)")
+        NodeName::parse(text, widest).map_err(|_| NodeNameError::NotANodeName {
+            name: text.to_string(),
         })
     }
 
     /// This node, if `cluster` has it.
-    pub fn check(self, cluster: ClusterNodes) -> Result<NodeName, String> {
+    pub fn check(self, cluster: ClusterNodes) -> Result<NodeName, NodeNameError> {
         NodeName::parse(&self.to_string(), cluster)
     }
 
@@ -156,7 +178,7 @@ mod tests {
             "kv",
             "JobManager",
         ] {
-            let error = NodeName::parse(bad, CLUSTER).unwrap_err();
+            let error = NodeName::parse(bad, CLUSTER).unwrap_err().to_string();
             assert!(error.contains(&format!("`{bad}`")), "{error}");
             assert!(
                 error.contains("jobmanager, broker, blobstore, taskmanager-1 .. taskmanager-2"),
