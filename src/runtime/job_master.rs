@@ -182,7 +182,7 @@ impl JobMaster {
                 subtask,
                 checkpoint_id,
                 ack,
-            } if attempt == self.attempt => {
+            } if self.is_current(attempt) => {
                 self.coordinator.on_ack(now, subtask, checkpoint_id, ack)
             }
             ControlMessage::DeclineCheckpoint {
@@ -190,7 +190,9 @@ impl JobMaster {
                 checkpoint_id,
                 reason,
                 ..
-            } if attempt == self.attempt => self.coordinator.on_decline(now, checkpoint_id, reason),
+            } if self.is_current(attempt) => {
+                self.coordinator.on_decline(now, checkpoint_id, reason)
+            }
             ControlMessage::EndOfData { attempt, subtask } => self.on_end_of_data(attempt, subtask),
             // Acks and declines of an earlier attempt are expected after a failover.
             ControlMessage::AcknowledgeCheckpoint { .. }
@@ -222,6 +224,13 @@ impl JobMaster {
 
     fn event(&mut self, event: EngineEvent) {
         self.commands.push_back(Command::Event(event));
+    }
+
+    /// Whether a report of `attempt` counts: the attempt is the one deployed. Until the next
+    /// deploy, a failed attempt keeps its number, and its tasks (zombies until their cancel
+    /// arrives) still report under it.
+    fn is_current(&self, attempt: AttemptNumber) -> bool {
+        attempt == self.attempt && self.status.is_active()
     }
 
     fn send(&mut self, to: SocketAddr, message: ControlMessage) {
@@ -275,7 +284,7 @@ impl JobMaster {
     }
 
     fn on_end_of_data(&mut self, attempt: AttemptNumber, subtask: SubtaskId) {
-        if attempt != self.attempt {
+        if !self.is_current(attempt) {
             return; // From a cancelled attempt.
         }
         let event = match self.final_checkpoint.on_end_of_data(subtask) {
@@ -343,7 +352,7 @@ impl JobMaster {
         subtask: SubtaskId,
         status: TaskStatus,
     ) {
-        if attempt != self.attempt || !self.status.is_active() {
+        if !self.is_current(attempt) {
             return; // A report from a cancelled attempt.
         }
         let Some(known) = self.executions.get(&subtask).copied() else {
@@ -1155,5 +1164,37 @@ mod tests {
             events(&odd)[..],
             [EngineEvent::UnexpectedMessage { .. }]
         ));
+    }
+
+    #[test]
+    fn end_of_data_from_a_failed_attempt_before_the_redeploy_is_ignored() {
+        let mut final_config = config();
+        final_config.final_checkpoint = true;
+        let mut h = Harness::new(final_config);
+        h.running();
+        h.status((1, 0), TaskStatus::Failed("boom".into()));
+        assert!(matches!(h.master.status(), JobStatus::Restarting { .. }));
+        // The failed attempt's sources run on as zombies until their cancel arrives; their
+        // reports still carry the attempt number the job master has not replaced yet.
+        for index in 0..2 {
+            let late = h.control(ControlMessage::EndOfData {
+                attempt: AttemptNumber(1),
+                subtask: subtask(0, index),
+            });
+            assert!(late.is_empty(), "{late:?}");
+        }
+        h.at(RESTART_DELAY_MS).timers();
+        for task in h.master.executions().keys().copied().collect::<Vec<_>>() {
+            h.status((task.vertex_id.0, task.subtask_index), TaskStatus::Running);
+        }
+        h.now = h.master.poll_timeout().expect("a trigger");
+        let triggered = h.timers();
+        assert!(
+            events(&triggered).contains(&EngineEvent::CheckpointTriggered {
+                checkpoint_id: CheckpointId(1),
+                final_checkpoint: false
+            }),
+            "the new attempt's sources have not reached their end: {triggered:?}"
+        );
     }
 }

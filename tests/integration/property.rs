@@ -14,7 +14,8 @@
 //! notices, broker restarts and clogged links: the committed output equals the oracle's, each
 //! key's records in order.
 //! The write-ahead-log and idempotent sinks run under the same mix, each checked by its row.
-//! `SNAPFLOW_PROPTEST_CASES` raises the case count (default 16, to keep `cargo test` fast).
+//! `SNAPFLOW_PROPTEST_CASES` raises the case count (default 16, to keep `cargo test` fast);
+//! the cases are the same every run unless `SNAPFLOW_PROPTEST_SEED` says otherwise.
 
 use crate::common;
 
@@ -446,6 +447,20 @@ fn scenario_of(case: &Case, name: &str) -> Scenario {
         .unwrap_or_else(|e| panic!("generated faults invalid: {e}\n{rendered}"))
 }
 
+/// The generator's seed: fixed by default, so `cargo test` (and CI) runs the same cases every
+/// time; `SNAPFLOW_PROPTEST_SEED=<n>` picks other cases, `=random` new ones each run.
+fn rng_seed() -> proptest::test_runner::RngSeed {
+    use proptest::test_runner::RngSeed;
+    match std::env::var("SNAPFLOW_PROPTEST_SEED").as_deref() {
+        Ok("random") => RngSeed::Random,
+        Ok(seed) => RngSeed::Fixed(
+            seed.parse()
+                .expect("SNAPFLOW_PROPTEST_SEED is a number or `random`"),
+        ),
+        Err(_) => RngSeed::Fixed(0),
+    }
+}
+
 fn cases() -> u32 {
     std::env::var("SNAPFLOW_PROPTEST_CASES")
         .ok()
@@ -475,7 +490,7 @@ fn check_case(case: &Case, name: &str) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, max_shrink_iters: 200, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), rng_seed: rng_seed(), failure_persistence: None, max_shrink_iters: 200, ..ProptestConfig::default() })]
 
     /// The engine-core property: 1-3 task-manager kills at times or on triggers, any mode.
     #[test]
