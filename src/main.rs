@@ -42,6 +42,10 @@ enum Command {
         /// The first seed.
         #[arg(long, default_value_t = 0, allow_hyphen_values = true, value_parser = parse_seed)]
         from: u64,
+        /// Seeds run at once, each on a thread of its own (default: every core). The outcomes
+        /// and their order are the same for any number.
+        #[arg(long)]
+        jobs: Option<usize>,
     },
 }
 
@@ -49,8 +53,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { file, seed, trace } => run(&file, seed, trace),
-        Command::Sweep { file, seeds, from } => match seed_range(from, seeds) {
-            Ok(seeds) => sweep(&file, seeds),
+        Command::Sweep {
+            file,
+            seeds,
+            from,
+            jobs,
+        } => match seed_range(from, seeds) {
+            Ok(seeds) => sweep(&file, seeds, jobs.unwrap_or_else(cores)),
             Err(message) => {
                 eprintln!("error: {message}");
                 ExitCode::from(2)
@@ -76,32 +85,38 @@ fn met(scenario: &Scenario, passed: bool) -> bool {
     }
 }
 
-fn sweep(file: &std::path::Path, seeds: std::ops::RangeInclusive<u64>) -> ExitCode {
+/// Every core of this machine.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn sweep(file: &std::path::Path, seeds: std::ops::RangeInclusive<u64>, jobs: usize) -> ExitCode {
     let Some(scenario) = load(file) else {
         return ExitCode::from(2);
     };
     let source = file.display().to_string();
     let mut missed = Vec::new();
     let mut count: u64 = 0;
-    for seed in seeds {
+    // Wall-clock time on stderr only: stdout stays a pure function of the scenario and seeds.
+    let started = std::time::Instant::now();
+    snapflow::sim::sweep::sweep(&scenario, &source, seeds, jobs, |outcome| {
         count += 1;
-        let run = snapflow::sim::run_scenario(&scenario, seed, &source);
-        let verdict = if run.verdict.passed() { "PASS" } else { "FAIL" };
+        let verdict = if outcome.passed { "PASS" } else { "FAIL" };
         println!(
-            "seed {seed}: {verdict}, {} restart(s), trace {:016x}",
-            run.faulty.restarts, run.faulty.trace_hash
+            "seed {}: {verdict}, {} restart(s), trace {:016x}",
+            outcome.seed, outcome.restarts, outcome.trace_hash
         );
-        if !met(&scenario, run.verdict.passed()) {
-            let first = run
-                .verdict
-                .first_failure()
-                .map(|c| format!("{}: {}", c.name, c.detail))
+        if !outcome.met {
+            let first = outcome
+                .first_failure
                 .unwrap_or_else(|| "the checks passed".to_string());
+            let seed = outcome.seed;
             missed.push(format!(
                 "seed {seed}: {first}\n  replay: cargo run --release -- run {source} --seed {seed}"
             ));
         }
-    }
+    });
+    let seconds = started.elapsed().as_secs_f64();
     for line in &missed {
         println!("{line}");
     }
@@ -109,6 +124,10 @@ fn sweep(file: &std::path::Path, seeds: std::ops::RangeInclusive<u64>) -> ExitCo
         "sweep: {} passed, {} failed",
         count - missed.len() as u64,
         missed.len()
+    );
+    eprintln!(
+        "wall: {count} seed(s) in {seconds:.2}s on {jobs} thread(s), {:.1} seeds/s",
+        count as f64 / seconds
     );
     if missed.is_empty() {
         ExitCode::SUCCESS

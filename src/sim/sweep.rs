@@ -1,6 +1,96 @@
-//! The seeds of `snapflow sweep` and how a seed is written on the command line.
+//! `snapflow sweep`: a scenario under many seeds, the seeds spread over worker threads. Each
+//! seed is a simulation of its own (its own madsim runtime, its own state), so seeds share
+//! nothing and a worker thread changes no result: the outcomes come back in seed order,
+//! exactly as a serial sweep gives them. The threads are the harness's, outside every
+//! simulation.
 
+use crate::scenario::{Expectation, Scenario};
+use crate::sim::run_scenario;
+use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+
+/// What one seed gave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeedOutcome {
+    /// The seed.
+    pub seed: u64,
+    /// Whether every check passed.
+    pub passed: bool,
+    /// Whether that is what the scenario expects.
+    pub met: bool,
+    /// Restarts in the run with faults.
+    pub restarts: u32,
+    /// The trace hash of the run with faults.
+    pub trace_hash: u64,
+    /// The first failed check (`name: detail`), if any.
+    pub first_failure: Option<String>,
+}
+
+/// Runs `scenario` under every seed of `seeds` on `jobs` worker threads and hands each outcome
+/// to `on_outcome` in seed order, as soon as it and every earlier seed are done.
+pub fn sweep(
+    scenario: &Scenario,
+    source: &str,
+    seeds: RangeInclusive<u64>,
+    jobs: usize,
+    mut on_outcome: impl FnMut(SeedOutcome),
+) {
+    let (first, last) = (*seeds.start(), *seeds.end());
+    // Offsets from `first`, so the counter never passes `u64::MAX` even at the range's end.
+    let next = AtomicU64::new(0);
+    let span = last - first;
+    let (sender, receiver) = mpsc::channel::<SeedOutcome>();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            let sender = sender.clone();
+            let next = &next;
+            scope.spawn(move || loop {
+                let offset = next.fetch_add(1, Ordering::Relaxed);
+                if offset > span {
+                    return;
+                }
+                if sender
+                    .send(run_seed(scenario, source, first + offset))
+                    .is_err()
+                {
+                    return;
+                }
+            });
+        }
+        drop(sender);
+        let mut waiting = BTreeMap::new();
+        let mut due = first;
+        for outcome in receiver {
+            waiting.insert(outcome.seed, outcome);
+            while let Some(outcome) = waiting.remove(&due) {
+                on_outcome(outcome);
+                due = due.wrapping_add(1);
+            }
+        }
+        assert!(waiting.is_empty(), "every seed's outcome was handed on");
+    });
+}
+
+fn run_seed(scenario: &Scenario, source: &str, seed: u64) -> SeedOutcome {
+    let run = run_scenario(scenario, seed, source);
+    let passed = run.verdict.passed();
+    SeedOutcome {
+        seed,
+        passed,
+        met: match scenario.expect {
+            Expectation::Pass => passed,
+            Expectation::Fail => !passed,
+        },
+        restarts: run.faulty.restarts,
+        trace_hash: run.faulty.trace_hash,
+        first_failure: run
+            .verdict
+            .first_failure()
+            .map(|check| format!("{}: {}", check.name, check.detail)),
+    }
+}
 
 /// Parses a seed: an unsigned 64-bit integer, said plainly when it is not (`-5` would
 /// otherwise read as a flag).

@@ -62,3 +62,23 @@ fn every_scenario_renders_back_to_itself() {
         assert_eq!(again, scenario, "{file}:\n{rendered}");
     }
 }
+
+/// Seeds spread over worker threads give what a serial sweep gives, in seed order: each seed
+/// is a simulation of its own, and no thread reaches into another's.
+#[test]
+fn a_sweep_on_two_threads_gives_what_a_serial_sweep_gives() {
+    let scenario = common::load("scenarios/wordcount-crash.toml");
+    let collect = |jobs| {
+        let mut outcomes = Vec::new();
+        snapflow::sim::sweep::sweep(&scenario, "wordcount-crash", 5..=10, jobs, |outcome| {
+            outcomes.push(outcome)
+        });
+        outcomes
+    };
+    let serial = collect(1);
+    let seeds: Vec<u64> = serial.iter().map(|o| o.seed).collect();
+    assert_eq!(seeds, vec![5, 6, 7, 8, 9, 10]);
+    assert!(serial.iter().all(|o| o.passed && o.met), "{serial:?}");
+    assert_eq!(collect(2), serial);
+    assert_eq!(collect(4), serial);
+}
