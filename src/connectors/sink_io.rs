@@ -108,6 +108,16 @@ impl SinkIo {
         }
     }
 
+    /// Commits everything `sink` pre-committed at `completed` or before, oldest first.
+    pub async fn commit_up_to<K: CommittingKind>(
+        &self,
+        sink: &mut CommittingSink<K>,
+        completed: CheckpointId,
+    ) -> Result<(), ConnectorError> {
+        sink.commit_up_to(completed);
+        self.drive(sink).await
+    }
+
     /// Carries out what a committing sink asks, one request at a time, and reports what it
     /// did, until it has nothing more due.
     pub async fn drive<K: CommittingKind>(

@@ -80,8 +80,12 @@ impl SinkWriter {
     ) -> Result<(), ConnectorError> {
         match self {
             SinkWriter::Plain | SinkWriter::Idempotent => Ok(()),
-            SinkWriter::TwoPhaseCommit(sink) => sink.commit_up_to(io, checkpoint_id).await,
-            SinkWriter::WriteAheadLog(sink) => sink.commit_up_to(io, checkpoint_id).await,
+            SinkWriter::TwoPhaseCommit(sink) => {
+                io.commit_up_to(sink.committing(), checkpoint_id).await
+            }
+            SinkWriter::WriteAheadLog(sink) => {
+                io.commit_up_to(sink.committing(), checkpoint_id).await
+            }
         }
     }
 

@@ -127,14 +127,9 @@ impl TwoPhaseCommitSink {
         )
     }
 
-    /// Commits every transaction pre-committed at `completed` or before, oldest first.
-    pub async fn commit_up_to(
-        &mut self,
-        io: &SinkIo,
-        completed: CheckpointId,
-    ) -> Result<(), ConnectorError> {
-        self.committing.commit_up_to(completed);
-        io.drive(&mut self.committing).await
+    /// Its pre-committed transactions.
+    pub fn committing(&mut self) -> &mut CommittingSink<TwoPhaseCommit> {
+        &mut self.committing
     }
 
     /// Commits the restored checkpoint's transactions, then aborts those opened after it.

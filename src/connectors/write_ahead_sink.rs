@@ -63,14 +63,9 @@ impl WriteAheadSink {
             .pre_commit(checkpoint_id, batch, subtask_index, 0)
     }
 
-    /// Writes every batch of `completed` or before that the committer has not recorded.
-    pub async fn commit_up_to(
-        &mut self,
-        io: &SinkIo,
-        completed: CheckpointId,
-    ) -> Result<(), ConnectorError> {
-        self.committing.commit_up_to(completed);
-        io.drive(&mut self.committing).await
+    /// Its pre-committed batches.
+    pub fn committing(&mut self) -> &mut CommittingSink<WriteAheadLog> {
+        &mut self.committing
     }
 
     /// Fences the committer, then writes the restored checkpoint's batches (it completed)
