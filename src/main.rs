@@ -3,8 +3,9 @@
 
 use clap::{Parser, Subcommand};
 use snapflow::scenario::{Expectation, Scenario};
-use snapflow::sim::sweep::{parse_seed, seed_range};
+use snapflow::sim::sweep::{parse_seed, seed_range, SeedOutcome, Shard};
 use snapflow::sim::Stage;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -46,6 +47,9 @@ enum Command {
         /// and their order are the same for any number.
         #[arg(long)]
         jobs: Option<usize>,
+        /// Only part K of N of the range (1 <= K <= N), so N machines or CI jobs share it.
+        #[arg(long, value_parser = Shard::parse)]
+        shard: Option<Shard>,
     },
 }
 
@@ -58,8 +62,12 @@ fn main() -> ExitCode {
             seeds,
             from,
             jobs,
+            shard,
         } => match seed_range(from, seeds) {
-            Ok(seeds) => sweep(&file, seeds, jobs.unwrap_or_else(cores)),
+            Ok(seeds) => {
+                let jobs = jobs.unwrap_or_else(cores);
+                sweep(&file, seeds, shard.unwrap_or(Shard::ALL), jobs)
+            }
             Err(message) => {
                 eprintln!("error: {message}");
                 ExitCode::from(2)
@@ -90,22 +98,27 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn sweep(file: &std::path::Path, seeds: std::ops::RangeInclusive<u64>, jobs: usize) -> ExitCode {
+fn sweep(
+    file: &std::path::Path,
+    seeds: std::ops::RangeInclusive<u64>,
+    shard: Shard,
+    jobs: usize,
+) -> ExitCode {
     let Some(scenario) = load(file) else {
         return ExitCode::from(2);
     };
     let source = file.display().to_string();
+    let total = (seeds.end() - seeds.start()).saturating_add(1);
+    let total = total / shard.count + u64::from(total % shard.count > shard.index);
     let mut missed = Vec::new();
     let mut count: u64 = 0;
-    // Wall-clock time on stderr only: stdout stays a pure function of the scenario and seeds.
+    // On a terminal a progress bar on stderr; otherwise the plain seed lines alone. Wall-clock
+    // time is the harness's, on stderr: stdout stays a pure function of the scenario and seeds.
+    let bar = std::io::stderr().is_terminal().then(|| progress_bar(total));
     let started = std::time::Instant::now();
-    snapflow::sim::sweep::sweep(&scenario, &source, seeds, jobs, |outcome| {
+    snapflow::sim::sweep::sweep(&scenario, &source, seeds, shard, jobs, |outcome| {
         count += 1;
-        let verdict = if outcome.passed { "PASS" } else { "FAIL" };
-        println!(
-            "seed {}: {verdict}, {} restart(s), trace {:016x}",
-            outcome.seed, outcome.restarts, outcome.trace_hash
-        );
+        let line = seed_line(&outcome);
         if !outcome.met {
             let first = outcome
                 .first_failure
@@ -115,7 +128,18 @@ fn sweep(file: &std::path::Path, seeds: std::ops::RangeInclusive<u64>, jobs: usi
                 "seed {seed}: {first}\n  replay: cargo run --release -- run {source} --seed {seed}"
             ));
         }
+        match &bar {
+            Some(bar) => {
+                bar.suspend(|| println!("{line}"));
+                bar.set_message(format!("{} failed", missed.len()));
+                bar.inc(1);
+            }
+            None => println!("{line}"),
+        }
     });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     let seconds = started.elapsed().as_secs_f64();
     for line in &missed {
         println!("{line}");
@@ -134,6 +158,23 @@ fn sweep(file: &std::path::Path, seeds: std::ops::RangeInclusive<u64>, jobs: usi
     } else {
         ExitCode::from(1)
     }
+}
+
+fn seed_line(outcome: &SeedOutcome) -> String {
+    let verdict = if outcome.passed { "PASS" } else { "FAIL" };
+    format!(
+        "seed {}: {verdict}, {} restart(s), trace {:016x}",
+        outcome.seed, outcome.restarts, outcome.trace_hash
+    )
+}
+
+/// Seeds done, failures, seeds per second and the time left.
+fn progress_bar(total: u64) -> indicatif::ProgressBar {
+    let style = indicatif::ProgressStyle::with_template(
+        "{bar:40} {pos}/{len} seeds, {msg}, {per_sec}, ETA {eta}",
+    )
+    .expect("the template is valid");
+    indicatif::ProgressBar::new(total).with_style(style)
 }
 
 fn run(file: &std::path::Path, seed: Option<u64>, trace: bool) -> ExitCode {

@@ -28,17 +28,57 @@ pub struct SeedOutcome {
     pub first_failure: Option<String>,
 }
 
-/// Runs `scenario` under every seed of `seeds` on `jobs` worker threads and hands each outcome
-/// to `on_outcome` in seed order, as soon as it and every earlier seed are done.
+/// One of `count` disjoint parts of a seed range (`--shard K/N`): the seeds at offsets
+/// `index`, `index + count`, `index + 2 count`, ... from the range's start, so N machines or CI
+/// jobs with shards 1/N .. N/N cover the range once between them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// From 0.
+    pub index: u64,
+    /// At least 1.
+    pub count: u64,
+}
+
+impl Shard {
+    /// The whole range.
+    pub const ALL: Shard = Shard { index: 0, count: 1 };
+
+    /// Parses `K/N` (1 ≤ K ≤ N).
+    pub fn parse(text: &str) -> Result<Shard, String> {
+        let refuse = || format!("`{text}` is not a shard: write K/N with 1 <= K <= N (e.g. 2/4)");
+        let (k, n) = text.split_once('/').ok_or_else(refuse)?;
+        let (k, n): (u64, u64) = (
+            k.parse().map_err(|_| refuse())?,
+            n.parse().map_err(|_| refuse())?,
+        );
+        if k == 0 || k > n {
+            return Err(refuse());
+        }
+        Ok(Shard {
+            index: k - 1,
+            count: n,
+        })
+    }
+
+    /// The offset from the range's start of this shard's `nth` seed, if it fits in `span`.
+    fn offset(self, nth: u64, span: u64) -> Option<u64> {
+        let offset = nth.checked_mul(self.count)?.checked_add(self.index)?;
+        (offset <= span).then_some(offset)
+    }
+}
+
+/// Runs `scenario` under the seeds of `shard` within `seeds` on `jobs` worker threads and hands
+/// each outcome to `on_outcome` in seed order, as soon as it and every earlier seed are done.
 pub fn sweep(
     scenario: &Scenario,
     source: &str,
     seeds: RangeInclusive<u64>,
+    shard: Shard,
     jobs: usize,
     mut on_outcome: impl FnMut(SeedOutcome),
 ) {
     let (first, last) = (*seeds.start(), *seeds.end());
-    // Offsets from `first`, so the counter never passes `u64::MAX` even at the range's end.
+    // Offsets from `first`, so nothing passes `u64::MAX` even at the range's end.
     let next = AtomicU64::new(0);
     let span = last - first;
     let (sender, receiver) = mpsc::channel::<SeedOutcome>();
@@ -47,10 +87,10 @@ pub fn sweep(
             let sender = sender.clone();
             let next = &next;
             scope.spawn(move || loop {
-                let offset = next.fetch_add(1, Ordering::Relaxed);
-                if offset > span {
+                let nth = next.fetch_add(1, Ordering::Relaxed);
+                let Some(offset) = shard.offset(nth, span) else {
                     return;
-                }
+                };
                 if sender
                     .send(run_seed(scenario, source, first + offset))
                     .is_err()
@@ -61,12 +101,15 @@ pub fn sweep(
         }
         drop(sender);
         let mut waiting = BTreeMap::new();
-        let mut due = first;
+        let mut due = 0;
         for outcome in receiver {
             waiting.insert(outcome.seed, outcome);
-            while let Some(outcome) = waiting.remove(&due) {
+            while let Some(outcome) = shard
+                .offset(due, span)
+                .and_then(|offset| waiting.remove(&(first + offset)))
+            {
                 on_outcome(outcome);
-                due = due.wrapping_add(1);
+                due += 1;
             }
         }
         assert!(waiting.is_empty(), "every seed's outcome was handed on");
@@ -128,6 +171,27 @@ mod tests {
         let negative = parse_seed("-5").unwrap_err();
         assert!(negative.contains("`-5` is not a seed: a seed is an unsigned integer"));
         assert!(parse_seed("18446744073709551616").is_err());
+    }
+
+    #[test]
+    fn shards_split_a_range_into_disjoint_parts_that_cover_it() {
+        assert_eq!(Shard::parse("2/4"), Ok(Shard { index: 1, count: 4 }));
+        for bad in ["0/4", "5/4", "2", "a/b", "1/0", "-1/2"] {
+            assert!(Shard::parse(bad).is_err(), "{bad}");
+        }
+        let span = 9; // Ten seeds.
+        let mut covered = Vec::new();
+        for k in 1..=3 {
+            let shard = Shard::parse(&format!("{k}/3")).expect("valid");
+            covered.extend((0..).map_while(|nth| shard.offset(nth, span)));
+        }
+        covered.sort();
+        assert_eq!(covered, (0..=span).collect::<Vec<_>>());
+        assert_eq!(Shard::ALL.offset(u64::MAX, u64::MAX), Some(u64::MAX));
+        assert_eq!(
+            Shard { index: 1, count: 2 }.offset(u64::MAX, u64::MAX),
+            None
+        );
     }
 
     #[test]

@@ -70,7 +70,8 @@ fn a_sweep_on_two_threads_gives_what_a_serial_sweep_gives() {
     let scenario = common::load("scenarios/wordcount-crash.toml");
     let collect = |jobs| {
         let mut outcomes = Vec::new();
-        snapflow::sim::sweep::sweep(&scenario, "wordcount-crash", 5..=10, jobs, |outcome| {
+        let all = snapflow::sim::sweep::Shard::ALL;
+        snapflow::sim::sweep::sweep(&scenario, "wordcount-crash", 5..=10, all, jobs, |outcome| {
             outcomes.push(outcome)
         });
         outcomes
