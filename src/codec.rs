@@ -97,6 +97,12 @@ pub fn encode_message<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_allocvec(value).expect("serde types of snapflow always encode")
 }
 
+/// Appends the encoding of `value` to `bytes` (the hot path: no buffer of its own per record).
+pub fn encode_message_into<T: Serialize>(value: &T, bytes: &mut Vec<u8>) {
+    let buffer = std::mem::take(bytes);
+    *bytes = postcard::to_extend(value, buffer).expect("serde types of snapflow always encode");
+}
+
 /// Decodes a wire message.
 pub fn decode_message<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, postcard::Error> {
     postcard::from_bytes(bytes)

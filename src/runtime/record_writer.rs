@@ -5,7 +5,7 @@ use crate::api::job::Partitioning;
 use crate::api::value::Value;
 use crate::checkpoint::barrier::Barrier;
 use crate::checkpoint::subtask_checkpoint::OutputQueues;
-use crate::codec::encode_message;
+use crate::codec::encode_message_into;
 use crate::ids::{CheckpointId, SubtaskId};
 use crate::limits::{BUFFER_SIZE_BYTES, OUTPUT_QUEUE_BUFFERS_MAX};
 use crate::runtime::credit::{CreditSender, Outgoing};
@@ -126,10 +126,7 @@ impl RecordWriter {
         };
         let channel = &mut self.channels[index];
         assert!(!channel.ended, "no record after end of partition");
-        channel
-            .building
-            .bytes
-            .extend_from_slice(&encode_message(value));
+        encode_message_into(value, &mut channel.building.bytes);
         channel.building.record_count += 1;
         self.records_out += 1;
         if channel.building.bytes.len() >= BUFFER_SIZE_BYTES {
