@@ -11,6 +11,7 @@ use crate::runtime::rpc::Rpc;
 use crate::runtime::sim_time;
 use crate::services::kv_store::{KvRequest, KvResponse};
 use crate::services::messages::{BrokerRequest, BrokerResponse};
+use crate::state::snapshot::SinkStateSnapshot;
 use crate::time::Duration;
 use std::net::SocketAddr;
 
@@ -116,6 +117,18 @@ impl SinkIo {
     ) -> Result<(), ConnectorError> {
         sink.commit_up_to(completed);
         self.drive(sink).await
+    }
+
+    /// Recovers `sink` from `restored` before any record is written; returns the restored
+    /// transaction sequence number.
+    pub async fn recover<K: CommittingKind>(
+        &self,
+        sink: &mut CommittingSink<K>,
+        restored: Option<SinkStateSnapshot>,
+    ) -> Result<u64, ConnectorError> {
+        let next_transaction = sink.recover(restored)?;
+        self.drive(sink).await?;
+        Ok(next_transaction)
     }
 
     /// Carries out what a committing sink asks, one request at a time, and reports what it

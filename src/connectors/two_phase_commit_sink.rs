@@ -138,8 +138,8 @@ impl TwoPhaseCommitSink {
         io: &SinkIo,
         restored: Option<SinkStateSnapshot>,
     ) -> Result<(), ConnectorError> {
-        self.next_transaction = self.committing.recover(restored)?;
-        io.drive(&mut self.committing).await
+        self.next_transaction = io.recover(&mut self.committing, restored).await?;
+        Ok(())
     }
 
     /// Whether pre-committed transactions wait for a notice.

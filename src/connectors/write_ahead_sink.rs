@@ -75,8 +75,7 @@ impl WriteAheadSink {
         io: &SinkIo,
         restored: Option<SinkStateSnapshot>,
     ) -> Result<(), ConnectorError> {
-        self.committing.recover(restored)?;
-        io.drive(&mut self.committing).await
+        io.recover(&mut self.committing, restored).await.map(|_| ())
     }
 
     /// Whether batches wait for a notice.
