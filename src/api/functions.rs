@@ -1,6 +1,6 @@
 //! The user-function traits and closure types operators are built from.
 
-use crate::api::value::Value;
+use crate::api::value::{Text, Value};
 use crate::state::heap_backend::{KeyedStateAccess, StateError};
 use std::fmt;
 use std::sync::Arc;
@@ -11,8 +11,9 @@ pub type MapFunction = Arc<dyn Fn(Value) -> Value + Send + Sync>;
 pub type FlatMapFunction = Arc<dyn Fn(Value, &mut Vec<Value>) + Send + Sync>;
 /// A predicate (`filter`): keeps the records it returns true for.
 pub type FilterFunction = Arc<dyn Fn(&Value) -> bool + Send + Sync>;
-/// Extracts the key of a record (`keyBy`). Keys are strings, hashed as Java hashes strings.
-pub type KeySelector = Arc<dyn Fn(&Value) -> String + Send + Sync>;
+/// Extracts the key of a record (`keyBy`). Keys are strings, hashed as Java hashes strings;
+/// a key of up to 24 bytes is held inline (no allocation per record).
+pub type KeySelector = Arc<dyn Fn(&Value) -> Text + Send + Sync>;
 /// Builds a fresh instance of a keyed process function for each subtask (as Flink
 /// deserializes one function object per subtask).
 pub type KeyedProcessFactory = Arc<dyn Fn() -> Box<dyn KeyedProcessFunction> + Send + Sync>;

@@ -3,7 +3,7 @@
 use crate::api::functions::{
     FilterFunction, FlatMapFunction, KeySelector, KeyedProcessFactory, MapFunction,
 };
-use crate::api::value::Value;
+use crate::api::value::{Text, Value};
 use crate::limits::PARALLELISM_MAX;
 use std::collections::BTreeSet;
 use std::fmt;
@@ -173,7 +173,7 @@ impl JobBuilder {
     }
 
     /// Partitions the stream by key for the next operator (Flink's `keyBy`).
-    pub fn key_by(mut self, selector: impl Fn(&Value) -> String + Send + Sync + 'static) -> Self {
+    pub fn key_by(mut self, selector: impl Fn(&Value) -> Text + Send + Sync + 'static) -> Self {
         let selector: KeySelector = Arc::new(selector);
         self.partitioning_next = Partitioning::Hash(selector.clone());
         self.key_selector = Some(selector);
@@ -198,7 +198,7 @@ impl JobBuilder {
         let key_selector = self
             .key_selector
             .take()
-            .unwrap_or_else(|| Arc::new(|_: &Value| String::new()));
+            .unwrap_or_else(|| Arc::new(|_: &Value| Text::default()));
         let kind = OperatorKind::KeyedProcess {
             key_selector,
             factory: Arc::new(factory),

@@ -45,14 +45,11 @@ fn words_keyed_by_word(name: &str, source_parallelism: u32, parallelism: u32) ->
         .set_parallelism(source_parallelism)
         .flat_map("split", |line, out| {
             if let Value::Str(text) = line {
-                out.extend(
-                    text.split_whitespace()
-                        .map(|word| Value::Str(word.to_string())),
-                );
+                out.extend(text.split_whitespace().map(|word| Value::Str(word.into())));
             }
         })
         .set_parallelism(source_parallelism)
-        .key_by(|word| word.as_str().unwrap_or_default().to_string())
+        .key_by(|word| word.as_str().unwrap_or_default().into())
 }
 
 /// `source -> split -> keyBy(word) -> counter -> sink`: the word count every Flink user knows.

@@ -126,7 +126,7 @@ impl SinkWriter {
 /// the whole record.
 pub fn upsert_key(value: &Value) -> String {
     match value {
-        Value::Pair(key, _) => key.to_string(),
+        Value::Pair(pair) => pair.0.to_string(),
         other => other.to_string(),
     }
 }

@@ -305,10 +305,10 @@ mod tests {
         assert_eq!(records_per_channel(&forward), vec![2, 2, 2]);
 
         let selector: crate::api::functions::KeySelector =
-            std::sync::Arc::new(|v: &Value| v.to_string());
+            std::sync::Arc::new(|v: &Value| v.to_string().into());
         let mut hash = RecordWriter::new(targets(4), Some(&Partitioning::Hash(selector)), 0, 128);
         for _ in 0..5 {
-            hash.emit(&Value::Str("hello".to_string()));
+            hash.emit(&Value::Str("hello".into()));
         }
         let expected = crate::state::key_group::subtask_for_key_group(
             128,

@@ -462,8 +462,7 @@ fn check_text(context: &Context<'_>, text: &str) -> Result<(), ScenarioError> {
         .enumerate()
         .max_by_key(|(_, w)| w.len());
     if let Some((index, word)) = largest {
-        let bytes =
-            crate::codec::encode_message(&crate::api::value::Value::Str(word.to_string())).len();
+        let bytes = crate::codec::encode_message(&crate::api::value::Value::Str(word.into())).len();
         if bytes > RECORD_SIZE_BYTES_MAX {
             return context.error(format!(
                 "workload.text: word {} is a record of {bytes} bytes; a record is at most {RECORD_SIZE_BYTES_MAX} bytes (a broker fetch carries {} records in one network message of at most {} bytes)",

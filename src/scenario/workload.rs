@@ -55,7 +55,7 @@ impl Workload {
         let mut partitions = vec![Vec::new(); self.partitions as usize];
         let mut push = |word: String| {
             let partition = partition_of(&word, self.partitions) as usize;
-            partitions[partition].push(Value::Str(word));
+            partitions[partition].push(Value::Str(word.into()));
         };
         match &self.kind {
             WorkloadKind::Text(text) => text

@@ -144,7 +144,7 @@ mod tests {
     #[test]
     fn word_count_over_a_prefix() {
         let words = ["hello", "world", "hello", "flink", "hello"]
-            .map(|w| Value::Str(w.to_string()))
+            .map(|w| Value::Str(w.into()))
             .to_vec();
         let job = word_count(1, 1);
         let prefix = BTreeMap::from([(0, 3)]);

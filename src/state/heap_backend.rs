@@ -3,9 +3,11 @@
 //! Values are kept serialized (postcard), so a snapshot is a plain copy of the tables and the
 //! restored state is byte-for-byte what was snapshotted.
 
+use crate::api::value::Text;
 use crate::ids::KeyGroup;
 use crate::state::key_group::{key_group_for_key, KeyGroupRange};
 use crate::state::snapshot::{KeyedStateSnapshot, StateEntry, StateTable};
+use rustc_hash::FxHashMap;
 use serde::{de::DeserializeOwned, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -72,11 +74,20 @@ impl<K, V> MapStateDescriptor<K, V> {
     }
 }
 
+/// One state's working entries: per owned key group (indexed from the range's start), key to
+/// entry. A hash map with a fixed hasher: a lookup hashes the key once and compares it once,
+/// where an ordered map compared strings at every level. Order is restored at snapshot time.
+struct WorkingTable {
+    name: String,
+    groups: Vec<FxHashMap<Text, StateEntry>>,
+}
+
 /// All keyed state of one keyed operator in one subtask.
 pub struct HeapKeyedStateBackend {
     max_parallelism: u32,
     key_group_range: KeyGroupRange,
-    tables: BTreeMap<String, StateTable>,
+    // A handful of states per operator, in registration order: found by a short scan.
+    tables: Vec<WorkingTable>,
 }
 
 impl HeapKeyedStateBackend {
@@ -87,7 +98,7 @@ impl HeapKeyedStateBackend {
         HeapKeyedStateBackend {
             max_parallelism,
             key_group_range,
-            tables: BTreeMap::new(),
+            tables: Vec::new(),
         }
     }
 
@@ -102,18 +113,59 @@ impl HeapKeyedStateBackend {
             )));
         }
         Ok(KeyedStateAccess {
+            group: (key_group.0 - self.key_group_range.start) as usize,
             backend: self,
             key,
-            key_group,
         })
     }
 
-    /// A full copy of the state (the synchronous part of a heap snapshot).
+    fn group_count(&self) -> usize {
+        (self.key_group_range.end - self.key_group_range.start + 1) as usize
+    }
+
+    fn table(&self, name: &str) -> Option<&WorkingTable> {
+        self.tables.iter().find(|table| table.name == name)
+    }
+
+    fn table_mut(&mut self, name: &str) -> &mut WorkingTable {
+        let index = match self.tables.iter().position(|table| table.name == name) {
+            Some(index) => index,
+            None => {
+                let groups = (0..self.group_count())
+                    .map(|_| FxHashMap::default())
+                    .collect();
+                self.tables.push(WorkingTable {
+                    name: name.to_string(),
+                    groups,
+                });
+                self.tables.len() - 1
+            }
+        };
+        &mut self.tables[index]
+    }
+
+    /// A full copy of the state (the synchronous part of a heap snapshot), in key order.
     pub fn snapshot(&self) -> KeyedStateSnapshot {
+        let mut tables = BTreeMap::new();
+        for table in &self.tables {
+            let mut snapshot_table = StateTable::new();
+            for (offset, entries) in table.groups.iter().enumerate() {
+                if entries.is_empty() {
+                    continue;
+                }
+                let key_group = KeyGroup(self.key_group_range.start + offset as u32);
+                let sorted = entries
+                    .iter()
+                    .map(|(key, entry)| (key.to_string(), entry.clone()))
+                    .collect();
+                snapshot_table.insert(key_group, sorted);
+            }
+            tables.insert(table.name.clone(), snapshot_table);
+        }
         KeyedStateSnapshot {
             max_parallelism: self.max_parallelism,
             key_group_range: self.key_group_range,
-            tables: self.tables.clone(),
+            tables,
         }
     }
 
@@ -121,6 +173,7 @@ impl HeapKeyedStateBackend {
     /// key groups this subtask owns (so parallelism may differ from the snapshot's).
     pub fn restore(&mut self, snapshots: &[KeyedStateSnapshot]) -> Result<(), StateError> {
         assert!(self.tables.is_empty(), "restore runs on a fresh backend");
+        let mut claimed: BTreeMap<(&str, KeyGroup), ()> = BTreeMap::new();
         for snapshot in snapshots {
             if snapshot.max_parallelism != self.max_parallelism {
                 return Err(StateError(format!(
@@ -129,17 +182,23 @@ impl HeapKeyedStateBackend {
                 )));
             }
             for (state_name, table) in &snapshot.tables {
-                let target = self.tables.entry(state_name.clone()).or_default();
-                for (key_group, entries) in table.range(
-                    KeyGroup(self.key_group_range.start)..=KeyGroup(self.key_group_range.end),
-                ) {
+                let start = self.key_group_range.start;
+                let owned = KeyGroup(start)..=KeyGroup(self.key_group_range.end);
+                for (key_group, entries) in table.range(owned) {
                     // A corrupt or mixed-up checkpoint: refuse it rather than merge silently.
-                    if target.insert(*key_group, entries.clone()).is_some() {
+                    if claimed.insert((state_name, *key_group), ()).is_some() {
                         return Err(StateError(format!(
                             "two snapshots claim key group {} of state `{state_name}`",
                             key_group.0
                         )));
                     }
+                    let group =
+                        &mut self.table_mut(state_name).groups[(key_group.0 - start) as usize];
+                    group.extend(
+                        entries
+                            .iter()
+                            .map(|(key, entry)| (Text::from(key.as_str()), entry.clone())),
+                    );
                 }
             }
         }
@@ -149,9 +208,9 @@ impl HeapKeyedStateBackend {
     /// Number of (state, key) entries held.
     pub fn entry_count(&self) -> usize {
         self.tables
-            .values()
-            .flat_map(|table| table.values())
-            .map(|entries| entries.len())
+            .iter()
+            .flat_map(|table| &table.groups)
+            .map(FxHashMap::len)
             .sum()
     }
 }
@@ -160,7 +219,8 @@ impl HeapKeyedStateBackend {
 pub struct KeyedStateAccess<'a> {
     backend: &'a mut HeapKeyedStateBackend,
     key: &'a str,
-    key_group: KeyGroup,
+    // The key's group, as an index into the backend's owned groups.
+    group: usize,
 }
 
 impl KeyedStateAccess<'_> {
@@ -170,22 +230,12 @@ impl KeyedStateAccess<'_> {
     }
 
     fn entry(&self, name: &str) -> Option<&StateEntry> {
-        self.backend
-            .tables
-            .get(name)?
-            .get(&self.key_group)?
-            .get(self.key)
+        self.backend.table(name)?.groups[self.group].get(self.key)
     }
 
-    // Looks up before inserting, so the hot path (an existing key) allocates nothing.
-    fn entries_mut(&mut self, name: &str) -> &mut BTreeMap<String, StateEntry> {
-        if !self.backend.tables.contains_key(name) {
-            self.backend
-                .tables
-                .insert(name.to_string(), StateTable::new());
-        }
-        let table = self.backend.tables.get_mut(name).expect("inserted above");
-        table.entry(self.key_group).or_default()
+    fn entries_mut(&mut self, name: &str) -> &mut FxHashMap<Text, StateEntry> {
+        let group = self.group;
+        &mut self.backend.table_mut(name).groups[group]
     }
 
     /// This key's entry of state `name`, created by `empty` if absent; an entry of another
@@ -198,7 +248,7 @@ impl KeyedStateAccess<'_> {
         let key = self.key;
         let entries = self.entries_mut(name);
         if !entries.contains_key(key) {
-            entries.insert(key.to_string(), empty());
+            entries.insert(Text::from(key), empty());
         }
         let entry = entries.get_mut(key).expect("inserted above");
         let wanted = empty();
@@ -226,8 +276,15 @@ impl KeyedStateAccess<'_> {
         descriptor: &ValueStateDescriptor<T>,
         value: &T,
     ) -> Result<(), StateError> {
-        *self.slot(descriptor.name, || StateEntry::Value(Vec::new()))? =
-            StateEntry::Value(encode(value));
+        match self.slot(descriptor.name, || StateEntry::Value(Vec::new()))? {
+            // Encodes into the entry's own buffer: an update of an existing key allocates nothing.
+            StateEntry::Value(bytes) => {
+                bytes.clear();
+                *bytes = postcard::to_extend(value, std::mem::take(bytes))
+                    .expect("state values are serde types that always encode");
+            }
+            _ => unreachable!("slot checked the kind"),
+        }
         Ok(())
     }
 

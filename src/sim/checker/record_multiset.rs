@@ -157,7 +157,7 @@ mod tests {
     use crate::api::value::Value;
 
     fn words(list: &[&str]) -> Vec<Value> {
-        list.iter().map(|w| Value::Str(w.to_string())).collect()
+        list.iter().map(|w| Value::Str((*w).into())).collect()
     }
 
     #[test]
