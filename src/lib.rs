@@ -89,6 +89,8 @@ pub mod services {
     pub mod disk;
     pub mod kv_store;
     pub mod messages;
+    pub mod partition_log;
+    pub mod record_batch;
     pub mod transaction_table;
 }
 pub mod state {

@@ -11,6 +11,7 @@ use crate::runtime::rpc::Rpc;
 use crate::runtime::sim_time;
 use crate::services::kv_store::{KvRequest, KvResponse};
 use crate::services::messages::{BrokerRequest, BrokerResponse};
+use crate::services::record_batch::RecordBatch;
 use crate::state::snapshot::SinkStateSnapshot;
 use crate::time::Duration;
 use std::net::SocketAddr;
@@ -79,7 +80,7 @@ impl SinkIo {
     /// write twice on its own.
     pub async fn append(
         &self,
-        records: Vec<Vec<u8>>,
+        records: RecordBatch,
         batch: Option<String>,
     ) -> Result<(), ConnectorError> {
         let request = BrokerRequest::Append {

@@ -12,6 +12,7 @@ use crate::connectors::two_phase_commit_sink::TwoPhaseCommitSink;
 use crate::connectors::write_ahead_sink::WriteAheadSink;
 use crate::ids::CheckpointId;
 use crate::services::kv_store::{KvRequest, KvResponse};
+use crate::services::record_batch::RecordBatch;
 use crate::state::snapshot::SinkStateSnapshot;
 
 /// The sink of one subtask, by kind.
@@ -41,17 +42,13 @@ impl SinkWriter {
     }
 
     /// Hands over records the sink operator collected (a batch or a flush).
-    pub async fn write(
-        &mut self,
-        io: &SinkIo,
-        records: Vec<Vec<u8>>,
-    ) -> Result<(), ConnectorError> {
+    pub async fn write(&mut self, io: &SinkIo, records: RecordBatch) -> Result<(), ConnectorError> {
         match self {
             SinkWriter::Plain => io.append(records, None).await,
             SinkWriter::Idempotent => upsert(io, records).await,
             SinkWriter::TwoPhaseCommit(sink) => sink.write(io, records).await,
             SinkWriter::WriteAheadLog(sink) => {
-                sink.write(records);
+                sink.write(&records);
                 Ok(())
             }
         }
@@ -131,16 +128,15 @@ pub fn upsert_key(value: &Value) -> String {
     }
 }
 
-async fn upsert(io: &SinkIo, records: Vec<Vec<u8>>) -> Result<(), ConnectorError> {
+async fn upsert(io: &SinkIo, records: RecordBatch) -> Result<(), ConnectorError> {
     let mut entries = Vec::with_capacity(records.len());
-    for bytes in records {
-        let value: Value = crate::codec::decode_message(&bytes).map_err(|e| {
-            ConnectorError::UndecodableRecord {
+    for bytes in records.iter() {
+        let value: Value =
+            crate::codec::decode_message(bytes).map_err(|e| ConnectorError::UndecodableRecord {
                 label: io.label.clone(),
                 error: e.to_string(),
-            }
-        })?;
-        entries.push((upsert_key(&value), bytes));
+            })?;
+        entries.push((upsert_key(&value), bytes.to_vec()));
     }
     // Upserts are not fenced: the idempotent sink's promise is the final contents, and a
     // zombie's upsert is overwritten by the recovery's replay.

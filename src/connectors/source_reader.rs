@@ -6,9 +6,9 @@ use crate::limits::SOURCE_FETCH_RECORDS_MAX;
 use crate::runtime::rpc::Rpc;
 use crate::services::messages::IsolationLevel;
 use crate::services::messages::{BrokerRequest, BrokerResponse};
+use crate::services::record_batch::RecordBatch;
 use crate::state::snapshot::SourceOffsets;
 use crate::time::{Duration, Instant};
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 struct PartitionCursor {
@@ -16,9 +16,23 @@ struct PartitionCursor {
     next_offset: u64,
     // Fetched visible records with their offsets, and where the fetch left off (past any
     // skipped records of aborted transactions).
-    fetched: VecDeque<(u64, Vec<u8>)>,
+    fetched: Fetched,
     fetched_up_to: u64,
     end_offset: Option<u64>,
+}
+
+/// The last fetch's visible records and how many of them were emitted.
+#[derive(Default)]
+struct Fetched {
+    offsets: Vec<u64>,
+    records: RecordBatch,
+    emitted: usize,
+}
+
+impl Fetched {
+    fn is_empty(&self) -> bool {
+        self.emitted == self.offsets.len()
+    }
 }
 
 impl PartitionCursor {
@@ -53,7 +67,7 @@ impl SourceReader {
             .map(|&partition| PartitionCursor {
                 partition,
                 next_offset: offsets.next_offsets.get(&partition).copied().unwrap_or(0),
-                fetched: VecDeque::new(),
+                fetched: Fetched::default(),
                 fetched_up_to: 0,
                 end_offset: None,
             })
@@ -122,7 +136,8 @@ impl SourceReader {
         rpc: &Rpc,
         broker: SocketAddr,
         rpc_timeout: Duration,
-    ) -> Result<Option<Vec<u8>>, ConnectorError> {
+    ) -> Result<Option<&[u8]>, ConnectorError> {
+        let mut chosen = None;
         for _ in 0..self.partitions.len() {
             let index = self.cursor;
             self.cursor = (self.cursor + 1) % self.partitions.len();
@@ -132,17 +147,23 @@ impl SourceReader {
             if self.partitions[index].fetched.is_empty() {
                 self.fetch(index, rpc, broker, rpc_timeout).await?;
             }
-            let cursor = &mut self.partitions[index];
-            if let Some((offset, record)) = cursor.fetched.pop_front() {
-                cursor.next_offset = offset + 1;
-                if cursor.fetched.is_empty() {
-                    cursor.next_offset = cursor.next_offset.max(cursor.fetched_up_to);
-                }
-                self.emitted += 1;
-                return Ok(Some(record));
+            if !self.partitions[index].fetched.is_empty() {
+                chosen = Some(index);
+                break;
             }
         }
-        Ok(None)
+        let Some(index) = chosen else {
+            return Ok(None);
+        };
+        let cursor = &mut self.partitions[index];
+        let next = cursor.fetched.emitted;
+        cursor.fetched.emitted += 1;
+        cursor.next_offset = cursor.fetched.offsets[next] + 1;
+        if cursor.fetched.is_empty() {
+            cursor.next_offset = cursor.next_offset.max(cursor.fetched_up_to);
+        }
+        self.emitted += 1;
+        Ok(cursor.fetched.records.get(next))
     }
 
     async fn fetch(
@@ -164,6 +185,7 @@ impl SourceReader {
         };
         match rpc.call(broker, &request, rpc_timeout, true).await? {
             BrokerResponse::Records {
+                offsets,
                 records,
                 next_offset,
                 end_offset,
@@ -174,6 +196,18 @@ impl SourceReader {
                         end_offset,
                         topic: self.topic.clone(),
                         partition: cursor.partition,
+                    });
+                }
+                if offsets.len() != records.len() {
+                    return Err(ConnectorError::SourceRefused {
+                        request: "fetch",
+                        topic: self.topic.clone(),
+                        partition: cursor.partition,
+                        response: format!(
+                            "{} offsets for {} records",
+                            offsets.len(),
+                            records.len()
+                        ),
                     });
                 }
                 cursor.end_offset = Some(end_offset);
@@ -205,7 +239,12 @@ impl SourceReader {
                         }
                     }
                 }
-                self.partitions[index].fetched.extend(records);
+                debug_assert!(self.partitions[index].fetched.is_empty());
+                self.partitions[index].fetched = Fetched {
+                    offsets,
+                    records,
+                    emitted: 0,
+                };
                 Ok(())
             }
             BrokerResponse::Error(error) => Err(ConnectorError::SourceRefused {

@@ -15,6 +15,7 @@ use crate::ids::CheckpointId;
 use crate::limits::LINGERING_TRANSACTIONS_MAX;
 use crate::runtime::hooks::SinkAction;
 use crate::services::messages::{BrokerRequest, BrokerResponse};
+use crate::services::record_batch::RecordBatch;
 use crate::services::transaction_table::{ProducerIdentity, TransactionError};
 use crate::state::snapshot::{PendingContent, SinkStateSnapshot};
 use crate::time::Duration;
@@ -58,11 +59,7 @@ impl TwoPhaseCommitSink {
     }
 
     /// Appends into the current transaction, beginning one if none is open.
-    pub async fn write(
-        &mut self,
-        io: &SinkIo,
-        records: Vec<Vec<u8>>,
-    ) -> Result<(), ConnectorError> {
+    pub async fn write(&mut self, io: &SinkIo, records: RecordBatch) -> Result<(), ConnectorError> {
         if records.is_empty() {
             return Ok(());
         }

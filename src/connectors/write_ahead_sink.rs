@@ -21,11 +21,12 @@ use crate::ids::CheckpointId;
 use crate::runtime::hooks::SinkAction;
 use crate::services::kv_store::{KvRequest, KvResponse};
 use crate::services::messages::{BrokerRequest, BrokerResponse};
+use crate::services::record_batch::RecordBatch;
 use crate::state::snapshot::{PendingContent, SinkStateSnapshot};
 
 /// One subtask's write-ahead sink.
 pub struct WriteAheadSink {
-    current: Vec<Vec<u8>>,
+    current: RecordBatch,
     committing: CommittingSink<WriteAheadLog>,
 }
 
@@ -41,14 +42,14 @@ impl WriteAheadSink {
     /// A sink with nothing kept yet.
     pub fn new(sink: SinkIdentity) -> WriteAheadSink {
         WriteAheadSink {
-            current: Vec::new(),
+            current: RecordBatch::new(),
             committing: CommittingSink::new(WriteAheadLog, sink),
         }
     }
 
     /// Keeps records for the next checkpoint's batch.
-    pub fn write(&mut self, records: Vec<Vec<u8>>) {
-        self.current.extend(records);
+    pub fn write(&mut self, records: &RecordBatch) {
+        self.current.extend_from(records);
     }
 
     /// The barrier passed: the records since the last one become checkpoint `checkpoint_id`'s
@@ -94,10 +95,10 @@ fn committer_key(sink: &SinkIdentity) -> String {
 }
 
 impl CommittingKind for WriteAheadLog {
-    type Work = Vec<Vec<u8>>;
+    type Work = RecordBatch;
     type Operation = WriteAheadOperation;
 
-    fn content(records: &Vec<Vec<u8>>) -> PendingContent {
+    fn content(records: &RecordBatch) -> PendingContent {
         PendingContent::Batch {
             records: records.clone(),
         }
@@ -105,7 +106,7 @@ impl CommittingKind for WriteAheadLog {
 
     const WORK: &'static str = "a write-ahead batch";
 
-    fn work(content: PendingContent) -> Option<Vec<Vec<u8>>> {
+    fn work(content: PendingContent) -> Option<RecordBatch> {
         match content {
             PendingContent::Batch { records } => Some(records),
             PendingContent::Transaction { .. } => None,
@@ -116,7 +117,7 @@ impl CommittingKind for WriteAheadLog {
         &self,
         sink: &SinkIdentity,
         checkpoint_id: CheckpointId,
-        records: Vec<Vec<u8>>,
+        records: RecordBatch,
     ) -> WriteAheadOperation {
         WriteAheadOperation::WriteBatch {
             sink: sink.clone(),
@@ -163,7 +164,7 @@ pub enum WriteAheadOperation {
         /// The checkpoint.
         checkpoint_id: CheckpointId,
         /// The batch.
-        records: Vec<Vec<u8>>,
+        records: RecordBatch,
         /// Where it stands.
         stage: BatchStage,
     },
@@ -340,7 +341,7 @@ mod tests {
             pending: vec![PendingCommit {
                 checkpoint_id,
                 content: PendingContent::Batch {
-                    records: vec![b"a".to_vec(), b"b".to_vec()],
+                    records: RecordBatch::of([&b"a"[..], b"b"]),
                 },
             }],
         }
@@ -402,7 +403,7 @@ mod tests {
     #[test]
     fn a_batch_is_appended_then_recorded_under_the_attempt() {
         let mut sink = CommittingSink::new(WriteAheadLog, identity());
-        sink.pre_commit(CheckpointId(6), Some(vec![b"x".to_vec()]), 1, 0);
+        sink.pre_commit(CheckpointId(6), Some(RecordBatch::of([&b"x"[..]])), 1, 0);
         sink.commit_up_to(CheckpointId(6));
         sink.poll_request();
         sink.on_response(committer_at(Some(5)))

@@ -161,7 +161,8 @@ pub enum DataFrame {
     Buffer {
         /// Records in it.
         record_count: u32,
-        /// Concatenated postcard records.
+        /// Concatenated postcard records (one byte string on the wire, not a sequence of bytes).
+        #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
         /// Buffers queued behind it at the producer.
         backlog: u32,

@@ -7,6 +7,7 @@ use crate::api::job::{Job, OperatorKind};
 use crate::api::value::Value;
 use crate::limits::SINK_APPEND_RECORDS_MAX;
 use crate::runtime::task_error::TaskError;
+use crate::services::record_batch::RecordBatch;
 use crate::state::heap_backend::HeapKeyedStateBackend;
 use crate::state::key_group::KeyGroupRange;
 use crate::state::snapshot::{
@@ -31,7 +32,7 @@ pub struct SinkBuffer {
     /// The output topic.
     pub topic: String,
     /// Serialized records waiting to be appended.
-    pub pending: Vec<Vec<u8>>,
+    pub pending: RecordBatch,
     /// Records appended so far.
     pub records_written: u64,
 }
@@ -224,7 +225,7 @@ fn apply(
             let mut access = keyed.backend.access(&key)?;
             keyed.function.process_element(value, &mut access, next)?;
         }
-        ChainOperator::Sink(sink) => sink.pending.push(crate::codec::encode_message(&value)),
+        ChainOperator::Sink(sink) => sink.pending.push_encoded(&value),
     }
     Ok(())
 }

@@ -52,7 +52,7 @@ impl SourceOperator {
         let Some(bytes) = self.reader.next_record(rpc, broker, timeout).await? else {
             return Ok(None);
         };
-        let value = crate::codec::decode_message(&bytes).map_err(|e| {
+        let value = crate::codec::decode_message(bytes).map_err(|e| {
             TaskError::UndecodableSourceRecord {
                 subtask: context.subtask,
                 error: e.to_string(),

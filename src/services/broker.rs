@@ -6,9 +6,9 @@
 use crate::runtime::rpc::serve;
 use crate::runtime::sim_time;
 use crate::services::messages::{BrokerRequest, BrokerResponse, IsolationLevel};
-use crate::services::transaction_table::{
-    TransactionIndex, TransactionRecord, TransactionStatus, TransactionTable,
-};
+use crate::services::partition_log::{read_log, PartitionLog};
+use crate::services::record_batch::RecordBatch;
+use crate::services::transaction_table::{TransactionIndex, TransactionRecord, TransactionTable};
 use crate::time::{Duration, Instant};
 
 use std::collections::BTreeMap;
@@ -16,21 +16,6 @@ use std::sync::{Arc, Mutex};
 
 /// Kafka's default `transaction.max.timeout.ms`.
 pub const TRANSACTION_MAX_TIMEOUT_DEFAULT: Duration = Duration::from_secs(15 * 60);
-
-/// One record in a partition's log.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LogEntry {
-    /// The serialized record.
-    pub bytes: Vec<u8>,
-    /// The transaction it was appended in, if any.
-    pub transaction: Option<TransactionIndex>,
-    /// The batch header it was appended with, if any.
-    pub batch: Option<String>,
-    /// Which append request wrote it (Kafka's record batch), counted over the broker's life.
-    pub append: u64,
-    /// When the broker appended it.
-    pub appended_at: Instant,
-}
 
 /// A topic or partition the broker does not have.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -58,7 +43,7 @@ pub struct BrokerStorage {
 }
 
 struct BrokerState {
-    partitions: BTreeMap<String, Vec<Vec<LogEntry>>>,
+    partitions: BTreeMap<String, Vec<PartitionLog>>,
     committed: BTreeMap<(String, String, u32), u64>,
     generations: BTreeMap<String, u32>,
     transactions: TransactionTable,
@@ -86,7 +71,7 @@ impl BrokerStorage {
         state
             .partitions
             .entry(topic.to_string())
-            .or_insert_with(|| vec![Vec::new(); partition_count as usize]);
+            .or_insert_with(|| vec![PartitionLog::new(); partition_count as usize]);
     }
 
     /// Appends records to a partition (loading input, or a sink's plain write).
@@ -94,23 +79,14 @@ impl BrokerStorage {
         &self,
         topic: &str,
         partition: u32,
-        records: Vec<Vec<u8>>,
+        records: &RecordBatch,
     ) -> Result<(), UnknownPartition> {
-        let entries = records
-            .into_iter()
-            .map(|bytes| LogEntry {
-                bytes,
-                transaction: None,
-                batch: None,
-                append: 0,
-                appended_at: Instant::ZERO,
-            })
-            .collect();
-        self.lock().append(Instant::ZERO, topic, partition, entries)
+        self.lock()
+            .append(Instant::ZERO, topic, partition, records, None, None)
     }
 
-    /// Every entry of every partition of `topic`, partition by partition.
-    pub fn read_all(&self, topic: &str) -> Vec<Vec<LogEntry>> {
+    /// Every partition's log of `topic`, in partition order.
+    pub fn read_all(&self, topic: &str) -> Vec<PartitionLog> {
         self.lock()
             .partitions
             .get(topic)
@@ -152,22 +128,10 @@ impl BrokerStorage {
                 partition,
                 records,
                 batch,
-            } => {
-                let entries = records
-                    .into_iter()
-                    .map(|bytes| LogEntry {
-                        bytes,
-                        transaction: None,
-                        batch: batch.clone(),
-                        append: 0,
-                        appended_at: Instant::ZERO,
-                    })
-                    .collect();
-                match state.append(now, &topic, partition, entries) {
-                    Ok(()) => BrokerResponse::Ok,
-                    Err(error) => BrokerResponse::Error(error.to_string()),
-                }
-            }
+            } => match state.append(now, &topic, partition, &records, None, batch) {
+                Ok(()) => BrokerResponse::Ok,
+                Err(error) => BrokerResponse::Error(error.to_string()),
+            },
             BrokerRequest::InitProducer {
                 transactional_id,
                 timeout,
@@ -188,7 +152,7 @@ impl BrokerStorage {
                 identity,
                 &topic,
                 partition,
-                records,
+                &records,
             ),
             BrokerRequest::EndTransaction {
                 transactional_id,
@@ -243,7 +207,7 @@ impl BrokerState {
         &mut self,
         topic: &str,
         partition: u32,
-    ) -> Result<&mut Vec<LogEntry>, UnknownPartition> {
+    ) -> Result<&mut PartitionLog, UnknownPartition> {
         let partitions = self
             .partitions
             .get_mut(topic)
@@ -263,15 +227,14 @@ impl BrokerState {
         now: Instant,
         topic: &str,
         partition: u32,
-        mut entries: Vec<LogEntry>,
+        records: &RecordBatch,
+        transaction: Option<TransactionIndex>,
+        batch: Option<String>,
     ) -> Result<(), UnknownPartition> {
         self.appends += 1;
         let append = self.appends;
-        for entry in &mut entries {
-            entry.append = append;
-            entry.appended_at = now;
-        }
-        self.log_mut(topic, partition)?.extend(entries);
+        self.log_mut(topic, partition)?
+            .append(records, transaction, batch, append, now);
         Ok(())
     }
 
@@ -282,7 +245,7 @@ impl BrokerState {
         identity: crate::services::transaction_table::ProducerIdentity,
         topic: &str,
         partition: u32,
-        records: Vec<Vec<u8>>,
+        records: &RecordBatch,
     ) -> BrokerResponse {
         if let Err(error) = self.log_mut(topic, partition) {
             return BrokerResponse::Error(error.to_string());
@@ -295,17 +258,7 @@ impl BrokerState {
                 Ok(index) => index,
                 Err(error) => return BrokerResponse::Transaction(error),
             };
-        let entries = records
-            .into_iter()
-            .map(|bytes| LogEntry {
-                bytes,
-                transaction: Some(index),
-                batch: None,
-                append: 0,
-                appended_at: Instant::ZERO,
-            })
-            .collect();
-        self.append(now, topic, partition, entries)
+        self.append(now, topic, partition, records, Some(index), None)
             .expect("checked above");
         BrokerResponse::Ok
     }
@@ -333,59 +286,11 @@ impl BrokerState {
             isolation,
         );
         BrokerResponse::Records {
+            offsets: read.offsets,
             records: read.records,
             next_offset: read.next_offset,
             end_offset: log.len() as u64,
         }
-    }
-}
-
-/// What a consumer reads from one partition.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LogRead {
-    /// Visible records with their offsets.
-    pub records: Vec<(u64, Vec<u8>)>,
-    /// Where to read next.
-    pub next_offset: u64,
-    /// Read committed only: the last stable offset, if an open transaction holds the reader
-    /// there.
-    pub blocked_at: Option<u64>,
-}
-
-/// What a consumer at `isolation` reads from `log` at `offset`: up to `max` visible records
-/// and where to go on. Read committed, as Kafka: nothing at or past the last stable offset
-/// (the first record of a transaction still open), and no record of an aborted transaction.
-pub fn read_log(
-    log: &[LogEntry],
-    transactions: &[TransactionRecord],
-    offset: u64,
-    max: usize,
-    isolation: IsolationLevel,
-) -> LogRead {
-    let mut records = Vec::new();
-    let mut position = (offset as usize).min(log.len());
-    let mut blocked_at = None;
-    while position < log.len() && records.len() < max {
-        let entry = &log[position];
-        let status = entry.transaction.map(|index| transactions[index].status);
-        let visible = match (status, isolation) {
-            (None, _) | (Some(_), IsolationLevel::ReadUncommitted) => true,
-            (Some(TransactionStatus::Committed { .. }), _) => true,
-            (Some(TransactionStatus::Aborted { .. }), _) => false,
-            (Some(TransactionStatus::Open), IsolationLevel::ReadCommitted) => {
-                blocked_at = Some(position as u64);
-                break;
-            }
-        };
-        if visible {
-            records.push((position as u64, entry.bytes.clone()));
-        }
-        position += 1;
-    }
-    LogRead {
-        records,
-        next_offset: position as u64,
-        blocked_at,
     }
 }
 
@@ -445,7 +350,7 @@ mod tests {
         let storage = BrokerStorage::new(TRANSACTION_MAX_TIMEOUT_DEFAULT);
         storage.create_topic("t", 2);
         storage
-            .append("t", 1, vec![vec![1], vec![2], vec![3]])
+            .append("t", 1, &RecordBatch::of([&[1u8][..], &[2], &[3]]))
             .unwrap();
         let response = storage.handle(
             Instant::ZERO,
@@ -460,7 +365,8 @@ mod tests {
         assert_eq!(
             response,
             BrokerResponse::Records {
-                records: vec![(1, vec![2])],
+                offsets: vec![1],
+                records: RecordBatch::of([&[2u8][..]]),
                 next_offset: 2,
                 end_offset: 3
             }
@@ -501,7 +407,7 @@ mod tests {
                 identity,
                 topic: "t".into(),
                 partition: 0,
-                records: vec![vec![byte]],
+                records: RecordBatch::of([&[byte][..]]),
             },
         );
         assert_eq!(response, BrokerResponse::Ok);
@@ -532,10 +438,7 @@ mod tests {
                 records,
                 next_offset,
                 ..
-            } => (
-                records.into_iter().map(|(_, r)| r[0]).collect(),
-                next_offset,
-            ),
+            } => (records.iter().map(|r| r[0]).collect(), next_offset),
             other => panic!("{other:?}"),
         }
     }
@@ -551,7 +454,9 @@ mod tests {
         );
         append_in(&storage, 1, "a", a, 1); // offset 0: committed
         append_in(&storage, 1, "b", b, 2); // offset 1: aborted
-        storage.append("t", 0, vec![vec![3]]).unwrap(); // offset 2: no transaction
+        storage
+            .append("t", 0, &RecordBatch::of([&[3u8][..]]))
+            .unwrap(); // offset 2: no transaction
         append_in(&storage, 2, "c", c, 4); // offset 3: still open
         append_in(&storage, 2, "a", a, 5); // offset 4: committed, behind the open one
         end(&storage, "a", a, true);
@@ -575,7 +480,10 @@ mod tests {
         let log = &storage.read_all("t")[0];
         let transactions = storage.transactions_at(Instant::from_ms(6));
         let skipped = read_log(log, &transactions, 1, 1, IsolationLevel::ReadCommitted);
-        assert_eq!(skipped.records, vec![(2, vec![3])]);
+        assert_eq!(
+            (skipped.offsets, skipped.records),
+            (vec![2], RecordBatch::of([&[3u8][..]]))
+        );
         assert_eq!(skipped.next_offset, 3);
         assert_eq!(skipped.blocked_at, None);
     }

@@ -1,6 +1,7 @@
 //! The wire messages of the service nodes: requests to the broker and the blobstore and their
 //! replies (the key-value store's live with it).
 
+use crate::services::record_batch::RecordBatch;
 use crate::services::transaction_table::{InitResult, ProducerIdentity, TransactionError};
 use crate::time::Duration;
 use serde::{Deserialize, Serialize};
@@ -28,7 +29,7 @@ pub enum BrokerRequest {
         /// Partition.
         partition: u32,
         /// Serialized records.
-        records: Vec<Vec<u8>>,
+        records: RecordBatch,
         /// A header carried by every record (the write-ahead sink names its batch).
         batch: Option<String>,
     },
@@ -50,7 +51,7 @@ pub enum BrokerRequest {
         /// Partition.
         partition: u32,
         /// Serialized records.
-        records: Vec<Vec<u8>>,
+        records: RecordBatch,
     },
     /// Commit or abort the producer's transaction (Kafka's `EndTxn`).
     EndTransaction {
@@ -98,8 +99,10 @@ pub enum BrokerRequest {
 pub enum BrokerResponse {
     /// Records from the requested offset, and the partition's end offset.
     Records {
-        /// The visible records with their offsets.
-        records: Vec<(u64, Vec<u8>)>,
+        /// The offset of each visible record.
+        offsets: Vec<u64>,
+        /// The visible records.
+        records: RecordBatch,
         /// Where to read next (past skipped records of aborted transactions).
         next_offset: u64,
         /// Offset after the last record of the partition (bounded topics end).

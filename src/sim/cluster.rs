@@ -22,6 +22,7 @@ use crate::services::broker::{run_broker, BrokerStorage};
 use crate::services::disk::Disk;
 use crate::services::kv_store::{run_kv_store, KvStorage};
 use crate::services::messages::IsolationLevel;
+use crate::services::record_batch::RecordBatch;
 use crate::sim::observer::{
     NoticeDelayWindow, ObservedCheckpoint, Observer, ObserverRef, RecordedEvent, Signal,
     SlowLinkWindow, SlowWindow,
@@ -60,7 +61,7 @@ pub struct RunResult {
     pub final_state: BTreeMap<String, LogicalKeyedState>,
     /// The output topic as the scenario's reader sees it (its isolation level), partition by
     /// partition.
-    pub sink_output: Vec<Value>,
+    pub sink_output: RecordBatch,
     /// Everything the sink left outside the job: the output log with each record's
     /// transaction and batch, the broker's transactions, the key-value store.
     pub output: SinkOutput,
@@ -193,9 +194,12 @@ fn load_input(scenario: &Scenario, partitions: &[Vec<Value>]) -> BrokerStorage {
     let storage = BrokerStorage::new(scenario.sink.broker_transaction_max_timeout);
     storage.create_topic(INPUT_TOPIC, partitions.len() as u32);
     for (partition, records) in partitions.iter().enumerate() {
-        let encoded = records.iter().map(crate::codec::encode_message).collect();
+        let mut encoded = RecordBatch::new();
+        records
+            .iter()
+            .for_each(|record| encoded.push_encoded(record));
         storage
-            .append(INPUT_TOPIC, partition as u32, encoded)
+            .append(INPUT_TOPIC, partition as u32, &encoded)
             .expect("topic just created");
     }
     let sink_parallelism = scenario.job().operators.last().expect("a sink").parallelism;

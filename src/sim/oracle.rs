@@ -6,6 +6,7 @@
 use crate::api::job::Job;
 use crate::api::value::Value;
 use crate::runtime::operator_chain::OperatorChain;
+use crate::services::record_batch::RecordBatch;
 use crate::state::key_group::KeyGroupRange;
 use crate::state::snapshot::LogicalKeyedState;
 use std::collections::BTreeMap;
@@ -15,8 +16,8 @@ use std::collections::BTreeMap;
 pub struct ReferenceResult {
     /// Keyed state per keyed operator uid.
     pub keyed: BTreeMap<String, LogicalKeyedState>,
-    /// Records the sink received, in processing order.
-    pub sink: Vec<Value>,
+    /// Records the sink received (serialized), in processing order.
+    pub sink: RecordBatch,
 }
 
 /// Runs the job's operators over each partition's records up to `prefix` (next offset per
@@ -51,12 +52,7 @@ pub fn evaluate(
     assert!(leftover.is_empty(), "a job ends in a sink");
     let sink = chain
         .sink()
-        .map(|sink| {
-            sink.pending
-                .iter()
-                .map(|bytes| crate::codec::decode_message::<Value>(bytes).expect("we encoded it"))
-                .collect()
-        })
+        .map(|sink| std::mem::take(&mut sink.pending))
         .unwrap_or_default();
     let mut keyed = BTreeMap::new();
     for (uid, snapshot) in chain.snapshot_keyed() {

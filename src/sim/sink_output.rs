@@ -5,12 +5,16 @@
 use crate::api::jobs::OUTPUT_TOPIC;
 use crate::api::value::Value;
 use crate::connectors::sink_writer::upsert_key;
-use crate::services::broker::{read_log, BrokerStorage, LogEntry};
+use crate::services::broker::BrokerStorage;
 use crate::services::kv_store::{KvStorage, KvWrite};
 use crate::services::messages::IsolationLevel;
+use crate::services::partition_log::{read_log, PartitionLog};
+use crate::services::record_batch::RecordBatch;
 use crate::services::transaction_table::{TransactionRecord, TransactionStatus};
 use crate::time::{Duration, Instant};
+use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
 
 /// Prefix of the write-ahead sink's committer records in the key-value store.
 pub const COMMITTER_KEY_PREFIX: &str = "checkpoint-committer/";
@@ -20,7 +24,7 @@ pub const COMMITTER_KEY_PREFIX: &str = "checkpoint-committer/";
 pub struct SinkOutput {
     /// The output topic's partitions as the broker holds them: each record with its
     /// transaction, batch header and append.
-    pub logs: Vec<Vec<LogEntry>>,
+    pub logs: Vec<PartitionLog>,
     /// Every transaction the broker saw, timeouts applied as of the run's end.
     pub transactions: Vec<TransactionRecord>,
     /// The broker's `transaction.max.timeout.ms`.
@@ -71,17 +75,18 @@ impl SinkOutput {
     /// The records a consumer at `isolation` reads, in log order.
     /// Read committed stops at the last stable offset, as a Kafka consumer does: what lies
     /// behind a transaction still open is not read.
-    pub fn read(&self, isolation: IsolationLevel) -> Vec<Value> {
-        self.logs
-            .iter()
-            .flat_map(|log| read_log(log, &self.transactions, 0, usize::MAX, isolation).records)
-            .map(|(_, bytes)| decode(&bytes))
-            .collect()
+    pub fn read(&self, isolation: IsolationLevel) -> RecordBatch {
+        let mut records = RecordBatch::new();
+        for log in &self.logs {
+            let read = read_log(log, &self.transactions, 0, usize::MAX, isolation);
+            records.extend_from(&read.records);
+        }
+        records
     }
 
     /// Records appended to the output topic, visible or not.
     pub fn appended(&self) -> usize {
-        self.logs.iter().map(Vec::len).sum()
+        self.logs.iter().map(PartitionLog::len).sum()
     }
 
     /// Read committed: records at or past a partition's last stable offset (held back by a
@@ -106,27 +111,77 @@ impl SinkOutput {
     pub fn records_in(&self, wanted: fn(&TransactionStatus) -> bool) -> usize {
         self.logs
             .iter()
-            .flatten()
+            .flat_map(PartitionLog::entries)
             .filter(|e| {
-                e.transaction
+                e.header
+                    .transaction
                     .is_some_and(|t| wanted(&self.transactions[t].status))
             })
             .count()
     }
 }
 
-/// Records by key (a pair's first field), each key's in the order given.
-pub fn per_key(values: &[Value]) -> BTreeMap<String, Vec<&Value>> {
-    let mut keys: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
-    for value in values {
-        keys.entry(upsert_key(value)).or_default().push(value);
-    }
-    keys
+/// One key's records, summarized: how many, and a hash of their bytes that depends on order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct KeyDigest {
+    records: u64,
+    sequence: u64,
 }
 
-/// The first difference between two outputs compared key by key, in order.
-pub fn first_per_key_difference(expected: &[Value], actual: &[Value]) -> Option<String> {
-    let (expected, actual) = (per_key(expected), per_key(actual));
+fn hash_of<T: Hash + ?Sized>(value: &T) -> u64 {
+    let mut hasher = FxHasher::default();
+    value.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The hash of the key a record is compared under (a pair's first field, as `upsert_key`).
+fn key_hash(value: &Value) -> u64 {
+    hash_of(value.first().unwrap_or(value))
+}
+
+/// Every key's digest, in one pass over the records: memory by keys, not by records.
+fn key_digests(records: &RecordBatch) -> FxHashMap<u64, KeyDigest> {
+    let mut digests: FxHashMap<u64, KeyDigest> = FxHashMap::default();
+    for bytes in records.iter() {
+        let digest = digests.entry(key_hash(&decode(bytes))).or_default();
+        digest.records += 1;
+        // Rotate-xor-multiply: a swap of two records changes the result.
+        digest.sequence =
+            (digest.sequence.rotate_left(23) ^ hash_of(bytes)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    digests
+}
+
+/// The records of the keys whose hash is in `keys`, by key, each key's in order.
+fn records_of_keys(records: &RecordBatch, keys: &FxHashSet<u64>) -> BTreeMap<String, Vec<Value>> {
+    let mut found: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for bytes in records.iter() {
+        let value = decode(bytes);
+        if keys.contains(&key_hash(&value)) {
+            found.entry(upsert_key(&value)).or_default().push(value);
+        }
+    }
+    found
+}
+
+/// The first difference between two outputs compared key by key, in order. One pass per side
+/// compares digests per key; only when some differ does a second, focused pass collect those
+/// keys' records to name the first difference.
+pub fn first_per_key_difference(expected: &RecordBatch, actual: &RecordBatch) -> Option<String> {
+    let (want, got) = (key_digests(expected), key_digests(actual));
+    let differing: FxHashSet<u64> = want
+        .iter()
+        .filter(|(key, digest)| got.get(key) != Some(digest))
+        .map(|(key, _)| *key)
+        .chain(got.keys().filter(|key| !want.contains_key(key)).copied())
+        .collect();
+    if differing.is_empty() {
+        return None;
+    }
+    let (expected, actual) = (
+        records_of_keys(expected, &differing),
+        records_of_keys(actual, &differing),
+    );
     let keys: std::collections::BTreeSet<&String> = expected.keys().chain(actual.keys()).collect();
     for key in keys {
         let (want, got) = (
@@ -134,10 +189,10 @@ pub fn first_per_key_difference(expected: &[Value], actual: &[Value]) -> Option<
             actual.get(key).map_or(&[][..], Vec::as_slice),
         );
         if want == got {
-            continue;
+            continue; // Two keys whose hashes collide: each key's records agree.
         }
         let position = want.iter().zip(got).take_while(|(a, b)| a == b).count();
-        let show = |list: &[&Value]| {
+        let show = |list: &[Value]| {
             list.get(position)
                 .map_or("nothing".to_string(), |v| v.to_string())
         };
@@ -173,43 +228,38 @@ fn decode(bytes: &[u8]) -> Value {
 /// Splits the logs into write-ahead batches: each batch is written by one append request, so
 /// a label seen in a second append was written again. Returns the output with every batch
 /// kept once, and the batches.
-pub fn deduplicate_batches(logs: &[Vec<LogEntry>]) -> (Vec<Value>, Vec<BatchCopies>) {
-    let records: Vec<&LogEntry> = logs.iter().flatten().collect();
+pub fn deduplicate_batches(logs: &[PartitionLog]) -> (RecordBatch, Vec<BatchCopies>) {
     let mut batches: BTreeMap<String, BatchCopies> = BTreeMap::new();
     let mut order = Vec::new();
-    let mut kept = Vec::new();
-    let mut index = 0;
-    while index < records.len() {
-        let (label, append) = (records[index].batch.clone(), records[index].append);
-        let run = records[index..]
-            .iter()
-            .take_while(|r| r.batch == label && r.append == append)
-            .count();
-        let run_records = &records[index..index + run];
-        index += run;
-        let Some(label) = label else {
-            kept.extend(run_records.iter().map(|r| decode(&r.bytes)));
-            continue;
-        };
-        match batches.get_mut(&label) {
-            Some(batch) => {
-                batch.copies += 1;
-                batch.written_at.push(run_records[0].appended_at);
+    let mut kept = RecordBatch::new();
+    for log in logs {
+        let mut entries = log.entries().peekable();
+        while let Some(first) = entries.next() {
+            let header = first.header;
+            let mut run = vec![first.bytes];
+            while let Some(entry) = entries.next_if(|e| e.header.append == header.append) {
+                run.push(entry.bytes);
             }
-            None => {
-                kept.extend(run_records.iter().map(|r| decode(&r.bytes)));
-                order.push(label.clone());
-                let written_at = vec![run_records[0].appended_at];
-                let (label, records, copies) = (label, run, 1);
-                batches.insert(
-                    label.clone(),
-                    BatchCopies {
-                        label,
-                        records,
-                        copies,
-                        written_at,
-                    },
-                );
+            let Some(label) = &header.batch else {
+                run.iter().for_each(|bytes| kept.push(bytes));
+                continue;
+            };
+            match batches.get_mut(label) {
+                Some(batch) => {
+                    batch.copies += 1;
+                    batch.written_at.push(header.appended_at);
+                }
+                None => {
+                    run.iter().for_each(|bytes| kept.push(bytes));
+                    order.push(label.clone());
+                    let batch = BatchCopies {
+                        label: label.clone(),
+                        records: run.len(),
+                        copies: 1,
+                        written_at: vec![header.appended_at],
+                    };
+                    batches.insert(label.clone(), batch);
+                }
             }
         }
     }
@@ -271,32 +321,41 @@ pub fn jump_backs(history: &[KvWrite]) -> Vec<JumpBack> {
 mod tests {
     use super::*;
 
+    fn batch(values: &[Value]) -> RecordBatch {
+        let mut records = RecordBatch::new();
+        values.iter().for_each(|value| records.push_encoded(value));
+        records
+    }
+
     fn pair(key: &str, n: i64) -> Value {
         Value::pair(Value::Str(key.into()), Value::Int(n))
     }
 
-    fn record(value: Value, batch: Option<&str>, append: u64) -> LogEntry {
-        LogEntry {
-            bytes: crate::codec::encode_message(&value),
-            transaction: None,
-            batch: batch.map(str::to_string),
-            append,
-            appended_at: Instant::from_ms(append),
-        }
+    fn append(log: &mut PartitionLog, values: &[Value], batch: Option<&str>, append: u64) {
+        let mut records = RecordBatch::new();
+        values.iter().for_each(|value| records.push_encoded(value));
+        let at = Instant::from_ms(append);
+        log.append(&records, None, batch.map(str::to_string), append, at);
     }
 
     #[test]
     fn per_key_order_matters_across_keys_it_does_not() {
-        let expected = vec![pair("a", 1), pair("b", 1), pair("a", 2)];
-        let interleaved = vec![pair("b", 1), pair("a", 1), pair("a", 2)];
+        let expected = batch(&[pair("a", 1), pair("b", 1), pair("a", 2)]);
+        let interleaved = batch(&[pair("b", 1), pair("a", 1), pair("a", 2)]);
         assert_eq!(first_per_key_difference(&expected, &interleaved), None);
-        let swapped = vec![pair("a", 2), pair("b", 1), pair("a", 1)];
+        let swapped = batch(&[pair("a", 2), pair("b", 1), pair("a", 1)]);
         let difference = first_per_key_difference(&expected, &swapped).unwrap();
         assert!(
             difference.contains("key `a`: record 1 is (a,1)"),
             "{difference}"
         );
-        let lost = vec![pair("a", 1), pair("b", 1)];
+        let foreign = batch(&[pair("a", 1), pair("b", 1), pair("a", 2), pair("c", 1)]);
+        let difference = first_per_key_difference(&expected, &foreign).unwrap();
+        assert!(
+            difference.contains("key `c`: record 1 is nothing in the oracle's output, (c,1)"),
+            "{difference}"
+        );
+        let lost = batch(&[pair("a", 1), pair("b", 1)]);
         let difference = first_per_key_difference(&expected, &lost).unwrap();
         assert!(
             difference.contains("record 2 is (a,2) in the oracle's output, nothing"),
@@ -306,15 +365,13 @@ mod tests {
 
     #[test]
     fn a_batch_written_twice_is_kept_once_and_counted() {
-        let log = vec![
-            record(pair("a", 1), Some("sink#0 checkpoint 1"), 1),
-            record(pair("a", 2), Some("sink#0 checkpoint 1"), 1),
-            record(pair("a", 1), Some("sink#0 checkpoint 1"), 2),
-            record(pair("a", 2), Some("sink#0 checkpoint 1"), 2),
-            record(pair("a", 3), Some("sink#0 checkpoint 2"), 3),
-        ];
+        let mut log = PartitionLog::new();
+        let first = [pair("a", 1), pair("a", 2)];
+        append(&mut log, &first, Some("sink#0 checkpoint 1"), 1);
+        append(&mut log, &first, Some("sink#0 checkpoint 1"), 2);
+        append(&mut log, &[pair("a", 3)], Some("sink#0 checkpoint 2"), 3);
         let (kept, batches) = deduplicate_batches(&[log]);
-        assert_eq!(kept, vec![pair("a", 1), pair("a", 2), pair("a", 3)]);
+        assert_eq!(kept, batch(&[pair("a", 1), pair("a", 2), pair("a", 3)]));
         assert_eq!(batches[0].copies, 2);
         assert_eq!(batches[0].records, 2);
         assert_eq!(batches[1].copies, 1);

@@ -96,7 +96,7 @@ pub enum PendingContent {
     /// A write-ahead batch: the records themselves.
     Batch {
         /// Serialized records.
-        records: Vec<Vec<u8>>,
+        records: crate::services::record_batch::RecordBatch,
     },
 }
 

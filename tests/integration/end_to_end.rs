@@ -28,7 +28,7 @@ fn run(file: &str) -> ScenarioRun {
     run_scenario(&scenario, scenario.seed, file)
 }
 
-fn oracle_output(file: &str) -> Vec<snapflow::api::value::Value> {
+fn oracle_output(file: &str) -> snapflow::services::record_batch::RecordBatch {
     let scenario = common::load(file);
     evaluate(&scenario.job(), &scenario.workload.generate(), None)
         .expect("the reference evaluates")

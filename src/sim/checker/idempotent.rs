@@ -3,10 +3,13 @@
 use super::*;
 
 /// What upserting the oracle's output leaves in the store.
-pub(super) fn upserted(expected: &[Value]) -> BTreeMap<String, Value> {
+pub(super) fn upserted(expected: &RecordBatch) -> BTreeMap<String, Value> {
     expected
         .iter()
-        .map(|value| (upsert_key(value), value.clone()))
+        .map(|bytes| {
+            let value: Value = crate::codec::decode_message(bytes).expect("the sink encoded it");
+            (upsert_key(&value), value)
+        })
         .collect()
 }
 
@@ -32,7 +35,7 @@ pub(super) fn compare_kv(
 /// Idempotent: the store ends equal to upserting the oracle's output; values that jumped
 /// back after a recovery are noted.
 pub(super) fn idempotent_output(
-    expected: &[Value],
+    expected: &RecordBatch,
     output: &SinkOutput,
     notes: &mut Vec<String>,
 ) -> Result<String, String> {

@@ -10,6 +10,7 @@ use crate::connectors::sink_writer::upsert_key;
 use crate::runtime::hooks::JobOutcome;
 use crate::runtime::operator_chain::OperatorChain;
 use crate::services::messages::IsolationLevel;
+use crate::services::record_batch::RecordBatch;
 use crate::services::transaction_table::{AbortReason, ProducerIdentity, TransactionStatus};
 use crate::sim::cluster::RunResult;
 use crate::sim::logical_cut::logical_keyed_state;
@@ -21,7 +22,7 @@ use crate::state::key_group::KeyGroupRange;
 use crate::state::snapshot::{LogicalKeyedState, OperatorSnapshot, PendingContent, StateEntry};
 use crate::time::Instant;
 use std::collections::{BTreeMap, BTreeSet};
-use std::hash::{Hash, Hasher};
+use std::hash::Hasher;
 
 mod consistent_cut;
 mod idempotent;
@@ -270,11 +271,9 @@ fn oracle_agrees(
             oracle.output.kv.len()
         ));
     }
-    let same = oracle.sink_output.len() == reference.sink.len()
-        && sink_covers(&reference.sink, &oracle.sink_output, false).is_ok();
-    if !same {
+    if let Some(difference) = first_per_key_difference(&reference.sink, &oracle.sink_output) {
         return Err(format!(
-            "failure-free run: sink wrote {} records, the reference {}",
+            "failure-free run: sink wrote {} records, the reference {}: {difference}",
             oracle.sink_output.len(),
             reference.sink.len()
         ));
@@ -288,7 +287,7 @@ fn oracle_agrees(
 /// The sink row of exactly-once (DESIGN §9), by the sink's kind.
 fn exactly_once_sink_check(
     sink: &SinkConfig,
-    expected: &[Value],
+    expected: &RecordBatch,
     faulty: &RunResult,
     notes: &mut Vec<String>,
 ) -> CheckResult {

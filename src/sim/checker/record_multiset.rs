@@ -5,11 +5,12 @@ use super::*;
 
 /// A 128-bit fingerprint of a record: two FNV-1a 64 hashes with different offsets. Sorting
 /// fingerprints compares million-record outputs as multisets in well under a second.
-pub(super) fn fingerprint(value: &Value) -> u128 {
+/// Taken over a record's serialized bytes: postcard's encoding of a value is canonical.
+pub(super) fn fingerprint(bytes: &[u8]) -> u128 {
     let mut low = Fnv64(0xcbf2_9ce4_8422_2325);
     let mut high = Fnv64(0x8422_2325_cbf2_9ce4);
-    value.hash(&mut low);
-    value.hash(&mut high);
+    low.write(bytes);
+    high.write(bytes);
     ((high.0 as u128) << 64) | low.0 as u128
 }
 
@@ -28,8 +29,8 @@ impl Hasher for Fnv64 {
     }
 }
 
-pub(super) fn sorted_fingerprints(values: &[Value]) -> Vec<u128> {
-    let mut prints: Vec<u128> = values.iter().map(fingerprint).collect();
+pub(super) fn sorted_fingerprints(records: &RecordBatch) -> Vec<u128> {
+    let mut prints: Vec<u128> = records.iter().map(fingerprint).collect();
     prints.sort_unstable();
     prints
 }
@@ -78,6 +79,20 @@ pub(super) fn multiset_differences(expected: &[u128], actual: &[u128]) -> Differ
     found
 }
 
+/// The record with fingerprint `print`, decoded to be shown, and its bytes.
+fn find(records: &RecordBatch, print: u128) -> (Value, &[u8]) {
+    let bytes = records
+        .iter()
+        .find(|bytes| fingerprint(bytes) == print)
+        .expect("the fingerprint came from these records");
+    let value = crate::codec::decode_message(bytes).expect("the sink encoded it");
+    (value, bytes)
+}
+
+fn occurrences(records: &RecordBatch, bytes: &[u8]) -> usize {
+    records.iter().filter(|record| *record == bytes).count()
+}
+
 pub(super) fn run_length(prints: &[u128], start: usize) -> usize {
     prints[start..]
         .iter()
@@ -89,22 +104,15 @@ pub(super) fn run_length(prints: &[u128], start: usize) -> usize {
 /// produced fail the check unless `foreign_allowed` (at-least-once: a replayed record counted
 /// twice makes outputs of its own).
 pub(super) fn sink_covers(
-    expected: &[Value],
-    actual: &[Value],
+    expected: &RecordBatch,
+    actual: &RecordBatch,
     foreign_allowed: bool,
 ) -> Result<String, String> {
     let found = multiset_differences(&sorted_fingerprints(expected), &sorted_fingerprints(actual));
-    let find = |values: &[Value], print: u128| {
-        values
-            .iter()
-            .find(|v| fingerprint(v) == print)
-            .cloned()
-            .expect("the fingerprint came from these values")
-    };
     if let Some(print) = found.missing {
-        let value = find(expected, print);
-        let count = expected.iter().filter(|v| **v == value).count();
-        let seen = actual.iter().filter(|v| **v == value).count();
+        let (value, bytes) = find(expected, print);
+        let count = occurrences(expected, bytes);
+        let seen = occurrences(actual, bytes);
         return Err(format!(
             "record {value} expected {count} time(s), the sink wrote it {seen} time(s)"
         ));
@@ -112,7 +120,7 @@ pub(super) fn sink_covers(
     if let (Some(print), false) = (found.foreign, foreign_allowed) {
         return Err(format!(
             "the sink wrote {}, which the oracle never produced",
-            find(actual, print)
+            find(actual, print).0
         ));
     }
     let duplicates = actual.len() - expected.len() - found.foreign_count;
@@ -128,17 +136,13 @@ pub(super) fn sink_covers(
 
 /// At-most-once: the sink wrote no record more often than the oracle did; the records it
 /// never wrote are the losses.
-pub(super) fn sink_within(expected: &[Value], actual: &[Value]) -> Result<String, String> {
+pub(super) fn sink_within(expected: &RecordBatch, actual: &RecordBatch) -> Result<String, String> {
     // The roles swap: every record written must be covered by the oracle's.
     let found = multiset_differences(&sorted_fingerprints(actual), &sorted_fingerprints(expected));
     if let Some(print) = found.missing {
-        let value = actual
-            .iter()
-            .find(|v| fingerprint(v) == print)
-            .cloned()
-            .expect("the fingerprint came from these values");
-        let count = expected.iter().filter(|v| **v == value).count();
-        let written = actual.iter().filter(|v| **v == value).count();
+        let (value, bytes) = find(actual, print);
+        let count = occurrences(expected, bytes);
+        let written = occurrences(actual, bytes);
         return Err(format!(
             "record {value} written {written} time(s), the oracle produced it {count} time(s)"
         ));
@@ -156,8 +160,11 @@ mod tests {
     use super::*;
     use crate::api::value::Value;
 
-    fn words(list: &[&str]) -> Vec<Value> {
-        list.iter().map(|w| Value::Str((*w).into())).collect()
+    fn words(list: &[&str]) -> RecordBatch {
+        let mut records = RecordBatch::new();
+        list.iter()
+            .for_each(|w| records.push_encoded(&Value::Str((*w).into())));
+        records
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::*;
 /// difference is explained by the transactions behind it.
 pub(super) fn transactional_output(
     sink: &SinkConfig,
-    expected: &[Value],
+    expected: &RecordBatch,
     faulty: &RunResult,
     notes: &mut Vec<String>,
 ) -> Result<String, String> {

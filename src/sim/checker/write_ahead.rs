@@ -7,7 +7,7 @@ use super::*;
 /// Write-ahead log: with every batch kept once, the output equals the oracle's per key; the
 /// batches written more than once are the duplicates, and the report names them.
 pub(super) fn write_ahead_output(
-    expected: &[Value],
+    expected: &RecordBatch,
     faulty: &RunResult,
     notes: &mut Vec<String>,
 ) -> Result<String, String> {
