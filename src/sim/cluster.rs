@@ -522,19 +522,19 @@ fn collect(
         final_state.entry(uid).or_default();
     }
     let sink_output = output.read(isolation);
-    let trace = observer.trace_lines();
+    let trace = observer.take_trace_lines();
     RunResult {
         seed,
         with_faults,
         outcome: outcome.map(|(at, outcome, _)| (at, outcome)),
-        checkpoints: observer.checkpoints(),
+        checkpoints: observer.take_checkpoints(),
         final_state,
         sink_output,
         output,
         failures: observer.failures(),
         restarts: observer.restarts(),
         faults_fired: Vec::new(),
-        events: observer.events(),
+        events: observer.take_events(),
         trace_hash: trace_hash(&trace),
         trace,
     }

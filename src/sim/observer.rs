@@ -188,14 +188,14 @@ impl Observer {
         self.lock().trace.push(stamped);
     }
 
-    /// The engine's events so far, in order.
-    pub fn events(&self) -> Vec<RecordedEvent> {
-        self.lock().events.clone()
+    /// The engine's events so far, in order; the run is over, so they move out.
+    pub fn take_events(&self) -> Vec<RecordedEvent> {
+        std::mem::take(&mut self.lock().events)
     }
 
-    /// The trace so far.
-    pub fn trace_lines(&self) -> Vec<String> {
-        self.lock().trace.clone()
+    /// The trace, moved out at the run's end.
+    pub fn take_trace_lines(&self) -> Vec<String> {
+        std::mem::take(&mut self.lock().trace)
     }
 
     /// Arms a trigger: fault `fault_index` fires when `subtask` begins its `count`-th record
@@ -278,9 +278,9 @@ impl Observer {
         );
     }
 
-    /// Completed checkpoints in completion order.
-    pub fn checkpoints(&self) -> Vec<ObservedCheckpoint> {
-        self.lock().checkpoints.clone()
+    /// Completed checkpoints in completion order, moved out at the run's end.
+    pub fn take_checkpoints(&self) -> Vec<ObservedCheckpoint> {
+        std::mem::take(&mut self.lock().checkpoints)
     }
 
     /// A task finished with this keyed state (by operator uid).

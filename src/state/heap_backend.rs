@@ -156,7 +156,7 @@ impl HeapKeyedStateBackend {
                 let key_group = KeyGroup(self.key_group_range.start + offset as u32);
                 let sorted = entries
                     .iter()
-                    .map(|(key, entry)| (key.to_string(), entry.clone()))
+                    .map(|(key, entry)| (key.clone(), entry.clone()))
                     .collect();
                 snapshot_table.insert(key_group, sorted);
             }

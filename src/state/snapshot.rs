@@ -1,5 +1,6 @@
 //! What a subtask's snapshot holds, as written to checkpoint storage.
 
+use crate::api::value::Text;
 use crate::ids::KeyGroup;
 use crate::state::channel_state::ChannelStateSnapshot;
 use crate::state::key_group::KeyGroupRange;
@@ -29,7 +30,7 @@ impl StateEntry {
 }
 
 /// One state's entries: key group, then key.
-pub type StateTable = BTreeMap<KeyGroup, BTreeMap<String, StateEntry>>;
+pub type StateTable = BTreeMap<KeyGroup, BTreeMap<Text, StateEntry>>;
 
 /// The keyed state of one operator in one subtask.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,7 +113,7 @@ pub struct TaskStateSnapshot {
 }
 
 /// A key's state as the checker compares it: key to state name to entry.
-pub type LogicalKeyedState = BTreeMap<String, BTreeMap<String, StateEntry>>;
+pub type LogicalKeyedState = BTreeMap<Text, BTreeMap<String, StateEntry>>;
 
 impl KeyedStateSnapshot {
     /// Adds this snapshot's entries to a key-ordered view (key groups flattened away).

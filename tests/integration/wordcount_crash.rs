@@ -42,7 +42,7 @@ fn wordcount_crash_recovers_from_checkpoint_one() {
                     let mut view = BTreeMap::new();
                     keyed.merge_into(&mut view);
                     for (word, states) in view {
-                        counts.insert(word, count(&states["count"]));
+                        counts.insert(word.to_string(), count(&states["count"]));
                     }
                 }
                 OperatorSnapshot::Sink(_) => panic!("the plain sink keeps no state"),
@@ -91,7 +91,7 @@ fn wordcount_crash_recovers_from_checkpoint_one() {
 
     let final_counts: BTreeMap<String, i64> = run.faulty.final_state["counter"]
         .iter()
-        .map(|(word, states)| (word.clone(), count(&states["count"])))
+        .map(|(word, states)| (word.to_string(), count(&states["count"])))
         .collect();
     let expected = BTreeMap::from([
         ("hello".to_string(), 3),

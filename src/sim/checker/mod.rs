@@ -3,7 +3,7 @@
 //! proved or where the first difference is.
 
 use crate::api::job::Job;
-use crate::api::value::Value;
+use crate::api::value::{Text, Value};
 use crate::checkpoint::coordinator::CheckpointingMode;
 use crate::connectors::sink_config::{SinkConfig, SinkKind};
 use crate::connectors::sink_writer::upsert_key;
@@ -228,7 +228,7 @@ fn keys_differing(
     for (uid, expected_state) in expected {
         let empty = LogicalKeyedState::new();
         let actual_state = actual.get(uid).unwrap_or(&empty);
-        let keys: std::collections::BTreeSet<&String> =
+        let keys: std::collections::BTreeSet<&Text> =
             expected_state.keys().chain(actual_state.keys()).collect();
         total += keys.len();
         differing += keys
@@ -325,7 +325,7 @@ fn compare_keyed(
     for (uid, expected_state) in expected {
         let empty = LogicalKeyedState::new();
         let actual_state = actual.get(uid).unwrap_or(&empty);
-        let all_keys: std::collections::BTreeSet<&String> =
+        let all_keys: std::collections::BTreeSet<&Text> =
             expected_state.keys().chain(actual_state.keys()).collect();
         for key in all_keys {
             let (wanted, got) = (expected_state.get(key), actual_state.get(key));
