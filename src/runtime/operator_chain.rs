@@ -198,6 +198,12 @@ impl OperatorChain {
             .map(|k| k.function.describe_state(state_name, bytes))
     }
 
+    /// Each keyed operator's uid and state backend, in chain order.
+    pub fn keyed_backends(&self) -> impl Iterator<Item = (&str, &HeapKeyedStateBackend)> {
+        self.keyed()
+            .map(|keyed| (keyed.uid.as_str(), &keyed.backend))
+    }
+
     fn keyed(&self) -> impl Iterator<Item = &KeyedOperator> {
         self.operators.iter().filter_map(|operator| match operator {
             ChainOperator::Keyed(keyed) => Some(keyed),

@@ -8,7 +8,7 @@ use crate::api::value::Value;
 use crate::runtime::operator_chain::OperatorChain;
 use crate::services::record_batch::RecordBatch;
 use crate::state::key_group::KeyGroupRange;
-use crate::state::snapshot::LogicalKeyedState;
+use crate::state::snapshot::{KeyedStateSnapshot, LogicalKeyedState};
 use std::collections::BTreeMap;
 
 /// What the reference evaluation produced.
@@ -117,6 +117,18 @@ impl<'a> IncrementalReference<'a> {
             sink.pending.clear(); // Only state matters for prefixes.
         }
         Ok(())
+    }
+
+    /// Whether the keyed state reached so far equals `snapshots` (per operator uid, the
+    /// snapshots of all its subtasks): the allocation-free check of a checkpoint that agrees.
+    pub fn equals(&self, snapshots: &BTreeMap<&str, Vec<&KeyedStateSnapshot>>) -> bool {
+        let mut compared = 0;
+        let equal = self.chain.keyed_backends().all(|(uid, backend)| {
+            compared += usize::from(snapshots.contains_key(uid));
+            let found = snapshots.get(uid).map_or(&[][..], Vec::as_slice);
+            backend.equals_snapshots(found)
+        });
+        equal && compared == snapshots.len()
     }
 
     /// The keyed state reached so far.

@@ -205,6 +205,33 @@ impl HeapKeyedStateBackend {
         Ok(())
     }
 
+    /// Whether this state equals the union of `snapshots` (of disjoint key groups): every
+    /// entry found under its state, key group and key, and no entry more. Allocates nothing,
+    /// so the checker compares each checkpoint with the reference at the cost of a lookup per
+    /// key.
+    pub fn equals_snapshots(&self, snapshots: &[&KeyedStateSnapshot]) -> bool {
+        let snapshot_entries: usize = snapshots
+            .iter()
+            .flat_map(|snapshot| snapshot.tables.values())
+            .flat_map(|table| table.values())
+            .map(BTreeMap::len)
+            .sum();
+        if snapshot_entries != self.entry_count() {
+            return false;
+        }
+        self.tables.iter().all(|table| {
+            table.groups.iter().enumerate().all(|(offset, entries)| {
+                let key_group = KeyGroup(self.key_group_range.start + offset as u32);
+                entries.iter().all(|(key, entry)| {
+                    let found = snapshots.iter().find_map(|snapshot| {
+                        snapshot.tables.get(&table.name)?.get(&key_group)?.get(key)
+                    });
+                    found == Some(entry)
+                })
+            })
+        })
+    }
+
     /// Number of (state, key) entries held.
     pub fn entry_count(&self) -> usize {
         self.tables
@@ -416,6 +443,38 @@ mod tests {
             total += part.entry_count();
         }
         assert_eq!(total, 100);
+    }
+
+    #[test]
+    fn state_equals_exactly_the_snapshots_that_hold_it() {
+        let mut whole = HeapKeyedStateBackend::new(128, key_group_range(128, 1, 0));
+        for index in 0..100 {
+            let key = format!("k{index}");
+            whole.access(&key).unwrap().update(&COUNT, &index).unwrap();
+        }
+        let snapshot = whole.snapshot();
+        assert!(whole.equals_snapshots(&[&snapshot]));
+        let parts: Vec<KeyedStateSnapshot> = (0..3)
+            .map(|subtask| {
+                let mut part = HeapKeyedStateBackend::new(128, key_group_range(128, 3, subtask));
+                part.restore(std::slice::from_ref(&snapshot)).unwrap();
+                part.snapshot()
+            })
+            .collect();
+        assert!(whole.equals_snapshots(&parts.iter().collect::<Vec<_>>()));
+        assert!(
+            !whole.equals_snapshots(&[&parts[0], &parts[1]]),
+            "a part missing"
+        );
+        let mut more = HeapKeyedStateBackend::new(128, key_group_range(128, 1, 0));
+        more.restore(std::slice::from_ref(&snapshot)).unwrap();
+        more.access("extra").unwrap().update(&COUNT, &1).unwrap();
+        assert!(
+            !whole.equals_snapshots(&[&more.snapshot()]),
+            "an entry more"
+        );
+        whole.access("k7").unwrap().update(&COUNT, &8).unwrap();
+        assert!(!whole.equals_snapshots(&[&snapshot]), "a value differs");
     }
 
     #[test]

@@ -40,3 +40,74 @@ fn disabled_checkpointing_with_a_kill_fails_the_check_and_prints_the_replay() {
         .iter()
         .any(|c| c.name == "oracle run agrees with the reference" && c.passed));
 }
+
+/// A checkpoint whose keyed state was altered after the run (one count changed, or one key
+/// added) fails the consistent-cut row, naming the checkpoint and the key.
+#[test]
+fn a_checkpoint_with_altered_keyed_state_is_not_a_consistent_cut() {
+    use snapflow::sim::checker::{check_run, Guarantee};
+    use snapflow::state::snapshot::{OperatorSnapshot, StateEntry};
+
+    let file = "scenarios/wordcount-crash.toml";
+    let scenario = common::load(file);
+    let run = run_scenario(&scenario, scenario.seed, file);
+    assert!(run.verdict.passed(), "{}", run.report);
+    let input = scenario.workload.generate();
+    let recheck = |faulty: &snapflow::sim::cluster::RunResult| {
+        let verdict = check_run(
+            Guarantee::ExactlyOnce,
+            &scenario.sink,
+            &scenario.job(),
+            &input,
+            faulty,
+            &run.oracle,
+        );
+        let cut = verdict
+            .checks
+            .iter()
+            .find(|c| c.name == "every completed checkpoint is a consistent cut")
+            .expect("the row")
+            .clone();
+        assert!(!cut.passed, "an altered checkpoint passed: {}", cut.detail);
+        cut.detail
+    };
+    let alter = |edit: &dyn Fn(&mut snapflow::state::snapshot::StateTable)| {
+        let mut faulty = run.faulty.clone();
+        let observed = faulty.checkpoints.first_mut().expect("a checkpoint");
+        let state = observed
+            .task_states
+            .values_mut()
+            .find_map(|state| {
+                let state = state.as_mut().ok()?;
+                state
+                    .operators
+                    .values_mut()
+                    .find_map(|operator| match operator {
+                        OperatorSnapshot::Keyed(keyed) if !keyed.tables.is_empty() => Some(keyed),
+                        _ => None,
+                    })
+            })
+            .expect("a subtask with keyed state");
+        edit(state.tables.get_mut("count").expect("the count state"));
+        faulty
+    };
+    let changed = alter(&|table| {
+        let entry = table
+            .values_mut()
+            .flat_map(|entries| entries.values_mut())
+            .next()
+            .expect("an entry");
+        *entry = StateEntry::Value(postcard::to_allocvec(&999i64).unwrap());
+    });
+    let detail = recheck(&changed);
+    assert!(
+        detail.starts_with("checkpoint 1 (offsets") && detail.contains("count=999"),
+        "{detail}"
+    );
+    let added = alter(&|table| {
+        let (_, entries) = table.iter_mut().next().expect("a key group");
+        entries.insert("zz-extra".into(), StateEntry::Value(vec![2]));
+    });
+    let detail = recheck(&added);
+    assert!(detail.contains("key `zz-extra`"), "{detail}");
+}
