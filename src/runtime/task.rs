@@ -195,16 +195,21 @@ impl Task {
     async fn step_gate(&mut self) -> Result<bool, TaskError> {
         let started_at = sim_time::now();
         let mut records = 0;
-        while records < TASK_RECORDS_PER_TURN_MAX
-            && sim_time::now().since(started_at) < TASK_TURN_DURATION_MAX
-            && !self.writer.is_backpressured()
-            && !self.ended
-        {
+        loop {
+            // One reading of the clock per record: nothing between here and the poll awaits.
+            let now = sim_time::now();
+            if records >= TASK_RECORDS_PER_TURN_MAX
+                || now.since(started_at) >= TASK_TURN_DURATION_MAX
+                || self.writer.is_backpressured()
+                || self.ended
+            {
+                break;
+            }
             let input = self
                 .input
                 .as_mut()
                 .expect("a task without source has inputs");
-            match input.poll_next(sim_time::now())? {
+            match input.poll_next(now)? {
                 None => break,
                 Some(NextInput::Record(value)) => self.process_record(value).await?,
                 Some(NextInput::Actions(actions)) => self.handle_actions(actions).await?,
