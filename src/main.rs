@@ -116,7 +116,7 @@ fn sweep(
     // time is the harness's, on stderr: stdout stays a pure function of the scenario and seeds.
     let bar = std::io::stderr().is_terminal().then(|| progress_bar(total));
     let started = std::time::Instant::now();
-    snapflow::sim::sweep::sweep(&scenario, &source, seeds, shard, jobs, |outcome| {
+    snapflow::sim::sweep::sweep(&scenario, seeds, shard, jobs, |outcome| {
         count += 1;
         let line = seed_line(&outcome);
         if !outcome.met {

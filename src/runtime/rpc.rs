@@ -23,6 +23,8 @@ const MESSAGE_SIZE_BYTES_MAX: usize = crate::limits::FRAME_SIZE_BYTES_MAX;
 #[derive(Serialize, Deserialize)]
 struct RequestEnvelope {
     reply_tag: u64,
+    // One slice on the wire, not a sequence of bytes: a fetch reply carries hundreds of records.
+    #[serde(with = "serde_bytes")]
     body: Vec<u8>,
 }
 

@@ -129,7 +129,8 @@ pub enum BlobRequest {
     Put {
         /// Path.
         path: String,
-        /// Content.
+        /// Content (one slice on the wire).
+        #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
     },
     /// Read a file.
@@ -145,7 +146,7 @@ pub enum BlobResponse {
     /// Written and synced.
     Stored,
     /// The file, or `None` if absent.
-    Data(Option<Vec<u8>>),
+    Data(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
     /// The store refused.
     Error(String),
 }

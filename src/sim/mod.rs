@@ -51,8 +51,46 @@ pub fn run_scenario_staged(
     scenario: &Scenario,
     seed: u64,
     source: &str,
-    mut on_stage: impl FnMut(Stage),
+    on_stage: impl FnMut(Stage),
 ) -> ScenarioRun {
+    let checked = check_scenario_staged(scenario, seed, on_stage);
+    let (faulty, verdict) = (&checked.faulty, &checked.verdict);
+    let mut report = report::render(scenario, source, checked.input_records, faulty, verdict);
+    if let Some(failure) = verdict.first_failure() {
+        report.push_str(&format!(
+            "first difference: {}: {}\n",
+            failure.name, failure.detail
+        ));
+        report.push_str(&format!(
+            "replay: cargo run --release -- run {source} --seed {seed}\n"
+        ));
+    }
+    ScenarioRun {
+        faulty: checked.faulty,
+        oracle: checked.oracle,
+        verdict: checked.verdict,
+        report,
+    }
+}
+
+/// A scenario run and checked, without its report (what a sweep keeps of each seed).
+pub struct CheckedRun {
+    /// The run with faults.
+    pub faulty: RunResult,
+    /// The failure-free run.
+    pub oracle: RunResult,
+    /// What the checker found.
+    pub verdict: Verdict,
+    /// Records in the input.
+    pub input_records: usize,
+}
+
+/// Runs `scenario` under `seed` with and without faults and checks it; no report is rendered.
+pub fn check_scenario_staged(
+    scenario: &Scenario,
+    seed: u64,
+    mut on_stage: impl FnMut(Stage),
+) -> CheckedRun {
     let input = scenario.workload.generate();
     let faulty = cluster::simulate(scenario, &input, seed, true);
     on_stage(Stage::FaultyRun);
@@ -68,21 +106,10 @@ pub fn run_scenario_staged(
         &oracle,
     );
     on_stage(Stage::Check);
-    let input_records = input.iter().map(Vec::len).sum();
-    let mut report = report::render(scenario, source, input_records, &faulty, &verdict);
-    if let Some(failure) = verdict.first_failure() {
-        report.push_str(&format!(
-            "first difference: {}: {}\n",
-            failure.name, failure.detail
-        ));
-        report.push_str(&format!(
-            "replay: cargo run --release -- run {source} --seed {seed}\n"
-        ));
-    }
-    ScenarioRun {
+    CheckedRun {
         faulty,
         oracle,
         verdict,
-        report,
+        input_records: input.iter().map(Vec::len).sum(),
     }
 }

@@ -5,7 +5,7 @@
 //! simulation.
 
 use crate::scenario::{Expectation, Scenario};
-use crate::sim::run_scenario;
+use crate::sim::check_scenario_staged;
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,7 +71,6 @@ impl Shard {
 /// each outcome to `on_outcome` in seed order, as soon as it and every earlier seed are done.
 pub fn sweep(
     scenario: &Scenario,
-    source: &str,
     seeds: RangeInclusive<u64>,
     shard: Shard,
     jobs: usize,
@@ -91,10 +90,7 @@ pub fn sweep(
                 let Some(offset) = shard.offset(nth, span) else {
                     return;
                 };
-                if sender
-                    .send(run_seed(scenario, source, first + offset))
-                    .is_err()
-                {
+                if sender.send(run_seed(scenario, first + offset)).is_err() {
                     return;
                 }
             });
@@ -116,8 +112,9 @@ pub fn sweep(
     });
 }
 
-fn run_seed(scenario: &Scenario, source: &str, seed: u64) -> SeedOutcome {
-    let run = run_scenario(scenario, seed, source);
+// No report is rendered: a sweep prints a failing seed's replay command, not its report.
+fn run_seed(scenario: &Scenario, seed: u64) -> SeedOutcome {
+    let run = check_scenario_staged(scenario, seed, |_| {});
     let passed = run.verdict.passed();
     SeedOutcome {
         seed,

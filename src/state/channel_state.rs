@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 pub struct RecordBuffer {
     /// Records in it.
     pub record_count: u32,
-    /// The bytes.
+    /// The bytes (postcard writes a byte slice exactly as it writes a sequence of bytes; this
+    /// only reads it back as one slice).
+    #[serde(with = "serde_bytes")]
     pub bytes: Vec<u8>,
 }
 

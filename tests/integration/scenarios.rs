@@ -71,7 +71,7 @@ fn a_sweep_on_two_threads_gives_what_a_serial_sweep_gives() {
     let collect = |jobs| {
         let mut outcomes = Vec::new();
         let all = snapflow::sim::sweep::Shard::ALL;
-        snapflow::sim::sweep::sweep(&scenario, "wordcount-crash", 5..=10, all, jobs, |outcome| {
+        snapflow::sim::sweep::sweep(&scenario, 5..=10, all, jobs, |outcome| {
             outcomes.push(outcome)
         });
         outcomes
