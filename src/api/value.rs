@@ -59,7 +59,8 @@ fn varint(bytes: &[u8]) -> Option<(u64, usize)> {
     for (index, byte) in bytes.iter().take(10).enumerate() {
         value |= u64::from(byte & 0x7f) << (7 * index);
         if byte & 0x80 == 0 {
-            return Some((value, index + 1));
+            // The tenth byte holds the 64th bit only (postcard refuses more).
+            return (index < 9 || *byte <= 1).then_some((value, index + 1));
         }
     }
     None

@@ -2,10 +2,12 @@
 //! (`rand_chacha`) or given as text. Each key lives in one partition, so per-key order is
 //! defined and the oracle can compare against it.
 
-use crate::api::value::Value;
+use crate::api::value::{Text, Value};
 use crate::state::key_group::java_string_hash;
+use compact_str::format_compact;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
 
 /// Where the records come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,23 +55,27 @@ impl Workload {
     pub fn generate(&self) -> Vec<Vec<Value>> {
         assert!(self.partitions > 0);
         let mut partitions = vec![Vec::new(); self.partitions as usize];
-        let mut push = |word: String| {
-            let partition = partition_of(&word, self.partitions) as usize;
-            partitions[partition].push(Value::Str(word.into()));
-        };
+        let mut push = |word: Text, partition: usize| partitions[partition].push(Value::Str(word));
         match &self.kind {
             WorkloadKind::Text(text) => text
                 .split_whitespace()
-                .for_each(|word| push(word.to_string())),
+                .for_each(|word| push(word.into(), partition_of(word, self.partitions) as usize)),
             WorkloadKind::Generated {
                 records,
                 keys,
                 seed,
             } => {
                 let mut rng = ChaCha8Rng::seed_from_u64(*seed);
+                // Each distinct word is formatted and placed once, not once per record.
+                let mut vocabulary: BTreeMap<u64, (Text, usize)> = BTreeMap::new();
                 for _ in 0..*records {
                     let key = rng.gen_range(0..*keys);
-                    push(format!("k{key}"));
+                    let (word, partition) = vocabulary.entry(key).or_insert_with(|| {
+                        let word = format_compact!("k{key}");
+                        let partition = partition_of(&word, self.partitions) as usize;
+                        (word, partition)
+                    });
+                    push(word.clone(), *partition);
                 }
             }
         }
