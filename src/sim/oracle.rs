@@ -113,10 +113,25 @@ impl<'a> IncrementalReference<'a> {
             }
             self.consumed[partition as usize] = offset;
         }
-        if let Some(sink) = self.chain.sink() {
-            sink.pending.clear(); // Only state matters for prefixes.
-        }
         Ok(())
+    }
+
+    /// Consumes the rest of every partition: the reference over the whole input. Its sink
+    /// output holds each key's records in order (keys live in one partition); across keys the
+    /// order is the prefixes', which no check depends on.
+    pub fn finish(mut self) -> Result<ReferenceResult, String> {
+        let ends: BTreeMap<u32, u64> = (0..self.partitions.len())
+            .map(|partition| (partition as u32, self.partitions[partition].len() as u64))
+            .collect();
+        self.advance_to(&ends)?;
+        assert!(self.leftover.is_empty(), "a job ends in a sink");
+        let keyed = self.keyed();
+        let sink = self
+            .chain
+            .sink()
+            .map(|sink| std::mem::take(&mut sink.pending))
+            .unwrap_or_default();
+        Ok(ReferenceResult { keyed, sink })
     }
 
     /// Whether the keyed state reached so far equals `snapshots` (per operator uid, the

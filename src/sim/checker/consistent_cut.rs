@@ -5,14 +5,14 @@ use super::*;
 use crate::ids::SubtaskId;
 use crate::state::snapshot::{KeyedStateSnapshot, TaskStateSnapshot};
 
+/// `reference` advances through the checkpoints' offsets; the caller finishes it.
 pub(super) fn consistent_cuts(
     job: &Job,
-    input: &[Vec<Value>],
+    reference: &mut IncrementalReference,
     faulty: &RunResult,
     describer: &StateDescriber,
 ) -> Result<String, String> {
     let source_uid = &job.operators[0].uid;
-    let mut reference = IncrementalReference::new(job, input);
     for observed in &faulty.checkpoints {
         let checkpoint_id = observed.checkpoint.checkpoint_id;
         let mut offsets: BTreeMap<u32, u64> = BTreeMap::new();
