@@ -2,7 +2,7 @@
 //! report.
 
 use clap::{Parser, Subcommand};
-use snapflow::scenario::{Expectation, Scenario};
+use snapflow::scenario::Scenario;
 use snapflow::sim::sweep::{parse_seed, seed_range, SeedOutcome, Shard};
 use snapflow::sim::Stage;
 use std::io::IsTerminal;
@@ -87,10 +87,7 @@ fn load(file: &std::path::Path) -> Option<Scenario> {
 }
 
 fn met(scenario: &Scenario, passed: bool) -> bool {
-    match scenario.expect {
-        Expectation::Pass => passed,
-        Expectation::Fail => !passed,
-    }
+    scenario.expect.met(passed)
 }
 
 /// Every core of this machine.

@@ -127,10 +127,19 @@ pub enum EngineEvent {
         /// Why.
         reason: String,
     },
-    /// The restart strategy restarts the job.
-    Restarting,
+    /// The restart strategy restarts the job. The times are the job master's own (its clock
+    /// when it failed over, and the redeployment time the strategy chose); the trace shows
+    /// neither, events are stamped when the harness hears of them.
+    Restarting {
+        /// When the job master failed the attempt over.
+        failed_at: Instant,
+        /// When the strategy lets it redeploy.
+        restart_at: Instant,
+    },
     /// The restart strategy gave up: the job failed.
     JobFailed {
+        /// When the job master failed the attempt over (its own clock).
+        failed_at: Instant,
         /// The last attempt.
         attempt: AttemptNumber,
         /// The failure that ended it.
@@ -323,7 +332,7 @@ impl fmt::Display for EngineEvent {
             EngineEvent::FailingOver { attempt, reason } => {
                 write!(f, "failing over {attempt}: {reason}")
             }
-            EngineEvent::Restarting => write!(f, "restarting"),
+            EngineEvent::Restarting { .. } => write!(f, "restarting"),
             EngineEvent::JobFailed { why, .. } => write!(f, "job failed: {why}"),
             EngineEvent::AllSourcesAtEnd => write!(
                 f,
@@ -441,6 +450,6 @@ impl EngineEvent {
     /// Whether the event is a line of the trace. A restart is only counted: the trace shows
     /// the deployment that follows it.
     pub fn is_traced(&self) -> bool {
-        !matches!(self, EngineEvent::Restarting)
+        !matches!(self, EngineEvent::Restarting { .. })
     }
 }

@@ -30,6 +30,8 @@ pub struct JobMasterConfig {
     pub checkpoint: CheckpointConfig,
     /// The restart strategy.
     pub restart: RestartStrategyConfig,
+    /// Seeds the restart strategy's jitter.
+    pub restart_seed: u64,
     /// `heartbeat.interval`: how often liveness is checked.
     pub heartbeat_interval: Duration,
     /// `heartbeat.timeout`: a task manager silent this long is lost.
@@ -88,7 +90,7 @@ impl JobMaster {
         let sources = graph.source_subtasks().into_iter().collect();
         let mut master = JobMaster {
             coordinator: CheckpointCoordinator::new(config.checkpoint.clone()),
-            restart: RestartStrategy::new(config.restart.clone()),
+            restart: RestartStrategy::new(config.restart.clone(), config.restart_seed),
             final_checkpoint: FinalCheckpoint::new(config.final_checkpoint, sources),
             liveness_check_at: now.add(config.heartbeat_interval),
             taskmanagers: BTreeMap::new(),
@@ -457,14 +459,18 @@ impl JobMaster {
         self.placement.clear();
         self.executions.clear();
         self.final_checkpoint.reset();
-        match self.restart.on_failure(now) {
+        match self.restart.on_failure(now, &reason) {
             RestartDecision::RestartAt(at) => {
-                self.event(EngineEvent::Restarting);
+                self.event(EngineEvent::Restarting {
+                    failed_at: now,
+                    restart_at: at,
+                });
                 self.status = JobStatus::Restarting { at };
             }
             RestartDecision::GiveUp(why) => {
                 self.status = JobStatus::Failed;
                 self.event(EngineEvent::JobFailed {
+                    failed_at: now,
                     attempt: self.attempt,
                     reason,
                     why,
@@ -602,6 +608,7 @@ mod tests {
                 attempts: 2,
                 delay: Duration::from_ms(RESTART_DELAY_MS),
             },
+            restart_seed: 1,
             heartbeat_interval: Duration::from_ms(1_000),
             heartbeat_timeout: Duration::from_ms(HEARTBEAT_TIMEOUT_MS),
             deploy_timeout: Duration::from_ms(DEPLOY_TIMEOUT_MS),
@@ -954,7 +961,7 @@ mod tests {
             .status((1, 0), TaskStatus::Failed("boom".into()));
         assert!(matches!(
             &events(&failed)[..],
-            [EngineEvent::FailingOver { attempt: AttemptNumber(1), reason }, EngineEvent::Restarting]
+            [EngineEvent::FailingOver { attempt: AttemptNumber(1), reason }, EngineEvent::Restarting { .. }]
                 if reason.contains("boom")
         ));
         assert_eq!(

@@ -32,6 +32,8 @@ pub struct JobManagerSetup {
     pub checkpoint: CheckpointConfig,
     /// The restart strategy.
     pub restart: RestartStrategyConfig,
+    /// Seeds the restart strategy's jitter (exponential-delay), from the run's seed.
+    pub restart_seed: u64,
     /// `heartbeat.interval`: how often liveness is checked.
     pub heartbeat_interval: Duration,
     /// `heartbeat.timeout`: a task manager silent this long is lost.
@@ -67,6 +69,7 @@ pub async fn run_jobmanager(setup: JobManagerSetup) {
     let config = JobMasterConfig {
         checkpoint: setup.checkpoint.clone(),
         restart: setup.restart.clone(),
+        restart_seed: setup.restart_seed,
         heartbeat_interval: setup.heartbeat_interval,
         heartbeat_timeout: setup.heartbeat_timeout,
         deploy_timeout: setup.deploy_timeout,

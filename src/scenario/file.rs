@@ -9,7 +9,7 @@ use crate::limits::{
     FAULTS_MAX, PARALLELISM_MAX, RECORDS_PER_SECOND_MAX, RECORD_SIZE_BYTES_MAX, TASKMANAGERS_MAX,
     WORKLOAD_PARTITIONS_MAX, WORKLOAD_RECORDS_MAX, WORKLOAD_TEXT_BYTES_MAX,
 };
-use crate::runtime::restart::RestartStrategyConfig;
+use crate::runtime::restart::{ExponentialDelayConfig, RestartStrategyConfig};
 use crate::scenario::faults::{Fault, FaultPlan, TRIGGER_KEYS};
 use crate::scenario::node_name::{ClusterNodes, NodeName};
 use crate::scenario::toml_duration::TomlDuration;
@@ -126,14 +126,36 @@ struct CheckpointingSection {
 struct RestartSection {
     #[serde(rename = "type")]
     kind: Spanned<String>,
-    fixed_delay: Option<FixedDelaySection>,
+    fixed_delay: Option<Spanned<FixedDelaySection>>,
+    failure_rate: Option<Spanned<FailureRateSection>>,
+    exponential_delay: Option<Spanned<ExponentialDelaySection>>,
+}
+
+// Each key absent takes Flink's default.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FixedDelaySection {
+    attempts: Option<u32>,
+    delay: Option<TomlDuration>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct FixedDelaySection {
-    attempts: u32,
-    delay: TomlDuration,
+struct FailureRateSection {
+    max_failures_per_interval: Option<u32>,
+    failure_rate_interval: Option<TomlDuration>,
+    delay: Option<TomlDuration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ExponentialDelaySection {
+    initial_backoff: Option<TomlDuration>,
+    max_backoff: Option<TomlDuration>,
+    backoff_multiplier: Option<f64>,
+    reset_backoff_threshold: Option<TomlDuration>,
+    jitter_factor: Option<f64>,
+    attempts_before_reset_backoff: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -219,10 +241,11 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
     {
         None | Some(("pass", _)) => Expectation::Pass,
         Some(("fail", _)) => Expectation::Fail,
+        Some(("gave-up", _)) => Expectation::GaveUp,
         Some((other, span)) => {
             return context.error_at(
                 span,
-                format!("expect: `{other}` is neither \"pass\" nor \"fail\""),
+                format!("expect: `{other}` is not \"pass\", \"fail\" or \"gave-up\""),
             )
         }
     };
@@ -305,6 +328,17 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
     }
     check_times(&context, &scenario)?;
     check_slots(&context, &scenario)?;
+    if scenario.expect == Expectation::GaveUp
+        && !(scenario.checkpointing() && scenario.checkpoint.mode == CheckpointingMode::ExactlyOnce)
+    {
+        // What a failed job left is only checkable against exactly-once checkpoints.
+        let span = raw
+            .expect
+            .as_ref()
+            .expect("gave-up was read from it")
+            .span();
+        return context.error_at(span, "expect: \"gave-up\" needs exactly-once checkpointing (an interval and mode EXACTLY_ONCE): what a failed job left is checked against its checkpoints".to_string());
+    }
     if raw.faults.len() > FAULTS_MAX {
         return context.error(format!(
             "faults: {} faults exceed the limit of {FAULTS_MAX}",
@@ -538,11 +572,79 @@ fn restart_strategy(
             RestartStrategyConfig::None
         });
     };
-    match (raw.kind.get_ref().as_str(), &raw.fixed_delay) {
-        ("none", _) => Ok(RestartStrategyConfig::None),
-        ("fixed-delay", Some(fixed)) => Ok(RestartStrategyConfig::FixedDelay { attempts: fixed.attempts, delay: fixed.delay.0 }),
-        ("fixed-delay", None) => context.error_at(raw.kind.span(), "restart-strategy.fixed-delay: section missing (attempts, delay)".to_string()),
-        (other, _) => context.error_at(raw.kind.span(), format!("restart-strategy.type: `{other}` is not supported by this build (none, fixed-delay are)")),
+    // Flink's names and their aliases.
+    let kind = match raw.kind.get_ref().as_str() {
+        "none" | "off" | "disable" => "none",
+        "fixed-delay" | "fixeddelay" => "fixed-delay",
+        "failure-rate" | "failurerate" => "failure-rate",
+        "exponential-delay" | "exponentialdelay" => "exponential-delay",
+        other => {
+            return context.error_at(raw.kind.span(), format!("restart-strategy.type: `{other}` is not a restart strategy (none, fixed-delay, failure-rate, exponential-delay)"))
+        }
+    };
+    let sections = [
+        ("fixed-delay", raw.fixed_delay.as_ref().map(Spanned::span)),
+        ("failure-rate", raw.failure_rate.as_ref().map(Spanned::span)),
+        (
+            "exponential-delay",
+            raw.exponential_delay.as_ref().map(Spanned::span),
+        ),
+    ];
+    for (name, span) in sections {
+        if let (Some(span), true) = (span, name != kind) {
+            return context.error_at(span, format!("restart-strategy.{name}: this section configures {name}, but restart-strategy.type is `{kind}`"));
+        }
+    }
+    let seconds = Duration::from_secs;
+    let config = match kind {
+        "none" => RestartStrategyConfig::None,
+        "fixed-delay" => {
+            let fixed = raw.fixed_delay.as_ref().map(Spanned::get_ref);
+            RestartStrategyConfig::FixedDelay {
+                attempts: fixed.and_then(|f| f.attempts).unwrap_or(1),
+                delay: fixed.and_then(|f| f.delay).map_or(seconds(1), |d| d.0),
+            }
+        }
+        "failure-rate" => {
+            let rate = raw.failure_rate.as_ref().map(Spanned::get_ref);
+            RestartStrategyConfig::FailureRate {
+                max_failures_per_interval: rate
+                    .and_then(|r| r.max_failures_per_interval)
+                    .unwrap_or(1),
+                failure_rate_interval: rate
+                    .and_then(|r| r.failure_rate_interval)
+                    .map_or(seconds(60), |d| d.0),
+                delay: rate.and_then(|r| r.delay).map_or(seconds(1), |d| d.0),
+            }
+        }
+        _ => {
+            let defaults = ExponentialDelayConfig::default();
+            let exp = raw.exponential_delay.as_ref().map(Spanned::get_ref);
+            let duration = |get: fn(&ExponentialDelaySection) -> Option<TomlDuration>, default| {
+                exp.and_then(get).map_or(default, |d| d.0)
+            };
+            RestartStrategyConfig::ExponentialDelay(ExponentialDelayConfig {
+                initial_backoff: duration(|e| e.initial_backoff, defaults.initial_backoff),
+                max_backoff: duration(|e| e.max_backoff, defaults.max_backoff),
+                backoff_multiplier: exp
+                    .and_then(|e| e.backoff_multiplier)
+                    .unwrap_or(defaults.backoff_multiplier),
+                reset_backoff_threshold: duration(
+                    |e| e.reset_backoff_threshold,
+                    defaults.reset_backoff_threshold,
+                ),
+                jitter_factor: exp
+                    .and_then(|e| e.jitter_factor)
+                    .unwrap_or(defaults.jitter_factor),
+                attempts_before_reset_backoff: exp
+                    .and_then(|e| e.attempts_before_reset_backoff)
+                    .unwrap_or(defaults.attempts_before_reset_backoff),
+            })
+        }
+    };
+    match config.validate() {
+        Ok(()) => Ok(config),
+        Err(error) => context.error_at(raw.kind.span(), error.to_string()),
     }
 }
 

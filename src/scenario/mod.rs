@@ -29,6 +29,28 @@ pub enum Expectation {
     Pass,
     /// The checker fails (a scenario that proves the checker can fail).
     Fail,
+    /// The restart strategy gives up and the job ends FAILED; the checker passes only if it
+    /// gave up exactly as the strategy allows and what the job left is consistent.
+    GaveUp,
+}
+
+impl Expectation {
+    /// The name a scenario file gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Expectation::Pass => "pass",
+            Expectation::Fail => "fail",
+            Expectation::GaveUp => "gave-up",
+        }
+    }
+
+    /// Whether a run whose checks `passed` (or not) met this expectation.
+    pub fn met(self, passed: bool) -> bool {
+        match self {
+            Expectation::Pass | Expectation::GaveUp => passed,
+            Expectation::Fail => !passed,
+        }
+    }
 }
 
 /// A scenario, loaded and checked.

@@ -5,7 +5,7 @@ use crate::checkpoint::coordinator::CheckpointingMode;
 use crate::runtime::restart::RestartStrategyConfig;
 use crate::scenario::faults::Fault;
 use crate::scenario::workload::WorkloadKind;
-use crate::scenario::{Expectation, Scenario};
+use crate::scenario::Scenario;
 use std::fmt::Write;
 
 /// Writes a scenario back as TOML (for regression files), in the layout `parse` reads.
@@ -14,15 +14,7 @@ pub fn render_toml(scenario: &Scenario) -> String {
     let _ = writeln!(text, "name = {:?}", scenario.name);
     let _ = writeln!(text, "description = {:?}", scenario.description);
     let _ = writeln!(text, "seed = {}", scenario.seed);
-    let _ = writeln!(
-        text,
-        "expect = {:?}\n",
-        if scenario.expect == Expectation::Pass {
-            "pass"
-        } else {
-            "fail"
-        }
-    );
+    let _ = writeln!(text, "expect = {:?}\n", scenario.expect.name());
     let _ = writeln!(
         text,
         "[job]\nname = {:?}\nparallelism = {}\nsource-parallelism = {}\n",
@@ -77,12 +69,28 @@ pub fn render_toml(scenario: &Scenario) -> String {
         );
     }
     let _ = writeln!(text, "mode = \"{mode}\"\ntimeout = \"{}\"\nmin-pause = \"{}\"\nmax-concurrent-checkpoints = {}\ntolerable-failed-checkpoints = {}\nnum-retained = {}\n", config.timeout, config.min_pause, config.max_concurrent, config.tolerable_failures, config.retained);
-    match scenario.restart {
-        RestartStrategyConfig::None => {
-            let _ = writeln!(text, "[restart-strategy]\ntype = \"none\"\n");
-        }
+    let _ = writeln!(
+        text,
+        "[restart-strategy]\ntype = \"{}\"\n",
+        scenario.restart.name()
+    );
+    match &scenario.restart {
+        RestartStrategyConfig::None => {}
         RestartStrategyConfig::FixedDelay { attempts, delay } => {
-            let _ = writeln!(text, "[restart-strategy]\ntype = \"fixed-delay\"\n\n[restart-strategy.fixed-delay]\nattempts = {attempts}\ndelay = \"{delay}\"\n");
+            let _ = writeln!(
+                text,
+                "[restart-strategy.fixed-delay]\nattempts = {attempts}\ndelay = \"{delay}\"\n"
+            );
+        }
+        RestartStrategyConfig::FailureRate {
+            max_failures_per_interval,
+            failure_rate_interval,
+            delay,
+        } => {
+            let _ = writeln!(text, "[restart-strategy.failure-rate]\nmax-failures-per-interval = {max_failures_per_interval}\nfailure-rate-interval = \"{failure_rate_interval}\"\ndelay = \"{delay}\"\n");
+        }
+        RestartStrategyConfig::ExponentialDelay(c) => {
+            let _ = writeln!(text, "[restart-strategy.exponential-delay]\ninitial-backoff = \"{}\"\nmax-backoff = \"{}\"\nbackoff-multiplier = {:?}\nreset-backoff-threshold = \"{}\"\njitter-factor = {:?}\nattempts-before-reset-backoff = {}\n", c.initial_backoff, c.max_backoff, c.backoff_multiplier, c.reset_backoff_threshold, c.jitter_factor, c.attempts_before_reset_backoff);
         }
     }
     let _ = writeln!(

@@ -88,6 +88,15 @@ fn services() -> Services {
     }
 }
 
+// Mixed into the run's seed for the restart strategy's jitter generator.
+const RESTART_JITTER_SALT: u64 = 0x5245_5354_4152_5421;
+
+/// The seed of the restart strategy's jitter in the run of `seed`: derived without a draw
+/// from the simulator's generator, so it moves no other random choice of the run.
+pub fn restart_seed(seed: u64) -> u64 {
+    seed ^ RESTART_JITTER_SALT
+}
+
 /// Runs `scenario` under `seed`, with its faults or without (the oracle run).
 /// `input` is the workload's records per partition (`scenario.workload.generate()`).
 pub fn simulate(
@@ -134,6 +143,7 @@ async fn run_cluster(
     );
     let nodes = start_nodes(
         &scenario,
+        seed,
         graph.clone(),
         &Storages {
             broker: broker_storage.clone(),
@@ -221,6 +231,7 @@ struct Storages {
 
 fn start_nodes(
     scenario: &Scenario,
+    seed: u64,
     graph: Arc<ExecutionGraph>,
     storages: &Storages,
     observer: &Observer,
@@ -257,6 +268,7 @@ fn start_nodes(
         graph: graph.clone(),
         checkpoint: scenario.checkpoint.clone(),
         restart: scenario.restart.clone(),
+        restart_seed: restart_seed(seed),
         heartbeat_interval: scenario.heartbeat_interval,
         heartbeat_timeout: scenario.heartbeat_timeout,
         deploy_timeout: DEPLOY_TIMEOUT,

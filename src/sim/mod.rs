@@ -12,7 +12,7 @@ pub mod sink_output;
 pub mod sweep;
 pub mod trace;
 
-use crate::scenario::Scenario;
+use crate::scenario::{Expectation, Scenario};
 use checker::Verdict;
 use cluster::RunResult;
 
@@ -97,7 +97,13 @@ pub fn check_scenario_staged(
     let oracle = cluster::simulate(scenario, &input, seed, false);
     on_stage(Stage::OracleRun);
     let guarantee = checker::Guarantee::of(scenario);
+    let end = checker::ExpectedEnd {
+        gives_up: scenario.expect == Expectation::GaveUp,
+        restart: scenario.restart.clone(),
+        seed: cluster::restart_seed(seed),
+    };
     let verdict = checker::check_run(
+        &end,
         guarantee,
         &scenario.sink,
         &scenario.job(),

@@ -365,7 +365,7 @@ impl RunHooks for Observer {
                 ..
             } => self.on_task_finished(attempt, subtask, keyed),
             EngineEvent::FailingOver { reason, .. } => self.on_failure(&reason),
-            EngineEvent::Restarting => self.on_restart(),
+            EngineEvent::Restarting { .. } => self.on_restart(),
             EngineEvent::JobFinished { attempt } => {
                 self.on_job_terminated(JobOutcome::Finished, attempt)
             }
@@ -373,6 +373,7 @@ impl RunHooks for Observer {
                 attempt,
                 reason,
                 why,
+                ..
             } => self.on_job_terminated(JobOutcome::Failed(format!("{reason}; {why}")), attempt),
             _ => {}
         }

@@ -4,6 +4,7 @@
 use crate::checkpoint::barrier::BarrierKind;
 use crate::checkpoint::coordinator::CheckpointingMode;
 use crate::connectors::sink_config::{SinkConfig, SinkKind};
+use crate::runtime::hooks::EngineEvent;
 use crate::runtime::restart::RestartStrategyConfig;
 use crate::scenario::Scenario;
 use crate::sim::checker::{StateDescriber, Verdict};
@@ -49,6 +50,7 @@ pub fn render(
         let _ = writeln!(text, "  {at} {reason}");
     }
     let _ = writeln!(text, "restarts: {}", faulty.restarts);
+    render_restart_delays(&mut text, &scenario.restart, faulty);
     let written = match scenario.sink.kind {
         SinkKind::Idempotent => format!(
             "{} upserts into {} kv keys",
@@ -151,16 +153,57 @@ fn mode_line(scenario: &Scenario) -> String {
         }
         None => "checkpointing disabled (source auto-commits offsets)".to_string(),
     };
-    let restart = match scenario.restart {
+    let restart = match &scenario.restart {
         RestartStrategyConfig::None => "restart none".to_string(),
         RestartStrategyConfig::FixedDelay { attempts, delay } => {
             format!("restart fixed-delay ({attempts} attempts, {delay})")
         }
+        other => format!("restart {other}"),
     };
     format!(
         "{checkpointing}; {restart}; {}",
         sink_summary(&scenario.sink)
     )
+}
+
+/// Each failover and the redeployment after it, with the delay; for exponential-delay, the
+/// formula's backoff beside it (the n-th restart since the start; a reset after a quiet
+/// `reset-backoff-threshold` would start n over).
+fn render_restart_delays(text: &mut String, restart: &RestartStrategyConfig, run: &RunResult) {
+    let mut failed_at = None;
+    let mut restarts = 0;
+    for recorded in &run.events {
+        match &recorded.event {
+            EngineEvent::FailingOver { .. } => failed_at = Some(recorded.at),
+            EngineEvent::Deploying { attempt, .. } => {
+                let Some(failed) = failed_at.take() else {
+                    continue;
+                };
+                let delay = recorded.at.since(failed);
+                let _ = write!(
+                    text,
+                    "  {attempt} deployed at {} ({delay} after the failure at {failed})",
+                    recorded.at
+                );
+                if let RestartStrategyConfig::ExponentialDelay(c) = restart {
+                    let formula =
+                        c.initial_backoff.as_ms() as f64 * c.backoff_multiplier.powi(restarts);
+                    let _ = write!(
+                        text,
+                        "; formula {}ms × {}^{restarts} = {formula:.0}ms, jitter ±{}%, within [{}, {}]",
+                        c.initial_backoff.as_ms(),
+                        c.backoff_multiplier,
+                        c.jitter_factor * 100.0,
+                        c.initial_backoff,
+                        c.max_backoff
+                    );
+                }
+                text.push('\n');
+                restarts += 1;
+            }
+            _ => {}
+        }
+    }
 }
 
 fn sink_summary(sink: &SinkConfig) -> String {

@@ -208,6 +208,44 @@ pub fn first_per_key_difference(expected: &RecordBatch, actual: &RecordBatch) ->
     None
 }
 
+/// Each key's records in `actual` are the first records of that key in `expected`: what a
+/// job that stopped early may leave, nothing lost in between, nothing twice.
+pub fn per_key_prefix(expected: &RecordBatch, actual: &RecordBatch) -> Result<String, String> {
+    let by_key = |records: &'_ RecordBatch| {
+        let mut keys: BTreeMap<Vec<u8>, Vec<Value>> = BTreeMap::new();
+        for bytes in records.iter() {
+            let key = Value::encoded_key(bytes).expect("the sink encoded values");
+            keys.entry(key.to_vec()).or_default().push(decode(bytes));
+        }
+        keys
+    };
+    let (want, got) = (by_key(expected), by_key(actual));
+    for (key, records) in &got {
+        let oracle = want.get(key).map_or(&[][..], Vec::as_slice);
+        let position = records
+            .iter()
+            .zip(oracle)
+            .take_while(|(a, b)| a == b)
+            .count();
+        if position < records.len() {
+            let show = oracle
+                .get(position)
+                .map_or("nothing".to_string(), Value::to_string);
+            return Err(format!(
+                "record {} of key `{}` is {} in the output, {show} in the oracle's: not a prefix",
+                position + 1,
+                upsert_key(&records[position]),
+                records[position]
+            ));
+        }
+    }
+    Ok(format!(
+        "{} of {} records, each key's a prefix of the oracle's",
+        actual.len(),
+        expected.len()
+    ))
+}
+
 /// A write-ahead batch as the output log holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatchCopies {

@@ -4,7 +4,7 @@
 //! exactly as a serial sweep gives them. The threads are the harness's, outside every
 //! simulation.
 
-use crate::scenario::{Expectation, Scenario};
+use crate::scenario::Scenario;
 use crate::sim::check_scenario_staged;
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
@@ -119,10 +119,7 @@ fn run_seed(scenario: &Scenario, seed: u64) -> SeedOutcome {
     SeedOutcome {
         seed,
         passed,
-        met: match scenario.expect {
-            Expectation::Pass => passed,
-            Expectation::Fail => !passed,
-        },
+        met: scenario.expect.met(passed),
         restarts: run.faulty.restarts,
         trace_hash: run.faulty.trace_hash,
         first_failure: run

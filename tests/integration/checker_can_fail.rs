@@ -45,7 +45,7 @@ fn disabled_checkpointing_with_a_kill_fails_the_check_and_prints_the_replay() {
 /// added) fails the consistent-cut row, naming the checkpoint and the key.
 #[test]
 fn a_checkpoint_with_altered_keyed_state_is_not_a_consistent_cut() {
-    use snapflow::sim::checker::{check_run, Guarantee};
+    use snapflow::sim::checker::{check_run, ExpectedEnd, Guarantee};
     use snapflow::state::snapshot::{OperatorSnapshot, StateEntry};
 
     let file = "scenarios/wordcount-crash.toml";
@@ -55,6 +55,11 @@ fn a_checkpoint_with_altered_keyed_state_is_not_a_consistent_cut() {
     let input = scenario.workload.generate();
     let recheck = |faulty: &snapflow::sim::cluster::RunResult| {
         let verdict = check_run(
+            &ExpectedEnd {
+                gives_up: false,
+                restart: scenario.restart.clone(),
+                seed: snapflow::sim::cluster::restart_seed(scenario.seed),
+            },
             Guarantee::ExactlyOnce,
             &scenario.sink,
             &scenario.job(),

@@ -335,3 +335,54 @@ fn a_fault_with_an_unknown_field_or_two_triggers_is_refused() {
         "{unknown_kind}"
     );
 }
+
+#[test]
+fn restart_strategies_load_with_flink_defaults_and_bad_settings_are_refused() {
+    use snapflow::runtime::restart::{ExponentialDelayConfig, RestartStrategyConfig};
+    use snapflow::time::Duration;
+    let with = |section: &str| format!("{VALID}\n[restart-strategy]\n{section}\n");
+    let loaded = Scenario::parse("ok.toml", &with("type = \"exponential-delay\"")).unwrap();
+    assert_eq!(
+        loaded.restart,
+        RestartStrategyConfig::ExponentialDelay(ExponentialDelayConfig::default())
+    );
+    let rate = Scenario::parse("ok.toml", &with("type = \"failurerate\"")).unwrap();
+    assert_eq!(
+        rate.restart,
+        RestartStrategyConfig::FailureRate {
+            max_failures_per_interval: 1,
+            failure_rate_interval: Duration::from_secs(60),
+            delay: Duration::from_secs(1),
+        }
+    );
+    let error = error_of(&with("type = \"backoff\""));
+    assert!(
+        error.contains("bad.toml:") && error.contains("`backoff` is not a restart strategy"),
+        "{error}"
+    );
+    let error = error_of(&with(
+        "type = \"fixed-delay\"\n\n[restart-strategy.failure-rate]\ndelay = \"1s\"",
+    ));
+    assert!(error.contains("restart-strategy.failure-rate: this section configures failure-rate, but restart-strategy.type is `fixed-delay`"), "{error}");
+    let error = error_of(&with(
+        "type = \"exponential-delay\"\n\n[restart-strategy.exponential-delay]\njitter-factor = 1.5",
+    ));
+    assert!(
+        error.contains("exponential-delay.jitter-factor must be between 0 and 1 (it is 1.5)"),
+        "{error}"
+    );
+    let error = error_of(&with(
+        "type = \"failure-rate\"\n\n[restart-strategy.failure-rate]\nmax-failures-per-interval = 0",
+    ));
+    assert!(
+        error.contains("max-failures-per-interval must be at least 1"),
+        "{error}"
+    );
+    let no_checkpoints = VALID.replace("[execution.checkpointing]\ninterval = \"100ms\"\n", "");
+    let error =
+        error_of(&no_checkpoints.replace("name = \"t\"", "name = \"t\"\nexpect = \"gave-up\""));
+    assert!(
+        error.contains("expect: \"gave-up\" needs exactly-once checkpointing"),
+        "{error}"
+    );
+}

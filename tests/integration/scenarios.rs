@@ -4,7 +4,6 @@
 
 use crate::common;
 
-use snapflow::scenario::Expectation;
 use snapflow::sim::run_scenario;
 
 #[test]
@@ -31,10 +30,12 @@ fn every_scenario_meets_its_expectation_and_is_deterministic() {
             "{file}: report differs between identical runs"
         );
         let passed = first.verdict.passed();
-        match scenario.expect {
-            Expectation::Pass => assert!(passed, "{file} should pass:\n{}", first.report),
-            Expectation::Fail => assert!(!passed, "{file} should fail:\n{}", first.report),
-        }
+        assert!(
+            scenario.expect.met(passed),
+            "{file} should {}:\n{}",
+            scenario.expect.name(),
+            first.report
+        );
     }
 }
 

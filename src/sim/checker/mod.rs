@@ -16,7 +16,8 @@ use crate::sim::cluster::RunResult;
 use crate::sim::logical_cut::logical_keyed_state;
 use crate::sim::oracle::{IncrementalReference, ReferenceResult};
 use crate::sim::sink_output::{
-    deduplicate_batches, first_per_key_difference, jump_backs, BatchCopies, SinkOutput,
+    deduplicate_batches, first_per_key_difference, jump_backs, per_key_prefix, BatchCopies,
+    SinkOutput,
 };
 use crate::state::key_group::KeyGroupRange;
 use crate::state::snapshot::{LogicalKeyedState, OperatorSnapshot, PendingContent, StateEntry};
@@ -25,6 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::hash::Hasher;
 
 mod consistent_cut;
+mod gave_up;
 mod idempotent;
 mod record_multiset;
 mod state_describer;
@@ -32,8 +34,9 @@ mod two_phase_commit;
 mod write_ahead;
 
 use consistent_cut::consistent_cuts;
+use gave_up::{gave_up_as_allowed, gave_up_output, restarts_as_planned};
 use idempotent::{compare_kv, idempotent_output, upserted};
-use record_multiset::{sink_covers, sink_within};
+use record_multiset::{only_oracle_records, sink_covers, sink_within};
 pub use state_describer::StateDescriber;
 use two_phase_commit::transactional_output;
 use write_ahead::write_ahead_output;
@@ -137,9 +140,21 @@ fn unfired_faults(faulty: &RunResult) -> Vec<String> {
     )]
 }
 
+/// How the faulty run is expected to end, and the restart strategy its restarts follow.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExpectedEnd {
+    /// The restart strategy gives up (`expect = "gave-up"`); otherwise every task finishes.
+    pub gives_up: bool,
+    /// The strategy.
+    pub restart: crate::runtime::restart::RestartStrategyConfig,
+    /// The seed of its jitter in the run.
+    pub seed: u64,
+}
+
 /// Checks the faulty run against the failure-free run and the reference evaluation, by the
 /// rules of `guarantee`.
 pub fn check_run(
+    end: &ExpectedEnd,
     guarantee: Guarantee,
     sink: &SinkConfig,
     job: &Job,
@@ -156,8 +171,19 @@ pub fn check_run(
     let reference = incremental
         .finish()
         .expect("the full input is a valid prefix");
+    let first = if end.gives_up {
+        check(
+            "the restart strategy gave up as it allows",
+            gave_up_as_allowed(faulty, &end.restart, end.seed),
+        )
+    } else {
+        let finished = job_finished(faulty)
+            .and_then(|detail| restarts_as_planned(faulty, &end.restart, end.seed).map(|_| detail));
+        check("job finished", finished)
+    };
+    let gave_up = end.gives_up;
     let mut checks = vec![
-        check("job finished", job_finished(faulty)),
+        first,
         check(
             "oracle run agrees with the reference",
             oracle_agrees(sink, oracle, &reference, &describer),
@@ -165,6 +191,16 @@ pub fn check_run(
     ];
     let mut notes = unfired_faults(faulty);
     let sink = match guarantee {
+        Guarantee::ExactlyOnce if gave_up => {
+            checks.push(check(
+                "every completed checkpoint is a consistent cut",
+                cuts.expect("checked under exactly-once"),
+            ));
+            check(
+                "what the failed job left is part of the oracle's output",
+                gave_up_output(sink, &reference.sink, faulty),
+            )
+        }
         Guarantee::ExactlyOnce => {
             let final_state = compare_keyed(
                 "final state",

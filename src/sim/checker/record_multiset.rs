@@ -134,6 +134,24 @@ pub(super) fn sink_covers(
     Ok(detail)
 }
 
+/// Every record written is one the oracle produced (duplicates and losses allowed).
+pub(super) fn only_oracle_records(
+    expected: &RecordBatch,
+    actual: &RecordBatch,
+) -> Result<String, String> {
+    let found = multiset_differences(&sorted_fingerprints(expected), &sorted_fingerprints(actual));
+    if let Some(print) = found.foreign {
+        return Err(format!(
+            "the sink wrote {}, which the oracle never produced",
+            find(actual, print).0
+        ));
+    }
+    Ok(format!(
+        "{} record(s), each one the oracle produced",
+        actual.len()
+    ))
+}
+
 /// At-most-once: the sink wrote no record more often than the oracle did; the records it
 /// never wrote are the losses.
 pub(super) fn sink_within(expected: &RecordBatch, actual: &RecordBatch) -> Result<String, String> {

@@ -1,0 +1,136 @@
+//! A job whose restart strategy gave up (`expect = "gave-up"`): it must have given up exactly
+//! where its strategy allows, and what it left outside must be a consistent part of the
+//! oracle's output, never more.
+
+use super::*;
+use crate::runtime::hooks::EngineEvent;
+use crate::runtime::restart::{RestartDecision, RestartStrategy, RestartStrategyConfig};
+
+/// The job ended FAILED, and the strategy fed the run's failures in order restarts at each
+/// but the last and gives up at the last: no restart too few, none too many.
+pub(super) fn gave_up_as_allowed(
+    run: &RunResult,
+    restart: &RestartStrategyConfig,
+    seed: u64,
+) -> Result<String, String> {
+    let reason = match &run.outcome {
+        Some((_, JobOutcome::Failed(reason))) => reason,
+        Some((at, JobOutcome::Finished)) => {
+            return Err(format!(
+                "the job finished at {at} after {} restart(s); the restart strategy {restart} was expected to give up",
+                run.restarts
+            ))
+        }
+        None => return Err("the job had not ended by the deadline (stuck)".to_string()),
+    };
+    match replay_restarts(run, restart, seed)? {
+        true if reason.contains("restart strategy") => Ok(format!(
+            "{restart} gave up at failure {} after {} restart(s), as it allows",
+            run.failures.len(),
+            run.restarts
+        )),
+        true => Err(format!(
+            "the job failed, but not through its restart strategy: {reason}"
+        )),
+        false => Err(format!(
+            "the job failed without its strategy giving up: {reason}"
+        )),
+    }
+}
+
+/// Every failover of the run was decided as the strategy, fed the same failures at the job
+/// master's own times, decides: each restart at the time it chose (and the redeployment no
+/// earlier; waiting for slots may make it later), no restart where it gives up.
+pub(super) fn restarts_as_planned(
+    run: &RunResult,
+    restart: &RestartStrategyConfig,
+    seed: u64,
+) -> Result<(), String> {
+    replay_restarts(run, restart, seed).map(|_| ())
+}
+
+// Replays the run's failovers through a fresh strategy; returns whether it gave up.
+fn replay_restarts(
+    run: &RunResult,
+    restart: &RestartStrategyConfig,
+    seed: u64,
+) -> Result<bool, String> {
+    let mut strategy = RestartStrategy::new(restart.clone(), seed);
+    let mut cause = String::new();
+    let mut pending: Option<Instant> = None;
+    let mut failures = 0;
+    for recorded in &run.events {
+        match &recorded.event {
+            EngineEvent::FailingOver { reason, .. } => cause = reason.clone(),
+            EngineEvent::Restarting {
+                failed_at,
+                restart_at,
+            } => {
+                failures += 1;
+                match strategy.on_failure(*failed_at, &cause) {
+                    RestartDecision::RestartAt(planned) if planned == *restart_at => {
+                        pending = Some(planned)
+                    }
+                    RestartDecision::RestartAt(planned) => {
+                        return Err(format!(
+                            "after failure {failures} ({failed_at}) {restart} restarts at {planned}, the job master chose {restart_at}"
+                        ))
+                    }
+                    RestartDecision::GiveUp(why) => {
+                        return Err(format!(
+                            "{restart} gives up at failure {failures} ({failed_at}), but the job restarted: {why}"
+                        ))
+                    }
+                }
+            }
+            EngineEvent::Deploying { attempt, .. } => {
+                if let Some(planned) = pending.take() {
+                    // Stamped when the harness heard of it, which is never before it happened.
+                    if recorded.at < planned {
+                        return Err(format!(
+                            "{attempt} deployed at {}, before the restart time {planned}",
+                            recorded.at
+                        ));
+                    }
+                }
+            }
+            EngineEvent::JobFailed { failed_at, .. } => {
+                failures += 1;
+                return match strategy.on_failure(*failed_at, &cause) {
+                    RestartDecision::GiveUp(_) => Ok(true),
+                    RestartDecision::RestartAt(at) => Err(format!(
+                        "the job failed at failure {failures} ({failed_at}), but {restart} restarts it at {at}"
+                    )),
+                };
+            }
+            _ => {}
+        }
+    }
+    Ok(false)
+}
+
+/// What a failed job left: a two-phase-commit reader's view, or the write-ahead output with
+/// each batch kept once, holds each key's records as a prefix of the oracle's; a plain or
+/// idempotent sink holds no record the oracle never produced.
+pub(super) fn gave_up_output(
+    sink: &SinkConfig,
+    expected: &RecordBatch,
+    faulty: &RunResult,
+) -> Result<String, String> {
+    match sink.kind {
+        SinkKind::TwoPhaseCommit => per_key_prefix(expected, &faulty.sink_output),
+        SinkKind::WriteAheadLog => {
+            per_key_prefix(expected, &deduplicate_batches(&faulty.output.logs).0)
+        }
+        SinkKind::Plain => only_oracle_records(expected, &faulty.sink_output),
+        SinkKind::Idempotent => {
+            let mut stored = RecordBatch::new();
+            faulty
+                .output
+                .kv
+                .values()
+                .for_each(|value| stored.push_encoded(value));
+            only_oracle_records(expected, &stored)
+        }
+    }
+}
