@@ -264,6 +264,9 @@ pub enum Output {
     },
     /// More consecutive checkpoints failed than tolerated: fail the job over.
     FailJob(String),
+    /// Delete this checkpoint's files: it was subsumed beyond `num-retained`, aborted, or a
+    /// late ack shows a file written for it after it was aborted.
+    Discard(CheckpointId),
 }
 
 struct PendingCheckpoint {
@@ -445,7 +448,12 @@ impl CheckpointCoordinator {
         ack: TaskAck,
     ) {
         let Some(pending) = self.pending.get_mut(&checkpoint_id) else {
-            self.counters.acks_ignored += 1; // Late ack of an aborted checkpoint: expected.
+            // Late ack of an aborted checkpoint: expected; its file was written after the
+            // abort discarded the others (Flink's discardSubtaskState).
+            self.counters.acks_ignored += 1;
+            if !self.is_retained(checkpoint_id) {
+                self.outputs.push_back(Output::Discard(checkpoint_id));
+            }
             return;
         };
         if !pending.tasks_waiting.remove(&subtask) {
@@ -477,6 +485,9 @@ impl CheckpointCoordinator {
     pub fn on_metadata_written(&mut self, now: Instant, checkpoint: CompletedCheckpoint) {
         let checkpoint_id = checkpoint.checkpoint_id;
         let Some(pending) = self.pending.remove(&checkpoint_id) else {
+            // Aborted while its `_metadata` was being written: that file landed after the
+            // abort discarded the rest.
+            self.outputs.push_back(Output::Discard(checkpoint_id));
             return;
         };
         assert!(pending.metadata_writing);
@@ -488,7 +499,9 @@ impl CheckpointCoordinator {
         );
         self.completed.push_back(checkpoint);
         while self.completed.len() > self.config.retained as usize {
-            self.completed.pop_front();
+            let subsumed = self.completed.pop_front().expect("more than retained");
+            self.outputs
+                .push_back(Output::Discard(subsumed.checkpoint_id));
         }
         self.last_completion_at = Some(now);
         self.failures_consecutive = 0;
@@ -528,6 +541,7 @@ impl CheckpointCoordinator {
             checkpoint_id,
             cause,
         });
+        self.outputs.push_back(Output::Discard(checkpoint_id));
         if counts {
             self.failures_consecutive += 1;
             if self.failures_consecutive > self.config.tolerable_failures {
@@ -538,6 +552,12 @@ impl CheckpointCoordinator {
                 )));
             }
         }
+    }
+
+    fn is_retained(&self, checkpoint_id: CheckpointId) -> bool {
+        self.completed
+            .iter()
+            .any(|completed| completed.checkpoint_id == checkpoint_id)
     }
 
     /// The next queued output.
@@ -595,8 +615,63 @@ mod tests {
         }
     }
 
+    /// The outputs other than discards (the retention test looks at those).
     fn drain(coordinator: &mut CheckpointCoordinator) -> Vec<Output> {
+        drain_all(coordinator)
+            .into_iter()
+            .filter(|output| !matches!(output, Output::Discard(_)))
+            .collect()
+    }
+
+    fn drain_all(coordinator: &mut CheckpointCoordinator) -> Vec<Output> {
         std::iter::from_fn(|| coordinator.poll_output()).collect()
+    }
+
+    fn discards(outputs: &[Output]) -> Vec<u64> {
+        outputs
+            .iter()
+            .filter_map(|output| match output {
+                Output::Discard(id) => Some(id.0),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn subsumed_aborted_and_late_written_checkpoints_are_discarded() {
+        let mut coordinator = CheckpointCoordinator::new(CheckpointConfig {
+            retained: 2,
+            ..config(100)
+        });
+        coordinator.start(Instant::ZERO, tasks());
+        for (id, at) in [(1, 100), (2, 200), (3, 300)] {
+            coordinator.on_timeout(Instant::from_ms(at));
+            drain_all(&mut coordinator);
+            for task in tasks() {
+                coordinator.on_ack(Instant::from_ms(at + 10), task, CheckpointId(id), ack());
+            }
+            let outputs = drain_all(&mut coordinator);
+            let Some(Output::WriteMetadata(checkpoint)) = outputs.last().cloned() else {
+                panic!("all acked: {outputs:?}");
+            };
+            coordinator.on_metadata_written(Instant::from_ms(at + 20), checkpoint);
+            let expected: Vec<u64> = if id == 3 { vec![1] } else { vec![] };
+            assert_eq!(
+                discards(&drain_all(&mut coordinator)),
+                expected,
+                "retained 2 at {id}"
+            );
+        }
+        // Checkpoint 4 is in flight when the attempt fails over: aborted, discarded.
+        coordinator.on_timeout(Instant::from_ms(400));
+        drain_all(&mut coordinator);
+        coordinator.stop(Instant::from_ms(410));
+        assert_eq!(discards(&drain_all(&mut coordinator)), vec![4]);
+        // A subtask's ack of 4 arrives after: its file was written late, discarded again. A
+        // stray ack naming a retained checkpoint discards nothing.
+        coordinator.on_ack(Instant::from_ms(420), subtask(0, 0), CheckpointId(4), ack());
+        coordinator.on_ack(Instant::from_ms(420), subtask(0, 0), CheckpointId(3), ack());
+        assert_eq!(discards(&drain_all(&mut coordinator)), vec![4]);
     }
 
     fn complete_all(coordinator: &mut CheckpointCoordinator, now: Instant, checkpoint_id: u64) {

@@ -18,6 +18,11 @@ pub fn task_state_path(checkpoint_id: CheckpointId, subtask: SubtaskId) -> Strin
     )
 }
 
+/// The directory of checkpoint `checkpoint_id`, holding all its files.
+pub fn checkpoint_directory(checkpoint_id: CheckpointId) -> String {
+    format!("chk-{}/", checkpoint_id.0)
+}
+
 /// Path of checkpoint `checkpoint_id`'s metadata.
 pub fn metadata_path(checkpoint_id: CheckpointId) -> String {
     format!("chk-{}/_metadata", checkpoint_id.0)
@@ -96,6 +101,26 @@ impl CheckpointStorage {
             BlobResponse::Stored => Ok(size_bytes),
             other => Err(StorageError::WriteRefused {
                 path: path.to_string(),
+                response: format!("{other:?}"),
+            }),
+        }
+    }
+
+    /// Deletes checkpoint `checkpoint_id`'s directory (`chk-<n>/`) and every file in it.
+    pub async fn discard(&self, checkpoint_id: CheckpointId) -> Result<(), StorageError> {
+        let directory = checkpoint_directory(checkpoint_id);
+        let request = BlobRequest::DeleteDirectory {
+            directory: directory.clone(),
+        };
+        // Idempotent: deleting again deletes nothing more.
+        match self
+            .rpc
+            .call(self.blobstore, &request, self.timeout, true)
+            .await?
+        {
+            BlobResponse::Stored => Ok(()),
+            other => Err(StorageError::Unexpected {
+                path: directory,
                 response: format!("{other:?}"),
             }),
         }

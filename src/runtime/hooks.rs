@@ -173,6 +173,13 @@ pub enum EngineEvent {
         /// Why.
         cause: AbortCause,
     },
+    /// Deleting a discarded checkpoint's files failed; they stay behind.
+    CheckpointDiscardFailed {
+        /// Which.
+        checkpoint_id: CheckpointId,
+        /// Why.
+        error: String,
+    },
     /// A control message nobody expected (a correct system may produce some: stale attempts).
     UnexpectedMessage {
         /// The message, as `Debug` renders it.
@@ -356,6 +363,10 @@ impl fmt::Display for EngineEvent {
                 checkpoint_id,
                 cause,
             } => write!(f, "checkpoint {checkpoint_id} aborted: {cause:?}"),
+            EngineEvent::CheckpointDiscardFailed {
+                checkpoint_id,
+                error,
+            } => write!(f, "checkpoint {checkpoint_id}'s files stay behind: {error}"),
             EngineEvent::UnexpectedMessage { message } => write!(f, "ignored unexpected {message}"),
             EngineEvent::TaskManagerStarted { slots } => write!(f, "started with {slots} slot(s)"),
             EngineEvent::JobManagerLost { timeout, attempt } => write!(

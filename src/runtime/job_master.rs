@@ -12,7 +12,7 @@ use crate::checkpoint::coordinator::{
 use crate::checkpoint::final_checkpoint::{EndOfData, FinalCheckpoint};
 use crate::checkpoint::storage::StorageError;
 use crate::graph::execution_graph::ExecutionGraph;
-use crate::ids::{AttemptNumber, SubtaskId, TaskManagerId};
+use crate::ids::{AttemptNumber, CheckpointId, SubtaskId, TaskManagerId};
 use crate::runtime::deployment::{descriptors, place, Placement, SlotOffer};
 use crate::runtime::hooks::{EngineEvent, TaskManagerLoss};
 use crate::runtime::job_status::{ExecutionState, JobStatus};
@@ -55,6 +55,9 @@ pub enum Command {
     },
     /// Write the checkpoint's `_metadata`, then call `on_metadata_written`.
     WriteMetadata(CompletedCheckpoint),
+    /// Delete the checkpoint's files from checkpoint storage (before the next command: a
+    /// run that ends right after leaves no discarded file behind).
+    DiscardCheckpoint(CheckpointId),
     /// Report this event.
     Event(EngineEvent),
 }
@@ -556,6 +559,9 @@ impl JobMaster {
                         self.fail_over(now, reason);
                     }
                 }
+                Output::Discard(checkpoint_id) => self
+                    .commands
+                    .push_back(Command::DiscardCheckpoint(checkpoint_id)),
             }
         }
     }

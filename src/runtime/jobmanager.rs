@@ -8,7 +8,7 @@ use crate::codec::FileKind;
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::limits::CONTROL_MAILBOX_CAPACITY;
 use crate::runtime::control_plane::ControlPlane;
-use crate::runtime::hooks::Hooks;
+use crate::runtime::hooks::{EngineEvent, Hooks};
 use crate::runtime::job_master::{Command, JobMaster, JobMasterConfig};
 use crate::runtime::messages::ControlMessage;
 use crate::runtime::restart::RestartStrategyConfig;
@@ -132,6 +132,22 @@ impl JobManagerNode {
             match command {
                 Command::Send { to, message } => self.control.send(to, &message).await,
                 Command::WriteMetadata(checkpoint) => self.write_metadata(checkpoint),
+                Command::DiscardCheckpoint(checkpoint_id) => {
+                    let storage = CheckpointStorage::new(
+                        self.rpc.clone(),
+                        self.setup.services.blobstore,
+                        self.setup.rpc_timeout,
+                    );
+                    // A failed delete leaves files behind, never a wrong checkpoint: it is
+                    // reported and the job goes on, as Flink's checkpoint cleaner does.
+                    if let Err(error) = storage.discard(checkpoint_id).await {
+                        let event = EngineEvent::CheckpointDiscardFailed {
+                            checkpoint_id,
+                            error: error.to_string(),
+                        };
+                        self.setup.hooks.event(NODE, event);
+                    }
+                }
                 Command::Event(event) => self.setup.hooks.event(NODE, event),
             }
         }

@@ -14,6 +14,10 @@ pub fn handle(disk: &Disk, request: BlobRequest) -> BlobResponse {
             BlobResponse::Stored
         }
         BlobRequest::Get { path } => BlobResponse::Data(disk.read(&path)),
+        BlobRequest::DeleteDirectory { directory } => {
+            disk.delete_directory(&directory);
+            BlobResponse::Stored
+        }
     }
 }
 

@@ -45,6 +45,30 @@ impl Disk {
             .cloned()
     }
 
+    /// Deletes every file under `directory` (a path prefix ending in `/`), durably at once.
+    pub fn delete_directory(&self, directory: &str) {
+        debug_assert!(directory.ends_with('/'));
+        let mut state = self.lock();
+        state.durable.retain(|path, _| !path.starts_with(directory));
+        state
+            .unsynced
+            .retain(|path, _| !path.starts_with(directory));
+    }
+
+    /// Every file's path, in order (unsynced writes included).
+    pub fn paths(&self) -> Vec<String> {
+        let state = self.lock();
+        let mut paths: Vec<String> = state
+            .durable
+            .keys()
+            .chain(state.unsynced.keys())
+            .cloned()
+            .collect();
+        paths.sort();
+        paths.dedup();
+        paths
+    }
+
     /// The node was killed: unsynced writes are gone.
     pub fn lose_unsynced(&self) {
         self.lock().unsynced.clear();

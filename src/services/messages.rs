@@ -138,6 +138,11 @@ pub enum BlobRequest {
         /// Path.
         path: String,
     },
+    /// Delete every file under a directory, durably.
+    DeleteDirectory {
+        /// The directory, ending in `/`.
+        directory: String,
+    },
 }
 
 /// Blobstore replies.

@@ -67,6 +67,8 @@ pub struct RunResult {
     pub output: SinkOutput,
     /// Failures that caused a failover.
     pub failures: Vec<(Instant, String)>,
+    /// Every file checkpoint storage holds at the end of the run.
+    pub checkpoint_files: Vec<String>,
     /// Restarts.
     pub restarts: u32,
     /// Per fault of the plan, when it fired; `None` if it never did (empty without faults).
@@ -197,6 +199,7 @@ async fn run_cluster(
         &graph,
     );
     result.faults_fired = faults_fired;
+    result.checkpoint_files = blob_disk.paths();
     (result, observer.downgrade())
 }
 
@@ -544,6 +547,7 @@ fn collect(
         sink_output,
         output,
         failures: observer.failures(),
+        checkpoint_files: Vec::new(),
         restarts: observer.restarts(),
         faults_fired: Vec::new(),
         events: observer.take_events(),

@@ -12,6 +12,7 @@ mod end_to_end;
 mod fuzz_corpus;
 mod modes;
 mod property;
+mod retention;
 mod scenario_errors;
 mod scenarios;
 mod slow_link;
