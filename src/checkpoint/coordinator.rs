@@ -300,6 +300,9 @@ pub struct CheckpointCoordinator {
     pending: BTreeMap<CheckpointId, PendingCheckpoint>,
     completed: VecDeque<CompletedCheckpoint>,
     trigger_at: Option<Instant>,
+    // A periodic trigger `max-concurrent-checkpoints` held back: it fires as soon as a
+    // checkpoint leaves and the min pause has passed (Flink's queued checkpoint request).
+    queued: bool,
     last_completion_at: Option<Instant>,
     failures_consecutive: u32,
     outputs: VecDeque<Output>,
@@ -320,6 +323,7 @@ impl CheckpointCoordinator {
             pending: BTreeMap::new(),
             completed: VecDeque::new(),
             trigger_at: None,
+            queued: false,
             last_completion_at: None,
             failures_consecutive: 0,
             outputs: VecDeque::new(),
@@ -339,12 +343,14 @@ impl CheckpointCoordinator {
 
     /// The job is failing over, finishing or finished: abort what is pending, trigger no more.
     pub fn stop(&mut self, now: Instant) {
+        self.queued = false; // Before the aborts, which would release it.
         let pending: Vec<CheckpointId> = self.pending.keys().copied().collect();
         for checkpoint_id in pending {
             self.abort(now, checkpoint_id, AbortCause::JobFailover);
         }
         self.running = false;
         self.trigger_at = None;
+        self.queued = false;
         assert!(self.pending.is_empty());
     }
 
@@ -385,9 +391,10 @@ impl CheckpointCoordinator {
             .last_completion_at
             .map(|at| at.add(self.config.min_pause));
         if in_flight >= self.config.max_concurrent_effective() {
-            // Flink re-checks when one completes; the next periodic trigger does that here.
+            // Queued: the checkpoint that leaves next releases it (`release_queued`).
             self.counters.triggers_skipped += 1;
-            self.trigger_at = Some(now.add(interval));
+            self.queued = true;
+            self.trigger_at = None;
             return;
         }
         if let Some(pause_over_at) = pause_over_at.filter(|at| *at > now) {
@@ -397,6 +404,23 @@ impl CheckpointCoordinator {
         }
         self.trigger_at = Some(now.add(interval));
         self.trigger(now);
+    }
+
+    /// A checkpoint left (completed or aborted): a queued trigger fires now, or when the min
+    /// pause is over.
+    fn release_queued(&mut self, now: Instant) {
+        if !(self.queued && self.running) {
+            return;
+        }
+        self.queued = false;
+        let pause_over_at = self
+            .last_completion_at
+            .map(|at| at.add(self.config.min_pause))
+            .filter(|at| *at > now);
+        match pause_over_at {
+            Some(at) => self.trigger_at = Some(at),
+            None => self.trigger_periodic(now),
+        }
     }
 
     fn trigger(&mut self, now: Instant) {
@@ -423,6 +447,8 @@ impl CheckpointCoordinator {
         if !self.running || !self.tasks.contains(&subtask) {
             return;
         }
+        self.trigger_at = None;
+        self.queued = false; // Before the aborts, which would release it.
         let pending: Vec<CheckpointId> = self
             .pending
             .iter()
@@ -515,6 +541,7 @@ impl CheckpointCoordinator {
         for older in subsumed {
             self.abort(now, older, AbortCause::Subsumed);
         }
+        self.release_queued(now);
     }
 
     /// Writing the `_metadata` of `checkpoint_id` failed.
@@ -529,7 +556,7 @@ impl CheckpointCoordinator {
         }
     }
 
-    fn abort(&mut self, _now: Instant, checkpoint_id: CheckpointId, cause: AbortCause) {
+    fn abort(&mut self, now: Instant, checkpoint_id: CheckpointId, cause: AbortCause) {
         let removed = self.pending.remove(&checkpoint_id);
         assert!(
             removed.is_some(),
@@ -552,6 +579,7 @@ impl CheckpointCoordinator {
                 )));
             }
         }
+        self.release_queued(now);
     }
 
     fn is_retained(&self, checkpoint_id: CheckpointId) -> bool {
@@ -766,6 +794,49 @@ mod tests {
         paused.on_timeout(Instant::from_ms(200));
         assert_eq!(drain(&mut paused), vec![]);
         assert_eq!(paused.poll_timeout(), Some(Instant::from_ms(650)));
+    }
+
+    /// A trigger held back by `max-concurrent-checkpoints` fires when the checkpoint in
+    /// flight completes (after the min pause, if any), not a whole interval later.
+    #[test]
+    fn a_held_back_trigger_fires_as_soon_as_a_slot_frees() {
+        for (min_pause, expected_at) in [(0, 250), (30, 280)] {
+            let mut coordinator = CheckpointCoordinator::new(CheckpointConfig {
+                min_pause: Duration::from_ms(min_pause),
+                ..config(100)
+            });
+            coordinator.start(Instant::ZERO, tasks());
+            coordinator.on_timeout(Instant::from_ms(100));
+            drain(&mut coordinator);
+            coordinator.on_timeout(Instant::from_ms(200));
+            assert_eq!(drain(&mut coordinator), vec![], "checkpoint 1 is in flight");
+            complete_all(&mut coordinator, Instant::from_ms(250), 1);
+            let mut outputs = drain(&mut coordinator);
+            if min_pause > 0 {
+                assert!(
+                    !outputs.iter().any(|o| matches!(o, Output::Trigger { .. })),
+                    "{outputs:?}"
+                );
+                assert_eq!(
+                    coordinator.poll_timeout(),
+                    Some(Instant::from_ms(expected_at))
+                );
+                coordinator.on_timeout(Instant::from_ms(expected_at));
+                outputs = drain(&mut coordinator);
+            }
+            let trigger = Output::Trigger {
+                checkpoint_id: CheckpointId(2),
+                timestamp: Instant::from_ms(expected_at),
+            };
+            assert!(
+                outputs.contains(&trigger),
+                "min pause {min_pause}: {outputs:?}"
+            );
+            assert_eq!(
+                coordinator.poll_timeout(),
+                Some(Instant::from_ms(expected_at + 100))
+            );
+        }
     }
 
     #[test]
