@@ -582,6 +582,14 @@ impl CheckpointCoordinator {
         self.release_queued(now);
     }
 
+    /// Checkpoint `checkpoint_id` cannot be restored: it leaves the retained checkpoints
+    /// (its files stay, for inspection). Returns whether it was retained.
+    pub fn drop_completed(&mut self, checkpoint_id: CheckpointId) -> bool {
+        let before = self.completed.len();
+        self.completed.retain(|c| c.checkpoint_id != checkpoint_id);
+        self.completed.len() < before
+    }
+
     fn is_retained(&self, checkpoint_id: CheckpointId) -> bool {
         self.completed
             .iter()

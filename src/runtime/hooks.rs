@@ -173,6 +173,16 @@ pub enum EngineEvent {
         /// Why.
         cause: AbortCause,
     },
+    /// A task could not read a retained checkpoint (a file corrupt or missing): it is never
+    /// restored; recovery falls back to `fallback`, or the job fails.
+    CheckpointUnusable {
+        /// The checkpoint.
+        checkpoint_id: CheckpointId,
+        /// Why, naming the file.
+        reason: String,
+        /// The newest intact retained checkpoint, if any.
+        fallback: Option<CheckpointId>,
+    },
     /// Deleting a discarded checkpoint's files failed; they stay behind.
     CheckpointDiscardFailed {
         /// Which.
@@ -363,6 +373,16 @@ impl fmt::Display for EngineEvent {
                 checkpoint_id,
                 cause,
             } => write!(f, "checkpoint {checkpoint_id} aborted: {cause:?}"),
+            EngineEvent::CheckpointUnusable {
+                checkpoint_id,
+                reason,
+                fallback: Some(fallback),
+            } => write!(f, "checkpoint {checkpoint_id} is unusable ({reason}); falling back to checkpoint {fallback}"),
+            EngineEvent::CheckpointUnusable {
+                checkpoint_id,
+                reason,
+                fallback: None,
+            } => write!(f, "checkpoint {checkpoint_id} is unusable ({reason}); no intact retained checkpoint to fall back to"),
             EngineEvent::CheckpointDiscardFailed {
                 checkpoint_id,
                 error,

@@ -367,6 +367,10 @@ impl JobMaster {
             TaskStatus::Failed(reason) => {
                 return self.fail_over(now, format!("task {subtask} failed: {reason}"))
             }
+            TaskStatus::CheckpointUnreadable {
+                checkpoint_id,
+                reason,
+            } => return self.on_checkpoint_unreadable(now, subtask, checkpoint_id, reason),
             TaskStatus::Running if known == ExecutionState::Deploying => {
                 self.executions.insert(subtask, ExecutionState::Running);
             }
@@ -446,22 +450,7 @@ impl JobMaster {
     }
 
     fn fail_over(&mut self, now: Instant, reason: String) {
-        assert!(
-            self.status.is_active(),
-            "only a deployed attempt fails over"
-        );
-        self.event(EngineEvent::FailingOver {
-            attempt: self.attempt,
-            reason: reason.clone(),
-        });
-        self.coordinator.stop(now);
-        let cancel = ControlMessage::Cancel {
-            attempt: self.attempt,
-        };
-        self.send_to_every_taskmanager(&cancel);
-        self.placement.clear();
-        self.executions.clear();
-        self.final_checkpoint.reset();
+        self.cancel_attempt(now, &reason);
         match self.restart.on_failure(now, &reason) {
             RestartDecision::RestartAt(at) => {
                 self.event(EngineEvent::Restarting {
@@ -480,6 +469,59 @@ impl JobMaster {
                 });
             }
         }
+    }
+
+    /// A task could not read checkpoint `checkpoint_id` (a file corrupt or missing): it is
+    /// never restored again; the job falls back to the newest intact retained checkpoint, or
+    /// fails when there is none (restoring nothing would lose its state silently).
+    fn on_checkpoint_unreadable(
+        &mut self,
+        now: Instant,
+        subtask: SubtaskId,
+        checkpoint_id: CheckpointId,
+        reason: String,
+    ) {
+        self.coordinator.drop_completed(checkpoint_id);
+        let fallback = self.coordinator.latest_completed().map(|c| c.checkpoint_id);
+        self.event(EngineEvent::CheckpointUnusable {
+            checkpoint_id,
+            reason: reason.clone(),
+            fallback,
+        });
+        let failure = format!("task {subtask} could not restore: {reason}");
+        if fallback.is_some() {
+            return self.fail_over(now, failure);
+        }
+        self.cancel_attempt(now, &failure);
+        self.status = JobStatus::Failed;
+        self.event(EngineEvent::JobFailed {
+            failed_at: now,
+            attempt: self.attempt,
+            reason: failure,
+            why: format!(
+                "no intact retained checkpoint to fall back to from checkpoint {checkpoint_id}"
+            ),
+        });
+    }
+
+    /// Ends the current attempt: its checkpoints stop, its tasks are cancelled.
+    fn cancel_attempt(&mut self, now: Instant, reason: &str) {
+        assert!(
+            self.status.is_active(),
+            "only a deployed attempt fails over"
+        );
+        self.event(EngineEvent::FailingOver {
+            attempt: self.attempt,
+            reason: reason.to_string(),
+        });
+        self.coordinator.stop(now);
+        let cancel = ControlMessage::Cancel {
+            attempt: self.attempt,
+        };
+        self.send_to_every_taskmanager(&cancel);
+        self.placement.clear();
+        self.executions.clear();
+        self.final_checkpoint.reset();
     }
 
     fn drain_coordinator(&mut self, now: Instant) {

@@ -17,6 +17,13 @@ pub enum TaskStatus {
     Finished,
     /// Failed with this reason.
     Failed(String),
+    /// Could not restore its checkpoint: a file is corrupt or missing.
+    CheckpointUnreadable {
+        /// The checkpoint.
+        checkpoint_id: CheckpointId,
+        /// Why, naming the file.
+        reason: String,
+    },
 }
 
 /// A task manager's heartbeat. Registration rides on every heartbeat, so a task manager

@@ -99,6 +99,17 @@ pub enum TaskError {
         /// The record it began.
         record: u64,
     },
+    /// A file of the checkpoint being restored is corrupt or missing: the checkpoint cannot
+    /// be restored (the job master falls back to an older one).
+    #[error("{subtask}: checkpoint {checkpoint_id} cannot be restored: {error}")]
+    CheckpointUnreadable {
+        /// The subtask.
+        subtask: SubtaskId,
+        /// The checkpoint.
+        checkpoint_id: crate::ids::CheckpointId,
+        /// What is wrong, naming the file.
+        error: StorageError,
+    },
     /// A user function returned an error.
     #[error("{subtask}: user function failed: {message}")]
     UserFunction {

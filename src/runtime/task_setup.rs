@@ -2,6 +2,7 @@
 //! operator chain built on its key groups, the source opened at its offsets, the network input
 //! set up, the output channels connected, in-flight data replayed, and the sink recovered.
 
+use crate::checkpoint::storage::StorageError;
 use crate::runtime::deployment::TaskDeployment;
 use crate::runtime::network_input::NetworkInput;
 use crate::runtime::operator_chain::OperatorChain;
@@ -40,7 +41,19 @@ pub async fn set_up(
     let operators = vertex.operator_range.clone();
     let mut chain = OperatorChain::new(&graph.job, operators, deployment.key_groups);
     let restored = match &deployment.restore {
-        Some(restore) => restore_state(context, &restore.state_paths).await?,
+        Some(restore) => match restore_state(context, &restore.state_paths).await {
+            // A checksum, a version or a file that is gone: never restored silently.
+            Err(TaskError::Storage(
+                error @ (StorageError::Corrupt(_) | StorageError::Missing { .. }),
+            )) => {
+                return Err(TaskError::CheckpointUnreadable {
+                    subtask: context.subtask,
+                    checkpoint_id: restore.checkpoint_id,
+                    error,
+                })
+            }
+            other => other?,
+        },
         None => RestoredState::default(),
     };
     let RestoredState {

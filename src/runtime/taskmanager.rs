@@ -14,6 +14,7 @@ use crate::runtime::rpc::{Rpc, DATA_PORT};
 use crate::runtime::sim_time;
 use crate::runtime::task::run_task;
 use crate::runtime::task_context::{Services, TaskConfig, TaskContext};
+use crate::runtime::task_error::TaskError;
 use crate::runtime::task_mailbox::{mailbox, Mailbox, MailboxSender, TaskInput};
 use crate::time::{Duration, Instant};
 use futures::SinkExt;
@@ -391,7 +392,15 @@ async fn supervise(
                 reason: reason.clone(),
             };
             hooks.event(&node, event);
-            TaskStatus::Failed(reason)
+            match error {
+                TaskError::CheckpointUnreadable { checkpoint_id, .. } => {
+                    TaskStatus::CheckpointUnreadable {
+                        checkpoint_id,
+                        reason,
+                    }
+                }
+                _ => TaskStatus::Failed(reason),
+            }
         }
     };
     if let Some(task) = lock(&shared)

@@ -12,6 +12,12 @@ use crate::time::{Duration, Instant};
 /// A fault this run could not carry out; each names the field.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FaultCheckError {
+    /// A fault on checkpoints in a run that takes none.
+    #[error("{fault}: needs checkpointing (execution.checkpointing.interval)")]
+    NeedsCheckpointing {
+        /// The fault's kind.
+        fault: &'static str,
+    },
     /// `at` is not before the deadline.
     #[error("at: {at} is not before the deadline {deadline} (simulation.deadline): the fault could never fire")]
     AfterDeadline {
@@ -157,6 +163,12 @@ pub fn check_action(
             })
         }
         FaultAction::KillTaskManager { .. } | FaultAction::RestartBroker { .. } => Ok(()),
+        FaultAction::CorruptCheckpoint if !scenario.checkpointing() => {
+            Err(FaultCheckError::NeedsCheckpointing {
+                fault: "corrupt-checkpoint",
+            })
+        }
+        FaultAction::CorruptCheckpoint => Ok(()),
         FaultAction::ClogLink { from, to, .. } | FaultAction::SlowLink { from, to, .. } => {
             check_link(*from, *to, scenario)
         }

@@ -248,6 +248,10 @@ pub enum FaultAction {
         )]
         duration: Option<Duration>,
     },
+    /// Flip one byte in a state file of the newest completed checkpoint (bit rot, a torn
+    /// write): its checksum no longer holds.
+    #[serde(rename = "corrupt-checkpoint")]
+    CorruptCheckpoint,
     /// Kill the broker and restart it (its storage is durable).
     RestartBroker {
         /// How long it is down (1 s when not given).
@@ -365,6 +369,9 @@ impl fmt::Display for FaultAction {
             } => write!(f, "delay completion notices by {delay}"),
             FaultAction::RestartBroker { restart_after } => {
                 write!(f, "kill the broker, restart it {restart_after} later")
+            }
+            FaultAction::CorruptCheckpoint => {
+                write!(f, "corrupt a state file of the newest completed checkpoint")
             }
         }
     }

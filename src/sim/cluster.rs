@@ -488,6 +488,12 @@ impl Injector {
                     until: duration.map(|d| from.add(d)),
                 });
             }
+            FaultAction::CorruptCheckpoint => match self.observer.corrupt_newest_checkpoint() {
+                Some(path) => self.observer.trace("harness", format!("corrupt {path}")),
+                None => self
+                    .observer
+                    .trace("harness", "corrupt: no completed checkpoint yet"),
+            },
             FaultAction::RestartBroker { restart_after } => {
                 let node = self.nodes.by_name[&NodeName::Broker];
                 handle.kill(node);

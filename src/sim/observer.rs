@@ -245,6 +245,27 @@ impl Observer {
         self.lock().slow_links.push(window);
     }
 
+    /// Flips one byte in the middle of a state file of the newest completed checkpoint (the
+    /// first in path order), durably; returns its path.
+    pub fn corrupt_newest_checkpoint(&self) -> Option<String> {
+        let path = {
+            let state = self.lock();
+            let newest = state.checkpoints.last()?;
+            newest
+                .checkpoint
+                .acks
+                .values()
+                .map(|ack| ack.state_path.clone())
+                .min()?
+        };
+        let mut bytes = self.blob_disk.read(&path)?;
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x01;
+        self.blob_disk.write(&path, bytes);
+        self.blob_disk.sync();
+        Some(path)
+    }
+
     /// Makes `subtask` fail at its next record.
     pub fn request_task_failure(&self, subtask: SubtaskId) {
         self.lock().fail_requests.insert(subtask);

@@ -116,3 +116,44 @@ fn a_checkpoint_with_altered_keyed_state_is_not_a_consistent_cut() {
     let detail = recheck(&added);
     assert!(detail.contains("key `zz-extra`"), "{detail}");
 }
+
+/// A corrupt newest checkpoint is never restored: with an older one retained the job falls
+/// back to it and stays exactly-once; with none the job fails and the checker says so.
+#[test]
+fn a_corrupt_checkpoint_is_refused_by_its_checksum_and_recovery_falls_back() {
+    let file = "scenarios/corrupt-checkpoint-fallback.toml";
+    let scenario = common::load(file);
+    let run = run_scenario(&scenario, scenario.seed, file);
+    assert!(run.verdict.passed(), "{}", run.report);
+    let unusable = run
+        .faulty
+        .trace
+        .iter()
+        .find(|line| line.contains("is unusable"));
+    let unusable = unusable.expect("the corrupt checkpoint is reported");
+    assert!(
+        unusable.contains("chk-8/0-0.state: checksum mismatch")
+            && unusable.contains("falling back to checkpoint 7"),
+        "{unusable}"
+    );
+    assert!(run
+        .faulty
+        .trace
+        .iter()
+        .any(|line| line.contains("from checkpoint 7")));
+
+    let file = "scenarios/corrupt-checkpoint-no-fallback.toml";
+    let scenario = common::load(file);
+    let run = run_scenario(&scenario, scenario.seed, file);
+    let failure = run
+        .verdict
+        .first_failure()
+        .expect("no checkpoint left: the job fails");
+    assert!(
+        failure
+            .detail
+            .contains("no intact retained checkpoint to fall back to"),
+        "{}",
+        failure.detail
+    );
+}

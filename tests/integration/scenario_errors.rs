@@ -386,3 +386,15 @@ fn restart_strategies_load_with_flink_defaults_and_bad_settings_are_refused() {
         "{error}"
     );
 }
+
+#[test]
+fn corrupting_a_checkpoint_needs_checkpointing() {
+    let no_checkpoints = VALID.replace("[execution.checkpointing]\ninterval = \"100ms\"\n", "");
+    let error = error_of(&format!(
+        "{no_checkpoints}\n[[faults]]\nkind = \"corrupt-checkpoint\"\nat = \"1s\"\n"
+    ));
+    assert!(
+        error.contains("corrupt-checkpoint: needs checkpointing"),
+        "{error}"
+    );
+}
