@@ -6,6 +6,7 @@ use crate::checkpoint::coordinator::{CheckpointConfig, CompletedCheckpoint};
 use crate::checkpoint::storage::{metadata_path, CheckpointStorage, StorageError};
 use crate::codec::FileKind;
 use crate::graph::execution_graph::ExecutionGraph;
+use crate::ids::CheckpointId;
 use crate::limits::CONTROL_MAILBOX_CAPACITY;
 use crate::runtime::control_plane::ControlPlane;
 use crate::runtime::hooks::{EngineEvent, Hooks};
@@ -82,6 +83,7 @@ pub async fn run_jobmanager(setup: JobManagerSetup) {
         rpc,
         control,
         inbox_sender,
+        discards: Vec::new(),
     };
     node.run(&mut inbox).await;
 }
@@ -102,6 +104,9 @@ struct JobManagerNode {
     rpc: Rpc,
     control: ControlPlane,
     inbox_sender: Sender<Input>,
+    // Checkpoint deletions in flight (Flink's checkpoint cleaner): they never hold the job
+    // manager up, and the job's end waits for them.
+    discards: Vec<madsim::task::JoinHandle<()>>,
 }
 
 impl JobManagerNode {
@@ -132,25 +137,43 @@ impl JobManagerNode {
             match command {
                 Command::Send { to, message } => self.control.send(to, &message).await,
                 Command::WriteMetadata(checkpoint) => self.write_metadata(checkpoint),
-                Command::DiscardCheckpoint(checkpoint_id) => {
-                    let storage = CheckpointStorage::new(
-                        self.rpc.clone(),
-                        self.setup.services.blobstore,
-                        self.setup.rpc_timeout,
-                    );
-                    // A failed delete leaves files behind, never a wrong checkpoint: it is
-                    // reported and the job goes on, as Flink's checkpoint cleaner does.
-                    if let Err(error) = storage.discard(checkpoint_id).await {
-                        let event = EngineEvent::CheckpointDiscardFailed {
-                            checkpoint_id,
-                            error: error.to_string(),
-                        };
-                        self.setup.hooks.event(NODE, event);
+                Command::DiscardCheckpoint(checkpoint_id) => self.discard(checkpoint_id),
+                Command::Event(event) => {
+                    if matches!(
+                        event,
+                        EngineEvent::JobFinished { .. } | EngineEvent::JobFailed { .. }
+                    ) {
+                        // The job ends once its discarded checkpoints are gone.
+                        for discard in self.discards.drain(..) {
+                            let _ = discard.await;
+                        }
                     }
+                    self.setup.hooks.event(NODE, event)
                 }
-                Command::Event(event) => self.setup.hooks.event(NODE, event),
             }
         }
+    }
+
+    fn discard(&mut self, checkpoint_id: CheckpointId) {
+        let storage = CheckpointStorage::new(
+            self.rpc.clone(),
+            self.setup.services.blobstore,
+            self.setup.rpc_timeout,
+        );
+        let hooks = self.setup.hooks.clone();
+        self.discards.retain(|discard| !discard.is_finished());
+        self.discards.push(madsim::task::spawn(async move {
+            // A failed delete leaves files behind, never a wrong checkpoint: it is reported
+            // and the job goes on, as Flink's checkpoint cleaner does.
+            if let Err(error) = storage.discard(checkpoint_id).await {
+                let error = error.to_string();
+                let event = EngineEvent::CheckpointDiscardFailed {
+                    checkpoint_id,
+                    error,
+                };
+                hooks.event(NODE, event);
+            }
+        }));
     }
 
     fn write_metadata(&self, checkpoint: CompletedCheckpoint) {

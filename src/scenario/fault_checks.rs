@@ -162,7 +162,9 @@ pub fn check_action(
                 taskmanagers: scenario.taskmanagers,
             })
         }
-        FaultAction::KillTaskManager { .. } | FaultAction::RestartBroker { .. } => Ok(()),
+        FaultAction::KillTaskManager { .. }
+        | FaultAction::RestartBroker { .. }
+        | FaultAction::RestartBlobstore { .. } => Ok(()),
         FaultAction::CorruptCheckpoint if !scenario.checkpointing() => {
             Err(FaultCheckError::NeedsCheckpointing {
                 fault: "corrupt-checkpoint",

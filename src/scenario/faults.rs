@@ -252,6 +252,13 @@ pub enum FaultAction {
     /// write): its checksum no longer holds.
     #[serde(rename = "corrupt-checkpoint")]
     CorruptCheckpoint,
+    /// Kill the blobstore (checkpoint storage) and restart it: uploads and `_metadata` writes
+    /// fail while it is down. What it synced survives.
+    RestartBlobstore {
+        /// How long it is down (1 s when not given).
+        #[serde(default = "one_second", with = "duration")]
+        restart_after: Duration,
+    },
     /// Kill the broker and restart it (its storage is durable).
     RestartBroker {
         /// How long it is down (1 s when not given).
@@ -369,6 +376,9 @@ impl fmt::Display for FaultAction {
             } => write!(f, "delay completion notices by {delay}"),
             FaultAction::RestartBroker { restart_after } => {
                 write!(f, "kill the broker, restart it {restart_after} later")
+            }
+            FaultAction::RestartBlobstore { restart_after } => {
+                write!(f, "kill the blobstore, restart it {restart_after} later")
             }
             FaultAction::CorruptCheckpoint => {
                 write!(f, "corrupt a state file of the newest completed checkpoint")

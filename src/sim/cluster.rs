@@ -385,6 +385,21 @@ impl Injector {
         }
     }
 
+    /// Kills a service node now and restarts it `restart_after` later (its storage is
+    /// durable: the broker's log, the blobstore's synced files).
+    fn restart_service(&self, handle: &Handle, name: NodeName, restart_after: Duration) {
+        let node = self.nodes.by_name[&name];
+        handle.kill(node);
+        let observer = self.observer.clone();
+        self.harness.spawn(async move {
+            sim_time::sleep(restart_after).await;
+            observer.trace("harness", format!("restart {name}"));
+            let handle = Handle::current();
+            handle.kill(node);
+            handle.restart(node);
+        });
+    }
+
     fn fire(&mut self, index: usize) {
         if self.fired_at[index].is_some() {
             return;
@@ -495,16 +510,10 @@ impl Injector {
                     .trace("harness", "corrupt: no completed checkpoint yet"),
             },
             FaultAction::RestartBroker { restart_after } => {
-                let node = self.nodes.by_name[&NodeName::Broker];
-                handle.kill(node);
-                let observer = self.observer.clone();
-                self.harness.spawn(async move {
-                    sim_time::sleep(restart_after).await;
-                    observer.trace("harness", "restart broker");
-                    let handle = Handle::current();
-                    handle.kill(node);
-                    handle.restart(node);
-                });
+                self.restart_service(&handle, NodeName::Broker, restart_after)
+            }
+            FaultAction::RestartBlobstore { restart_after } => {
+                self.restart_service(&handle, NodeName::Blobstore, restart_after)
             }
         }
     }
