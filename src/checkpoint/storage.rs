@@ -93,11 +93,7 @@ impl CheckpointStorage {
             bytes,
         };
         // Idempotent: a retried put writes the same bytes again.
-        match self
-            .rpc
-            .call(self.blobstore, &request, self.timeout, true)
-            .await?
-        {
+        match self.call(&request).await? {
             BlobResponse::Stored => Ok(size_bytes),
             other => Err(StorageError::WriteRefused {
                 path: path.to_string(),
@@ -113,17 +109,22 @@ impl CheckpointStorage {
             directory: directory.clone(),
         };
         // Idempotent: deleting again deletes nothing more.
-        match self
-            .rpc
-            .call(self.blobstore, &request, self.timeout, true)
-            .await?
-        {
+        match self.call(&request).await? {
             BlobResponse::Stored => Ok(()),
             other => Err(StorageError::Unexpected {
                 path: directory,
                 response: format!("{other:?}"),
             }),
         }
+    }
+
+    // Every blobstore request is idempotent, so each is retried.
+    async fn call(&self, request: &BlobRequest) -> Result<BlobResponse, StorageError> {
+        let response = self
+            .rpc
+            .call(self.blobstore, request, self.timeout, true)
+            .await?;
+        Ok(response)
     }
 
     /// Reads and checks a file of `kind`.
@@ -135,11 +136,7 @@ impl CheckpointStorage {
         let request = BlobRequest::Get {
             path: path.to_string(),
         };
-        match self
-            .rpc
-            .call(self.blobstore, &request, self.timeout, true)
-            .await?
-        {
+        match self.call(&request).await? {
             BlobResponse::Data(Some(bytes)) => Ok(decode(kind, path, &bytes)?),
             BlobResponse::Data(None) => Err(StorageError::Missing {
                 path: path.to_string(),
