@@ -45,6 +45,7 @@ pub fn render(
     let _ = writeln!(text, "mode: {}", mode_line(scenario));
     render_fault_plan(&mut text, scenario, faulty);
     render_checkpoints(&mut text, faulty, &StateDescriber::new(&job));
+    render_checkpoint_fates(&mut text, faulty);
     let _ = writeln!(text, "failures: {}", faulty.failures.len());
     for (at, reason) in &faulty.failures {
         let _ = writeln!(text, "  {at} {reason}");
@@ -247,6 +248,32 @@ fn render_checkpoints(text: &mut String, run: &RunResult, describer: &StateDescr
             }
         );
         let _ = writeln!(text, "       {}", checkpoint_contents(observed, describer));
+    }
+}
+
+/// Every checkpoint that did not complete, with its fate: expired at its timeout, declined,
+/// subsumed, aborted by a failover.
+fn render_checkpoint_fates(text: &mut String, run: &RunResult) {
+    let mut triggered = BTreeMap::new();
+    let mut fates = Vec::new();
+    for recorded in &run.events {
+        match &recorded.event {
+            EngineEvent::CheckpointTriggered { checkpoint_id, .. } => {
+                triggered.insert(*checkpoint_id, recorded.at);
+            }
+            EngineEvent::CheckpointAborted {
+                checkpoint_id,
+                cause,
+            } => fates.push((*checkpoint_id, recorded.at, cause.clone())),
+            _ => {}
+        }
+    }
+    let _ = writeln!(text, "checkpoints not completed: {}", fates.len());
+    for (checkpoint_id, at, cause) in fates {
+        let since = triggered.get(&checkpoint_id).map_or(String::new(), |t| {
+            format!(", {} after its trigger", at.since(*t))
+        });
+        let _ = writeln!(text, "  {checkpoint_id:>4} ended at {at}{since}: {cause:?}");
     }
 }
 
