@@ -14,6 +14,7 @@ use crate::time::{Duration, Instant};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// The hooks of one run, shared by every node.
@@ -23,8 +24,11 @@ pub type Hooks = Arc<dyn RunHooks>;
 pub trait RunHooks: Send + Sync {
     /// Something happened on `node` (`jobmanager`, `taskmanager-2`).
     fn event(&self, node: &str, event: EngineEvent);
-    /// `subtask` begins a record.
-    fn on_record_begin(&self, subtask: SubtaskId) -> RecordFate;
+    /// The probe through which `subtask` counts its records (one per subtask for the whole
+    /// run, every attempt sharing it).
+    fn record_probe(&self, subtask: SubtaskId) -> Arc<RecordProbe>;
+    /// `subtask` begins its `count`-th record (over the run), and the probe asked for it.
+    fn on_record_begin(&self, subtask: SubtaskId, count: u64) -> RecordFate;
     /// Processing time added per record to a chain of these operator uids at `now`.
     fn slowdown(&self, uids: &[String], now: Instant) -> Duration;
     /// What becomes of a checkpoint-completion notice on its way into `subtask`; `repeat`
@@ -35,6 +39,42 @@ pub trait RunHooks: Send + Sync {
     /// A committing sink is about to record `checkpoint_id` as committed: whether a fault
     /// fires here (the sink then yields so the fault lands first).
     fn on_before_commit(&self, subtask: SubtaskId, checkpoint_id: CheckpointId) -> bool;
+}
+
+/// A subtask's record count and from which count on the harness wants to hear of each
+/// record. A record the harness does not want costs two atomic operations, no lock and no
+/// call (the per-record path with no fault armed).
+#[derive(Debug)]
+pub struct RecordProbe {
+    begun: AtomicU64,
+    attend_from: AtomicU64,
+}
+
+impl Default for RecordProbe {
+    fn default() -> Self {
+        RecordProbe {
+            begun: AtomicU64::new(0),
+            attend_from: AtomicU64::new(u64::MAX),
+        }
+    }
+}
+
+impl RecordProbe {
+    /// A record begins: its count over the run, if the harness wants to hear of it.
+    pub fn begin(&self) -> Option<u64> {
+        let count = self.begun.fetch_add(1, Ordering::Relaxed) + 1;
+        (count >= self.attend_from.load(Ordering::Relaxed)).then_some(count)
+    }
+
+    /// The harness wants to hear of every record from `count` on (`u64::MAX`: of none).
+    pub fn attend_from(&self, count: u64) {
+        self.attend_from.store(count, Ordering::Relaxed);
+    }
+
+    /// Records begun so far.
+    pub fn begun(&self) -> u64 {
+        self.begun.load(Ordering::Relaxed)
+    }
 }
 
 /// What the hooks decide when a record begins.

@@ -221,20 +221,24 @@ impl Task {
 
     async fn process_record(&mut self, value: Value) -> Result<(), TaskError> {
         self.records_in += 1;
-        let hooks = &self.context.hooks;
-        let RecordFate { fail, fault_fired } = hooks.on_record_begin(self.context.subtask);
-        if fail {
-            return Err(TaskError::InjectedFailure {
-                subtask: self.context.subtask,
-                record: self.records_in,
-            });
-        }
-        if fault_fired {
-            sim_time::yield_now().await; // Lets the injector act while this record is in processing.
-        }
-        let slowdown = hooks.slowdown(self.chain.uids(), sim_time::now());
-        if slowdown > Duration::ZERO {
-            sim_time::sleep(slowdown).await;
+        // With no fault armed for this subtask, a record asks the hooks nothing.
+        if let Some(count) = self.context.record_probe.begin() {
+            let hooks = &self.context.hooks;
+            let RecordFate { fail, fault_fired } =
+                hooks.on_record_begin(self.context.subtask, count);
+            if fail {
+                return Err(TaskError::InjectedFailure {
+                    subtask: self.context.subtask,
+                    record: self.records_in,
+                });
+            }
+            if fault_fired {
+                sim_time::yield_now().await; // Lets the injector act while this record is in processing.
+            }
+            let slowdown = hooks.slowdown(self.chain.uids(), sim_time::now());
+            if slowdown > Duration::ZERO {
+                sim_time::sleep(slowdown).await;
+            }
         }
         let mut out = std::mem::take(&mut self.scratch);
         self.chain

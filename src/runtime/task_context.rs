@@ -73,6 +73,8 @@ pub struct TaskContext {
     pub control: ControlPlane,
     /// Where the task reports events and asks for faults.
     pub hooks: Hooks,
+    /// Counts the subtask's records and says which the hooks want to hear of.
+    pub record_probe: Arc<crate::runtime::hooks::RecordProbe>,
     /// Runtime options.
     pub config: TaskConfig,
     /// The task manager's node name, for traces.

@@ -333,6 +333,7 @@ fn deploy(
             rpc: rpc.clone(),
             control: control.clone(),
             hooks: setup.hooks.clone(),
+            record_probe: setup.hooks.record_probe(subtask),
             config: setup.task_config.clone(),
             node_name: setup.taskmanager.to_string(),
         };

@@ -6,7 +6,7 @@ use crate::checkpoint::coordinator::CompletedCheckpoint;
 use crate::codec::{decode, FileKind};
 use crate::ids::{AttemptNumber, CheckpointId, SubtaskId};
 use crate::limits::HARNESS_SIGNALS_CAPACITY;
-use crate::runtime::hooks::{EngineEvent, RecordFate, RunHooks};
+use crate::runtime::hooks::{EngineEvent, RecordFate, RecordProbe, RunHooks};
 use crate::runtime::hooks::{JobOutcome, NoticeFate};
 use crate::runtime::sim_time;
 use crate::services::disk::Disk;
@@ -107,7 +107,8 @@ pub struct RecordedEvent {
 struct ObserverState {
     trace: Vec<String>,
     events: Vec<RecordedEvent>,
-    records_begun: BTreeMap<SubtaskId, u64>,
+    // Each subtask's record count (over the run) and the count the hooks want to hear from.
+    probes: BTreeMap<SubtaskId, Arc<RecordProbe>>,
     record_triggers: Vec<RecordTrigger>,
     fail_requests: BTreeSet<SubtaskId>,
     slow_windows: Vec<SlowWindow>,
@@ -201,12 +202,44 @@ impl Observer {
     /// Arms a trigger: fault `fault_index` fires when `subtask` begins its `count`-th record
     /// (counted over the whole run, all attempts).
     pub fn arm_record_trigger(&self, subtask: SubtaskId, count: u64, fault_index: usize) {
-        self.lock().record_triggers.push(RecordTrigger {
+        let mut state = self.lock();
+        state.record_triggers.push(RecordTrigger {
             subtask,
             count,
             fault_index,
             fired: false,
         });
+        Self::attend(&mut state, subtask);
+    }
+
+    fn probe(state: &mut ObserverState, subtask: SubtaskId) -> Arc<RecordProbe> {
+        if let Some(probe) = state.probes.get(&subtask) {
+            return probe.clone();
+        }
+        let probe = Arc::new(RecordProbe::default());
+        state.probes.insert(subtask, probe.clone());
+        Self::attend(state, subtask);
+        probe
+    }
+
+    /// Tells `subtask`'s probe from which record on the hooks must hear of each: at once
+    /// while a slow operator or a failure request may apply, else at the next armed trigger.
+    fn attend(state: &mut ObserverState, subtask: SubtaskId) {
+        let Some(probe) = state.probes.get(&subtask) else {
+            return; // Created later: attended then.
+        };
+        let from = if !state.slow_windows.is_empty() || state.fail_requests.contains(&subtask) {
+            0
+        } else {
+            state
+                .record_triggers
+                .iter()
+                .filter(|t| !t.fired && t.subtask == subtask)
+                .map(|t| t.count)
+                .min()
+                .unwrap_or(u64::MAX)
+        };
+        probe.attend_from(from);
     }
 
     /// Arms a trigger: fault `fault_index` fires when the sink `subtask` is about to record
@@ -237,7 +270,12 @@ impl Observer {
 
     /// Adds a slow-operator window.
     pub fn add_slow_window(&self, window: SlowWindow) {
-        self.lock().slow_windows.push(window);
+        let mut state = self.lock();
+        state.slow_windows.push(window);
+        let subtasks: Vec<SubtaskId> = state.probes.keys().copied().collect();
+        for subtask in subtasks {
+            Self::attend(&mut state, subtask);
+        }
     }
 
     /// Adds a slow-link window.
@@ -268,7 +306,9 @@ impl Observer {
 
     /// Makes `subtask` fail at its next record.
     pub fn request_task_failure(&self, subtask: SubtaskId) {
-        self.lock().fail_requests.insert(subtask);
+        let mut state = self.lock();
+        state.fail_requests.insert(subtask);
+        Self::attend(&mut state, subtask);
     }
 
     /// The job manager completed a checkpoint: the checker reads its files now, before a
@@ -400,11 +440,12 @@ impl RunHooks for Observer {
         }
     }
 
-    fn on_record_begin(&self, subtask: SubtaskId) -> RecordFate {
+    fn record_probe(&self, subtask: SubtaskId) -> Arc<RecordProbe> {
+        Self::probe(&mut self.lock(), subtask)
+    }
+
+    fn on_record_begin(&self, subtask: SubtaskId, count: u64) -> RecordFate {
         let mut state = self.lock();
-        let count = state.records_begun.entry(subtask).or_insert(0);
-        *count += 1;
-        let count = *count;
         let mut fired = Vec::new();
         for trigger in state.record_triggers.iter_mut() {
             if !trigger.fired && trigger.subtask == subtask && trigger.count == count {
@@ -416,6 +457,7 @@ impl RunHooks for Observer {
             Self::signal(&mut state, Signal::RecordTriggerFired(*fault_index));
         }
         let fail = state.fail_requests.remove(&subtask);
+        Self::attend(&mut state, subtask);
         RecordFate {
             fail,
             fault_fired: !fired.is_empty(),
