@@ -155,6 +155,7 @@ pub fn check_action(
     };
     match action {
         FaultAction::KillTaskManager { taskmanager, .. }
+        | FaultAction::PauseTaskManager { taskmanager, .. }
             if !(1..=scenario.taskmanagers).contains(taskmanager) =>
         {
             Err(FaultCheckError::NoTaskManager {
@@ -163,6 +164,7 @@ pub fn check_action(
             })
         }
         FaultAction::KillTaskManager { .. }
+        | FaultAction::PauseTaskManager { .. }
         | FaultAction::RestartBroker { .. }
         | FaultAction::RestartBlobstore { .. } => Ok(()),
         FaultAction::CorruptCheckpoint if !scenario.checkpointing() => {

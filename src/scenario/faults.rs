@@ -179,6 +179,16 @@ pub enum FaultAction {
         )]
         restart_after: Option<Duration>,
     },
+    /// Stop every task of `taskmanager-N` for a time (a long GC pause); it then resumes as
+    /// the same instance, its tasks zombies if the job failed them over meanwhile.
+    #[serde(rename = "pause-taskmanager")]
+    PauseTaskManager {
+        /// N.
+        taskmanager: u32,
+        /// How long it stands still.
+        #[serde(with = "duration")]
+        duration: Duration,
+    },
     /// Clog the link between two nodes, both directions (or only `from` to `to`), for a time.
     ClogLink {
         /// One node.
@@ -383,6 +393,10 @@ impl fmt::Display for FaultAction {
             FaultAction::CorruptCheckpoint => {
                 write!(f, "corrupt a state file of the newest completed checkpoint")
             }
+            FaultAction::PauseTaskManager {
+                taskmanager,
+                duration,
+            } => write!(f, "pause taskmanager-{taskmanager} for {duration}"),
         }
     }
 }

@@ -503,6 +503,20 @@ impl Injector {
                     until: duration.map(|d| from.add(d)),
                 });
             }
+            FaultAction::PauseTaskManager {
+                taskmanager,
+                duration,
+            } => {
+                let name = NodeName::TaskManager(taskmanager);
+                let node = self.nodes.by_name[&name];
+                handle.pause(node);
+                let observer = self.observer.clone();
+                self.harness.spawn(async move {
+                    sim_time::sleep(duration).await;
+                    observer.trace("harness", format!("resume {name}"));
+                    Handle::current().resume(node);
+                });
+            }
             FaultAction::CorruptCheckpoint => match self.observer.corrupt_newest_checkpoint() {
                 Some(path) => self.observer.trace("harness", format!("corrupt {path}")),
                 None => self
