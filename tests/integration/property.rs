@@ -172,12 +172,32 @@ fn any_fault(
                 trigger,
             }
         });
+    // A pause past the heartbeat timeout leaves zombies that resume; a blobstore outage
+    // makes checkpoints expire (the scenarios tolerate none, so it fails the job over).
+    let pause = (1..=taskmanagers, 100u64..2_000, trigger(parallelism)).prop_map(
+        |(taskmanager, duration_ms, trigger)| Fault {
+            action: FaultAction::PauseTaskManager {
+                taskmanager,
+                duration: ms(duration_ms),
+            },
+            trigger,
+        },
+    );
+    let blobstore_outage =
+        (100u64..1_500, trigger(parallelism)).prop_map(|(restart_after_ms, trigger)| Fault {
+            action: FaultAction::RestartBlobstore {
+                restart_after: ms(restart_after_ms),
+            },
+            trigger,
+        });
     prop_oneof![
         2 => kill(taskmanagers, parallelism),
         2 => clog,
         1 => fail,
         1 => slow_operator,
-        1 => slow_link
+        1 => slow_link,
+        1 => pause,
+        1 => blobstore_outage
     ]
 }
 
