@@ -90,6 +90,18 @@ fn kill(taskmanagers: u32, parallelism: u32) -> impl Strategy<Value = Fault> {
     )
 }
 
+/// A service node down for `down_ms`, then restarted (`action` names which).
+fn service_restart(
+    down_ms: std::ops::Range<u64>,
+    parallelism: u32,
+    action: fn(Duration) -> FaultAction,
+) -> impl Strategy<Value = Fault> {
+    (down_ms, trigger(parallelism)).prop_map(move |(down, trigger)| Fault {
+        action: action(ms(down)),
+        trigger,
+    })
+}
+
 fn any_node(taskmanagers: u32) -> impl Strategy<Value = NodeName> {
     prop_oneof![
         Just(NodeName::JobManager),
@@ -183,13 +195,9 @@ fn any_fault(
             trigger,
         },
     );
-    let blobstore_outage =
-        (100u64..1_500, trigger(parallelism)).prop_map(|(restart_after_ms, trigger)| Fault {
-            action: FaultAction::RestartBlobstore {
-                restart_after: ms(restart_after_ms),
-            },
-            trigger,
-        });
+    let blobstore_outage = service_restart(100..1_500, parallelism, |restart_after| {
+        FaultAction::RestartBlobstore { restart_after }
+    });
     prop_oneof![
         2 => kill(taskmanagers, parallelism),
         2 => clog,
@@ -232,13 +240,9 @@ fn end_to_end_fault(taskmanagers: u32, parallelism: u32) -> impl Strategy<Value 
             trigger,
         },
     );
-    let restart_broker =
-        (50u64..2_000, trigger(parallelism)).prop_map(|(down_ms, trigger)| Fault {
-            action: FaultAction::RestartBroker {
-                restart_after: ms(down_ms),
-            },
-            trigger,
-        });
+    let restart_broker = service_restart(50..2_000, parallelism, |restart_after| {
+        FaultAction::RestartBroker { restart_after }
+    });
     // A task manager the job manager no longer hears, while it still hears the job manager,
     // keeps its tasks running after the failover: zombies whose sinks the recovery must fence.
     let zombie = (1..=taskmanagers, 600u64..2_000, trigger(parallelism)).prop_map(
