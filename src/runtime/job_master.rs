@@ -995,6 +995,50 @@ mod tests {
     }
 
     #[test]
+    fn an_unreadable_checkpoint_is_dropped_and_recovery_falls_back_or_fails() {
+        let mut two_retained = config();
+        two_retained.checkpoint.retained = 2;
+        let mut h = Harness::new(two_retained);
+        h.running();
+        let (older, _) = h.complete_next_checkpoint();
+        let (newest, _) = h.complete_next_checkpoint();
+        let failed_at = h.now.as_ms() + 5;
+        let unreadable = TaskStatus::CheckpointUnreadable {
+            checkpoint_id: newest,
+            reason: "chk-2/1-0.state: checksum mismatch".into(),
+        };
+        let failed = h.at(failed_at).status((1, 0), unreadable);
+        assert!(
+            events(&failed).iter().any(|e| matches!(
+                e,
+                EngineEvent::CheckpointUnusable { checkpoint_id, fallback: Some(fallback), .. }
+                    if *checkpoint_id == newest && *fallback == older
+            )),
+            "{failed:?}"
+        );
+        let redeployed = h.at(failed_at + RESTART_DELAY_MS).timers();
+        assert!(events(&redeployed).contains(&EngineEvent::Deploying {
+            attempt: AttemptNumber(2),
+            taskmanagers: 2,
+            restore: Some(older)
+        }));
+
+        // With nothing older retained the job fails rather than restore nothing.
+        let mut h = Harness::new(config());
+        h.running();
+        let (only, _) = h.complete_next_checkpoint();
+        let unreadable = TaskStatus::CheckpointUnreadable {
+            checkpoint_id: only,
+            reason: "gone".into(),
+        };
+        let failed = h.at(h.now.as_ms() + 5).status((1, 0), unreadable);
+        assert_eq!(h.master.status(), JobStatus::Failed);
+        assert!(events(&failed)
+            .iter()
+            .any(|e| matches!(e, EngineEvent::JobFailed { .. })));
+    }
+
+    #[test]
     fn a_failed_task_fails_over_and_the_next_attempt_restores_the_latest_checkpoint() {
         let mut h = Harness::new(config());
         h.running();
