@@ -60,6 +60,7 @@ pub mod runtime {
     pub mod input_gate;
     pub mod job_master;
     pub mod job_status;
+    pub mod leadership;
     pub mod jobmanager;
     pub mod messages;
     pub mod network_input;
@@ -87,6 +88,7 @@ pub mod services {
     pub mod blobstore;
     pub mod broker;
     pub mod disk;
+    pub mod high_availability;
     pub mod kv_store;
     pub mod messages;
     pub mod partition_log;

@@ -331,6 +331,29 @@ impl CheckpointCoordinator {
         }
     }
 
+    /// A coordinator of a recovered job (Flink's completed checkpoint store read back from
+    /// high availability): `restored` are the retained checkpoints, oldest first, and ids
+    /// start at `first_checkpoint_id`, above any id an earlier leader used.
+    pub fn recovered(
+        config: CheckpointConfig,
+        first_checkpoint_id: CheckpointId,
+        restored: Vec<CompletedCheckpoint>,
+    ) -> Self {
+        assert!(
+            restored
+                .windows(2)
+                .all(|w| w[0].checkpoint_id < w[1].checkpoint_id),
+            "restored checkpoints are oldest first"
+        );
+        assert!(restored
+            .last()
+            .is_none_or(|newest| newest.checkpoint_id < first_checkpoint_id));
+        let mut coordinator = CheckpointCoordinator::new(config);
+        coordinator.checkpoint_id_next = first_checkpoint_id;
+        coordinator.completed = restored.into();
+        coordinator
+    }
+
     /// The job's tasks are all running: schedule periodic triggers.
     pub fn start(&mut self, now: Instant, tasks: BTreeSet<SubtaskId>) {
         assert!(!self.running, "start follows stop");

@@ -9,6 +9,7 @@
 use crate::checkpoint::barrier_protocol::AbortReason;
 use crate::checkpoint::coordinator::{AbortCause, CompletedCheckpoint};
 use crate::ids::{AttemptNumber, CheckpointId, SubtaskId, TaskManagerId};
+use crate::runtime::leadership::LeaderTerm;
 use crate::state::snapshot::KeyedStateSnapshot;
 use crate::time::{Duration, Instant};
 use std::collections::BTreeMap;
@@ -126,6 +127,47 @@ pub enum EngineEvent {
     JobStarted {
         /// The job's name.
         job: String,
+    },
+    /// A job manager was elected leader by the high-availability service.
+    LeaderElected {
+        /// Its term (its fencing token).
+        term: LeaderTerm,
+    },
+    /// The new leader recovered the job from the high-availability service.
+    JobRecovered {
+        /// The job's name.
+        job: String,
+        /// The leader's term.
+        term: LeaderTerm,
+        /// The retained checkpoint it restores, read from its `_metadata`; `None` starts over.
+        checkpoint_id: Option<CheckpointId>,
+    },
+    /// A job manager started and knows no job to run: without high availability, the job
+    /// of a job manager that died is lost with it.
+    NoJobToRecover {
+        /// Why.
+        reason: String,
+    },
+    /// A job manager learned that a newer leader took over: it stops leading.
+    LeadershipLost {
+        /// Its term.
+        term: LeaderTerm,
+        /// The leader's.
+        current: LeaderTerm,
+    },
+    /// A task manager refused a message of a deposed leader.
+    StaleLeaderFenced {
+        /// The sender's term.
+        term: LeaderTerm,
+        /// The term followed.
+        current: LeaderTerm,
+    },
+    /// A task manager follows a new leader and cancelled the tasks of the old one.
+    NewLeaderFollowed {
+        /// The new term.
+        term: LeaderTerm,
+        /// Tasks cancelled.
+        cancelled: usize,
     },
     /// A task manager registered.
     TaskManagerRegistered {
@@ -369,6 +411,34 @@ impl fmt::Display for EngineEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             EngineEvent::JobStarted { job } => write!(f, "started job `{job}`"),
+            EngineEvent::LeaderElected { term } => write!(f, "elected leader, {term}"),
+            EngineEvent::JobRecovered {
+                job,
+                term,
+                checkpoint_id: Some(id),
+            } => write!(
+                f,
+                "{term} recovered job `{job}` from checkpoint {id} (its _metadata)"
+            ),
+            EngineEvent::JobRecovered {
+                job,
+                term,
+                checkpoint_id: None,
+            } => write!(
+                f,
+                "{term} recovered job `{job}` with no retained checkpoint: it starts over"
+            ),
+            EngineEvent::NoJobToRecover { reason } => write!(f, "no job to run: {reason}"),
+            EngineEvent::LeadershipLost { term, current } => {
+                write!(f, "{term} deposed by {current}: stops leading")
+            }
+            EngineEvent::StaleLeaderFenced { term, current } => {
+                write!(f, "refused a message of {term}: following {current}")
+            }
+            EngineEvent::NewLeaderFollowed { term, cancelled } => write!(
+                f,
+                "follows the leader of {term}; cancelled {cancelled} task(s) of the old leader"
+            ),
             EngineEvent::TaskManagerRegistered { taskmanager, slots } => {
                 write!(f, "{taskmanager} registered with {slots} slot(s)")
             }

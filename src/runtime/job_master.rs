@@ -10,12 +10,12 @@ use crate::checkpoint::coordinator::{
     CheckpointConfig, CheckpointCoordinator, CompletedCheckpoint, Output,
 };
 use crate::checkpoint::final_checkpoint::{EndOfData, FinalCheckpoint};
-use crate::checkpoint::storage::StorageError;
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::ids::{AttemptNumber, CheckpointId, SubtaskId, TaskManagerId};
 use crate::runtime::deployment::{descriptors, place, Placement, SlotOffer};
 use crate::runtime::hooks::{EngineEvent, TaskManagerLoss};
 use crate::runtime::job_status::{ExecutionState, JobStatus};
+use crate::runtime::leadership::LeaderTerm;
 use crate::runtime::messages::{ControlMessage, Heartbeat, TaskStatus};
 use crate::runtime::restart::{RestartDecision, RestartStrategy, RestartStrategyConfig};
 use crate::time::{Duration, Instant};
@@ -75,6 +75,9 @@ struct Registration {
 pub struct JobMaster {
     graph: Arc<ExecutionGraph>,
     config: JobMasterConfig,
+    // The leadership term: its fencing token rides on every heartbeat, and it owns the
+    // attempt numbers and checkpoint ids this job master uses.
+    term: LeaderTerm,
     taskmanagers: BTreeMap<TaskManagerId, Registration>,
     status: JobStatus,
     attempt: AttemptNumber,
@@ -88,26 +91,80 @@ pub struct JobMaster {
 }
 
 impl JobMaster {
-    /// A job master for `graph`, started at `now`, waiting for task managers.
+    /// A job master for `graph`, started at `now` as the only (or first) leader, waiting for
+    /// task managers.
     pub fn new(graph: Arc<ExecutionGraph>, config: JobMasterConfig, now: Instant) -> JobMaster {
+        JobMaster::submitted(graph, config, now, LeaderTerm::FIRST)
+    }
+
+    /// A job master for `graph` just submitted to the leader of `term`.
+    pub fn submitted(
+        graph: Arc<ExecutionGraph>,
+        config: JobMasterConfig,
+        now: Instant,
+        term: LeaderTerm,
+    ) -> JobMaster {
+        let mut master = JobMaster::with_term(graph, config, now, term, Vec::new());
+        let job = master.graph.job.name.clone();
+        master.event(EngineEvent::JobStarted { job });
+        master
+    }
+
+    /// The job master of a job recovered from high availability by the leader of `term`:
+    /// `restored` are the retained checkpoints read back from their `_metadata`, oldest
+    /// first; the first deployment restores the newest.
+    pub fn recovered(
+        graph: Arc<ExecutionGraph>,
+        config: JobMasterConfig,
+        now: Instant,
+        term: LeaderTerm,
+        restored: Vec<CompletedCheckpoint>,
+    ) -> JobMaster {
+        let checkpoint_id = restored.last().map(|c| c.checkpoint_id);
+        let mut master = JobMaster::with_term(graph, config, now, term, restored);
+        let job = master.graph.job.name.clone();
+        master.event(EngineEvent::JobRecovered {
+            job,
+            term,
+            checkpoint_id,
+        });
+        master
+    }
+
+    fn with_term(
+        graph: Arc<ExecutionGraph>,
+        config: JobMasterConfig,
+        now: Instant,
+        term: LeaderTerm,
+        restored: Vec<CompletedCheckpoint>,
+    ) -> JobMaster {
         let sources = graph.source_subtasks().into_iter().collect();
-        let mut master = JobMaster {
-            coordinator: CheckpointCoordinator::new(config.checkpoint.clone()),
+        let coordinator = CheckpointCoordinator::recovered(
+            config.checkpoint.clone(),
+            term.first_checkpoint_id(),
+            restored,
+        );
+        JobMaster {
+            coordinator,
             restart: RestartStrategy::new(config.restart.clone(), config.restart_seed),
             final_checkpoint: FinalCheckpoint::new(config.final_checkpoint, sources),
             liveness_check_at: now.add(config.heartbeat_interval),
             taskmanagers: BTreeMap::new(),
             status: JobStatus::WaitingForResources,
-            attempt: AttemptNumber(0),
+            // Before its first deployment: every attempt of an earlier term is older.
+            attempt: AttemptNumber(term.first_attempt().0 - 1),
+            term,
             placement: BTreeMap::new(),
             executions: BTreeMap::new(),
             commands: VecDeque::new(),
             config,
             graph,
-        };
-        let job = master.graph.job.name.clone();
-        master.event(EngineEvent::JobStarted { job });
-        master
+        }
+    }
+
+    /// The leadership term.
+    pub fn term(&self) -> LeaderTerm {
+        self.term
     }
 
     /// The job's status.
@@ -209,17 +266,17 @@ impl JobMaster {
         self.drain_coordinator(now);
     }
 
-    /// The `_metadata` write asked for by `Command::WriteMetadata` ended.
+    /// The `_metadata` write asked for by `Command::WriteMetadata` ended (with high
+    /// availability, the checkpoint's pointer is stored too); `Err` says why it failed.
     pub fn on_metadata_written(
         &mut self,
         now: Instant,
         checkpoint: CompletedCheckpoint,
-        result: Result<(), StorageError>,
+        result: Result<(), String>,
     ) {
         match result {
             Ok(()) => self.coordinator.on_metadata_written(now, checkpoint),
-            Err(error) => {
-                let reason = error.to_string();
+            Err(reason) => {
                 self.coordinator
                     .on_metadata_failed(now, checkpoint.checkpoint_id, reason)
             }
@@ -256,6 +313,7 @@ impl JobMaster {
 
     fn check_liveness(&mut self, now: Instant) {
         let heartbeat = ControlMessage::JobManagerHeartbeat {
+            term: self.term,
             final_completed: self
                 .final_checkpoint
                 .completed_final(self.coordinator.latest_completed().map(|c| c.checkpoint_id)),
@@ -426,6 +484,17 @@ impl JobMaster {
         let Some(placement) = place(&self.graph, &offers) else {
             return;
         };
+        if self.attempt >= self.term.last_attempt() {
+            return self.fail_for_good(
+                now,
+                "deployment".to_string(),
+                format!(
+                    "{} used all its attempt numbers ({} restarts)",
+                    self.term,
+                    crate::runtime::leadership::ATTEMPTS_PER_TERM - 1
+                ),
+            );
+        }
         self.attempt = AttemptNumber(self.attempt.0 + 1);
         let restore = self.coordinator.latest_completed();
         let per_taskmanager = descriptors(&self.graph, &placement, &offers, restore);
@@ -493,14 +562,19 @@ impl JobMaster {
             return self.fail_over(now, failure);
         }
         self.cancel_attempt(now, &failure);
+        let why =
+            format!("no intact retained checkpoint to fall back to from checkpoint {checkpoint_id}");
+        self.fail_for_good(now, failure, why);
+    }
+
+    /// The job ends FAILED without a restart.
+    fn fail_for_good(&mut self, now: Instant, reason: String, why: String) {
         self.status = JobStatus::Failed;
         self.event(EngineEvent::JobFailed {
             failed_at: now,
             attempt: self.attempt,
-            reason: failure,
-            why: format!(
-                "no intact retained checkpoint to fall back to from checkpoint {checkpoint_id}"
-            ),
+            reason,
+            why,
         });
     }
 
@@ -527,6 +601,15 @@ impl JobMaster {
     fn drain_coordinator(&mut self, now: Instant) {
         while let Some(output) = self.coordinator.poll_output() {
             match output {
+                Output::Trigger {
+                    checkpoint_id,
+                    timestamp: _,
+                } if checkpoint_id > self.term.last_checkpoint_id() => {
+                    let why = format!("{} used all its checkpoint ids", self.term);
+                    let failure = format!("checkpoint {checkpoint_id} not triggered");
+                    self.cancel_attempt(now, &failure);
+                    return self.fail_for_good(now, failure, why);
+                }
                 Output::Trigger {
                     checkpoint_id,
                     timestamp,

@@ -1,9 +1,18 @@
 //! The job manager node: the driver of the sans-IO job master. It feeds the job master control
 //! messages, metadata-write completions and timer wake-ups, and carries out its commands:
 //! control messages, `_metadata` writes in the background, and events for the trace.
+//!
+//! With high availability it first wins leadership, then recovers the job the service holds
+//! (reading the retained checkpoints' `_metadata` back from checkpoint storage) or submits the
+//! job it was given; each completed checkpoint's pointer is stored in the service before the
+//! checkpoint counts as completed. Without it, a job manager that starts again knows no job.
 
 use crate::checkpoint::coordinator::{CheckpointConfig, CompletedCheckpoint};
 use crate::checkpoint::storage::{metadata_path, CheckpointStorage, StorageError};
+use crate::runtime::leadership::LeaderTerm;
+use crate::services::high_availability::{
+    CheckpointPointer, HaClient, HaError, HaRequest, JobRecord,
+};
 use crate::codec::FileKind;
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::ids::CheckpointId;
@@ -20,6 +29,8 @@ use crate::time::Duration;
 use futures::channel::mpsc::{channel, Receiver, Sender};
 use futures::SinkExt;
 use futures::{FutureExt, StreamExt};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 const NODE: &str = "jobmanager";
@@ -50,11 +61,29 @@ pub struct JobManagerSetup {
     /// The sink commits on checkpoints: the job ends with a final checkpoint taken after
     /// every source read all its input, and the sources end once it completed (FLIP-147).
     pub final_checkpoint: bool,
+    /// The high-availability service, if `high-availability` is on.
+    pub high_availability: Option<SocketAddr>,
+    /// The client's submission of the job, taken by the job manager that runs it first.
+    pub submission: JobSubmission,
+}
+
+/// The job as the client submitted it: once per run, to whichever job manager takes it.
+#[derive(Clone, Default)]
+pub struct JobSubmission {
+    taken: Arc<AtomicBool>,
+}
+
+impl JobSubmission {
+    /// Takes the submission; `false` if a job manager took it before.
+    pub fn take(&self) -> bool {
+        !self.taken.swap(true, Ordering::Relaxed)
+    }
 }
 
 enum Input {
     Control(ControlMessage),
-    MetadataWritten(CompletedCheckpoint, Result<(), StorageError>),
+    MetadataWritten(CompletedCheckpoint, Result<(), String>),
+    Deposed(LeaderTerm),
 }
 
 /// The job manager's main: runs the job to a terminal status.
@@ -76,16 +105,140 @@ pub async fn run_jobmanager(setup: JobManagerSetup) {
         deploy_timeout: setup.deploy_timeout,
         final_checkpoint: setup.final_checkpoint,
     };
-    let master = JobMaster::new(setup.graph.clone(), config, sim_time::now());
+    let ha = setup
+        .high_availability
+        .map(|address| HaClient::new(rpc.clone(), address, setup.rpc_timeout));
+    let Some(master) = lead(&setup, &rpc, ha.as_ref(), config).await else {
+        // A job manager without a job: it serves nothing until it is killed.
+        while inbox.next().await.is_some() {}
+        return;
+    };
     let mut node = JobManagerNode {
         master,
         setup,
         rpc,
+        ha,
         control,
         inbox_sender,
         discards: Vec::new(),
+        deposed: false,
     };
     node.run(&mut inbox).await;
+}
+
+/// Takes the lead of the job: the job master that runs it, or `None` when this job manager has
+/// no job (it was lost with an earlier job manager, or it already ended).
+async fn lead(
+    setup: &JobManagerSetup,
+    rpc: &Rpc,
+    ha: Option<&HaClient>,
+    config: JobMasterConfig,
+) -> Option<JobMaster> {
+    let graph = setup.graph.clone();
+    let Some(ha) = ha else {
+        if setup.submission.take() {
+            return Some(JobMaster::new(graph, config, sim_time::now()));
+        }
+        let reason = "no high availability: a restarted job manager keeps no job".to_string();
+        setup.hooks.event(NODE, EngineEvent::NoJobToRecover { reason });
+        return None;
+    };
+    let (term, job) = until_answered(setup, || ha.elect()).await;
+    setup.hooks.event(NODE, EngineEvent::LeaderElected { term });
+    match job {
+        Some(JobRecord {
+            terminated: Some(status),
+            ..
+        }) => {
+            let reason = format!("the job already ended {status}");
+            setup.hooks.event(NODE, EngineEvent::NoJobToRecover { reason });
+            None
+        }
+        Some(record) => {
+            let restored = read_retained(setup, rpc, &record.checkpoints).await;
+            let now = sim_time::now();
+            Some(JobMaster::recovered(graph, config, now, term, restored))
+        }
+        None if setup.submission.take() => {
+            let submit = HaRequest::SubmitJob {
+                term,
+                job: graph.job.name.clone(),
+            };
+            until_answered(setup, || ha.write(&submit)).await;
+            Some(JobMaster::submitted(graph, config, sim_time::now(), term))
+        }
+        None => {
+            let reason = "the high-availability service holds no job".to_string();
+            setup.hooks.event(NODE, EngineEvent::NoJobToRecover { reason });
+            None
+        }
+    }
+}
+
+/// Repeats a call to the high-availability service until it answers (it may be down for a
+/// while; a job manager cannot lead without it). A refusal is not retried: it is the answer.
+async fn until_answered<T, F, Fut>(setup: &JobManagerSetup, call: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, HaError>>,
+{
+    loop {
+        match call().await {
+            Ok(answer) => return answer,
+            Err(HaError::Rpc(_)) => sim_time::sleep(setup.rpc_timeout).await,
+            Err(refused) => panic!("the high-availability service refused its new leader: {refused}"),
+        }
+    }
+}
+
+/// Reads the retained checkpoints' `_metadata`, newest first: a checkpoint whose metadata is
+/// corrupt or missing is reported and skipped, so the job restores the newest intact one.
+/// Returns the readable ones, oldest first.
+async fn read_retained(
+    setup: &JobManagerSetup,
+    rpc: &Rpc,
+    pointers: &[CheckpointPointer],
+) -> Vec<CompletedCheckpoint> {
+    let storage = CheckpointStorage::new(rpc.clone(), setup.services.blobstore, setup.rpc_timeout);
+    let mut restored = Vec::new();
+    let mut unusable = Vec::new();
+    for pointer in pointers.iter().rev() {
+        loop {
+            let read = storage
+                .read::<CompletedCheckpoint>(FileKind::CheckpointMetadata, &pointer.metadata_path)
+                .await;
+            match read {
+                Ok(checkpoint) if checkpoint.checkpoint_id == pointer.checkpoint_id => {
+                    restored.push(checkpoint);
+                }
+                Ok(other) => unusable.push((
+                    pointer.checkpoint_id,
+                    format!(
+                        "{}: holds checkpoint {}",
+                        pointer.metadata_path, other.checkpoint_id
+                    ),
+                )),
+                // Storage is down: recovery waits for it rather than lose the checkpoint.
+                Err(StorageError::Rpc(_)) => {
+                    sim_time::sleep(setup.rpc_timeout).await;
+                    continue;
+                }
+                Err(error) => unusable.push((pointer.checkpoint_id, error.to_string())),
+            }
+            break;
+        }
+    }
+    restored.reverse();
+    let fallback = restored.last().map(|c| c.checkpoint_id);
+    for (checkpoint_id, reason) in unusable {
+        let event = EngineEvent::CheckpointUnusable {
+            checkpoint_id,
+            reason,
+            fallback: fallback.filter(|f| *f < checkpoint_id),
+        };
+        setup.hooks.event(NODE, event);
+    }
+    restored
 }
 
 /// Control messages join the job manager's one mailbox, beside its own completions.
@@ -102,17 +255,20 @@ struct JobManagerNode {
     master: JobMaster,
     setup: JobManagerSetup,
     rpc: Rpc,
+    ha: Option<HaClient>,
     control: ControlPlane,
     inbox_sender: Sender<Input>,
     // Checkpoint deletions in flight (Flink's checkpoint cleaner): they never hold the job
     // manager up, and the job's end waits for them.
     discards: Vec<madsim::task::JoinHandle<()>>,
+    // A newer leader took over: this one does nothing more.
+    deposed: bool,
 }
 
 impl JobManagerNode {
     async fn run(&mut self, inbox: &mut Receiver<Input>) {
         self.carry_out_commands().await;
-        while !self.master.status().is_terminal() {
+        while !self.master.status().is_terminal() && !self.deposed {
             let deadline = self.master.poll_timeout();
             futures::select_biased! {
                 input = inbox.next() => match input {
@@ -122,6 +278,7 @@ impl JobManagerNode {
                     Some(Input::MetadataWritten(checkpoint, result)) => {
                         self.master.on_metadata_written(sim_time::now(), checkpoint, result)
                     }
+                    Some(Input::Deposed(current)) => self.deposed(current),
                     None => return,
                 },
                 _ = sim_time::sleep_until_opt(deadline).fuse() => {
@@ -133,19 +290,27 @@ impl JobManagerNode {
     }
 
     async fn carry_out_commands(&mut self) {
-        while let Some(command) = self.master.poll_command() {
+        while let Some(command) = self.master.poll_command().filter(|_| !self.deposed) {
             match command {
                 Command::Send { to, message } => self.control.send(to, &message).await,
                 Command::WriteMetadata(checkpoint) => self.write_metadata(checkpoint),
                 Command::DiscardCheckpoint(checkpoint_id) => self.discard(checkpoint_id),
                 Command::Event(event) => {
-                    if matches!(
-                        event,
-                        EngineEvent::JobFinished { .. } | EngineEvent::JobFailed { .. }
-                    ) {
-                        // The job ends once its discarded checkpoints are gone.
+                    let status = match event {
+                        EngineEvent::JobFinished { .. } => Some("FINISHED"),
+                        EngineEvent::JobFailed { .. } => Some("FAILED"),
+                        _ => None,
+                    };
+                    if let Some(status) = status {
+                        // The job ends once its discarded checkpoints are gone, and once the
+                        // high-availability service knows it ended (never to recover it).
                         for discard in self.discards.drain(..) {
                             let _ = discard.await;
+                        }
+                        if let Err(HaError::Fenced { current, .. }) =
+                            self.job_terminated(status).await
+                        {
+                            return self.deposed(current);
                         }
                     }
                     self.setup.hooks.event(NODE, event)
@@ -176,19 +341,64 @@ impl JobManagerNode {
         }));
     }
 
+    /// A newer leader took over: this one stops, its tasks are the new leader's to cancel.
+    fn deposed(&mut self, current: LeaderTerm) {
+        self.deposed = true;
+        let term = self.master.term();
+        let event = EngineEvent::LeadershipLost { term, current };
+        self.setup.hooks.event(NODE, event);
+    }
+
+    async fn job_terminated(&self, status: &str) -> Result<(), HaError> {
+        let Some(ha) = &self.ha else {
+            return Ok(());
+        };
+        let request = HaRequest::JobTerminated {
+            term: self.master.term(),
+            status: status.to_string(),
+        };
+        ha.write(&request).await
+    }
+
+    /// Writes the checkpoint's `_metadata`, then (with high availability) stores its pointer:
+    /// only then is it completed, so a new leader finds every completed checkpoint.
     fn write_metadata(&self, checkpoint: CompletedCheckpoint) {
         let storage = CheckpointStorage::new(
             self.rpc.clone(),
             self.setup.services.blobstore,
             self.setup.rpc_timeout,
         );
+        let ha = self.ha.clone();
+        let (term, retain) = (self.master.term(), self.setup.checkpoint.retained);
         let mut inbox = self.inbox_sender.clone();
         madsim::task::spawn(async move {
             let path = metadata_path(checkpoint.checkpoint_id);
-            let result = storage
+            let written = storage
                 .write(FileKind::CheckpointMetadata, &path, &checkpoint)
                 .await
-                .map(|_| ());
+                .map(|_| ())
+                .map_err(|error| error.to_string());
+            let pointer = CheckpointPointer {
+                checkpoint_id: checkpoint.checkpoint_id,
+                metadata_path: path,
+            };
+            let result = match (written, ha) {
+                (Ok(()), Some(ha)) => {
+                    let add = HaRequest::AddCheckpoint {
+                        term,
+                        pointer,
+                        retain,
+                    };
+                    match ha.write(&add).await {
+                        Err(HaError::Fenced { current, .. }) => {
+                            let _ = inbox.send(Input::Deposed(current)).await;
+                            return;
+                        }
+                        stored => stored.map_err(|error| error.to_string()),
+                    }
+                }
+                (written, _) => written,
+            };
             let _ = inbox.send(Input::MetadataWritten(checkpoint, result)).await;
         });
     }

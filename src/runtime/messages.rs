@@ -5,6 +5,7 @@ use crate::checkpoint::barrier::Barrier;
 use crate::checkpoint::coordinator::{DeclineReason, TaskAck};
 use crate::ids::{AttemptNumber, ChannelIndex, CheckpointId, SubtaskId, TaskManagerId};
 use crate::runtime::deployment::TaskDeployment;
+use crate::runtime::leadership::LeaderTerm;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
@@ -54,6 +55,9 @@ pub enum ControlMessage {
     /// checkpoint completed, it repeats its notice: no later checkpoint's notice would reach
     /// a committing sink whose notice was lost (FLIP-147 keeps checkpointing instead).
     JobManagerHeartbeat {
+        /// The sender's leadership term (Flink's fencing token): a task manager follows the
+        /// newest term it hears and refuses an older one.
+        term: LeaderTerm,
         /// The final checkpoint, once completed.
         final_completed: Option<CheckpointId>,
     },

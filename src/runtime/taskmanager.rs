@@ -9,6 +9,7 @@ use crate::runtime::control_plane::{ControlPlane, CONTROL_PORT};
 use crate::runtime::deployment::TaskDeployment;
 use crate::runtime::frame_io::read_frame;
 use crate::runtime::hooks::{EngineEvent, Hooks, NoticeFate};
+use crate::runtime::leadership::{FenceDecision, LeaderFence, LeaderTerm};
 use crate::runtime::messages::{ControlMessage, DataFrame, Heartbeat, TaskStatus};
 use crate::runtime::rpc::{Rpc, DATA_PORT};
 use crate::runtime::sim_time;
@@ -63,6 +64,7 @@ struct RunningTask {
 struct TaskManagerState {
     attempt_newest: Option<AttemptNumber>,
     jobmanager_heard_at: Option<Instant>,
+    leader: LeaderFence,
     tasks: BTreeMap<SubtaskId, RunningTask>,
     pending_connections: Vec<(AttemptNumber, SubtaskId, ChannelIndex, TcpStream)>,
 }
@@ -197,6 +199,11 @@ fn on_control(
     shared: &Shared,
     message: ControlMessage,
 ) -> Deliveries {
+    if let Some(term) = leader_term(&message) {
+        if !follows(setup, shared, term) {
+            return Vec::new();
+        }
+    }
     match message {
         ControlMessage::Deploy { attempt, tasks } => {
             deploy(setup, rpc, control, shared, attempt, tasks);
@@ -219,7 +226,9 @@ fn on_control(
         ControlMessage::FinishSource { attempt, subtask } => {
             deliver(shared, attempt, subtask, TaskInput::FinishSource)
         }
-        ControlMessage::JobManagerHeartbeat { final_completed } => {
+        ControlMessage::JobManagerHeartbeat {
+            final_completed, ..
+        } => {
             lock(shared).jobmanager_heard_at = Some(sim_time::now());
             match final_completed {
                 Some(checkpoint_id) => deliver_notice(setup, shared, None, checkpoint_id),
@@ -234,6 +243,48 @@ fn on_control(
                 },
             );
             Vec::new()
+        }
+    }
+}
+
+/// The leadership term a message of the job manager speaks for: its fencing token, or the
+/// term that owns the attempt it addresses. A cancel has none: cancelling older attempts is
+/// safe from any leader, and a new leader cancels the attempts before its own.
+fn leader_term(message: &ControlMessage) -> Option<LeaderTerm> {
+    match message {
+        ControlMessage::JobManagerHeartbeat { term, .. } => Some(*term),
+        ControlMessage::Deploy { attempt, .. }
+        | ControlMessage::TriggerCheckpoint { attempt, .. }
+        | ControlMessage::NotifyCheckpointComplete { attempt, .. }
+        | ControlMessage::NotifyCheckpointAborted { attempt, .. }
+        | ControlMessage::FinishSource { attempt, .. } => Some(LeaderTerm::of_attempt(*attempt)),
+        _ => None,
+    }
+}
+
+/// Whether the message of the leader of `term` is followed. A newer leader is followed at
+/// once and every task of an older term is cancelled (Flink's task executor disconnects from
+/// a job master that lost leadership and fails its tasks); a deposed leader is refused.
+fn follows(setup: &TaskManagerSetup, shared: &Shared, term: LeaderTerm) -> bool {
+    let decision = lock(shared).leader.observe(term);
+    let name = setup.taskmanager.to_string();
+    match decision {
+        FenceDecision::Accept => true,
+        FenceDecision::Fenced { current } => {
+            setup
+                .hooks
+                .event(&name, EngineEvent::StaleLeaderFenced { term, current });
+            false
+        }
+        FenceDecision::NewLeader { previous } => {
+            let older = AttemptNumber(term.first_attempt().0 - 1);
+            let cancelled = cancel_up_to(shared, older);
+            if previous.is_some() {
+                setup
+                    .hooks
+                    .event(&name, EngineEvent::NewLeaderFollowed { term, cancelled });
+            }
+            true
         }
     }
 }
@@ -289,9 +340,11 @@ fn deliver(
         .collect()
 }
 
-fn cancel_up_to(shared: &Shared, attempt: AttemptNumber) {
+/// Cancels every task of `attempt` and older; returns how many.
+fn cancel_up_to(shared: &Shared, attempt: AttemptNumber) -> usize {
     let mut state = lock(shared);
     state.attempt_newest = state.attempt_newest.max(Some(attempt));
+    let before = state.tasks.len();
     state.tasks.retain(|_, task| {
         let cancel = task.attempt <= attempt;
         if cancel {
@@ -302,6 +355,7 @@ fn cancel_up_to(shared: &Shared, attempt: AttemptNumber) {
         !cancel
     });
     state.pending_connections.retain(|(a, ..)| *a > attempt);
+    before - state.tasks.len()
 }
 
 fn deploy(

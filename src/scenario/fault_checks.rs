@@ -5,7 +5,7 @@
 
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::scenario::faults::{FaultAction, FaultTrigger, SubtaskRef, SubtaskRefError};
-use crate::scenario::node_name::{ClusterNodes, NodeName, NodeNameError};
+use crate::scenario::node_name::{NodeName, NodeNameError};
 use crate::scenario::Scenario;
 use crate::time::{Duration, Instant};
 
@@ -164,6 +164,7 @@ pub fn check_action(
             })
         }
         FaultAction::KillTaskManager { .. }
+        | FaultAction::KillJobManager { .. }
         | FaultAction::PauseTaskManager { .. }
         | FaultAction::RestartBroker { .. }
         | FaultAction::RestartBlobstore { .. } => Ok(()),
@@ -196,10 +197,7 @@ pub fn check_action(
 
 /// A link joins two distinct nodes of the cluster.
 fn check_link(from: NodeName, to: NodeName, scenario: &Scenario) -> Result<(), FaultCheckError> {
-    let cluster = ClusterNodes {
-        taskmanagers: scenario.taskmanagers,
-        kv: scenario.sink.kind.uses_kv_store(),
-    };
+    let cluster = scenario.nodes();
     let node = |field| move |error| FaultCheckError::Node { field, error };
     from.check(cluster).map_err(node("from"))?;
     to.check(cluster).map_err(node("to"))?;

@@ -179,6 +179,19 @@ pub enum FaultAction {
         )]
         restart_after: Option<Duration>,
     },
+    /// Kill the job manager; restart it after a delay if given. With high availability the
+    /// restarted job manager is elected leader and recovers the job from its newest retained
+    /// checkpoint; without, it knows no job and the job is lost.
+    #[serde(rename = "kill-jobmanager")]
+    KillJobManager {
+        /// Delay before the node restarts; `None` keeps it dead.
+        #[serde(
+            default,
+            with = "optional_duration",
+            skip_serializing_if = "Option::is_none"
+        )]
+        restart_after: Option<Duration>,
+    },
     /// Stop every task of `taskmanager-N` for a time (a long GC pause); it then resumes as
     /// the same instance, its tasks zombies if the job failed them over meanwhile.
     #[serde(rename = "pause-taskmanager")]
@@ -337,6 +350,12 @@ impl fmt::Display for FaultAction {
                 taskmanager,
                 restart_after: None,
             } => write!(f, "kill taskmanager-{taskmanager} for good"),
+            FaultAction::KillJobManager {
+                restart_after: Some(delay),
+            } => write!(f, "kill the jobmanager, restart it {delay} later"),
+            FaultAction::KillJobManager {
+                restart_after: None,
+            } => write!(f, "kill the jobmanager for good"),
             FaultAction::ClogLink {
                 from,
                 to,

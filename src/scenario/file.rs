@@ -11,7 +11,7 @@ use crate::limits::{
 };
 use crate::runtime::restart::{ExponentialDelayConfig, RestartStrategyConfig};
 use crate::scenario::faults::{Fault, FaultPlan, TRIGGER_KEYS};
-use crate::scenario::node_name::{ClusterNodes, NodeName};
+use crate::scenario::node_name::NodeName;
 use crate::scenario::toml_duration::TomlDuration;
 use crate::scenario::workload::{Workload, WorkloadKind};
 use crate::services::messages::IsolationLevel;
@@ -38,6 +38,8 @@ struct ScenarioFile {
     restart_strategy: Option<RestartSection>,
     #[serde(default)]
     heartbeat: HeartbeatSection,
+    #[serde(default)]
+    high_availability: HighAvailabilitySection,
     #[serde(default)]
     pipeline: PipelineSection,
     #[serde(default)]
@@ -97,6 +99,13 @@ struct ClusterSection {
     taskmanagers: u32,
     #[serde(rename = "numberOfTaskSlots")]
     number_of_task_slots: u32,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct HighAvailabilitySection {
+    #[serde(rename = "type")]
+    kind: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -249,6 +258,22 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
             )
         }
     };
+    let high_availability = match raw
+        .high_availability
+        .kind
+        .as_ref()
+        .map(|k| (k.get_ref().to_ascii_lowercase(), k.span()))
+    {
+        None => false,
+        Some((kind, _)) if kind == "none" => false,
+        Some((kind, _)) if kind == "zookeeper" || kind == "kubernetes" => true,
+        Some((kind, span)) => {
+            return context.error_at(
+                span,
+                format!("high-availability.type: `{kind}` is not \"none\", \"zookeeper\" or \"kubernetes\""),
+            )
+        }
+    };
     let job_name = raw.job.name.get_ref().clone();
     if jobs::by_name(&job_name, 1, 1).is_none() {
         return context.error_at(
@@ -317,6 +342,7 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
             .buffer_timeout
             .map_or(BUFFER_TIMEOUT_DEFAULT, |d| d.0),
         deadline: raw.simulation.deadline.map_or(DEADLINE_DEFAULT, |d| d.0),
+        high_availability,
         faults: FaultPlan::default(),
     };
     if let Some(max_parallelism) = scenario.max_parallelism {
@@ -670,10 +696,7 @@ fn fault(
     }
     // Node names are checked against this cluster first, so the error names the field and
     // lists the nodes there are.
-    let cluster = ClusterNodes {
-        taskmanagers: scenario.taskmanagers,
-        kv: scenario.sink.kind.uses_kv_store(),
-    };
+    let cluster = scenario.nodes();
     for key in ["from", "to"] {
         if let Some(toml::Value::String(name)) = table.get(key) {
             if let Err(error) = NodeName::parse(name, cluster) {

@@ -92,6 +92,9 @@ pub struct Scenario {
     pub buffer_timeout: Duration,
     /// Simulated time by which the job must have ended, or the run is stuck.
     pub deadline: Duration,
+    /// `high-availability.type` is `zookeeper` or `kubernetes`: a high-availability service
+    /// node elects the job manager and keeps the job and its retained checkpoints.
+    pub high_availability: bool,
     /// The faults.
     pub faults: FaultPlan,
 }
@@ -148,6 +151,15 @@ impl Scenario {
     /// The job's physical plan.
     pub fn graph(&self) -> ExecutionGraph {
         ExecutionGraph::build(&self.job())
+    }
+
+    /// The nodes of its cluster.
+    pub fn nodes(&self) -> node_name::ClusterNodes {
+        node_name::ClusterNodes {
+            taskmanagers: self.taskmanagers,
+            kv: self.sink.kind.uses_kv_store(),
+            ha: self.high_availability,
+        }
     }
 
     /// Whether checkpointing is enabled.

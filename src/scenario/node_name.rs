@@ -17,6 +17,8 @@ pub enum NodeName {
     Blobstore,
     /// `kv`: runs only for a sink that writes to the key-value store.
     Kv,
+    /// `ha`: the high-availability service, only with high availability on.
+    Ha,
     /// `taskmanager-N`, N from 1.
     TaskManager(u32),
 }
@@ -33,7 +35,7 @@ pub enum NodeNameError {
         nodes: String,
     },
     /// Not a node name of any cluster.
-    #[error("`{name}` is no node name (jobmanager, broker, blobstore, kv, taskmanager-N)")]
+    #[error("`{name}` is no node name (jobmanager, broker, blobstore, kv, ha, taskmanager-N)")]
     NotANodeName {
         /// The name given.
         name: String,
@@ -47,12 +49,19 @@ pub struct ClusterNodes {
     pub taskmanagers: u32,
     /// Whether the `kv` node runs.
     pub kv: bool,
+    /// Whether the `ha` node runs.
+    pub ha: bool,
 }
 
 impl ClusterNodes {
     /// Every node name of the cluster, for error messages.
     pub fn describe(&self) -> String {
-        let kv = if self.kv { "kv, " } else { "" };
+        let kv = match (self.kv, self.ha) {
+            (true, true) => "kv, ha, ",
+            (true, false) => "kv, ",
+            (false, true) => "ha, ",
+            (false, false) => "",
+        };
         let taskmanagers = match self.taskmanagers {
             1 => "taskmanager-1".to_string(),
             n => format!("taskmanager-1 .. taskmanager-{n}"),
@@ -70,6 +79,7 @@ impl NodeName {
             "broker" => Some(NodeName::Broker),
             "blobstore" => Some(NodeName::Blobstore),
             "kv" if cluster.kv => Some(NodeName::Kv),
+            "ha" if cluster.ha => Some(NodeName::Ha),
             _ => text
                 .strip_prefix("taskmanager-")
                 .and_then(canonical_number)
@@ -88,6 +98,7 @@ impl NodeName {
         let widest = ClusterNodes {
             taskmanagers: TASKMANAGERS_MAX,
             kv: true,
+            ha: true,
         };
         NodeName::parse(text, widest).map_err(|_| NodeNameError::NotANodeName {
             name: text.to_string(),
@@ -106,6 +117,7 @@ impl NodeName {
             NodeName::Broker => (0, 2),
             NodeName::Blobstore => (0, 3),
             NodeName::Kv => (0, 4),
+            NodeName::Ha => (0, 5),
             NodeName::TaskManager(n) => {
                 let n = u8::try_from(n).expect("the loader bounds task managers");
                 (1, n)
@@ -131,6 +143,7 @@ impl fmt::Display for NodeName {
             NodeName::Broker => write!(f, "broker"),
             NodeName::Blobstore => write!(f, "blobstore"),
             NodeName::Kv => write!(f, "kv"),
+            NodeName::Ha => write!(f, "ha"),
             NodeName::TaskManager(n) => write!(f, "taskmanager-{n}"),
         }
     }
@@ -156,6 +169,7 @@ mod tests {
     const CLUSTER: ClusterNodes = ClusterNodes {
         taskmanagers: 2,
         kv: false,
+        ha: false,
     };
 
     #[test]
@@ -176,6 +190,7 @@ mod tests {
             "taskmanager-",
             "taskmanager-1 ",
             "kv",
+            "ha",
             "JobManager",
         ] {
             let error = NodeName::parse(bad, CLUSTER).unwrap_err().to_string();
@@ -192,12 +207,14 @@ mod tests {
         let cluster = ClusterNodes {
             taskmanagers: 12,
             kv: true,
+            ha: true,
         };
         for name in [
             NodeName::JobManager,
             NodeName::Broker,
             NodeName::Blobstore,
             NodeName::Kv,
+            NodeName::Ha,
             NodeName::TaskManager(1),
             NodeName::TaskManager(12),
         ] {

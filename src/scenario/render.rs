@@ -43,6 +43,9 @@ pub fn render_toml(scenario: &Scenario) -> String {
         "[cluster]\ntaskmanagers = {}\nnumberOfTaskSlots = {}\n",
         scenario.taskmanagers, scenario.slots_per_taskmanager
     );
+    if scenario.high_availability {
+        let _ = writeln!(text, "[high-availability]\ntype = \"zookeeper\"\n");
+    }
     if let Some(max_parallelism) = scenario.max_parallelism {
         let _ = writeln!(text, "[pipeline]\nmax-parallelism = {max_parallelism}\n");
     }

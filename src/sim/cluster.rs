@@ -9,7 +9,7 @@ use crate::ids::TaskManagerId;
 use crate::limits::HARNESS_SIGNALS_CAPACITY;
 use crate::runtime::control_plane::CONTROL_PORT;
 use crate::runtime::hooks::JobOutcome;
-use crate::runtime::jobmanager::{run_jobmanager, JobManagerSetup};
+use crate::runtime::jobmanager::{run_jobmanager, JobManagerSetup, JobSubmission};
 use crate::runtime::rpc::REQUEST_PORT;
 use crate::runtime::sim_time;
 use crate::runtime::task_context::{OffsetCommit, Services, TaskConfig};
@@ -20,6 +20,7 @@ use crate::scenario::Scenario;
 use crate::services::blobstore::run_blobstore;
 use crate::services::broker::{run_broker, BrokerStorage};
 use crate::services::disk::Disk;
+use crate::services::high_availability::{run_ha_service, HaStorage};
 use crate::services::kv_store::{run_kv_store, KvStorage};
 use crate::services::messages::IsolationLevel;
 use crate::services::record_batch::RecordBatch;
@@ -151,6 +152,7 @@ async fn run_cluster(
             broker: broker_storage.clone(),
             kv: kv_storage.clone(),
             blob_disk: blob_disk.clone(),
+            ha: HaStorage::default(),
         },
         &observer,
     );
@@ -230,6 +232,7 @@ struct Storages {
     broker: BrokerStorage,
     kv: KvStorage,
     blob_disk: Disk,
+    ha: HaStorage,
 }
 
 fn start_nodes(
@@ -267,6 +270,16 @@ fn start_nodes(
         .init(move || run_blobstore(disk.clone()))
         .build();
     by_name.insert(NodeName::Blobstore, node.id());
+    if scenario.high_availability {
+        let storage = storages.ha.clone();
+        let node = handle
+            .create_node()
+            .name("ha")
+            .ip(NodeName::Ha.ip())
+            .init(move || run_ha_service(storage.clone()))
+            .build();
+        by_name.insert(NodeName::Ha, node.id());
+    }
     let jobmanager = JobManagerSetup {
         graph: graph.clone(),
         checkpoint: scenario.checkpoint.clone(),
@@ -279,6 +292,10 @@ fn start_nodes(
         services: services(),
         hooks: Arc::new(observer.clone()),
         final_checkpoint: scenario.sink.kind.commits_on_checkpoints(),
+        high_availability: scenario
+            .high_availability
+            .then(|| SocketAddr::new(NodeName::Ha.ip(), REQUEST_PORT)),
+        submission: JobSubmission::default(),
     };
     let node = handle
         .create_node()
@@ -385,15 +402,20 @@ impl Injector {
         }
     }
 
-    /// Kills a service node now and restarts it `restart_after` later (its storage is
-    /// durable: the broker's log, the blobstore's synced files).
-    fn restart_service(&self, handle: &Handle, name: NodeName, restart_after: Duration) {
+    /// Kills a node now and restarts it `restart_after` later, if given: a new process whose
+    /// durable storage (the broker's log, the blobstore's synced files, the high-availability
+    /// service's contents) survived.
+    fn kill(&self, handle: &Handle, name: NodeName, restart_after: Option<Duration>) {
         let node = self.nodes.by_name[&name];
         handle.kill(node);
+        let Some(delay) = restart_after else {
+            return;
+        };
         let observer = self.observer.clone();
         self.harness.spawn(async move {
-            sim_time::sleep(restart_after).await;
+            sim_time::sleep(delay).await;
             observer.trace("harness", format!("restart {name}"));
+            // madsim's restart of a live node keeps its sockets bound: kill first.
             let handle = Handle::current();
             handle.kill(node);
             handle.restart(node);
@@ -415,20 +437,9 @@ impl Injector {
             FaultAction::KillTaskManager {
                 taskmanager,
                 restart_after,
-            } => {
-                let node = self.nodes.by_name[&NodeName::TaskManager(taskmanager)];
-                handle.kill(node);
-                if let Some(delay) = restart_after {
-                    let observer = self.observer.clone();
-                    self.harness.spawn(async move {
-                        sim_time::sleep(delay).await;
-                        observer.trace("harness", format!("restart taskmanager-{taskmanager}"));
-                        // madsim's restart of a live node keeps its sockets bound: kill first.
-                        let handle = Handle::current();
-                        handle.kill(node);
-                        handle.restart(node);
-                    });
-                }
+            } => self.kill(&handle, NodeName::TaskManager(taskmanager), restart_after),
+            FaultAction::KillJobManager { restart_after } => {
+                self.kill(&handle, NodeName::JobManager, restart_after)
             }
             FaultAction::ClogLink {
                 from,
@@ -524,10 +535,10 @@ impl Injector {
                     .trace("harness", "corrupt: no completed checkpoint yet"),
             },
             FaultAction::RestartBroker { restart_after } => {
-                self.restart_service(&handle, NodeName::Broker, restart_after)
+                self.kill(&handle, NodeName::Broker, Some(restart_after))
             }
             FaultAction::RestartBlobstore { restart_after } => {
-                self.restart_service(&handle, NodeName::Blobstore, restart_after)
+                self.kill(&handle, NodeName::Blobstore, Some(restart_after))
             }
         }
     }
