@@ -60,8 +60,8 @@ pub mod runtime {
     pub mod input_gate;
     pub mod job_master;
     pub mod job_status;
-    pub mod leadership;
     pub mod jobmanager;
+    pub mod leadership;
     pub mod messages;
     pub mod network_input;
     pub mod operator_chain;

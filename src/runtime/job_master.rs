@@ -562,8 +562,9 @@ impl JobMaster {
             return self.fail_over(now, failure);
         }
         self.cancel_attempt(now, &failure);
-        let why =
-            format!("no intact retained checkpoint to fall back to from checkpoint {checkpoint_id}");
+        let why = format!(
+            "no intact retained checkpoint to fall back to from checkpoint {checkpoint_id}"
+        );
         self.fail_for_good(now, failure, why);
     }
 
@@ -1119,6 +1120,63 @@ mod tests {
         assert!(events(&failed)
             .iter()
             .any(|e| matches!(e, EngineEvent::JobFailed { .. })));
+    }
+
+    #[test]
+    fn a_new_leader_restores_the_newest_recovered_checkpoint_with_numbers_of_its_own_term() {
+        let mut old = Harness::new(config());
+        old.running();
+        old.complete_next_checkpoint();
+        old.complete_next_checkpoint();
+        let newest = old
+            .master
+            .coordinator
+            .latest_completed()
+            .expect("two completed");
+        let retained = vec![newest.clone()];
+        let newest = newest.checkpoint_id;
+        assert_eq!(newest, CheckpointId(2));
+        let graph = Arc::new(ExecutionGraph::build(&word_count(2, 2)));
+        let term = LeaderTerm(2);
+        let master = JobMaster::recovered(graph, config(), old.now, term, retained);
+        let mut h = Harness {
+            master,
+            now: old.now,
+        };
+        assert_eq!(
+            events(&h.drain()),
+            vec![EngineEvent::JobRecovered {
+                job: "wordcount".into(),
+                term,
+                checkpoint_id: Some(newest)
+            }]
+        );
+        // The old leader's tasks still run on the task managers: cancelled at registration.
+        let registered = h.heartbeat(1, 11, 1);
+        assert_eq!(
+            cancels(&registered),
+            vec![(control_address(1), AttemptNumber(1000))]
+        );
+        let deployed = h.heartbeat(2, 22, 1);
+        assert!(events(&deployed).contains(&EngineEvent::Deploying {
+            attempt: AttemptNumber(1001),
+            taskmanagers: 2,
+            restore: Some(newest)
+        }));
+        for task in h.master.executions().keys().copied().collect::<Vec<_>>() {
+            h.status((task.vertex_id.0, task.subtask_index), TaskStatus::Running);
+        }
+        let (checkpoint_id, _) = h.complete_next_checkpoint();
+        assert_eq!(checkpoint_id, CheckpointId(1_000_001));
+        let liveness_at = h.master.liveness_check_at.as_ms();
+        let heartbeats = h.at(liveness_at).timers();
+        assert!(sent(&heartbeats).iter().any(|(_, m)| matches!(
+            m,
+            ControlMessage::JobManagerHeartbeat {
+                term: LeaderTerm(2),
+                ..
+            }
+        )));
     }
 
     #[test]

@@ -9,10 +9,6 @@
 
 use crate::checkpoint::coordinator::{CheckpointConfig, CompletedCheckpoint};
 use crate::checkpoint::storage::{metadata_path, CheckpointStorage, StorageError};
-use crate::runtime::leadership::LeaderTerm;
-use crate::services::high_availability::{
-    CheckpointPointer, HaClient, HaError, HaRequest, JobRecord,
-};
 use crate::codec::FileKind;
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::ids::CheckpointId;
@@ -20,11 +16,15 @@ use crate::limits::CONTROL_MAILBOX_CAPACITY;
 use crate::runtime::control_plane::ControlPlane;
 use crate::runtime::hooks::{EngineEvent, Hooks};
 use crate::runtime::job_master::{Command, JobMaster, JobMasterConfig};
+use crate::runtime::leadership::LeaderTerm;
 use crate::runtime::messages::ControlMessage;
 use crate::runtime::restart::RestartStrategyConfig;
 use crate::runtime::rpc::Rpc;
 use crate::runtime::sim_time;
 use crate::runtime::task_context::Services;
+use crate::services::high_availability::{
+    CheckpointPointer, HaClient, HaError, HaRequest, JobRecord,
+};
 use crate::time::Duration;
 use futures::channel::mpsc::{channel, Receiver, Sender};
 use futures::SinkExt;
@@ -140,7 +140,9 @@ async fn lead(
             return Some(JobMaster::new(graph, config, sim_time::now()));
         }
         let reason = "no high availability: a restarted job manager keeps no job".to_string();
-        setup.hooks.event(NODE, EngineEvent::NoJobToRecover { reason });
+        setup
+            .hooks
+            .event(NODE, EngineEvent::NoJobToRecover { reason });
         return None;
     };
     let (term, job) = until_answered(setup, || ha.elect()).await;
@@ -151,7 +153,9 @@ async fn lead(
             ..
         }) => {
             let reason = format!("the job already ended {status}");
-            setup.hooks.event(NODE, EngineEvent::NoJobToRecover { reason });
+            setup
+                .hooks
+                .event(NODE, EngineEvent::NoJobToRecover { reason });
             None
         }
         Some(record) => {
@@ -169,7 +173,9 @@ async fn lead(
         }
         None => {
             let reason = "the high-availability service holds no job".to_string();
-            setup.hooks.event(NODE, EngineEvent::NoJobToRecover { reason });
+            setup
+                .hooks
+                .event(NODE, EngineEvent::NoJobToRecover { reason });
             None
         }
     }
@@ -186,7 +192,9 @@ where
         match call().await {
             Ok(answer) => return answer,
             Err(HaError::Rpc(_)) => sim_time::sleep(setup.rpc_timeout).await,
-            Err(refused) => panic!("the high-availability service refused its new leader: {refused}"),
+            Err(refused) => {
+                panic!("the high-availability service refused its new leader: {refused}")
+            }
         }
     }
 }

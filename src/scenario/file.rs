@@ -10,7 +10,7 @@ use crate::limits::{
     WORKLOAD_PARTITIONS_MAX, WORKLOAD_RECORDS_MAX, WORKLOAD_TEXT_BYTES_MAX,
 };
 use crate::runtime::restart::{ExponentialDelayConfig, RestartStrategyConfig};
-use crate::scenario::faults::{Fault, FaultPlan, TRIGGER_KEYS};
+use crate::scenario::faults::{Fault, FaultAction, FaultPlan, TRIGGER_KEYS};
 use crate::scenario::node_name::NodeName;
 use crate::scenario::toml_duration::TomlDuration;
 use crate::scenario::workload::{Workload, WorkloadKind};
@@ -251,10 +251,11 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
         None | Some(("pass", _)) => Expectation::Pass,
         Some(("fail", _)) => Expectation::Fail,
         Some(("gave-up", _)) => Expectation::GaveUp,
+        Some(("job-lost", _)) => Expectation::JobLost,
         Some((other, span)) => {
             return context.error_at(
                 span,
-                format!("expect: `{other}` is not \"pass\", \"fail\" or \"gave-up\""),
+                format!("expect: `{other}` is not \"pass\", \"fail\", \"gave-up\" or \"job-lost\""),
             )
         }
     };
@@ -267,12 +268,12 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
         None => false,
         Some((kind, _)) if kind == "none" => false,
         Some((kind, _)) if kind == "zookeeper" || kind == "kubernetes" => true,
-        Some((kind, span)) => {
-            return context.error_at(
-                span,
-                format!("high-availability.type: `{kind}` is not \"none\", \"zookeeper\" or \"kubernetes\""),
-            )
-        }
+        Some((kind, span)) => return context.error_at(
+            span,
+            format!(
+                "high-availability.type: `{kind}` is not \"none\", \"zookeeper\" or \"kubernetes\""
+            ),
+        ),
     };
     let job_name = raw.job.name.get_ref().clone();
     if jobs::by_name(&job_name, 1, 1).is_none() {
@@ -354,16 +355,14 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
     }
     check_times(&context, &scenario)?;
     check_slots(&context, &scenario)?;
-    if scenario.expect == Expectation::GaveUp
+    let unfinished = matches!(scenario.expect, Expectation::GaveUp | Expectation::JobLost);
+    if unfinished
         && !(scenario.checkpointing() && scenario.checkpoint.mode == CheckpointingMode::ExactlyOnce)
     {
         // What a failed job left is only checkable against exactly-once checkpoints.
-        let span = raw
-            .expect
-            .as_ref()
-            .expect("gave-up was read from it")
-            .span();
-        return context.error_at(span, "expect: \"gave-up\" needs exactly-once checkpointing (an interval and mode EXACTLY_ONCE): what a failed job left is checked against its checkpoints".to_string());
+        let span = raw.expect.as_ref().expect("read from it").span();
+        let expect = scenario.expect.name();
+        return context.error_at(span, format!("expect: \"{expect}\" needs exactly-once checkpointing (an interval and mode EXACTLY_ONCE): what the job left is checked against its checkpoints"));
     }
     if raw.faults.len() > FAULTS_MAX {
         return context.error(format!(
@@ -375,6 +374,14 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
     for entry in &raw.faults {
         let fault = fault(&context, entry, &scenario, &graph)?;
         scenario.faults.faults.push(fault);
+    }
+    let loses_job = scenario.faults.faults.iter().any(|f| {
+        matches!(f.action, FaultAction::KillJobManager { restart_after }
+            if restart_after.is_none() || !scenario.high_availability)
+    });
+    if scenario.expect == Expectation::JobLost && !loses_job {
+        let span = raw.expect.as_ref().expect("read from it").span();
+        return context.error_at(span, "expect: \"job-lost\" needs a kill-jobmanager fault that loses the job: without high availability, or with no restart".to_string());
     }
     Ok(scenario)
 }

@@ -32,6 +32,10 @@ pub enum Expectation {
     /// The restart strategy gives up and the job ends FAILED; the checker passes only if it
     /// gave up exactly as the strategy allows and what the job left is consistent.
     GaveUp,
+    /// The job is lost with its job manager (no high availability, or a job manager killed for
+    /// good); the checker passes only if the run shows that loss and what the job left is
+    /// consistent.
+    JobLost,
 }
 
 impl Expectation {
@@ -41,13 +45,24 @@ impl Expectation {
             Expectation::Pass => "pass",
             Expectation::Fail => "fail",
             Expectation::GaveUp => "gave-up",
+            Expectation::JobLost => "job-lost",
+        }
+    }
+
+    /// How the faulty run must end.
+    pub fn ending(self) -> crate::sim::checker::Ending {
+        use crate::sim::checker::Ending;
+        match self {
+            Expectation::Pass | Expectation::Fail => Ending::Finishes,
+            Expectation::GaveUp => Ending::GivesUp,
+            Expectation::JobLost => Ending::Lost,
         }
     }
 
     /// Whether a run whose checks `passed` (or not) met this expectation.
     pub fn met(self, passed: bool) -> bool {
         match self {
-            Expectation::Pass | Expectation::GaveUp => passed,
+            Expectation::Pass | Expectation::GaveUp | Expectation::JobLost => passed,
             Expectation::Fail => !passed,
         }
     }

@@ -328,10 +328,7 @@ mod tests {
             term: first,
             status: "FAILED".into(),
         };
-        assert!(matches!(
-            state.handle(stale_end),
-            HaResponse::Fenced { .. }
-        ));
+        assert!(matches!(state.handle(stale_end), HaResponse::Fenced { .. }));
         let job = state.job().expect("submitted");
         assert!(job.checkpoints.is_empty() && job.terminated.is_none());
         let never = HaRequest::SubmitJob {

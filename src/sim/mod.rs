@@ -12,7 +12,7 @@ pub mod sink_output;
 pub mod sweep;
 pub mod trace;
 
-use crate::scenario::{Expectation, Scenario};
+use crate::scenario::Scenario;
 use checker::Verdict;
 use cluster::RunResult;
 
@@ -98,7 +98,7 @@ pub fn check_scenario_staged(
     on_stage(Stage::OracleRun);
     let guarantee = checker::Guarantee::of(scenario);
     let end = checker::ExpectedEnd {
-        gives_up: scenario.expect == Expectation::GaveUp,
+        ending: scenario.expect.ending(),
         restart: scenario.restart.clone(),
         seed: cluster::restart_seed(seed),
     };

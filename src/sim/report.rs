@@ -52,6 +52,7 @@ pub fn render(
     }
     let _ = writeln!(text, "restarts: {}", faulty.restarts);
     render_restart_delays(&mut text, &scenario.restart, faulty);
+    render_leadership(&mut text, faulty);
     let written = match scenario.sink.kind {
         SinkKind::Idempotent => format!(
             "{} upserts into {} kv keys",
@@ -106,6 +107,38 @@ pub fn render(
         faulty.trace_hash
     );
     text
+}
+
+/// Job-manager leadership and recovery, when a job manager started more than once or with
+/// high availability: who led, from which checkpoint each leader recovered, which job was lost.
+fn render_leadership(text: &mut String, faulty: &RunResult) {
+    let lines: Vec<String> = faulty
+        .events
+        .iter()
+        .filter(|recorded| {
+            matches!(
+                recorded.event,
+                EngineEvent::LeaderElected { .. }
+                    | EngineEvent::JobRecovered { .. }
+                    | EngineEvent::NoJobToRecover { .. }
+                    | EngineEvent::LeadershipLost { .. }
+                    | EngineEvent::CheckpointUnusable { .. }
+            ) && recorded.node == "jobmanager"
+        })
+        .map(|recorded| format!("  {} {}", recorded.at, recorded.event))
+        .collect();
+    let elected = faulty
+        .events
+        .iter()
+        .filter(|r| matches!(r.event, EngineEvent::LeaderElected { .. }))
+        .count();
+    let lost = lines.iter().any(|l| l.contains("no job to run"));
+    if elected > 1 || lost {
+        let _ = writeln!(text, "job managers: {elected} leader(s) elected");
+        lines.iter().for_each(|line| {
+            let _ = writeln!(text, "{line}");
+        });
+    }
 }
 
 /// The plan, each fault with whether and when it fired: a plan that did nothing makes a PASS

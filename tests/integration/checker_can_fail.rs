@@ -56,7 +56,7 @@ fn a_checkpoint_with_altered_keyed_state_is_not_a_consistent_cut() {
     let recheck = |faulty: &snapflow::sim::cluster::RunResult| {
         let verdict = check_run(
             &ExpectedEnd {
-                gives_up: false,
+                ending: snapflow::sim::checker::Ending::Finishes,
                 restart: scenario.restart.clone(),
                 seed: snapflow::sim::cluster::restart_seed(scenario.seed),
             },

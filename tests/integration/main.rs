@@ -10,6 +10,7 @@ mod common;
 mod differential_cut;
 mod end_to_end;
 mod fuzz_corpus;
+mod high_availability;
 mod modes;
 mod property;
 mod retention;

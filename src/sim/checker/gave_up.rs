@@ -61,6 +61,11 @@ fn replay_restarts(
     let mut failures = 0;
     for recorded in &run.events {
         match &recorded.event {
+            // A new leader's job master starts with a fresh strategy, as Flink's does.
+            EngineEvent::JobRecovered { .. } => {
+                strategy = RestartStrategy::new(restart.clone(), seed);
+                pending = None;
+            }
             EngineEvent::FailingOver { reason, .. } => cause = reason.clone(),
             EngineEvent::Restarting {
                 failed_at,

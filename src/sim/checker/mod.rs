@@ -28,6 +28,7 @@ use std::hash::Hasher;
 mod consistent_cut;
 mod gave_up;
 mod idempotent;
+mod job_lost;
 mod record_multiset;
 mod state_describer;
 mod two_phase_commit;
@@ -36,6 +37,7 @@ mod write_ahead;
 use consistent_cut::consistent_cuts;
 use gave_up::{gave_up_as_allowed, gave_up_output, restarts_as_planned};
 use idempotent::{compare_kv, idempotent_output, upserted};
+use job_lost::{job_loss, lost_with_jobmanager};
 use record_multiset::{only_oracle_records, sink_covers, sink_within};
 pub use state_describer::StateDescriber;
 use two_phase_commit::transactional_output;
@@ -140,11 +142,22 @@ fn unfired_faults(faulty: &RunResult) -> Vec<String> {
     )]
 }
 
+/// How a faulty run is expected to end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// Every task finishes.
+    Finishes,
+    /// The restart strategy gives up (`expect = "gave-up"`).
+    GivesUp,
+    /// The job is lost with its job manager (`expect = "job-lost"`).
+    Lost,
+}
+
 /// How the faulty run is expected to end, and the restart strategy its restarts follow.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ExpectedEnd {
-    /// The restart strategy gives up (`expect = "gave-up"`); otherwise every task finishes.
-    pub gives_up: bool,
+    /// How it ends.
+    pub ending: Ending,
     /// The strategy.
     pub restart: crate::runtime::restart::RestartStrategyConfig,
     /// The seed of its jitter in the run.
@@ -171,17 +184,24 @@ pub fn check_run(
     let reference = incremental
         .finish()
         .expect("the full input is a valid prefix");
-    let first = if end.gives_up {
-        check(
+    let first = match end.ending {
+        Ending::GivesUp => check(
             "the restart strategy gave up as it allows",
             gave_up_as_allowed(faulty, &end.restart, end.seed),
-        )
-    } else {
-        let finished = job_finished(faulty)
-            .and_then(|detail| restarts_as_planned(faulty, &end.restart, end.seed).map(|_| detail));
-        check("job finished", finished)
+        ),
+        Ending::Lost => check(
+            "the job was lost with its job manager",
+            lost_with_jobmanager(faulty),
+        ),
+        Ending::Finishes => {
+            let finished = job_finished(faulty).and_then(|detail| {
+                restarts_as_planned(faulty, &end.restart, end.seed).map(|_| detail)
+            });
+            check("job finished", finished)
+        }
     };
-    let gave_up = end.gives_up;
+    // A job that did not finish left a part of the oracle's output, never more.
+    let gave_up = end.ending != Ending::Finishes;
     let mut checks = vec![
         first,
         check(
@@ -289,7 +309,10 @@ fn job_finished(run: &RunResult) -> Result<String, String> {
             run.restarts
         )),
         Some((at, JobOutcome::Failed(reason))) => Err(format!("the job failed at {at}: {reason}")),
-        None => Err("the job had not finished by the deadline (stuck)".to_string()),
+        None => Err(match job_loss(run) {
+            Some(loss) => format!("the job was lost: {loss}"),
+            None => "the job had not finished by the deadline (stuck)".to_string(),
+        }),
     }
 }
 

@@ -1,0 +1,93 @@
+//! Goal: a job manager killed with high availability on is succeeded by a leader of a newer
+//! term that recovers the job from the newest retained checkpoint (read back from its
+//! `_metadata`), with attempt numbers and checkpoint ids of its own term, and exactly-once
+//! holds; without high availability the job is lost and the run says so.
+//! Method: run `scenarios/jobmanager-kill-ha.toml` and `-no-ha.toml` and read the engine's
+//! events; run the no-HA file again expecting it to pass, which must fail naming the loss.
+
+use crate::common;
+use snapflow::ids::{AttemptNumber, CheckpointId};
+use snapflow::runtime::hooks::EngineEvent;
+use snapflow::runtime::leadership::LeaderTerm;
+use snapflow::scenario::Expectation;
+use snapflow::sim::run_scenario;
+
+#[test]
+fn each_new_leader_recovers_the_newest_completed_checkpoint_in_a_term_of_its_own() {
+    let file = "scenarios/jobmanager-kill-ha.toml";
+    let scenario = common::load(file);
+    let run = run_scenario(&scenario, scenario.seed, file);
+    assert!(run.verdict.passed(), "{}", run.report);
+    let mut newest_completed: Option<CheckpointId> = None;
+    let mut term = LeaderTerm::FIRST;
+    let mut recoveries = Vec::new();
+    for recorded in &run.faulty.events {
+        match &recorded.event {
+            EngineEvent::LeaderElected { term: elected } => {
+                assert!(*elected > term || *elected == LeaderTerm::FIRST);
+                term = *elected;
+            }
+            EngineEvent::JobRecovered {
+                term: recovering,
+                checkpoint_id,
+                ..
+            } => {
+                assert_eq!(*recovering, term);
+                assert_eq!(
+                    *checkpoint_id, newest_completed,
+                    "{term} restores the newest completed checkpoint\n{}",
+                    run.report
+                );
+                recoveries.push(*checkpoint_id);
+            }
+            EngineEvent::CheckpointCompleted { checkpoint } => {
+                let id = checkpoint.checkpoint_id;
+                assert!(id >= term.first_checkpoint_id() && id <= term.last_checkpoint_id());
+                newest_completed = Some(id);
+            }
+            EngineEvent::Deploying { attempt, .. } => {
+                assert!(*attempt >= term.first_attempt() && *attempt <= term.last_attempt());
+                assert_eq!(LeaderTerm::of_attempt(*attempt), term);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        recoveries,
+        vec![Some(CheckpointId(4)), Some(CheckpointId(1_000_005))],
+        "{}",
+        run.report
+    );
+    assert_eq!(term, LeaderTerm(3));
+    assert!(run.faulty.events.iter().any(|r| matches!(
+        r.event,
+        EngineEvent::Deploying {
+            attempt: AttemptNumber(2001),
+            ..
+        }
+    )));
+    assert!(run.report.contains("job managers: 3 leader(s) elected"));
+}
+
+#[test]
+fn without_high_availability_the_job_is_lost_and_a_run_expecting_it_to_pass_fails() {
+    let file = "scenarios/jobmanager-kill-no-ha.toml";
+    let mut scenario = common::load(file);
+    let run = run_scenario(&scenario, scenario.seed, file);
+    assert!(run.verdict.passed(), "{}", run.report);
+    assert!(run.faulty.outcome.is_none(), "{}", run.report);
+    assert!(run.report.contains("knew no job"), "{}", run.report);
+    scenario.expect = Expectation::Pass;
+    let run = run_scenario(&scenario, scenario.seed, file);
+    assert!(!run.verdict.passed(), "{}", run.report);
+    let finished = run
+        .verdict
+        .checks
+        .iter()
+        .find(|c| c.name == "job finished")
+        .expect("the row");
+    assert!(
+        !finished.passed && finished.detail.contains("the job was lost"),
+        "{finished:?}"
+    );
+}
