@@ -39,7 +39,7 @@ pub const WORKLOAD_RECORDS_MAX: u64 = 50_000_000;
 pub const FRAME_SIZE_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Times a producer tries to connect a data channel before the task fails.
 pub const CHANNEL_CONNECT_ATTEMPTS_MAX: u32 = 20;
-/// Transactional ids a recovering two-phase-commit sink probes for lingering transactions.
+/// Open transactions of earlier attempts one recovering two-phase-commit sink subtask aborts.
 pub const LINGERING_TRANSACTIONS_MAX: u64 = 100_000;
 /// Flink's minimum checkpoint interval and timeout (`CheckpointConfig.MINIMAL_CHECKPOINT_TIME`).
 pub const CHECKPOINT_TIME_MS_MIN: u64 = 10;

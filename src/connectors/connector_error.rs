@@ -111,8 +111,8 @@ pub enum ConnectorError {
         /// What this sink keeps.
         expected: &'static str,
     },
-    /// Recovery found no fresh transactional id within the limit.
-    #[error("{label}: more than {LINGERING_TRANSACTIONS_MAX} lingering transactional ids")]
+    /// Recovery found more open transactions of earlier attempts than the limit.
+    #[error("{label}: more than {LINGERING_TRANSACTIONS_MAX} open transactions left by earlier attempts")]
     TooManyLingering {
         /// The subtask.
         label: String,

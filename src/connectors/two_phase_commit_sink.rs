@@ -2,9 +2,17 @@
 //! it): records of one checkpoint go into one broker transaction; the barrier pre-commits it
 //! (its identity goes into the snapshot) and the next transaction begins with the next
 //! record; the completion notice commits it. Recovery commits what the restored checkpoint
-//! pre-committed, resuming each transaction by its stored identity, then aborts every
-//! transaction opened after that checkpoint by initializing its id again, which also fences
-//! a zombie still writing with it (Flink's `TransactionAborter`).
+//! pre-committed, resuming each transaction by its stored identity, then lists the
+//! transactions still open under the subtask's ids and aborts each by initializing its id
+//! again, which also fences a zombie still writing with it (the Kafka connector's lingering
+//! transaction abort, found by `ListTransactions` as its pooling naming strategy does).
+//!
+//! Transactional ids are `<job>-<uid>-<subtask>-a<attempt>-<sequence>`: an attempt never
+//! initializes an id another attempt used, so a zombie of a failed attempt, however late it
+//! wakes, can never abort a transaction of the attempt that replaced it (with ids shared
+//! across attempts, a zombie initializing an id again aborts the new attempt's pre-committed
+//! transaction of that id, and a completed checkpoint's records are lost). What a zombie
+//! opens after the recovery listed the open transactions hangs until the broker's timeout.
 
 use crate::connectors::committing_sink::{
     CommitOperation, CommittingKind, CommittingSink, SinkIdentity, SinkRequest, SinkResponse,
@@ -19,11 +27,12 @@ use crate::services::record_batch::RecordBatch;
 use crate::services::transaction_table::{ProducerIdentity, TransactionError};
 use crate::state::snapshot::{PendingContent, SinkStateSnapshot};
 use crate::time::Duration;
+use std::collections::VecDeque;
 
 /// A transaction the sink writes into or pre-committed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transaction {
-    /// `prefix-sequence`.
+    /// `prefix-a<attempt>-<sequence>`.
     pub transactional_id: String,
     /// The producer running it.
     pub identity: ProducerIdentity,
@@ -45,7 +54,12 @@ pub struct TwoPhaseCommit {
 }
 
 fn transactional_id(sink: &SinkIdentity, sequence: u64) -> String {
-    format!("{}-{sequence}", sink.prefix)
+    format!("{}{}-{sequence}", ids_prefix(sink), sink.attempt)
+}
+
+/// What every transactional id of the sink subtask starts with, whatever its attempt.
+fn ids_prefix(sink: &SinkIdentity) -> String {
+    format!("{}-a", sink.prefix)
 }
 
 impl TwoPhaseCommitSink {
@@ -209,19 +223,15 @@ impl CommittingKind for TwoPhaseCommit {
         None
     }
 
-    /// Initializes every id from `next_transaction` on until one the broker has never seen:
-    /// each initialization aborts what an earlier attempt left open under that id (Flink's
-    /// `TransactionAborter`).
-    fn finish_recovery(
-        &self,
-        sink: &SinkIdentity,
-        next_transaction: u64,
-    ) -> Option<TwoPhaseOperation> {
+    /// Lists the transactions still open under the subtask's ids and initializes each id
+    /// again, which aborts it: what earlier attempts left open after the restored checkpoint
+    /// (its own pre-committed transactions were committed first).
+    fn finish_recovery(&self, sink: &SinkIdentity, _: u64) -> Option<TwoPhaseOperation> {
         Some(TwoPhaseOperation::AbortLingering {
             sink: sink.clone(),
             timeout: self.timeout,
-            first: next_transaction,
-            next: Some(next_transaction),
+            open: None,
+            aborted: Vec::new(),
         })
     }
 }
@@ -250,16 +260,16 @@ pub enum TwoPhaseOperation {
         /// Where it stands.
         stage: CommitStage,
     },
-    /// Aborts the transactions an earlier attempt opened after the restored checkpoint.
+    /// Aborts the transactions earlier attempts left open.
     AbortLingering {
         /// The sink.
         sink: SinkIdentity,
         /// The producer timeout.
         timeout: Duration,
-        /// The first sequence number after the checkpoint.
-        first: u64,
-        /// The sequence number to initialize next; `None` once one was fresh.
-        next: Option<u64>,
+        /// The open transactions' ids still to abort; `None` until listed.
+        open: Option<VecDeque<String>>,
+        /// The ids aborted so far.
+        aborted: Vec<String>,
     },
 }
 
@@ -284,15 +294,13 @@ impl CommitOperation for TwoPhaseOperation {
                 }),
                 CommitStage::Done => None,
             },
-            TwoPhaseOperation::AbortLingering {
-                sink,
-                timeout,
-                next,
-                ..
-            } => {
-                let request = BrokerRequest::InitProducer {
-                    transactional_id: transactional_id(sink, (*next)?),
-                    timeout: *timeout,
+            TwoPhaseOperation::AbortLingering { timeout, open, .. } => {
+                let request = match open {
+                    None => BrokerRequest::ListTransactions,
+                    Some(open) => BrokerRequest::InitProducer {
+                        transactional_id: open.front()?.clone(),
+                        timeout: *timeout,
+                    },
                 };
                 Some(SinkRequest::Broker {
                     request,
@@ -321,26 +329,41 @@ impl CommitOperation for TwoPhaseOperation {
                 end_transaction_answered(label, *checkpoint_id, transaction, response)
             }
             TwoPhaseOperation::AbortLingering {
-                sink, first, next, ..
+                sink,
+                open: open @ None,
+                ..
             } => {
-                let sequence = next.expect("a request was polled");
-                let fresh = match response {
-                    SinkResponse::Broker(BrokerResponse::Initialized(init)) => init.fresh,
-                    other => return Err(unexpected(&sink.label, "InitProducer", other)),
+                let listed = match response {
+                    SinkResponse::Broker(BrokerResponse::Transactions(ids)) => ids,
+                    other => return Err(unexpected(&sink.label, "ListTransactions", other)),
                 };
-                if !fresh {
-                    if sequence + 1 >= *first + LINGERING_TRANSACTIONS_MAX {
-                        return Err(ConnectorError::TooManyLingering {
-                            label: sink.label.clone(),
-                        });
-                    }
-                    *next = Some(sequence + 1);
-                    return Ok(None);
+                let prefix = ids_prefix(sink);
+                let ours: VecDeque<String> = listed
+                    .into_iter()
+                    .filter(|id| id.starts_with(&prefix))
+                    .collect();
+                if ours.len() as u64 > LINGERING_TRANSACTIONS_MAX {
+                    return Err(ConnectorError::TooManyLingering {
+                        label: sink.label.clone(),
+                    });
                 }
-                *next = None;
-                Ok((sequence > *first).then(|| SinkAction::FencedLingering {
-                    count: sequence - *first,
-                    first: transactional_id(sink, *first),
+                *open = Some(ours);
+                Ok(None)
+            }
+            TwoPhaseOperation::AbortLingering {
+                sink,
+                open: Some(open),
+                aborted,
+                ..
+            } => {
+                match response {
+                    SinkResponse::Broker(BrokerResponse::Initialized(_)) => {}
+                    other => return Err(unexpected(&sink.label, "InitProducer", other)),
+                }
+                aborted.push(open.pop_front().expect("a request was polled"));
+                Ok(open.is_empty().then(|| SinkAction::FencedLingering {
+                    count: aborted.len() as u64,
+                    first: aborted[0].clone(),
                 }))
             }
         }
@@ -497,11 +520,26 @@ mod tests {
                 records: 12
             })
         );
-        assert_eq!(init_of(sink.poll_request()), "wordcount-sink-0-4");
+        listed(&mut sink, &[]);
+        assert_eq!(sink.poll_request(), None);
+    }
+
+    /// Answers the recovery's listing of open transactions with `ids`.
+    fn listed(sink: &mut CommittingSink<TwoPhaseCommit>, ids: &[&str]) {
+        assert_eq!(
+            sink.poll_request(),
+            Some(SinkRequest::Broker {
+                request: BrokerRequest::ListTransactions,
+                idempotent: true
+            })
+        );
+        let ids = ids.iter().map(|id| id.to_string()).collect();
+        sink.on_response(SinkResponse::Broker(BrokerResponse::Transactions(ids)))
+            .expect("listed");
     }
 
     #[test]
-    fn recovery_fences_every_lingering_transaction_up_to_the_first_fresh_id() {
+    fn recovery_aborts_every_open_transaction_of_its_subtask_whatever_the_attempt() {
         let mut sink = sink();
         let restored = SinkStateSnapshot {
             subtask_index: 0,
@@ -509,50 +547,52 @@ mod tests {
             pending: Vec::new(),
         };
         assert_eq!(sink.recover(Some(restored)), Ok(4));
-        assert_eq!(init_of(sink.poll_request()), "wordcount-sink-0-4");
-        sink.on_response(initialized(false)).expect("lingering");
+        let open = [
+            "wordcount-sink-0-a1-4",
+            "wordcount-sink-0-a1-5",
+            "wordcount-sink-1-a1-4",
+            "wordcount-sink-0-a1001-0",
+            "wordcount-sink-01-a1-0",
+        ];
+        listed(&mut sink, &open);
+        assert_eq!(init_of(sink.poll_request()), "wordcount-sink-0-a1-4");
+        sink.on_response(initialized(false)).expect("aborted");
         assert_eq!(sink.poll_action(), None);
-        assert_eq!(init_of(sink.poll_request()), "wordcount-sink-0-5");
-        sink.on_response(initialized(false)).expect("lingering");
-        assert_eq!(init_of(sink.poll_request()), "wordcount-sink-0-6");
-        sink.on_response(initialized(true)).expect("fresh");
+        assert_eq!(init_of(sink.poll_request()), "wordcount-sink-0-a1-5");
+        sink.on_response(initialized(false)).expect("aborted");
+        assert_eq!(init_of(sink.poll_request()), "wordcount-sink-0-a1001-0");
+        sink.on_response(initialized(false)).expect("aborted");
         assert_eq!(
             sink.poll_action(),
             Some(SinkAction::FencedLingering {
-                count: 2,
-                first: "wordcount-sink-0-4".into()
+                count: 3,
+                first: "wordcount-sink-0-a1-4".into()
             })
         );
         assert_eq!(sink.poll_request(), None);
     }
 
     #[test]
-    fn one_lingering_transaction_is_fenced_and_reported() {
+    fn with_nothing_open_recovery_aborts_nothing_and_ids_carry_the_attempt() {
         let mut sink = sink();
         sink.recover(None).expect("nothing restored");
-        assert_eq!(init_of(sink.poll_request()), "wordcount-sink-0-0");
-        sink.on_response(initialized(false)).expect("lingering");
-        init_of(sink.poll_request());
-        sink.on_response(initialized(true)).expect("fresh");
-        assert_eq!(
-            sink.poll_action(),
-            Some(SinkAction::FencedLingering {
-                count: 1,
-                first: "wordcount-sink-0-0".into()
-            })
-        );
+        listed(&mut sink, &["wordcount-sink-1-a1-0"]);
+        assert_eq!(sink.poll_request(), None);
+        assert_eq!(sink.poll_action(), None);
+        assert_eq!(transactional_id(&identity(), 7), "wordcount-sink-0-a2-7");
     }
 
     #[test]
-    fn too_many_lingering_transactions_fail_the_recovery_with_the_sink_named() {
+    fn too_many_open_transactions_fail_the_recovery_with_the_sink_named() {
         let mut sink = sink();
         sink.recover(None).expect("nothing restored");
-        for _ in 0..LINGERING_TRANSACTIONS_MAX - 1 {
-            init_of(sink.poll_request());
-            sink.on_response(initialized(false)).expect("lingering");
-        }
-        init_of(sink.poll_request());
-        let error = sink.on_response(initialized(false)).expect_err("too many");
+        let open: Vec<String> = (0..=LINGERING_TRANSACTIONS_MAX)
+            .map(|n| format!("wordcount-sink-0-a1-{n}"))
+            .collect();
+        sink.poll_request();
+        let error = sink
+            .on_response(SinkResponse::Broker(BrokerResponse::Transactions(open)))
+            .expect_err("too many");
         assert_eq!(
             error,
             ConnectorError::TooManyLingering {
@@ -569,8 +609,7 @@ mod tests {
     fn commits_wait_for_their_checkpoint_and_go_oldest_first() {
         let mut sink = sink();
         sink.recover(None).expect("recovers");
-        init_of(sink.poll_request());
-        sink.on_response(initialized(true)).expect("fresh");
+        listed(&mut sink, &[]);
         assert_eq!(sink.poll_action(), None, "nothing lingered");
         assert_eq!(sink.poll_request(), None);
         sink.pre_commit(CheckpointId(2), Some(transaction(0, 5)), 0, 1);

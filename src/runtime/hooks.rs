@@ -362,9 +362,10 @@ pub enum EngineEvent {
 /// What a sink did outside the job.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SinkAction {
-    /// A recovering two-phase-commit sink fenced transactional ids an earlier attempt used.
+    /// A recovering two-phase-commit sink aborted the transactions earlier attempts left
+    /// open, fencing their producers.
     FencedLingering {
-        /// How many ids.
+        /// How many transactions.
         count: u64,
         /// The first of them.
         first: String,
@@ -558,7 +559,7 @@ impl fmt::Display for SinkAction {
         match self {
             SinkAction::FencedLingering { count, first } => write!(
                 f,
-                "fenced {count} transactional id(s) an earlier attempt used after its checkpoint, from `{first}`"
+                "aborted {count} transaction(s) earlier attempts left open, fencing their producers, from `{first}`"
             ),
             SinkAction::Committed {
                 transactional_id,

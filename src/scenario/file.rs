@@ -268,12 +268,14 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
         None => false,
         Some((kind, _)) if kind == "none" => false,
         Some((kind, _)) if kind == "zookeeper" || kind == "kubernetes" => true,
-        Some((kind, span)) => return context.error_at(
-            span,
-            format!(
+        Some((kind, span)) => {
+            return context.error_at(
+                span,
+                format!(
                 "high-availability.type: `{kind}` is not \"none\", \"zookeeper\" or \"kubernetes\""
             ),
-        ),
+            )
+        }
     };
     let job_name = raw.job.name.get_ref().clone();
     if jobs::by_name(&job_name, 1, 1).is_none() {

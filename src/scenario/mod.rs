@@ -49,16 +49,6 @@ impl Expectation {
         }
     }
 
-    /// How the faulty run must end.
-    pub fn ending(self) -> crate::sim::checker::Ending {
-        use crate::sim::checker::Ending;
-        match self {
-            Expectation::Pass | Expectation::Fail => Ending::Finishes,
-            Expectation::GaveUp => Ending::GivesUp,
-            Expectation::JobLost => Ending::Lost,
-        }
-    }
-
     /// Whether a run whose checks `passed` (or not) met this expectation.
     pub fn met(self, passed: bool) -> bool {
         match self {

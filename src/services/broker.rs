@@ -140,6 +140,9 @@ impl BrokerStorage {
                 &transactional_id,
                 timeout,
             )),
+            BrokerRequest::ListTransactions => {
+                BrokerResponse::Transactions(state.transactions.ongoing(now))
+            }
             BrokerRequest::AppendTransactional {
                 transactional_id,
                 identity,

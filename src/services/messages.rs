@@ -87,6 +87,9 @@ pub enum BrokerRequest {
         /// The reading consumer's generation: the group's generation becomes at least this.
         generation: u32,
     },
+    /// The transactional ids whose transaction is ongoing (Kafka's `ListTransactions` with
+    /// the state filter `Ongoing`).
+    ListTransactions,
     /// Number of partitions of a topic.
     PartitionCount {
         /// Topic.
@@ -116,6 +119,8 @@ pub enum BrokerResponse {
     Partitions(u32),
     /// A transactional id was initialized.
     Initialized(InitResult),
+    /// Transactional ids with an ongoing transaction, in order.
+    Transactions(Vec<String>),
     /// The transaction coordinator refused.
     Transaction(TransactionError),
     /// The request named something that does not exist.

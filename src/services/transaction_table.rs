@@ -177,6 +177,20 @@ impl TransactionTable {
         &self.transactions
     }
 
+    /// Transactional ids whose current transaction is ongoing at `now`, in order.
+    pub fn ongoing(&mut self, now: Instant) -> Vec<String> {
+        self.expire(now);
+        self.producers
+            .iter()
+            .filter(|(_, entry)| {
+                entry
+                    .current
+                    .is_some_and(|i| self.transactions[i].status == TransactionStatus::Open)
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     /// Initializes `transactional_id` (Kafka's `InitProducerId`): a new id gets a producer id
     /// and epoch 0; a known one gets its epoch bumped, and what the old epoch left open is
     /// aborted.

@@ -12,7 +12,7 @@ pub mod sink_output;
 pub mod sweep;
 pub mod trace;
 
-use crate::scenario::Scenario;
+use crate::scenario::{Expectation, Scenario};
 use checker::Verdict;
 use cluster::RunResult;
 
@@ -98,7 +98,11 @@ pub fn check_scenario_staged(
     on_stage(Stage::OracleRun);
     let guarantee = checker::Guarantee::of(scenario);
     let end = checker::ExpectedEnd {
-        ending: scenario.expect.ending(),
+        ending: match scenario.expect {
+            Expectation::Pass | Expectation::Fail => checker::Ending::Finishes,
+            Expectation::GaveUp => checker::Ending::GivesUp,
+            Expectation::JobLost => checker::Ending::Lost,
+        },
         restart: scenario.restart.clone(),
         seed: cluster::restart_seed(seed),
     };

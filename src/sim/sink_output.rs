@@ -25,8 +25,13 @@ pub struct SinkOutput {
     /// The output topic's partitions as the broker holds them: each record with its
     /// transaction, batch header and append.
     pub logs: Vec<PartitionLog>,
-    /// Every transaction the broker saw, timeouts applied as of the run's end.
+    /// Every transaction the broker saw, timeouts applied once the hanging ones expired.
     pub transactions: Vec<TransactionRecord>,
+    /// Transactions still open when the run ended, as they stood then. Nobody commits them
+    /// (a zombie's, or one of an attempt that failed over): they hold read_committed readers
+    /// back until the broker aborts them at their timeout, as Kafka does a hanging
+    /// transaction. The output is read after that.
+    pub hanging: Vec<TransactionRecord>,
     /// The broker's `transaction.max.timeout.ms`.
     pub max_transaction_timeout: Duration,
     /// The key-value store's final contents (committer records left out).
@@ -40,9 +45,19 @@ pub struct SinkOutput {
 }
 
 impl SinkOutput {
-    /// Reads the broker and the store at the end of a run (`now`).
+    /// Reads the broker and the store at the end of a run (`now`), the output topic once the
+    /// broker timed out the transactions left hanging.
     pub fn collect(broker: &BrokerStorage, kv: &KvStorage, now: Instant) -> SinkOutput {
-        let transactions = broker.transactions_at(now);
+        let hanging: Vec<TransactionRecord> = broker
+            .transactions_at(now)
+            .into_iter()
+            .filter(|t| t.status == TransactionStatus::Open)
+            .collect();
+        let settled = hanging
+            .iter()
+            .map(|t| t.started_at.add(t.timeout))
+            .fold(now, Instant::max);
+        let transactions = broker.transactions_at(settled);
         let logs = broker.read_all(OUTPUT_TOPIC);
         let is_upsert = |key: &str| !key.starts_with(COMMITTER_KEY_PREFIX);
         let decode = |bytes: &[u8]| -> Value {
@@ -51,6 +66,7 @@ impl SinkOutput {
         SinkOutput {
             logs,
             transactions,
+            hanging,
             max_transaction_timeout: broker.max_transaction_timeout(),
             kv: kv
                 .contents()
@@ -87,24 +103,6 @@ impl SinkOutput {
     /// Records appended to the output topic, visible or not.
     pub fn appended(&self) -> usize {
         self.logs.iter().map(PartitionLog::len).sum()
-    }
-
-    /// Read committed: records at or past a partition's last stable offset (held back by a
-    /// transaction still open when the run ended).
-    pub fn behind_open_transactions(&self) -> usize {
-        self.logs
-            .iter()
-            .map(|log| {
-                let read = read_log(
-                    log,
-                    &self.transactions,
-                    0,
-                    usize::MAX,
-                    IsolationLevel::ReadCommitted,
-                );
-                read.blocked_at.map_or(0, |at| log.len() - at as usize)
-            })
-            .sum()
     }
 
     /// Records in transactions that ended in `wanted` (matched by status kind).

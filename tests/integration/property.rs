@@ -102,6 +102,17 @@ fn service_restart(
     })
 }
 
+/// The job manager killed and restarted; the scenario turns high availability on for it, so
+/// the new leader recovers the job.
+fn jobmanager_kill(parallelism: u32) -> impl Strategy<Value = Fault> {
+    (trigger(parallelism), 50u64..2_000).prop_map(|(trigger, restart_after_ms)| Fault {
+        action: FaultAction::KillJobManager {
+            restart_after: Some(ms(restart_after_ms)),
+        },
+        trigger,
+    })
+}
+
 fn any_node(taskmanagers: u32) -> impl Strategy<Value = NodeName> {
     prop_oneof![
         Just(NodeName::JobManager),
@@ -205,7 +216,8 @@ fn any_fault(
         1 => slow_operator,
         1 => slow_link,
         1 => pause,
-        1 => blobstore_outage
+        1 => blobstore_outage,
+        1 => jobmanager_kill(parallelism)
     ]
 }
 
@@ -263,6 +275,7 @@ fn end_to_end_fault(taskmanagers: u32, parallelism: u32) -> impl Strategy<Value 
         1 => delay_notices,
         1 => restart_broker,
         1 => zombie,
+        1 => jobmanager_kill(parallelism),
     ]
 }
 
@@ -402,6 +415,13 @@ fn scenario_text(case: &Case) -> String {
          [heartbeat]\ninterval = \"100ms\"\ntimeout = \"500ms\"\n\n[simulation]\ndeadline = \"120s\"\n",
         case.seed, case.parallelism, case.source_parallelism, case.keys, case.workload_seed, case.partitions, case.taskmanagers
     );
+    let jobmanager_killed = case
+        .faults
+        .iter()
+        .any(|f| matches!(f.action, FaultAction::KillJobManager { .. }));
+    if jobmanager_killed {
+        text.push_str("\n[high-availability]\ntype = \"zookeeper\"\n");
+    }
     if end_to_end {
         text.push_str(&format!(
             "\n[sink]\nkind = \"{}\"\n\n[reader]\nisolation-level = \"read_committed\"\n",

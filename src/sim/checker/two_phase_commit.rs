@@ -3,6 +3,31 @@
 
 use super::*;
 
+/// Transactions the run left open: nobody commits them, so the broker aborts each at its
+/// timeout; until then they hold read_committed readers at the last stable offset.
+fn hanging_note(output: &SinkOutput) -> Option<String> {
+    let last = output
+        .hanging
+        .iter()
+        .map(|t| t.started_at.add(t.timeout))
+        .max()?;
+    let each: Vec<String> = output
+        .hanging
+        .iter()
+        .map(|t| {
+            format!(
+                "`{}` (epoch {}, {} records, opened at {})",
+                t.transactional_id, t.identity.epoch, t.records, t.started_at
+            )
+        })
+        .collect();
+    Some(format!(
+        "{} transaction(s) hung open when the run ended (nobody commits them: a zombie's, or a failed attempt's); they held read_committed readers back until the broker timed them out, the last at {last}; the output is read after that: {}",
+        output.hanging.len(),
+        each.join(", ")
+    ))
+}
+
 /// Two-phase commit: the reader's view equals the oracle's output per key, in order. A
 /// difference is explained by the transactions behind it.
 pub(super) fn transactional_output(
@@ -20,6 +45,7 @@ pub(super) fn transactional_output(
         output.transactions.len()
     );
     notes.push(format!("broker: {transactions}"));
+    notes.extend(hanging_note(output));
     let Some(difference) = first_per_key_difference(expected, &faulty.sink_output) else {
         return Ok(format!(
             "{} records, each key in the oracle's order; {transactions}",
@@ -27,12 +53,6 @@ pub(super) fn transactional_output(
         ));
     };
     let mut why = vec![difference];
-    let behind = output.behind_open_transactions();
-    if sink.isolation == IsolationLevel::ReadCommitted && behind > 0 {
-        why.push(format!(
-            "{behind} record(s) lie at or past the last stable offset: a transaction still open when the run ended holds the read_committed reader"
-        ));
-    }
     if sink.isolation == IsolationLevel::ReadUncommitted && aborted + open > 0 {
         why.push(format!(
             "the reader (read_uncommitted) saw {aborted} record(s) of aborted transactions and {open} of open ones"
