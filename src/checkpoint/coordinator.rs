@@ -630,6 +630,11 @@ impl CheckpointCoordinator {
         self.completed.back()
     }
 
+    /// Whether `checkpoint_id` is in flight (not yet completed, not aborted).
+    pub fn is_pending(&self, checkpoint_id: CheckpointId) -> bool {
+        self.pending.contains_key(&checkpoint_id)
+    }
+
     /// Checkpoints in flight.
     pub fn pending_count(&self) -> usize {
         self.pending.len()

@@ -162,6 +162,11 @@ impl JobMaster {
         }
     }
 
+    /// Whether checkpoint `checkpoint_id` is still in flight: its completion is still wanted.
+    pub fn is_checkpoint_pending(&self, checkpoint_id: CheckpointId) -> bool {
+        self.coordinator.is_pending(checkpoint_id)
+    }
+
     /// The leadership term.
     pub fn term(&self) -> LeaderTerm {
         self.term

@@ -83,7 +83,6 @@ impl JobSubmission {
 enum Input {
     Control(ControlMessage),
     MetadataWritten(CompletedCheckpoint, Result<(), String>),
-    Deposed(LeaderTerm),
 }
 
 /// The job manager's main: runs the job to a terminal status.
@@ -284,9 +283,12 @@ impl JobManagerNode {
                         self.master.on_control(sim_time::now(), message)
                     }
                     Some(Input::MetadataWritten(checkpoint, result)) => {
-                        self.master.on_metadata_written(sim_time::now(), checkpoint, result)
+                        let result = self.store_pointer(&checkpoint, result).await;
+                        if !self.deposed {
+                            let now = sim_time::now();
+                            self.master.on_metadata_written(now, checkpoint, result)
+                        }
                     }
-                    Some(Input::Deposed(current)) => self.deposed(current),
                     None => return,
                 },
                 _ = sim_time::sleep_until_opt(deadline).fuse() => {
@@ -368,45 +370,55 @@ impl JobManagerNode {
         ha.write(&request).await
     }
 
-    /// Writes the checkpoint's `_metadata`, then (with high availability) stores its pointer:
-    /// only then is it completed, so a new leader finds every completed checkpoint.
+    /// With high availability, a checkpoint whose `_metadata` is written and that is still
+    /// in flight is added to the completed checkpoint store before it completes, so a new
+    /// leader finds every checkpoint whose commits were notified. The job manager waits for
+    /// the service, as Flink's coordinator waits for ZooKeeper: no failover can abort the
+    /// checkpoint meanwhile and leave a pointer to files its abort deleted.
+    async fn store_pointer(
+        &mut self,
+        checkpoint: &CompletedCheckpoint,
+        written: Result<(), String>,
+    ) -> Result<(), String> {
+        let Some(ha) = &self.ha else {
+            return written;
+        };
+        if written.is_err() || !self.master.is_checkpoint_pending(checkpoint.checkpoint_id) {
+            return written;
+        }
+        let add = HaRequest::AddCheckpoint {
+            term: self.master.term(),
+            pointer: CheckpointPointer {
+                checkpoint_id: checkpoint.checkpoint_id,
+                metadata_path: metadata_path(checkpoint.checkpoint_id),
+            },
+            retain: self.setup.checkpoint.retained,
+        };
+        match ha.write(&add).await {
+            Ok(()) => Ok(()),
+            Err(HaError::Fenced { current, .. }) => {
+                self.deposed(current);
+                Err(format!("deposed by {current}"))
+            }
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    /// Writes the checkpoint's `_metadata` in the background.
     fn write_metadata(&self, checkpoint: CompletedCheckpoint) {
         let storage = CheckpointStorage::new(
             self.rpc.clone(),
             self.setup.services.blobstore,
             self.setup.rpc_timeout,
         );
-        let ha = self.ha.clone();
-        let (term, retain) = (self.master.term(), self.setup.checkpoint.retained);
         let mut inbox = self.inbox_sender.clone();
         madsim::task::spawn(async move {
             let path = metadata_path(checkpoint.checkpoint_id);
-            let written = storage
+            let result = storage
                 .write(FileKind::CheckpointMetadata, &path, &checkpoint)
                 .await
                 .map(|_| ())
                 .map_err(|error| error.to_string());
-            let pointer = CheckpointPointer {
-                checkpoint_id: checkpoint.checkpoint_id,
-                metadata_path: path,
-            };
-            let result = match (written, ha) {
-                (Ok(()), Some(ha)) => {
-                    let add = HaRequest::AddCheckpoint {
-                        term,
-                        pointer,
-                        retain,
-                    };
-                    match ha.write(&add).await {
-                        Err(HaError::Fenced { current, .. }) => {
-                            let _ = inbox.send(Input::Deposed(current)).await;
-                            return;
-                        }
-                        stored => stored.map_err(|error| error.to_string()),
-                    }
-                }
-                (written, _) => written,
-            };
             let _ = inbox.send(Input::MetadataWritten(checkpoint, result)).await;
         });
     }
