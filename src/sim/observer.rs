@@ -426,6 +426,11 @@ impl RunHooks for Observer {
                 ..
             } => self.on_task_finished(attempt, subtask, keyed),
             EngineEvent::FailingOver { reason, .. } => self.on_failure(&reason),
+            // A new leader restarts the whole job from its checkpoint: for the checker, the
+            // job failed over (whatever failed meanwhile, no job master saw it).
+            EngineEvent::JobRecovered { term, .. } => {
+                self.on_failure(&format!("job-manager failover: {term} recovered the job"))
+            }
             EngineEvent::Restarting { .. } => self.on_restart(),
             EngineEvent::JobFinished { attempt } => {
                 self.on_job_terminated(JobOutcome::Finished, attempt)
