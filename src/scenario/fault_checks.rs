@@ -167,6 +167,7 @@ pub fn check_action(
         | FaultAction::KillJobManager { .. }
         | FaultAction::PauseTaskManager { .. }
         | FaultAction::RestartBroker { .. }
+        | FaultAction::FailBlobstoreWrites { .. }
         | FaultAction::RestartBlobstore { .. } => Ok(()),
         FaultAction::CorruptCheckpoint if !scenario.checkpointing() => {
             Err(FaultCheckError::NeedsCheckpointing {

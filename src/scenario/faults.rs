@@ -282,6 +282,13 @@ pub enum FaultAction {
         #[serde(default = "one_second", with = "duration")]
         restart_after: Duration,
     },
+    /// The blobstore's writes fail with an I/O error for a time (a full or failing disk):
+    /// uploads and `_metadata` writes are refused, so checkpoints are declined.
+    FailBlobstoreWrites {
+        /// How long.
+        #[serde(with = "duration")]
+        duration: Duration,
+    },
     /// Kill the broker and restart it (its storage is durable).
     RestartBroker {
         /// How long it is down (1 s when not given).
@@ -408,6 +415,9 @@ impl fmt::Display for FaultAction {
             }
             FaultAction::RestartBlobstore { restart_after } => {
                 write!(f, "kill the blobstore, restart it {restart_after} later")
+            }
+            FaultAction::FailBlobstoreWrites { duration } => {
+                write!(f, "fail every blobstore write for {duration}")
             }
             FaultAction::CorruptCheckpoint => {
                 write!(f, "corrupt a state file of the newest completed checkpoint")

@@ -14,6 +14,7 @@ use crate::scenario::faults::{Fault, FaultAction, FaultPlan, TRIGGER_KEYS};
 use crate::scenario::node_name::NodeName;
 use crate::scenario::toml_duration::TomlDuration;
 use crate::scenario::workload::{Workload, WorkloadKind};
+use crate::services::blobstore::BlobstoreConfig;
 use crate::services::messages::IsolationLevel;
 use crate::time::Duration;
 use serde::Deserialize;
@@ -40,6 +41,8 @@ struct ScenarioFile {
     heartbeat: HeartbeatSection,
     #[serde(default)]
     high_availability: HighAvailabilitySection,
+    #[serde(default)]
+    blobstore: BlobstoreSection,
     #[serde(default)]
     pipeline: PipelineSection,
     #[serde(default)]
@@ -99,6 +102,14 @@ struct ClusterSection {
     taskmanagers: u32,
     #[serde(rename = "numberOfTaskSlots")]
     number_of_task_slots: u32,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct BlobstoreSection {
+    fsync: Option<bool>,
+    sync_latency: Option<TomlDuration>,
+    writeback_delay: Option<TomlDuration>,
 }
 
 #[derive(Deserialize, Default)]
@@ -346,6 +357,7 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
             .map_or(BUFFER_TIMEOUT_DEFAULT, |d| d.0),
         deadline: raw.simulation.deadline.map_or(DEADLINE_DEFAULT, |d| d.0),
         high_availability,
+        blobstore: blobstore_config(&context, &raw.blobstore)?,
         faults: FaultPlan::default(),
     };
     if let Some(max_parallelism) = scenario.max_parallelism {
@@ -387,6 +399,38 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
     }
     Ok(scenario)
 }
+
+/// `[blobstore]`: each key absent keeps the durable default (acknowledged once synced, at once).
+fn blobstore_config(
+    context: &Context<'_>,
+    raw: &BlobstoreSection,
+) -> Result<BlobstoreConfig, ScenarioError> {
+    let defaults = BlobstoreConfig::default();
+    let config = BlobstoreConfig {
+        fsync: raw.fsync.unwrap_or(defaults.fsync),
+        sync_latency: raw.sync_latency.map_or(defaults.sync_latency, |d| d.0),
+        writeback_delay: raw
+            .writeback_delay
+            .map_or(defaults.writeback_delay, |d| d.0),
+    };
+    if config.writeback_delay == Duration::ZERO {
+        return context.error("blobstore.writeback-delay: must be positive".to_string());
+    }
+    for (field, value) in [
+        ("sync-latency", config.sync_latency),
+        ("writeback-delay", config.writeback_delay),
+    ] {
+        if value > BLOBSTORE_DELAY_MAX {
+            return context.error(format!(
+                "blobstore.{field}: {value} is longer than {BLOBSTORE_DELAY_MAX}"
+            ));
+        }
+    }
+    Ok(config)
+}
+
+/// The longest sync latency or writeback delay a scenario may give the blobstore.
+const BLOBSTORE_DELAY_MAX: Duration = Duration::from_secs(60);
 
 /// Durations that a run could never honour: a zero heartbeat (Flink requires a positive
 /// interval) and a deadline that has passed before the run starts.

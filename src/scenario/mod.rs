@@ -97,6 +97,8 @@ pub struct Scenario {
     pub buffer_timeout: Duration,
     /// Simulated time by which the job must have ended, or the run is stuck.
     pub deadline: Duration,
+    /// How the blobstore makes writes durable (`[blobstore]`).
+    pub blobstore: crate::services::blobstore::BlobstoreConfig,
     /// `high-availability.type` is `zookeeper` or `kubernetes`: a high-availability service
     /// node elects the job manager and keeps the job and its retained checkpoints.
     pub high_availability: bool,

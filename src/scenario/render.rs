@@ -43,6 +43,14 @@ pub fn render_toml(scenario: &Scenario) -> String {
         "[cluster]\ntaskmanagers = {}\nnumberOfTaskSlots = {}\n",
         scenario.taskmanagers, scenario.slots_per_taskmanager
     );
+    let blobstore = &scenario.blobstore;
+    if *blobstore != crate::services::blobstore::BlobstoreConfig::default() {
+        let _ = writeln!(
+            text,
+            "[blobstore]\nfsync = {}\nsync-latency = \"{}\"\nwriteback-delay = \"{}\"\n",
+            blobstore.fsync, blobstore.sync_latency, blobstore.writeback_delay
+        );
+    }
     if scenario.high_availability {
         let _ = writeln!(text, "[high-availability]\ntype = \"zookeeper\"\n");
     }

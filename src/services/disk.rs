@@ -2,6 +2,7 @@
 //! lost when the node is killed. madsim's own file system keeps every byte across a kill, so
 //! snapflow keeps its own (DESIGN §3). Nothing here touches the real disk.
 
+use crate::time::Instant;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -9,6 +10,22 @@ use std::sync::{Arc, Mutex};
 struct DiskState {
     durable: BTreeMap<String, Vec<u8>>,
     unsynced: BTreeMap<String, Vec<u8>>,
+    // An injected fault: writes fail with an I/O error until then.
+    writes_fail_until: Option<Instant>,
+}
+
+/// What a crash did to a file that was written but not synced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CrashLoss {
+    /// The file is gone (or back to its last synced content).
+    Lost(String),
+    /// Only its first `kept` bytes reached the disk: a torn write.
+    Torn {
+        /// The file.
+        path: String,
+        /// Bytes that survived.
+        kept: usize,
+    },
 }
 
 /// One node's disk, shared by every incarnation of the node within a run.
@@ -26,6 +43,26 @@ impl Disk {
     /// Writes a file; it survives a kill only after `sync`.
     pub fn write(&self, path: &str, bytes: Vec<u8>) {
         self.lock().unsynced.insert(path.to_string(), bytes);
+    }
+
+    /// Makes one written file durable (an `fsync` of it); a file synced already is left as is.
+    pub fn sync_path(&self, path: &str) {
+        let mut state = self.lock();
+        if let Some(bytes) = state.unsynced.remove(path) {
+            state.durable.insert(path.to_string(), bytes);
+        }
+    }
+
+    /// Writes fail with an I/O error until `until` (a full or failing disk).
+    pub fn fail_writes_until(&self, until: Instant) {
+        self.lock().writes_fail_until = Some(until);
+    }
+
+    /// Whether a write at `now` fails.
+    pub fn writes_fail(&self, now: Instant) -> bool {
+        self.lock()
+            .writes_fail_until
+            .is_some_and(|until| now < until)
     }
 
     /// Makes every written file durable.
@@ -69,9 +106,23 @@ impl Disk {
         paths
     }
 
-    /// The node was killed: unsynced writes are gone.
-    pub fn lose_unsynced(&self) {
-        self.lock().unsynced.clear();
+    /// The node crashed: each write not synced is lost or torn (a prefix of it reached the
+    /// disk), as `draw` decides per file, in path order.
+    pub fn crash(&self, mut draw: impl FnMut() -> u64) -> Vec<CrashLoss> {
+        let mut state = self.lock();
+        let unsynced = std::mem::take(&mut state.unsynced);
+        let mut losses = Vec::new();
+        for (path, bytes) in unsynced {
+            let choice = draw();
+            if choice % 2 == 0 || bytes.is_empty() {
+                losses.push(CrashLoss::Lost(path));
+                continue;
+            }
+            let kept = ((choice >> 1) % bytes.len() as u64) as usize;
+            state.durable.insert(path.clone(), bytes[..kept].to_vec());
+            losses.push(CrashLoss::Torn { path, kept });
+        }
+        losses
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, DiskState> {
@@ -92,8 +143,33 @@ mod tests {
         disk.sync();
         disk.write("b", vec![2]);
         assert_eq!(disk.read("b"), Some(vec![2]));
-        disk.lose_unsynced();
+        disk.write("c", vec![3, 4, 5, 6]);
+        disk.write("d", vec![7]);
+        disk.sync_path("d");
+        let mut draws = [2u64, 1 + (3 << 1)].into_iter();
+        let losses = disk.crash(|| draws.next().expect("one draw per unsynced file"));
+        assert_eq!(
+            losses,
+            vec![
+                CrashLoss::Lost("b".into()),
+                CrashLoss::Torn {
+                    path: "c".into(),
+                    kept: 3
+                }
+            ]
+        );
         assert_eq!(disk.read("a"), Some(vec![1]));
         assert_eq!(disk.read("b"), None);
+        assert_eq!(disk.read("c"), Some(vec![3, 4, 5]));
+        assert_eq!(disk.read("d"), Some(vec![7]));
+        assert!(disk.crash(|| unreachable!("nothing unsynced")).is_empty());
+    }
+
+    #[test]
+    fn writes_fail_inside_the_window_only() {
+        let disk = Disk::new();
+        disk.fail_writes_until(Instant::from_ms(100));
+        assert!(disk.writes_fail(Instant::from_ms(99)));
+        assert!(!disk.writes_fail(Instant::from_ms(100)));
     }
 }

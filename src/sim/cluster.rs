@@ -19,7 +19,7 @@ use crate::scenario::node_name::NodeName;
 use crate::scenario::Scenario;
 use crate::services::blobstore::run_blobstore;
 use crate::services::broker::{run_broker, BrokerStorage};
-use crate::services::disk::Disk;
+use crate::services::disk::{CrashLoss, Disk};
 use crate::services::high_availability::{run_ha_service, HaStorage};
 use crate::services::kv_store::{run_kv_store, KvStorage};
 use crate::services::messages::IsolationLevel;
@@ -182,6 +182,7 @@ async fn run_cluster(
     let node_ids: Vec<NodeId> = nodes.by_name.values().copied().collect();
     let harness = Handle::current().create_node().name("harness").build();
     let injector = Injector {
+        blob_disk: blob_disk.clone(),
         graph: graph.clone(),
         plan,
         nodes,
@@ -263,11 +264,12 @@ fn start_nodes(
         by_name.insert(NodeName::Kv, node.id());
     }
     let disk = storages.blob_disk.clone();
+    let config = scenario.blobstore;
     let node = handle
         .create_node()
         .name("blobstore")
         .ip(NodeName::Blobstore.ip())
-        .init(move || run_blobstore(disk.clone()))
+        .init(move || run_blobstore(disk.clone(), config))
         .build();
     by_name.insert(NodeName::Blobstore, node.id());
     if scenario.high_availability {
@@ -341,6 +343,8 @@ fn start_nodes(
 }
 
 struct Injector {
+    // The blobstore's disk: a crash loses or tears what it had not synced.
+    blob_disk: Disk,
     graph: Arc<ExecutionGraph>,
     plan: crate::scenario::faults::FaultPlan,
     nodes: Nodes,
@@ -408,6 +412,17 @@ impl Injector {
     fn kill(&self, handle: &Handle, name: NodeName, restart_after: Option<Duration>) {
         let node = self.nodes.by_name[&name];
         handle.kill(node);
+        if name == NodeName::Blobstore {
+            for loss in self.blob_disk.crash(madsim::rand::random::<u64>) {
+                let what = match loss {
+                    CrashLoss::Lost(path) => format!("blobstore crash lost unsynced {path}"),
+                    CrashLoss::Torn { path, kept } => {
+                        format!("blobstore crash tore unsynced {path} after {kept} byte(s)")
+                    }
+                };
+                self.observer.trace("harness", what);
+            }
+        }
         let Some(delay) = restart_after else {
             return;
         };
@@ -539,6 +554,10 @@ impl Injector {
             }
             FaultAction::RestartBlobstore { restart_after } => {
                 self.kill(&handle, NodeName::Blobstore, Some(restart_after))
+            }
+            FaultAction::FailBlobstoreWrites { duration } => {
+                let until = sim_time::now().add(duration);
+                self.blob_disk.fail_writes_until(until);
             }
         }
     }

@@ -17,5 +17,6 @@ mod retention;
 mod scenario_errors;
 mod scenarios;
 mod slow_link;
+mod storage_faults;
 mod unaligned_backpressure;
 mod wordcount_crash;

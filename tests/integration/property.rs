@@ -56,6 +56,8 @@ struct Case {
     alignment_timeout_ms: u64,
     keys: u64,
     workload_seed: u64,
+    /// `[blobstore] sync-latency`: a blobstore crash loses or tears the writes still syncing.
+    sync_latency_ms: u64,
     faults: Vec<Fault>,
     /// `[sink] kind`; a two-phase-commit sink is read with read_committed.
     sink: &'static str,
@@ -100,6 +102,18 @@ fn service_restart(
         action: action(ms(down)),
         trigger,
     })
+}
+
+/// Checkpoint storage failing: the blobstore crashes (losing or tearing the writes still
+/// syncing) and restarts, or its writes fail with I/O errors for a time.
+fn storage_fault(parallelism: u32) -> impl Strategy<Value = Fault> {
+    let outage = service_restart(100..1_500, parallelism, |restart_after| {
+        FaultAction::RestartBlobstore { restart_after }
+    });
+    let write_failures = service_restart(50..1_500, parallelism, |duration| {
+        FaultAction::FailBlobstoreWrites { duration }
+    });
+    prop_oneof![outage, write_failures]
 }
 
 /// The job manager killed and restarted; the scenario turns high availability on for it, so
@@ -206,9 +220,6 @@ fn any_fault(
             trigger,
         },
     );
-    let blobstore_outage = service_restart(100..1_500, parallelism, |restart_after| {
-        FaultAction::RestartBlobstore { restart_after }
-    });
     prop_oneof![
         2 => kill(taskmanagers, parallelism),
         2 => clog,
@@ -216,7 +227,7 @@ fn any_fault(
         1 => slow_operator,
         1 => slow_link,
         1 => pause,
-        1 => blobstore_outage,
+        1 => storage_fault(parallelism),
         1 => jobmanager_kill(parallelism)
     ]
 }
@@ -276,6 +287,7 @@ fn end_to_end_fault(taskmanagers: u32, parallelism: u32) -> impl Strategy<Value 
         1 => restart_broker,
         1 => zombie,
         1 => jobmanager_kill(parallelism),
+        1 => storage_fault(parallelism),
     ]
 }
 
@@ -334,6 +346,7 @@ fn case(mixed: bool, modes: &'static [&'static str]) -> impl Strategy<Value = Ca
                 0u32..=2,
                 prop::sample::select(modes),
                 prop::sample::select(vec![10u64, 30, 80, 200]),
+                prop::sample::select(vec![0u64, 0, 1, 5]),
             );
             (settings, faults).prop_map(
                 move |(
@@ -345,9 +358,11 @@ fn case(mixed: bool, modes: &'static [&'static str]) -> impl Strategy<Value = Ca
                         extra_partitions,
                         mode,
                         alignment_timeout_ms,
+                        sync_latency_ms,
                     ),
                     faults,
                 )| Case {
+                    sync_latency_ms,
                     alignment_timeout_ms,
                     seed,
                     parallelism,
@@ -421,6 +436,12 @@ fn scenario_text(case: &Case) -> String {
         .any(|f| matches!(f.action, FaultAction::KillJobManager { .. }));
     if jobmanager_killed {
         text.push_str("\n[high-availability]\ntype = \"zookeeper\"\n");
+    }
+    if case.sync_latency_ms > 0 {
+        text.push_str(&format!(
+            "\n[blobstore]\nsync-latency = \"{}ms\"\n",
+            case.sync_latency_ms
+        ));
     }
     if end_to_end {
         text.push_str(&format!(
@@ -622,9 +643,10 @@ fn every_field_of_a_scenario_survives_rendering() {
     )
     .replace(
         "[execution.checkpointing]\n",
-        "[pipeline]\nmax-parallelism = 256\n\n[execution.checkpointing]\nnum-retained = 3\nmin-pause = \"20ms\"\ntolerable-failed-checkpoints = 2\n",
+        "[pipeline]\nmax-parallelism = 256\n\n[high-availability]\ntype = \"kubernetes\"\n\n[blobstore]\nfsync = false\nwriteback-delay = \"2s\"\n\n[execution.checkpointing]\nnum-retained = 3\nmin-pause = \"20ms\"\ntolerable-failed-checkpoints = 2\n",
     );
     let scenario = Scenario::parse("set", &text).expect("valid");
+    assert!(scenario.high_availability && !scenario.blobstore.fsync);
     assert_eq!(scenario.max_parallelism, Some(256));
     assert_eq!(scenario.checkpoint.retained, 3);
     let again = Scenario::parse("rendered", &render_toml(&scenario)).expect("renders valid TOML");

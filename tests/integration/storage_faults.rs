@@ -1,0 +1,100 @@
+//! Goal: checkpoint storage that fails is never trusted silently. Writes that fail decline
+//! their checkpoint, which counts toward `tolerable-failed-checkpoints`; a crash loses or
+//! tears writes not yet synced, and with `fsync` no completed checkpoint ever counted on one;
+//! without it, the checksums catch the torn files, recovery falls back checkpoint by
+//! checkpoint, and the committed output is wrong (the run shows why storage must be durable).
+//! Method: run the `blobstore-*` scenarios and read their reports and traces.
+
+use crate::common;
+use snapflow::ids::CheckpointId;
+use snapflow::runtime::hooks::EngineEvent;
+use snapflow::sim::run_scenario;
+
+#[test]
+fn failing_writes_decline_checkpoints_and_the_tolerance_decides_the_failover() {
+    for (file, restarts) in [
+        ("scenarios/blobstore-write-failures-tolerant.toml", 0),
+        ("scenarios/blobstore-write-failures-intolerant.toml", 2),
+    ] {
+        let scenario = common::load(file);
+        let run = run_scenario(&scenario, scenario.seed, file);
+        assert!(run.verdict.passed(), "{}", run.report);
+        assert_eq!(run.faulty.restarts, restarts, "{file}\n{}", run.report);
+        assert!(
+            run.report.contains("write failed: I/O error"),
+            "{file}: the declined checkpoint names the error:\n{}",
+            run.report
+        );
+    }
+}
+
+#[test]
+fn with_fsync_a_crash_mid_sync_costs_a_retry_and_the_checkpoint_restores_whole() {
+    let file = "scenarios/blobstore-crash-mid-sync.toml";
+    let scenario = common::load(file);
+    let run = run_scenario(&scenario, scenario.seed, file);
+    assert!(run.verdict.passed(), "{}", run.report);
+    let trace = run.faulty.trace.join("\n");
+    assert!(
+        trace.contains("blobstore crash tore unsynced chk-5/"),
+        "{trace}"
+    );
+    assert!(
+        trace.contains("blobstore crash lost unsynced chk-5/"),
+        "{trace}"
+    );
+    assert!(run.faulty.events.iter().any(|r| matches!(
+        r.event,
+        EngineEvent::Deploying {
+            restore: Some(CheckpointId(5)),
+            ..
+        }
+    )));
+    assert!(!run
+        .faulty
+        .events
+        .iter()
+        .any(|r| matches!(r.event, EngineEvent::CheckpointUnusable { .. })));
+}
+
+#[test]
+fn without_fsync_a_crash_takes_completed_checkpoints_and_exactly_once_breaks() {
+    let file = "scenarios/blobstore-no-fsync-crash.toml";
+    let scenario = common::load(file);
+    let run = run_scenario(&scenario, scenario.seed, file);
+    assert!(!run.verdict.passed(), "expected to fail:\n{}", run.report);
+    let unusable: Vec<CheckpointId> = run
+        .faulty
+        .events
+        .iter()
+        .filter_map(|r| match &r.event {
+            EngineEvent::CheckpointUnusable { checkpoint_id, .. } => Some(*checkpoint_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        unusable,
+        vec![
+            CheckpointId(10),
+            CheckpointId(9),
+            CheckpointId(8),
+            CheckpointId(7)
+        ],
+        "{}",
+        run.report
+    );
+    for named in [
+        "missing from checkpoint storage",
+        "checksum mismatch",
+        "truncated",
+    ] {
+        assert!(run.report.contains(named), "{named}:\n{}", run.report);
+    }
+    let output = run
+        .verdict
+        .checks
+        .iter()
+        .find(|c| c.name.starts_with("the reader (read_committed)"))
+        .expect("the sink row");
+    assert!(!output.passed, "{output:?}");
+}
