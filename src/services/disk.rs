@@ -114,7 +114,7 @@ impl Disk {
         let mut losses = Vec::new();
         for (path, bytes) in unsynced {
             let choice = draw();
-            if choice % 2 == 0 || bytes.is_empty() {
+            if choice.is_multiple_of(2) || bytes.is_empty() {
                 losses.push(CrashLoss::Lost(path));
                 continue;
             }
