@@ -4,6 +4,7 @@
 //! deadline and an early `on_timeout` is harmless.
 
 use crate::checkpoint::barrier::BarrierKind;
+use crate::checkpoint::storage::{CheckpointStorageConfig, StateHandle};
 use crate::ids::{CheckpointId, SubtaskId};
 use crate::limits::{CHECKPOINTS_IN_FLIGHT_MAX, CHECKPOINTS_RETAINED_MAX, CHECKPOINT_TIME_MS_MIN};
 use crate::time::{Duration, Instant};
@@ -47,6 +48,8 @@ pub struct CheckpointConfig {
     /// `aligned-checkpoint-timeout`: with `unaligned`, checkpoints start aligned and turn
     /// unaligned this long after their creation; zero means unaligned from the start.
     pub aligned_checkpoint_timeout: Duration,
+    /// `storage`, `dir`, `data-inline-threshold`: where checkpoints are kept.
+    pub storage: CheckpointStorageConfig,
 }
 
 impl Default for CheckpointConfig {
@@ -61,6 +64,7 @@ impl Default for CheckpointConfig {
             retained: 1,
             unaligned: false,
             aligned_checkpoint_timeout: Duration::ZERO,
+            storage: CheckpointStorageConfig::default(),
         }
     }
 }
@@ -153,9 +157,9 @@ impl CheckpointConfig {
 /// What a subtask reports when its part of a checkpoint is durable.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskAck {
-    /// Path of its state file in checkpoint storage.
-    pub state_path: String,
-    /// Bytes of that file.
+    /// Where its state is: a file in checkpoint storage, or inline.
+    pub state: StateHandle,
+    /// Bytes of that state.
     pub state_size_bytes: u64,
     /// Time it spent aligning barriers.
     pub alignment_duration: Duration,
@@ -664,7 +668,7 @@ mod tests {
 
     fn ack() -> TaskAck {
         TaskAck {
-            state_path: "p".into(),
+            state: StateHandle::File("p".into()),
             state_size_bytes: 10,
             alignment_duration: Duration::ZERO,
             unaligned: false,

@@ -1,31 +1,135 @@
 //! Checkpoint storage as Flink's `FileSystemCheckpointStorage` lays it out: `chk-<n>/` holds one
 //! state file per subtask and a `_metadata` file. Every file carries the codec envelope (magic,
 //! version, checksum), so a corrupt or foreign file is refused with its path.
+//!
+//! Which storage (`execution.checkpointing.storage`): `filesystem` writes each subtask's
+//! snapshot to a file under `execution.checkpointing.dir`, unless it is smaller than
+//! `data-inline-threshold`, when it travels inline in the ack and `_metadata`; `jobmanager`
+//! sends every snapshot inline to the job manager, which keeps it in memory and refuses one
+//! larger than `max-state-size` (Flink's `JobManagerCheckpointStorage`), and writes no files.
 
 use crate::codec::{decode, encode, CodecError, FileKind};
 use crate::ids::{CheckpointId, SubtaskId};
 use crate::runtime::rpc::{Rpc, RpcError};
 use crate::services::messages::{BlobRequest, BlobResponse};
 use crate::time::Duration;
-use serde::{de::DeserializeOwned, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::net::SocketAddr;
 
-/// Path of a subtask's state file in checkpoint `checkpoint_id`.
-pub fn task_state_path(checkpoint_id: CheckpointId, subtask: SubtaskId) -> String {
-    format!(
-        "chk-{}/{}-{}.state",
-        checkpoint_id.0, subtask.vertex_id.0, subtask.subtask_index
-    )
+/// Where checkpoints are kept (`execution.checkpointing.storage`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StorageKind {
+    /// `filesystem`: files in the blobstore.
+    FileSystem,
+    /// `jobmanager`: the job manager's memory; lost with it.
+    JobManager,
 }
 
-/// The directory of checkpoint `checkpoint_id`, holding all its files.
-pub fn checkpoint_directory(checkpoint_id: CheckpointId) -> String {
-    format!("chk-{}/", checkpoint_id.0)
+/// Checkpoint storage options.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointStorageConfig {
+    /// `storage`.
+    pub kind: StorageKind,
+    /// `dir`: the directory checkpoints go under in the blobstore (its root when empty).
+    pub dir: String,
+    /// `data-inline-threshold`: a snapshot smaller than this travels inline instead of in a
+    /// file. Flink's default is 20 kb; snapflow's is 0 (every snapshot a file), so the faults
+    /// that corrupt and lose files have files to act on.
+    pub inline_threshold_bytes: u64,
+    /// `max-state-size` of jobmanager storage (Flink's `JobManagerCheckpointStorage`
+    /// constructor argument): a larger snapshot declines the checkpoint.
+    pub max_state_size_bytes: u64,
 }
 
-/// Path of checkpoint `checkpoint_id`'s metadata.
-pub fn metadata_path(checkpoint_id: CheckpointId) -> String {
-    format!("chk-{}/_metadata", checkpoint_id.0)
+/// `JobManagerCheckpointStorage.DEFAULT_MAX_STATE_SIZE`.
+pub const JOBMANAGER_MAX_STATE_SIZE_DEFAULT: u64 = 5 * 1024 * 1024;
+
+impl Default for CheckpointStorageConfig {
+    fn default() -> Self {
+        CheckpointStorageConfig {
+            kind: StorageKind::FileSystem,
+            dir: String::new(),
+            inline_threshold_bytes: 0,
+            max_state_size_bytes: JOBMANAGER_MAX_STATE_SIZE_DEFAULT,
+        }
+    }
+}
+
+impl CheckpointStorageConfig {
+    fn under_dir(&self, path: String) -> String {
+        if self.dir.is_empty() {
+            path
+        } else {
+            format!("{}/{path}", self.dir.trim_end_matches('/'))
+        }
+    }
+
+    /// Path of a subtask's state file in checkpoint `checkpoint_id`.
+    pub fn task_state_path(&self, checkpoint_id: CheckpointId, subtask: SubtaskId) -> String {
+        self.under_dir(format!(
+            "chk-{}/{}-{}.state",
+            checkpoint_id.0, subtask.vertex_id.0, subtask.subtask_index
+        ))
+    }
+
+    /// The directory of checkpoint `checkpoint_id`, holding all its files.
+    pub fn checkpoint_directory(&self, checkpoint_id: CheckpointId) -> String {
+        self.under_dir(format!("chk-{}/", checkpoint_id.0))
+    }
+
+    /// Path of checkpoint `checkpoint_id`'s metadata.
+    pub fn metadata_path(&self, checkpoint_id: CheckpointId) -> String {
+        self.under_dir(format!("chk-{}/_metadata", checkpoint_id.0))
+    }
+
+    /// How a subtask keeps a snapshot of `size_bytes` encoded bytes: in a file, inline, or
+    /// (over jobmanager storage's limit) not at all, with the reason.
+    pub fn placement(&self, size_bytes: u64) -> Result<bool, String> {
+        match self.kind {
+            StorageKind::JobManager if size_bytes > self.max_state_size_bytes => Err(format!(
+                "the state is {size_bytes} bytes, more than jobmanager checkpoint storage's max-state-size of {} bytes: use filesystem checkpoint storage",
+                self.max_state_size_bytes
+            )),
+            StorageKind::JobManager => Ok(false),
+            StorageKind::FileSystem => Ok(size_bytes >= self.inline_threshold_bytes),
+        }
+    }
+}
+
+/// Where a subtask's part of a checkpoint is (Flink's `StreamStateHandle`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StateHandle {
+    /// A file in checkpoint storage (`FileStateHandle`).
+    File(String),
+    /// The encoded snapshot itself, codec envelope included (`ByteStreamStateHandle`).
+    Inline {
+        /// What it would be called as a file, for errors.
+        name: String,
+        /// The bytes.
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
+}
+
+impl StateHandle {
+    /// The file, if the state is in one.
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            StateHandle::File(path) => Some(path),
+            StateHandle::Inline { .. } => None,
+        }
+    }
+}
+
+impl std::fmt::Display for StateHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateHandle::File(path) => write!(f, "{path}"),
+            StateHandle::Inline { name, bytes } => {
+                write!(f, "{name} (inline, {} bytes)", bytes.len())
+            }
+        }
+    }
 }
 
 /// Why checkpoint storage could not write or read a file.
@@ -51,6 +155,14 @@ pub enum StorageError {
     /// The file is there but not valid (magic, version, checksum, payload).
     #[error(transparent)]
     Corrupt(#[from] CodecError),
+    /// Jobmanager storage refuses a snapshot over its size limit.
+    #[error("{path}: {reason}")]
+    TooLarge {
+        /// What the file would have been called.
+        path: String,
+        /// Why.
+        reason: String,
+    },
     /// The blobstore answered something else.
     #[error("{path}: blobstore answered {response}")]
     Unexpected {
@@ -86,7 +198,11 @@ impl CheckpointStorage {
         path: &str,
         value: &T,
     ) -> Result<u64, StorageError> {
-        let bytes = encode(kind, value);
+        self.write_bytes(path, encode(kind, value)).await
+    }
+
+    /// Writes bytes already encoded (codec envelope included) durably; returns their size.
+    pub async fn write_bytes(&self, path: &str, bytes: Vec<u8>) -> Result<u64, StorageError> {
         let size_bytes = bytes.len() as u64;
         let request = BlobRequest::Put {
             path: path.to_string(),
@@ -102,9 +218,8 @@ impl CheckpointStorage {
         }
     }
 
-    /// Deletes checkpoint `checkpoint_id`'s directory (`chk-<n>/`) and every file in it.
-    pub async fn discard(&self, checkpoint_id: CheckpointId) -> Result<(), StorageError> {
-        let directory = checkpoint_directory(checkpoint_id);
+    /// Deletes `directory` (a checkpoint's `chk-<n>/`) and every file in it.
+    pub async fn discard(&self, directory: String) -> Result<(), StorageError> {
         let request = BlobRequest::DeleteDirectory {
             directory: directory.clone(),
         };
@@ -127,6 +242,17 @@ impl CheckpointStorage {
         Ok(response)
     }
 
+    /// Reads and checks a subtask's state, from its file or inline.
+    pub async fn read_state<T: DeserializeOwned>(
+        &self,
+        handle: &StateHandle,
+    ) -> Result<T, StorageError> {
+        match handle {
+            StateHandle::File(path) => self.read(FileKind::TaskState, path).await,
+            StateHandle::Inline { name, bytes } => Ok(decode(FileKind::TaskState, name, bytes)?),
+        }
+    }
+
     /// Reads and checks a file of `kind`.
     pub async fn read<T: DeserializeOwned>(
         &self,
@@ -146,5 +272,59 @@ impl CheckpointStorage {
                 response: format!("{other:?}"),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::VertexId;
+
+    #[test]
+    fn paths_go_under_the_directory_and_the_storage_decides_file_inline_or_refusal() {
+        let subtask = SubtaskId {
+            vertex_id: VertexId(1),
+            subtask_index: 2,
+        };
+        let root = CheckpointStorageConfig::default();
+        assert_eq!(
+            root.task_state_path(CheckpointId(7), subtask),
+            "chk-7/1-2.state"
+        );
+        assert_eq!(
+            root.placement(0),
+            Ok(true),
+            "snapflow's default: always a file"
+        );
+        let under = CheckpointStorageConfig {
+            dir: "flink/ckpts/".into(),
+            inline_threshold_bytes: 20 * 1024,
+            ..CheckpointStorageConfig::default()
+        };
+        assert_eq!(
+            under.metadata_path(CheckpointId(3)),
+            "flink/ckpts/chk-3/_metadata"
+        );
+        assert_eq!(
+            under.checkpoint_directory(CheckpointId(3)),
+            "flink/ckpts/chk-3/"
+        );
+        assert_eq!(under.placement(20 * 1024 - 1), Ok(false), "below: inline");
+        assert_eq!(under.placement(20 * 1024), Ok(true));
+        let memory = CheckpointStorageConfig {
+            kind: StorageKind::JobManager,
+            ..CheckpointStorageConfig::default()
+        };
+        assert_eq!(
+            memory.placement(JOBMANAGER_MAX_STATE_SIZE_DEFAULT),
+            Ok(false)
+        );
+        let refused = memory
+            .placement(JOBMANAGER_MAX_STATE_SIZE_DEFAULT + 1)
+            .unwrap_err();
+        assert!(
+            refused.contains("5242881 bytes") && refused.contains("5242880"),
+            "{refused}"
+        );
     }
 }

@@ -15,7 +15,7 @@
 
 use crate::checkpoint::barrier::Barrier;
 use crate::checkpoint::coordinator::{DeclineReason, TaskAck};
-use crate::checkpoint::storage::StorageError;
+use crate::checkpoint::storage::{StateHandle, StorageError};
 use crate::ids::CheckpointId;
 use crate::state::channel_state::{ChannelStateSnapshot, OutputChannelState, RecordBuffer};
 use crate::state::snapshot::{OperatorSnapshot, TaskStateSnapshot};
@@ -65,8 +65,8 @@ pub enum Report {
 /// Where a durable snapshot is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Uploaded {
-    /// The file.
-    pub state_path: String,
+    /// Where the snapshot is.
+    pub state: StateHandle,
     /// Its size.
     pub state_size_bytes: u64,
 }
@@ -271,10 +271,10 @@ impl SubtaskCheckpointCoordinator {
             .expect("an upload ends once, after it started");
         match result {
             Ok(Uploaded {
-                state_path,
+                state,
                 state_size_bytes,
             }) => Report::Acknowledge(TaskAck {
-                state_path,
+                state,
                 state_size_bytes,
                 alignment_duration: meta.alignment_duration,
                 unaligned: meta.unaligned,
@@ -372,7 +372,7 @@ mod tests {
 
     fn uploaded() -> Result<Uploaded, StorageError> {
         Ok(Uploaded {
-            state_path: "chk-1/v1-0".into(),
+            state: StateHandle::File("chk-1/v1-0".into()),
             state_size_bytes: 64,
         })
     }

@@ -1,34 +1,44 @@
 //! How a task answers the checkpoint coordinator (Flink's `CheckpointResponder` and
 //! `AsyncCheckpointRunnable`): a complete snapshot is written to checkpoint storage in the
-//! background while the task keeps processing, and the result comes back through the task's
-//! mailbox; acks and declines go to the job manager.
+//! background while the task keeps processing (or kept inline, by the storage's rules), and
+//! the result comes back through the task's mailbox; acks and declines go to the job manager.
 
 use crate::checkpoint::coordinator::{DeclineReason, TaskAck};
-use crate::checkpoint::storage::task_state_path;
+use crate::checkpoint::storage::{StateHandle, StorageError};
 use crate::checkpoint::subtask_checkpoint::{Upload, Uploaded};
-use crate::codec::FileKind;
+use crate::codec::{encode, FileKind};
 use crate::ids::CheckpointId;
 use crate::runtime::messages::ControlMessage;
 use crate::runtime::task_context::TaskContext;
 use crate::runtime::task_mailbox::{MailboxSender, TaskInput};
 use futures::SinkExt;
 
-/// Writes `upload` in the background; `TaskInput::UploadDone` reports how it went.
+/// Writes `upload` in the background (or keeps it inline); `TaskInput::UploadDone` reports
+/// how it went.
 pub fn spawn_upload(context: &TaskContext, upload: Upload, mut inbox: MailboxSender) {
     let Upload {
         checkpoint_id,
         snapshot,
     } = upload;
-    let path = task_state_path(checkpoint_id, context.subtask);
+    let config = &context.config.checkpoint_storage;
+    let path = config.task_state_path(checkpoint_id, context.subtask);
+    let bytes = encode(FileKind::TaskState, &snapshot);
+    let state_size_bytes = bytes.len() as u64;
+    let in_file = config.placement(state_size_bytes);
     let storage = context.storage();
     madsim::task::spawn(async move {
-        let result = storage
-            .write(FileKind::TaskState, &path, &snapshot)
-            .await
-            .map(|state_size_bytes| Uploaded {
-                state_path: path,
-                state_size_bytes,
-            });
+        let state = match in_file {
+            Ok(true) => storage
+                .write_bytes(&path, bytes)
+                .await
+                .map(|_| StateHandle::File(path)),
+            Ok(false) => Ok(StateHandle::Inline { name: path, bytes }),
+            Err(reason) => Err(StorageError::TooLarge { path, reason }),
+        };
+        let result = state.map(|state| Uploaded {
+            state,
+            state_size_bytes,
+        });
         let done = TaskInput::UploadDone {
             checkpoint_id,
             result,

@@ -6,6 +6,7 @@
 //! for its operators' code (Flink ships it in the job's jar the same way).
 
 use crate::checkpoint::coordinator::CompletedCheckpoint;
+use crate::checkpoint::storage::StateHandle;
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::ids::{ChannelIndex, SubtaskId, TaskManagerId};
 use crate::state::key_group::{key_group_range, KeyGroupRange};
@@ -18,9 +19,9 @@ use std::net::SocketAddr;
 pub struct RestoreHandle {
     /// The completed checkpoint restored.
     pub checkpoint_id: crate::ids::CheckpointId,
-    /// The state files of every subtask of this task's vertex (keyed state is redistributed
-    /// by key group, source offsets by partition).
-    pub state_paths: Vec<String>,
+    /// The state of every subtask of this task's vertex (keyed state is redistributed by key
+    /// group, source offsets by partition).
+    pub states: Vec<StateHandle>,
 }
 
 /// One output channel of a task.
@@ -140,15 +141,15 @@ pub fn descriptors(
 
 /// The state files a subtask restores from: those of every subtask of its vertex.
 fn restore_handle(checkpoint: &CompletedCheckpoint, subtask: SubtaskId) -> RestoreHandle {
-    let state_paths = checkpoint
+    let states = checkpoint
         .acks
         .iter()
         .filter(|(s, _)| s.vertex_id == subtask.vertex_id)
-        .map(|(_, ack)| ack.state_path.clone())
+        .map(|(_, ack)| ack.state.clone())
         .collect();
     RestoreHandle {
         checkpoint_id: checkpoint.checkpoint_id,
-        state_paths,
+        states,
     }
 }
 
@@ -198,7 +199,7 @@ mod tests {
         let offers = [offer(1, 2), offer(2, 2)];
         let placement = place(&graph, &offers).expect("enough slots");
         let ack = |path: &str| TaskAck {
-            state_path: path.to_string(),
+            state: StateHandle::File(path.to_string()),
             state_size_bytes: 1,
             alignment_duration: Duration::ZERO,
             unaligned: false,
@@ -229,7 +230,12 @@ mod tests {
         );
         let restore = counter.restore.as_ref().expect("restores");
         assert_eq!(restore.checkpoint_id, CheckpointId(4));
-        assert_eq!(restore.state_paths, vec!["c0", "c2"]);
+        let paths: Vec<&str> = restore
+            .states
+            .iter()
+            .filter_map(StateHandle::path)
+            .collect();
+        assert_eq!(paths, vec!["c0", "c2"]);
         let split = all[&TaskManagerId(1)]
             .iter()
             .find(|d| d.subtask == subtask(0, 1))

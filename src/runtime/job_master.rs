@@ -875,7 +875,7 @@ mod tests {
 
     fn ack(task: SubtaskId) -> TaskAck {
         TaskAck {
-            state_path: format!("state-{task}"),
+            state: crate::checkpoint::storage::StateHandle::File(format!("state-{task}")),
             state_size_bytes: 8,
             alignment_duration: Duration::ZERO,
             unaligned: false,
@@ -1233,8 +1233,13 @@ mod tests {
             })
             .flatten()
             .expect("restores");
+        let paths: Vec<&str> = restore
+            .states
+            .iter()
+            .filter_map(crate::checkpoint::storage::StateHandle::path)
+            .collect();
         assert_eq!(
-            restore.state_paths,
+            paths,
             vec![
                 format!("state-{}", subtask(1, 0)),
                 format!("state-{}", subtask(1, 1))

@@ -8,7 +8,7 @@
 //! checkpoint counts as completed. Without it, a job manager that starts again knows no job.
 
 use crate::checkpoint::coordinator::{CheckpointConfig, CompletedCheckpoint};
-use crate::checkpoint::storage::{metadata_path, CheckpointStorage, StorageError};
+use crate::checkpoint::storage::{CheckpointStorage, StorageError, StorageKind};
 use crate::codec::FileKind;
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::ids::CheckpointId;
@@ -336,11 +336,16 @@ impl JobManagerNode {
             self.setup.rpc_timeout,
         );
         let hooks = self.setup.hooks.clone();
+        let config = &self.setup.checkpoint.storage;
+        if config.kind == StorageKind::JobManager {
+            return; // Its state lived in the job manager's memory, now dropped.
+        }
+        let directory = config.checkpoint_directory(checkpoint_id);
         self.discards.retain(|discard| !discard.is_finished());
         self.discards.push(madsim::task::spawn(async move {
             // A failed delete leaves files behind, never a wrong checkpoint: it is reported
             // and the job goes on, as Flink's checkpoint cleaner does.
-            if let Err(error) = storage.discard(checkpoint_id).await {
+            if let Err(error) = storage.discard(directory).await {
                 let error = error.to_string();
                 let event = EngineEvent::CheckpointDiscardFailed {
                     checkpoint_id,
@@ -383,14 +388,22 @@ impl JobManagerNode {
         let Some(ha) = &self.ha else {
             return written;
         };
-        if written.is_err() || !self.master.is_checkpoint_pending(checkpoint.checkpoint_id) {
+        let in_memory = self.setup.checkpoint.storage.kind == StorageKind::JobManager;
+        let pending = self.master.is_checkpoint_pending(checkpoint.checkpoint_id);
+        if written.is_err() || !pending || in_memory {
+            // With jobmanager storage there is nothing durable to point to: the checkpoints
+            // are lost with this job manager.
             return written;
         }
         let add = HaRequest::AddCheckpoint {
             term: self.master.term(),
             pointer: CheckpointPointer {
                 checkpoint_id: checkpoint.checkpoint_id,
-                metadata_path: metadata_path(checkpoint.checkpoint_id),
+                metadata_path: self
+                    .setup
+                    .checkpoint
+                    .storage
+                    .metadata_path(checkpoint.checkpoint_id),
             },
             retain: self.setup.checkpoint.retained,
         };
@@ -404,7 +417,8 @@ impl JobManagerNode {
         }
     }
 
-    /// Writes the checkpoint's `_metadata` in the background.
+    /// Writes the checkpoint's `_metadata` in the background; with jobmanager storage the
+    /// checkpoint is kept in memory only, and is finalized at once.
     fn write_metadata(&self, checkpoint: CompletedCheckpoint) {
         let storage = CheckpointStorage::new(
             self.rpc.clone(),
@@ -412,8 +426,14 @@ impl JobManagerNode {
             self.setup.rpc_timeout,
         );
         let mut inbox = self.inbox_sender.clone();
+        let config = &self.setup.checkpoint.storage;
+        let path = config.metadata_path(checkpoint.checkpoint_id);
+        let in_memory = config.kind == StorageKind::JobManager;
         madsim::task::spawn(async move {
-            let path = metadata_path(checkpoint.checkpoint_id);
+            if in_memory {
+                let _ = inbox.send(Input::MetadataWritten(checkpoint, Ok(()))).await;
+                return;
+            }
             let result = storage
                 .write(FileKind::CheckpointMetadata, &path, &checkpoint)
                 .await

@@ -4,7 +4,7 @@
 //! this subtask only), and the in-flight data of an unaligned checkpoint is replayed into the
 //! same channels ahead of anything new.
 
-use crate::codec::FileKind;
+use crate::checkpoint::storage::StateHandle;
 use crate::runtime::hooks::EngineEvent;
 use crate::runtime::input_gate::InputGate;
 use crate::runtime::record_writer::RecordWriter;
@@ -30,15 +30,15 @@ pub struct RestoredState {
     pub sink: Option<SinkStateSnapshot>,
 }
 
-/// Reads the state files of this task's vertex and sorts them by operator.
+/// Reads the state of this task's vertex (files, or inline) and sorts it by operator.
 pub async fn restore_state(
     context: &TaskContext,
-    paths: &[String],
+    states: &[StateHandle],
 ) -> Result<RestoredState, TaskError> {
     let storage = context.storage();
     let mut restored = RestoredState::default();
-    for path in paths {
-        let snapshot: TaskStateSnapshot = storage.read(FileKind::TaskState, path).await?;
+    for state in states {
+        let snapshot: TaskStateSnapshot = storage.read_state(state).await?;
         for (uid, operator) in snapshot.operators {
             match operator {
                 OperatorSnapshot::Keyed(state) => {

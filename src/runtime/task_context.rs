@@ -42,6 +42,8 @@ pub struct TaskConfig {
     pub rpc_timeout: Duration,
     /// The job's sink.
     pub sink: SinkConfig,
+    /// Where the task's snapshots go.
+    pub checkpoint_storage: crate::checkpoint::storage::CheckpointStorageConfig,
 }
 
 /// Where a source keeps its read position.

@@ -3,6 +3,7 @@
 use super::{fault_checks, Expectation, Scenario, ScenarioError};
 use crate::api::jobs;
 use crate::checkpoint::coordinator::{CheckpointConfig, CheckpointConfigError, CheckpointingMode};
+use crate::checkpoint::storage::{CheckpointStorageConfig, StorageKind};
 use crate::connectors::sink_config::{SinkConfig, SinkKind};
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::limits::{
@@ -13,6 +14,7 @@ use crate::runtime::restart::{ExponentialDelayConfig, RestartStrategyConfig};
 use crate::scenario::faults::{Fault, FaultAction, FaultPlan, TRIGGER_KEYS};
 use crate::scenario::node_name::NodeName;
 use crate::scenario::toml_duration::TomlDuration;
+use crate::scenario::toml_memory::TomlMemorySize;
 use crate::scenario::workload::{Workload, WorkloadKind};
 use crate::services::blobstore::BlobstoreConfig;
 use crate::services::messages::IsolationLevel;
@@ -139,6 +141,10 @@ struct CheckpointingSection {
     num_retained: Option<u32>,
     unaligned: Option<Spanned<bool>>,
     aligned_checkpoint_timeout: Option<TomlDuration>,
+    storage: Option<Spanned<String>>,
+    dir: Option<String>,
+    data_inline_threshold: Option<TomlMemorySize>,
+    max_state_size: Option<TomlMemorySize>,
 }
 
 #[derive(Deserialize)]
@@ -620,6 +626,7 @@ fn checkpoint_config(
         aligned_checkpoint_timeout: raw
             .aligned_checkpoint_timeout
             .map_or(defaults.aligned_checkpoint_timeout, |d| d.0),
+        storage: storage_config(context, raw)?,
     };
     match (config.validate(), &raw.unaligned) {
         (Ok(()), _) => Ok(config),
@@ -633,6 +640,47 @@ fn checkpoint_config(
         ) => context.error_at(unaligned.span(), error.to_string()),
         (Err(error), _) => context.error(error.to_string()),
     }
+}
+
+/// `storage`, `dir`, `data-inline-threshold` and `max-state-size`.
+fn storage_config(
+    context: &Context<'_>,
+    raw: &CheckpointingSection,
+) -> Result<CheckpointStorageConfig, ScenarioError> {
+    let defaults = CheckpointStorageConfig::default();
+    let kind = match raw.storage.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
+        None | Some(("filesystem", _)) => StorageKind::FileSystem,
+        Some(("jobmanager", _)) => StorageKind::JobManager,
+        Some((other, span)) => {
+            return context.error_at(
+                span,
+                format!("execution.checkpointing.storage: `{other}` is not \"jobmanager\" or \"filesystem\""),
+            )
+        }
+    };
+    if kind == StorageKind::JobManager && (raw.dir.is_some() || raw.data_inline_threshold.is_some())
+    {
+        return context.error("execution.checkpointing: `dir` and `data-inline-threshold` are options of filesystem storage, not of jobmanager storage".to_string());
+    }
+    if kind == StorageKind::FileSystem && raw.max_state_size.is_some() {
+        return context.error("execution.checkpointing.max-state-size: an option of jobmanager storage (storage = \"jobmanager\")".to_string());
+    }
+    let dir = raw.dir.clone().unwrap_or_default();
+    if dir.contains("..") || dir.starts_with('/') && dir.len() == 1 {
+        return context.error(format!(
+            "execution.checkpointing.dir: `{dir}` is not a directory checkpoints can go under"
+        ));
+    }
+    Ok(CheckpointStorageConfig {
+        kind,
+        dir,
+        inline_threshold_bytes: raw
+            .data_inline_threshold
+            .map_or(defaults.inline_threshold_bytes, |m| m.0),
+        max_state_size_bytes: raw
+            .max_state_size
+            .map_or(defaults.max_state_size_bytes, |m| m.0),
+    })
 }
 
 fn restart_strategy(

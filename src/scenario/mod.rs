@@ -8,6 +8,7 @@ mod file;
 pub mod node_name;
 mod render;
 pub mod toml_duration;
+pub mod toml_memory;
 pub mod workload;
 
 use crate::api::job::Job;

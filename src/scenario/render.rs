@@ -79,6 +79,23 @@ pub fn render_toml(scenario: &Scenario) -> String {
             config.aligned_checkpoint_timeout
         );
     }
+    let storage = &config.storage;
+    match storage.kind {
+        crate::checkpoint::storage::StorageKind::JobManager => {
+            let _ = writeln!(
+                text,
+                "storage = \"jobmanager\"\nmax-state-size = {}",
+                storage.max_state_size_bytes
+            );
+        }
+        crate::checkpoint::storage::StorageKind::FileSystem => {
+            let _ = writeln!(
+                text,
+                "storage = \"filesystem\"\ndir = {:?}\ndata-inline-threshold = {}",
+                storage.dir, storage.inline_threshold_bytes
+            );
+        }
+    }
     let _ = writeln!(text, "mode = \"{mode}\"\ntimeout = \"{}\"\nmin-pause = \"{}\"\nmax-concurrent-checkpoints = {}\ntolerable-failed-checkpoints = {}\nnum-retained = {}\n", config.timeout, config.min_pause, config.max_concurrent, config.tolerable_failures, config.retained);
     let _ = writeln!(
         text,

@@ -317,6 +317,7 @@ fn start_nodes(
         },
         rpc_timeout: RPC_TIMEOUT,
         sink: scenario.sink.clone(),
+        checkpoint_storage: scenario.checkpoint.storage.clone(),
     };
     for index in 1..=scenario.taskmanagers {
         let setup = TaskManagerSetup {

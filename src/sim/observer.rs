@@ -3,6 +3,7 @@
 //! here; it never reads anything back that changes its behaviour except injected faults.
 
 use crate::checkpoint::coordinator::CompletedCheckpoint;
+use crate::checkpoint::storage::StateHandle;
 use crate::codec::{decode, FileKind};
 use crate::ids::{AttemptNumber, CheckpointId, SubtaskId};
 use crate::limits::HARNESS_SIGNALS_CAPACITY;
@@ -293,8 +294,9 @@ impl Observer {
                 .checkpoint
                 .acks
                 .values()
-                .map(|ack| ack.state_path.clone())
+                .filter_map(|ack| ack.state.path())
                 .min()?
+                .to_string()
         };
         let mut bytes = self.blob_disk.read(&path)?;
         let middle = bytes.len() / 2;
@@ -316,13 +318,14 @@ impl Observer {
     fn on_checkpoint_completed(&self, checkpoint: &CompletedCheckpoint) {
         let mut task_states = BTreeMap::new();
         for (subtask, ack) in &checkpoint.acks {
-            let decoded = match self.blob_disk.read(&ack.state_path) {
-                None => Err(format!(
-                    "{}: missing from checkpoint storage",
-                    ack.state_path
-                )),
-                Some(bytes) => {
-                    decode::<TaskStateSnapshot>(FileKind::TaskState, &ack.state_path, &bytes)
+            let decoded = match &ack.state {
+                StateHandle::File(path) => match self.blob_disk.read(path) {
+                    None => Err(format!("{path}: missing from checkpoint storage")),
+                    Some(bytes) => decode::<TaskStateSnapshot>(FileKind::TaskState, path, &bytes)
+                        .map_err(|e| e.to_string()),
+                },
+                StateHandle::Inline { name, bytes } => {
+                    decode::<TaskStateSnapshot>(FileKind::TaskState, name, bytes)
                         .map_err(|e| e.to_string())
                 }
             };

@@ -6,6 +6,7 @@
 mod architecture;
 mod backpressure;
 mod checker_can_fail;
+mod checkpoint_storage;
 mod common;
 mod differential_cut;
 mod end_to_end;

@@ -208,7 +208,7 @@ impl OutputSide {
             };
             let bytes = state.map_or(0, |s| s.bytes());
             let result = Ok(Uploaded {
-                state_path: format!("chk-{id}"),
+                state: crate::checkpoint::storage::StateHandle::File(format!("chk-{id}")),
                 state_size_bytes: 1,
             });
             let Report::Acknowledge(ack) = self.core.on_upload_done(id, result) else {
