@@ -26,6 +26,43 @@ pub enum CheckpointingMode {
     AtMostOnce,
 }
 
+/// What happens to the retained checkpoints when the job ends
+/// (`execution.checkpointing.externalized-checkpoint-retention`, Flink's
+/// `CheckpointProperties` discard flags). A finished job never keeps them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExternalizedCheckpointRetention {
+    /// `NO_EXTERNALIZED_CHECKPOINTS` (Flink's default): deleted whenever the job ends.
+    NoExternalizedCheckpoints,
+    /// `DELETE_ON_CANCELLATION`: kept when the job fails, deleted when it is cancelled.
+    DeleteOnCancellation,
+    /// `RETAIN_ON_CANCELLATION`: kept when the job fails or is cancelled.
+    RetainOnCancellation,
+}
+
+impl ExternalizedCheckpointRetention {
+    /// The option's value as Flink writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExternalizedCheckpointRetention::NoExternalizedCheckpoints => {
+                "NO_EXTERNALIZED_CHECKPOINTS"
+            }
+            ExternalizedCheckpointRetention::DeleteOnCancellation => "DELETE_ON_CANCELLATION",
+            ExternalizedCheckpointRetention::RetainOnCancellation => "RETAIN_ON_CANCELLATION",
+        }
+    }
+
+    /// Whether the retained checkpoints outlive a job that ended `failed` (else cancelled
+    /// when not `finished`).
+    pub fn keeps(self, finished: bool, failed: bool) -> bool {
+        use ExternalizedCheckpointRetention::*;
+        match (self, finished, failed) {
+            (_, true, _) | (NoExternalizedCheckpoints, ..) => false,
+            (DeleteOnCancellation, false, failed) => failed,
+            (RetainOnCancellation, false, _) => true,
+        }
+    }
+}
+
 /// Checkpointing options, named and defaulted as Flink's `execution.checkpointing.*`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckpointConfig {
@@ -50,6 +87,8 @@ pub struct CheckpointConfig {
     pub aligned_checkpoint_timeout: Duration,
     /// `storage`, `dir`, `data-inline-threshold`: where checkpoints are kept.
     pub storage: CheckpointStorageConfig,
+    /// `externalized-checkpoint-retention`: whether retained checkpoints outlive the job.
+    pub retention: ExternalizedCheckpointRetention,
 }
 
 impl Default for CheckpointConfig {
@@ -65,6 +104,7 @@ impl Default for CheckpointConfig {
             unaligned: false,
             aligned_checkpoint_timeout: Duration::ZERO,
             storage: CheckpointStorageConfig::default(),
+            retention: ExternalizedCheckpointRetention::NoExternalizedCheckpoints,
         }
     }
 }
@@ -379,6 +419,28 @@ impl CheckpointCoordinator {
         self.trigger_at = None;
         self.queued = false;
         assert!(self.pending.is_empty());
+    }
+
+    /// The job ended (`finished`, else `failed` or cancelled): checkpointing stops for good and
+    /// the retained checkpoints are discarded unless the retention policy keeps them (Flink's
+    /// completed checkpoint store shut down with a globally terminal status). Returns the ids
+    /// kept and the ids discarded.
+    pub fn shut_down(
+        &mut self,
+        now: Instant,
+        finished: bool,
+        failed: bool,
+    ) -> (Vec<CheckpointId>, Vec<CheckpointId>) {
+        self.stop(now);
+        let ids: Vec<CheckpointId> = self.completed.iter().map(|c| c.checkpoint_id).collect();
+        if self.config.retention.keeps(finished, failed) {
+            return (ids, Vec::new());
+        }
+        self.completed.clear();
+        for checkpoint_id in &ids {
+            self.outputs.push_back(Output::Discard(*checkpoint_id));
+        }
+        (Vec::new(), ids)
     }
 
     /// The earliest deadline: a trigger or a checkpoint expiring.

@@ -218,6 +218,20 @@ impl CheckpointStorage {
         }
     }
 
+    /// Deletes one file.
+    pub async fn delete(&self, path: &str) -> Result<(), StorageError> {
+        let request = BlobRequest::Delete {
+            path: path.to_string(),
+        };
+        match self.call(&request).await? {
+            BlobResponse::Stored => Ok(()),
+            other => Err(StorageError::Unexpected {
+                path: path.to_string(),
+                response: format!("{other:?}"),
+            }),
+        }
+    }
+
     /// Deletes `directory` (a checkpoint's `chk-<n>/`) and every file in it.
     pub async fn discard(&self, directory: String) -> Result<(), StorageError> {
         let request = BlobRequest::DeleteDirectory {

@@ -35,6 +35,10 @@ pub fn spawn_upload(context: &TaskContext, upload: Upload, mut inbox: MailboxSen
             Ok(false) => Ok(StateHandle::Inline { name: path, bytes }),
             Err(reason) => Err(StorageError::TooLarge { path, reason }),
         };
+        let written = state
+            .as_ref()
+            .ok()
+            .and_then(|s| s.path().map(str::to_string));
         let result = state.map(|state| Uploaded {
             state,
             state_size_bytes,
@@ -43,7 +47,14 @@ pub fn spawn_upload(context: &TaskContext, upload: Upload, mut inbox: MailboxSen
             checkpoint_id,
             result,
         };
-        let _ = inbox.send(done).await;
+        if inbox.send(done).await.is_err() {
+            // The task was cancelled while its snapshot was written: nobody will acknowledge
+            // the file, so it is deleted here (Flink's `AsyncCheckpointRunnable` discards the
+            // state of a cancelled snapshot).
+            if let Some(path) = written {
+                let _ = storage.delete(&path).await;
+            }
+        }
     });
 }
 

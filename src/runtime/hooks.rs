@@ -106,6 +106,8 @@ pub enum JobOutcome {
     Finished,
     /// The restart strategy gave up.
     Failed(String),
+    /// Cancelled.
+    Canceled,
 }
 
 /// Why the job manager gave a task manager up.
@@ -201,6 +203,20 @@ pub enum EngineEvent {
     JobFinished {
         /// The attempt that finished.
         attempt: AttemptNumber,
+    },
+    /// The job was cancelled.
+    JobCanceled {
+        /// The attempt cancelled.
+        attempt: AttemptNumber,
+    },
+    /// What became of the retained checkpoints when the job ended.
+    CheckpointsAtJobEnd {
+        /// Kept (externalized).
+        kept: Vec<CheckpointId>,
+        /// Deleted.
+        discarded: Vec<CheckpointId>,
+        /// `externalized-checkpoint-retention`.
+        policy: &'static str,
     },
     /// The job fails over.
     FailingOver {
@@ -457,6 +473,27 @@ impl fmt::Display for EngineEvent {
             }
             EngineEvent::JobRunning { attempt } => write!(f, "job running in {attempt}"),
             EngineEvent::JobFinished { attempt } => write!(f, "job finished in {attempt}"),
+            EngineEvent::JobCanceled { attempt } => write!(f, "job cancelled in {attempt}"),
+            EngineEvent::CheckpointsAtJobEnd {
+                kept,
+                discarded,
+                policy,
+            } => {
+                let ids = |ids: &[CheckpointId]| {
+                    let ids: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+                    if ids.is_empty() {
+                        "none".to_string()
+                    } else {
+                        ids.join(", ")
+                    }
+                };
+                write!(
+                    f,
+                    "job ended: retained checkpoints kept: {}; deleted: {} ({policy})",
+                    ids(kept),
+                    ids(discarded)
+                )
+            }
             EngineEvent::FailingOver { attempt, reason } => {
                 write!(f, "failing over {attempt}: {reason}")
             }

@@ -261,6 +261,7 @@ impl JobMaster {
                 self.coordinator.on_decline(now, checkpoint_id, reason)
             }
             ControlMessage::EndOfData { attempt, subtask } => self.on_end_of_data(attempt, subtask),
+            ControlMessage::CancelJob => self.on_cancel_job(now),
             // Acks and declines of an earlier attempt are expected after a failover.
             ControlMessage::AcknowledgeCheckpoint { .. }
             | ControlMessage::DeclineCheckpoint { .. } => {}
@@ -465,11 +466,48 @@ impl JobMaster {
     }
 
     fn on_all_finished(&mut self, now: Instant) {
-        self.coordinator.stop(now);
-        self.status = JobStatus::Finished;
-        self.event(EngineEvent::JobFinished {
-            attempt: self.attempt,
-        });
+        let attempt = self.attempt;
+        self.terminate(
+            now,
+            JobStatus::Finished,
+            EngineEvent::JobFinished { attempt },
+        );
+    }
+
+    /// The job ends with `status`: checkpointing stops, the retained checkpoints are kept or
+    /// discarded as the retention policy says (the discards before the terminal event, which
+    /// the node holds until they are done), then `event` reports the end.
+    fn terminate(&mut self, now: Instant, status: JobStatus, event: EngineEvent) {
+        assert!(status.is_terminal());
+        let finished = status == JobStatus::Finished;
+        let failed = status == JobStatus::Failed;
+        let (kept, discarded) = self.coordinator.shut_down(now, finished, failed);
+        self.status = status;
+        self.drain_coordinator(now);
+        if !(kept.is_empty() && discarded.is_empty()) {
+            let policy = self.config.checkpoint.retention.name();
+            self.event(EngineEvent::CheckpointsAtJobEnd {
+                kept,
+                discarded,
+                policy,
+            });
+        }
+        self.event(event);
+    }
+
+    /// The user cancelled the job (`flink cancel`): its tasks are cancelled and it ends
+    /// CANCELED, whatever it was doing.
+    fn on_cancel_job(&mut self, now: Instant) {
+        if self.status.is_terminal() {
+            return;
+        }
+        self.cancel_tasks();
+        let attempt = self.attempt;
+        self.terminate(
+            now,
+            JobStatus::Canceled,
+            EngineEvent::JobCanceled { attempt },
+        );
     }
 
     fn offers(&self) -> Vec<SlotOffer> {
@@ -533,15 +571,7 @@ impl JobMaster {
                 });
                 self.status = JobStatus::Restarting { at };
             }
-            RestartDecision::GiveUp(why) => {
-                self.status = JobStatus::Failed;
-                self.event(EngineEvent::JobFailed {
-                    failed_at: now,
-                    attempt: self.attempt,
-                    reason,
-                    why,
-                });
-            }
+            RestartDecision::GiveUp(why) => self.fail_for_good(now, reason, why),
         }
     }
 
@@ -575,13 +605,13 @@ impl JobMaster {
 
     /// The job ends FAILED without a restart.
     fn fail_for_good(&mut self, now: Instant, reason: String, why: String) {
-        self.status = JobStatus::Failed;
-        self.event(EngineEvent::JobFailed {
+        let event = EngineEvent::JobFailed {
             failed_at: now,
             attempt: self.attempt,
             reason,
             why,
-        });
+        };
+        self.terminate(now, JobStatus::Failed, event);
     }
 
     /// Ends the current attempt: its checkpoints stop, its tasks are cancelled.
@@ -595,6 +625,11 @@ impl JobMaster {
             reason: reason.to_string(),
         });
         self.coordinator.stop(now);
+        self.cancel_tasks();
+    }
+
+    /// Every task of the current attempt (and older) is told to cancel.
+    fn cancel_tasks(&mut self) {
         let cancel = ControlMessage::Cancel {
             attempt: self.attempt,
         };

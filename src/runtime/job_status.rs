@@ -24,12 +24,17 @@ pub enum JobStatus {
     Finished,
     /// The restart strategy gave up. Terminal.
     Failed,
+    /// Cancelled by the user (`flink cancel`). Terminal.
+    Canceled,
 }
 
 impl JobStatus {
     /// Whether the job has ended.
     pub fn is_terminal(self) -> bool {
-        matches!(self, JobStatus::Finished | JobStatus::Failed)
+        matches!(
+            self,
+            JobStatus::Finished | JobStatus::Failed | JobStatus::Canceled
+        )
     }
 
     /// Whether an attempt is deployed (a failure then fails it over).

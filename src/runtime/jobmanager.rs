@@ -309,6 +309,7 @@ impl JobManagerNode {
                     let status = match event {
                         EngineEvent::JobFinished { .. } => Some("FINISHED"),
                         EngineEvent::JobFailed { .. } => Some("FAILED"),
+                        EngineEvent::JobCanceled { .. } => Some("CANCELED"),
                         _ => None,
                     };
                     if let Some(status) = status {

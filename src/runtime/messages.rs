@@ -132,6 +132,8 @@ pub enum ControlMessage {
         /// The checkpoint.
         checkpoint_id: CheckpointId,
     },
+    /// Cancel the job (`flink cancel`, sent by the client to the job manager).
+    CancelJob,
     /// A task changed status (sent at once; heartbeats repeat it).
     TaskStatusChanged {
         /// The task's attempt.

@@ -168,6 +168,7 @@ pub fn check_action(
         | FaultAction::PauseTaskManager { .. }
         | FaultAction::RestartBroker { .. }
         | FaultAction::FailBlobstoreWrites { .. }
+        | FaultAction::CancelJob
         | FaultAction::RestartBlobstore { .. } => Ok(()),
         FaultAction::CorruptCheckpoint if !scenario.checkpointing() => {
             Err(FaultCheckError::NeedsCheckpointing {

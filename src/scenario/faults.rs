@@ -289,6 +289,9 @@ pub enum FaultAction {
         #[serde(with = "duration")]
         duration: Duration,
     },
+    /// Cancel the job, as `flink cancel` does: it ends CANCELED, and its retained
+    /// checkpoints are kept or deleted by `externalized-checkpoint-retention`.
+    CancelJob,
     /// Kill the broker and restart it (its storage is durable).
     RestartBroker {
         /// How long it is down (1 s when not given).
@@ -419,6 +422,7 @@ impl fmt::Display for FaultAction {
             FaultAction::FailBlobstoreWrites { duration } => {
                 write!(f, "fail every blobstore write for {duration}")
             }
+            FaultAction::CancelJob => write!(f, "cancel the job"),
             FaultAction::CorruptCheckpoint => {
                 write!(f, "corrupt a state file of the newest completed checkpoint")
             }

@@ -2,7 +2,9 @@
 
 use super::{fault_checks, Expectation, Scenario, ScenarioError};
 use crate::api::jobs;
-use crate::checkpoint::coordinator::{CheckpointConfig, CheckpointConfigError, CheckpointingMode};
+use crate::checkpoint::coordinator::{
+    CheckpointConfig, CheckpointConfigError, CheckpointingMode, ExternalizedCheckpointRetention,
+};
 use crate::checkpoint::storage::{CheckpointStorageConfig, StorageKind};
 use crate::connectors::sink_config::{SinkConfig, SinkKind};
 use crate::graph::execution_graph::ExecutionGraph;
@@ -142,6 +144,7 @@ struct CheckpointingSection {
     unaligned: Option<Spanned<bool>>,
     aligned_checkpoint_timeout: Option<TomlDuration>,
     storage: Option<Spanned<String>>,
+    externalized_checkpoint_retention: Option<Spanned<String>>,
     dir: Option<String>,
     data_inline_threshold: Option<TomlMemorySize>,
     max_state_size: Option<TomlMemorySize>,
@@ -269,10 +272,11 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
         Some(("fail", _)) => Expectation::Fail,
         Some(("gave-up", _)) => Expectation::GaveUp,
         Some(("job-lost", _)) => Expectation::JobLost,
+        Some(("canceled", _)) => Expectation::Canceled,
         Some((other, span)) => {
             return context.error_at(
                 span,
-                format!("expect: `{other}` is not \"pass\", \"fail\", \"gave-up\" or \"job-lost\""),
+                format!("expect: `{other}` is not \"pass\", \"fail\", \"gave-up\", \"job-lost\" or \"canceled\""),
             )
         }
     };
@@ -375,7 +379,10 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
     }
     check_times(&context, &scenario)?;
     check_slots(&context, &scenario)?;
-    let unfinished = matches!(scenario.expect, Expectation::GaveUp | Expectation::JobLost);
+    let unfinished = matches!(
+        scenario.expect,
+        Expectation::GaveUp | Expectation::JobLost | Expectation::Canceled
+    );
     if unfinished
         && !(scenario.checkpointing() && scenario.checkpoint.mode == CheckpointingMode::ExactlyOnce)
     {
@@ -399,6 +406,15 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
         matches!(f.action, FaultAction::KillJobManager { restart_after }
             if restart_after.is_none() || !scenario.high_availability)
     });
+    let cancels = scenario
+        .faults
+        .faults
+        .iter()
+        .any(|f| f.action == FaultAction::CancelJob);
+    if (scenario.expect == Expectation::Canceled) != cancels {
+        let span = raw.expect.as_ref().map_or(0..0, |e| e.span());
+        return context.error_at(span, "expect: \"canceled\" goes with a cancel-job fault, and a cancel-job fault with expect = \"canceled\"".to_string());
+    }
     if scenario.expect == Expectation::JobLost && !loses_job {
         let span = raw.expect.as_ref().expect("read from it").span();
         return context.error_at(span, "expect: \"job-lost\" needs a kill-jobmanager fault that loses the job: without high availability, or with no restart".to_string());
@@ -627,6 +643,24 @@ fn checkpoint_config(
             .aligned_checkpoint_timeout
             .map_or(defaults.aligned_checkpoint_timeout, |d| d.0),
         storage: storage_config(context, raw)?,
+        retention: match raw
+            .externalized_checkpoint_retention
+            .as_ref()
+            .map(|r| (r.get_ref().as_str(), r.span()))
+        {
+            None | Some(("NO_EXTERNALIZED_CHECKPOINTS", _)) => {
+                ExternalizedCheckpointRetention::NoExternalizedCheckpoints
+            }
+            Some(("DELETE_ON_CANCELLATION", _)) => {
+                ExternalizedCheckpointRetention::DeleteOnCancellation
+            }
+            Some(("RETAIN_ON_CANCELLATION", _)) => {
+                ExternalizedCheckpointRetention::RetainOnCancellation
+            }
+            Some((other, span)) => {
+                return context.error_at(span, format!("execution.checkpointing.externalized-checkpoint-retention: `{other}` is not NO_EXTERNALIZED_CHECKPOINTS, DELETE_ON_CANCELLATION or RETAIN_ON_CANCELLATION"))
+            }
+        },
     };
     match (config.validate(), &raw.unaligned) {
         (Ok(()), _) => Ok(config),

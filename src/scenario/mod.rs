@@ -37,6 +37,9 @@ pub enum Expectation {
     /// good); the checker passes only if the run shows that loss and what the job left is
     /// consistent.
     JobLost,
+    /// A `cancel-job` fault cancels the job: the checker passes only if it ended CANCELED
+    /// and what it left is consistent.
+    Canceled,
 }
 
 impl Expectation {
@@ -47,13 +50,17 @@ impl Expectation {
             Expectation::Fail => "fail",
             Expectation::GaveUp => "gave-up",
             Expectation::JobLost => "job-lost",
+            Expectation::Canceled => "canceled",
         }
     }
 
     /// Whether a run whose checks `passed` (or not) met this expectation.
     pub fn met(self, passed: bool) -> bool {
         match self {
-            Expectation::Pass | Expectation::GaveUp | Expectation::JobLost => passed,
+            Expectation::Pass
+            | Expectation::GaveUp
+            | Expectation::JobLost
+            | Expectation::Canceled => passed,
             Expectation::Fail => !passed,
         }
     }

@@ -79,6 +79,11 @@ pub fn render_toml(scenario: &Scenario) -> String {
             config.aligned_checkpoint_timeout
         );
     }
+    let _ = writeln!(
+        text,
+        "externalized-checkpoint-retention = \"{}\"",
+        config.retention.name()
+    );
     let storage = &config.storage;
     match storage.kind {
         crate::checkpoint::storage::StorageKind::JobManager => {

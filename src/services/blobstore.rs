@@ -45,6 +45,10 @@ fn handle(disk: &Disk, request: BlobRequest) -> BlobResponse {
             BlobResponse::Stored
         }
         BlobRequest::Get { path } => BlobResponse::Data(disk.read(&path)),
+        BlobRequest::Delete { path } => {
+            disk.delete(&path);
+            BlobResponse::Stored
+        }
         BlobRequest::DeleteDirectory { directory } => {
             disk.delete_directory(&directory);
             BlobResponse::Stored

@@ -82,6 +82,13 @@ impl Disk {
             .cloned()
     }
 
+    /// Deletes one file, durably at once.
+    pub fn delete(&self, path: &str) {
+        let mut state = self.lock();
+        state.durable.remove(path);
+        state.unsynced.remove(path);
+    }
+
     /// Deletes every file under `directory` (a path prefix ending in `/`), durably at once.
     pub fn delete_directory(&self, directory: &str) {
         debug_assert!(directory.ends_with('/'));

@@ -143,6 +143,11 @@ pub enum BlobRequest {
         /// Path.
         path: String,
     },
+    /// Delete one file, durably (nothing if it is not there).
+    Delete {
+        /// Path.
+        path: String,
+    },
     /// Delete every file under a directory, durably.
     DeleteDirectory {
         /// The directory, ending in `/`.

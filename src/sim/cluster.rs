@@ -7,9 +7,10 @@ use crate::checkpoint::coordinator::CheckpointingMode;
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::ids::TaskManagerId;
 use crate::limits::HARNESS_SIGNALS_CAPACITY;
-use crate::runtime::control_plane::CONTROL_PORT;
+use crate::runtime::control_plane::{ControlPlane, CONTROL_PORT};
 use crate::runtime::hooks::JobOutcome;
 use crate::runtime::jobmanager::{run_jobmanager, JobManagerSetup, JobSubmission};
+use crate::runtime::messages::ControlMessage;
 use crate::runtime::rpc::REQUEST_PORT;
 use crate::runtime::sim_time;
 use crate::runtime::task_context::{OffsetCommit, Services, TaskConfig};
@@ -40,6 +41,11 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+/// The harness node's address, outside the cluster's (`NodeName::ip`).
+const HARNESS_IP: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 9, 1));
+/// How long after the job's end checkpoint storage is listed: time for the snapshot writes of
+/// cancelled tasks to end and delete what they wrote.
+const CHECKPOINT_CLEANUP_GRACE: Duration = Duration::from_ms(100);
 /// Kafka's default `auto.commit.interval.ms`.
 const AUTO_COMMIT_INTERVAL: Duration = Duration::from_secs(5);
 /// Wait for an RPC answer inside the cluster.
@@ -180,7 +186,12 @@ async fn run_cluster(
         }
     }
     let node_ids: Vec<NodeId> = nodes.by_name.values().copied().collect();
-    let harness = Handle::current().create_node().name("harness").build();
+    // The harness's node has an address of its own: the client's `flink cancel` comes from it.
+    let harness = Handle::current()
+        .create_node()
+        .name("harness")
+        .ip(HARNESS_IP)
+        .build();
     let injector = Injector {
         blob_disk: blob_disk.clone(),
         graph: graph.clone(),
@@ -192,7 +203,6 @@ async fn run_cluster(
     };
     let faults_fired = injector.run(signals, Instant(scenario.deadline.0)).await;
     let output = SinkOutput::collect(&broker_storage, &kv_storage, sim_time::now());
-    tear_down(node_ids.into_iter().chain([harness.id()])).await;
     let mut result = collect(
         seed,
         with_faults,
@@ -201,8 +211,12 @@ async fn run_cluster(
         scenario.sink.isolation,
         &graph,
     );
-    result.faults_fired = faults_fired;
+    // Tasks cancelled as the job ended may still be writing a snapshot, which they delete
+    // once written: checkpoint storage is listed after that settled.
+    sim_time::sleep(CHECKPOINT_CLEANUP_GRACE).await;
     result.checkpoint_files = blob_disk.paths();
+    tear_down(node_ids.into_iter().chain([harness.id()])).await;
+    result.faults_fired = faults_fired;
     (result, observer.downgrade())
 }
 
@@ -555,6 +569,15 @@ impl Injector {
             }
             FaultAction::RestartBlobstore { restart_after } => {
                 self.kill(&handle, NodeName::Blobstore, Some(restart_after))
+            }
+            FaultAction::CancelJob => {
+                // The client's `flink cancel`, from outside the cluster's nodes.
+                self.harness.spawn(async move {
+                    if let Ok((control, _)) = ControlPlane::listen().await {
+                        let jobmanager = services().jobmanager;
+                        control.send(jobmanager, &ControlMessage::CancelJob).await;
+                    }
+                });
             }
             FaultAction::FailBlobstoreWrites { duration } => {
                 let until = sim_time::now().add(duration);

@@ -102,6 +102,7 @@ pub fn check_scenario_staged(
             Expectation::Pass | Expectation::Fail => checker::Ending::Finishes,
             Expectation::GaveUp => checker::Ending::GivesUp,
             Expectation::JobLost => checker::Ending::Lost,
+            Expectation::Canceled => checker::Ending::Canceled,
         },
         restart: scenario.restart.clone(),
         seed: cluster::restart_seed(seed),

@@ -438,6 +438,9 @@ impl RunHooks for Observer {
             EngineEvent::JobFinished { attempt } => {
                 self.on_job_terminated(JobOutcome::Finished, attempt)
             }
+            EngineEvent::JobCanceled { attempt } => {
+                self.on_job_terminated(JobOutcome::Canceled, attempt)
+            }
             EngineEvent::JobFailed {
                 attempt,
                 reason,

@@ -21,6 +21,9 @@ pub(super) fn gave_up_as_allowed(
                 run.restarts
             ))
         }
+        Some((at, JobOutcome::Canceled)) => {
+            return Err(format!("the job was cancelled at {at}"))
+        }
         None => return Err("the job had not ended by the deadline (stuck)".to_string()),
     };
     match replay_restarts(run, restart, seed)? {

@@ -151,6 +151,8 @@ pub enum Ending {
     GivesUp,
     /// The job is lost with its job manager (`expect = "job-lost"`).
     Lost,
+    /// The job is cancelled (`expect = "canceled"`).
+    Canceled,
 }
 
 /// How the faulty run is expected to end, and the restart strategy its restarts follow.
@@ -192,6 +194,19 @@ pub fn check_run(
         Ending::Lost => check(
             "the job was lost with its job manager",
             lost_with_jobmanager(faulty),
+        ),
+        Ending::Canceled => check(
+            "the job was cancelled",
+            match &faulty.outcome {
+                Some((at, JobOutcome::Canceled)) => Ok(format!(
+                    "cancelled at {at} after {} restart(s)",
+                    faulty.restarts
+                )),
+                Some((at, other)) => Err(format!(
+                    "the job ended at {at} ({other:?}); it was expected to be cancelled"
+                )),
+                None => Err("the job had not ended by the deadline (stuck)".to_string()),
+            },
         ),
         Ending::Finishes => {
             let finished = job_finished(faulty).and_then(|detail| {
@@ -309,6 +324,7 @@ fn job_finished(run: &RunResult) -> Result<String, String> {
             run.restarts
         )),
         Some((at, JobOutcome::Failed(reason))) => Err(format!("the job failed at {at}: {reason}")),
+        Some((at, JobOutcome::Canceled)) => Err(format!("the job was cancelled at {at}")),
         None => Err(match job_loss(run) {
             Some(loss) => format!("the job was lost: {loss}"),
             None => "the job had not finished by the deadline (stuck)".to_string(),
