@@ -7,9 +7,13 @@
 //! Method: run the scenarios and inspect the blobstore's files, the acks and the report.
 
 use crate::common;
+use snapflow::checkpoint::coordinator::ExternalizedCheckpointRetention;
 use snapflow::checkpoint::storage::StateHandle;
 use snapflow::runtime::hooks::EngineEvent;
+use snapflow::scenario::faults::{Fault, FaultAction, FaultTrigger};
+use snapflow::scenario::Expectation;
 use snapflow::sim::run_scenario;
+use snapflow::time::Instant;
 
 #[test]
 fn inline_state_under_a_directory_leaves_one_metadata_file_per_checkpoint_and_restores() {
@@ -18,6 +22,18 @@ fn inline_state_under_a_directory_leaves_one_metadata_file_per_checkpoint_and_re
     let run = run_scenario(&scenario, scenario.seed, file);
     assert!(run.verdict.passed(), "{}", run.report);
     assert!(run.faulty.restarts >= 2, "{}", run.report);
+    // A finished job keeps no checkpoint; cancelled with RETAIN_ON_CANCELLATION it keeps its
+    // newest, whose files are then listed.
+    assert!(run.faulty.checkpoint_files.is_empty());
+    let mut scenario = scenario;
+    scenario.checkpoint.retention = ExternalizedCheckpointRetention::RetainOnCancellation;
+    scenario.expect = Expectation::Canceled;
+    scenario.faults.faults.push(Fault {
+        action: FaultAction::CancelJob,
+        trigger: FaultTrigger::At(Instant::from_ms(4_000)),
+    });
+    let run = run_scenario(&scenario, scenario.seed, file);
+    assert!(run.verdict.passed(), "{}", run.report);
     assert!(!run.faulty.checkpoint_files.is_empty());
     for path in &run.faulty.checkpoint_files {
         let name = path
