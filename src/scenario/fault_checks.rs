@@ -169,6 +169,7 @@ pub fn check_action(
         | FaultAction::RestartBroker { .. }
         | FaultAction::FailBlobstoreWrites { .. }
         | FaultAction::CancelJob
+        | FaultAction::PauseJobManager { .. }
         | FaultAction::RestartBlobstore { .. } => Ok(()),
         FaultAction::CorruptCheckpoint if !scenario.checkpointing() => {
             Err(FaultCheckError::NeedsCheckpointing {

@@ -202,6 +202,15 @@ pub enum FaultAction {
         #[serde(with = "duration")]
         duration: Duration,
     },
+    /// Stop the job manager for a time (a long GC pause); it resumes as the same instance
+    /// and the same leader, to task managers that gave it up past the heartbeat timeout and
+    /// cancelled their tasks.
+    #[serde(rename = "pause-jobmanager")]
+    PauseJobManager {
+        /// How long it stands still.
+        #[serde(with = "duration")]
+        duration: Duration,
+    },
     /// Clog the link between two nodes, both directions (or only `from` to `to`), for a time.
     ClogLink {
         /// One node.
@@ -430,6 +439,9 @@ impl fmt::Display for FaultAction {
                 taskmanager,
                 duration,
             } => write!(f, "pause taskmanager-{taskmanager} for {duration}"),
+            FaultAction::PauseJobManager { duration } => {
+                write!(f, "pause the jobmanager for {duration}")
+            }
         }
     }
 }

@@ -452,6 +452,19 @@ impl Injector {
         });
     }
 
+    /// Stops every task of a node for `duration` (madsim's node pause); it then resumes as
+    /// the same instance.
+    fn pause(&self, handle: &Handle, name: NodeName, duration: Duration) {
+        let node = self.nodes.by_name[&name];
+        handle.pause(node);
+        let observer = self.observer.clone();
+        self.harness.spawn(async move {
+            sim_time::sleep(duration).await;
+            observer.trace("harness", format!("resume {name}"));
+            Handle::current().resume(node);
+        });
+    }
+
     fn fire(&mut self, index: usize) {
         if self.fired_at[index].is_some() {
             return;
@@ -547,16 +560,9 @@ impl Injector {
             FaultAction::PauseTaskManager {
                 taskmanager,
                 duration,
-            } => {
-                let name = NodeName::TaskManager(taskmanager);
-                let node = self.nodes.by_name[&name];
-                handle.pause(node);
-                let observer = self.observer.clone();
-                self.harness.spawn(async move {
-                    sim_time::sleep(duration).await;
-                    observer.trace("harness", format!("resume {name}"));
-                    Handle::current().resume(node);
-                });
+            } => self.pause(&handle, NodeName::TaskManager(taskmanager), duration),
+            FaultAction::PauseJobManager { duration } => {
+                self.pause(&handle, NodeName::JobManager, duration)
             }
             FaultAction::CorruptCheckpoint => match self.observer.corrupt_newest_checkpoint() {
                 Some(path) => self.observer.trace("harness", format!("corrupt {path}")),

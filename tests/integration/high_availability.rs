@@ -91,3 +91,28 @@ fn without_high_availability_the_job_is_lost_and_a_run_expecting_it_to_pass_fail
         "{finished:?}"
     );
 }
+
+/// A paused job manager resumes as the same instance: it gives up the task managers it could
+/// not hear, fails over once, and the job restores the newest checkpoint.
+#[test]
+fn a_paused_job_manager_fails_the_job_over_once_on_resume() {
+    let file = "scenarios/pause-jobmanager.toml";
+    let scenario = common::load(file);
+    let run = run_scenario(&scenario, scenario.seed, file);
+    assert!(run.verdict.passed(), "{}", run.report);
+    assert_eq!(run.faulty.restarts, 1, "{}", run.report);
+    let lost_jobmanager = run
+        .faulty
+        .events
+        .iter()
+        .filter(|r| matches!(r.event, EngineEvent::JobManagerLost { .. }))
+        .count();
+    assert_eq!(lost_jobmanager, 2, "both task managers gave it up");
+    assert!(run.faulty.events.iter().any(|r| matches!(
+        r.event,
+        EngineEvent::Deploying {
+            restore: Some(CheckpointId(4)),
+            ..
+        }
+    )));
+}

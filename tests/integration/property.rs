@@ -211,11 +211,17 @@ fn any_fault(
         });
     // A pause past the heartbeat timeout leaves zombies that resume; a blobstore outage
     // makes checkpoints expire (the scenarios tolerate none, so it fails the job over).
-    let pause = (1..=taskmanagers, 100u64..2_000, trigger(parallelism)).prop_map(
-        |(taskmanager, duration_ms, trigger)| Fault {
-            action: FaultAction::PauseTaskManager {
-                taskmanager,
-                duration: ms(duration_ms),
+    let pause = (0..=taskmanagers, 100u64..2_000, trigger(parallelism)).prop_map(
+        |(node, duration_ms, trigger)| Fault {
+            // Node 0 is the job manager.
+            action: match node {
+                0 => FaultAction::PauseJobManager {
+                    duration: ms(duration_ms),
+                },
+                taskmanager => FaultAction::PauseTaskManager {
+                    taskmanager,
+                    duration: ms(duration_ms),
+                },
             },
             trigger,
         },
