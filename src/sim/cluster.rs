@@ -242,6 +242,23 @@ struct Nodes {
     by_name: BTreeMap<NodeName, NodeId>,
 }
 
+impl Nodes {
+    /// Creates node `name` at its address; `main` runs at its start and at every restart.
+    fn start<F, Fut>(&mut self, name: NodeName, main: F)
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
+        let node = Handle::current()
+            .create_node()
+            .name(name.to_string())
+            .ip(name.ip())
+            .init(main)
+            .build();
+        self.by_name.insert(name, node.id());
+    }
+}
+
 /// The durable storage of the service nodes, which outlives their restarts.
 struct Storages {
     broker: BrokerStorage,
@@ -257,44 +274,22 @@ fn start_nodes(
     storages: &Storages,
     observer: &Observer,
 ) -> Nodes {
-    let handle = Handle::current();
-    let mut by_name = BTreeMap::new();
+    let mut nodes = Nodes {
+        by_name: BTreeMap::new(),
+    };
     let storage = storages.broker.clone();
-    let node = handle
-        .create_node()
-        .name("broker")
-        .ip(NodeName::Broker.ip())
-        .init(move || run_broker(storage.clone()))
-        .build();
-    by_name.insert(NodeName::Broker, node.id());
+    nodes.start(NodeName::Broker, move || run_broker(storage.clone()));
     if scenario.sink.kind.uses_kv_store() {
         let kv = storages.kv.clone();
-        let node = handle
-            .create_node()
-            .name("kv")
-            .ip(NodeName::Kv.ip())
-            .init(move || run_kv_store(kv.clone()))
-            .build();
-        by_name.insert(NodeName::Kv, node.id());
+        nodes.start(NodeName::Kv, move || run_kv_store(kv.clone()));
     }
-    let disk = storages.blob_disk.clone();
-    let config = scenario.blobstore;
-    let node = handle
-        .create_node()
-        .name("blobstore")
-        .ip(NodeName::Blobstore.ip())
-        .init(move || run_blobstore(disk.clone(), config))
-        .build();
-    by_name.insert(NodeName::Blobstore, node.id());
+    let (disk, config) = (storages.blob_disk.clone(), scenario.blobstore);
+    nodes.start(NodeName::Blobstore, move || {
+        run_blobstore(disk.clone(), config)
+    });
     if scenario.high_availability {
         let storage = storages.ha.clone();
-        let node = handle
-            .create_node()
-            .name("ha")
-            .ip(NodeName::Ha.ip())
-            .init(move || run_ha_service(storage.clone()))
-            .build();
-        by_name.insert(NodeName::Ha, node.id());
+        nodes.start(NodeName::Ha, move || run_ha_service(storage.clone()));
     }
     let jobmanager = JobManagerSetup {
         graph: graph.clone(),
@@ -313,13 +308,9 @@ fn start_nodes(
             .then(|| SocketAddr::new(NodeName::Ha.ip(), REQUEST_PORT)),
         submission: JobSubmission::default(),
     };
-    let node = handle
-        .create_node()
-        .name("jobmanager")
-        .ip(NodeName::JobManager.ip())
-        .init(move || run_jobmanager(jobmanager.clone()))
-        .build();
-    by_name.insert(NodeName::JobManager, node.id());
+    nodes.start(NodeName::JobManager, move || {
+        run_jobmanager(jobmanager.clone())
+    });
     let task_config = TaskConfig {
         buffer_timeout: scenario.buffer_timeout,
         source_records_per_second: scenario.workload.records_per_second,
@@ -345,16 +336,11 @@ fn start_nodes(
             heartbeat_timeout: scenario.heartbeat_timeout,
             hooks: Arc::new(observer.clone()),
         };
-        let name = NodeName::TaskManager(index);
-        let node = handle
-            .create_node()
-            .name(name.to_string())
-            .ip(name.ip())
-            .init(move || run_taskmanager(setup.clone()))
-            .build();
-        by_name.insert(name, node.id());
+        nodes.start(NodeName::TaskManager(index), move || {
+            run_taskmanager(setup.clone())
+        });
     }
-    Nodes { by_name }
+    nodes
 }
 
 struct Injector {
