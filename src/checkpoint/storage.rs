@@ -218,6 +218,35 @@ impl CheckpointStorage {
         }
     }
 
+    /// The checkpoints that have a directory in storage (`chk-<n>/` under `dir`), in order.
+    pub async fn checkpoint_directories(
+        &self,
+        config: &CheckpointStorageConfig,
+    ) -> Result<Vec<CheckpointId>, StorageError> {
+        let root = config.under_dir(String::new());
+        let request = BlobRequest::List {
+            directory: root.clone(),
+        };
+        let paths = match self.call(&request).await? {
+            BlobResponse::Paths(paths) => paths,
+            other => {
+                return Err(StorageError::Unexpected {
+                    path: root,
+                    response: format!("{other:?}"),
+                })
+            }
+        };
+        let mut ids: Vec<CheckpointId> = paths
+            .iter()
+            .filter_map(|path| path.strip_prefix(root.as_str())?.strip_prefix("chk-"))
+            .filter_map(|rest| rest.split_once('/')?.0.parse().ok())
+            .map(CheckpointId)
+            .collect();
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+
     /// Deletes one file.
     pub async fn delete(&self, path: &str) -> Result<(), StorageError> {
         let request = BlobRequest::Delete {

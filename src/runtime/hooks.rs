@@ -144,6 +144,12 @@ pub enum EngineEvent {
         /// The retained checkpoint it restores, read from its `_metadata`; `None` starts over.
         checkpoint_id: Option<CheckpointId>,
     },
+    /// A new leader deleted checkpoint directories no leader retains any more (subsumed or in
+    /// flight when an earlier leader died, before it could delete them).
+    OrphanedCheckpointsRemoved {
+        /// The checkpoints.
+        checkpoint_ids: Vec<CheckpointId>,
+    },
     /// A job manager started and knows no job to run: without high availability, the job
     /// of a job manager that died is lost with it.
     NoJobToRecover {
@@ -446,6 +452,14 @@ impl fmt::Display for EngineEvent {
                 "{term} recovered job `{job}` with no retained checkpoint: it starts over"
             ),
             EngineEvent::NoJobToRecover { reason } => write!(f, "no job to run: {reason}"),
+            EngineEvent::OrphanedCheckpointsRemoved { checkpoint_ids } => {
+                let ids: Vec<String> = checkpoint_ids.iter().map(|id| id.to_string()).collect();
+                write!(
+                    f,
+                    "deleted the directories of checkpoints no leader retains: {}",
+                    ids.join(", ")
+                )
+            }
             EngineEvent::LeadershipLost { term, current } => {
                 write!(f, "{term} deposed by {current}: stops leading")
             }

@@ -159,6 +159,7 @@ async fn lead(
         }
         Some(record) => {
             let restored = read_retained(setup, rpc, &record.checkpoints).await;
+            remove_orphans(setup, rpc, &restored).await;
             let now = sim_time::now();
             Some(JobMaster::recovered(graph, config, now, term, restored))
         }
@@ -195,6 +196,35 @@ where
                 panic!("the high-availability service refused its new leader: {refused}")
             }
         }
+    }
+}
+
+/// Deletes the checkpoint directories in storage that the recovered job does not retain: an
+/// earlier leader that died left them (it had subsumed them or had them in flight). Best
+/// effort: a failure leaves files behind, never a wrong checkpoint.
+async fn remove_orphans(setup: &JobManagerSetup, rpc: &Rpc, restored: &[CompletedCheckpoint]) {
+    let config = &setup.checkpoint.storage;
+    if config.kind == StorageKind::JobManager {
+        return;
+    }
+    let storage = CheckpointStorage::new(rpc.clone(), setup.services.blobstore, setup.rpc_timeout);
+    let Ok(present) = storage.checkpoint_directories(config).await else {
+        return;
+    };
+    let orphans: Vec<_> = present
+        .into_iter()
+        .filter(|id| !restored.iter().any(|c| c.checkpoint_id == *id))
+        .collect();
+    for checkpoint_id in &orphans {
+        let _ = storage
+            .discard(config.checkpoint_directory(*checkpoint_id))
+            .await;
+    }
+    if !orphans.is_empty() {
+        let event = EngineEvent::OrphanedCheckpointsRemoved {
+            checkpoint_ids: orphans,
+        };
+        setup.hooks.event(NODE, event);
     }
 }
 

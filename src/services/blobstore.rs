@@ -45,6 +45,12 @@ fn handle(disk: &Disk, request: BlobRequest) -> BlobResponse {
             BlobResponse::Stored
         }
         BlobRequest::Get { path } => BlobResponse::Data(disk.read(&path)),
+        BlobRequest::List { directory } => BlobResponse::Paths(
+            disk.paths()
+                .into_iter()
+                .filter(|path| path.starts_with(&directory))
+                .collect(),
+        ),
         BlobRequest::Delete { path } => {
             disk.delete(&path);
             BlobResponse::Stored

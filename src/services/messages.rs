@@ -143,6 +143,11 @@ pub enum BlobRequest {
         /// Path.
         path: String,
     },
+    /// The paths of every file under a directory, in order.
+    List {
+        /// The directory, ending in `/` (empty for the root).
+        directory: String,
+    },
     /// Delete one file, durably (nothing if it is not there).
     Delete {
         /// Path.
@@ -164,6 +169,8 @@ pub enum BlobResponse {
     Data(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
     /// The store refused.
     Error(String),
+    /// Paths, in order.
+    Paths(Vec<String>),
 }
 
 /// How a consumer reads transactional records (Kafka's `isolation.level`).

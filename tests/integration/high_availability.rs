@@ -67,6 +67,11 @@ fn each_new_leader_recovers_the_newest_completed_checkpoint_in_a_term_of_its_own
         }
     )));
     assert!(run.report.contains("job managers: 3 leader(s) elected"));
+    assert_eq!(
+        run.faulty.checkpoint_files,
+        Vec::<String>::new(),
+        "no file outlives the job"
+    );
 }
 
 #[test]
