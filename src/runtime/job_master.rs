@@ -41,6 +41,9 @@ pub struct JobMasterConfig {
     /// The sink commits on checkpoints: the job ends with a final checkpoint taken after
     /// every source read all its input, and the sources end once it completed (FLIP-147).
     pub final_checkpoint: bool,
+    /// High availability: a checkpoint completes only once its pointer is in the completed
+    /// checkpoint store of the high-availability service.
+    pub high_availability: bool,
 }
 
 /// What the job manager node must carry out, in order.
@@ -55,6 +58,11 @@ pub enum Command {
     },
     /// Write the checkpoint's `_metadata`, then call `on_metadata_written`.
     WriteMetadata(CompletedCheckpoint),
+    /// Add the checkpoint (its `_metadata` written) to the completed checkpoint store of the
+    /// high-availability service, then call `on_checkpoint_stored`. The node waits for the
+    /// service before anything else, as Flink's coordinator waits for ZooKeeper: nothing can
+    /// abort the checkpoint in between.
+    StoreCheckpoint(CompletedCheckpoint),
     /// Delete the checkpoint's files from checkpoint storage (before the next command: a
     /// run that ends right after leaves no discarded file behind).
     DiscardCheckpoint(CheckpointId),
@@ -160,11 +168,6 @@ impl JobMaster {
             config,
             graph,
         }
-    }
-
-    /// Whether checkpoint `checkpoint_id` is still in flight: its completion is still wanted.
-    pub fn is_checkpoint_pending(&self, checkpoint_id: CheckpointId) -> bool {
-        self.coordinator.is_pending(checkpoint_id)
     }
 
     /// The leadership term.
@@ -275,6 +278,25 @@ impl JobMaster {
     /// The `_metadata` write asked for by `Command::WriteMetadata` ended (with high
     /// availability, the checkpoint's pointer is stored too); `Err` says why it failed.
     pub fn on_metadata_written(
+        &mut self,
+        now: Instant,
+        checkpoint: CompletedCheckpoint,
+        result: Result<(), String>,
+    ) {
+        let pending = self.coordinator.is_pending(checkpoint.checkpoint_id);
+        match result {
+            // Only a checkpoint still in flight gets a pointer: one aborted meanwhile had its
+            // files deleted, and a pointer to it would send the next leader to nothing.
+            Ok(()) if self.config.high_availability && pending => self
+                .commands
+                .push_back(Command::StoreCheckpoint(checkpoint)),
+            result => self.on_checkpoint_stored(now, checkpoint, result),
+        }
+    }
+
+    /// The checkpoint is durable and, with high availability, in the completed checkpoint
+    /// store (`Command::StoreCheckpoint`); `Err` says why not.
+    pub fn on_checkpoint_stored(
         &mut self,
         now: Instant,
         checkpoint: CompletedCheckpoint,
@@ -785,6 +807,7 @@ mod tests {
             heartbeat_timeout: Duration::from_ms(HEARTBEAT_TIMEOUT_MS),
             deploy_timeout: Duration::from_ms(DEPLOY_TIMEOUT_MS),
             final_checkpoint: false,
+            high_availability: false,
         }
     }
 
@@ -1160,6 +1183,72 @@ mod tests {
         assert!(events(&failed)
             .iter()
             .any(|e| matches!(e, EngineEvent::JobFailed { .. })));
+    }
+
+    /// Acks every task of the next checkpoint; returns the checkpoint the job master asks to
+    /// write the `_metadata` of.
+    fn ack_next_checkpoint(h: &mut Harness) -> CompletedCheckpoint {
+        let due = h.master.poll_timeout().expect("a trigger is due");
+        h.now = due;
+        let triggered = h.timers();
+        let checkpoint_id = events(&triggered)
+            .iter()
+            .find_map(|e| match e {
+                EngineEvent::CheckpointTriggered { checkpoint_id, .. } => Some(*checkpoint_id),
+                _ => None,
+            })
+            .expect("triggered");
+        let attempt = h.master.attempt();
+        let mut commands = Vec::new();
+        for task in h.master.executions().keys().copied().collect::<Vec<_>>() {
+            commands.extend(h.control(ControlMessage::AcknowledgeCheckpoint {
+                attempt,
+                subtask: task,
+                checkpoint_id,
+                ack: ack(task),
+            }));
+        }
+        commands
+            .into_iter()
+            .find_map(|c| match c {
+                Command::WriteMetadata(checkpoint) => Some(checkpoint),
+                _ => None,
+            })
+            .expect("the last ack asks for the metadata")
+    }
+
+    #[test]
+    fn with_high_availability_only_a_checkpoint_still_in_flight_is_stored_then_completed() {
+        let ha = JobMasterConfig {
+            high_availability: true,
+            ..config()
+        };
+        let mut h = Harness::new(ha);
+        h.running();
+        let checkpoint = ack_next_checkpoint(&mut h);
+        h.master
+            .on_metadata_written(h.now, checkpoint.clone(), Ok(()));
+        let asked = h.drain();
+        assert_eq!(asked, vec![Command::StoreCheckpoint(checkpoint.clone())]);
+        h.master.on_checkpoint_stored(h.now, checkpoint, Ok(()));
+        assert!(events(&h.drain())
+            .iter()
+            .any(|e| matches!(e, EngineEvent::CheckpointCompleted { .. })));
+        // A failover aborts the next checkpoint while its `_metadata` is written: no pointer
+        // to the files its abort deletes, and the late file goes too.
+        let aborted = ack_next_checkpoint(&mut h);
+        let failed_at = h.now.as_ms() + 1;
+        h.at(failed_at)
+            .status((1, 0), TaskStatus::Failed("boom".into()));
+        h.master.on_metadata_written(h.now, aborted.clone(), Ok(()));
+        let after = h.drain();
+        assert!(
+            !after
+                .iter()
+                .any(|c| matches!(c, Command::StoreCheckpoint(_))),
+            "{after:?}"
+        );
+        assert!(after.contains(&Command::DiscardCheckpoint(aborted.checkpoint_id)));
     }
 
     #[test]

@@ -103,6 +103,10 @@ pub async fn run_jobmanager(setup: JobManagerSetup) {
         heartbeat_timeout: setup.heartbeat_timeout,
         deploy_timeout: setup.deploy_timeout,
         final_checkpoint: setup.final_checkpoint,
+        // Jobmanager storage keeps nothing durable to point to: its checkpoints are lost with
+        // this job manager.
+        high_availability: setup.high_availability.is_some()
+            && setup.checkpoint.storage.kind != StorageKind::JobManager,
     };
     let ha = setup
         .high_availability
@@ -313,11 +317,7 @@ impl JobManagerNode {
                         self.master.on_control(sim_time::now(), message)
                     }
                     Some(Input::MetadataWritten(checkpoint, result)) => {
-                        let result = self.store_pointer(&checkpoint, result).await;
-                        if !self.deposed {
-                            let now = sim_time::now();
-                            self.master.on_metadata_written(now, checkpoint, result)
-                        }
+                        self.master.on_metadata_written(sim_time::now(), checkpoint, result)
                     }
                     None => return,
                 },
@@ -334,6 +334,13 @@ impl JobManagerNode {
             match command {
                 Command::Send { to, message } => self.control.send(to, &message).await,
                 Command::WriteMetadata(checkpoint) => self.write_metadata(checkpoint),
+                Command::StoreCheckpoint(checkpoint) => {
+                    let result = self.store_pointer(&checkpoint).await;
+                    if !self.deposed {
+                        let now = sim_time::now();
+                        self.master.on_checkpoint_stored(now, checkpoint, result);
+                    }
+                }
                 Command::DiscardCheckpoint(checkpoint_id) => self.discard(checkpoint_id),
                 Command::Event(event) => {
                     let status = match event {
@@ -406,26 +413,12 @@ impl JobManagerNode {
         ha.write(&request).await
     }
 
-    /// With high availability, a checkpoint whose `_metadata` is written and that is still
-    /// in flight is added to the completed checkpoint store before it completes, so a new
-    /// leader finds every checkpoint whose commits were notified. The job manager waits for
-    /// the service, as Flink's coordinator waits for ZooKeeper: no failover can abort the
-    /// checkpoint meanwhile and leave a pointer to files its abort deleted.
-    async fn store_pointer(
-        &mut self,
-        checkpoint: &CompletedCheckpoint,
-        written: Result<(), String>,
-    ) -> Result<(), String> {
+    /// Adds a checkpoint to the completed checkpoint store of the high-availability service,
+    /// so a new leader finds every checkpoint whose commits were notified.
+    async fn store_pointer(&mut self, checkpoint: &CompletedCheckpoint) -> Result<(), String> {
         let Some(ha) = &self.ha else {
-            return written;
+            unreachable!("the job master asks to store only with high availability");
         };
-        let in_memory = self.setup.checkpoint.storage.kind == StorageKind::JobManager;
-        let pending = self.master.is_checkpoint_pending(checkpoint.checkpoint_id);
-        if written.is_err() || !pending || in_memory {
-            // With jobmanager storage there is nothing durable to point to: the checkpoints
-            // are lost with this job manager.
-            return written;
-        }
         let add = HaRequest::AddCheckpoint {
             term: self.master.term(),
             pointer: CheckpointPointer {
