@@ -142,25 +142,21 @@ async fn lead(
         if setup.submission.take() {
             return Some(JobMaster::new(graph, config, sim_time::now()));
         }
-        let reason = "no high availability: a restarted job manager keeps no job".to_string();
-        setup
-            .hooks
-            .event(NODE, EngineEvent::NoJobToRecover { reason });
-        return None;
+        return no_job(
+            setup,
+            "no high availability: a restarted job manager keeps no job".to_string(),
+        );
     };
-    let (term, job) = until_answered(setup, || ha.elect()).await;
+    let (term, job) = match until_answered(setup, || ha.elect()).await {
+        Ok(granted) => granted,
+        Err(refused) => return no_job(setup, format!("not elected: {refused}")),
+    };
     setup.hooks.event(NODE, EngineEvent::LeaderElected { term });
     match job {
         Some(JobRecord {
             terminated: Some(status),
             ..
-        }) => {
-            let reason = format!("the job already ended {status}");
-            setup
-                .hooks
-                .event(NODE, EngineEvent::NoJobToRecover { reason });
-            None
-        }
+        }) => no_job(setup, format!("the job already ended {status}")),
         Some(record) => {
             let restored = read_retained(setup, rpc, &record.checkpoints).await;
             remove_orphans(setup, rpc, &restored).await;
@@ -172,35 +168,39 @@ async fn lead(
                 term,
                 job: graph.job.name.clone(),
             };
-            until_answered(setup, || ha.write(&submit)).await;
+            if let Err(refused) = until_answered(setup, || ha.write(&submit)).await {
+                return no_job(setup, format!("the job could not be submitted: {refused}"));
+            }
             Some(JobMaster::submitted(graph, config, sim_time::now(), term))
         }
-        None => {
-            let reason = "the high-availability service holds no job".to_string();
-            setup
-                .hooks
-                .event(NODE, EngineEvent::NoJobToRecover { reason });
-            None
-        }
+        None => no_job(
+            setup,
+            "the high-availability service holds no job".to_string(),
+        ),
     }
 }
 
 /// Repeats a call to the high-availability service until it answers (it may be down for a
 /// while; a job manager cannot lead without it). A refusal is not retried: it is the answer.
-async fn until_answered<T, F, Fut>(setup: &JobManagerSetup, call: F) -> T
+async fn until_answered<T, F, Fut>(setup: &JobManagerSetup, call: F) -> Result<T, HaError>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<T, HaError>>,
 {
     loop {
         match call().await {
-            Ok(answer) => return answer,
             Err(HaError::Rpc(_)) => sim_time::sleep(setup.rpc_timeout).await,
-            Err(refused) => {
-                panic!("the high-availability service refused its new leader: {refused}")
-            }
+            answer => return answer,
         }
     }
+}
+
+/// This job manager runs no job, for `reason`.
+fn no_job(setup: &JobManagerSetup, reason: String) -> Option<JobMaster> {
+    setup
+        .hooks
+        .event(NODE, EngineEvent::NoJobToRecover { reason });
+    None
 }
 
 /// Deletes the checkpoint directories in storage that the recovered job does not retain: an
