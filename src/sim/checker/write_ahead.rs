@@ -68,9 +68,19 @@ pub(super) fn explain_repeat(
                 batch.label, record.at
             ));
         }
-        // The failover may reach the writer while its append is in flight, so the failure
-        // can precede the append itself: it must only follow the writer's previous committer
-        // record (its last completed batch) and precede the repeat.
+        // A zombie of the failed attempt that appended before the recovery fenced the committer
+        // is refused at its record: the repeat is the write-ahead log's inherent duplicate. The
+        // zombie may have gone on recording batches after the failover that made it one, until
+        // the recovery fenced it: its failure is the last before the refusal.
+        let refused = output.committer_refused.iter().find(|w| {
+            w.key.ends_with(&key_suffix)
+                && before <= w.at
+                && w.at <= again
+                && crate::codec::decode_message::<u64>(&w.value).is_ok_and(|id| id == checkpoint)
+        });
+        // Otherwise the failover may reach the writer while its append is in flight, so the
+        // failure can precede the append itself: it must only follow the writer's previous
+        // committer record (its last completed batch) and precede the repeat.
         let previous_record = output
             .committer_history
             .iter()
@@ -78,22 +88,18 @@ pub(super) fn explain_repeat(
             .map(|w| w.at)
             .max()
             .unwrap_or(Instant::ZERO);
-        let Some((failed_at, reason)) = failures
-            .iter()
-            .find(|(at, _)| previous_record <= *at && *at <= again)
-        else {
+        let failure = match refused {
+            Some(record) => failures.iter().rev().find(|(at, _)| *at <= record.at),
+            None => failures
+                .iter()
+                .find(|(at, _)| previous_record <= *at && *at <= again),
+        };
+        let Some((failed_at, reason)) = failure else {
             return Err(format!(
                 "batch `{}` written at {before} and again at {again} with no failure since the previous committer record at {previous_record}",
                 batch.label
             ));
         };
-        // A zombie of the failed attempt that appended before the recovery fenced the committer
-        // is refused at its record: the repeat is the write-ahead log's inherent duplicate.
-        let refused = output.committer_refused.iter().find(|w| {
-            w.key.ends_with(&key_suffix)
-                && before <= w.at
-                && crate::codec::decode_message::<u64>(&w.value).is_ok_and(|id| id == checkpoint)
-        });
         why.push(match refused {
             Some(record) => format!(
                 "written at {before} by a zombie of the attempt that failed at {failed_at} ({reason}); its committer record was refused at {} (generation {} fenced), the recovery wrote it again at {again}",
@@ -144,6 +150,34 @@ mod tests {
         );
         // A refused record never excuses a repeat without a failover behind it.
         assert!(explain_repeat(&batch, &output, &[]).is_err());
+    }
+
+    #[test]
+    fn a_zombie_that_went_on_recording_after_its_failover_is_named_by_its_refusal() {
+        let batch = BatchCopies {
+            label: "sink#0 checkpoint 3".into(),
+            records: 10,
+            copies: 2,
+            written_at: vec![Instant::from_ms(300), Instant::from_ms(350)],
+        };
+        // Failed over at 100; the zombie still recorded checkpoint 2 at 250, wrote 3's batch
+        // at 300 and was refused at its record at 320.
+        let failover = vec![(Instant::from_ms(100), "taskmanager-1 lost".to_string())];
+        let output = SinkOutput {
+            committer_history: vec![committer_write(250, 2)],
+            committer_refused: vec![committer_write(320, 3)],
+            ..SinkOutput::default()
+        };
+        let why = explain_repeat(&batch, &output, &failover).unwrap();
+        assert!(
+            why.contains("by a zombie of the attempt that failed at 0.100s"),
+            "{why}"
+        );
+        let unrefused = SinkOutput {
+            committer_refused: Vec::new(),
+            ..output
+        };
+        assert!(explain_repeat(&batch, &unrefused, &failover).is_err());
     }
 
     #[test]
