@@ -894,17 +894,16 @@ mod tests {
             assert_eq!(self.master.status(), JobStatus::Running);
         }
 
-        /// Runs to the next trigger and completes that checkpoint.
-        fn complete_next_checkpoint(&mut self) -> (CheckpointId, Vec<Command>) {
+        /// Runs to the next trigger and acks it from every task; returns the checkpoint the
+        /// job master asks to write the `_metadata` of.
+        fn ack_next_checkpoint(&mut self) -> CompletedCheckpoint {
             let due = self.master.poll_timeout().expect("a trigger is due");
             self.now = due;
             let triggered = self.timers();
-            let checkpoint_id = triggered
+            let checkpoint_id = events(&triggered)
                 .iter()
-                .find_map(|c| match c {
-                    Command::Event(EngineEvent::CheckpointTriggered { checkpoint_id, .. }) => {
-                        Some(*checkpoint_id)
-                    }
+                .find_map(|e| match e {
+                    EngineEvent::CheckpointTriggered { checkpoint_id, .. } => Some(*checkpoint_id),
                     _ => None,
                 })
                 .expect("the timer triggered a checkpoint");
@@ -918,13 +917,19 @@ mod tests {
                     ack: ack(task),
                 }));
             }
-            let checkpoint = commands
-                .iter()
+            commands
+                .into_iter()
                 .find_map(|c| match c {
-                    Command::WriteMetadata(checkpoint) => Some(checkpoint.clone()),
+                    Command::WriteMetadata(checkpoint) => Some(checkpoint),
                     _ => None,
                 })
-                .expect("the last ack asks for the metadata");
+                .expect("the last ack asks for the metadata")
+        }
+
+        /// Runs to the next trigger and completes that checkpoint.
+        fn complete_next_checkpoint(&mut self) -> (CheckpointId, Vec<Command>) {
+            let checkpoint = self.ack_next_checkpoint();
+            let checkpoint_id = checkpoint.checkpoint_id;
             self.master
                 .on_metadata_written(self.now, checkpoint, Ok(()));
             (checkpoint_id, self.drain())
@@ -1185,38 +1190,6 @@ mod tests {
             .any(|e| matches!(e, EngineEvent::JobFailed { .. })));
     }
 
-    /// Acks every task of the next checkpoint; returns the checkpoint the job master asks to
-    /// write the `_metadata` of.
-    fn ack_next_checkpoint(h: &mut Harness) -> CompletedCheckpoint {
-        let due = h.master.poll_timeout().expect("a trigger is due");
-        h.now = due;
-        let triggered = h.timers();
-        let checkpoint_id = events(&triggered)
-            .iter()
-            .find_map(|e| match e {
-                EngineEvent::CheckpointTriggered { checkpoint_id, .. } => Some(*checkpoint_id),
-                _ => None,
-            })
-            .expect("triggered");
-        let attempt = h.master.attempt();
-        let mut commands = Vec::new();
-        for task in h.master.executions().keys().copied().collect::<Vec<_>>() {
-            commands.extend(h.control(ControlMessage::AcknowledgeCheckpoint {
-                attempt,
-                subtask: task,
-                checkpoint_id,
-                ack: ack(task),
-            }));
-        }
-        commands
-            .into_iter()
-            .find_map(|c| match c {
-                Command::WriteMetadata(checkpoint) => Some(checkpoint),
-                _ => None,
-            })
-            .expect("the last ack asks for the metadata")
-    }
-
     #[test]
     fn with_high_availability_only_a_checkpoint_still_in_flight_is_stored_then_completed() {
         let ha = JobMasterConfig {
@@ -1225,7 +1198,7 @@ mod tests {
         };
         let mut h = Harness::new(ha);
         h.running();
-        let checkpoint = ack_next_checkpoint(&mut h);
+        let checkpoint = h.ack_next_checkpoint();
         h.master
             .on_metadata_written(h.now, checkpoint.clone(), Ok(()));
         let asked = h.drain();
@@ -1236,7 +1209,7 @@ mod tests {
             .any(|e| matches!(e, EngineEvent::CheckpointCompleted { .. })));
         // A failover aborts the next checkpoint while its `_metadata` is written: no pointer
         // to the files its abort deletes, and the late file goes too.
-        let aborted = ack_next_checkpoint(&mut h);
+        let aborted = h.ack_next_checkpoint();
         let failed_at = h.now.as_ms() + 1;
         h.at(failed_at)
             .status((1, 0), TaskStatus::Failed("boom".into()));
