@@ -398,3 +398,31 @@ fn corrupting_a_checkpoint_needs_checkpointing() {
         "{error}"
     );
 }
+
+/// The recovery and storage keys of issue 12 name the field and the choices.
+#[test]
+fn recovery_and_storage_keys_are_checked_with_the_choices_named() {
+    let with = |extra: &str| format!("{VALID}{extra}");
+    let storage = error_of(&with("storage = \"s3\"\n"));
+    assert!(
+        storage.starts_with("bad.toml:18:")
+            && storage.contains("`s3` is not \"jobmanager\" or \"filesystem\""),
+        "{storage}"
+    );
+    let size = error_of(&with(
+        "storage = \"jobmanager\"\nmax-state-size = \"5 parsecs\"\n",
+    ));
+    assert!(size.contains("`parsecs` is not a unit"), "{size}");
+    let mixed = error_of(&with("storage = \"jobmanager\"\ndir = \"x\"\n"));
+    assert!(mixed.contains("options of filesystem storage"), "{mixed}");
+    let retention = error_of(&with("externalized-checkpoint-retention = \"KEEP\"\n"));
+    assert!(retention.contains("RETAIN_ON_CANCELLATION"), "{retention}");
+    let ha = error_of(&with("\n[high-availability]\ntype = \"etcd\"\n"));
+    assert!(ha.contains("high-availability.type: `etcd`"), "{ha}");
+    let latency = error_of(&with("\n[blobstore]\nsync-latency = \"2min\"\n"));
+    assert!(latency.contains("blobstore.sync-latency"), "{latency}");
+    let canceled = error_of(&VALID.replace("name = \"t\"", "name = \"t\"\nexpect = \"canceled\""));
+    assert!(canceled.contains("cancel-job"), "{canceled}");
+    let lost = error_of(&VALID.replace("name = \"t\"", "name = \"t\"\nexpect = \"job-lost\""));
+    assert!(lost.contains("kill-jobmanager"), "{lost}");
+}
