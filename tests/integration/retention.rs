@@ -85,24 +85,3 @@ fn a_finished_job_and_a_job_cancelled_with_delete_on_cancellation_leave_no_check
     assert!(!run.faulty.checkpoints.is_empty());
     assert_eq!(run.faulty.checkpoint_files, Vec::<String>::new());
 }
-
-/// A blobstore outage expires the checkpoints it catches; with two failures tolerated the job
-/// never fails over, with none it does, and both stay exactly-once. The report gives each
-/// checkpoint that did not complete with its fate.
-#[test]
-fn a_blobstore_outage_expires_checkpoints_and_the_tolerance_decides_the_failover() {
-    for (file, restarts) in [
-        ("scenarios/blobstore-outage-tolerant.toml", 0),
-        ("scenarios/blobstore-outage-intolerant.toml", 1),
-    ] {
-        let scenario = common::load(file);
-        let run = run_scenario(&scenario, scenario.seed, file);
-        assert!(run.verdict.passed(), "{}", run.report);
-        assert_eq!(run.faulty.restarts, restarts, "{file}\n{}", run.report);
-        assert!(
-            run.report.contains("after its trigger: Expired"),
-            "{file}: the expired checkpoint and its fate:\n{}",
-            run.report
-        );
-    }
-}

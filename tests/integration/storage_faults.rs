@@ -10,19 +10,40 @@ use snapflow::ids::CheckpointId;
 use snapflow::runtime::hooks::EngineEvent;
 use snapflow::sim::run_scenario;
 
+/// A blobstore outage expires the checkpoints it catches, failing writes decline them with the
+/// error named; either way the tolerance decides whether the job fails over, and every run
+/// stays exactly-once.
 #[test]
-fn failing_writes_decline_checkpoints_and_the_tolerance_decides_the_failover() {
-    for (file, restarts) in [
-        ("scenarios/blobstore-write-failures-tolerant.toml", 0),
-        ("scenarios/blobstore-write-failures-intolerant.toml", 2),
+fn lost_checkpoints_are_named_and_the_tolerance_decides_the_failover() {
+    for (file, restarts, named) in [
+        (
+            "scenarios/blobstore-outage-tolerant.toml",
+            0,
+            "after its trigger: Expired",
+        ),
+        (
+            "scenarios/blobstore-outage-intolerant.toml",
+            1,
+            "after its trigger: Expired",
+        ),
+        (
+            "scenarios/blobstore-write-failures-tolerant.toml",
+            0,
+            "write failed: I/O error",
+        ),
+        (
+            "scenarios/blobstore-write-failures-intolerant.toml",
+            2,
+            "write failed: I/O error",
+        ),
     ] {
         let scenario = common::load(file);
         let run = run_scenario(&scenario, scenario.seed, file);
         assert!(run.verdict.passed(), "{}", run.report);
         assert_eq!(run.faulty.restarts, restarts, "{file}\n{}", run.report);
         assert!(
-            run.report.contains("write failed: I/O error"),
-            "{file}: the declined checkpoint names the error:\n{}",
+            run.report.contains(named),
+            "{file}: each checkpoint not completed, with its fate:\n{}",
             run.report
         );
     }
