@@ -46,6 +46,7 @@ pub mod connectors {
 pub mod graph {
     //! From the logical job to subtasks and channels.
     pub mod execution_graph;
+    pub mod pipelined_region;
 }
 pub mod ids;
 pub mod limits;
@@ -55,6 +56,7 @@ pub mod runtime {
     pub mod control_plane;
     pub mod credit;
     pub mod deployment;
+    pub mod failover_strategy;
     pub mod frame_io;
     pub mod hooks;
     pub mod input_gate;

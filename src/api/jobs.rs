@@ -37,22 +37,31 @@ impl KeyedProcessFunction for CountWords {
     }
 }
 
+/// Splits a line into its words.
+fn split_words(line: Value, out: &mut Vec<Value>) {
+    match line {
+        // A line that is one word already (the generated workloads) passes as it is.
+        Value::Str(text) if !text.is_empty() && !text.contains(char::is_whitespace) => {
+            out.push(Value::Str(text))
+        }
+        Value::Str(text) => out.extend(text.split_whitespace().map(|word| Value::Str(word.into()))),
+        _ => {}
+    }
+}
+
+/// `(word, length)`: one output record per input word.
+fn tag_with_length(word: Value) -> Value {
+    let length = word.as_str().map_or(0, str::len) as i64;
+    Value::pair(word, Value::Int(length))
+}
+
 /// `source -> split -> keyBy(word)`: the front both built-in jobs share. The source and the
 /// split chain at `source_parallelism`; what follows runs at `parallelism`.
 fn words_keyed_by_word(name: &str, source_parallelism: u32, parallelism: u32) -> JobBuilder {
     JobBuilder::new(name, parallelism)
         .source("source", INPUT_TOPIC)
         .set_parallelism(source_parallelism)
-        .flat_map("split", |line, out| match line {
-            // A line that is one word already (the generated workloads) passes as it is.
-            Value::Str(text) if !text.is_empty() && !text.contains(char::is_whitespace) => {
-                out.push(Value::Str(text))
-            }
-            Value::Str(text) => {
-                out.extend(text.split_whitespace().map(|word| Value::Str(word.into())))
-            }
-            _ => {}
-        })
+        .flat_map("split", split_words)
         .set_parallelism(source_parallelism)
         .key_by(|word| word.as_str().unwrap_or_default().into())
 }
@@ -71,23 +80,35 @@ pub fn word_count(source_parallelism: u32, counter_parallelism: u32) -> Job {
 /// (what at-most-once is checked on: a stateful job's output repeats after state is lost).
 pub fn passthrough(source_parallelism: u32, parallelism: u32) -> Job {
     words_keyed_by_word("passthrough", source_parallelism, parallelism)
-        .map("tag", |word| {
-            let length = word.as_str().map_or(0, str::len) as i64;
-            Value::pair(word, Value::Int(length))
-        })
+        .map("tag", tag_with_length)
         .sink("sink", OUTPUT_TOPIC)
         .build()
         .expect("the built-in passthrough is a valid job")
 }
 
+/// `source -> split -> tag -> sink`, every edge forward at one parallelism: the passthrough
+/// without its keyBy. Its pipelines exchange no data, so each is a pipelined region of its own
+/// and region failover restarts only the failed one.
+pub fn forward(parallelism: u32) -> Job {
+    JobBuilder::new("forward", parallelism)
+        .source("source", INPUT_TOPIC)
+        .flat_map("split", split_words)
+        .map("tag", tag_with_length)
+        .sink("sink", OUTPUT_TOPIC)
+        .build()
+        .expect("the built-in forward job is a valid job")
+}
+
 /// Names of the built-in jobs, for error messages.
-pub const JOB_NAMES: &[&str] = &["wordcount", "passthrough"];
+pub const JOB_NAMES: &[&str] = &["wordcount", "passthrough", "forward"];
 
 /// Builds the built-in job called `name` with the given parallelism.
 pub fn by_name(name: &str, source_parallelism: u32, parallelism: u32) -> Option<Job> {
     match name {
         "wordcount" => Some(word_count(source_parallelism, parallelism)),
         "passthrough" => Some(passthrough(source_parallelism, parallelism)),
+        // Forward edges need one parallelism throughout (the scenario checks it).
+        "forward" => Some(forward(parallelism)),
         _ => None,
     }
 }

@@ -98,6 +98,21 @@ impl FinalCheckpoint {
         self.at_end.clear();
         self.triggered.clear();
     }
+
+    /// A region failover restarts `subtasks`: those sources report again; the others stay
+    /// at their end.
+    pub fn reset_sources(&mut self, subtasks: &BTreeSet<SubtaskId>) {
+        assert!(
+            !self.is_finishing(),
+            "region failover before the final checkpoint only"
+        );
+        self.at_end.retain(|source| !subtasks.contains(source));
+    }
+
+    /// Whether a final checkpoint was triggered: the job is finishing.
+    pub fn is_finishing(&self) -> bool {
+        !self.triggered.is_empty()
+    }
 }
 
 #[cfg(test)]

@@ -199,6 +199,15 @@ pub enum EngineEvent {
         taskmanagers: usize,
         /// The checkpoint it restores, if any.
         restore: Option<CheckpointId>,
+        /// The tasks a region failover redeploys (`None`: every task of the job).
+        region: Option<Vec<SubtaskId>>,
+    },
+    /// The tasks a region failover redeployed all run: the job is whole again.
+    RegionsRunning {
+        /// The attempt that redeployed them.
+        attempt: AttemptNumber,
+        /// The tasks.
+        tasks: Vec<SubtaskId>,
     },
     /// Every task of the attempt runs.
     JobRunning {
@@ -230,6 +239,8 @@ pub enum EngineEvent {
         attempt: AttemptNumber,
         /// Why.
         reason: String,
+        /// The tasks a region failover restarts (`None`: every task of the job).
+        region: Option<Vec<SubtaskId>>,
     },
     /// The restart strategy restarts the job. The times are the job master's own (its clock
     /// when it failed over, and the redeployment time the strategy chose); the trace shows
@@ -478,14 +489,23 @@ impl fmt::Display for EngineEvent {
                 attempt,
                 taskmanagers,
                 restore,
+                region,
             } => {
                 write!(f, "deploying {attempt} to {taskmanagers} task manager(s)")?;
-                match restore {
-                    Some(checkpoint_id) => write!(f, " from checkpoint {checkpoint_id}"),
+                if let Some(checkpoint_id) = restore {
+                    write!(f, " from checkpoint {checkpoint_id}")?;
+                }
+                match region {
+                    Some(tasks) => write!(f, ": the tasks {}", subtask_list(tasks)),
                     None => Ok(()),
                 }
             }
             EngineEvent::JobRunning { attempt } => write!(f, "job running in {attempt}"),
+            EngineEvent::RegionsRunning { attempt, tasks } => write!(
+                f,
+                "region failover done: {} running in {attempt}",
+                subtask_list(tasks)
+            ),
             EngineEvent::JobFinished { attempt } => write!(f, "job finished in {attempt}"),
             EngineEvent::JobCanceled { attempt } => write!(f, "job cancelled in {attempt}"),
             EngineEvent::CheckpointsAtJobEnd {
@@ -508,8 +528,16 @@ impl fmt::Display for EngineEvent {
                     ids(discarded)
                 )
             }
-            EngineEvent::FailingOver { attempt, reason } => {
-                write!(f, "failing over {attempt}: {reason}")
+            EngineEvent::FailingOver {
+                attempt,
+                reason,
+                region,
+            } => {
+                write!(f, "failing over {attempt}: {reason}")?;
+                match region {
+                    Some(tasks) => write!(f, "; region failover restarts {}", subtask_list(tasks)),
+                    None => Ok(()),
+                }
             }
             EngineEvent::Restarting { .. } => write!(f, "restarting"),
             EngineEvent::JobFailed { why, .. } => write!(f, "job failed: {why}"),
@@ -645,4 +673,10 @@ impl EngineEvent {
     pub fn is_traced(&self) -> bool {
         !matches!(self, EngineEvent::Restarting { .. })
     }
+}
+
+/// `a, b, c`, for the trace.
+fn subtask_list(subtasks: &[SubtaskId]) -> String {
+    let names: Vec<String> = subtasks.iter().map(ToString::to_string).collect();
+    names.join(", ")
 }

@@ -11,12 +11,14 @@ use crate::checkpoint::coordinator::{
 };
 use crate::checkpoint::final_checkpoint::{EndOfData, FinalCheckpoint};
 use crate::graph::execution_graph::ExecutionGraph;
+use crate::graph::pipelined_region::PipelinedRegions;
 use crate::ids::{AttemptNumber, CheckpointId, SubtaskId, TaskManagerId};
 use crate::runtime::deployment::{descriptors, place, Placement, SlotOffer};
+use crate::runtime::failover_strategy::{FailoverStrategy, Restart};
 use crate::runtime::hooks::{EngineEvent, TaskManagerLoss};
 use crate::runtime::job_status::{ExecutionState, JobStatus};
 use crate::runtime::leadership::LeaderTerm;
-use crate::runtime::messages::{ControlMessage, Heartbeat, TaskStatus};
+use crate::runtime::messages::{ControlMessage, DeployScope, Heartbeat, TaskStatus};
 use crate::runtime::restart::{RestartDecision, RestartStrategy, RestartStrategyConfig};
 use crate::time::{Duration, Instant};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -30,6 +32,8 @@ pub struct JobMasterConfig {
     pub checkpoint: CheckpointConfig,
     /// The restart strategy.
     pub restart: RestartStrategyConfig,
+    /// `jobmanager.execution.failover-strategy`.
+    pub failover: FailoverStrategy,
     /// Seeds the restart strategy's jitter.
     pub restart_seed: u64,
     /// `heartbeat.interval`: how often liveness is checked.
@@ -70,6 +74,36 @@ pub enum Command {
     Event(EngineEvent),
 }
 
+/// A task as the job master tracks it: the attempt it runs in (after a region failover the
+/// tasks of one job run in different attempts) and its state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Execution {
+    /// The attempt that deployed it.
+    pub attempt: AttemptNumber,
+    /// Its state.
+    pub state: ExecutionState,
+}
+
+/// Regions failed over while the rest of the job runs on (the job stays RUNNING, as in
+/// Flink).
+#[derive(Clone, Debug)]
+struct RegionRestart {
+    tasks: BTreeSet<SubtaskId>,
+    // Where they ran: a task manager still registered takes them back.
+    previous: Placement,
+    phase: RegionPhase,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RegionPhase {
+    /// The restart strategy's delay runs until `at`.
+    Waiting { at: Instant },
+    /// Too few free slots to place the tasks.
+    WaitingForResources,
+    /// Deployed; not every task reported running by `deadline`.
+    Deploying { deadline: Instant },
+}
+
 #[derive(Clone, Debug)]
 struct Registration {
     instance: u64,
@@ -88,9 +122,12 @@ pub struct JobMaster {
     term: LeaderTerm,
     taskmanagers: BTreeMap<TaskManagerId, Registration>,
     status: JobStatus,
+    // The newest attempt deployed: with region failover, older tasks may run on beside it.
     attempt: AttemptNumber,
     placement: Placement,
-    executions: BTreeMap<SubtaskId, ExecutionState>,
+    executions: BTreeMap<SubtaskId, Execution>,
+    regions: PipelinedRegions,
+    region_restart: Option<RegionRestart>,
     coordinator: CheckpointCoordinator,
     restart: RestartStrategy,
     final_checkpoint: FinalCheckpoint,
@@ -164,6 +201,8 @@ impl JobMaster {
             term,
             placement: BTreeMap::new(),
             executions: BTreeMap::new(),
+            regions: PipelinedRegions::of(&graph),
+            region_restart: None,
             commands: VecDeque::new(),
             config,
             graph,
@@ -180,7 +219,7 @@ impl JobMaster {
         self.status
     }
 
-    /// The current attempt (0 before the first deployment).
+    /// The newest attempt (0 before the first deployment).
     pub fn attempt(&self) -> AttemptNumber {
         self.attempt
     }
@@ -190,8 +229,8 @@ impl JobMaster {
         &self.placement
     }
 
-    /// The state of each task of the current attempt.
-    pub fn executions(&self) -> &BTreeMap<SubtaskId, ExecutionState> {
+    /// Each deployed task's attempt and state.
+    pub fn executions(&self) -> &BTreeMap<SubtaskId, Execution> {
         &self.executions
     }
 
@@ -207,9 +246,15 @@ impl JobMaster {
             JobStatus::Restarting { at } => Some(at),
             _ => None,
         };
+        let region_deadline = match self.region_restart.as_ref().map(|r| r.phase) {
+            Some(RegionPhase::Waiting { at }) => Some(at),
+            Some(RegionPhase::Deploying { deadline }) => Some(deadline),
+            _ => None,
+        };
         [
             Some(self.liveness_check_at),
             status_deadline,
+            region_deadline,
             self.coordinator.poll_timeout(),
         ]
         .into_iter()
@@ -228,11 +273,22 @@ impl JobMaster {
             JobStatus::Deploying { deadline } if now >= deadline => self.fail_over(
                 now,
                 "deployment timed out: not every task reported running".to_string(),
+                BTreeSet::new(),
             ),
             JobStatus::Restarting { at } if now >= at => {
                 self.status = JobStatus::WaitingForResources;
                 self.try_deploy(now);
             }
+            _ => {}
+        }
+        match self.region_restart.as_ref().map(|r| r.phase) {
+            Some(RegionPhase::Waiting { at }) if now >= at => self.try_deploy_regions(now),
+            // A region that cannot start fails the job over whole.
+            Some(RegionPhase::Deploying { deadline }) if now >= deadline => self.fail_over(
+                now,
+                "region deployment timed out: not every task reported running".to_string(),
+                BTreeSet::new(),
+            ),
             _ => {}
         }
         self.drain_coordinator(now);
@@ -252,15 +308,15 @@ impl JobMaster {
                 subtask,
                 checkpoint_id,
                 ack,
-            } if self.is_current(attempt) => {
+            } if self.is_current(attempt, subtask) => {
                 self.coordinator.on_ack(now, subtask, checkpoint_id, ack)
             }
             ControlMessage::DeclineCheckpoint {
                 attempt,
+                subtask,
                 checkpoint_id,
                 reason,
-                ..
-            } if self.is_current(attempt) => {
+            } if self.is_current(attempt, subtask) => {
                 self.coordinator.on_decline(now, checkpoint_id, reason)
             }
             ControlMessage::EndOfData { attempt, subtask } => self.on_end_of_data(attempt, subtask),
@@ -316,11 +372,15 @@ impl JobMaster {
         self.commands.push_back(Command::Event(event));
     }
 
-    /// Whether a report of `attempt` counts: the attempt is the one deployed. Until the next
-    /// deploy, a failed attempt keeps its number, and its tasks (zombies until their cancel
-    /// arrives) still report under it.
-    fn is_current(&self, attempt: AttemptNumber) -> bool {
-        attempt == self.attempt && self.status.is_active()
+    /// Whether a report of `subtask` in `attempt` counts: that task is the one deployed.
+    /// Until the next deploy, a failed attempt keeps its number, and its tasks (zombies until
+    /// their cancel arrives) still report under it; failing over forgets them.
+    fn is_current(&self, attempt: AttemptNumber, subtask: SubtaskId) -> bool {
+        self.status.is_active()
+            && self
+                .executions
+                .get(&subtask)
+                .is_some_and(|execution| execution.attempt == attempt)
     }
 
     fn send(&mut self, to: SocketAddr, message: ControlMessage) {
@@ -368,14 +428,19 @@ impl JobMaster {
         self.taskmanagers.remove(&taskmanager);
         let reason = format!("{taskmanager} {loss}");
         self.event(EngineEvent::TaskManagerLost { taskmanager, loss });
-        let hosts_tasks = self.placement.values().any(|tm| *tm == taskmanager);
-        if hosts_tasks && self.status.is_active() {
-            self.fail_over(now, reason);
+        let hosted: BTreeSet<SubtaskId> = self
+            .placement
+            .iter()
+            .filter(|(_, tm)| **tm == taskmanager)
+            .map(|(subtask, _)| *subtask)
+            .collect();
+        if !hosted.is_empty() && self.status.is_active() {
+            self.fail_over(now, reason, hosted);
         }
     }
 
     fn on_end_of_data(&mut self, attempt: AttemptNumber, subtask: SubtaskId) {
-        if !self.is_current(attempt) {
+        if !self.is_current(attempt, subtask) {
             return; // From a cancelled attempt.
         }
         let event = match self.final_checkpoint.on_end_of_data(subtask) {
@@ -423,6 +488,10 @@ impl JobMaster {
         if self.status == JobStatus::WaitingForResources {
             self.try_deploy(now);
         }
+        let phase = self.region_restart.as_ref().map(|r| r.phase);
+        if phase == Some(RegionPhase::WaitingForResources) {
+            self.try_deploy_regions(now);
+        }
     }
 
     fn on_registered(&mut self, taskmanager: TaskManagerId, slots: u32, address: SocketAddr) {
@@ -443,25 +512,24 @@ impl JobMaster {
         subtask: SubtaskId,
         status: TaskStatus,
     ) {
-        if !self.is_current(attempt) {
+        if !self.is_current(attempt, subtask) {
             return; // A report from a cancelled attempt.
         }
-        let Some(known) = self.executions.get(&subtask).copied() else {
-            return;
-        };
+        let known = self.executions[&subtask].state;
         match status {
             TaskStatus::Failed(reason) => {
-                return self.fail_over(now, format!("task {subtask} failed: {reason}"))
+                let failed = BTreeSet::from([subtask]);
+                return self.fail_over(now, format!("task {subtask} failed: {reason}"), failed);
             }
             TaskStatus::CheckpointUnreadable {
                 checkpoint_id,
                 reason,
             } => return self.on_checkpoint_unreadable(now, subtask, checkpoint_id, reason),
             TaskStatus::Running if known == ExecutionState::Deploying => {
-                self.executions.insert(subtask, ExecutionState::Running);
+                self.set_state(subtask, ExecutionState::Running);
             }
             TaskStatus::Finished if known != ExecutionState::Finished => {
-                self.executions.insert(subtask, ExecutionState::Finished);
+                self.set_state(subtask, ExecutionState::Finished);
                 self.coordinator.on_task_finished(now, subtask);
                 if self.all_in(ExecutionState::Finished) {
                     return self.on_all_finished(now);
@@ -472,7 +540,14 @@ impl JobMaster {
         let all_started = !self
             .executions
             .values()
-            .any(|s| *s == ExecutionState::Deploying);
+            .any(|e| e.state == ExecutionState::Deploying);
+        let regions_deploying = self
+            .region_restart
+            .as_ref()
+            .is_some_and(|r| matches!(r.phase, RegionPhase::Deploying { .. }));
+        if regions_deploying && all_started {
+            return self.on_regions_running(now);
+        }
         if matches!(self.status, JobStatus::Deploying { .. }) && all_started {
             self.status = JobStatus::Running;
             self.event(EngineEvent::JobRunning {
@@ -483,8 +558,27 @@ impl JobMaster {
         }
     }
 
+    fn set_state(&mut self, subtask: SubtaskId, state: ExecutionState) {
+        self.executions
+            .get_mut(&subtask)
+            .expect("a deployed task")
+            .state = state;
+    }
+
     fn all_in(&self, state: ExecutionState) -> bool {
-        self.executions.values().all(|s| *s == state)
+        self.executions.values().all(|e| e.state == state)
+    }
+
+    /// The restarted regions run again: the job is whole, checkpointing resumes.
+    fn on_regions_running(&mut self, now: Instant) {
+        let restart = self.region_restart.take().expect("regions restarting");
+        let attempt = self.attempt;
+        self.event(EngineEvent::RegionsRunning {
+            attempt,
+            tasks: restart.tasks.into_iter().collect(),
+        });
+        let tasks = self.executions.keys().copied().collect();
+        self.coordinator.start(now, tasks);
     }
 
     fn on_all_finished(&mut self, now: Instant) {
@@ -549,8 +643,24 @@ impl JobMaster {
         let Some(placement) = place(&self.graph, &offers) else {
             return;
         };
+        if !self.next_attempt(now) {
+            return;
+        }
+        self.placement.clear();
+        self.executions.clear();
+        self.deploy(placement, DeployScope::Job);
+        self.status = JobStatus::Deploying {
+            deadline: now.add(self.config.deploy_timeout),
+        };
+    }
+
+    /// Numbers the next attempt; false (and the job failed) when the term has none left.
+    fn next_attempt(&mut self, now: Instant) -> bool {
         if self.attempt >= self.term.last_attempt() {
-            return self.fail_for_good(
+            if self.status.is_active() {
+                self.cancel_tasks();
+            }
+            self.fail_for_good(
                 now,
                 "deployment".to_string(),
                 format!(
@@ -559,31 +669,190 @@ impl JobMaster {
                     crate::runtime::leadership::ATTEMPTS_PER_TERM - 1
                 ),
             );
+            return false;
         }
         self.attempt = AttemptNumber(self.attempt.0 + 1);
+        true
+    }
+
+    /// Deploys the tasks of `placement` in the (new) current attempt, restoring the latest
+    /// completed checkpoint.
+    fn deploy(&mut self, placement: Placement, scope: DeployScope) {
+        let offers = self.offers();
         let restore = self.coordinator.latest_completed();
         let per_taskmanager = descriptors(&self.graph, &placement, &offers, restore);
+        let attempt = self.attempt;
         self.event(EngineEvent::Deploying {
-            attempt: self.attempt,
+            attempt,
             taskmanagers: per_taskmanager.len(),
             restore: restore.map(|c| c.checkpoint_id),
+            region: (scope == DeployScope::Regions).then(|| placement.keys().copied().collect()),
         });
         for (taskmanager, tasks) in per_taskmanager {
             let to = self.taskmanagers[&taskmanager].control_address;
-            let attempt = self.attempt;
-            self.send(to, ControlMessage::Deploy { attempt, tasks });
+            self.send(
+                to,
+                ControlMessage::Deploy {
+                    attempt,
+                    tasks,
+                    scope,
+                },
+            );
         }
-        self.executions = placement
-            .keys()
-            .map(|subtask| (*subtask, ExecutionState::Deploying))
-            .collect();
-        self.placement = placement;
-        self.status = JobStatus::Deploying {
-            deadline: now.add(self.config.deploy_timeout),
+        let deploying = Execution {
+            attempt,
+            state: ExecutionState::Deploying,
         };
+        for (subtask, taskmanager) in placement {
+            self.executions.insert(subtask, deploying);
+            self.placement.insert(subtask, taskmanager);
+        }
     }
 
-    fn fail_over(&mut self, now: Instant, reason: String) {
+    /// Places the restarting regions' tasks in free slots (slot sharing: the tasks of one
+    /// subtask index share a slot), preferring where they ran; `None` while too few slots
+    /// are free.
+    fn place_regions(
+        &self,
+        tasks: &BTreeSet<SubtaskId>,
+        previous: &Placement,
+    ) -> Option<Placement> {
+        let mut slot_of_index: BTreeMap<u32, TaskManagerId> = self
+            .placement
+            .iter()
+            .map(|(subtask, tm)| (subtask.subtask_index, *tm))
+            .collect();
+        let used = |slots: &BTreeMap<u32, TaskManagerId>, tm: TaskManagerId| {
+            slots.values().filter(|t| **t == tm).count() as u32
+        };
+        let mut placement = Placement::new();
+        for task in tasks {
+            let taskmanager = match slot_of_index.get(&task.subtask_index) {
+                Some(shared) => *shared,
+                None => {
+                    let free = |tm: &TaskManagerId| {
+                        self.taskmanagers
+                            .get(tm)
+                            .is_some_and(|r| used(&slot_of_index, *tm) < r.slots)
+                    };
+                    let before = previous.get(task).copied().filter(|tm| free(tm));
+                    let any = || self.taskmanagers.keys().copied().find(|tm| free(tm));
+                    before.or_else(any)?
+                }
+            };
+            slot_of_index.insert(task.subtask_index, taskmanager);
+            placement.insert(*task, taskmanager);
+        }
+        Some(placement)
+    }
+
+    /// The restart delay of a region failover passed (or slots freed up): deploy its tasks.
+    fn try_deploy_regions(&mut self, now: Instant) {
+        let restart = self.region_restart.as_ref().expect("regions restarting");
+        let Some(placement) = self.place_regions(&restart.tasks, &restart.previous) else {
+            if let Some(restart) = self.region_restart.as_mut() {
+                restart.phase = RegionPhase::WaitingForResources;
+            }
+            return;
+        };
+        if !self.next_attempt(now) {
+            return;
+        }
+        self.deploy(placement, DeployScope::Regions);
+        let deadline = now.add(self.config.deploy_timeout);
+        if let Some(restart) = self.region_restart.as_mut() {
+            restart.phase = RegionPhase::Deploying { deadline };
+        }
+    }
+
+    /// `failed` tasks (none: the job as a whole) failed: the failover strategy says what
+    /// restarts.
+    fn fail_over(&mut self, now: Instant, reason: String, failed: BTreeSet<SubtaskId>) {
+        match self.restart_scope(&failed) {
+            Restart::Job => self.fail_over_job(now, reason),
+            Restart::Regions(tasks) => self.fail_over_regions(now, reason, tasks),
+        }
+    }
+
+    /// What a failure of `failed` restarts. Region failover needs the rest of the job in a
+    /// steady run: while a deployment or another region's restart is under way, or once the
+    /// job is finishing (a final checkpoint triggered, a task finished), the job restarts
+    /// whole.
+    fn restart_scope(&self, failed: &BTreeSet<SubtaskId>) -> Restart {
+        let steady = self.status == JobStatus::Running
+            && self.region_restart.is_none()
+            && !self.final_checkpoint.is_finishing()
+            && !self
+                .executions
+                .values()
+                .any(|e| e.state == ExecutionState::Finished);
+        if !steady {
+            return Restart::Job;
+        }
+        self.config.failover.to_restart(&self.regions, failed)
+    }
+
+    /// Region failover: `tasks` (whole regions) are cancelled and restart from the latest
+    /// completed checkpoint after the restart strategy's delay; the other tasks run on.
+    /// Pending checkpoints are aborted (the failed tasks never acknowledge them).
+    fn fail_over_regions(&mut self, now: Instant, reason: String, tasks: BTreeSet<SubtaskId>) {
+        let attempt = tasks
+            .iter()
+            .filter_map(|t| self.executions.get(t).map(|e| e.attempt))
+            .max()
+            .unwrap_or(self.attempt);
+        self.event(EngineEvent::FailingOver {
+            attempt,
+            reason: reason.clone(),
+            region: Some(tasks.iter().copied().collect()),
+        });
+        self.coordinator.stop(now);
+        let mut previous = Placement::new();
+        for task in &tasks {
+            self.executions.remove(task);
+            if let Some(taskmanager) = self.placement.remove(task) {
+                previous.insert(*task, taskmanager);
+            }
+        }
+        let hosts: BTreeSet<TaskManagerId> = previous.values().copied().collect();
+        for taskmanager in hosts {
+            let subtasks = previous
+                .iter()
+                .filter(|(_, tm)| **tm == taskmanager)
+                .map(|(subtask, _)| *subtask)
+                .collect();
+            if let Some(address) = self
+                .taskmanagers
+                .get(&taskmanager)
+                .map(|r| r.control_address)
+            {
+                let attempt = self.attempt;
+                self.send(address, ControlMessage::CancelTasks { attempt, subtasks });
+            }
+        }
+        self.final_checkpoint.reset_sources(&tasks);
+        match self.restart.on_failure(now, &reason) {
+            RestartDecision::RestartAt(at) => {
+                self.event(EngineEvent::Restarting {
+                    failed_at: now,
+                    restart_at: at,
+                });
+                self.region_restart = Some(RegionRestart {
+                    tasks,
+                    previous,
+                    phase: RegionPhase::Waiting { at },
+                });
+            }
+            RestartDecision::GiveUp(why) => {
+                self.cancel_tasks();
+                self.fail_for_good(now, reason, why)
+            }
+        }
+    }
+
+    /// Full failover: every task is cancelled; the job restarts whole after the restart
+    /// strategy's delay.
+    fn fail_over_job(&mut self, now: Instant, reason: String) {
         self.cancel_attempt(now, &reason);
         match self.restart.on_failure(now, &reason) {
             RestartDecision::RestartAt(at) => {
@@ -616,7 +885,8 @@ impl JobMaster {
         });
         let failure = format!("task {subtask} could not restore: {reason}");
         if fallback.is_some() {
-            return self.fail_over(now, failure);
+            // Every task restores the fallback, so the whole job restarts.
+            return self.fail_over(now, failure, BTreeSet::new());
         }
         self.cancel_attempt(now, &failure);
         let why = format!(
@@ -645,6 +915,7 @@ impl JobMaster {
         self.event(EngineEvent::FailingOver {
             attempt: self.attempt,
             reason: reason.to_string(),
+            region: None,
         });
         self.coordinator.stop(now);
         self.cancel_tasks();
@@ -658,6 +929,7 @@ impl JobMaster {
         self.send_to_every_taskmanager(&cancel);
         self.placement.clear();
         self.executions.clear();
+        self.region_restart = None;
         self.final_checkpoint.reset();
     }
 
@@ -695,13 +967,11 @@ impl JobMaster {
                         kind,
                     };
                     for subtask in self.graph.source_subtasks() {
-                        let attempt = self.attempt;
-                        let trigger = ControlMessage::TriggerCheckpoint {
+                        self.send_to_task(subtask, |attempt| ControlMessage::TriggerCheckpoint {
                             attempt,
                             subtask,
                             barrier,
-                        };
-                        self.send_to_task(subtask, trigger);
+                        });
                     }
                 }
                 Output::WriteMetadata(checkpoint) => {
@@ -714,17 +984,16 @@ impl JobMaster {
                         .expect("just completed")
                         .clone();
                     self.event(EngineEvent::CheckpointCompleted { checkpoint });
-                    let attempt = self.attempt;
-                    self.broadcast(ControlMessage::NotifyCheckpointComplete {
+                    self.broadcast(|attempt| ControlMessage::NotifyCheckpointComplete {
                         attempt,
                         checkpoint_id,
                     });
                     if self.final_checkpoint.on_completed(checkpoint_id) {
                         for subtask in self.graph.source_subtasks() {
-                            self.send_to_task(
+                            self.send_to_task(subtask, |attempt| ControlMessage::FinishSource {
+                                attempt,
                                 subtask,
-                                ControlMessage::FinishSource { attempt, subtask },
-                            );
+                            });
                         }
                     }
                 }
@@ -736,15 +1005,15 @@ impl JobMaster {
                         checkpoint_id,
                         cause,
                     });
-                    let attempt = self.attempt;
-                    self.broadcast(ControlMessage::NotifyCheckpointAborted {
+                    self.broadcast(|attempt| ControlMessage::NotifyCheckpointAborted {
                         attempt,
                         checkpoint_id,
                     });
                 }
                 Output::FailJob(reason) => {
                     if self.status.is_active() {
-                        self.fail_over(now, reason);
+                        // A checkpoint failure fails the job over whole, as in Flink.
+                        self.fail_over(now, reason, BTreeSet::new());
                     }
                 }
                 Output::Discard(checkpoint_id) => self
@@ -754,27 +1023,37 @@ impl JobMaster {
         }
     }
 
-    fn send_to_task(&mut self, subtask: SubtaskId, message: ControlMessage) {
+    /// To the deployed task of `subtask`, addressed to its attempt.
+    fn send_to_task(
+        &mut self,
+        subtask: SubtaskId,
+        message: impl Fn(AttemptNumber) -> ControlMessage,
+    ) {
         let address = self
             .placement
             .get(&subtask)
             .and_then(|id| self.taskmanagers.get(id))
             .map(|tm| tm.control_address);
-        if let Some(address) = address {
-            self.send(address, message);
+        let attempt = self.executions.get(&subtask).map(|e| e.attempt);
+        if let (Some(address), Some(attempt)) = (address, attempt) {
+            self.send(address, message(attempt));
         }
     }
 
-    /// To every task manager that hosts a task of the current attempt.
-    fn broadcast(&mut self, message: ControlMessage) {
-        let hosts: BTreeSet<TaskManagerId> = self.placement.values().copied().collect();
-        for taskmanager in hosts {
+    /// To every task manager that hosts a deployed task, once per attempt it hosts.
+    fn broadcast(&mut self, message: impl Fn(AttemptNumber) -> ControlMessage) {
+        let hosts: BTreeSet<(TaskManagerId, AttemptNumber)> = self
+            .placement
+            .iter()
+            .map(|(subtask, tm)| (*tm, self.executions[subtask].attempt))
+            .collect();
+        for (taskmanager, attempt) in hosts {
             if let Some(address) = self
                 .taskmanagers
                 .get(&taskmanager)
                 .map(|tm| tm.control_address)
             {
-                self.send(address, message.clone());
+                self.send(address, message(attempt));
             }
         }
     }
@@ -803,6 +1082,7 @@ mod tests {
                 delay: Duration::from_ms(RESTART_DELAY_MS),
             },
             restart_seed: 1,
+            failover: FailoverStrategy::Region,
             heartbeat_interval: Duration::from_ms(1_000),
             heartbeat_timeout: Duration::from_ms(HEARTBEAT_TIMEOUT_MS),
             deploy_timeout: Duration::from_ms(DEPLOY_TIMEOUT_MS),
@@ -830,7 +1110,11 @@ mod tests {
 
     impl Harness {
         fn new(config: JobMasterConfig) -> Harness {
-            let graph = Arc::new(ExecutionGraph::build(&word_count(2, 2)));
+            Harness::with_job(config, word_count(2, 2))
+        }
+
+        fn with_job(config: JobMasterConfig, job: crate::api::job::Job) -> Harness {
+            let graph = Arc::new(ExecutionGraph::build(&job));
             let mut master = JobMaster::new(graph, config, Instant::ZERO);
             let started = master.poll_command();
             assert!(matches!(
@@ -875,8 +1159,16 @@ mod tests {
             std::iter::from_fn(|| self.master.poll_command()).collect()
         }
 
+        /// The attempt of `task`'s deployed execution (the newest if none is deployed).
+        fn attempt_of(&self, task: SubtaskId) -> AttemptNumber {
+            self.master
+                .executions()
+                .get(&task)
+                .map_or(self.master.attempt(), |e| e.attempt)
+        }
+
         fn status(&mut self, index: (u32, u32), status: TaskStatus) -> Vec<Command> {
-            let attempt = self.master.attempt();
+            let attempt = self.attempt_of(subtask(index.0, index.1));
             self.control(ControlMessage::TaskStatusChanged {
                 attempt,
                 subtask: subtask(index.0, index.1),
@@ -907,9 +1199,9 @@ mod tests {
                     _ => None,
                 })
                 .expect("the timer triggered a checkpoint");
-            let attempt = self.master.attempt();
             let mut commands = Vec::new();
             for task in self.master.executions().keys().copied().collect::<Vec<_>>() {
+                let attempt = self.attempt_of(task);
                 commands.extend(self.control(ControlMessage::AcknowledgeCheckpoint {
                     attempt,
                     subtask: task,
@@ -970,7 +1262,7 @@ mod tests {
         sent(commands)
             .into_iter()
             .filter_map(|(to, message)| match message {
-                ControlMessage::Deploy { attempt, tasks } => {
+                ControlMessage::Deploy { attempt, tasks, .. } => {
                     Some((to, attempt, tasks.iter().map(|t| t.subtask).collect()))
                 }
                 _ => None,
@@ -986,6 +1278,136 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    fn cancelled_tasks(commands: &[Command]) -> Vec<(SocketAddr, AttemptNumber, Vec<SubtaskId>)> {
+        sent(commands)
+            .into_iter()
+            .filter_map(|(to, message)| match message {
+                ControlMessage::CancelTasks { attempt, subtasks } => Some((to, attempt, subtasks)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn notices(commands: &[Command]) -> Vec<(SocketAddr, AttemptNumber)> {
+        sent(commands)
+            .into_iter()
+            .filter_map(|(to, message)| match message {
+                ControlMessage::NotifyCheckpointComplete { attempt, .. } => Some((to, attempt)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The forward job at parallelism 2 (two pipelined regions) under `failover`, running,
+    /// with one checkpoint completed; then pipeline 1 fails.
+    fn forward_job_fails_in_pipeline_1(
+        failover: FailoverStrategy,
+    ) -> (Harness, CheckpointId, Vec<Command>) {
+        let config = JobMasterConfig {
+            failover,
+            ..config()
+        };
+        let mut h = Harness::with_job(config, crate::api::jobs::forward(2));
+        h.running();
+        let (checkpoint_id, _) = h.complete_next_checkpoint();
+        let failed_at = h.now.as_ms() + 10;
+        let failed = h
+            .at(failed_at)
+            .status((0, 1), TaskStatus::Failed("boom".into()));
+        (h, checkpoint_id, failed)
+    }
+
+    #[test]
+    fn region_failover_restarts_only_the_failed_pipeline_and_the_other_runs_on() {
+        let (mut h, checkpoint_id, failed) =
+            forward_job_fails_in_pipeline_1(FailoverStrategy::Region);
+        let (kept, restarted) = (subtask(0, 0), subtask(0, 1));
+        assert!(matches!(
+            &events(&failed)[..],
+            [EngineEvent::FailingOver { region: Some(tasks), .. }, EngineEvent::Restarting { .. }]
+                if tasks == &vec![restarted]
+        ));
+        assert!(cancels(&failed).is_empty(), "the other pipeline runs on");
+        assert_eq!(
+            cancelled_tasks(&failed),
+            vec![(control_address(2), AttemptNumber(1), vec![restarted])]
+        );
+        assert_eq!(h.master.status(), JobStatus::Running);
+        assert_eq!(
+            h.master.executions().keys().collect::<Vec<_>>(),
+            vec![&kept]
+        );
+
+        let restart_at = h.master.poll_timeout().expect("the restart is due");
+        h.now = restart_at;
+        let redeployed = h.timers();
+        assert_eq!(
+            deploys(&redeployed),
+            vec![(control_address(2), AttemptNumber(2), vec![restarted])]
+        );
+        assert!(events(&redeployed).contains(&EngineEvent::Deploying {
+            attempt: AttemptNumber(2),
+            taskmanagers: 1,
+            restore: Some(checkpoint_id),
+            region: Some(vec![restarted]),
+        }));
+        // A late report of the failed task's attempt is not the deployed task's.
+        let stale = h.control(ControlMessage::TaskStatusChanged {
+            attempt: AttemptNumber(1),
+            subtask: restarted,
+            status: TaskStatus::Failed("late".into()),
+        });
+        assert!(stale.is_empty(), "{stale:?}");
+
+        let running = h.status((0, 1), TaskStatus::Running);
+        assert!(events(&running).contains(&EngineEvent::RegionsRunning {
+            attempt: AttemptNumber(2),
+            tasks: vec![restarted],
+        }));
+        assert_eq!(h.attempt_of(kept), AttemptNumber(1));
+        assert_eq!(h.attempt_of(restarted), AttemptNumber(2));
+        // Checkpoints resume across both attempts: each task is addressed in its own.
+        let (_, completed) = h.complete_next_checkpoint();
+        assert_eq!(
+            notices(&completed),
+            vec![
+                (control_address(1), AttemptNumber(1)),
+                (control_address(2), AttemptNumber(2))
+            ]
+        );
+    }
+
+    #[test]
+    fn full_failover_restarts_every_task_of_the_same_job() {
+        let (mut h, _, failed) = forward_job_fails_in_pipeline_1(FailoverStrategy::Full);
+        assert!(matches!(
+            &events(&failed)[..],
+            [
+                EngineEvent::FailingOver { region: None, .. },
+                EngineEvent::Restarting { .. }
+            ]
+        ));
+        assert_eq!(cancels(&failed).len(), 2);
+        assert!(cancelled_tasks(&failed).is_empty());
+        let restart_at = h.master.poll_timeout().expect("the restart is due");
+        h.now = restart_at;
+        assert_eq!(deploys(&h.timers()).len(), 2);
+    }
+
+    #[test]
+    fn a_second_failure_while_a_region_restarts_restarts_the_job() {
+        let (mut h, _, _) = forward_job_fails_in_pipeline_1(FailoverStrategy::Region);
+        let again = h.status((0, 0), TaskStatus::Failed("boom again".into()));
+        assert!(matches!(
+            &events(&again)[..],
+            [
+                EngineEvent::FailingOver { region: None, .. },
+                EngineEvent::Restarting { .. }
+            ]
+        ));
+        assert_eq!(cancels(&again).len(), 2);
     }
 
     #[test]
@@ -1030,7 +1452,7 @@ mod tests {
             .master
             .executions()
             .values()
-            .all(|s| *s == ExecutionState::Deploying));
+            .all(|e| e.state == ExecutionState::Deploying));
     }
 
     #[test]
@@ -1172,7 +1594,8 @@ mod tests {
         assert!(events(&redeployed).contains(&EngineEvent::Deploying {
             attempt: AttemptNumber(2),
             taskmanagers: 2,
-            restore: Some(older)
+            restore: Some(older),
+            region: None,
         }));
 
         // With nothing older retained the job fails rather than restore nothing.
@@ -1263,7 +1686,8 @@ mod tests {
         assert!(events(&deployed).contains(&EngineEvent::Deploying {
             attempt: AttemptNumber(1001),
             taskmanagers: 2,
-            restore: Some(newest)
+            restore: Some(newest),
+            region: None,
         }));
         for task in h.master.executions().keys().copied().collect::<Vec<_>>() {
             h.status((task.vertex_id.0, task.subtask_index), TaskStatus::Running);
@@ -1296,7 +1720,7 @@ mod tests {
             .status((1, 0), TaskStatus::Failed("boom".into()));
         assert!(matches!(
             &events(&failed)[..],
-            [EngineEvent::FailingOver { attempt: AttemptNumber(1), reason }, EngineEvent::Restarting { .. }]
+            [EngineEvent::FailingOver { attempt: AttemptNumber(1), reason, region: None }, EngineEvent::Restarting { .. }]
                 if reason.contains("boom")
         ));
         assert_eq!(
@@ -1320,7 +1744,8 @@ mod tests {
         assert!(events(&redeployed).contains(&EngineEvent::Deploying {
             attempt: AttemptNumber(2),
             taskmanagers: 2,
-            restore: Some(checkpoint_id)
+            restore: Some(checkpoint_id),
+            region: None,
         }));
         let restore = sent(&redeployed)
             .into_iter()

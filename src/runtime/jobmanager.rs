@@ -46,6 +46,8 @@ pub struct JobManagerSetup {
     pub restart: RestartStrategyConfig,
     /// Seeds the restart strategy's jitter (exponential-delay), from the run's seed.
     pub restart_seed: u64,
+    /// `jobmanager.execution.failover-strategy`.
+    pub failover: crate::runtime::failover_strategy::FailoverStrategy,
     /// `heartbeat.interval`: how often liveness is checked.
     pub heartbeat_interval: Duration,
     /// `heartbeat.timeout`: a task manager silent this long is lost.
@@ -99,6 +101,7 @@ pub async fn run_jobmanager(setup: JobManagerSetup) {
         checkpoint: setup.checkpoint.clone(),
         restart: setup.restart.clone(),
         restart_seed: setup.restart_seed,
+        failover: setup.failover,
         heartbeat_interval: setup.heartbeat_interval,
         heartbeat_timeout: setup.heartbeat_timeout,
         deploy_timeout: setup.deploy_timeout,

@@ -75,17 +75,27 @@ pub enum ControlMessage {
         /// The source subtask.
         subtask: SubtaskId,
     },
-    /// Run these tasks of `attempt`; cancel every task of an older attempt.
+    /// Run these tasks of `attempt`; cancel the older tasks `scope` says.
     Deploy {
         /// The job attempt.
         attempt: AttemptNumber,
         /// The tasks for this task manager.
         tasks: Vec<TaskDeployment>,
+        /// What the deployment replaces.
+        scope: DeployScope,
     },
     /// Cancel every task of `attempt` and older.
     Cancel {
         /// The newest attempt to cancel.
         attempt: AttemptNumber,
+    },
+    /// Cancel the tasks of `subtasks` of `attempt` and older (region failover: the other
+    /// tasks run on).
+    CancelTasks {
+        /// The newest attempt to cancel.
+        attempt: AttemptNumber,
+        /// The subtasks whose tasks end.
+        subtasks: Vec<SubtaskId>,
     },
     /// Start checkpoint `checkpoint_id` at a source task.
     TriggerCheckpoint {
@@ -184,4 +194,14 @@ pub enum DataFrame {
     Event(ChannelEvent),
     /// Consumer to producer: this many more buffers may be sent.
     Credit(u32),
+}
+
+/// What a deployment replaces on the task manager.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeployScope {
+    /// The whole job restarts: every task of an older attempt is cancelled.
+    Job,
+    /// Region failover: only the older tasks of the deployed subtasks are cancelled; the
+    /// other regions' tasks run on under their own attempts.
+    Regions,
 }

@@ -105,6 +105,9 @@ impl Task {
             while let Ok(input) = inbox.try_recv() {
                 self.on_input(input).await?;
             }
+            if self.ended {
+                break; // The input ended meanwhile (a source told to finish).
+            }
             let worked = self.step().await?;
             let now = sim_time::now();
             if flush_due_at.map_or(worked, |due| now >= due) {

@@ -10,7 +10,7 @@ use crate::runtime::deployment::TaskDeployment;
 use crate::runtime::frame_io::read_frame;
 use crate::runtime::hooks::{EngineEvent, Hooks, NoticeFate};
 use crate::runtime::leadership::{FenceDecision, LeaderFence, LeaderTerm};
-use crate::runtime::messages::{ControlMessage, DataFrame, Heartbeat, TaskStatus};
+use crate::runtime::messages::{ControlMessage, DataFrame, DeployScope, Heartbeat, TaskStatus};
 use crate::runtime::rpc::{Rpc, DATA_PORT};
 use crate::runtime::sim_time;
 use crate::runtime::task::run_task;
@@ -205,12 +205,20 @@ fn on_control(
         }
     }
     match message {
-        ControlMessage::Deploy { attempt, tasks } => {
-            deploy(setup, rpc, control, shared, attempt, tasks);
+        ControlMessage::Deploy {
+            attempt,
+            tasks,
+            scope,
+        } => {
+            deploy(setup, rpc, control, shared, attempt, tasks, scope);
             Vec::new()
         }
         ControlMessage::Cancel { attempt } => {
-            cancel_up_to(shared, attempt);
+            cancel_up_to(shared, attempt, |_| true);
+            Vec::new()
+        }
+        ControlMessage::CancelTasks { attempt, subtasks } => {
+            cancel_up_to(shared, attempt, |subtask| subtasks.contains(&subtask));
             Vec::new()
         }
         ControlMessage::TriggerCheckpoint {
@@ -278,7 +286,7 @@ fn follows(setup: &TaskManagerSetup, shared: &Shared, term: LeaderTerm) -> bool 
         }
         FenceDecision::NewLeader { previous } => {
             let older = AttemptNumber(term.first_attempt().0 - 1);
-            let cancelled = cancel_up_to(shared, older);
+            let cancelled = cancel_up_to(shared, older, |_| true);
             if previous.is_some() {
                 setup
                     .hooks
@@ -340,13 +348,17 @@ fn deliver(
         .collect()
 }
 
-/// Cancels every task of `attempt` and older; returns how many.
-fn cancel_up_to(shared: &Shared, attempt: AttemptNumber) -> usize {
+/// Cancels every task of `attempt` and older whose subtask is `chosen`; returns how many.
+fn cancel_up_to(
+    shared: &Shared,
+    attempt: AttemptNumber,
+    chosen: impl Fn(SubtaskId) -> bool,
+) -> usize {
     let mut state = lock(shared);
     state.attempt_newest = state.attempt_newest.max(Some(attempt));
     let before = state.tasks.len();
-    state.tasks.retain(|_, task| {
-        let cancel = task.attempt <= attempt;
+    state.tasks.retain(|subtask, task| {
+        let cancel = task.attempt <= attempt && chosen(*subtask);
         if cancel {
             if let Some(handle) = &task.handle {
                 handle.abort();
@@ -354,7 +366,9 @@ fn cancel_up_to(shared: &Shared, attempt: AttemptNumber) -> usize {
         }
         !cancel
     });
-    state.pending_connections.retain(|(a, ..)| *a > attempt);
+    state
+        .pending_connections
+        .retain(|(a, target, ..)| *a > attempt || !chosen(*target));
     before - state.tasks.len()
 }
 
@@ -365,12 +379,19 @@ fn deploy(
     shared: &Shared,
     attempt: AttemptNumber,
     deployments: Vec<TaskDeployment>,
+    scope: DeployScope,
 ) {
     let older = AttemptNumber(attempt.0.saturating_sub(1));
     if lock(shared).attempt_newest > Some(attempt) {
         return; // A deploy of an attempt already superseded arrived late.
     }
-    cancel_up_to(shared, older);
+    match scope {
+        DeployScope::Job => cancel_up_to(shared, older, |_| true),
+        DeployScope::Regions => {
+            let deployed: Vec<SubtaskId> = deployments.iter().map(|d| d.subtask).collect();
+            cancel_up_to(shared, older, |subtask| deployed.contains(&subtask))
+        }
+    };
     let mut state = lock(shared);
     state.attempt_newest = Some(attempt);
     for deployment in deployments {
@@ -502,22 +523,24 @@ async fn route_connection(mut stream: TcpStream, shared: Shared, link: LinkProbe
         return;
     };
     let mut state = lock(&shared);
+    // A task of an older attempt may run on beside newer ones after a region failover.
+    if let Some(task) = state.tasks.get(&target).filter(|t| t.attempt == attempt) {
+        madsim::task::spawn(read_input_channel(
+            stream,
+            channel,
+            task.inbox.clone(),
+            link,
+        ));
+        return;
+    }
     if state.attempt_newest > Some(attempt) {
         return; // From a cancelled attempt: dropping the stream closes it.
     }
-    match state.tasks.get(&target).filter(|t| t.attempt == attempt) {
-        Some(task) => {
-            madsim::task::spawn(read_input_channel(
-                stream,
-                channel,
-                task.inbox.clone(),
-                link,
-            ));
-        }
-        None if state.pending_connections.len() < PENDING_CONNECTIONS_MAX => state
+    // For a task not deployed yet: parked until it is.
+    if state.pending_connections.len() < PENDING_CONNECTIONS_MAX {
+        state
             .pending_connections
-            .push((attempt, target, channel, stream)),
-        None => {}
+            .push((attempt, target, channel, stream));
     }
 }
 

@@ -12,6 +12,7 @@ use crate::limits::{
     FAULTS_MAX, PARALLELISM_MAX, RECORDS_PER_SECOND_MAX, RECORD_SIZE_BYTES_MAX, TASKMANAGERS_MAX,
     WORKLOAD_PARTITIONS_MAX, WORKLOAD_RECORDS_MAX, WORKLOAD_TEXT_BYTES_MAX,
 };
+use crate::runtime::failover_strategy::FailoverStrategy;
 use crate::runtime::restart::{ExponentialDelayConfig, RestartStrategyConfig};
 use crate::scenario::faults::{Fault, FaultAction, FaultPlan, TRIGGER_KEYS};
 use crate::scenario::node_name::NodeName;
@@ -41,6 +42,8 @@ struct ScenarioFile {
     execution: ExecutionSection,
     #[serde(default)]
     restart_strategy: Option<RestartSection>,
+    #[serde(default)]
+    jobmanager: JobManagerSection,
     #[serde(default)]
     heartbeat: HeartbeatSection,
     #[serde(default)]
@@ -114,6 +117,19 @@ struct BlobstoreSection {
     fsync: Option<bool>,
     sync_latency: Option<TomlDuration>,
     writeback_delay: Option<TomlDuration>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct JobManagerSection {
+    #[serde(default)]
+    execution: JobManagerExecutionSection,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct JobManagerExecutionSection {
+    failover_strategy: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -318,6 +334,12 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
             return context.error(format!("{field}: {value} is outside 1..={PARALLELISM_MAX}"));
         }
     }
+    if job_name == "forward" && source_parallelism != parallelism {
+        return context.error(format!(
+            "job.source-parallelism: {source_parallelism} differs from job.parallelism {parallelism}, but every edge of the `forward` job is forward, which needs one parallelism"
+        ));
+    }
+    let failover = failover_strategy(&context, &raw.jobmanager.execution)?;
     let workload = workload(&context, &raw.workload)?;
     let checkpoint = checkpoint_config(&context, &raw.execution.checkpointing)?;
     let sink = sink_config(&context, &raw, &checkpoint)?;
@@ -353,6 +375,7 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
         checkpoint,
         sink,
         restart,
+        failover,
         heartbeat_interval: raw
             .heartbeat
             .interval
@@ -715,6 +738,26 @@ fn storage_config(
             .max_state_size
             .map_or(defaults.max_state_size_bytes, |m| m.0),
     })
+}
+
+/// `jobmanager.execution.failover-strategy`: `region` (Flink's default) or `full`.
+fn failover_strategy(
+    context: &Context,
+    raw: &JobManagerExecutionSection,
+) -> Result<FailoverStrategy, ScenarioError> {
+    let Some(name) = &raw.failover_strategy else {
+        return Ok(FailoverStrategy::default());
+    };
+    match name.get_ref().as_str() {
+        "region" => Ok(FailoverStrategy::Region),
+        "full" => Ok(FailoverStrategy::Full),
+        other => context.error_at(
+            name.span(),
+            format!(
+                "jobmanager.execution.failover-strategy: `{other}` is not \"region\" or \"full\""
+            ),
+        ),
+    }
 }
 
 fn restart_strategy(

@@ -97,6 +97,8 @@ pub struct Scenario {
     pub sink: crate::connectors::sink_config::SinkConfig,
     /// `restart-strategy.*`.
     pub restart: RestartStrategyConfig,
+    /// `jobmanager.execution.failover-strategy`.
+    pub failover: crate::runtime::failover_strategy::FailoverStrategy,
     /// `heartbeat.interval`.
     pub heartbeat_interval: Duration,
     /// `heartbeat.timeout`.

@@ -104,6 +104,11 @@ pub fn render_toml(scenario: &Scenario) -> String {
     let _ = writeln!(text, "mode = \"{mode}\"\ntimeout = \"{}\"\nmin-pause = \"{}\"\nmax-concurrent-checkpoints = {}\ntolerable-failed-checkpoints = {}\nnum-retained = {}\n", config.timeout, config.min_pause, config.max_concurrent, config.tolerable_failures, config.retained);
     let _ = writeln!(
         text,
+        "[jobmanager.execution]\nfailover-strategy = \"{}\"\n",
+        scenario.failover.name()
+    );
+    let _ = writeln!(
+        text,
         "[restart-strategy]\ntype = \"{}\"\n",
         scenario.restart.name()
     );

@@ -296,6 +296,7 @@ fn start_nodes(
         checkpoint: scenario.checkpoint.clone(),
         restart: scenario.restart.clone(),
         restart_seed: restart_seed(seed),
+        failover: scenario.failover,
         heartbeat_interval: scenario.heartbeat_interval,
         heartbeat_timeout: scenario.heartbeat_timeout,
         deploy_timeout: DEPLOY_TIMEOUT,

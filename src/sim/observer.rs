@@ -357,17 +357,26 @@ impl Observer {
         self.lock().final_states.insert((attempt, subtask), keyed);
     }
 
-    /// The final keyed state of every task of `attempt`.
+    /// The final keyed state of each subtask in the job that ended in `attempt`: its newest
+    /// finished task up to that attempt (after a region failover the tasks of the last
+    /// deployment ran in different attempts).
     pub fn final_states(
         &self,
         attempt: AttemptNumber,
     ) -> BTreeMap<SubtaskId, BTreeMap<String, KeyedStateSnapshot>> {
         let state = self.lock();
-        state
-            .final_states
-            .iter()
-            .filter(|((a, _), _)| *a == attempt)
-            .map(|((_, subtask), keyed)| (*subtask, keyed.clone()))
+        let mut newest: BTreeMap<
+            SubtaskId,
+            (AttemptNumber, &BTreeMap<String, KeyedStateSnapshot>),
+        > = BTreeMap::new();
+        for ((a, subtask), keyed) in &state.final_states {
+            if *a <= attempt && newest.get(subtask).is_none_or(|(seen, _)| seen < a) {
+                newest.insert(*subtask, (*a, keyed));
+            }
+        }
+        newest
+            .into_iter()
+            .map(|(subtask, (_, keyed))| (subtask, keyed.clone()))
             .collect()
     }
 

@@ -50,7 +50,12 @@ pub fn render(
     for (at, reason) in &faulty.failures {
         let _ = writeln!(text, "  {at} {reason}");
     }
-    let _ = writeln!(text, "restarts: {}", faulty.restarts);
+    let _ = writeln!(
+        text,
+        "restarts: {} (failover strategy {})",
+        faulty.restarts,
+        scenario.failover.name()
+    );
     render_restart_delays(&mut text, &scenario.restart, faulty);
     render_leadership(&mut text, faulty);
     let written = match scenario.sink.kind {
@@ -209,7 +214,9 @@ fn render_restart_delays(text: &mut String, restart: &RestartStrategyConfig, run
     for recorded in &run.events {
         match &recorded.event {
             EngineEvent::FailingOver { .. } => failed_at = Some(recorded.at),
-            EngineEvent::Deploying { attempt, .. } => {
+            EngineEvent::Deploying {
+                attempt, region, ..
+            } => {
                 let Some(failed) = failed_at.take() else {
                     continue;
                 };
@@ -219,6 +226,14 @@ fn render_restart_delays(text: &mut String, restart: &RestartStrategyConfig, run
                     "  {attempt} deployed at {} ({delay} after the failure at {failed})",
                     recorded.at
                 );
+                if let Some(tasks) = region {
+                    let names: Vec<String> = tasks.iter().map(ToString::to_string).collect();
+                    let _ = write!(
+                        text,
+                        "; region failover restarted only {}",
+                        names.join(", ")
+                    );
+                }
                 if let RestartStrategyConfig::ExponentialDelay(c) = restart {
                     let formula =
                         c.initial_backoff.as_ms() as f64 * c.backoff_multiplier.powi(restarts);

@@ -10,6 +10,7 @@ mod checkpoint_storage;
 mod common;
 mod differential_cut;
 mod end_to_end;
+mod failover_strategy;
 mod fuzz_corpus;
 mod high_availability;
 mod modes;

@@ -21,6 +21,7 @@ use crate::common;
 
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
+use snapflow::runtime::failover_strategy::FailoverStrategy;
 use snapflow::scenario::faults::{Fault, FaultAction, FaultTrigger, SubtaskRef};
 use snapflow::scenario::node_name::NodeName;
 use snapflow::scenario::{render_toml, Expectation, Scenario};
@@ -64,6 +65,10 @@ struct Case {
     /// Committing sinks only: every task manager has slots for the whole job and the restart
     /// delay is short, so a new attempt may run beside zombies of the old one.
     restart_delay_ms: u64,
+    /// The job: `wordcount`, or (end-to-end cases) `forward`, whose pipelines are pipelined
+    /// regions of their own, so region failover restarts only the failed ones beside running
+    /// ones. At-most-once runs `passthrough` whatever this says.
+    job: &'static str,
 }
 
 /// When a fault happens. Triggers and failures aim at the keyed operator, written `counter`
@@ -304,20 +309,29 @@ fn end_to_end_case(sinks: &'static [&'static str]) -> impl Strategy<Value = Case
         1u32..=3,
         1u32..=4,
         prop::sample::select(sinks),
+        prop::sample::select(vec!["wordcount", "wordcount", "forward"]),
     )
-        .prop_flat_map(|(base, taskmanagers, parallelism, sink)| {
+        .prop_flat_map(|(base, taskmanagers, parallelism, sink, job)| {
             let faults = prop::collection::vec(end_to_end_fault(taskmanagers, parallelism), 1..=4);
             let delay = prop::sample::select(vec![0u64, 20, 100, 1000]);
-            (Just(base), faults, delay).prop_map(move |(base, faults, restart_delay_ms)| Case {
-                restart_delay_ms,
-                taskmanagers,
-                parallelism,
-                source_parallelism: base.source_parallelism.min(parallelism),
-                partitions: base.partitions - base.source_parallelism
-                    + base.source_parallelism.min(parallelism),
-                faults,
-                sink,
-                ..base
+            (Just(base), faults, delay).prop_map(move |(base, faults, restart_delay_ms)| {
+                // Forward edges need one parallelism throughout.
+                let source_parallelism = if job == "forward" {
+                    parallelism
+                } else {
+                    base.source_parallelism.min(parallelism)
+                };
+                Case {
+                    restart_delay_ms,
+                    taskmanagers,
+                    parallelism,
+                    source_parallelism,
+                    partitions: base.partitions - base.source_parallelism + source_parallelism,
+                    faults,
+                    sink,
+                    job,
+                    ..base
+                }
             })
         })
 }
@@ -382,6 +396,7 @@ fn case(mixed: bool, modes: &'static [&'static str]) -> impl Strategy<Value = Ca
                     faults,
                     sink: "plain",
                     restart_delay_ms: 0,
+                    job: "wordcount",
                 },
             )
         },
@@ -401,7 +416,7 @@ fn scenario_text(case: &Case) -> String {
     let job = if at_most_once {
         "passthrough"
     } else {
-        "wordcount"
+        case.job
     };
     // At-most-once takes no checkpoints; without them Flink's default restart strategy is none.
     let checkpointing = if at_most_once {
@@ -464,7 +479,7 @@ fn scenario_text(case: &Case) -> String {
 fn faults_of(case: &Case) -> Vec<Fault> {
     let at_most_once = case.mode == "AT_MOST_ONCE";
     let keyed = |subtask: &SubtaskRef| match subtask.uid.as_str() {
-        "counter" if at_most_once => SubtaskRef {
+        "counter" if at_most_once || case.job == "forward" => SubtaskRef {
             uid: "tag".to_string(),
             index: subtask.index,
         },
@@ -494,11 +509,13 @@ fn faults_of(case: &Case) -> Vec<Fault> {
                     uid,
                     per_record,
                     duration,
-                } if uid == "counter" && at_most_once => FaultAction::SlowOperator {
-                    uid: "tag".to_string(),
-                    per_record: *per_record,
-                    duration: *duration,
-                },
+                } if uid == "counter" && (at_most_once || case.job == "forward") => {
+                    FaultAction::SlowOperator {
+                        uid: "tag".to_string(),
+                        per_record: *per_record,
+                        duration: *duration,
+                    }
+                }
                 other => other.clone(),
             };
             Fault { action, trigger }
@@ -649,12 +666,13 @@ fn every_field_of_a_scenario_survives_rendering() {
     )
     .replace(
         "[execution.checkpointing]\n",
-        "[pipeline]\nmax-parallelism = 256\n\n[high-availability]\ntype = \"kubernetes\"\n\n[blobstore]\nfsync = false\nwriteback-delay = \"2s\"\n\n[execution.checkpointing]\nnum-retained = 3\nmin-pause = \"20ms\"\ntolerable-failed-checkpoints = 2\n",
+        "[pipeline]\nmax-parallelism = 256\n\n[jobmanager.execution]\nfailover-strategy = \"full\"\n\n[high-availability]\ntype = \"kubernetes\"\n\n[blobstore]\nfsync = false\nwriteback-delay = \"2s\"\n\n[execution.checkpointing]\nnum-retained = 3\nmin-pause = \"20ms\"\ntolerable-failed-checkpoints = 2\n",
     );
     let scenario = Scenario::parse("set", &text).expect("valid");
     assert!(scenario.high_availability && !scenario.blobstore.fsync);
     assert_eq!(scenario.max_parallelism, Some(256));
     assert_eq!(scenario.checkpoint.retained, 3);
+    assert_eq!(scenario.failover, FailoverStrategy::Full);
     let again = Scenario::parse("rendered", &render_toml(&scenario)).expect("renders valid TOML");
     assert_eq!(again, scenario);
 }

@@ -425,4 +425,20 @@ fn recovery_and_storage_keys_are_checked_with_the_choices_named() {
     assert!(canceled.contains("cancel-job"), "{canceled}");
     let lost = error_of(&VALID.replace("name = \"t\"", "name = \"t\"\nexpect = \"job-lost\""));
     assert!(lost.contains("kill-jobmanager"), "{lost}");
+    let failover = error_of(&with(
+        "\n[jobmanager.execution]\nfailover-strategy = \"restart-all\"\n",
+    ));
+    assert!(
+        failover.starts_with("bad.toml:20:")
+            && failover.contains("`restart-all` is not \"region\" or \"full\""),
+        "{failover}"
+    );
+    let forward = error_of(&VALID.replace(
+        "name = \"wordcount\"\nparallelism = 2",
+        "name = \"forward\"\nparallelism = 2\nsource-parallelism = 1",
+    ));
+    assert!(
+        forward.contains("job.source-parallelism: 1 differs from job.parallelism 2"),
+        "{forward}"
+    );
 }
