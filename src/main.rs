@@ -31,6 +31,11 @@ enum Command {
         /// Also print the traces of both runs (with faults, and failure-free).
         #[arg(long)]
         trace: bool,
+        /// Once the plan's `cancel-job` cancelled the job, submit it again from this retained
+        /// checkpoint (`chk-N`, `<dir>/chk-N` or `<dir>/chk-N/_metadata`, as `flink run -s`);
+        /// overrides `execution.state-recovery.path`.
+        #[arg(long)]
+        restore: Option<String>,
     },
     /// Run a scenario under many seeds (the same fault plan, different schedules) and list
     /// the seeds whose verdict is not the one the scenario expects.
@@ -56,7 +61,12 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { file, seed, trace } => run(&file, seed, trace),
+        Command::Run {
+            file,
+            seed,
+            trace,
+            restore,
+        } => run(&file, seed, trace, restore.as_deref()),
         Command::Sweep {
             file,
             seeds,
@@ -174,10 +184,16 @@ fn progress_bar(total: u64) -> indicatif::ProgressBar {
     indicatif::ProgressBar::new(total).with_style(style)
 }
 
-fn run(file: &std::path::Path, seed: Option<u64>, trace: bool) -> ExitCode {
-    let Some(scenario) = load(file) else {
+fn run(file: &std::path::Path, seed: Option<u64>, trace: bool, restore: Option<&str>) -> ExitCode {
+    let Some(mut scenario) = load(file) else {
         return ExitCode::from(2);
     };
+    if let Some(path) = restore {
+        if let Err(message) = scenario.restore_from(path) {
+            eprintln!("error: --restore: {message}");
+            return ExitCode::from(2);
+        }
+    }
     let seed = seed.unwrap_or(scenario.seed);
     // Wall-clock time is measured here, outside the simulation, and printed on stderr only:
     // stdout stays a pure function of the scenario and the seed.

@@ -343,6 +343,9 @@ pub struct CheckpointCoordinator {
     running: bool,
     pending: BTreeMap<CheckpointId, PendingCheckpoint>,
     completed: VecDeque<CompletedCheckpoint>,
+    // Restored from another job's retained checkpoint without claiming it (Flink's default
+    // restore mode, NO_CLAIM): its files belong to that job, never deleted by this one.
+    unowned: BTreeSet<CheckpointId>,
     trigger_at: Option<Instant>,
     // A periodic trigger `max-concurrent-checkpoints` held back: it fires as soon as a
     // checkpoint leaves and the min pause has passed (Flink's queued checkpoint request).
@@ -366,6 +369,7 @@ impl CheckpointCoordinator {
             running: false,
             pending: BTreeMap::new(),
             completed: VecDeque::new(),
+            unowned: BTreeSet::new(),
             trigger_at: None,
             queued: false,
             last_completion_at: None,
@@ -396,6 +400,28 @@ impl CheckpointCoordinator {
         coordinator.checkpoint_id_next = first_checkpoint_id;
         coordinator.completed = restored.into();
         coordinator
+    }
+
+    /// A coordinator of a new job started from another job's retained checkpoint
+    /// (`flink run -s`), which it does not own (NO_CLAIM): the first deployment restores it,
+    /// retention never deletes its files, and ids start at `first_checkpoint_id`.
+    pub fn restored_from(
+        config: CheckpointConfig,
+        first_checkpoint_id: CheckpointId,
+        checkpoint: CompletedCheckpoint,
+    ) -> Self {
+        let checkpoint_id = checkpoint.checkpoint_id;
+        let mut coordinator =
+            CheckpointCoordinator::recovered(config, first_checkpoint_id, vec![checkpoint]);
+        coordinator.unowned.insert(checkpoint_id);
+        coordinator
+    }
+
+    /// Deletes a checkpoint's files, unless another job owns them.
+    fn discard(&mut self, checkpoint_id: CheckpointId) {
+        if !self.unowned.contains(&checkpoint_id) {
+            self.outputs.push_back(Output::Discard(checkpoint_id));
+        }
     }
 
     /// The job's tasks are all running: schedule periodic triggers.
@@ -437,10 +463,12 @@ impl CheckpointCoordinator {
             return (ids, Vec::new());
         }
         self.completed.clear();
-        for checkpoint_id in &ids {
-            self.outputs.push_back(Output::Discard(*checkpoint_id));
+        let (kept, discarded): (Vec<CheckpointId>, Vec<CheckpointId>) =
+            ids.into_iter().partition(|id| self.unowned.contains(id));
+        for checkpoint_id in &discarded {
+            self.discard(*checkpoint_id);
         }
-        (Vec::new(), ids)
+        (kept, discarded)
     }
 
     /// The earliest deadline: a trigger or a checkpoint expiring.
@@ -615,8 +643,7 @@ impl CheckpointCoordinator {
         self.completed.push_back(checkpoint);
         while self.completed.len() > self.config.retained as usize {
             let subsumed = self.completed.pop_front().expect("more than retained");
-            self.outputs
-                .push_back(Output::Discard(subsumed.checkpoint_id));
+            self.discard(subsumed.checkpoint_id);
         }
         self.last_completion_at = Some(now);
         self.failures_consecutive = 0;
@@ -802,6 +829,41 @@ mod tests {
         coordinator.on_ack(Instant::from_ms(420), subtask(0, 0), CheckpointId(4), ack());
         coordinator.on_ack(Instant::from_ms(420), subtask(0, 0), CheckpointId(3), ack());
         assert_eq!(discards(&drain_all(&mut coordinator)), vec![4]);
+    }
+
+    #[test]
+    fn a_checkpoint_restored_without_claiming_it_is_never_discarded() {
+        let other_jobs = CompletedCheckpoint {
+            checkpoint_id: CheckpointId(9),
+            created_at: Instant::ZERO,
+            acked_at: Instant::ZERO,
+            acks: tasks().into_iter().map(|t| (t, ack())).collect(),
+        };
+        let config = CheckpointConfig {
+            retained: 1,
+            ..config(100)
+        };
+        let mut coordinator =
+            CheckpointCoordinator::restored_from(config, CheckpointId(1_000_001), other_jobs);
+        assert_eq!(
+            coordinator.latest_completed().map(|c| c.checkpoint_id),
+            Some(CheckpointId(9)),
+            "the first deployment restores it"
+        );
+        coordinator.start(Instant::ZERO, tasks());
+        coordinator.on_timeout(Instant::from_ms(100));
+        drain_all(&mut coordinator);
+        complete_all(&mut coordinator, Instant::from_ms(110), 1_000_001);
+        // Subsumed by the new job's first checkpoint: dropped, its files left alone.
+        assert!(discards(&drain_all(&mut coordinator)).is_empty());
+        assert_eq!(
+            coordinator.latest_completed().map(|c| c.checkpoint_id),
+            Some(CheckpointId(1_000_001))
+        );
+        coordinator.on_timeout(Instant::from_ms(300));
+        drain_all(&mut coordinator);
+        complete_all(&mut coordinator, Instant::from_ms(310), 1_000_002);
+        assert_eq!(discards(&drain_all(&mut coordinator)), vec![1_000_001]);
     }
 
     fn complete_all(coordinator: &mut CheckpointCoordinator, now: Instant, checkpoint_id: u64) {

@@ -202,6 +202,16 @@ pub enum EngineEvent {
         /// The tasks a region failover redeploys (`None`: every task of the job).
         region: Option<Vec<SubtaskId>>,
     },
+    /// A new job was submitted from a retained checkpoint of an earlier job
+    /// (`flink run -s <path>`).
+    JobRestoredFromCheckpoint {
+        /// The job's name.
+        job: String,
+        /// The checkpoint it restores.
+        checkpoint_id: CheckpointId,
+        /// Its `_metadata`.
+        path: String,
+    },
     /// The tasks a region failover redeployed all run: the job is whole again.
     RegionsRunning {
         /// The attempt that redeployed them.
@@ -501,6 +511,14 @@ impl fmt::Display for EngineEvent {
                 }
             }
             EngineEvent::JobRunning { attempt } => write!(f, "job running in {attempt}"),
+            EngineEvent::JobRestoredFromCheckpoint {
+                job,
+                checkpoint_id,
+                path,
+            } => write!(
+                f,
+                "submitted job `{job}` from checkpoint {checkpoint_id} ({path}), not claiming it"
+            ),
             EngineEvent::RegionsRunning { attempt, tasks } => write!(
                 f,
                 "region failover done: {} running in {attempt}",

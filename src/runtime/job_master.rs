@@ -176,6 +176,50 @@ impl JobMaster {
         master
     }
 
+    /// The job master of a new job submitted from another job's retained checkpoint
+    /// (`flink run -s <path>`): the first deployment restores `checkpoint`, read from its
+    /// `_metadata` at `path`; its files stay the other job's (NO_CLAIM). The job numbers its
+    /// attempts and checkpoints in `term`'s block, clear of the other job's.
+    pub fn restored(
+        graph: Arc<ExecutionGraph>,
+        config: JobMasterConfig,
+        now: Instant,
+        term: LeaderTerm,
+        checkpoint: CompletedCheckpoint,
+        path: String,
+    ) -> JobMaster {
+        let checkpoint_id = checkpoint.checkpoint_id;
+        let coordinator = CheckpointCoordinator::restored_from(
+            config.checkpoint.clone(),
+            term.first_checkpoint_id(),
+            checkpoint,
+        );
+        let mut master = JobMaster::with_term(graph, config, now, term, Vec::new());
+        master.coordinator = coordinator;
+        let job = master.graph.job.name.clone();
+        master.event(EngineEvent::JobRestoredFromCheckpoint {
+            job,
+            checkpoint_id,
+            path,
+        });
+        master
+    }
+
+    /// A job submitted from a checkpoint that cannot be read: it fails at once, naming why
+    /// (Flink's submission fails likewise; starting empty would lose the state silently).
+    pub fn unrestorable(
+        graph: Arc<ExecutionGraph>,
+        config: JobMasterConfig,
+        now: Instant,
+        term: LeaderTerm,
+        path: String,
+        reason: String,
+    ) -> JobMaster {
+        let mut master = JobMaster::submitted(graph, config, now, term);
+        master.fail_for_good(now, format!("cannot restore from {path}"), reason);
+        master
+    }
+
     fn with_term(
         graph: Arc<ExecutionGraph>,
         config: JobMasterConfig,

@@ -31,7 +31,7 @@ use futures::SinkExt;
 use futures::{FutureExt, StreamExt};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 const NODE: &str = "jobmanager";
 
@@ -69,16 +69,38 @@ pub struct JobManagerSetup {
     pub submission: JobSubmission,
 }
 
-/// The job as the client submitted it: once per run, to whichever job manager takes it.
+/// The job as the client submitted it: once, to whichever job manager takes it; the client
+/// may submit it again later from a retained checkpoint (`resubmit`).
 #[derive(Clone, Default)]
 pub struct JobSubmission {
     taken: Arc<AtomicBool>,
+    restore: Arc<Mutex<Option<RestoreFrom>>>,
+}
+
+/// Where a submission starts from: `flink run -s <path>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RestoreFrom {
+    /// The retained checkpoint whose `_metadata` the job restores.
+    pub checkpoint_id: CheckpointId,
+    /// The block of attempt numbers and checkpoint ids of the new job, clear of the earlier
+    /// job's (in Flink the new job id keeps them apart).
+    pub numbering: LeaderTerm,
 }
 
 impl JobSubmission {
-    /// Takes the submission; `false` if a job manager took it before.
-    pub fn take(&self) -> bool {
-        !self.taken.swap(true, Ordering::Relaxed)
+    /// Takes the submission: `None` if a job manager took it before, else where it starts
+    /// from (`Some(None)`: empty).
+    pub fn take(&self) -> Option<Option<RestoreFrom>> {
+        if self.taken.swap(true, Ordering::Relaxed) {
+            return None;
+        }
+        Some(*self.restore.lock().expect("never poisoned"))
+    }
+
+    /// The client submits the job again, from `restore`.
+    pub fn resubmit(&self, restore: RestoreFrom) {
+        *self.restore.lock().expect("never poisoned") = Some(restore);
+        self.taken.store(false, Ordering::Relaxed);
     }
 }
 
@@ -142,8 +164,10 @@ async fn lead(
 ) -> Option<JobMaster> {
     let graph = setup.graph.clone();
     let Some(ha) = ha else {
-        if setup.submission.take() {
-            return Some(JobMaster::new(graph, config, sim_time::now()));
+        match setup.submission.take() {
+            Some(None) => return Some(JobMaster::new(graph, config, sim_time::now())),
+            Some(Some(restore)) => return Some(restore_from(setup, rpc, config, restore).await),
+            None => {}
         }
         return no_job(
             setup,
@@ -166,7 +190,7 @@ async fn lead(
             let now = sim_time::now();
             Some(JobMaster::recovered(graph, config, now, term, restored))
         }
-        None if setup.submission.take() => {
+        None if setup.submission.take().is_some() => {
             let submit = HaRequest::SubmitJob {
                 term,
                 job: graph.job.name.clone(),
@@ -180,6 +204,46 @@ async fn lead(
             setup,
             "the high-availability service holds no job".to_string(),
         ),
+    }
+}
+
+/// A new job from a retained checkpoint (`flink run -s`): its `_metadata` read back from
+/// checkpoint storage, or the job fails at once naming why it cannot be read.
+async fn restore_from(
+    setup: &JobManagerSetup,
+    rpc: &Rpc,
+    config: JobMasterConfig,
+    restore: RestoreFrom,
+) -> JobMaster {
+    let storage = CheckpointStorage::new(rpc.clone(), setup.services.blobstore, setup.rpc_timeout);
+    let path = setup
+        .checkpoint
+        .storage
+        .metadata_path(restore.checkpoint_id);
+    let graph = setup.graph.clone();
+    let term = restore.numbering;
+    loop {
+        let read = storage
+            .read::<CompletedCheckpoint>(FileKind::CheckpointMetadata, &path)
+            .await;
+        let now = sim_time::now();
+        return match read {
+            Ok(checkpoint) if checkpoint.checkpoint_id == restore.checkpoint_id => {
+                JobMaster::restored(graph, config, now, term, checkpoint, path)
+            }
+            Ok(other) => {
+                let reason = format!("it holds checkpoint {}", other.checkpoint_id);
+                JobMaster::unrestorable(graph, config, now, term, path, reason)
+            }
+            // Storage is down: the submission waits for it.
+            Err(StorageError::Rpc(_)) => {
+                sim_time::sleep(setup.rpc_timeout).await;
+                continue;
+            }
+            Err(error) => {
+                JobMaster::unrestorable(graph, config, now, term, path, error.to_string())
+            }
+        };
     }
 }
 

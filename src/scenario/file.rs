@@ -8,6 +8,7 @@ use crate::checkpoint::coordinator::{
 use crate::checkpoint::storage::{CheckpointStorageConfig, StorageKind};
 use crate::connectors::sink_config::{SinkConfig, SinkKind};
 use crate::graph::execution_graph::ExecutionGraph;
+use crate::ids::CheckpointId;
 use crate::limits::{
     FAULTS_MAX, PARALLELISM_MAX, RECORDS_PER_SECOND_MAX, RECORD_SIZE_BYTES_MAX, TASKMANAGERS_MAX,
     WORKLOAD_PARTITIONS_MAX, WORKLOAD_RECORDS_MAX, WORKLOAD_TEXT_BYTES_MAX,
@@ -121,6 +122,12 @@ struct BlobstoreSection {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct StateRecoverySection {
+    path: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct JobManagerSection {
     #[serde(default)]
     execution: JobManagerExecutionSection,
@@ -143,6 +150,8 @@ struct HighAvailabilitySection {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct ExecutionSection {
     buffer_timeout: Option<TomlDuration>,
+    #[serde(default)]
+    state_recovery: StateRecoverySection,
     #[serde(default)]
     checkpointing: CheckpointingSection,
 }
@@ -390,6 +399,7 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
             .map_or(BUFFER_TIMEOUT_DEFAULT, |d| d.0),
         deadline: raw.simulation.deadline.map_or(DEADLINE_DEFAULT, |d| d.0),
         high_availability,
+        restore: None,
         blobstore: blobstore_config(&context, &raw.blobstore)?,
         faults: FaultPlan::default(),
     };
@@ -434,7 +444,19 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
         .faults
         .iter()
         .any(|f| f.action == FaultAction::CancelJob);
-    if (scenario.expect == Expectation::Canceled) != cancels {
+    if let Some(path) = &raw.execution.state_recovery.path {
+        let restore = restore_path(path.get_ref())
+            .and_then(|checkpoint_id| check_restore(&scenario, checkpoint_id));
+        match restore {
+            Ok(checkpoint_id) => scenario.restore = Some(checkpoint_id),
+            Err(message) => {
+                return context.error_at(
+                    path.span(),
+                    format!("execution.state-recovery.path: {message}"),
+                )
+            }
+        }
+    } else if (scenario.expect == Expectation::Canceled) != cancels {
         let span = raw.expect.as_ref().map_or(0..0, |e| e.span());
         return context.error_at(span, "expect: \"canceled\" goes with a cancel-job fault, and a cancel-job fault with expect = \"canceled\"".to_string());
     }
@@ -443,6 +465,50 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
         return context.error_at(span, "expect: \"job-lost\" needs a kill-jobmanager fault that loses the job: without high availability, or with no restart".to_string());
     }
     Ok(scenario)
+}
+
+/// The checkpoint a restore path names: `chk-N`, under a directory or not, with or without
+/// `/_metadata` (`flink run -s <dir>/chk-N/_metadata`).
+pub fn restore_path(path: &str) -> Result<CheckpointId, String> {
+    let trimmed = path.strip_suffix("/_metadata").unwrap_or(path);
+    let name = trimmed.rsplit('/').next().unwrap_or(trimmed);
+    name.strip_prefix("chk-")
+        .and_then(|n| n.parse::<u64>().ok())
+        .filter(|n| *n > 0)
+        .map(CheckpointId)
+        .ok_or_else(|| format!("`{path}` names no checkpoint: expected `chk-N`, `<dir>/chk-N` or `<dir>/chk-N/_metadata`"))
+}
+
+/// Whether `scenario` can be resubmitted from `checkpoint_id`: the first job must end
+/// cancelled with its checkpoints retained on durable storage, and the run must end with the
+/// second job.
+pub fn check_restore(
+    scenario: &Scenario,
+    checkpoint_id: CheckpointId,
+) -> Result<CheckpointId, String> {
+    let cancels = scenario
+        .faults
+        .faults
+        .iter()
+        .any(|f| f.action == FaultAction::CancelJob);
+    if !scenario.checkpointing() {
+        return Err("a restore needs checkpointing (an interval)".to_string());
+    }
+    if scenario.checkpoint.storage.kind == StorageKind::JobManager {
+        return Err("a restore needs filesystem checkpoint storage: jobmanager storage dies with the first job".to_string());
+    }
+    if scenario.checkpoint.retention != ExternalizedCheckpointRetention::RetainOnCancellation
+        || !cancels
+    {
+        return Err("the job is resubmitted once a cancel-job fault cancelled it with externalized-checkpoint-retention = \"RETAIN_ON_CANCELLATION\": the plan and the retention must say so".to_string());
+    }
+    if scenario.high_availability {
+        return Err("a restore with high availability is not built yet (the service would keep the cancelled job)".to_string());
+    }
+    if !matches!(scenario.expect, Expectation::Pass | Expectation::Fail) {
+        return Err(format!("expect = \"{}\" cannot go with a restore: the run ends with the resubmitted job, which is checked (pass or fail)", scenario.expect.name()));
+    }
+    Ok(checkpoint_id)
 }
 
 /// `[blobstore]`: each key absent keeps the durable default (acknowledged once synced, at once).

@@ -112,6 +112,10 @@ pub struct Scenario {
     /// `high-availability.type` is `zookeeper` or `kubernetes`: a high-availability service
     /// node elects the job manager and keeps the job and its retained checkpoints.
     pub high_availability: bool,
+    /// `execution.state-recovery.path` (or `snapflow run --restore`): once the plan's
+    /// `cancel-job` cancelled the job, the client submits it again from this retained
+    /// checkpoint, to a fresh cluster.
+    pub restore: Option<crate::ids::CheckpointId>,
     /// The faults.
     pub faults: FaultPlan,
 }
@@ -139,6 +143,14 @@ impl fmt::Display for ScenarioError {
 impl std::error::Error for ScenarioError {}
 
 impl Scenario {
+    /// Sets where the job is resubmitted from once cancelled (`snapflow run --restore`, as
+    /// `execution.state-recovery.path`); `Err` names what does not fit.
+    pub fn restore_from(&mut self, path: &str) -> Result<(), String> {
+        let checkpoint_id = file::restore_path(path)?;
+        self.restore = Some(file::check_restore(self, checkpoint_id)?);
+        Ok(())
+    }
+
     /// Loads a scenario file.
     pub fn load(path: &std::path::Path) -> Result<Scenario, ScenarioError> {
         let file = path.display().to_string();

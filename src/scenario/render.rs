@@ -102,6 +102,13 @@ pub fn render_toml(scenario: &Scenario) -> String {
         }
     }
     let _ = writeln!(text, "mode = \"{mode}\"\ntimeout = \"{}\"\nmin-pause = \"{}\"\nmax-concurrent-checkpoints = {}\ntolerable-failed-checkpoints = {}\nnum-retained = {}\n", config.timeout, config.min_pause, config.max_concurrent, config.tolerable_failures, config.retained);
+    if let Some(checkpoint_id) = scenario.restore {
+        let _ = writeln!(
+            text,
+            "[execution.state-recovery]\npath = \"chk-{}\"\n",
+            checkpoint_id.0
+        );
+    }
     let _ = writeln!(
         text,
         "[jobmanager.execution]\nfailover-strategy = \"{}\"\n",

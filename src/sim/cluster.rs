@@ -5,11 +5,12 @@ use crate::api::jobs::{INPUT_TOPIC, OUTPUT_TOPIC};
 use crate::api::value::Value;
 use crate::checkpoint::coordinator::CheckpointingMode;
 use crate::graph::execution_graph::ExecutionGraph;
-use crate::ids::TaskManagerId;
+use crate::ids::{CheckpointId, TaskManagerId};
 use crate::limits::HARNESS_SIGNALS_CAPACITY;
 use crate::runtime::control_plane::{ControlPlane, CONTROL_PORT};
 use crate::runtime::hooks::JobOutcome;
-use crate::runtime::jobmanager::{run_jobmanager, JobManagerSetup, JobSubmission};
+use crate::runtime::jobmanager::{run_jobmanager, JobManagerSetup, JobSubmission, RestoreFrom};
+use crate::runtime::leadership::LeaderTerm;
 use crate::runtime::messages::ControlMessage;
 use crate::runtime::rpc::REQUEST_PORT;
 use crate::runtime::sim_time;
@@ -150,10 +151,12 @@ async fn run_cluster(
             if with_faults { "on" } else { "off" }
         ),
     );
+    let submission = JobSubmission::default();
     let nodes = start_nodes(
         &scenario,
         seed,
         graph.clone(),
+        submission.clone(),
         &Storages {
             broker: broker_storage.clone(),
             kv: kv_storage.clone(),
@@ -192,16 +195,24 @@ async fn run_cluster(
         .name("harness")
         .ip(HARNESS_IP)
         .build();
-    let injector = Injector {
+    let mut injector = Injector {
         blob_disk: blob_disk.clone(),
         graph: graph.clone(),
+        fired_at: vec![None; plan.faults.len()],
         plan,
         nodes,
         observer: observer.clone(),
-        fired_at: Vec::new(),
         harness: harness.clone(),
     };
-    let faults_fired = injector.run(signals, Instant(scenario.deadline.0)).await;
+    let mut signals = signals;
+    let deadline = Instant(scenario.deadline.0);
+    injector.run(&mut signals, deadline).await;
+    if let Some(checkpoint_id) = scenario.restore.filter(|_| with_faults) {
+        if injector.resubmit(&submission, checkpoint_id).await {
+            injector.run(&mut signals, deadline).await;
+        }
+    }
+    let faults_fired = injector.fired_at.clone();
     let output = SinkOutput::collect(&broker_storage, &kv_storage, sim_time::now());
     let mut result = collect(
         seed,
@@ -271,6 +282,7 @@ fn start_nodes(
     scenario: &Scenario,
     seed: u64,
     graph: Arc<ExecutionGraph>,
+    submission: JobSubmission,
     storages: &Storages,
     observer: &Observer,
 ) -> Nodes {
@@ -307,7 +319,7 @@ fn start_nodes(
         high_availability: scenario
             .high_availability
             .then(|| SocketAddr::new(NodeName::Ha.ip(), REQUEST_PORT)),
-        submission: JobSubmission::default(),
+        submission,
     };
     nodes.start(NodeName::JobManager, move || {
         run_jobmanager(jobmanager.clone())
@@ -360,25 +372,20 @@ struct Injector {
 impl Injector {
     /// Injects the plan's faults until the job ends or the deadline passes; returns when each
     /// fault fired.
-    async fn run(
-        mut self,
-        mut signals: Receiver<Signal>,
-        deadline: Instant,
-    ) -> Vec<Option<Instant>> {
-        self.fired_at = vec![None; self.plan.faults.len()];
+    async fn run(&mut self, signals: &mut Receiver<Signal>, deadline: Instant) {
         loop {
             let next_timed = self.next_timed();
             let wake = next_timed.map_or(deadline, |(_, at)| at.min(deadline));
             futures::select_biased! {
                 signal = signals.next() => match signal {
-                    Some(Signal::JobTerminated) | None => return self.fired_at,
+                    Some(Signal::JobTerminated) | None => return,
                     Some(Signal::CheckpointCompleted(checkpoint_id)) => self.on_checkpoint(checkpoint_id.0),
                     Some(Signal::RecordTriggerFired(index)) => self.fire(index),
                 },
                 _ = sim_time::sleep_until(wake).fuse() => {
                     if sim_time::now() >= deadline {
                         self.observer.trace("harness", "deadline passed: the job is stuck");
-                        return self.fired_at;
+                        return;
                     }
                     if let Some((index, _)) = next_timed {
                         self.fire(index);
@@ -386,6 +393,51 @@ impl Injector {
                 }
             }
         }
+    }
+
+    /// The job was cancelled: the client submits it again from retained checkpoint
+    /// `checkpoint_id` (`flink run -s`) to a fresh cluster (a new job manager and new task
+    /// managers); the broker, the key-value store and checkpoint storage live on. False
+    /// (nothing resubmitted) when the job did not end cancelled.
+    async fn resubmit(&mut self, submission: &JobSubmission, checkpoint_id: CheckpointId) -> bool {
+        let canceled = matches!(self.observer.outcome(), Some((_, JobOutcome::Canceled, _)));
+        if !canceled {
+            self.observer.trace(
+                "harness",
+                "the job did not end cancelled: nothing to resubmit",
+            );
+            return false;
+        }
+        self.observer.trace(
+            "harness",
+            format!(
+                "resubmitting the job from chk-{} to a fresh cluster",
+                checkpoint_id.0
+            ),
+        );
+        // As at the run's end: tasks cancelled while writing a snapshot delete it once
+        // written, before their cluster goes.
+        sim_time::sleep(CHECKPOINT_CLEANUP_GRACE).await;
+        let handle = Handle::current();
+        let cluster: Vec<NodeId> = self
+            .nodes
+            .by_name
+            .iter()
+            .filter(|(name, _)| matches!(name, NodeName::JobManager | NodeName::TaskManager(_)))
+            .map(|(_, id)| *id)
+            .collect();
+        for node in &cluster {
+            handle.kill(*node);
+        }
+        self.observer.begin_job();
+        submission.resubmit(RestoreFrom {
+            checkpoint_id,
+            numbering: LeaderTerm(LeaderTerm::FIRST.0 + 1),
+        });
+        for node in &cluster {
+            handle.restart(*node);
+        }
+        true
     }
 
     fn next_timed(&self) -> Option<(usize, Instant)> {

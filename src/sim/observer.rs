@@ -401,6 +401,11 @@ impl Observer {
         }
     }
 
+    /// A new job begins (resubmitted after the earlier one ended): its end is awaited anew.
+    pub fn begin_job(&self) {
+        self.lock().outcome = None;
+    }
+
     /// How the job ended, when, and in which attempt.
     pub fn outcome(&self) -> Option<(Instant, JobOutcome, AttemptNumber)> {
         self.lock().outcome.clone()
@@ -443,6 +448,11 @@ impl RunHooks for Observer {
             EngineEvent::JobRecovered { term, .. } => {
                 self.on_failure(&format!("job-manager failover: {term} recovered the job"))
             }
+            // The resubmitted job restores an earlier job's checkpoint: for the checker, the
+            // job failed over to it.
+            EngineEvent::JobRestoredFromCheckpoint { checkpoint_id, .. } => self.on_failure(
+                &format!("the job was resubmitted from checkpoint {checkpoint_id}"),
+            ),
             EngineEvent::Restarting { .. } => self.on_restart(),
             EngineEvent::JobFinished { attempt } => {
                 self.on_job_terminated(JobOutcome::Finished, attempt)

@@ -15,6 +15,7 @@ mod fuzz_corpus;
 mod high_availability;
 mod modes;
 mod property;
+mod restore;
 mod retention;
 mod scenario_errors;
 mod scenarios;
