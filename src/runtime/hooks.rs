@@ -163,6 +163,13 @@ pub enum EngineEvent {
         /// The leader's.
         current: LeaderTerm,
     },
+    /// Another job manager leads with a live lease: this one stands by.
+    StandingBy {
+        /// The leader.
+        leader: String,
+        /// Its term.
+        term: LeaderTerm,
+    },
     /// A task manager refused a message of a deposed leader.
     StaleLeaderFenced {
         /// The sender's term.
@@ -519,6 +526,9 @@ impl fmt::Display for EngineEvent {
                 f,
                 "submitted job `{job}` from checkpoint {checkpoint_id} ({path}), not claiming it"
             ),
+            EngineEvent::StandingBy { leader, term } => {
+                write!(f, "standing by: {leader} leads in {term}")
+            }
             EngineEvent::RegionsRunning { attempt, tasks } => write!(
                 f,
                 "region failover done: {} running in {attempt}",

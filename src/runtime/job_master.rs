@@ -34,6 +34,8 @@ pub struct JobMasterConfig {
     pub restart: RestartStrategyConfig,
     /// `jobmanager.execution.failover-strategy`.
     pub failover: FailoverStrategy,
+    /// This job manager's control endpoint, announced on its heartbeats.
+    pub address: SocketAddr,
     /// Seeds the restart strategy's jitter.
     pub restart_seed: u64,
     /// `heartbeat.interval`: how often liveness is checked.
@@ -445,6 +447,7 @@ impl JobMaster {
 
     fn check_liveness(&mut self, now: Instant) {
         let heartbeat = ControlMessage::JobManagerHeartbeat {
+            leader: self.config.address,
             term: self.term,
             final_completed: self
                 .final_checkpoint
@@ -1127,6 +1130,7 @@ mod tests {
             },
             restart_seed: 1,
             failover: FailoverStrategy::Region,
+            address: SocketAddr::from(([10, 0, 0, 1], 7002)),
             heartbeat_interval: Duration::from_ms(1_000),
             heartbeat_timeout: Duration::from_ms(HEARTBEAT_TIMEOUT_MS),
             deploy_timeout: Duration::from_ms(DEPLOY_TIMEOUT_MS),

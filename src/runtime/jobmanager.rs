@@ -33,11 +33,15 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-const NODE: &str = "jobmanager";
-
 /// What the job manager is started with.
 #[derive(Clone)]
 pub struct JobManagerSetup {
+    /// Its name: the node's, and its identity as a contender for leadership.
+    pub name: String,
+    /// Its control endpoint, which its heartbeats announce to the task managers.
+    pub address: SocketAddr,
+    /// `high-availability` lease: renewed every third of it while leading.
+    pub lease_duration: Duration,
     /// The job's plan.
     pub graph: Arc<ExecutionGraph>,
     /// Checkpointing options.
@@ -107,6 +111,8 @@ impl JobSubmission {
 enum Input {
     Control(ControlMessage),
     MetadataWritten(CompletedCheckpoint, Result<(), String>),
+    /// The lease renewal was refused: a newer leader took over.
+    Deposed(LeaderTerm),
 }
 
 /// The job manager's main: runs the job to a terminal status.
@@ -124,6 +130,7 @@ pub async fn run_jobmanager(setup: JobManagerSetup) {
         restart: setup.restart.clone(),
         restart_seed: setup.restart_seed,
         failover: setup.failover,
+        address: setup.address,
         heartbeat_interval: setup.heartbeat_interval,
         heartbeat_timeout: setup.heartbeat_timeout,
         deploy_timeout: setup.deploy_timeout,
@@ -136,11 +143,28 @@ pub async fn run_jobmanager(setup: JobManagerSetup) {
     let ha = setup
         .high_availability
         .map(|address| HaClient::new(rpc.clone(), address, setup.rpc_timeout));
-    let Some(master) = lead(&setup, &rpc, ha.as_ref(), config).await else {
+    // Until it leads it serves nothing: what arrives meanwhile (task managers' heartbeats,
+    // which they repeat) is dropped, so a standby never backs their control links up.
+    let master = {
+        let leading = lead(&setup, &rpc, ha.as_ref(), config).fuse();
+        futures::pin_mut!(leading);
+        loop {
+            futures::select_biased! {
+                master = leading => break master,
+                _ = inbox.next() => {}
+            }
+        }
+    };
+    let Some(master) = master else {
         // A job manager without a job: it serves nothing until it is killed.
         while inbox.next().await.is_some() {}
         return;
     };
+    if let Some(ha) = &ha {
+        let every = Duration::from_ms((setup.lease_duration.as_ms() / 3).max(1));
+        let renewal = renew_lease(ha.clone(), master.term(), inbox_sender.clone(), every);
+        madsim::task::spawn(renewal);
+    }
     let mut node = JobManagerNode {
         master,
         setup,
@@ -149,6 +173,7 @@ pub async fn run_jobmanager(setup: JobManagerSetup) {
         control,
         inbox_sender,
         discards: Vec::new(),
+        discards_at_end: Vec::new(),
         deposed: false,
     };
     node.run(&mut inbox).await;
@@ -174,11 +199,13 @@ async fn lead(
             "no high availability: a restarted job manager keeps no job".to_string(),
         );
     };
-    let (term, job) = match until_answered(setup, || ha.elect()).await {
+    let (term, job) = match elected(setup, ha).await {
         Ok(granted) => granted,
         Err(refused) => return no_job(setup, format!("not elected: {refused}")),
     };
-    setup.hooks.event(NODE, EngineEvent::LeaderElected { term });
+    setup
+        .hooks
+        .event(&setup.name, EngineEvent::LeaderElected { term });
     match job {
         Some(JobRecord {
             terminated: Some(status),
@@ -247,6 +274,44 @@ async fn restore_from(
     }
 }
 
+/// Contends for leadership until elected: while another job manager holds a live lease this
+/// one stands by, asking again every third of the lease.
+async fn elected(
+    setup: &JobManagerSetup,
+    ha: &HaClient,
+) -> Result<(LeaderTerm, Option<JobRecord>), HaError> {
+    let mut standing_by = false;
+    loop {
+        match until_answered(setup, || ha.elect(&setup.name)).await {
+            Err(HaError::LeaderAlive { term, contender }) => {
+                if !standing_by {
+                    standing_by = true;
+                    let event = EngineEvent::StandingBy {
+                        leader: contender,
+                        term,
+                    };
+                    setup.hooks.event(&setup.name, event);
+                }
+                sim_time::sleep(Duration::from_ms((setup.lease_duration.as_ms() / 3).max(1))).await;
+            }
+            answer => return answer,
+        }
+    }
+}
+
+/// Renews the leader's lease every `every` until a renewal is refused (a newer leader took
+/// over), which it reports into the job manager's mailbox. A renewal that gets no answer is
+/// retried next time: the service may be down a while.
+async fn renew_lease(ha: HaClient, term: LeaderTerm, mut inbox: Sender<Input>, every: Duration) {
+    loop {
+        sim_time::sleep(every).await;
+        if let Err(HaError::Fenced { current, .. }) = ha.write(&HaRequest::Renew { term }).await {
+            let _ = inbox.send(Input::Deposed(current)).await;
+            return;
+        }
+    }
+}
+
 /// Repeats a call to the high-availability service until it answers (it may be down for a
 /// while; a job manager cannot lead without it). A refusal is not retried: it is the answer.
 async fn until_answered<T, F, Fut>(setup: &JobManagerSetup, call: F) -> Result<T, HaError>
@@ -266,7 +331,7 @@ where
 fn no_job(setup: &JobManagerSetup, reason: String) -> Option<JobMaster> {
     setup
         .hooks
-        .event(NODE, EngineEvent::NoJobToRecover { reason });
+        .event(&setup.name, EngineEvent::NoJobToRecover { reason });
     None
 }
 
@@ -295,7 +360,7 @@ async fn remove_orphans(setup: &JobManagerSetup, rpc: &Rpc, restored: &[Complete
         let event = EngineEvent::OrphanedCheckpointsRemoved {
             checkpoint_ids: orphans,
         };
-        setup.hooks.event(NODE, event);
+        setup.hooks.event(&setup.name, event);
     }
 }
 
@@ -344,7 +409,7 @@ async fn read_retained(
             reason,
             fallback: fallback.filter(|f| *f < checkpoint_id),
         };
-        setup.hooks.event(NODE, event);
+        setup.hooks.event(&setup.name, event);
     }
     restored
 }
@@ -369,6 +434,8 @@ struct JobManagerNode {
     // Checkpoint deletions in flight (Flink's checkpoint cleaner): they never hold the job
     // manager up, and the job's end waits for them.
     discards: Vec<madsim::task::JoinHandle<()>>,
+    // The discards of the job's end, held until high availability recorded the end.
+    discards_at_end: Vec<CheckpointId>,
     // A newer leader took over: this one does nothing more.
     deposed: bool,
 }
@@ -386,6 +453,7 @@ impl JobManagerNode {
                     Some(Input::MetadataWritten(checkpoint, result)) => {
                         self.master.on_metadata_written(sim_time::now(), checkpoint, result)
                     }
+                    Some(Input::Deposed(current)) => return self.deposed(current),
                     None => return,
                 },
                 _ = sim_time::sleep_until_opt(deadline).fuse() => {
@@ -408,6 +476,14 @@ impl JobManagerNode {
                         self.master.on_checkpoint_stored(now, checkpoint, result);
                     }
                 }
+                // With high availability, what the job's end discards waits until the service
+                // knows the job ended: a deposed leader that has not learnt it yet must never
+                // delete the checkpoint the new leader restores.
+                Command::DiscardCheckpoint(checkpoint_id)
+                    if self.ha.is_some() && self.master.status().is_terminal() =>
+                {
+                    self.discards_at_end.push(checkpoint_id)
+                }
                 Command::DiscardCheckpoint(checkpoint_id) => self.discard(checkpoint_id),
                 Command::Event(event) => {
                     let status = match event {
@@ -417,18 +493,21 @@ impl JobManagerNode {
                         _ => None,
                     };
                     if let Some(status) = status {
-                        // The job ends once its discarded checkpoints are gone, and once the
-                        // high-availability service knows it ended (never to recover it).
-                        for discard in self.discards.drain(..) {
-                            let _ = discard.await;
-                        }
+                        // The job ends once the high-availability service knows it ended
+                        // (never to recover it), and once its discarded checkpoints are gone.
                         if let Err(HaError::Fenced { current, .. }) =
                             self.job_terminated(status).await
                         {
                             return self.deposed(current);
                         }
+                        for checkpoint_id in std::mem::take(&mut self.discards_at_end) {
+                            self.discard(checkpoint_id);
+                        }
+                        for discard in self.discards.drain(..) {
+                            let _ = discard.await;
+                        }
                     }
-                    self.setup.hooks.event(NODE, event)
+                    self.setup.hooks.event(&self.setup.name, event)
                 }
             }
         }
@@ -441,6 +520,7 @@ impl JobManagerNode {
             self.setup.rpc_timeout,
         );
         let hooks = self.setup.hooks.clone();
+        let name = self.setup.name.clone();
         let config = &self.setup.checkpoint.storage;
         if config.kind == StorageKind::JobManager {
             return; // Its state lived in the job manager's memory, now dropped.
@@ -456,7 +536,7 @@ impl JobManagerNode {
                     checkpoint_id,
                     error,
                 };
-                hooks.event(NODE, event);
+                hooks.event(&name, event);
             }
         }));
     }
@@ -466,7 +546,7 @@ impl JobManagerNode {
         self.deposed = true;
         let term = self.master.term();
         let event = EngineEvent::LeadershipLost { term, current };
-        self.setup.hooks.event(NODE, event);
+        self.setup.hooks.event(&self.setup.name, event);
     }
 
     async fn job_terminated(&self, status: &str) -> Result<(), HaError> {

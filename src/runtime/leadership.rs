@@ -13,6 +13,31 @@
 use crate::ids::{AttemptNumber, CheckpointId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+/// Where a task manager sends what is for the job manager: the control endpoint of the
+/// newest leader it heard (Flink's leader retrieval), shared by the task manager and its
+/// tasks.
+#[derive(Clone, Debug)]
+pub struct LeaderAddress(Arc<Mutex<SocketAddr>>);
+
+impl LeaderAddress {
+    /// Starts at `initial`, the job manager the cluster was configured with.
+    pub fn new(initial: SocketAddr) -> LeaderAddress {
+        LeaderAddress(Arc::new(Mutex::new(initial)))
+    }
+
+    /// The leader's endpoint.
+    pub fn get(&self) -> SocketAddr {
+        *self.0.lock().expect("never poisoned")
+    }
+
+    /// A newer leader announced itself at `address`.
+    pub fn set(&self, address: SocketAddr) {
+        *self.0.lock().expect("never poisoned") = address;
+    }
+}
 
 /// Attempt numbers one term owns (its restarts are at most this many minus one).
 pub const ATTEMPTS_PER_TERM: u32 = 1000;

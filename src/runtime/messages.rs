@@ -60,6 +60,8 @@ pub enum ControlMessage {
         term: LeaderTerm,
         /// The final checkpoint, once completed.
         final_completed: Option<CheckpointId>,
+        /// The sender's control endpoint: where the task managers that follow it send.
+        leader: SocketAddr,
     },
     /// A source read all its input and waits for the final checkpoint.
     EndOfData {

@@ -17,8 +17,10 @@ use std::sync::Arc;
 /// Addresses of the cluster's services.
 #[derive(Clone, Copy, Debug)]
 pub struct Services {
-    /// The job manager's control endpoint.
+    /// The job manager's control endpoint (the first leader).
     pub jobmanager: SocketAddr,
+    /// A standby job manager's control endpoint, with high availability.
+    pub standby_jobmanager: Option<SocketAddr>,
     /// The broker's endpoint.
     pub broker: SocketAddr,
     /// The blobstore's endpoint.
@@ -69,6 +71,8 @@ pub struct TaskContext {
     pub graph: Arc<ExecutionGraph>,
     /// Where the services are.
     pub services: Services,
+    /// Where the leading job manager listens.
+    pub jobmanager: crate::runtime::leadership::LeaderAddress,
     /// The task manager's request endpoint (broker and blobstore calls).
     pub rpc: Rpc,
     /// The task manager's control plane (acks, declines, status to the job manager).
@@ -97,7 +101,7 @@ impl TaskContext {
 impl TaskContext {
     /// Sends `message` to the job manager over the task manager's control plane.
     pub async fn send_to_jobmanager(&self, message: &ControlMessage) {
-        self.control.send(self.services.jobmanager, message).await;
+        self.control.send(self.jobmanager.get(), message).await;
     }
 
     /// Reports `event` from this task's node.

@@ -9,7 +9,7 @@ use crate::runtime::control_plane::{ControlPlane, CONTROL_PORT};
 use crate::runtime::deployment::TaskDeployment;
 use crate::runtime::frame_io::read_frame;
 use crate::runtime::hooks::{EngineEvent, Hooks, NoticeFate};
-use crate::runtime::leadership::{FenceDecision, LeaderFence, LeaderTerm};
+use crate::runtime::leadership::{FenceDecision, LeaderAddress, LeaderFence, LeaderTerm};
 use crate::runtime::messages::{ControlMessage, DataFrame, DeployScope, Heartbeat, TaskStatus};
 use crate::runtime::rpc::{Rpc, DATA_PORT};
 use crate::runtime::sim_time;
@@ -62,6 +62,8 @@ struct RunningTask {
 
 #[derive(Default)]
 struct TaskManagerState {
+    // Set at start to the configured job manager; each newer leader's heartbeat moves it.
+    leader_address: Option<LeaderAddress>,
     attempt_newest: Option<AttemptNumber>,
     jobmanager_heard_at: Option<Instant>,
     leader: LeaderFence,
@@ -90,7 +92,10 @@ pub async fn run_taskmanager(setup: TaskManagerSetup) {
         .await
         .expect("the data port is free on a fresh node");
     let instance: u64 = madsim::rand::random();
-    let shared: Shared = Arc::new(Mutex::new(TaskManagerState::default()));
+    let shared: Shared = Arc::new(Mutex::new(TaskManagerState {
+        leader_address: Some(LeaderAddress::new(setup.services.jobmanager)),
+        ..TaskManagerState::default()
+    }));
     setup.hooks.event(
         &name,
         EngineEvent::TaskManagerStarted { slots: setup.slots },
@@ -138,7 +143,12 @@ async fn heartbeat_loop(
             control_address: SocketAddr::new(setup.address, CONTROL_PORT),
             tasks,
         });
+        // To every job manager: a standby that takes over learns the task managers from
+        // their heartbeats (and a deposed one keeps hearing them, and is fenced).
         control.send(setup.services.jobmanager, &heartbeat).await;
+        if let Some(standby) = setup.services.standby_jobmanager {
+            control.send(standby, &heartbeat).await;
+        }
         sim_time::sleep(setup.heartbeat_interval).await;
     }
 }
@@ -235,9 +245,14 @@ fn on_control(
             deliver(shared, attempt, subtask, TaskInput::FinishSource)
         }
         ControlMessage::JobManagerHeartbeat {
-            final_completed, ..
+            final_completed,
+            leader,
+            ..
         } => {
-            lock(shared).jobmanager_heard_at = Some(sim_time::now());
+            let mut state = lock(shared);
+            state.jobmanager_heard_at = Some(sim_time::now());
+            leader_address(&state).set(leader);
+            drop(state);
             match final_completed {
                 Some(checkpoint_id) => deliver_notice(setup, shared, None, checkpoint_id),
                 None => Vec::new(),
@@ -348,6 +363,14 @@ fn deliver(
         .collect()
 }
 
+/// Where the leading job manager listens.
+fn leader_address(state: &TaskManagerState) -> &LeaderAddress {
+    state
+        .leader_address
+        .as_ref()
+        .expect("set when the task manager starts")
+}
+
 /// Cancels every task of `attempt` and older whose subtask is `chosen`; returns how many.
 fn cancel_up_to(
     shared: &Shared,
@@ -405,6 +428,7 @@ fn deploy(
             subtask,
             graph: setup.graph.clone(),
             services: setup.services,
+            jobmanager: leader_address(&state).clone(),
             rpc: rpc.clone(),
             control: control.clone(),
             hooks: setup.hooks.clone(),
@@ -455,7 +479,7 @@ async fn supervise(
         context.attempt,
         context.subtask,
         context.control.clone(),
-        context.services.jobmanager,
+        context.jobmanager.clone(),
     );
     let (hooks, node) = (context.hooks.clone(), context.node_name.clone());
     let status = match run_task(context, deployment, receiver, sender).await {
@@ -489,7 +513,7 @@ async fn supervise(
     }
     control
         .send(
-            jobmanager,
+            jobmanager.get(),
             &ControlMessage::TaskStatusChanged {
                 attempt,
                 subtask,

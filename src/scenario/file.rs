@@ -144,6 +144,8 @@ struct JobManagerExecutionSection {
 struct HighAvailabilitySection {
     #[serde(rename = "type")]
     kind: Option<Spanned<String>>,
+    standby_jobmanagers: Option<u32>,
+    lease_duration: Option<TomlDuration>,
 }
 
 #[derive(Deserialize, Default)]
@@ -232,6 +234,8 @@ struct SimulationSection {
 }
 
 /// Flink's defaults where the file is silent.
+/// Kubernetes' leader-election lease (`high-availability.kubernetes.leader-election.lease-duration`).
+const HA_LEASE_DEFAULT: Duration = Duration::from_secs(15);
 const HEARTBEAT_INTERVAL_DEFAULT: Duration = Duration::from_secs(10);
 const HEARTBEAT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(50);
 const BUFFER_TIMEOUT_DEFAULT: Duration = Duration::from_ms(100);
@@ -323,6 +327,17 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
             )
         }
     };
+    let ha_section = &raw.high_availability;
+    let standby_jobmanager = match ha_section.standby_jobmanagers.unwrap_or(0) {
+        0 => false,
+        1 if high_availability => true,
+        1 => return context.error("high-availability.standby-jobmanagers: a standby needs high availability (type \"zookeeper\" or \"kubernetes\") to take over".to_string()),
+        n => return context.error(format!("high-availability.standby-jobmanagers: {n} is more than the one standby snapflow runs (`jobmanager-2`)")),
+    };
+    let ha_lease = ha_section.lease_duration.map_or(HA_LEASE_DEFAULT, |d| d.0);
+    if ha_lease == Duration::ZERO {
+        return context.error("high-availability.lease-duration: must be above zero".to_string());
+    }
     let job_name = raw.job.name.get_ref().clone();
     if jobs::by_name(&job_name, 1, 1).is_none() {
         return context.error_at(
@@ -399,6 +414,8 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
             .map_or(BUFFER_TIMEOUT_DEFAULT, |d| d.0),
         deadline: raw.simulation.deadline.map_or(DEADLINE_DEFAULT, |d| d.0),
         high_availability,
+        standby_jobmanager,
+        ha_lease,
         restore: None,
         blobstore: blobstore_config(&context, &raw.blobstore)?,
         faults: FaultPlan::default(),

@@ -112,6 +112,12 @@ pub struct Scenario {
     /// `high-availability.type` is `zookeeper` or `kubernetes`: a high-availability service
     /// node elects the job manager and keeps the job and its retained checkpoints.
     pub high_availability: bool,
+    /// `high-availability.standby-jobmanagers = 1`: a second job manager, `jobmanager-2`,
+    /// stands by and takes over once the leader's lease lapsed.
+    pub standby_jobmanager: bool,
+    /// `high-availability.lease-duration`: how long a leader holds leadership after it last
+    /// renewed (Kubernetes' lease duration, ZooKeeper's session timeout).
+    pub ha_lease: Duration,
     /// `execution.state-recovery.path` (or `snapflow run --restore`): once the plan's
     /// `cancel-job` cancelled the job, the client submits it again from this retained
     /// checkpoint, to a fresh cluster.
@@ -188,6 +194,7 @@ impl Scenario {
             taskmanagers: self.taskmanagers,
             kv: self.sink.kind.uses_kv_store(),
             ha: self.high_availability,
+            standby: self.standby_jobmanager,
         }
     }
 

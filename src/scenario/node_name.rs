@@ -19,6 +19,8 @@ pub enum NodeName {
     Kv,
     /// `ha`: the high-availability service, only with high availability on.
     Ha,
+    /// `jobmanager-2`: the standby job manager, only with one configured.
+    StandbyJobManager,
     /// `taskmanager-N`, N from 1.
     TaskManager(u32),
 }
@@ -35,7 +37,7 @@ pub enum NodeNameError {
         nodes: String,
     },
     /// Not a node name of any cluster.
-    #[error("`{name}` is no node name (jobmanager, broker, blobstore, kv, ha, taskmanager-N)")]
+    #[error("`{name}` is no node name (jobmanager, jobmanager-2, broker, blobstore, kv, ha, taskmanager-N)")]
     NotANodeName {
         /// The name given.
         name: String,
@@ -51,6 +53,8 @@ pub struct ClusterNodes {
     pub kv: bool,
     /// Whether the `ha` node runs.
     pub ha: bool,
+    /// Whether the standby job manager `jobmanager-2` runs.
+    pub standby: bool,
 }
 
 impl ClusterNodes {
@@ -66,7 +70,8 @@ impl ClusterNodes {
             1 => "taskmanager-1".to_string(),
             n => format!("taskmanager-1 .. taskmanager-{n}"),
         };
-        format!("jobmanager, broker, blobstore, {kv}{taskmanagers}")
+        let standby = if self.standby { "jobmanager-2, " } else { "" };
+        format!("jobmanager, {standby}broker, blobstore, {kv}{taskmanagers}")
     }
 }
 
@@ -80,6 +85,7 @@ impl NodeName {
             "blobstore" => Some(NodeName::Blobstore),
             "kv" if cluster.kv => Some(NodeName::Kv),
             "ha" if cluster.ha => Some(NodeName::Ha),
+            "jobmanager-2" if cluster.standby => Some(NodeName::StandbyJobManager),
             _ => text
                 .strip_prefix("taskmanager-")
                 .and_then(canonical_number)
@@ -99,6 +105,7 @@ impl NodeName {
             taskmanagers: TASKMANAGERS_MAX,
             kv: true,
             ha: true,
+            standby: true,
         };
         NodeName::parse(text, widest).map_err(|_| NodeNameError::NotANodeName {
             name: text.to_string(),
@@ -118,6 +125,7 @@ impl NodeName {
             NodeName::Blobstore => (0, 3),
             NodeName::Kv => (0, 4),
             NodeName::Ha => (0, 5),
+            NodeName::StandbyJobManager => (0, 6),
             NodeName::TaskManager(n) => {
                 let n = u8::try_from(n).expect("the loader bounds task managers");
                 (1, n)
@@ -144,6 +152,7 @@ impl fmt::Display for NodeName {
             NodeName::Blobstore => write!(f, "blobstore"),
             NodeName::Kv => write!(f, "kv"),
             NodeName::Ha => write!(f, "ha"),
+            NodeName::StandbyJobManager => write!(f, "jobmanager-2"),
             NodeName::TaskManager(n) => write!(f, "taskmanager-{n}"),
         }
     }
@@ -170,6 +179,7 @@ mod tests {
         taskmanagers: 2,
         kv: false,
         ha: false,
+        standby: false,
     };
 
     #[test]
@@ -208,6 +218,7 @@ mod tests {
             taskmanagers: 12,
             kv: true,
             ha: true,
+            standby: true,
         };
         for name in [
             NodeName::JobManager,

@@ -52,7 +52,12 @@ pub fn render_toml(scenario: &Scenario) -> String {
         );
     }
     if scenario.high_availability {
-        let _ = writeln!(text, "[high-availability]\ntype = \"zookeeper\"\n");
+        let _ = writeln!(
+            text,
+            "[high-availability]\ntype = \"zookeeper\"\nstandby-jobmanagers = {}\nlease-duration = \"{}\"\n",
+            u32::from(scenario.standby_jobmanager),
+            scenario.ha_lease
+        );
     }
     if let Some(max_parallelism) = scenario.max_parallelism {
         let _ = writeln!(text, "[pipeline]\nmax-parallelism = {max_parallelism}\n");

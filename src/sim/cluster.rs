@@ -89,9 +89,11 @@ pub struct RunResult {
     pub trace_hash: u64,
 }
 
-fn services() -> Services {
+fn services(standby: bool) -> Services {
     Services {
         jobmanager: SocketAddr::new(NodeName::JobManager.ip(), CONTROL_PORT),
+        standby_jobmanager: standby
+            .then(|| SocketAddr::new(NodeName::StandbyJobManager.ip(), CONTROL_PORT)),
         broker: SocketAddr::new(NodeName::Broker.ip(), REQUEST_PORT),
         blobstore: SocketAddr::new(NodeName::Blobstore.ip(), REQUEST_PORT),
         kv: SocketAddr::new(NodeName::Kv.ip(), REQUEST_PORT),
@@ -161,7 +163,7 @@ async fn run_cluster(
             broker: broker_storage.clone(),
             kv: kv_storage.clone(),
             blob_disk: blob_disk.clone(),
-            ha: HaStorage::default(),
+            ha: HaStorage::new(scenario.ha_lease),
         },
         &observer,
     );
@@ -304,6 +306,9 @@ fn start_nodes(
         nodes.start(NodeName::Ha, move || run_ha_service(storage.clone()));
     }
     let jobmanager = JobManagerSetup {
+        name: NodeName::JobManager.to_string(),
+        address: SocketAddr::new(NodeName::JobManager.ip(), CONTROL_PORT),
+        lease_duration: scenario.ha_lease,
         graph: graph.clone(),
         checkpoint: scenario.checkpoint.clone(),
         restart: scenario.restart.clone(),
@@ -313,7 +318,7 @@ fn start_nodes(
         heartbeat_timeout: scenario.heartbeat_timeout,
         deploy_timeout: DEPLOY_TIMEOUT,
         rpc_timeout: RPC_TIMEOUT,
-        services: services(),
+        services: services(scenario.standby_jobmanager),
         hooks: Arc::new(observer.clone()),
         final_checkpoint: scenario.sink.kind.commits_on_checkpoints(),
         high_availability: scenario
@@ -321,6 +326,16 @@ fn start_nodes(
             .then(|| SocketAddr::new(NodeName::Ha.ip(), REQUEST_PORT)),
         submission,
     };
+    if scenario.standby_jobmanager {
+        let standby = JobManagerSetup {
+            name: NodeName::StandbyJobManager.to_string(),
+            address: SocketAddr::new(NodeName::StandbyJobManager.ip(), CONTROL_PORT),
+            ..jobmanager.clone()
+        };
+        nodes.start(NodeName::StandbyJobManager, move || {
+            run_jobmanager(standby.clone())
+        });
+    }
     nodes.start(NodeName::JobManager, move || {
         run_jobmanager(jobmanager.clone())
     });
@@ -343,7 +358,7 @@ fn start_nodes(
             slots: scenario.slots_per_taskmanager,
             address: NodeName::TaskManager(index).ip(),
             graph: graph.clone(),
-            services: services(),
+            services: services(scenario.standby_jobmanager),
             task_config: task_config.clone(),
             heartbeat_interval: scenario.heartbeat_interval,
             heartbeat_timeout: scenario.heartbeat_timeout,
@@ -423,7 +438,12 @@ impl Injector {
             .nodes
             .by_name
             .iter()
-            .filter(|(name, _)| matches!(name, NodeName::JobManager | NodeName::TaskManager(_)))
+            .filter(|(name, _)| {
+                matches!(
+                    name,
+                    NodeName::JobManager | NodeName::StandbyJobManager | NodeName::TaskManager(_)
+                )
+            })
             .map(|(_, id)| *id)
             .collect();
         for node in &cluster {
@@ -619,8 +639,14 @@ impl Injector {
                 // The client's `flink cancel`, from outside the cluster's nodes.
                 self.harness.spawn(async move {
                     if let Ok((control, _)) = ControlPlane::listen().await {
-                        let jobmanager = services().jobmanager;
-                        control.send(jobmanager, &ControlMessage::CancelJob).await;
+                        // To every job manager: the one that leads cancels the job.
+                        let services = services(true);
+                        control
+                            .send(services.jobmanager, &ControlMessage::CancelJob)
+                            .await;
+                        if let Some(standby) = services.standby_jobmanager {
+                            control.send(standby, &ControlMessage::CancelJob).await;
+                        }
                     }
                 });
             }

@@ -127,10 +127,11 @@ fn render_leadership(text: &mut String, faulty: &RunResult) {
                     | EngineEvent::JobRecovered { .. }
                     | EngineEvent::NoJobToRecover { .. }
                     | EngineEvent::LeadershipLost { .. }
+                    | EngineEvent::StandingBy { .. }
                     | EngineEvent::CheckpointUnusable { .. }
-            ) && recorded.node == "jobmanager"
+            ) && recorded.node.starts_with("jobmanager")
         })
-        .map(|recorded| format!("  {} {}", recorded.at, recorded.event))
+        .map(|recorded| format!("  {} {}: {}", recorded.at, recorded.node, recorded.event))
         .collect();
     let elected = faulty
         .events

@@ -11,6 +11,7 @@ use snapflow::runtime::hooks::EngineEvent;
 use snapflow::runtime::leadership::LeaderTerm;
 use snapflow::scenario::Expectation;
 use snapflow::sim::run_scenario;
+use snapflow::time::Instant;
 
 #[test]
 fn each_new_leader_recovers_the_newest_completed_checkpoint_in_a_term_of_its_own() {
@@ -54,7 +55,7 @@ fn each_new_leader_recovers_the_newest_completed_checkpoint_in_a_term_of_its_own
     }
     assert_eq!(
         recoveries,
-        vec![Some(CheckpointId(4)), Some(CheckpointId(1_000_005))],
+        vec![Some(CheckpointId(4)), Some(CheckpointId(1_000_004))],
         "{}",
         run.report
     );
@@ -120,4 +121,71 @@ fn a_paused_job_manager_fails_the_job_over_once_on_resume() {
             ..
         }
     )));
+}
+
+#[test]
+fn a_standby_takes_over_once_the_paused_leaders_lease_lapsed_and_the_old_leader_is_fenced() {
+    let file = "scenarios/standby-takeover.toml";
+    let scenario = common::load(file);
+    let run = run_scenario(&scenario, scenario.seed, file);
+    assert!(run.verdict.passed(), "{}", run.report);
+    let (paused_at, resumed_at) = (Instant::from_ms(1_500), Instant::from_ms(4_500));
+    let at = |node: &str, wanted: fn(&EngineEvent) -> bool| -> Vec<Instant> {
+        run.faulty
+            .events
+            .iter()
+            .filter(|r| r.node == node && wanted(&r.event))
+            .map(|r| r.at)
+            .collect()
+    };
+    let standby_elected = at("jobmanager-2", |e| {
+        matches!(
+            e,
+            EngineEvent::LeaderElected {
+                term: LeaderTerm(2)
+            }
+        )
+    });
+    assert_eq!(standby_elected.len(), 1, "{}", run.report);
+    // Not while the leader renewed its lease: only once it stood still past it.
+    assert!(
+        standby_elected[0] > paused_at && standby_elected[0] < resumed_at,
+        "{}",
+        run.report
+    );
+    assert_eq!(
+        at("jobmanager-2", |e| matches!(
+            e,
+            EngineEvent::StandingBy { .. }
+        ))
+        .len(),
+        1
+    );
+    let fenced: Vec<_> = run
+        .faulty
+        .events
+        .iter()
+        .filter_map(|r| match &r.event {
+            EngineEvent::StaleLeaderFenced { term, current } => Some((r.at, *term, *current)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !fenced.is_empty(),
+        "the resumed leader's commands are refused"
+    );
+    assert!(fenced
+        .iter()
+        .all(|(when, term, current)| *when >= resumed_at
+            && *term == LeaderTerm(1)
+            && *current == LeaderTerm(2)));
+    let deposed = at("jobmanager", |e| {
+        matches!(e, EngineEvent::LeadershipLost { .. })
+    });
+    assert_eq!(deposed.len(), 1);
+    // The old leader completes nothing once the standby took over.
+    assert!(run.faulty.events.iter().all(|r| !(r.node == "jobmanager"
+        && r.at > standby_elected[0]
+        && matches!(r.event, EngineEvent::CheckpointCompleted { .. }))));
+    assert!(run.report.contains("jobmanager-2: elected leader, term 2"));
 }

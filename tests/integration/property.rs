@@ -455,8 +455,18 @@ fn scenario_text(case: &Case) -> String {
         .faults
         .iter()
         .any(|f| matches!(f.action, FaultAction::KillJobManager { .. }));
-    if jobmanager_killed {
+    // Half the cases that pause the job manager run a standby beside it, which takes over
+    // once the paused leader's lease lapsed; the leader resuming is then fenced.
+    let standby = case.seed.is_multiple_of(2)
+        && case
+            .faults
+            .iter()
+            .any(|f| matches!(f.action, FaultAction::PauseJobManager { .. }));
+    if jobmanager_killed || standby {
         text.push_str("\n[high-availability]\ntype = \"zookeeper\"\n");
+    }
+    if standby {
+        text.push_str("standby-jobmanagers = 1\nlease-duration = \"500ms\"\n");
     }
     if case.sync_latency_ms > 0 {
         text.push_str(&format!(

@@ -62,7 +62,16 @@ fn replay_restarts(
     let mut cause = String::new();
     let mut pending: Option<Instant> = None;
     let mut failures = 0;
+    // The job manager that leads: a deposed one that has not learnt it yet decides nothing
+    // that takes effect (the task managers refuse its commands), so its events are skipped.
+    let mut leader: Option<&str> = None;
     for recorded in &run.events {
+        if let EngineEvent::LeaderElected { .. } = recorded.event {
+            leader = Some(recorded.node.as_str());
+        }
+        if leader.is_some_and(|node| node != recorded.node) {
+            continue;
+        }
         match &recorded.event {
             // A new leader's job master starts with a fresh strategy, as Flink's does.
             EngineEvent::JobRecovered { .. } => {
