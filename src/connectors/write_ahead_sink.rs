@@ -9,8 +9,9 @@
 //! fence), so a zombie of the failed attempt can no longer record a batch: either the zombie
 //! recorded it before the fence, and the recovery sees the record and skips the batch, or its
 //! record is refused. What remains is inherent to a write-ahead log without transactions: a
-//! zombie that appended its batch before the fence and is refused at the record leaves a copy
-//! that the recovery writes again; the checker names such a repeat as the zombie's.
+//! zombie that read the committer before the fence appends its batch (before or after the
+//! recovery's copy) and is refused at the record, leaving one copy too many; the checker names
+//! such a repeat as the zombie's.
 
 use crate::connectors::committing_sink::{
     CommitOperation, CommittingKind, CommittingSink, SinkIdentity, SinkRequest, SinkResponse,

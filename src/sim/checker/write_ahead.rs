@@ -63,10 +63,31 @@ pub(super) fn explain_repeat(
                 && crate::codec::decode_message::<u64>(&w.value).is_ok_and(|id| id >= checkpoint)
         });
         if let Some(record) = recorded {
-            return Err(format!(
-                "batch `{}` written again at {again} although its committer record said so at {}",
-                batch.label, record.at
+            // A zombie that read the committer before the recovery fenced it may append after
+            // the recovery wrote and recorded the batch: its own record is refused after its
+            // append. The later copy is then the zombie's, the write-ahead log's inherent
+            // duplicate in the other order.
+            let zombie_after = output.committer_refused.iter().find(|w| {
+                w.key.ends_with(&key_suffix)
+                    && w.at >= again
+                    && w.generation < record.generation
+                    && crate::codec::decode_message::<u64>(&w.value)
+                        .is_ok_and(|id| id == checkpoint)
+            });
+            let Some(refused) = zombie_after else {
+                return Err(format!(
+                    "batch `{}` written again at {again} although its committer record said so at {}",
+                    batch.label, record.at
+                ));
+            };
+            why.push(format!(
+                "written at {before} by the recovery (committer record at {}, generation {}), and again at {again} by a zombie that had read the committer before the recovery fenced it; its record was refused at {} (generation {} fenced)",
+                record.at,
+                record.generation.map_or("?".to_string(), |g| g.to_string()),
+                refused.at,
+                refused.generation.map_or("?".to_string(), |g| g.to_string())
             ));
+            continue;
         }
         // A zombie of the failed attempt that appended before the recovery fenced the committer
         // is refused at its record: the repeat is the write-ahead log's inherent duplicate. The
@@ -215,5 +236,45 @@ mod tests {
             error.contains("although its committer record said so at 0.120s"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_zombies_copy_after_the_recovery_recorded_is_named_only_with_its_later_refusal() {
+        let batch = BatchCopies {
+            label: "sink#0 checkpoint 6".into(),
+            records: 10,
+            copies: 2,
+            written_at: vec![Instant::from_ms(841), Instant::from_ms(858)],
+        };
+        let failover = vec![(Instant::from_ms(702), "taskmanager-1 lost".to_string())];
+        // The recovery (generation 2) wrote and recorded 6; the zombie (generation 1), which
+        // read the committer before the fence, appended at 858 and was refused at 874.
+        let recovery = KvWrite {
+            generation: Some(2),
+            ..committer_write(850, 6)
+        };
+        let output = SinkOutput {
+            committer_history: vec![committer_write(506, 5), recovery.clone()],
+            committer_refused: vec![committer_write(874, 6)],
+            ..SinkOutput::default()
+        };
+        let why = explain_repeat(&batch, &output, &failover).unwrap();
+        assert!(
+            why.contains("again at 0.858s by a zombie") && why.contains("refused at 0.874s"),
+            "{why}"
+        );
+        // Without the refusal, or with it before the copy, or from the recording generation
+        // itself, the copy came despite the record: a bug.
+        for refused in [vec![], vec![committer_write(855, 6)], vec![recovery]] {
+            let output = SinkOutput {
+                committer_refused: refused,
+                ..output.clone()
+            };
+            let error = explain_repeat(&batch, &output, &failover).unwrap_err();
+            assert!(
+                error.contains("although its committer record said so"),
+                "{error}"
+            );
+        }
     }
 }
