@@ -20,6 +20,16 @@ pub struct SubtaskId {
     pub subtask_index: u32,
 }
 
+impl SubtaskId {
+    /// Subtask `index` of vertex `vertex`.
+    pub const fn new(vertex: u32, index: u32) -> SubtaskId {
+        SubtaskId {
+            vertex_id: VertexId(vertex),
+            subtask_index: index,
+        }
+    }
+}
+
 /// The index of an input channel within one task's input gate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ChannelIndex(pub u16);

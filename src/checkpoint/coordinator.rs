@@ -742,17 +742,11 @@ impl CheckpointCoordinator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::VertexId;
-
-    fn subtask(vertex: u32, index: u32) -> SubtaskId {
-        SubtaskId {
-            vertex_id: VertexId(vertex),
-            subtask_index: index,
-        }
-    }
 
     fn tasks() -> BTreeSet<SubtaskId> {
-        [subtask(0, 0), subtask(1, 0)].into_iter().collect()
+        [SubtaskId::new(0, 0), SubtaskId::new(1, 0)]
+            .into_iter()
+            .collect()
     }
 
     fn ack() -> TaskAck {
@@ -826,8 +820,18 @@ mod tests {
         assert_eq!(discards(&drain_all(&mut coordinator)), vec![4]);
         // A subtask's ack of 4 arrives after: its file was written late, discarded again. A
         // stray ack naming a retained checkpoint discards nothing.
-        coordinator.on_ack(Instant::from_ms(420), subtask(0, 0), CheckpointId(4), ack());
-        coordinator.on_ack(Instant::from_ms(420), subtask(0, 0), CheckpointId(3), ack());
+        coordinator.on_ack(
+            Instant::from_ms(420),
+            SubtaskId::new(0, 0),
+            CheckpointId(4),
+            ack(),
+        );
+        coordinator.on_ack(
+            Instant::from_ms(420),
+            SubtaskId::new(0, 0),
+            CheckpointId(3),
+            ack(),
+        );
         assert_eq!(discards(&drain_all(&mut coordinator)), vec![4]);
     }
 
@@ -896,7 +900,12 @@ mod tests {
                 timestamp: Instant::from_ms(100)
             }]
         );
-        coordinator.on_ack(Instant::from_ms(110), subtask(0, 0), CheckpointId(1), ack());
+        coordinator.on_ack(
+            Instant::from_ms(110),
+            SubtaskId::new(0, 0),
+            CheckpointId(1),
+            ack(),
+        );
         assert_eq!(drain(&mut coordinator), vec![]);
         complete_all(&mut coordinator, Instant::from_ms(120), 1);
         assert_eq!(
@@ -930,7 +939,12 @@ mod tests {
         );
         assert!(matches!(outputs[1], Output::FailJob(_)));
         // A late ack for the aborted checkpoint is ignored and counted.
-        coordinator.on_ack(Instant::from_ms(140), subtask(0, 0), CheckpointId(1), ack());
+        coordinator.on_ack(
+            Instant::from_ms(140),
+            SubtaskId::new(0, 0),
+            CheckpointId(1),
+            ack(),
+        );
         assert_eq!(coordinator.counters().acks_ignored, 1);
     }
 
@@ -1089,7 +1103,7 @@ mod tests {
         coordinator.start(Instant::ZERO, tasks());
         coordinator.on_timeout(Instant::from_ms(100));
         drain(&mut coordinator);
-        coordinator.on_task_finished(Instant::from_ms(150), subtask(0, 0));
+        coordinator.on_task_finished(Instant::from_ms(150), SubtaskId::new(0, 0));
         let outputs = drain(&mut coordinator);
         assert!(matches!(
             outputs[0],

@@ -120,25 +120,24 @@ mod tests {
     use super::*;
     use crate::ids::VertexId;
 
-    fn source(index: u32) -> SubtaskId {
-        SubtaskId {
-            vertex_id: VertexId(0),
-            subtask_index: index,
-        }
-    }
-
     fn tracker() -> FinalCheckpoint {
-        FinalCheckpoint::new(true, [source(0), source(1)].into())
+        FinalCheckpoint::new(true, [SubtaskId::new(0, 0), SubtaskId::new(0, 1)].into())
     }
 
     #[test]
     fn the_first_checkpoint_after_every_source_ended_is_final() {
         let mut tracker = tracker();
-        assert_eq!(tracker.on_end_of_data(source(0)), Ok(EndOfData::Recorded));
-        assert!(!tracker.on_trigger(CheckpointId(4)), "source 1 still reads");
-        assert_eq!(tracker.on_end_of_data(source(0)), Ok(EndOfData::Repeated));
         assert_eq!(
-            tracker.on_end_of_data(source(1)),
+            tracker.on_end_of_data(SubtaskId::new(0, 0)),
+            Ok(EndOfData::Recorded)
+        );
+        assert!(!tracker.on_trigger(CheckpointId(4)), "source 1 still reads");
+        assert_eq!(
+            tracker.on_end_of_data(SubtaskId::new(0, 0)),
+            Ok(EndOfData::Repeated)
+        );
+        assert_eq!(
+            tracker.on_end_of_data(SubtaskId::new(0, 1)),
             Ok(EndOfData::AllSourcesAtEnd)
         );
         assert!(!tracker.on_completed(CheckpointId(4)));
@@ -156,8 +155,8 @@ mod tests {
     #[test]
     fn a_failover_starts_over() {
         let mut tracker = tracker();
-        tracker.on_end_of_data(source(0)).unwrap();
-        tracker.on_end_of_data(source(1)).unwrap();
+        tracker.on_end_of_data(SubtaskId::new(0, 0)).unwrap();
+        tracker.on_end_of_data(SubtaskId::new(0, 1)).unwrap();
         assert!(tracker.on_trigger(CheckpointId(3)));
         tracker.reset();
         assert!(!tracker.on_trigger(CheckpointId(4)));
@@ -175,10 +174,12 @@ mod tests {
             tracker.on_end_of_data(stranger),
             Err(EndOfDataError::NotASource { subtask: stranger })
         );
-        let mut disabled = FinalCheckpoint::new(false, [source(0)].into());
+        let mut disabled = FinalCheckpoint::new(false, [SubtaskId::new(0, 0)].into());
         assert_eq!(
-            disabled.on_end_of_data(source(0)),
-            Err(EndOfDataError::NoFinalCheckpoint { subtask: source(0) })
+            disabled.on_end_of_data(SubtaskId::new(0, 0)),
+            Err(EndOfDataError::NoFinalCheckpoint {
+                subtask: SubtaskId::new(0, 0)
+            })
         );
         assert!(!disabled.on_trigger(CheckpointId(1)));
     }

@@ -84,21 +84,13 @@ impl PipelinedRegions {
 mod tests {
     use super::*;
     use crate::api::jobs::{forward, word_count};
-    use crate::ids::VertexId;
-
-    fn subtask(vertex: u32, index: u32) -> SubtaskId {
-        SubtaskId {
-            vertex_id: VertexId(vertex),
-            subtask_index: index,
-        }
-    }
 
     #[test]
     fn a_keyed_job_is_one_region_a_failure_anywhere_restarts_all() {
         let graph = ExecutionGraph::build(&word_count(2, 3));
         let regions = PipelinedRegions::of(&graph);
         assert_eq!(regions.len(), 1);
-        let restart = regions.to_restart(&BTreeSet::from([subtask(1, 2)]));
+        let restart = regions.to_restart(&BTreeSet::from([SubtaskId::new(1, 2)]));
         assert_eq!(restart, graph.subtasks().into_iter().collect());
     }
 
@@ -108,16 +100,19 @@ mod tests {
         let regions = PipelinedRegions::of(&graph);
         assert_eq!(regions.len(), 3);
         assert_eq!(
-            regions.to_restart(&BTreeSet::from([subtask(0, 1)])),
-            BTreeSet::from([subtask(0, 1)])
+            regions.to_restart(&BTreeSet::from([SubtaskId::new(0, 1)])),
+            BTreeSet::from([SubtaskId::new(0, 1)])
         );
         assert_eq!(
-            regions.to_restart(&BTreeSet::from([subtask(0, 0), subtask(0, 2)])),
-            BTreeSet::from([subtask(0, 0), subtask(0, 2)])
+            regions.to_restart(&BTreeSet::from([
+                SubtaskId::new(0, 0),
+                SubtaskId::new(0, 2)
+            ])),
+            BTreeSet::from([SubtaskId::new(0, 0), SubtaskId::new(0, 2)])
         );
         assert!(regions.to_restart(&BTreeSet::new()).is_empty());
         assert!(regions
-            .to_restart(&BTreeSet::from([subtask(7, 0)]))
+            .to_restart(&BTreeSet::from([SubtaskId::new(7, 0)]))
             .is_empty());
     }
 }

@@ -158,7 +158,7 @@ mod tests {
     use super::*;
     use crate::api::jobs::word_count;
     use crate::checkpoint::coordinator::TaskAck;
-    use crate::ids::{CheckpointId, VertexId};
+    use crate::ids::CheckpointId;
     use crate::time::{Duration, Instant};
 
     fn offer(id: u32, slots: u32) -> SlotOffer {
@@ -166,13 +166,6 @@ mod tests {
             taskmanager: TaskManagerId(id),
             slots,
             data_address: SocketAddr::from(([10, 0, 0, id as u8], 7001)),
-        }
-    }
-
-    fn subtask(vertex: u32, index: u32) -> SubtaskId {
-        SubtaskId {
-            vertex_id: VertexId(vertex),
-            subtask_index: index,
         }
     }
 
@@ -187,10 +180,10 @@ mod tests {
     fn subtask_i_of_every_vertex_shares_slot_i() {
         let graph = ExecutionGraph::build(&word_count(2, 3));
         let placement = place(&graph, &[offer(1, 2), offer(2, 2)]).expect("4 slots for 3");
-        assert_eq!(placement[&subtask(0, 0)], TaskManagerId(1));
-        assert_eq!(placement[&subtask(1, 0)], TaskManagerId(1));
-        assert_eq!(placement[&subtask(0, 1)], TaskManagerId(1));
-        assert_eq!(placement[&subtask(1, 2)], TaskManagerId(2));
+        assert_eq!(placement[&SubtaskId::new(0, 0)], TaskManagerId(1));
+        assert_eq!(placement[&SubtaskId::new(1, 0)], TaskManagerId(1));
+        assert_eq!(placement[&SubtaskId::new(0, 1)], TaskManagerId(1));
+        assert_eq!(placement[&SubtaskId::new(1, 2)], TaskManagerId(2));
     }
 
     #[test]
@@ -210,9 +203,9 @@ mod tests {
             created_at: Instant::ZERO,
             acked_at: Instant::ZERO,
             acks: [
-                (subtask(0, 0), ack("s0")),
-                (subtask(1, 0), ack("c0")),
-                (subtask(1, 2), ack("c2")),
+                (SubtaskId::new(0, 0), ack("s0")),
+                (SubtaskId::new(1, 0), ack("c0")),
+                (SubtaskId::new(1, 2), ack("c2")),
             ]
             .into_iter()
             .collect(),
@@ -221,8 +214,11 @@ mod tests {
         let on_2 = &all[&TaskManagerId(2)];
         assert_eq!(on_2.len(), 1);
         let counter = &on_2[0];
-        assert_eq!(counter.subtask, subtask(1, 2));
-        assert_eq!(counter.inputs, vec![subtask(0, 0), subtask(0, 1)]);
+        assert_eq!(counter.subtask, SubtaskId::new(1, 2));
+        assert_eq!(
+            counter.inputs,
+            vec![SubtaskId::new(0, 0), SubtaskId::new(0, 1)]
+        );
         assert!(counter.outputs.is_empty());
         assert_eq!(
             counter.key_groups,
@@ -238,10 +234,10 @@ mod tests {
         assert_eq!(paths, vec!["c0", "c2"]);
         let split = all[&TaskManagerId(1)]
             .iter()
-            .find(|d| d.subtask == subtask(0, 1))
+            .find(|d| d.subtask == SubtaskId::new(0, 1))
             .expect("source 1 on task manager 1");
         assert_eq!(split.outputs.len(), 3);
-        assert_eq!(split.outputs[2].target, subtask(1, 2));
+        assert_eq!(split.outputs[2].target, SubtaskId::new(1, 2));
         assert_eq!(split.outputs[2].channel, ChannelIndex(1));
         assert_eq!(split.outputs[2].address, offers[1].data_address);
     }

@@ -60,20 +60,12 @@ mod tests {
     use super::*;
     use crate::api::jobs::{forward, word_count};
     use crate::graph::execution_graph::ExecutionGraph;
-    use crate::ids::VertexId;
-
-    fn source(index: u32) -> SubtaskId {
-        SubtaskId {
-            vertex_id: VertexId(0),
-            subtask_index: index,
-        }
-    }
 
     #[test]
     fn region_restarts_the_failed_region_of_a_forward_job_and_the_job_otherwise() {
         let graph = ExecutionGraph::build(&forward(3));
         let regions = PipelinedRegions::of(&graph);
-        let one = BTreeSet::from([source(1)]);
+        let one = BTreeSet::from([SubtaskId::new(0, 1)]);
         assert_eq!(
             FailoverStrategy::Region.to_restart(&regions, &one),
             Restart::Regions(one.clone())
@@ -86,7 +78,7 @@ mod tests {
             FailoverStrategy::Region.to_restart(&regions, &BTreeSet::new()),
             Restart::Job
         );
-        let all = (0..3).map(source).collect();
+        let all = (0..3).map(|i| SubtaskId::new(0, i)).collect();
         assert_eq!(
             FailoverStrategy::Region.to_restart(&regions, &all),
             Restart::Job
@@ -97,7 +89,7 @@ mod tests {
     fn region_restarts_a_keyed_job_whole() {
         let graph = ExecutionGraph::build(&word_count(2, 2));
         let regions = PipelinedRegions::of(&graph);
-        let one = BTreeSet::from([source(0)]);
+        let one = BTreeSet::from([SubtaskId::new(0, 0)]);
         assert_eq!(
             FailoverStrategy::Region.to_restart(&regions, &one),
             Restart::Job

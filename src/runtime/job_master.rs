@@ -1111,7 +1111,7 @@ mod tests {
     use super::*;
     use crate::api::jobs::word_count;
     use crate::checkpoint::coordinator::{CheckpointingMode, TaskAck};
-    use crate::ids::{CheckpointId, VertexId};
+    use crate::ids::CheckpointId;
 
     const INTERVAL_MS: u64 = 100;
     const RESTART_DELAY_MS: u64 = 500;
@@ -1136,13 +1136,6 @@ mod tests {
             deploy_timeout: Duration::from_ms(DEPLOY_TIMEOUT_MS),
             final_checkpoint: false,
             high_availability: false,
-        }
-    }
-
-    fn subtask(vertex: u32, index: u32) -> SubtaskId {
-        SubtaskId {
-            vertex_id: VertexId(vertex),
-            subtask_index: index,
         }
     }
 
@@ -1216,10 +1209,10 @@ mod tests {
         }
 
         fn status(&mut self, index: (u32, u32), status: TaskStatus) -> Vec<Command> {
-            let attempt = self.attempt_of(subtask(index.0, index.1));
+            let attempt = self.attempt_of(SubtaskId::new(index.0, index.1));
             self.control(ControlMessage::TaskStatusChanged {
                 attempt,
-                subtask: subtask(index.0, index.1),
+                subtask: SubtaskId::new(index.0, index.1),
                 status,
             })
         }
@@ -1306,46 +1299,51 @@ mod tests {
             .collect()
     }
 
-    fn deploys(commands: &[Command]) -> Vec<(SocketAddr, AttemptNumber, Vec<SubtaskId>)> {
+    /// What `pick` takes from each control message sent, with its address.
+    fn sent_picked<T>(
+        commands: &[Command],
+        pick: impl Fn(ControlMessage) -> Option<T>,
+    ) -> Vec<(SocketAddr, T)> {
         sent(commands)
             .into_iter()
-            .filter_map(|(to, message)| match message {
-                ControlMessage::Deploy { attempt, tasks, .. } => {
-                    Some((to, attempt, tasks.iter().map(|t| t.subtask).collect()))
-                }
-                _ => None,
-            })
+            .filter_map(|(to, message)| pick(message).map(|picked| (to, picked)))
             .collect()
+    }
+
+    fn deploys(commands: &[Command]) -> Vec<(SocketAddr, AttemptNumber, Vec<SubtaskId>)> {
+        sent_picked(commands, |message| match message {
+            ControlMessage::Deploy { attempt, tasks, .. } => {
+                Some((attempt, tasks.iter().map(|t| t.subtask).collect()))
+            }
+            _ => None,
+        })
+        .into_iter()
+        .map(|(to, (attempt, tasks))| (to, attempt, tasks))
+        .collect()
     }
 
     fn cancels(commands: &[Command]) -> Vec<(SocketAddr, AttemptNumber)> {
-        sent(commands)
-            .into_iter()
-            .filter_map(|(to, message)| match message {
-                ControlMessage::Cancel { attempt } => Some((to, attempt)),
-                _ => None,
-            })
-            .collect()
+        sent_picked(commands, |message| match message {
+            ControlMessage::Cancel { attempt } => Some(attempt),
+            _ => None,
+        })
     }
 
     fn cancelled_tasks(commands: &[Command]) -> Vec<(SocketAddr, AttemptNumber, Vec<SubtaskId>)> {
-        sent(commands)
-            .into_iter()
-            .filter_map(|(to, message)| match message {
-                ControlMessage::CancelTasks { attempt, subtasks } => Some((to, attempt, subtasks)),
-                _ => None,
-            })
-            .collect()
+        sent_picked(commands, |message| match message {
+            ControlMessage::CancelTasks { attempt, subtasks } => Some((attempt, subtasks)),
+            _ => None,
+        })
+        .into_iter()
+        .map(|(to, (attempt, subtasks))| (to, attempt, subtasks))
+        .collect()
     }
 
     fn notices(commands: &[Command]) -> Vec<(SocketAddr, AttemptNumber)> {
-        sent(commands)
-            .into_iter()
-            .filter_map(|(to, message)| match message {
-                ControlMessage::NotifyCheckpointComplete { attempt, .. } => Some((to, attempt)),
-                _ => None,
-            })
-            .collect()
+        sent_picked(commands, |message| match message {
+            ControlMessage::NotifyCheckpointComplete { attempt, .. } => Some(attempt),
+            _ => None,
+        })
     }
 
     /// The forward job at parallelism 2 (two pipelined regions) under `failover`, running,
@@ -1371,7 +1369,7 @@ mod tests {
     fn region_failover_restarts_only_the_failed_pipeline_and_the_other_runs_on() {
         let (mut h, checkpoint_id, failed) =
             forward_job_fails_in_pipeline_1(FailoverStrategy::Region);
-        let (kept, restarted) = (subtask(0, 0), subtask(0, 1));
+        let (kept, restarted) = (SubtaskId::new(0, 0), SubtaskId::new(0, 1));
         assert!(matches!(
             &events(&failed)[..],
             [EngineEvent::FailingOver { region: Some(tasks), .. }, EngineEvent::Restarting { .. }]
@@ -1481,12 +1479,12 @@ mod tests {
                 (
                     control_address(1),
                     AttemptNumber(1),
-                    vec![subtask(0, 0), subtask(1, 0)]
+                    vec![SubtaskId::new(0, 0), SubtaskId::new(1, 0)]
                 ),
                 (
                     control_address(2),
                     AttemptNumber(1),
-                    vec![subtask(0, 1), subtask(1, 1)]
+                    vec![SubtaskId::new(0, 1), SubtaskId::new(1, 1)]
                 ),
             ]
         );
@@ -1542,8 +1540,8 @@ mod tests {
         assert_eq!(
             triggers,
             vec![
-                (control_address(1), subtask(0, 0), kind),
-                (control_address(2), subtask(0, 1), kind)
+                (control_address(1), SubtaskId::new(0, 0), kind),
+                (control_address(2), SubtaskId::new(0, 1), kind)
             ]
         );
     }
@@ -1558,12 +1556,12 @@ mod tests {
         let attempt = h.master.attempt();
         let first = h.control(ControlMessage::EndOfData {
             attempt,
-            subtask: subtask(0, 0),
+            subtask: SubtaskId::new(0, 0),
         });
         assert!(first.is_empty(), "one source is still reading");
         let stale = h.control(ControlMessage::EndOfData {
             attempt: AttemptNumber(0),
-            subtask: subtask(0, 1),
+            subtask: SubtaskId::new(0, 1),
         });
         assert!(
             stale.is_empty(),
@@ -1571,7 +1569,7 @@ mod tests {
         );
         let all = h.control(ControlMessage::EndOfData {
             attempt,
-            subtask: subtask(0, 1),
+            subtask: SubtaskId::new(0, 1),
         });
         assert_eq!(events(&all), vec![EngineEvent::AllSourcesAtEnd]);
         h.now = h.master.poll_timeout().expect("trigger");
@@ -1603,7 +1601,7 @@ mod tests {
         let notices: Vec<ControlMessage> = sent(&h.drain()).into_iter().map(|(_, m)| m).collect();
         let finish = ControlMessage::FinishSource {
             attempt,
-            subtask: subtask(0, 0),
+            subtask: SubtaskId::new(0, 0),
         };
         assert!(notices.contains(&finish));
         assert_eq!(
@@ -1811,8 +1809,8 @@ mod tests {
         assert_eq!(
             paths,
             vec![
-                format!("state-{}", subtask(1, 0)),
-                format!("state-{}", subtask(1, 1))
+                format!("state-{}", SubtaskId::new(1, 0)),
+                format!("state-{}", SubtaskId::new(1, 1))
             ]
         );
     }
@@ -1826,15 +1824,15 @@ mod tests {
         assert_eq!(h.master.attempt(), AttemptNumber(2));
         let stale_failure = h.control(ControlMessage::TaskStatusChanged {
             attempt: AttemptNumber(1),
-            subtask: subtask(0, 1),
+            subtask: SubtaskId::new(0, 1),
             status: TaskStatus::Failed("late".into()),
         });
         assert!(stale_failure.is_empty());
         let stale_ack = h.control(ControlMessage::AcknowledgeCheckpoint {
             attempt: AttemptNumber(1),
-            subtask: subtask(0, 1),
+            subtask: SubtaskId::new(0, 1),
             checkpoint_id: CheckpointId(1),
-            ack: ack(subtask(0, 1)),
+            ack: ack(SubtaskId::new(0, 1)),
         });
         assert!(stale_ack.is_empty());
         assert!(matches!(h.master.status(), JobStatus::Deploying { .. }));
@@ -1893,7 +1891,12 @@ mod tests {
             vec![(
                 control_address(1),
                 AttemptNumber(2),
-                vec![subtask(0, 0), subtask(0, 1), subtask(1, 0), subtask(1, 1)]
+                vec![
+                    SubtaskId::new(0, 0),
+                    SubtaskId::new(0, 1),
+                    SubtaskId::new(1, 0),
+                    SubtaskId::new(1, 1)
+                ]
             )]
         );
     }
@@ -1978,7 +1981,7 @@ mod tests {
         )));
         let odd = h.control(ControlMessage::FinishSource {
             attempt: AttemptNumber(1),
-            subtask: subtask(0, 0),
+            subtask: SubtaskId::new(0, 0),
         });
         assert!(matches!(
             events(&odd)[..],
@@ -1999,7 +2002,7 @@ mod tests {
         for index in 0..2 {
             let late = h.control(ControlMessage::EndOfData {
                 attempt: AttemptNumber(1),
-                subtask: subtask(0, index),
+                subtask: SubtaskId::new(0, index),
             });
             assert!(late.is_empty(), "{late:?}");
         }
