@@ -129,7 +129,8 @@ pub struct JobMaster {
     placement: Placement,
     executions: BTreeMap<SubtaskId, Execution>,
     regions: PipelinedRegions,
-    region_restart: Option<RegionRestart>,
+    // Region failovers in progress, each on its own delay, while the rest of the job runs.
+    region_restarts: Vec<RegionRestart>,
     coordinator: CheckpointCoordinator,
     restart: RestartStrategy,
     final_checkpoint: FinalCheckpoint,
@@ -248,7 +249,7 @@ impl JobMaster {
             placement: BTreeMap::new(),
             executions: BTreeMap::new(),
             regions: PipelinedRegions::of(&graph),
-            region_restart: None,
+            region_restarts: Vec::new(),
             commands: VecDeque::new(),
             config,
             graph,
@@ -292,11 +293,15 @@ impl JobMaster {
             JobStatus::Restarting { at } => Some(at),
             _ => None,
         };
-        let region_deadline = match self.region_restart.as_ref().map(|r| r.phase) {
-            Some(RegionPhase::Waiting { at }) => Some(at),
-            Some(RegionPhase::Deploying { deadline }) => Some(deadline),
-            _ => None,
-        };
+        let region_deadline = self
+            .region_restarts
+            .iter()
+            .filter_map(|r| match r.phase {
+                RegionPhase::Waiting { at } => Some(at),
+                RegionPhase::Deploying { deadline } => Some(deadline),
+                RegionPhase::WaitingForResources => None,
+            })
+            .min();
         [
             Some(self.liveness_check_at),
             status_deadline,
@@ -327,15 +332,23 @@ impl JobMaster {
             }
             _ => {}
         }
-        match self.region_restart.as_ref().map(|r| r.phase) {
-            Some(RegionPhase::Waiting { at }) if now >= at => self.try_deploy_regions(now),
+        let timed_out = self
+            .region_restarts
+            .iter()
+            .any(|r| matches!(r.phase, RegionPhase::Deploying { deadline } if now >= deadline));
+        if timed_out {
             // A region that cannot start fails the job over whole.
-            Some(RegionPhase::Deploying { deadline }) if now >= deadline => self.fail_over(
+            self.fail_over(
                 now,
                 "region deployment timed out: not every task reported running".to_string(),
                 BTreeSet::new(),
-            ),
-            _ => {}
+            );
+        }
+        let due: Vec<usize> = (0..self.region_restarts.len())
+            .filter(|i| matches!(self.region_restarts[*i].phase, RegionPhase::Waiting { at } if now >= at))
+            .collect();
+        for index in due {
+            self.try_deploy_regions(now, index);
         }
         self.drain_coordinator(now);
     }
@@ -535,9 +548,11 @@ impl JobMaster {
         if self.status == JobStatus::WaitingForResources {
             self.try_deploy(now);
         }
-        let phase = self.region_restart.as_ref().map(|r| r.phase);
-        if phase == Some(RegionPhase::WaitingForResources) {
-            self.try_deploy_regions(now);
+        let waiting: Vec<usize> = (0..self.region_restarts.len())
+            .filter(|i| self.region_restarts[*i].phase == RegionPhase::WaitingForResources)
+            .collect();
+        for index in waiting {
+            self.try_deploy_regions(now, index);
         }
     }
 
@@ -588,12 +603,8 @@ impl JobMaster {
             .executions
             .values()
             .any(|e| e.state == ExecutionState::Deploying);
-        let regions_deploying = self
-            .region_restart
-            .as_ref()
-            .is_some_and(|r| matches!(r.phase, RegionPhase::Deploying { .. }));
-        if regions_deploying && all_started {
-            return self.on_regions_running(now);
+        if known == ExecutionState::Deploying && !self.region_restarts.is_empty() {
+            return self.on_region_task_running(now);
         }
         if matches!(self.status, JobStatus::Deploying { .. }) && all_started {
             self.status = JobStatus::Running;
@@ -616,16 +627,36 @@ impl JobMaster {
         self.executions.values().all(|e| e.state == state)
     }
 
-    /// The restarted regions run again: the job is whole, checkpointing resumes.
-    fn on_regions_running(&mut self, now: Instant) {
-        let restart = self.region_restart.take().expect("regions restarting");
-        let attempt = self.attempt;
-        self.event(EngineEvent::RegionsRunning {
-            attempt,
-            tasks: restart.tasks.into_iter().collect(),
-        });
-        let tasks = self.executions.keys().copied().collect();
-        self.coordinator.start(now, tasks);
+    /// A redeployed task runs: a region failover whose tasks all run is done; once none is
+    /// left the job is whole and checkpointing resumes.
+    fn on_region_task_running(&mut self, now: Instant) {
+        let executions = &self.executions;
+        let (done, restarting): (Vec<RegionRestart>, Vec<RegionRestart>) =
+            std::mem::take(&mut self.region_restarts)
+                .into_iter()
+                .partition(|r| {
+                    matches!(r.phase, RegionPhase::Deploying { .. })
+                        && r.tasks.iter().all(|t| {
+                            executions
+                                .get(t)
+                                .is_some_and(|e| e.state == ExecutionState::Running)
+                        })
+                });
+        self.region_restarts = restarting;
+        for restart in done {
+            let attempt = restart
+                .tasks
+                .iter()
+                .filter_map(|t| self.executions.get(t).map(|e| e.attempt))
+                .max()
+                .expect("deployed tasks");
+            let tasks = restart.tasks.into_iter().collect();
+            self.event(EngineEvent::RegionsRunning { attempt, tasks });
+        }
+        if self.region_restarts.is_empty() {
+            let tasks = self.executions.keys().copied().collect();
+            self.coordinator.start(now, tasks);
+        }
     }
 
     fn on_all_finished(&mut self, now: Instant) {
@@ -793,13 +824,14 @@ impl JobMaster {
         Some(placement)
     }
 
-    /// The restart delay of a region failover passed (or slots freed up): deploy its tasks.
-    fn try_deploy_regions(&mut self, now: Instant) {
-        let restart = self.region_restart.as_ref().expect("regions restarting");
+    /// The restart delay of region failover `index` passed (or slots freed up): deploy its
+    /// tasks.
+    fn try_deploy_regions(&mut self, now: Instant, index: usize) {
+        let Some(restart) = self.region_restarts.get(index) else {
+            return; // A full failover meanwhile dropped it.
+        };
         let Some(placement) = self.place_regions(&restart.tasks, &restart.previous) else {
-            if let Some(restart) = self.region_restart.as_mut() {
-                restart.phase = RegionPhase::WaitingForResources;
-            }
+            self.region_restarts[index].phase = RegionPhase::WaitingForResources;
             return;
         };
         if !self.next_attempt(now) {
@@ -807,9 +839,7 @@ impl JobMaster {
         }
         self.deploy(placement, DeployScope::Regions);
         let deadline = now.add(self.config.deploy_timeout);
-        if let Some(restart) = self.region_restart.as_mut() {
-            restart.phase = RegionPhase::Deploying { deadline };
-        }
+        self.region_restarts[index].phase = RegionPhase::Deploying { deadline };
     }
 
     /// `failed` tasks (none: the job as a whole) failed: the failover strategy says what
@@ -821,13 +851,12 @@ impl JobMaster {
         }
     }
 
-    /// What a failure of `failed` restarts. Region failover needs the rest of the job in a
-    /// steady run: while a deployment or another region's restart is under way, or once the
-    /// job is finishing (a final checkpoint triggered, a task finished), the job restarts
-    /// whole.
+    /// What a failure of `failed` restarts. Region failover needs the job running: while a
+    /// whole deployment is under way, or once the job is finishing (a final checkpoint
+    /// triggered, a task finished), the job restarts whole. Regions restarting already go on
+    /// each on its own.
     fn restart_scope(&self, failed: &BTreeSet<SubtaskId>) -> Restart {
         let steady = self.status == JobStatus::Running
-            && self.region_restart.is_none()
             && !self.final_checkpoint.is_finishing()
             && !self
                 .executions
@@ -878,13 +907,15 @@ impl JobMaster {
             }
         }
         self.final_checkpoint.reset_sources(&tasks);
+        // A region redeployed and failing again before it ran restarts anew.
+        self.region_restarts.retain(|r| r.tasks.is_disjoint(&tasks));
         match self.restart.on_failure(now, &reason) {
             RestartDecision::RestartAt(at) => {
                 self.event(EngineEvent::Restarting {
                     failed_at: now,
                     restart_at: at,
                 });
-                self.region_restart = Some(RegionRestart {
+                self.region_restarts.push(RegionRestart {
                     tasks,
                     previous,
                     phase: RegionPhase::Waiting { at },
@@ -976,7 +1007,7 @@ impl JobMaster {
         self.send_to_every_taskmanager(&cancel);
         self.placement.clear();
         self.executions.clear();
-        self.region_restart = None;
+        self.region_restarts.clear();
         self.final_checkpoint.reset();
     }
 
@@ -1230,16 +1261,18 @@ mod tests {
         /// Runs to the next trigger and acks it from every task; returns the checkpoint the
         /// job master asks to write the `_metadata` of.
         fn ack_next_checkpoint(&mut self) -> CompletedCheckpoint {
-            let due = self.master.poll_timeout().expect("a trigger is due");
-            self.now = due;
-            let triggered = self.timers();
-            let checkpoint_id = events(&triggered)
-                .iter()
-                .find_map(|e| match e {
-                    EngineEvent::CheckpointTriggered { checkpoint_id, .. } => Some(*checkpoint_id),
-                    _ => None,
+            // The next timers up to the trigger (a liveness check may come first).
+            let checkpoint_id = (0..8)
+                .find_map(|_| {
+                    self.now = self.master.poll_timeout().expect("a trigger is due");
+                    events(&self.timers()).iter().find_map(|e| match e {
+                        EngineEvent::CheckpointTriggered { checkpoint_id, .. } => {
+                            Some(*checkpoint_id)
+                        }
+                        _ => None,
+                    })
                 })
-                .expect("the timer triggered a checkpoint");
+                .expect("the timers triggered a checkpoint");
             let mut commands = Vec::new();
             for task in self.master.executions().keys().copied().collect::<Vec<_>>() {
                 let attempt = self.attempt_of(task);
@@ -1443,17 +1476,67 @@ mod tests {
     }
 
     #[test]
-    fn a_second_failure_while_a_region_restarts_restarts_the_job() {
+    fn a_second_region_failing_while_the_first_restarts_restarts_on_its_own() {
         let (mut h, _, _) = forward_job_fails_in_pipeline_1(FailoverStrategy::Region);
-        let again = h.status((0, 0), TaskStatus::Failed("boom again".into()));
+        let first_restart_at = h.master.poll_timeout().expect("a restart is due");
+        let failed_again_at = h.now.as_ms() + 50;
+        let again = h
+            .at(failed_again_at)
+            .status((0, 0), TaskStatus::Failed("boom again".into()));
         assert!(matches!(
             &events(&again)[..],
-            [
-                EngineEvent::FailingOver { region: None, .. },
-                EngineEvent::Restarting { .. }
-            ]
+            [EngineEvent::FailingOver { region: Some(tasks), .. }, EngineEvent::Restarting { .. }]
+                if tasks == &vec![SubtaskId::new(0, 0)]
         ));
-        assert_eq!(cancels(&again).len(), 2);
+        assert!(cancels(&again).is_empty(), "no full failover");
+        assert!(h.master.executions().is_empty());
+        // Each region redeploys at its own restart time, in an attempt of its own.
+        h.now = first_restart_at;
+        let first = h.timers();
+        assert_eq!(
+            deploys(&first),
+            vec![(
+                control_address(2),
+                AttemptNumber(2),
+                vec![SubtaskId::new(0, 1)]
+            )]
+        );
+        h.now = h.master.poll_timeout().expect("the second restart is due");
+        let second = h.timers();
+        assert_eq!(
+            deploys(&second),
+            vec![(
+                control_address(1),
+                AttemptNumber(3),
+                vec![SubtaskId::new(0, 0)]
+            )]
+        );
+        let one_running = h.status((0, 1), TaskStatus::Running);
+        assert!(events(&one_running).contains(&EngineEvent::RegionsRunning {
+            attempt: AttemptNumber(2),
+            tasks: vec![SubtaskId::new(0, 1)],
+        }));
+        // Checkpointing resumes only once every region runs.
+        let later = h.now.as_ms() + 3 * INTERVAL_MS;
+        let waited = h.at(later).timers();
+        assert!(!events(&waited)
+            .iter()
+            .any(|e| matches!(e, EngineEvent::CheckpointTriggered { .. })));
+        let both_running = h.status((0, 0), TaskStatus::Running);
+        assert!(
+            events(&both_running).contains(&EngineEvent::RegionsRunning {
+                attempt: AttemptNumber(3),
+                tasks: vec![SubtaskId::new(0, 0)],
+            })
+        );
+        let (_, completed) = h.complete_next_checkpoint();
+        assert_eq!(
+            notices(&completed),
+            vec![
+                (control_address(1), AttemptNumber(3)),
+                (control_address(2), AttemptNumber(2))
+            ]
+        );
     }
 
     #[test]

@@ -210,17 +210,23 @@ fn mode_line(scenario: &Scenario) -> String {
 /// formula's backoff beside it (the n-th restart since the start; a reset after a quiet
 /// `reset-backoff-threshold` would start n over).
 fn render_restart_delays(text: &mut String, restart: &RestartStrategyConfig, run: &RunResult) {
-    let mut failed_at = None;
+    // Each failover's time by the tasks it restarts (`None`: the job): region failovers may
+    // overlap, each redeployed on its own.
+    let mut failed_at: Vec<(Option<Vec<crate::ids::SubtaskId>>, crate::time::Instant)> = Vec::new();
     let mut restarts = 0;
     for recorded in &run.events {
         match &recorded.event {
-            EngineEvent::FailingOver { .. } => failed_at = Some(recorded.at),
+            EngineEvent::FailingOver { region, .. } => {
+                failed_at.retain(|(r, _)| r.is_some() && region.is_some());
+                failed_at.push((region.clone(), recorded.at));
+            }
             EngineEvent::Deploying {
                 attempt, region, ..
             } => {
-                let Some(failed) = failed_at.take() else {
+                let Some(index) = failed_at.iter().position(|(r, _)| r == region) else {
                     continue;
                 };
+                let (_, failed) = failed_at.remove(index);
                 let delay = recorded.at.since(failed);
                 let _ = write!(
                     text,

@@ -1,7 +1,8 @@
 //! Goal: `jobmanager.execution.failover-strategy = "region"` restarts only the pipelined
-//! region of a failed task: on the forward job (three pipelines that exchange no data) the
-//! pipeline nobody touched runs in its first attempt from start to end, while `"full"`
-//! restarts every task each time; exactly-once holds for both.
+//! region of a failed task: on the forward job (four pipelines that exchange no data) two
+//! overlapping failures restart their regions each on its own delay, a lost task manager its
+//! one, and the pipeline nobody touched runs in its first attempt from start to end, while
+//! `"full"` restarts every task each time; exactly-once holds for both.
 //! Method: run `scenarios/failover-region.toml` and `failover-full.toml` (the same plan) and
 //! read the engine's failover, deployment and task-finished events.
 
@@ -60,7 +61,11 @@ fn finished_in(run: &ScenarioRun) -> BTreeMap<SubtaskId, AttemptNumber> {
 #[test]
 fn region_failover_restarts_only_the_failed_pipelines_and_full_restarts_all() {
     let region = run("scenarios/failover-region.toml");
-    let restarted = vec![Some(vec![pipeline(1)]), Some(vec![pipeline(2)])];
+    let restarted = vec![
+        Some(vec![pipeline(1)]),
+        Some(vec![pipeline(0)]),
+        Some(vec![pipeline(2)]),
+    ];
     assert_eq!(
         failovers(&region),
         (restarted.clone(), restarted),
@@ -70,11 +75,12 @@ fn region_failover_restarts_only_the_failed_pipelines_and_full_restarts_all() {
     assert_eq!(
         finished_in(&region),
         BTreeMap::from([
-            (pipeline(0), AttemptNumber(1)),
+            (pipeline(0), AttemptNumber(3)),
             (pipeline(1), AttemptNumber(2)),
-            (pipeline(2), AttemptNumber(3)),
+            (pipeline(2), AttemptNumber(4)),
+            (pipeline(3), AttemptNumber(1)),
         ]),
-        "pipeline 0 never stopped\n{}",
+        "pipeline 3 never stopped\n{}",
         region.report
     );
     assert!(region
@@ -82,8 +88,8 @@ fn region_failover_restarts_only_the_failed_pipelines_and_full_restarts_all() {
         .contains("region failover restarted only v0#1"));
 
     let full = run("scenarios/failover-full.toml");
-    assert_eq!(failovers(&full), (vec![None, None], vec![None, None]));
-    assert!(finished_in(&full).values().all(|a| *a == AttemptNumber(3)));
-    // Replaying one pipeline instead of three appends fewer aborted records.
+    assert_eq!(failovers(&full), (vec![None; 3], vec![None; 3]));
+    assert!(finished_in(&full).values().all(|a| *a == AttemptNumber(4)));
+    // Replaying the failed pipelines instead of all four appends fewer aborted records.
     assert!(region.faulty.output.appended() < full.faulty.output.appended());
 }

@@ -3,6 +3,7 @@
 //! oracle's output, never more.
 
 use super::*;
+use crate::ids::SubtaskId;
 use crate::runtime::hooks::EngineEvent;
 use crate::runtime::restart::{RestartDecision, RestartStrategy, RestartStrategyConfig};
 
@@ -60,7 +61,10 @@ fn replay_restarts(
 ) -> Result<bool, String> {
     let mut strategy = RestartStrategy::new(restart.clone(), seed);
     let mut cause = String::new();
-    let mut pending: Option<Instant> = None;
+    // The restart each failover waits for, by the tasks it restarts (`None`: the job); region
+    // failovers may overlap, each on its own delay.
+    let mut failed_region: Option<Vec<SubtaskId>> = None;
+    let mut pending: Vec<(Option<Vec<SubtaskId>>, Instant)> = Vec::new();
     let mut failures = 0;
     // The job manager that leads: a deposed one that has not learnt it yet decides nothing
     // that takes effect (the task managers refuse its commands), so its events are skipped.
@@ -76,9 +80,21 @@ fn replay_restarts(
             // A new leader's job master starts with a fresh strategy, as Flink's does.
             EngineEvent::JobRecovered { .. } => {
                 strategy = RestartStrategy::new(restart.clone(), seed);
-                pending = None;
+                pending.clear();
             }
-            EngineEvent::FailingOver { reason, .. } => cause = reason.clone(),
+            EngineEvent::FailingOver { reason, region, .. } => {
+                cause = reason.clone();
+                failed_region = region.clone();
+                match region {
+                    // A full failover drops the region restarts under way.
+                    None => pending.clear(),
+                    // A region failing again before it ran restarts anew.
+                    Some(tasks) => pending.retain(|(r, _)| {
+                        r.as_ref()
+                            .is_none_or(|r| r.iter().all(|t| !tasks.contains(t)))
+                    }),
+                }
+            }
             EngineEvent::Restarting {
                 failed_at,
                 restart_at,
@@ -86,7 +102,7 @@ fn replay_restarts(
                 failures += 1;
                 match strategy.on_failure(*failed_at, &cause) {
                     RestartDecision::RestartAt(planned) if planned == *restart_at => {
-                        pending = Some(planned)
+                        pending.push((failed_region.clone(), planned))
                     }
                     RestartDecision::RestartAt(planned) => {
                         return Err(format!(
@@ -100,8 +116,11 @@ fn replay_restarts(
                     }
                 }
             }
-            EngineEvent::Deploying { attempt, .. } => {
-                if let Some(planned) = pending.take() {
+            EngineEvent::Deploying {
+                attempt, region, ..
+            } => {
+                let waited = pending.iter().position(|(r, _)| r == region);
+                if let Some((_, planned)) = waited.map(|i| pending.remove(i)) {
                     // Stamped when the harness heard of it, which is never before it happened.
                     if recorded.at < planned {
                         return Err(format!(
