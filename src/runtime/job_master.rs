@@ -1835,6 +1835,75 @@ mod tests {
     }
 
     #[test]
+    fn a_job_resubmitted_from_a_checkpoint_restores_it_in_its_own_block_and_never_deletes_it() {
+        let mut old = Harness::new(config());
+        old.running();
+        old.complete_next_checkpoint();
+        let checkpoint = old
+            .master
+            .coordinator
+            .latest_completed()
+            .expect("one")
+            .clone();
+        let graph = Arc::new(ExecutionGraph::build(&word_count(2, 2)));
+        let path = "chk-1/_metadata".to_string();
+        let master = JobMaster::restored(
+            graph.clone(),
+            config(),
+            old.now,
+            LeaderTerm(2),
+            checkpoint,
+            path.clone(),
+        );
+        let mut h = Harness {
+            master,
+            now: old.now,
+        };
+        assert_eq!(
+            events(&h.drain()),
+            vec![EngineEvent::JobRestoredFromCheckpoint {
+                job: "wordcount".into(),
+                checkpoint_id: CheckpointId(1),
+                path,
+            }]
+        );
+        h.heartbeat(1, 11, 1);
+        let deployed = h.heartbeat(2, 22, 1);
+        assert!(events(&deployed).contains(&EngineEvent::Deploying {
+            attempt: AttemptNumber(1001),
+            taskmanagers: 2,
+            restore: Some(CheckpointId(1)),
+            region: None,
+        }));
+        for task in h.master.executions().keys().copied().collect::<Vec<_>>() {
+            h.status((task.vertex_id.0, task.subtask_index), TaskStatus::Running);
+        }
+        // Subsumed by the new job's checkpoints (num-retained 1): never discarded.
+        let (first, completed) = h.complete_next_checkpoint();
+        assert_eq!(first, CheckpointId(1_000_001));
+        assert!(!completed.contains(&Command::DiscardCheckpoint(CheckpointId(1))));
+
+        // A checkpoint that cannot be read fails the new job at once, naming why.
+        let mut failed = Harness {
+            master: JobMaster::unrestorable(
+                graph,
+                config(),
+                old.now,
+                LeaderTerm(2),
+                "chk-9/_metadata".into(),
+                "missing".into(),
+            ),
+            now: old.now,
+        };
+        assert_eq!(failed.master.status(), JobStatus::Failed);
+        assert!(events(&failed.drain()).iter().any(|e| matches!(
+            e,
+            EngineEvent::JobFailed { reason, why, .. }
+                if reason == "cannot restore from chk-9/_metadata" && why == "missing"
+        )));
+    }
+
+    #[test]
     fn a_failed_task_fails_over_and_the_next_attempt_restores_the_latest_checkpoint() {
         let mut h = Harness::new(config());
         h.running();

@@ -161,7 +161,7 @@ pub async fn run_jobmanager(setup: JobManagerSetup) {
         return;
     };
     if let Some(ha) = &ha {
-        let every = Duration::from_ms((setup.lease_duration.as_ms() / 3).max(1));
+        let every = a_third_of(setup.lease_duration);
         let renewal = renew_lease(ha.clone(), master.term(), inbox_sender.clone(), every);
         madsim::task::spawn(renewal);
     }
@@ -292,11 +292,16 @@ async fn elected(
                     };
                     setup.hooks.event(&setup.name, event);
                 }
-                sim_time::sleep(Duration::from_ms((setup.lease_duration.as_ms() / 3).max(1))).await;
+                sim_time::sleep(a_third_of(setup.lease_duration)).await;
             }
             answer => return answer,
         }
     }
+}
+
+/// How often a leader renews its lease, and a standby asks again: well inside the lease.
+fn a_third_of(lease: Duration) -> Duration {
+    Duration::from_ms((lease.as_ms() / 3).max(1))
 }
 
 /// Renews the leader's lease every `every` until a renewal is refused (a newer leader took
