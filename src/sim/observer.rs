@@ -342,9 +342,13 @@ impl Observer {
         );
     }
 
-    /// Completed checkpoints in completion order, moved out at the run's end.
+    /// Completed checkpoints in id order, moved out at the run's end. That is their completion
+    /// order, except for a checkpoint a deposed leader made durable (its pointer stored)
+    /// before the takeover and reports completed only once it resumes, after the new leader's.
     pub fn take_checkpoints(&self) -> Vec<ObservedCheckpoint> {
-        std::mem::take(&mut self.lock().checkpoints)
+        let mut checkpoints = std::mem::take(&mut self.lock().checkpoints);
+        checkpoints.sort_by_key(|observed| observed.checkpoint.checkpoint_id);
+        checkpoints
     }
 
     /// A task finished with this keyed state (by operator uid).
