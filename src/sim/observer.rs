@@ -108,6 +108,9 @@ pub struct RecordedEvent {
 struct ObserverState {
     trace: Vec<String>,
     events: Vec<RecordedEvent>,
+    // The job manager elected last (with high availability): a deposed one that has not
+    // learnt it yet reports nothing the checker takes for the job's.
+    leader: Option<String>,
     // Each subtask's record count (over the run) and the count the hooks want to hear from.
     probes: BTreeMap<SubtaskId, Arc<RecordProbe>>,
     record_triggers: Vec<RecordTrigger>,
@@ -342,13 +345,9 @@ impl Observer {
         );
     }
 
-    /// Completed checkpoints in id order, moved out at the run's end. That is their completion
-    /// order, except for a checkpoint a deposed leader made durable (its pointer stored)
-    /// before the takeover and reports completed only once it resumes, after the new leader's.
+    /// Completed checkpoints in completion order, moved out at the run's end.
     pub fn take_checkpoints(&self) -> Vec<ObservedCheckpoint> {
-        let mut checkpoints = std::mem::take(&mut self.lock().checkpoints);
-        checkpoints.sort_by_key(|observed| observed.checkpoint.checkpoint_id);
-        checkpoints
+        std::mem::take(&mut self.lock().checkpoints)
     }
 
     /// A task finished with this keyed state (by operator uid).
@@ -437,6 +436,12 @@ impl RunHooks for Observer {
             event: event.clone(),
         });
         match event {
+            EngineEvent::LeaderElected { .. } => self.lock().leader = Some(node.to_string()),
+            // A deposed leader resuming may complete a checkpoint it had made durable before the
+            // takeover: the new leader may already have subsumed (deleted) it, and its notices
+            // are refused. Only the leader's completions are the job's.
+            EngineEvent::CheckpointCompleted { .. }
+                if self.lock().leader.as_deref().is_some_and(|l| l != node) => {}
             EngineEvent::CheckpointCompleted { checkpoint } => {
                 self.on_checkpoint_completed(&checkpoint)
             }
