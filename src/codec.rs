@@ -5,15 +5,17 @@ use serde::{de::DeserializeOwned, Serialize};
 use std::fmt;
 
 /// Format version of every file snapflow writes. Bumped on any incompatible change.
-pub const FORMAT_VERSION: u16 = 5;
+pub const FORMAT_VERSION: u16 = 6;
 
 /// What a file holds; each kind has its own magic so one cannot be read as another.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FileKind {
     /// A checkpoint's `_metadata`.
     CheckpointMetadata,
-    /// One subtask's state in a checkpoint.
+    /// One subtask's state in a checkpoint (or a native savepoint).
     TaskState,
+    /// One subtask's state in a canonical savepoint.
+    CanonicalSavepoint,
 }
 
 impl FileKind {
@@ -21,6 +23,7 @@ impl FileKind {
         match self {
             FileKind::CheckpointMetadata => *b"SFCM",
             FileKind::TaskState => *b"SFTS",
+            FileKind::CanonicalSavepoint => *b"SFSP",
         }
     }
 }
@@ -90,6 +93,23 @@ pub fn decode<T: DeserializeOwned>(
         return Err(error("checksum mismatch: the file is corrupt".to_string()));
     }
     postcard::from_bytes(payload).map_err(|e| error(format!("payload does not decode: {e}")))
+}
+
+/// A subtask's state file, checkpoint (native) or canonical savepoint, told apart by its
+/// magic and decoded to the engine's snapshot form.
+pub fn decode_task_state(
+    path: &str,
+    bytes: &[u8],
+) -> Result<crate::state::snapshot::TaskStateSnapshot, CodecError> {
+    use crate::state::savepoint_format::{from_canonical, CanonicalTaskState};
+    if bytes.get(0..4) != Some(&FileKind::CanonicalSavepoint.magic()[..]) {
+        return decode(FileKind::TaskState, path, bytes);
+    }
+    let canonical: CanonicalTaskState = decode(FileKind::CanonicalSavepoint, path, bytes)?;
+    from_canonical(canonical).map_err(|error| CodecError {
+        path: path.to_string(),
+        reason: error.to_string(),
+    })
 }
 
 /// Encodes a wire message (no file envelope: the transport is reliable and framed).

@@ -25,6 +25,7 @@ pub mod checkpoint {
     pub mod checkpointed_input_gate;
     pub mod coordinator;
     pub mod final_checkpoint;
+    pub mod state_assignment;
     pub mod storage;
     pub mod subtask_checkpoint;
 }
@@ -102,6 +103,7 @@ pub mod state {
     pub mod channel_state;
     pub mod heap_backend;
     pub mod key_group;
+    pub mod savepoint_format;
     pub mod snapshot;
 }
 pub mod time;

@@ -23,6 +23,62 @@ pub enum BarrierKind {
     AtLeastOnce,
 }
 
+/// How a savepoint's state is written (`flink savepoint --type`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SavepointFormat {
+    /// `canonical` (Flink's default): per operator uid and state name, key group by key group,
+    /// independent of the state backend, so a job may resume with another backend.
+    #[default]
+    Canonical,
+    /// `native`: the state backend's own checkpoint files, faster to write and to restore.
+    Native,
+}
+
+impl SavepointFormat {
+    /// The name as the CLI and the scenario write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SavepointFormat::Canonical => "canonical",
+            SavepointFormat::Native => "native",
+        }
+    }
+}
+
+/// What a barrier snapshots (Flink's `SnapshotType` in `CheckpointOptions`): the task writes
+/// its state where and how the type says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SnapshotType {
+    /// A checkpoint, owned by the job: `chk-<n>/` under the checkpoint directory.
+    Checkpoint,
+    /// A savepoint, owned by the user: `savepoint-<n>/` under the savepoint directory.
+    Savepoint {
+        /// How its state is written.
+        format: SavepointFormat,
+        /// Stop-with-savepoint (`SAVEPOINT_TERMINATE`): the sources emit nothing after the
+        /// barrier and end once it completed.
+        terminate: bool,
+    },
+}
+
+impl SnapshotType {
+    /// Whether it is a savepoint.
+    pub fn is_savepoint(self) -> bool {
+        matches!(self, SnapshotType::Savepoint { .. })
+    }
+
+    /// Whether it stops the job (stop-with-savepoint).
+    pub fn terminates(self) -> bool {
+        matches!(
+            self,
+            SnapshotType::Savepoint {
+                terminate: true,
+                ..
+            }
+        )
+    }
+}
+
 /// A checkpoint barrier: separates the records before checkpoint n from those after it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Barrier {
@@ -32,6 +88,8 @@ pub struct Barrier {
     pub timestamp: Instant,
     /// How to align it.
     pub kind: BarrierKind,
+    /// Checkpoint or savepoint.
+    pub snapshot: SnapshotType,
 }
 
 impl Barrier {

@@ -361,6 +361,7 @@ mod tests {
 
     fn barrier(checkpoint_id: u64) -> Barrier {
         Barrier {
+            snapshot: crate::checkpoint::barrier::SnapshotType::Checkpoint,
             checkpoint_id: CheckpointId(checkpoint_id),
             timestamp: Instant::ZERO,
             kind: BarrierKind::Aligned,

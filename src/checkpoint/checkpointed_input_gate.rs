@@ -353,6 +353,7 @@ mod tests {
 
     fn barrier(checkpoint_id: u64, kind: BarrierKind) -> InputItem<u32> {
         InputItem::Barrier(Barrier {
+            snapshot: crate::checkpoint::barrier::SnapshotType::Checkpoint,
             checkpoint_id: CheckpointId(checkpoint_id),
             timestamp: Instant::ZERO,
             kind,

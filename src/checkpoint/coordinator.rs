@@ -3,7 +3,7 @@
 //! `now`; outputs queue until drained with `poll_output`; `poll_timeout` gives the next
 //! deadline and an early `on_timeout` is harmless.
 
-use crate::checkpoint::barrier::BarrierKind;
+use crate::checkpoint::barrier::{BarrierKind, SavepointFormat, SnapshotType};
 use crate::checkpoint::storage::{CheckpointStorageConfig, StateHandle};
 use crate::ids::{CheckpointId, SubtaskId};
 use crate::limits::{CHECKPOINTS_IN_FLIGHT_MAX, CHECKPOINTS_RETAINED_MAX, CHECKPOINT_TIME_MS_MIN};
@@ -207,6 +207,11 @@ pub struct TaskAck {
     pub unaligned: bool,
     /// Bytes of in-flight data it persisted as channel state.
     pub in_flight_bytes: u64,
+    /// The uids of the operators whose state its snapshot holds (Flink's `OperatorID`s in
+    /// `_metadata`): a restore maps state to operators by them.
+    pub operators: Vec<String>,
+    /// The uids of all the task's operators, stateless ones too, in chain order.
+    pub chain: Vec<String>,
 }
 
 /// A checkpoint every task acknowledged and whose metadata is durable.
@@ -220,9 +225,69 @@ pub struct CompletedCheckpoint {
     pub acked_at: Instant,
     /// Every subtask's ack.
     pub acks: BTreeMap<SubtaskId, TaskAck>,
+    /// The job's number of key groups, which no restore may change.
+    pub max_parallelism: u32,
+    /// Set for a savepoint: owned by the user, never retained nor discarded by the job.
+    pub savepoint: Option<SavepointInfo>,
+}
+
+/// What makes a completed snapshot a savepoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavepointInfo {
+    /// How its state files are written.
+    pub format: SavepointFormat,
+    /// Whether it was taken by stop-with-savepoint.
+    pub terminate: bool,
+}
+
+impl SavepointInfo {
+    /// The barrier's snapshot type of this savepoint.
+    pub fn snapshot_type(self) -> SnapshotType {
+        SnapshotType::Savepoint {
+            format: self.format,
+            terminate: self.terminate,
+        }
+    }
 }
 
 impl CompletedCheckpoint {
+    /// Checkpoint or savepoint.
+    pub fn snapshot_type(&self) -> SnapshotType {
+        self.savepoint
+            .map_or(SnapshotType::Checkpoint, SavepointInfo::snapshot_type)
+    }
+
+    /// The operator uids with state in it, each with the subtasks whose state holds it.
+    pub fn operator_uids(&self) -> BTreeMap<&str, Vec<SubtaskId>> {
+        let mut uids: BTreeMap<&str, Vec<SubtaskId>> = BTreeMap::new();
+        for (subtask, ack) in &self.acks {
+            for uid in &ack.operators {
+                uids.entry(uid.as_str()).or_default().push(*subtask);
+            }
+        }
+        uids
+    }
+
+    /// As its `_metadata` is written to `directory`: a savepoint names its files relative to
+    /// it (self-contained and relocatable); a checkpoint keeps their paths.
+    pub fn relocatable(&self, directory: &str) -> CompletedCheckpoint {
+        let mut checkpoint = self.clone();
+        if checkpoint.savepoint.is_some() {
+            for ack in checkpoint.acks.values_mut() {
+                ack.state = ack.state.relative_to(directory);
+            }
+        }
+        checkpoint
+    }
+
+    /// As read back from a `_metadata` in `directory`: relative names resolved against it.
+    pub fn resolved(mut self, directory: &str) -> CompletedCheckpoint {
+        for ack in self.acks.values_mut() {
+            ack.state = ack.state.resolved(directory);
+        }
+        self
+    }
+
     /// Bytes of state over all tasks.
     pub fn state_size_bytes(&self) -> u64 {
         self.acks.values().map(|ack| ack.state_size_bytes).sum()
@@ -294,6 +359,19 @@ pub enum Output {
         checkpoint_id: CheckpointId,
         /// Its creation time (carried in the barriers).
         timestamp: Instant,
+        /// Checkpoint or savepoint.
+        snapshot: SnapshotType,
+    },
+    /// A savepoint completed (its `_metadata` is durable). A plain one commits nothing (Flink
+    /// 1.15+: intermediate savepoints have no side effects); stop-with-savepoint's is notified
+    /// to the tasks, which commits, and then the sources end.
+    SavepointCompleted(CompletedCheckpoint),
+    /// A savepoint asked for will not complete.
+    SavepointFailed {
+        /// Its id, if it was triggered.
+        checkpoint_id: Option<CheckpointId>,
+        /// Why.
+        reason: String,
     },
     /// All tasks acked: write `_metadata`, then call `on_metadata_written`.
     WriteMetadata(CompletedCheckpoint),
@@ -314,6 +392,7 @@ pub enum Output {
 }
 
 struct PendingCheckpoint {
+    snapshot: SnapshotType,
     created_at: Instant,
     tasks_waiting: BTreeSet<SubtaskId>,
     acks: BTreeMap<SubtaskId, TaskAck>,
@@ -354,6 +433,21 @@ pub struct CheckpointCoordinator {
     failures_consecutive: u32,
     outputs: VecDeque<Output>,
     counters: CoordinatorCounters,
+    // A savepoint asked for while checkpoints were in flight: it triggers once none is, and
+    // no periodic checkpoint triggers meanwhile, so a savepoint never runs beside another.
+    savepoint_waiting: Option<SavepointInfo>,
+    max_parallelism: u32,
+}
+
+/// Why a savepoint cannot be taken now (what `flink savepoint` answers).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SavepointRefused {
+    /// The job's tasks are not all running.
+    #[error("the job is not running (its tasks are being deployed or failing over)")]
+    NotRunning,
+    /// Another savepoint is in progress.
+    #[error("savepoint {0} is already in progress")]
+    InProgress(String),
 }
 
 impl CheckpointCoordinator {
@@ -376,7 +470,15 @@ impl CheckpointCoordinator {
             failures_consecutive: 0,
             outputs: VecDeque::new(),
             counters: CoordinatorCounters::default(),
+            savepoint_waiting: None,
+            max_parallelism: 0,
         }
+    }
+
+    /// Records the job's number of key groups in the `_metadata` of every snapshot.
+    pub fn set_max_parallelism(&mut self, max_parallelism: u32) {
+        assert!(max_parallelism > 0);
+        self.max_parallelism = max_parallelism;
     }
 
     /// A coordinator of a recovered job (Flink's completed checkpoint store read back from
@@ -398,6 +500,12 @@ impl CheckpointCoordinator {
             .is_none_or(|newest| newest.checkpoint_id < first_checkpoint_id));
         let mut coordinator = CheckpointCoordinator::new(config);
         coordinator.checkpoint_id_next = first_checkpoint_id;
+        // A stop-with-savepoint's savepoint is the user's: never deleted by retention.
+        coordinator.unowned = restored
+            .iter()
+            .filter(|c| c.savepoint.is_some())
+            .map(|c| c.checkpoint_id)
+            .collect();
         coordinator.completed = restored.into();
         coordinator
     }
@@ -437,6 +545,12 @@ impl CheckpointCoordinator {
     /// The job is failing over, finishing or finished: abort what is pending, trigger no more.
     pub fn stop(&mut self, now: Instant) {
         self.queued = false; // Before the aborts, which would release it.
+        if self.savepoint_waiting.take().is_some() {
+            self.outputs.push_back(Output::SavepointFailed {
+                checkpoint_id: None,
+                reason: "the job stopped running before it triggered".to_string(),
+            });
+        }
         let pending: Vec<CheckpointId> = self.pending.keys().copied().collect();
         for checkpoint_id in pending {
             self.abort(now, checkpoint_id, AbortCause::JobFailover);
@@ -504,6 +618,13 @@ impl CheckpointCoordinator {
             .interval
             .expect("a trigger timer implies an interval");
         let in_flight = self.pending.len() as u32;
+        if self.savepoint_waiting.is_some() || self.savepoint_pending().is_some() {
+            // Held until the savepoint leaves (`release_queued`).
+            self.counters.triggers_skipped += 1;
+            self.queued = true;
+            self.trigger_at = None;
+            return;
+        }
         let pause_over_at = self
             .last_completion_at
             .map(|at| at.add(self.config.min_pause));
@@ -520,13 +641,51 @@ impl CheckpointCoordinator {
             return;
         }
         self.trigger_at = Some(now.add(interval));
-        self.trigger(now);
+        self.trigger(now, SnapshotType::Checkpoint);
+    }
+
+    /// The pending savepoint, if one is in flight.
+    fn savepoint_pending(&self) -> Option<CheckpointId> {
+        self.pending
+            .iter()
+            .find(|(_, pending)| pending.snapshot.is_savepoint())
+            .map(|(checkpoint_id, _)| *checkpoint_id)
+    }
+
+    /// The user asks for a savepoint (`flink savepoint`, or `flink stop` when `terminate`):
+    /// aligned, and alone. It triggers at once when no checkpoint is in flight, else as soon
+    /// as none is; periodic checkpoints wait for it.
+    pub fn trigger_savepoint(
+        &mut self,
+        now: Instant,
+        savepoint: SavepointInfo,
+    ) -> Result<(), SavepointRefused> {
+        if !self.running {
+            return Err(SavepointRefused::NotRunning);
+        }
+        if let Some(checkpoint_id) = self.savepoint_pending() {
+            return Err(SavepointRefused::InProgress(checkpoint_id.to_string()));
+        }
+        if self.savepoint_waiting.is_some() {
+            return Err(SavepointRefused::InProgress("(waiting)".to_string()));
+        }
+        if self.pending.is_empty() {
+            self.trigger(now, savepoint.snapshot_type());
+        } else {
+            self.savepoint_waiting = Some(savepoint);
+        }
+        Ok(())
     }
 
     /// A checkpoint left (completed or aborted): a queued trigger fires now, or when the min
     /// pause is over.
     fn release_queued(&mut self, now: Instant) {
-        if !(self.queued && self.running) {
+        if self.running && self.pending.is_empty() {
+            if let Some(savepoint) = self.savepoint_waiting.take() {
+                return self.trigger(now, savepoint.snapshot_type());
+            }
+        }
+        if !(self.queued && self.running) || self.savepoint_pending().is_some() {
             return;
         }
         self.queued = false;
@@ -540,11 +699,21 @@ impl CheckpointCoordinator {
         }
     }
 
-    fn trigger(&mut self, now: Instant) {
+    fn trigger(&mut self, now: Instant, snapshot: SnapshotType) {
         assert!(self.running);
+        assert!(
+            !snapshot.is_savepoint() || self.pending.is_empty(),
+            "a savepoint runs alone"
+        );
         let checkpoint_id = self.checkpoint_id_next;
         self.checkpoint_id_next = CheckpointId(checkpoint_id.0 + 1);
+        if snapshot.terminates() {
+            // Stop-with-savepoint: nothing triggers after it (a failure resumes the triggers).
+            self.trigger_at = None;
+            self.queued = false;
+        }
         let pending = PendingCheckpoint {
+            snapshot,
             created_at: now,
             tasks_waiting: self.tasks.clone(),
             acks: BTreeMap::new(),
@@ -555,6 +724,7 @@ impl CheckpointCoordinator {
         self.outputs.push_back(Output::Trigger {
             checkpoint_id,
             timestamp: now,
+            snapshot,
         });
     }
 
@@ -607,11 +777,19 @@ impl CheckpointCoordinator {
         if pending.tasks_waiting.is_empty() {
             assert_eq!(pending.acks.len(), self.tasks.len());
             pending.metadata_writing = true;
+            let savepoint = match pending.snapshot {
+                SnapshotType::Checkpoint => None,
+                SnapshotType::Savepoint { format, terminate } => {
+                    Some(SavepointInfo { format, terminate })
+                }
+            };
             let completed = CompletedCheckpoint {
                 checkpoint_id,
                 created_at: pending.created_at,
                 acked_at: now,
                 acks: pending.acks.clone(),
+                max_parallelism: self.max_parallelism,
+                savepoint,
             };
             self.outputs.push_back(Output::WriteMetadata(completed));
         }
@@ -634,6 +812,9 @@ impl CheckpointCoordinator {
             return;
         };
         assert!(pending.metadata_writing);
+        if let Some(savepoint) = checkpoint.savepoint {
+            return self.savepoint_completed(now, checkpoint, savepoint);
+        }
         assert!(
             self.completed
                 .back()
@@ -660,6 +841,36 @@ impl CheckpointCoordinator {
         self.release_queued(now);
     }
 
+    /// A savepoint is durable. A plain one is never a failover's restore point (Flink 1.15+:
+    /// intermediate savepoints are not used for recovery). Stop-with-savepoint's is (its
+    /// completion commits the sinks, so a failure while the job finishes must not go back
+    /// before it), but it stays the user's: retention never deletes it. Nothing triggers
+    /// after it.
+    fn savepoint_completed(
+        &mut self,
+        now: Instant,
+        checkpoint: CompletedCheckpoint,
+        savepoint: SavepointInfo,
+    ) {
+        assert!(self.pending.is_empty(), "a savepoint runs alone");
+        let checkpoint_id = checkpoint.checkpoint_id;
+        self.counters.completed += 1;
+        self.outputs
+            .push_back(Output::SavepointCompleted(checkpoint.clone()));
+        if !savepoint.terminate {
+            return self.release_queued(now);
+        }
+        self.unowned.insert(checkpoint_id);
+        self.completed.push_back(checkpoint);
+        while self.completed.len() > self.config.retained as usize {
+            let subsumed = self.completed.pop_front().expect("more than retained");
+            self.discard(subsumed.checkpoint_id);
+        }
+        self.last_completion_at = Some(now);
+        self.trigger_at = None;
+        self.queued = false;
+    }
+
     /// Writing the `_metadata` of `checkpoint_id` failed.
     pub fn on_metadata_failed(
         &mut self,
@@ -673,13 +884,25 @@ impl CheckpointCoordinator {
     }
 
     fn abort(&mut self, now: Instant, checkpoint_id: CheckpointId, cause: AbortCause) {
-        let removed = self.pending.remove(&checkpoint_id);
-        assert!(
-            removed.is_some(),
-            "abort of a checkpoint that is not pending"
-        );
+        let removed = self
+            .pending
+            .remove(&checkpoint_id)
+            .expect("abort of a checkpoint that is not pending");
         self.counters.aborted += 1;
-        let counts = cause.counts_as_failure();
+        // A failed savepoint fails the user's request, never the job (Flink's failure
+        // manager counts checkpoints only).
+        let savepoint = removed.snapshot.is_savepoint();
+        let counts = cause.counts_as_failure() && !savepoint;
+        if savepoint {
+            self.outputs.push_back(Output::SavepointFailed {
+                checkpoint_id: Some(checkpoint_id),
+                reason: format!("{cause:?}"),
+            });
+            if removed.snapshot.terminates() && self.running && self.config.interval.is_some() {
+                // The stop failed: the job runs on, checkpointing as before.
+                self.trigger_at.get_or_insert(now);
+            }
+        }
         self.outputs.push_back(Output::Aborted {
             checkpoint_id,
             cause,
@@ -716,6 +939,11 @@ impl CheckpointCoordinator {
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
         self.outputs.pop_front()
+    }
+
+    /// The id the next trigger takes.
+    pub fn next_checkpoint_id(&self) -> CheckpointId {
+        self.checkpoint_id_next
     }
 
     /// The newest completed checkpoint: what a failover restores.
@@ -756,6 +984,8 @@ mod tests {
             alignment_duration: Duration::ZERO,
             unaligned: false,
             in_flight_bytes: 0,
+            operators: Vec::new(),
+            chain: Vec::new(),
         }
     }
 
@@ -842,6 +1072,8 @@ mod tests {
             created_at: Instant::ZERO,
             acked_at: Instant::ZERO,
             acks: tasks().into_iter().map(|t| (t, ack())).collect(),
+            max_parallelism: 128,
+            savepoint: None,
         };
         let config = CheckpointConfig {
             retained: 1,
@@ -897,7 +1129,8 @@ mod tests {
             drain(&mut coordinator),
             vec![Output::Trigger {
                 checkpoint_id: CheckpointId(1),
-                timestamp: Instant::from_ms(100)
+                timestamp: Instant::from_ms(100),
+                snapshot: SnapshotType::Checkpoint,
             }]
         );
         coordinator.on_ack(
@@ -1005,6 +1238,7 @@ mod tests {
             let trigger = Output::Trigger {
                 checkpoint_id: CheckpointId(2),
                 timestamp: Instant::from_ms(expected_at),
+                snapshot: SnapshotType::Checkpoint,
             };
             assert!(
                 outputs.contains(&trigger),
@@ -1062,7 +1296,8 @@ mod tests {
             drain(&mut coordinator),
             vec![Output::Trigger {
                 checkpoint_id: CheckpointId(2),
-                timestamp: Instant::from_ms(300)
+                timestamp: Instant::from_ms(300),
+                snapshot: SnapshotType::Checkpoint,
             }]
         );
     }

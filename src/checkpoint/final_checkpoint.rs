@@ -39,6 +39,9 @@ pub enum EndOfDataError {
 #[derive(Clone, Debug)]
 pub struct FinalCheckpoint {
     enabled: bool,
+    // Stop-with-savepoint with drain: the sources end early and the savepoint is final,
+    // whatever the sink.
+    draining: bool,
     sources: BTreeSet<SubtaskId>,
     at_end: BTreeSet<SubtaskId>,
     triggered: BTreeSet<CheckpointId>,
@@ -50,6 +53,7 @@ impl FinalCheckpoint {
         assert!(!sources.is_empty(), "a job has a source");
         FinalCheckpoint {
             enabled,
+            draining: false,
             sources,
             at_end: BTreeSet::new(),
             triggered: BTreeSet::new(),
@@ -61,7 +65,7 @@ impl FinalCheckpoint {
         if !self.sources.contains(&subtask) {
             return Err(EndOfDataError::NotASource { subtask });
         }
-        if !self.enabled {
+        if !self.enabled && !self.draining {
             return Err(EndOfDataError::NoFinalCheckpoint { subtask });
         }
         if !self.at_end.insert(subtask) {
@@ -76,7 +80,7 @@ impl FinalCheckpoint {
 
     /// Checkpoint `checkpoint_id` is being triggered: whether it is a final one.
     pub fn on_trigger(&mut self, checkpoint_id: CheckpointId) -> bool {
-        let last = self.enabled && self.at_end == self.sources;
+        let last = (self.enabled || self.draining) && self.at_end == self.sources;
         if last {
             self.triggered.insert(checkpoint_id);
         }
@@ -97,6 +101,18 @@ impl FinalCheckpoint {
     pub fn reset(&mut self) {
         self.at_end.clear();
         self.triggered.clear();
+        self.draining = false;
+    }
+
+    /// Stop-with-savepoint with drain: the sources are told to end their input, and report it
+    /// whatever the sink; the next checkpoint after, the savepoint, is final.
+    pub fn drain(&mut self) {
+        self.draining = true;
+    }
+
+    /// Whether a drain is under way.
+    pub fn is_draining(&self) -> bool {
+        self.draining
     }
 
     /// A region failover restarts `subtasks`: those sources report again; the others stay

@@ -8,10 +8,12 @@
 //! sends every snapshot inline to the job manager, which keeps it in memory and refuses one
 //! larger than `max-state-size` (Flink's `JobManagerCheckpointStorage`), and writes no files.
 
-use crate::codec::{decode, encode, CodecError, FileKind};
+use crate::checkpoint::barrier::{SavepointFormat, SnapshotType};
+use crate::codec::{decode, decode_task_state, encode, CodecError, FileKind};
 use crate::ids::{CheckpointId, SubtaskId};
 use crate::runtime::rpc::{Rpc, RpcError};
 use crate::services::messages::{BlobRequest, BlobResponse};
+use crate::state::snapshot::TaskStateSnapshot;
 use crate::time::Duration;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -39,6 +41,9 @@ pub struct CheckpointStorageConfig {
     /// `max-state-size` of jobmanager storage (Flink's `JobManagerCheckpointStorage`
     /// constructor argument): a larger snapshot declines the checkpoint.
     pub max_state_size_bytes: u64,
+    /// `savepoint-dir`: where savepoints go (`savepoint-<n>/` under it); a savepoint cannot
+    /// be taken without it, as in Flink. Savepoints are always files, whatever `storage`.
+    pub savepoint_dir: Option<String>,
 }
 
 /// `JobManagerCheckpointStorage.DEFAULT_MAX_STATE_SIZE`.
@@ -51,6 +56,7 @@ impl Default for CheckpointStorageConfig {
             dir: String::new(),
             inline_threshold_bytes: 0,
             max_state_size_bytes: JOBMANAGER_MAX_STATE_SIZE_DEFAULT,
+            savepoint_dir: None,
         }
     }
 }
@@ -62,6 +68,49 @@ impl CheckpointStorageConfig {
         } else {
             format!("{}/{path}", self.dir.trim_end_matches('/'))
         }
+    }
+
+    /// The directory of savepoint `checkpoint_id`: self-contained, its `_metadata` naming its
+    /// files relative to it. `None` without a savepoint directory.
+    pub fn savepoint_directory(&self, checkpoint_id: CheckpointId) -> Option<String> {
+        let dir = self.savepoint_dir.as_deref()?.trim_end_matches('/');
+        let name = format!("savepoint-{}/", checkpoint_id.0);
+        Some(if dir.is_empty() {
+            name
+        } else {
+            format!("{dir}/{name}")
+        })
+    }
+
+    /// The directory a snapshot's files go to, by its type.
+    pub fn snapshot_directory(
+        &self,
+        checkpoint_id: CheckpointId,
+        snapshot: SnapshotType,
+    ) -> Option<String> {
+        match snapshot {
+            SnapshotType::Checkpoint => Some(self.checkpoint_directory(checkpoint_id)),
+            SnapshotType::Savepoint { .. } => self.savepoint_directory(checkpoint_id),
+        }
+    }
+
+    /// Where a subtask writes its part of a snapshot, and as which kind of file.
+    pub fn snapshot_file(
+        &self,
+        checkpoint_id: CheckpointId,
+        snapshot: SnapshotType,
+        subtask: SubtaskId,
+    ) -> Option<(String, FileKind)> {
+        let directory = self.snapshot_directory(checkpoint_id, snapshot)?;
+        let name = format!("{}-{}.state", subtask.vertex_id.0, subtask.subtask_index);
+        let kind = match snapshot {
+            SnapshotType::Savepoint {
+                format: SavepointFormat::Canonical,
+                ..
+            } => FileKind::CanonicalSavepoint,
+            _ => FileKind::TaskState,
+        };
+        Some((format!("{directory}{name}"), kind))
     }
 
     /// Path of a subtask's state file in checkpoint `checkpoint_id`.
@@ -109,14 +158,37 @@ pub enum StateHandle {
         #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
     },
+    /// A file named relative to its snapshot's directory (`RelativeFileStateHandle`): what a
+    /// savepoint's `_metadata` holds, so the directory can be moved as a whole.
+    Relative(String),
 }
 
 impl StateHandle {
+    /// The handle as a savepoint's `_metadata` keeps it: a file under `directory` by its name.
+    pub fn relative_to(&self, directory: &str) -> StateHandle {
+        match self {
+            StateHandle::File(path) => match path.strip_prefix(directory) {
+                Some(name) => StateHandle::Relative(name.to_string()),
+                None => self.clone(),
+            },
+            other => other.clone(),
+        }
+    }
+
+    /// The handle with a relative name resolved against `directory` (where the `_metadata`
+    /// was read from).
+    pub fn resolved(&self, directory: &str) -> StateHandle {
+        match self {
+            StateHandle::Relative(name) => StateHandle::File(format!("{directory}{name}")),
+            other => other.clone(),
+        }
+    }
+
     /// The file, if the state is in one.
     pub fn path(&self) -> Option<&str> {
         match self {
             StateHandle::File(path) => Some(path),
-            StateHandle::Inline { .. } => None,
+            StateHandle::Inline { .. } | StateHandle::Relative(_) => None,
         }
     }
 }
@@ -128,6 +200,7 @@ impl std::fmt::Display for StateHandle {
             StateHandle::Inline { name, bytes } => {
                 write!(f, "{name} (inline, {} bytes)", bytes.len())
             }
+            StateHandle::Relative(name) => write!(f, "./{name}"),
         }
     }
 }
@@ -286,13 +359,36 @@ impl CheckpointStorage {
     }
 
     /// Reads and checks a subtask's state, from its file or inline.
-    pub async fn read_state<T: DeserializeOwned>(
+    pub async fn read_state(
         &self,
         handle: &StateHandle,
-    ) -> Result<T, StorageError> {
+    ) -> Result<TaskStateSnapshot, StorageError> {
         match handle {
-            StateHandle::File(path) => self.read(FileKind::TaskState, path).await,
-            StateHandle::Inline { name, bytes } => Ok(decode(FileKind::TaskState, name, bytes)?),
+            StateHandle::File(path) => {
+                let bytes = self.read_bytes(path).await?;
+                Ok(decode_task_state(path, &bytes)?)
+            }
+            StateHandle::Inline { name, bytes } => Ok(decode_task_state(name, bytes)?),
+            StateHandle::Relative(name) => Err(StorageError::Missing {
+                path: format!("{name} (relative to a savepoint directory never resolved)"),
+            }),
+        }
+    }
+
+    /// Reads a file's bytes, unchecked.
+    async fn read_bytes(&self, path: &str) -> Result<Vec<u8>, StorageError> {
+        let request = BlobRequest::Get {
+            path: path.to_string(),
+        };
+        match self.call(&request).await? {
+            BlobResponse::Data(Some(bytes)) => Ok(bytes),
+            BlobResponse::Data(None) => Err(StorageError::Missing {
+                path: path.to_string(),
+            }),
+            other => Err(StorageError::Unexpected {
+                path: path.to_string(),
+                response: format!("{other:?}"),
+            }),
         }
     }
 
@@ -302,19 +398,8 @@ impl CheckpointStorage {
         kind: FileKind,
         path: &str,
     ) -> Result<T, StorageError> {
-        let request = BlobRequest::Get {
-            path: path.to_string(),
-        };
-        match self.call(&request).await? {
-            BlobResponse::Data(Some(bytes)) => Ok(decode(kind, path, &bytes)?),
-            BlobResponse::Data(None) => Err(StorageError::Missing {
-                path: path.to_string(),
-            }),
-            other => Err(StorageError::Unexpected {
-                path: path.to_string(),
-                response: format!("{other:?}"),
-            }),
-        }
+        let bytes = self.read_bytes(path).await?;
+        Ok(decode(kind, path, &bytes)?)
     }
 }
 

@@ -13,7 +13,7 @@
 //! decline. A trigger reaching a task that ended its input is declined; a source at the end
 //! of its input waits here for the final checkpoint (FLIP-147).
 
-use crate::checkpoint::barrier::Barrier;
+use crate::checkpoint::barrier::{Barrier, SnapshotType};
 use crate::checkpoint::coordinator::{DeclineReason, TaskAck};
 use crate::checkpoint::storage::{StateHandle, StorageError};
 use crate::ids::CheckpointId;
@@ -49,6 +49,8 @@ pub struct SyncSnapshot {
 pub struct Upload {
     /// The checkpoint.
     pub checkpoint_id: CheckpointId,
+    /// Checkpoint or savepoint: where and how it is written.
+    pub snapshot_type: SnapshotType,
     /// What to write.
     pub snapshot: TaskStateSnapshot,
 }
@@ -80,6 +82,7 @@ enum InputState {
 
 #[derive(Debug)]
 struct PendingSnapshot {
+    snapshot_type: SnapshotType,
     operators: BTreeMap<String, OperatorSnapshot>,
     alignment_duration: Duration,
     unaligned: bool,
@@ -96,11 +99,12 @@ impl PendingSnapshot {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct UploadMeta {
     alignment_duration: Duration,
     unaligned: bool,
     in_flight_bytes: u64,
+    operators: Vec<String>,
 }
 
 /// One subtask's pending and uploading snapshots.
@@ -112,6 +116,7 @@ pub struct SubtaskCheckpointCoordinator {
     uploading: BTreeMap<CheckpointId, UploadMeta>,
     input_ended: bool,
     awaiting_final_checkpoint: bool,
+    chain: Vec<String>,
 }
 
 impl SubtaskCheckpointCoordinator {
@@ -124,7 +129,15 @@ impl SubtaskCheckpointCoordinator {
             uploading: BTreeMap::new(),
             input_ended: false,
             awaiting_final_checkpoint: false,
+            chain: Vec::new(),
         }
+    }
+
+    /// The uids of the task's operators, which every ack names (a restore maps state to
+    /// operators by them, and keeps in-flight data only for an unchanged chain).
+    pub fn with_chain(mut self, chain: Vec<String>) -> Self {
+        self.chain = chain;
+        self
     }
 
     /// A source is triggered: `Err` when it must decline (its input ended, so it forwards no
@@ -158,7 +171,12 @@ impl SubtaskCheckpointCoordinator {
         } else {
             InputState::NotNeeded
         };
+        assert!(
+            !barrier.snapshot.is_savepoint() || !barrier.is_unaligned(),
+            "a savepoint is always aligned"
+        );
         let pending = PendingSnapshot {
+            snapshot_type: barrier.snapshot,
             operators,
             alignment_duration,
             unaligned: barrier.is_unaligned(),
@@ -246,11 +264,13 @@ impl SubtaskCheckpointCoordinator {
             alignment_duration: pending.alignment_duration,
             unaligned: pending.unaligned,
             in_flight_bytes: channel_state.bytes(),
+            operators: pending.operators.keys().cloned().collect(),
         };
         let previous = self.uploading.insert(checkpoint_id, meta);
         assert!(previous.is_none(), "a snapshot uploads once");
         Some(Upload {
             checkpoint_id,
+            snapshot_type: pending.snapshot_type,
             snapshot: TaskStateSnapshot {
                 checkpoint_id: checkpoint_id.0,
                 operators: pending.operators,
@@ -279,6 +299,8 @@ impl SubtaskCheckpointCoordinator {
                 alignment_duration: meta.alignment_duration,
                 unaligned: meta.unaligned,
                 in_flight_bytes: meta.in_flight_bytes,
+                operators: meta.operators,
+                chain: self.chain.clone(),
             }),
             Err(error) => Report::Decline(DeclineReason::SnapshotFailed(error.to_string())),
         }
@@ -351,6 +373,7 @@ mod tests {
 
     fn barrier(id: u64, kind: BarrierKind) -> Barrier {
         Barrier {
+            snapshot: crate::checkpoint::barrier::SnapshotType::Checkpoint,
             checkpoint_id: CheckpointId(id),
             timestamp: Instant::from_ms(100),
             kind,

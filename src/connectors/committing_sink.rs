@@ -91,12 +91,17 @@ pub trait CommittingKind {
     ) -> Self::Operation;
     /// What a recovery does before it commits the restored work.
     fn prepare_recovery(&self, sink: &SinkIdentity) -> Option<Self::Operation>;
-    /// What a recovery does after: `next_transaction` is the restored sequence number.
+    /// What a recovery does after: `next_transaction` is the restored sequence number;
+    /// `taken_over` are the prefixes of other subtasks whose state this one took over.
     fn finish_recovery(
         &self,
         sink: &SinkIdentity,
         next_transaction: u64,
+        taken_over: &[String],
     ) -> Option<Self::Operation>;
+    /// Whether the kind can commit and clear up after another subtask's state (a rescaled
+    /// or changed job); a kind that cannot refuses such a restore.
+    const TAKES_OVER: bool;
 }
 
 struct Running<O> {
@@ -152,8 +157,11 @@ impl<K: CommittingKind> CommittingSink<K> {
         if let Some(work) = work {
             self.pending.pre_commit(checkpoint_id, work);
         }
-        self.pending
-            .to_snapshot(subtask_index, next_transaction, K::content)
+        let mut snapshot = self
+            .pending
+            .to_snapshot(subtask_index, next_transaction, K::content);
+        snapshot.prefix = self.sink.prefix.clone();
+        snapshot
     }
 
     /// Checkpoint `completed` completed: everything pre-committed at it or before commits.
@@ -163,14 +171,29 @@ impl<K: CommittingKind> CommittingSink<K> {
 
     /// Recovers from `restored` (a completed checkpoint, so its work commits), before any
     /// record is written. Returns the restored transaction sequence number.
-    pub fn recover(&mut self, restored: Option<SinkStateSnapshot>) -> Result<u64, ConnectorError> {
+    pub fn recover(&mut self, restored: Vec<SinkStateSnapshot>) -> Result<u64, ConnectorError> {
         assert!(
             self.running.is_none() && self.pending.is_empty(),
             "recovery comes first"
         );
+        let own = |state: &SinkStateSnapshot| state.prefix == self.sink.prefix;
+        let next_transaction = restored
+            .iter()
+            .find(|state| own(state))
+            .map_or(0, |state| state.next_transaction);
+        let taken_over: Vec<String> = restored
+            .iter()
+            .filter(|state| !own(state))
+            .map(|state| state.prefix.clone())
+            .collect();
+        if let Some(prefix) = taken_over.first().filter(|_| !K::TAKES_OVER) {
+            return Err(ConnectorError::StateOfAnotherSubtask {
+                label: self.sink.label.clone(),
+                prefix: prefix.clone(),
+            });
+        }
         self.recovery.extend(self.kind.prepare_recovery(&self.sink));
-        let next_transaction = restored.as_ref().map_or(0, |s| s.next_transaction);
-        for pending in restored.map(|s| s.pending).unwrap_or_default() {
+        for pending in restored.into_iter().flat_map(|s| s.pending) {
             let found = match pending.content {
                 PendingContent::Transaction { .. } => "a transaction",
                 PendingContent::Batch { .. } => "a write-ahead batch",
@@ -185,7 +208,9 @@ impl<K: CommittingKind> CommittingSink<K> {
             let operation = self.kind.commit(&self.sink, checkpoint_id, work);
             self.recovery.push_back(operation);
         }
-        let finish = self.kind.finish_recovery(&self.sink, next_transaction);
+        let finish = self
+            .kind
+            .finish_recovery(&self.sink, next_transaction, &taken_over);
         self.recovery.extend(finish);
         Ok(next_transaction)
     }

@@ -111,6 +111,14 @@ pub enum ConnectorError {
         /// What this sink keeps.
         expected: &'static str,
     },
+    /// The restored state holds another sink subtask's work, which this kind cannot commit.
+    #[error("{label}: the restored state holds the pre-committed work of another sink subtask (`{prefix}`); the write-ahead sink keeps its batches per subtask, so its parallelism cannot change across a restore")]
+    StateOfAnotherSubtask {
+        /// The subtask.
+        label: String,
+        /// The other subtask's prefix.
+        prefix: String,
+    },
     /// Recovery found more open transactions of earlier attempts than the limit.
     #[error("{label}: more than {LINGERING_TRANSACTIONS_MAX} open transactions left by earlier attempts")]
     TooManyLingering {

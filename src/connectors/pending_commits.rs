@@ -62,6 +62,7 @@ impl<T> PendingCommits<T> {
     ) -> SinkStateSnapshot {
         SinkStateSnapshot {
             subtask_index,
+            prefix: String::new(),
             next_transaction,
             pending: self
                 .by_checkpoint

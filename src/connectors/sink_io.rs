@@ -125,7 +125,7 @@ impl SinkIo {
     pub async fn recover<K: CommittingKind>(
         &self,
         sink: &mut CommittingSink<K>,
-        restored: Option<SinkStateSnapshot>,
+        restored: Vec<SinkStateSnapshot>,
     ) -> Result<u64, ConnectorError> {
         let next_transaction = sink.recover(restored)?;
         self.drive(sink).await?;

@@ -91,7 +91,7 @@ impl SinkWriter {
     pub async fn recover(
         &mut self,
         io: &SinkIo,
-        restored: Option<SinkStateSnapshot>,
+        restored: Vec<SinkStateSnapshot>,
     ) -> Result<(), ConnectorError> {
         match self {
             SinkWriter::Plain | SinkWriter::Idempotent => Ok(()),

@@ -147,7 +147,7 @@ impl TwoPhaseCommitSink {
     pub async fn recover(
         &mut self,
         io: &SinkIo,
-        restored: Option<SinkStateSnapshot>,
+        restored: Vec<SinkStateSnapshot>,
     ) -> Result<(), ConnectorError> {
         self.next_transaction = io.recover(&mut self.committing, restored).await?;
         Ok(())
@@ -226,14 +226,25 @@ impl CommittingKind for TwoPhaseCommit {
     /// Lists the transactions still open under the subtask's ids and initializes each id
     /// again, which aborts it: what earlier attempts left open after the restored checkpoint
     /// (its own pre-committed transactions were committed first).
-    fn finish_recovery(&self, sink: &SinkIdentity, _: u64) -> Option<TwoPhaseOperation> {
+    fn finish_recovery(
+        &self,
+        sink: &SinkIdentity,
+        _: u64,
+        taken_over: &[String],
+    ) -> Option<TwoPhaseOperation> {
+        let mut prefixes = vec![ids_prefix(sink)];
+        prefixes.extend(taken_over.iter().map(|prefix| format!("{prefix}-a")));
         Some(TwoPhaseOperation::AbortLingering {
             sink: sink.clone(),
+            prefixes,
             timeout: self.timeout,
             open: None,
             aborted: Vec::new(),
         })
     }
+
+    // A transaction commits by its id and producer identity, whoever opened it.
+    const TAKES_OVER: bool = true;
 }
 
 /// Where a commit stands.
@@ -264,6 +275,9 @@ pub enum TwoPhaseOperation {
     AbortLingering {
         /// The sink.
         sink: SinkIdentity,
+        /// The id prefixes whose open transactions it aborts: its own, and those of the
+        /// subtasks whose state it took over.
+        prefixes: Vec<String>,
         /// The producer timeout.
         timeout: Duration,
         /// The open transactions' ids still to abort; `None` until listed.
@@ -330,6 +344,7 @@ impl CommitOperation for TwoPhaseOperation {
             }
             TwoPhaseOperation::AbortLingering {
                 sink,
+                prefixes,
                 open: open @ None,
                 ..
             } => {
@@ -337,10 +352,9 @@ impl CommitOperation for TwoPhaseOperation {
                     SinkResponse::Broker(BrokerResponse::Transactions(ids)) => ids,
                     other => return Err(unexpected(&sink.label, "ListTransactions", other)),
                 };
-                let prefix = ids_prefix(sink);
                 let ours: VecDeque<String> = listed
                     .into_iter()
-                    .filter(|id| id.starts_with(&prefix))
+                    .filter(|id| prefixes.iter().any(|prefix| id.starts_with(prefix)))
                     .collect();
                 if ours.len() as u64 > LINGERING_TRANSACTIONS_MAX {
                     return Err(ConnectorError::TooManyLingering {
@@ -500,13 +514,14 @@ mod tests {
         let mut sink = sink();
         let restored = SinkStateSnapshot {
             subtask_index: 0,
+            prefix: "wordcount-sink-0".into(),
             next_transaction: 4,
             pending: vec![PendingCommit {
                 checkpoint_id: 3,
                 content: TwoPhaseCommit::content(&transaction(3, 12)),
             }],
         };
-        assert_eq!(sink.recover(Some(restored)), Ok(4));
+        assert_eq!(sink.recover(vec![restored]), Ok(4));
         let aborted = TransactionError::Aborted {
             transactional_id: "wordcount-sink-0-3".into(),
             reason: AbortReason::TimedOut { timeout: TIMEOUT },
@@ -543,10 +558,11 @@ mod tests {
         let mut sink = sink();
         let restored = SinkStateSnapshot {
             subtask_index: 0,
+            prefix: "wordcount-sink-0".into(),
             next_transaction: 4,
             pending: Vec::new(),
         };
-        assert_eq!(sink.recover(Some(restored)), Ok(4));
+        assert_eq!(sink.recover(vec![restored]), Ok(4));
         let open = [
             "wordcount-sink-0-a1-4",
             "wordcount-sink-0-a1-5",
@@ -575,7 +591,7 @@ mod tests {
     #[test]
     fn with_nothing_open_recovery_aborts_nothing_and_ids_carry_the_attempt() {
         let mut sink = sink();
-        sink.recover(None).expect("nothing restored");
+        sink.recover(Vec::new()).expect("nothing restored");
         listed(&mut sink, &["wordcount-sink-1-a1-0"]);
         assert_eq!(sink.poll_request(), None);
         assert_eq!(sink.poll_action(), None);
@@ -585,7 +601,7 @@ mod tests {
     #[test]
     fn too_many_open_transactions_fail_the_recovery_with_the_sink_named() {
         let mut sink = sink();
-        sink.recover(None).expect("nothing restored");
+        sink.recover(Vec::new()).expect("nothing restored");
         let open: Vec<String> = (0..=LINGERING_TRANSACTIONS_MAX)
             .map(|n| format!("wordcount-sink-0-a1-{n}"))
             .collect();
@@ -608,7 +624,7 @@ mod tests {
     #[test]
     fn commits_wait_for_their_checkpoint_and_go_oldest_first() {
         let mut sink = sink();
-        sink.recover(None).expect("recovers");
+        sink.recover(Vec::new()).expect("recovers");
         listed(&mut sink, &[]);
         assert_eq!(sink.poll_action(), None, "nothing lingered");
         assert_eq!(sink.poll_request(), None);

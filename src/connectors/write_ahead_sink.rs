@@ -75,7 +75,7 @@ impl WriteAheadSink {
     pub async fn recover(
         &mut self,
         io: &SinkIo,
-        restored: Option<SinkStateSnapshot>,
+        restored: Vec<SinkStateSnapshot>,
     ) -> Result<(), ConnectorError> {
         io.recover(&mut self.committing, restored).await.map(|_| ())
     }
@@ -136,9 +136,18 @@ impl CommittingKind for WriteAheadLog {
         })
     }
 
-    fn finish_recovery(&self, _: &SinkIdentity, _: u64) -> Option<WriteAheadOperation> {
+    fn finish_recovery(
+        &self,
+        _: &SinkIdentity,
+        _: u64,
+        _: &[String],
+    ) -> Option<WriteAheadOperation> {
         None
     }
+
+    // Its committer record is the subtask's own: another subtask's batches would be written
+    // under this one's key and partition.
+    const TAKES_OVER: bool = false;
 }
 
 /// Where a batch write stands.
@@ -338,6 +347,7 @@ mod tests {
     fn restored(checkpoint_id: u64) -> SinkStateSnapshot {
         SinkStateSnapshot {
             subtask_index: 1,
+            prefix: "wordcount-sink-1".into(),
             next_transaction: 0,
             pending: vec![PendingCommit {
                 checkpoint_id,
@@ -357,7 +367,7 @@ mod tests {
     #[test]
     fn recovery_fences_the_committer_first_and_a_fenced_recovery_is_a_zombie() {
         let mut sink = CommittingSink::new(WriteAheadLog, identity());
-        sink.recover(Some(restored(4))).expect("recovers");
+        sink.recover(vec![restored(4)]).expect("recovers");
         assert_eq!(
             sink.poll_request(),
             Some(SinkRequest::Kv(KvRequest::Fence {
@@ -388,7 +398,7 @@ mod tests {
     #[test]
     fn a_batch_the_committer_recorded_is_not_written_again() {
         let mut sink = CommittingSink::new(WriteAheadLog, identity());
-        sink.recover(Some(restored(4))).expect("recovers");
+        sink.recover(vec![restored(4)]).expect("recovers");
         sink.poll_request();
         sink.on_response(SinkResponse::Kv(KvResponse::Stored))
             .expect("fenced");

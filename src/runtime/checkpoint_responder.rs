@@ -3,6 +3,7 @@
 //! background while the task keeps processing (or kept inline, by the storage's rules), and
 //! the result comes back through the task's mailbox; acks and declines go to the job manager.
 
+use crate::checkpoint::barrier::SnapshotType;
 use crate::checkpoint::coordinator::{DeclineReason, TaskAck};
 use crate::checkpoint::storage::{StateHandle, StorageError};
 use crate::checkpoint::subtask_checkpoint::{Upload, Uploaded};
@@ -11,6 +12,7 @@ use crate::ids::CheckpointId;
 use crate::runtime::messages::ControlMessage;
 use crate::runtime::task_context::TaskContext;
 use crate::runtime::task_mailbox::{MailboxSender, TaskInput};
+use crate::state::savepoint_format::to_canonical;
 use futures::SinkExt;
 
 /// Writes `upload` in the background (or keeps it inline); `TaskInput::UploadDone` reports
@@ -18,13 +20,25 @@ use futures::SinkExt;
 pub fn spawn_upload(context: &TaskContext, upload: Upload, mut inbox: MailboxSender) {
     let Upload {
         checkpoint_id,
+        snapshot_type,
         snapshot,
     } = upload;
     let config = &context.config.checkpoint_storage;
-    let path = config.task_state_path(checkpoint_id, context.subtask);
-    let bytes = encode(FileKind::TaskState, &snapshot);
+    let file = config.snapshot_file(checkpoint_id, snapshot_type, context.subtask);
+    let Some((path, kind)) = file else {
+        // The job manager triggers no savepoint without a savepoint directory.
+        unreachable!("a savepoint barrier reached a task without a savepoint directory");
+    };
+    let bytes = match kind {
+        FileKind::CanonicalSavepoint => encode(kind, &to_canonical(&snapshot)),
+        _ => encode(kind, &snapshot),
+    };
     let state_size_bytes = bytes.len() as u64;
-    let in_file = config.placement(state_size_bytes);
+    // A savepoint is a self-contained directory of files, whatever the checkpoint storage.
+    let in_file = match snapshot_type {
+        SnapshotType::Savepoint { .. } => Ok(true),
+        SnapshotType::Checkpoint => config.placement(state_size_bytes),
+    };
     let storage = context.storage();
     madsim::task::spawn(async move {
         let state = match in_file {

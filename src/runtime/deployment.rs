@@ -6,6 +6,7 @@
 //! for its operators' code (Flink ships it in the job's jar the same way).
 
 use crate::checkpoint::coordinator::CompletedCheckpoint;
+use crate::checkpoint::state_assignment::state_handles;
 use crate::checkpoint::storage::StateHandle;
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::ids::{ChannelIndex, SubtaskId, TaskManagerId};
@@ -133,23 +134,21 @@ pub fn descriptors(
                 ),
                 inputs: graph.input_channels(*subtask),
                 outputs,
-                restore: restore.map(|checkpoint| restore_handle(checkpoint, *subtask)),
+                restore: restore.map(|checkpoint| restore_handle(graph, checkpoint, *subtask)),
             });
     }
     per_taskmanager
 }
 
-/// The state files a subtask restores from: those of every subtask of its vertex.
-fn restore_handle(checkpoint: &CompletedCheckpoint, subtask: SubtaskId) -> RestoreHandle {
-    let states = checkpoint
-        .acks
-        .iter()
-        .filter(|(s, _)| s.vertex_id == subtask.vertex_id)
-        .map(|(_, ack)| ack.state.clone())
-        .collect();
+/// The state files a subtask restores from, matched by operator uid.
+fn restore_handle(
+    graph: &ExecutionGraph,
+    checkpoint: &CompletedCheckpoint,
+    subtask: SubtaskId,
+) -> RestoreHandle {
     RestoreHandle {
         checkpoint_id: checkpoint.checkpoint_id,
-        states,
+        states: state_handles(graph, checkpoint, subtask),
     }
 }
 
@@ -191,24 +190,28 @@ mod tests {
         let graph = ExecutionGraph::build(&word_count(2, 3));
         let offers = [offer(1, 2), offer(2, 2)];
         let placement = place(&graph, &offers).expect("enough slots");
-        let ack = |path: &str| TaskAck {
+        let ack = |path: &str, uid: &str| TaskAck {
             state: StateHandle::File(path.to_string()),
             state_size_bytes: 1,
             alignment_duration: Duration::ZERO,
             unaligned: false,
             in_flight_bytes: 0,
+            operators: vec![uid.to_string()],
+            chain: Vec::new(),
         };
         let checkpoint = CompletedCheckpoint {
             checkpoint_id: CheckpointId(4),
             created_at: Instant::ZERO,
             acked_at: Instant::ZERO,
             acks: [
-                (SubtaskId::new(0, 0), ack("s0")),
-                (SubtaskId::new(1, 0), ack("c0")),
-                (SubtaskId::new(1, 2), ack("c2")),
+                (SubtaskId::new(0, 0), ack("s0", "source")),
+                (SubtaskId::new(1, 0), ack("c0", "counter")),
+                (SubtaskId::new(1, 2), ack("c2", "counter")),
             ]
             .into_iter()
             .collect(),
+            max_parallelism: 128,
+            savepoint: None,
         };
         let all = descriptors(&graph, &placement, &offers, Some(&checkpoint));
         let on_2 = &all[&TaskManagerId(2)];

@@ -6,8 +6,10 @@
 //! the trait: it records, hashes and renders the events and injects its faults through the
 //! answers. The engine never names the harness; a run without faults answers "nothing".
 
+use crate::checkpoint::barrier::SavepointFormat;
 use crate::checkpoint::barrier_protocol::AbortReason;
 use crate::checkpoint::coordinator::{AbortCause, CompletedCheckpoint};
+use crate::checkpoint::state_assignment::StateAssignment;
 use crate::ids::{AttemptNumber, CheckpointId, SubtaskId, TaskManagerId};
 use crate::runtime::leadership::LeaderTerm;
 use crate::state::snapshot::KeyedStateSnapshot;
@@ -214,11 +216,40 @@ pub enum EngineEvent {
     JobRestoredFromCheckpoint {
         /// The job's name.
         job: String,
-        /// The checkpoint it restores.
+        /// The checkpoint or savepoint it restores.
         checkpoint_id: CheckpointId,
         /// Its `_metadata`.
         path: String,
+        /// Whether it is a savepoint.
+        savepoint: bool,
+        /// How its state maps onto the job's operators.
+        assignment: StateAssignment,
     },
+    /// A savepoint was triggered (by the user, or by stop-with-savepoint).
+    SavepointTriggered {
+        /// Its id (from the checkpoint ids).
+        checkpoint_id: CheckpointId,
+        /// Canonical or native.
+        format: SavepointFormat,
+        /// Whether it stops the job.
+        terminate: bool,
+    },
+    /// A savepoint is durable: its `_metadata` is in its directory.
+    SavepointCompleted {
+        /// Its metadata (files as written, not relative).
+        checkpoint: CompletedCheckpoint,
+        /// Its directory.
+        directory: String,
+    },
+    /// A savepoint asked for did not complete (or the stop it belongs to failed after it).
+    SavepointFailed {
+        /// Its id, if it was triggered.
+        checkpoint_id: Option<CheckpointId>,
+        /// Why.
+        reason: String,
+    },
+    /// Stop-with-savepoint with drain: the sources are told to end their input.
+    DrainingSources,
     /// The tasks a region failover redeployed all run: the job is whole again.
     RegionsRunning {
         /// The attempt that redeployed them.
@@ -522,10 +553,52 @@ impl fmt::Display for EngineEvent {
                 job,
                 checkpoint_id,
                 path,
+                savepoint,
+                assignment,
+            } => {
+                let what = if *savepoint { "savepoint" } else { "checkpoint" };
+                write!(
+                    f,
+                    "submitted job `{job}` from {what} {checkpoint_id} ({path}), not claiming it"
+                )?;
+                for (uid, (old, new)) in &assignment.rescaled {
+                    if old != new {
+                        write!(f, "; `{uid}` rescaled {old} -> {new}")?;
+                    }
+                }
+                for uid in &assignment.dropped {
+                    write!(f, "; state of `{uid}` dropped")?;
+                }
+                for uid in &assignment.empty {
+                    write!(f, "; `{uid}` starts empty")?;
+                }
+                Ok(())
+            }
+            EngineEvent::SavepointTriggered {
+                checkpoint_id,
+                format,
+                terminate,
+            } => {
+                let what = if *terminate { "stop-with-savepoint" } else { "savepoint" };
+                write!(f, "{what} {checkpoint_id} triggered ({})", format.name())
+            }
+            EngineEvent::SavepointCompleted {
+                checkpoint,
+                directory,
             } => write!(
                 f,
-                "submitted job `{job}` from checkpoint {checkpoint_id} ({path}), not claiming it"
+                "savepoint {} completed: {directory} ({} bytes)",
+                checkpoint.checkpoint_id,
+                checkpoint.state_size_bytes()
             ),
+            EngineEvent::SavepointFailed {
+                checkpoint_id,
+                reason,
+            } => match checkpoint_id {
+                Some(id) => write!(f, "savepoint {id} failed: {reason}"),
+                None => write!(f, "savepoint failed: {reason}"),
+            },
+            EngineEvent::DrainingSources => write!(f, "stop with drain: sources end their input"),
             EngineEvent::StandingBy { leader, term } => {
                 write!(f, "standing by: {leader} leads in {term}")
             }

@@ -5,11 +5,13 @@
 //! barrier kind. Inputs carry `now`; what the job manager node must do comes out of
 //! `poll_command`, in order. Nothing here sleeps, sends or spawns.
 
-use crate::checkpoint::barrier::{Barrier, BarrierKind};
+use crate::checkpoint::barrier::{Barrier, BarrierKind, SavepointFormat, SnapshotType};
 use crate::checkpoint::coordinator::{
-    CheckpointConfig, CheckpointCoordinator, CompletedCheckpoint, Output,
+    CheckpointConfig, CheckpointCoordinator, CheckpointingMode, CompletedCheckpoint, Output,
+    SavepointInfo,
 };
 use crate::checkpoint::final_checkpoint::{EndOfData, FinalCheckpoint};
+use crate::checkpoint::state_assignment::assign;
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::graph::pipelined_region::PipelinedRegions;
 use crate::ids::{AttemptNumber, CheckpointId, SubtaskId, TaskManagerId};
@@ -136,6 +138,27 @@ pub struct JobMaster {
     final_checkpoint: FinalCheckpoint,
     liveness_check_at: Instant,
     commands: VecDeque<Command>,
+    // A stop-with-savepoint under way.
+    stop: Option<StopWithSavepoint>,
+}
+
+/// Whether a failover may restore `checkpoint`: every checkpoint, and stop-with-savepoint's
+/// savepoint (its completion committed the sinks), but no plain savepoint.
+fn recovers_from(checkpoint: &CompletedCheckpoint) -> bool {
+    checkpoint
+        .savepoint
+        .is_none_or(|savepoint| savepoint.terminate)
+}
+
+/// A stop-with-savepoint under way (`flink stop`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct StopWithSavepoint {
+    format: SavepointFormat,
+    drain: bool,
+    // Once triggered; with drain, only after every source ended its input.
+    savepoint: Option<CheckpointId>,
+    // Once complete: the sources end, and its notice repeats on heartbeats.
+    completed: bool,
 }
 
 impl JobMaster {
@@ -183,6 +206,11 @@ impl JobMaster {
     /// (`flink run -s <path>`): the first deployment restores `checkpoint`, read from its
     /// `_metadata` at `path`; its files stay the other job's (NO_CLAIM). The job numbers its
     /// attempts and checkpoints in `term`'s block, clear of the other job's.
+    ///
+    /// The state is matched to the job's operators by uid, whatever their parallelism; state
+    /// no operator claims fails the submission unless `ignore_unclaimed` (Flink's
+    /// `--allowNonRestoredState`), as do a changed max parallelism and in-flight data that
+    /// would need redistributing.
     pub fn restored(
         graph: Arc<ExecutionGraph>,
         config: JobMasterConfig,
@@ -190,13 +218,22 @@ impl JobMaster {
         term: LeaderTerm,
         checkpoint: CompletedCheckpoint,
         path: String,
+        ignore_unclaimed: bool,
     ) -> JobMaster {
+        let assignment = match assign(&graph, &checkpoint, ignore_unclaimed) {
+            Ok(assignment) => assignment,
+            Err(error) => {
+                return JobMaster::unrestorable(graph, config, now, term, path, error.to_string())
+            }
+        };
         let checkpoint_id = checkpoint.checkpoint_id;
-        let coordinator = CheckpointCoordinator::restored_from(
+        let savepoint = checkpoint.savepoint.is_some();
+        let mut coordinator = CheckpointCoordinator::restored_from(
             config.checkpoint.clone(),
             term.first_checkpoint_id(),
             checkpoint,
         );
+        coordinator.set_max_parallelism(graph.job.max_parallelism);
         let mut master = JobMaster::with_term(graph, config, now, term, Vec::new());
         master.coordinator = coordinator;
         let job = master.graph.job.name.clone();
@@ -204,6 +241,8 @@ impl JobMaster {
             job,
             checkpoint_id,
             path,
+            savepoint,
+            assignment,
         });
         master
     }
@@ -231,11 +270,12 @@ impl JobMaster {
         restored: Vec<CompletedCheckpoint>,
     ) -> JobMaster {
         let sources = graph.source_subtasks().into_iter().collect();
-        let coordinator = CheckpointCoordinator::recovered(
+        let mut coordinator = CheckpointCoordinator::recovered(
             config.checkpoint.clone(),
             term.first_checkpoint_id(),
             restored,
         );
+        coordinator.set_max_parallelism(graph.job.max_parallelism);
         JobMaster {
             coordinator,
             restart: RestartStrategy::new(config.restart.clone(), config.restart_seed),
@@ -251,6 +291,7 @@ impl JobMaster {
             regions: PipelinedRegions::of(&graph),
             region_restarts: Vec::new(),
             commands: VecDeque::new(),
+            stop: None,
             config,
             graph,
         }
@@ -378,8 +419,15 @@ impl JobMaster {
             } if self.is_current(attempt, subtask) => {
                 self.coordinator.on_decline(now, checkpoint_id, reason)
             }
-            ControlMessage::EndOfData { attempt, subtask } => self.on_end_of_data(attempt, subtask),
+            ControlMessage::EndOfData { attempt, subtask } => {
+                self.on_end_of_data(now, attempt, subtask)
+            }
             ControlMessage::CancelJob => self.on_cancel_job(now),
+            ControlMessage::TriggerSavepoint {
+                format,
+                terminate,
+                drain,
+            } => self.on_savepoint_request(now, format, terminate, drain),
             // Acks and declines of an earlier attempt are expected after a failover.
             ControlMessage::AcknowledgeCheckpoint { .. }
             | ControlMessage::DeclineCheckpoint { .. } => {}
@@ -401,10 +449,12 @@ impl JobMaster {
         let pending = self.coordinator.is_pending(checkpoint.checkpoint_id);
         match result {
             // Only a checkpoint still in flight gets a pointer: one aborted meanwhile had its
-            // files deleted, and a pointer to it would send the next leader to nothing.
-            Ok(()) if self.config.high_availability && pending => self
-                .commands
-                .push_back(Command::StoreCheckpoint(checkpoint)),
+            // files deleted, and a pointer to it would send the next leader to nothing. A plain
+            // savepoint is never restored by a failover, so it gets none.
+            Ok(()) if self.config.high_availability && pending && recovers_from(&checkpoint) => {
+                self.commands
+                    .push_back(Command::StoreCheckpoint(checkpoint))
+            }
             result => self.on_checkpoint_stored(now, checkpoint, result),
         }
     }
@@ -462,9 +512,10 @@ impl JobMaster {
         let heartbeat = ControlMessage::JobManagerHeartbeat {
             leader: self.config.address,
             term: self.term,
-            final_completed: self
-                .final_checkpoint
-                .completed_final(self.coordinator.latest_completed().map(|c| c.checkpoint_id)),
+            final_completed: self.stop_completed().or_else(|| {
+                self.final_checkpoint
+                    .completed_final(self.coordinator.latest_completed().map(|c| c.checkpoint_id))
+            }),
         };
         self.send_to_every_taskmanager(&heartbeat);
         let timeout = self.config.heartbeat_timeout;
@@ -499,11 +550,15 @@ impl JobMaster {
         }
     }
 
-    fn on_end_of_data(&mut self, attempt: AttemptNumber, subtask: SubtaskId) {
+    fn on_end_of_data(&mut self, now: Instant, attempt: AttemptNumber, subtask: SubtaskId) {
         if !self.is_current(attempt, subtask) {
             return; // From a cancelled attempt.
         }
         let event = match self.final_checkpoint.on_end_of_data(subtask) {
+            Ok(EndOfData::AllSourcesAtEnd) if self.final_checkpoint.is_draining() => {
+                self.event(EngineEvent::AllSourcesAtEnd);
+                return self.trigger_stop_savepoint(now);
+            }
             Ok(EndOfData::AllSourcesAtEnd) => EngineEvent::AllSourcesAtEnd,
             Ok(EndOfData::Recorded | EndOfData::Repeated) => return,
             Err(error) => EngineEvent::EndOfDataIgnored {
@@ -857,6 +912,7 @@ impl JobMaster {
     /// each on its own.
     fn restart_scope(&self, failed: &BTreeSet<SubtaskId>) -> Restart {
         let steady = self.status == JobStatus::Running
+            && self.stop.is_none()
             && !self.final_checkpoint.is_finishing()
             && !self
                 .executions
@@ -996,6 +1052,17 @@ impl JobMaster {
             region: None,
         });
         self.coordinator.stop(now);
+        if let Some(stop) = self.stop.take() {
+            // A triggered savepoint still pending is reported failed by its abort; otherwise
+            // the stop fails here: before its savepoint (a drain), or after it, while the job
+            // finished.
+            if stop.completed || stop.savepoint.is_none() {
+                self.event(EngineEvent::SavepointFailed {
+                    checkpoint_id: stop.savepoint,
+                    reason: format!("the job failed over while it stopped: {reason}"),
+                });
+            }
+        }
         self.cancel_tasks();
     }
 
@@ -1014,10 +1081,9 @@ impl JobMaster {
     fn drain_coordinator(&mut self, now: Instant) {
         while let Some(output) = self.coordinator.poll_output() {
             match output {
-                Output::Trigger {
-                    checkpoint_id,
-                    timestamp: _,
-                } if checkpoint_id > self.term.last_checkpoint_id() => {
+                Output::Trigger { checkpoint_id, .. }
+                    if checkpoint_id > self.term.last_checkpoint_id() =>
+                {
                     let why = format!("{} used all its checkpoint ids", self.term);
                     let failure = format!("checkpoint {checkpoint_id} not triggered");
                     self.cancel_attempt(now, &failure);
@@ -1026,23 +1092,31 @@ impl JobMaster {
                 Output::Trigger {
                     checkpoint_id,
                     timestamp,
+                    snapshot,
                 } => {
                     // The final checkpoint aligns, like a savepoint: no barrier overtakes the
                     // last records, so the sinks' last transactions hold them all.
                     let final_checkpoint = self.final_checkpoint.on_trigger(checkpoint_id);
-                    let kind = if final_checkpoint {
-                        BarrierKind::Aligned
-                    } else {
-                        self.config.checkpoint.barrier_kind()
+                    let kind = self.barrier_kind(final_checkpoint || snapshot.is_savepoint());
+                    let event = match snapshot {
+                        SnapshotType::Checkpoint => EngineEvent::CheckpointTriggered {
+                            checkpoint_id,
+                            final_checkpoint,
+                        },
+                        SnapshotType::Savepoint { format, terminate } => {
+                            EngineEvent::SavepointTriggered {
+                                checkpoint_id,
+                                format,
+                                terminate,
+                            }
+                        }
                     };
-                    self.event(EngineEvent::CheckpointTriggered {
-                        checkpoint_id,
-                        final_checkpoint,
-                    });
+                    self.event(event);
                     let barrier = Barrier {
                         checkpoint_id,
                         timestamp,
                         kind,
+                        snapshot,
                     };
                     for subtask in self.graph.source_subtasks() {
                         self.send_to_task(subtask, |attempt| ControlMessage::TriggerCheckpoint {
@@ -1088,6 +1162,20 @@ impl JobMaster {
                         checkpoint_id,
                     });
                 }
+                Output::SavepointCompleted(checkpoint) => self.on_savepoint_completed(checkpoint),
+                Output::SavepointFailed {
+                    checkpoint_id,
+                    reason,
+                } => {
+                    // Savepoints run one at a time: a failure before completion is the stop's.
+                    if self.stop.is_some_and(|stop| !stop.completed) {
+                        self.stop = None;
+                    }
+                    self.event(EngineEvent::SavepointFailed {
+                        checkpoint_id,
+                        reason,
+                    });
+                }
                 Output::FailJob(reason) => {
                     if self.status.is_active() {
                         // A checkpoint failure fails the job over whole, as in Flink.
@@ -1099,6 +1187,140 @@ impl JobMaster {
                     .push_back(Command::DiscardCheckpoint(checkpoint_id)),
             }
         }
+    }
+
+    /// Aligned barriers for a savepoint or the final checkpoint (never timing out to
+    /// unaligned), except in at-least-once mode, whose tasks only track barriers.
+    fn barrier_kind(&self, aligned: bool) -> BarrierKind {
+        match self.config.checkpoint.mode {
+            CheckpointingMode::AtLeastOnce => BarrierKind::AtLeastOnce,
+            _ if aligned => BarrierKind::Aligned,
+            _ => self.config.checkpoint.barrier_kind(),
+        }
+    }
+
+    /// The client asks for a savepoint, or to stop the job with one. A request that cannot
+    /// be served is answered with `SavepointFailed` (what the CLI prints); the job runs on.
+    fn on_savepoint_request(
+        &mut self,
+        now: Instant,
+        format: SavepointFormat,
+        terminate: bool,
+        drain: bool,
+    ) {
+        let refused = if self.config.checkpoint.storage.savepoint_dir.is_none() {
+            Some("no savepoint directory: set execution.checkpointing.savepoint-dir".to_string())
+        } else if self.status != JobStatus::Running {
+            Some(format!("the job is {:?}, not running", self.status))
+        } else if self.stop.is_some() {
+            Some("a stop-with-savepoint is already under way".to_string())
+        } else {
+            None
+        };
+        if let Some(reason) = refused {
+            let checkpoint_id = None;
+            return self.event(EngineEvent::SavepointFailed {
+                checkpoint_id,
+                reason,
+            });
+        }
+        if !terminate {
+            let savepoint = SavepointInfo {
+                format,
+                terminate: false,
+            };
+            if let Err(refused) = self.coordinator.trigger_savepoint(now, savepoint) {
+                let reason = refused.to_string();
+                self.event(EngineEvent::SavepointFailed {
+                    checkpoint_id: None,
+                    reason,
+                });
+            }
+            return;
+        }
+        self.stop = Some(StopWithSavepoint {
+            format,
+            drain,
+            savepoint: None,
+            completed: false,
+        });
+        if !drain {
+            return self.trigger_stop_savepoint(now);
+        }
+        self.final_checkpoint.drain();
+        self.event(EngineEvent::DrainingSources);
+        for subtask in self.graph.source_subtasks() {
+            self.send_to_task(subtask, |attempt| ControlMessage::EndInput {
+                attempt,
+                subtask,
+            });
+        }
+    }
+
+    /// Triggers the stop's savepoint: at once, or with drain once every source ended.
+    fn trigger_stop_savepoint(&mut self, now: Instant) {
+        let Some(stop) = self.stop else {
+            return;
+        };
+        let savepoint = SavepointInfo {
+            format: stop.format,
+            terminate: true,
+        };
+        let next = self.coordinator.next_checkpoint_id();
+        match self.coordinator.trigger_savepoint(now, savepoint) {
+            Ok(()) => {
+                self.stop = Some(StopWithSavepoint {
+                    savepoint: Some(next),
+                    ..stop
+                })
+            }
+            Err(refused) => {
+                self.stop = None;
+                let reason = refused.to_string();
+                self.event(EngineEvent::SavepointFailed {
+                    checkpoint_id: None,
+                    reason,
+                });
+            }
+        }
+    }
+
+    /// A savepoint is durable. Stop-with-savepoint's completion is notified to every task
+    /// (the sinks commit) and the sources end; a plain one notifies nothing (Flink 1.15+).
+    fn on_savepoint_completed(&mut self, checkpoint: CompletedCheckpoint) {
+        let checkpoint_id = checkpoint.checkpoint_id;
+        let directory = self
+            .config
+            .checkpoint
+            .storage
+            .savepoint_directory(checkpoint_id)
+            .expect("a savepoint is triggered only with a savepoint directory");
+        let terminate = checkpoint.savepoint.is_some_and(|s| s.terminate);
+        self.event(EngineEvent::SavepointCompleted {
+            checkpoint,
+            directory,
+        });
+        let Some(stop) = self.stop.as_mut().filter(|_| terminate) else {
+            return;
+        };
+        stop.completed = true;
+        stop.savepoint = Some(checkpoint_id);
+        self.broadcast(|attempt| ControlMessage::NotifyCheckpointComplete {
+            attempt,
+            checkpoint_id,
+        });
+        for subtask in self.graph.source_subtasks() {
+            self.send_to_task(subtask, |attempt| ControlMessage::FinishSource {
+                attempt,
+                subtask,
+            });
+        }
+    }
+
+    /// The stop's savepoint, once complete (its notice repeats on heartbeats, as the final
+    /// checkpoint's: no later checkpoint's notice would reach a sink that lost it).
+    fn stop_completed(&self) -> Option<CheckpointId> {
+        self.stop.filter(|stop| stop.completed)?.savepoint
     }
 
     /// To the deployed task of `subtask`, addressed to its attempt.
@@ -1142,6 +1364,7 @@ mod tests {
     use super::*;
     use crate::api::jobs::word_count;
     use crate::checkpoint::coordinator::{CheckpointingMode, TaskAck};
+    use crate::checkpoint::state_assignment::StateAssignment;
     use crate::ids::CheckpointId;
 
     const INTERVAL_MS: u64 = 100;
@@ -1309,6 +1532,13 @@ mod tests {
             alignment_duration: Duration::ZERO,
             unaligned: false,
             in_flight_bytes: 0,
+            operators: vec![if task.vertex_id.0 == 0 {
+                "source"
+            } else {
+                "counter"
+            }
+            .into()],
+            chain: Vec::new(),
         }
     }
 
@@ -1854,6 +2084,7 @@ mod tests {
             LeaderTerm(2),
             checkpoint,
             path.clone(),
+            false,
         );
         let mut h = Harness {
             master,
@@ -1865,6 +2096,11 @@ mod tests {
                 job: "wordcount".into(),
                 checkpoint_id: CheckpointId(1),
                 path,
+                savepoint: false,
+                assignment: StateAssignment {
+                    rescaled: [("counter".into(), (2, 2)), ("source".into(), (2, 2))].into(),
+                    ..StateAssignment::default()
+                },
             }]
         );
         h.heartbeat(1, 11, 1);

@@ -42,8 +42,6 @@ pub struct JobManagerSetup {
     pub address: SocketAddr,
     /// `high-availability` lease: renewed every third of it while leading.
     pub lease_duration: Duration,
-    /// The job's plan.
-    pub graph: Arc<ExecutionGraph>,
     /// Checkpointing options.
     pub checkpoint: CheckpointConfig,
     /// The restart strategy.
@@ -75,35 +73,74 @@ pub struct JobManagerSetup {
 
 /// The job as the client submitted it: once, to whichever job manager takes it; the client
 /// may submit it again later from a retained checkpoint (`resubmit`).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct JobSubmission {
     taken: Arc<AtomicBool>,
     restore: Arc<Mutex<Option<RestoreFrom>>>,
+    /// The job's code (its jar): what the job managers schedule and the task managers run.
+    pub graph: SubmittedGraph,
 }
 
-/// Where a submission starts from: `flink run -s <path>`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The job as last submitted (in Flink, the jar in the blob server that task managers fetch
+/// when they deploy a task). A resubmission may bring a new version of the job: new
+/// parallelism, operators added or removed.
+#[derive(Clone)]
+pub struct SubmittedGraph(Arc<Mutex<Arc<ExecutionGraph>>>);
+
+impl SubmittedGraph {
+    /// The job `graph`, submitted.
+    pub fn new(graph: Arc<ExecutionGraph>) -> SubmittedGraph {
+        SubmittedGraph(Arc::new(Mutex::new(graph)))
+    }
+
+    /// The job as last submitted.
+    pub fn current(&self) -> Arc<ExecutionGraph> {
+        self.0.lock().expect("never poisoned").clone()
+    }
+
+    fn replace(&self, graph: Arc<ExecutionGraph>) {
+        *self.0.lock().expect("never poisoned") = graph;
+    }
+}
+
+/// Where a submission starts from: `flink run -s <path> [-n]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RestoreFrom {
-    /// The retained checkpoint whose `_metadata` the job restores.
+    /// The `_metadata` of the retained checkpoint or savepoint the job restores.
+    pub path: String,
+    /// The snapshot's id, which the `_metadata` must hold.
     pub checkpoint_id: CheckpointId,
+    /// `--allowNonRestoredState`: state no operator claims is dropped, not refused.
+    pub ignore_unclaimed: bool,
     /// The block of attempt numbers and checkpoint ids of the new job, clear of the earlier
     /// job's (in Flink the new job id keeps them apart).
     pub numbering: LeaderTerm,
 }
 
 impl JobSubmission {
+    /// The client submits `graph`.
+    pub fn new(graph: Arc<ExecutionGraph>) -> JobSubmission {
+        JobSubmission {
+            taken: Arc::new(AtomicBool::new(false)),
+            restore: Arc::new(Mutex::new(None)),
+            graph: SubmittedGraph::new(graph),
+        }
+    }
+
     /// Takes the submission: `None` if a job manager took it before, else where it starts
     /// from (`Some(None)`: empty).
     pub fn take(&self) -> Option<Option<RestoreFrom>> {
         if self.taken.swap(true, Ordering::Relaxed) {
             return None;
         }
-        Some(*self.restore.lock().expect("never poisoned"))
+        Some(self.restore.lock().expect("never poisoned").clone())
     }
 
-    /// The client submits the job again, from `restore`.
-    pub fn resubmit(&self, restore: RestoreFrom) {
+    /// The client submits `graph` (the same job, or a new version of it) again, from
+    /// `restore`.
+    pub fn resubmit(&self, restore: RestoreFrom, graph: Arc<ExecutionGraph>) {
         *self.restore.lock().expect("never poisoned") = Some(restore);
+        self.graph.replace(graph);
         self.taken.store(false, Ordering::Relaxed);
     }
 }
@@ -187,7 +224,7 @@ async fn lead(
     ha: Option<&HaClient>,
     config: JobMasterConfig,
 ) -> Option<JobMaster> {
-    let graph = setup.graph.clone();
+    let graph = setup.submission.graph.current();
     let Some(ha) = ha else {
         match setup.submission.take() {
             Some(None) => return Some(JobMaster::new(graph, config, sim_time::now())),
@@ -243,11 +280,10 @@ async fn restore_from(
     restore: RestoreFrom,
 ) -> JobMaster {
     let storage = CheckpointStorage::new(rpc.clone(), setup.services.blobstore, setup.rpc_timeout);
-    let path = setup
-        .checkpoint
-        .storage
-        .metadata_path(restore.checkpoint_id);
-    let graph = setup.graph.clone();
+    let path = restore.path.clone();
+    // A savepoint names its files relative to its directory, wherever that is now.
+    let directory = path.trim_end_matches("_metadata").to_string();
+    let graph = setup.submission.graph.current();
     let term = restore.numbering;
     loop {
         let read = storage
@@ -256,7 +292,9 @@ async fn restore_from(
         let now = sim_time::now();
         return match read {
             Ok(checkpoint) if checkpoint.checkpoint_id == restore.checkpoint_id => {
-                JobMaster::restored(graph, config, now, term, checkpoint, path)
+                let checkpoint = checkpoint.resolved(&directory);
+                let ignore = restore.ignore_unclaimed;
+                JobMaster::restored(graph, config, now, term, checkpoint, path, ignore)
             }
             Ok(other) => {
                 let reason = format!("it holds checkpoint {}", other.checkpoint_id);
@@ -387,7 +425,8 @@ async fn read_retained(
                 .await;
             match read {
                 Ok(checkpoint) if checkpoint.checkpoint_id == pointer.checkpoint_id => {
-                    restored.push(checkpoint);
+                    let directory = pointer.metadata_path.trim_end_matches("_metadata");
+                    restored.push(checkpoint.resolved(directory));
                 }
                 Ok(other) => unusable.push((
                     pointer.checkpoint_id,
@@ -575,11 +614,14 @@ impl JobManagerNode {
             term: self.master.term(),
             pointer: CheckpointPointer {
                 checkpoint_id: checkpoint.checkpoint_id,
-                metadata_path: self
-                    .setup
-                    .checkpoint
-                    .storage
-                    .metadata_path(checkpoint.checkpoint_id),
+                metadata_path: format!(
+                    "{}_metadata",
+                    self.setup
+                        .checkpoint
+                        .storage
+                        .snapshot_directory(checkpoint.checkpoint_id, checkpoint.snapshot_type())
+                        .expect("a savepoint is triggered only with a savepoint directory")
+                ),
             },
             retain: self.setup.checkpoint.retained,
         };
@@ -603,15 +645,21 @@ impl JobManagerNode {
         );
         let mut inbox = self.inbox_sender.clone();
         let config = &self.setup.checkpoint.storage;
-        let path = config.metadata_path(checkpoint.checkpoint_id);
-        let in_memory = config.kind == StorageKind::JobManager;
+        let snapshot = checkpoint.snapshot_type();
+        let directory = config
+            .snapshot_directory(checkpoint.checkpoint_id, snapshot)
+            .expect("a savepoint is triggered only with a savepoint directory");
+        let path = format!("{directory}_metadata");
+        // A savepoint is always files, even with jobmanager checkpoint storage.
+        let in_memory = config.kind == StorageKind::JobManager && !snapshot.is_savepoint();
+        let written = checkpoint.relocatable(&directory);
         madsim::task::spawn(async move {
             if in_memory {
                 let _ = inbox.send(Input::MetadataWritten(checkpoint, Ok(()))).await;
                 return;
             }
             let result = storage
-                .write(FileKind::CheckpointMetadata, &path, &checkpoint)
+                .write(FileKind::CheckpointMetadata, &path, &written)
                 .await
                 .map(|_| ())
                 .map_err(|error| error.to_string());

@@ -1,7 +1,7 @@
 //! Everything that crosses the simulated network: control messages between the job manager
 //! and task managers, and the frames of a data channel.
 
-use crate::checkpoint::barrier::Barrier;
+use crate::checkpoint::barrier::{Barrier, SavepointFormat};
 use crate::checkpoint::coordinator::{DeclineReason, TaskAck};
 use crate::ids::{AttemptNumber, ChannelIndex, CheckpointId, SubtaskId, TaskManagerId};
 use crate::runtime::deployment::TaskDeployment;
@@ -146,6 +146,25 @@ pub enum ControlMessage {
     },
     /// Cancel the job (`flink cancel`, sent by the client to the job manager).
     CancelJob,
+    /// Take a savepoint (`flink savepoint`), or stop the job with one (`flink stop`), sent by
+    /// the client to the job manager.
+    TriggerSavepoint {
+        /// `--type`: canonical or native.
+        format: SavepointFormat,
+        /// Stop the job once the savepoint completed (`flink stop`).
+        terminate: bool,
+        /// `flink stop --drain`: the sources end their input first and every operator
+        /// finishes; the savepoint is the job's final checkpoint.
+        drain: bool,
+    },
+    /// Stop-with-savepoint with drain: the source ends its input now, as if it were read to
+    /// its end, and waits for the final checkpoint.
+    EndInput {
+        /// The attempt addressed.
+        attempt: AttemptNumber,
+        /// The source subtask.
+        subtask: SubtaskId,
+    },
     /// A task changed status (sent at once; heartbeats repeat it).
     TaskStatusChanged {
         /// The task's attempt.

@@ -41,10 +41,7 @@ impl SinkOperator {
     }
 
     /// Recovers from the restored state: commits or aborts what an earlier attempt left.
-    pub async fn recover(
-        &mut self,
-        state: Option<SinkStateSnapshot>,
-    ) -> Result<(), ConnectorError> {
+    pub async fn recover(&mut self, state: Vec<SinkStateSnapshot>) -> Result<(), ConnectorError> {
         self.writer.recover(&self.io, state).await
     }
 

@@ -1,9 +1,11 @@
 //! How a task's state comes back on restore (Flink's `StreamTaskStateInitializer`): the state
-//! files of the task's vertex are read and sorted by operator (keyed state from every subtask,
-//! to redistribute by key group; source offsets united; the sink's and the channel state of
-//! this subtask only), and the in-flight data of an unaligned checkpoint is replayed into the
-//! same channels ahead of anything new.
+//! files holding state of the task's operators are read and sorted by operator uid (keyed
+//! state from every old subtask, to redistribute by key group; source offsets united, each
+//! subtask keeping its partitions; the sink's pre-committed work of the old subtasks this one
+//! takes over; the channel state of this subtask only), and the in-flight data of an
+//! unaligned checkpoint is replayed into the same channels ahead of anything new.
 
+use crate::checkpoint::state_assignment::sink_takes_over;
 use crate::checkpoint::storage::StateHandle;
 use crate::runtime::hooks::EngineEvent;
 use crate::runtime::input_gate::InputGate;
@@ -26,20 +28,29 @@ pub struct RestoredState {
     pub offsets: Option<SourceOffsets>,
     /// This subtask's in-flight data.
     pub channel_state: Option<ChannelStateSnapshot>,
-    /// This subtask's sink state.
-    pub sink: Option<SinkStateSnapshot>,
+    /// The sink states this subtask takes over: its own, and when scaled down those of old
+    /// subtasks beyond the new parallelism.
+    pub sink: Vec<SinkStateSnapshot>,
 }
 
 /// Reads the state of this task's vertex (files, or inline) and sorts it by operator.
 pub async fn restore_state(
     context: &TaskContext,
+    parallelism: u32,
     states: &[StateHandle],
 ) -> Result<RestoredState, TaskError> {
     let storage = context.storage();
+    let vertex = context.graph.vertex(context.subtask.vertex_id);
+    let chain = &context.graph.job.operators[vertex.operator_range.clone()];
+    let ours = |uid: &str| chain.iter().any(|operator| operator.uid == uid);
+    let index = context.subtask.subtask_index;
     let mut restored = RestoredState::default();
     for state in states {
         let snapshot: TaskStateSnapshot = storage.read_state(state).await?;
         for (uid, operator) in snapshot.operators {
+            if !ours(&uid) {
+                continue; // Another chain's state in the same file.
+            }
             match operator {
                 OperatorSnapshot::Keyed(state) => {
                     restored.keyed.entry(uid).or_default().push(state)
@@ -50,11 +61,11 @@ pub async fn restore_state(
                     .get_or_insert_with(SourceOffsets::default)
                     .next_offsets
                     .extend(source.next_offsets),
-                // A sink's pre-committed work belongs to the subtask that pre-committed it.
+                // A sink's pre-committed work goes to the subtask that takes its old one over.
                 OperatorSnapshot::Sink(sink)
-                    if sink.subtask_index == context.subtask.subtask_index =>
+                    if sink_takes_over(sink.subtask_index, index, parallelism) =>
                 {
-                    restored.sink = Some(sink)
+                    restored.sink.push(sink)
                 }
                 OperatorSnapshot::Sink(_) => {}
             }

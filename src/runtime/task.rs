@@ -6,6 +6,7 @@
 use crate::api::value::Value;
 use crate::checkpoint::subtask_checkpoint::SubtaskCheckpointCoordinator;
 use crate::connectors::source_reader::SourceReader;
+use crate::ids::CheckpointId;
 use crate::limits::{TASK_RECORDS_PER_TURN_MAX, TASK_TURN_DURATION_MAX};
 use crate::runtime::deployment::TaskDeployment;
 use crate::runtime::hooks::{EngineEvent, RecordFate};
@@ -40,6 +41,9 @@ struct Task {
     checkpoints: SubtaskCheckpointCoordinator,
     // The sink, when this task's chain ends in it.
     sink: Option<SinkOperator>,
+    // A source that forwarded a stop-with-savepoint barrier emits nothing more: it ends when
+    // the savepoint completes, or reads on if it is aborted.
+    stopped_at: Option<CheckpointId>,
 }
 
 /// Runs a task to its end. `Ok` means all input was consumed; `Err` fails the job over.
@@ -79,7 +83,8 @@ impl Task {
             restored: deployment.restore.as_ref().map(|r| r.checkpoint_id),
         });
         let checkpoints =
-            SubtaskCheckpointCoordinator::new(context.subtask.subtask_index, input.is_some());
+            SubtaskCheckpointCoordinator::new(context.subtask.subtask_index, input.is_some())
+                .with_chain(chain.uids().to_vec());
         Ok(Task {
             context,
             chain,
@@ -92,6 +97,7 @@ impl Task {
             records_in: 0,
             checkpoints,
             sink,
+            stopped_at: None,
         })
     }
 
@@ -144,7 +150,10 @@ impl Task {
     }
 
     fn source_due_at(&self) -> Option<Instant> {
-        if self.writer.is_backpressured() || self.checkpoints.is_awaiting_final_checkpoint() {
+        if self.writer.is_backpressured()
+            || self.checkpoints.is_awaiting_final_checkpoint()
+            || self.stopped_at.is_some()
+        {
             return None; // Credit arriving in the mailbox wakes the task.
         }
         self.source.as_ref().and_then(|s| s.reader.next_due_at())
@@ -155,7 +164,7 @@ impl Task {
         if self.writer.is_backpressured() {
             return Ok(false);
         }
-        if self.checkpoints.is_awaiting_final_checkpoint() {
+        if self.checkpoints.is_awaiting_final_checkpoint() || self.stopped_at.is_some() {
             return Ok(false);
         }
         if self.source.is_some() {
@@ -298,9 +307,21 @@ impl Task {
                     sink.on_checkpoint_complete(checkpoint_id).await?;
                 }
             }
+            TaskInput::CheckpointAborted(checkpoint_id) => {
+                if self.stopped_at == Some(checkpoint_id) {
+                    self.stopped_at = None; // The stop failed: the source reads on.
+                }
+            }
             TaskInput::FinishSource => {
-                if self.checkpoints.is_awaiting_final_checkpoint() {
+                let waiting = self.checkpoints.is_awaiting_final_checkpoint();
+                if (waiting || self.stopped_at.is_some()) && !self.ended {
                     self.end_of_input().await?;
+                }
+            }
+            TaskInput::EndInput => {
+                let reading = !self.ended && !self.checkpoints.is_awaiting_final_checkpoint();
+                if self.source.is_some() && reading {
+                    self.await_final_checkpoint().await;
                 }
             }
             TaskInput::UploadDone {

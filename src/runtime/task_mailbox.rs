@@ -60,8 +60,12 @@ pub enum TaskInput {
     Trigger(Barrier),
     /// A checkpoint completed.
     CheckpointComplete(CheckpointId),
+    /// A checkpoint was aborted (a source stopped at a stop-with-savepoint barrier resumes).
+    CheckpointAborted(CheckpointId),
     /// The final checkpoint completed: a source waiting at the end of its input ends it.
     FinishSource,
+    /// Stop-with-savepoint with drain: a source ends its input now.
+    EndInput,
     /// The asynchronous part of a snapshot ended.
     UploadDone {
         /// The checkpoint.

@@ -41,19 +41,21 @@ pub async fn set_up(
     let operators = vertex.operator_range.clone();
     let mut chain = OperatorChain::new(&graph.job, operators, deployment.key_groups);
     let restored = match &deployment.restore {
-        Some(restore) => match restore_state(context, &restore.states).await {
-            // A checksum, a version or a file that is gone: never restored silently.
-            Err(TaskError::Storage(
-                error @ (StorageError::Corrupt(_) | StorageError::Missing { .. }),
-            )) => {
-                return Err(TaskError::CheckpointUnreadable {
-                    subtask: context.subtask,
-                    checkpoint_id: restore.checkpoint_id,
-                    error,
-                })
+        Some(restore) => {
+            match restore_state(context, deployment.parallelism, &restore.states).await {
+                // A checksum, a version or a file that is gone: never restored silently.
+                Err(TaskError::Storage(
+                    error @ (StorageError::Corrupt(_) | StorageError::Missing { .. }),
+                )) => {
+                    return Err(TaskError::CheckpointUnreadable {
+                        subtask: context.subtask,
+                        checkpoint_id: restore.checkpoint_id,
+                        error,
+                    })
+                }
+                other => other?,
             }
-            other => other?,
-        },
+        }
         None => RestoredState::default(),
     };
     let RestoredState {

@@ -2,7 +2,6 @@
 //! data-channel connections to them, and reports their status. Killing the node kills all of
 //! it; a restart comes back as a new instance with no tasks.
 
-use crate::graph::execution_graph::ExecutionGraph;
 use crate::ids::{AttemptNumber, ChannelIndex, CheckpointId, SubtaskId, TaskManagerId};
 use crate::limits::TASK_MAILBOX_CAPACITY;
 use crate::runtime::control_plane::{ControlPlane, CONTROL_PORT};
@@ -39,7 +38,7 @@ pub struct TaskManagerSetup {
     /// Its own IP (for the data address it advertises).
     pub address: std::net::IpAddr,
     /// The job's plan (its code is on the classpath of every task manager).
-    pub graph: Arc<ExecutionGraph>,
+    pub graph: crate::runtime::jobmanager::SubmittedGraph,
     /// Where the services are.
     pub services: Services,
     /// Options for its tasks.
@@ -240,9 +239,26 @@ fn on_control(
             attempt,
             checkpoint_id,
         } => deliver_notice(setup, shared, Some(attempt), checkpoint_id),
-        ControlMessage::NotifyCheckpointAborted { .. } => Vec::new(),
+        ControlMessage::NotifyCheckpointAborted {
+            attempt,
+            checkpoint_id,
+        } => {
+            let state = lock(shared);
+            let addressed = state.tasks.values().filter(|task| task.attempt == attempt);
+            addressed
+                .map(|task| {
+                    (
+                        task.inbox.clone(),
+                        TaskInput::CheckpointAborted(checkpoint_id),
+                    )
+                })
+                .collect()
+        }
         ControlMessage::FinishSource { attempt, subtask } => {
             deliver(shared, attempt, subtask, TaskInput::FinishSource)
+        }
+        ControlMessage::EndInput { attempt, subtask } => {
+            deliver(shared, attempt, subtask, TaskInput::EndInput)
         }
         ControlMessage::JobManagerHeartbeat {
             final_completed,
@@ -280,7 +296,8 @@ fn leader_term(message: &ControlMessage) -> Option<LeaderTerm> {
         | ControlMessage::TriggerCheckpoint { attempt, .. }
         | ControlMessage::NotifyCheckpointComplete { attempt, .. }
         | ControlMessage::NotifyCheckpointAborted { attempt, .. }
-        | ControlMessage::FinishSource { attempt, .. } => Some(LeaderTerm::of_attempt(*attempt)),
+        | ControlMessage::FinishSource { attempt, .. }
+        | ControlMessage::EndInput { attempt, .. } => Some(LeaderTerm::of_attempt(*attempt)),
         _ => None,
     }
 }
@@ -426,7 +443,7 @@ fn deploy(
         let context = TaskContext {
             attempt,
             subtask,
-            graph: setup.graph.clone(),
+            graph: setup.graph.current(),
             services: setup.services,
             jobmanager: leader_address(&state).clone(),
             rpc: rpc.clone(),

@@ -18,6 +18,9 @@ pub enum FaultCheckError {
         /// The fault's kind.
         fault: &'static str,
     },
+    /// A savepoint without a directory to write it to.
+    #[error("savepoint: needs execution.checkpointing.savepoint-dir (Flink refuses a savepoint without a target directory)")]
+    NoSavepointDir,
     /// `at` is not before the deadline.
     #[error("at: {at} is not before the deadline {deadline} (simulation.deadline): the fault could never fire")]
     AfterDeadline {
@@ -177,6 +180,17 @@ pub fn check_action(
             })
         }
         FaultAction::CorruptCheckpoint => Ok(()),
+        FaultAction::Savepoint { .. } | FaultAction::StopWithSavepoint { .. }
+            if !scenario.checkpointing() =>
+        {
+            Err(FaultCheckError::NeedsCheckpointing { fault: "savepoint" })
+        }
+        FaultAction::Savepoint { .. } | FaultAction::StopWithSavepoint { .. }
+            if scenario.checkpoint.storage.savepoint_dir.is_none() =>
+        {
+            Err(FaultCheckError::NoSavepointDir)
+        }
+        FaultAction::Savepoint { .. } | FaultAction::StopWithSavepoint { .. } => Ok(()),
         FaultAction::ClogLink { from, to, .. } | FaultAction::SlowLink { from, to, .. } => {
             check_link(*from, *to, scenario)
         }

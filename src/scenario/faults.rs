@@ -7,6 +7,7 @@
 //! property tests generate them, `Display` prints them in reports, and the injector acts on
 //! them. The loader checks them against the job and the cluster (`scenario::file`).
 
+use crate::checkpoint::barrier::SavepointFormat;
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::ids::SubtaskId;
 use crate::scenario::node_name::NodeName;
@@ -301,6 +302,23 @@ pub enum FaultAction {
     /// Cancel the job, as `flink cancel` does: it ends CANCELED, and its retained
     /// checkpoints are kept or deleted by `externalized-checkpoint-retention`.
     CancelJob,
+    /// Take a savepoint, as `flink savepoint [--type native]` does: the job goes on.
+    Savepoint {
+        /// `canonical` (default) or `native`.
+        #[serde(rename = "type", default, skip_serializing_if = "is_canonical")]
+        format: SavepointFormat,
+    },
+    /// Stop the job with a savepoint, as `flink stop [--drain] [--type native]` does; the next
+    /// stage resumes from it. A stop that fails (a failover meanwhile) is asked again, as a
+    /// user would, until the job stops.
+    StopWithSavepoint {
+        /// `--drain`: the sources end their input first and every operator finishes.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        drain: bool,
+        /// `canonical` (default) or `native`.
+        #[serde(rename = "type", default, skip_serializing_if = "is_canonical")]
+        format: SavepointFormat,
+    },
     /// Kill the broker and restart it (its storage is durable).
     RestartBroker {
         /// How long it is down (1 s when not given).
@@ -311,6 +329,10 @@ pub enum FaultAction {
 
 fn one_second() -> Duration {
     Duration::from_secs(1)
+}
+
+fn is_canonical(format: &SavepointFormat) -> bool {
+    *format == SavepointFormat::Canonical
 }
 
 /// One fault: a `[[faults]]` table.
@@ -432,6 +454,11 @@ impl fmt::Display for FaultAction {
                 write!(f, "fail every blobstore write for {duration}")
             }
             FaultAction::CancelJob => write!(f, "cancel the job"),
+            FaultAction::Savepoint { format } => write!(f, "take a {} savepoint", format.name()),
+            FaultAction::StopWithSavepoint { drain, format } => {
+                let drain = if *drain { " and drain" } else { "" };
+                write!(f, "stop{drain} with a {} savepoint", format.name())
+            }
             FaultAction::CorruptCheckpoint => {
                 write!(f, "corrupt a state file of the newest completed checkpoint")
             }

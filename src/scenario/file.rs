@@ -17,6 +17,7 @@ use crate::runtime::failover_strategy::FailoverStrategy;
 use crate::runtime::restart::{ExponentialDelayConfig, RestartStrategyConfig};
 use crate::scenario::faults::{Fault, FaultAction, FaultPlan, TRIGGER_KEYS};
 use crate::scenario::node_name::NodeName;
+use crate::scenario::stage::{Stage, StageRestore};
 use crate::scenario::toml_duration::TomlDuration;
 use crate::scenario::toml_memory::TomlMemorySize;
 use crate::scenario::workload::{Workload, WorkloadKind};
@@ -63,6 +64,29 @@ struct ScenarioFile {
     reader: ReaderSection,
     #[serde(default)]
     faults: Vec<Spanned<toml::Table>>,
+    #[serde(default)]
+    stages: Vec<Spanned<StageSection>>,
+}
+
+/// A `[[stages]]` table: the next version of the job and where it resumes from.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct StageSection {
+    job: Option<Spanned<String>>,
+    parallelism: Option<u32>,
+    source_parallelism: Option<u32>,
+    max_parallelism: Option<u32>,
+    state_recovery: StageRecoverySection,
+    #[serde(default)]
+    faults: Vec<Spanned<toml::Table>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct StageRecoverySection {
+    path: Spanned<String>,
+    #[serde(default)]
+    ignore_unclaimed_state: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -175,6 +199,7 @@ struct CheckpointingSection {
     dir: Option<String>,
     data_inline_threshold: Option<TomlMemorySize>,
     max_state_size: Option<TomlMemorySize>,
+    savepoint_dir: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -385,8 +410,8 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
         ));
     }
     let mut scenario = Scenario {
-        name: raw.name,
-        description: raw.description,
+        name: raw.name.clone(),
+        description: raw.description.clone(),
         seed: raw.seed,
         expect,
         job_name,
@@ -419,6 +444,7 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
         restore: None,
         blobstore: blobstore_config(&context, &raw.blobstore)?,
         faults: FaultPlan::default(),
+        stages: Vec::new(),
     };
     if let Some(max_parallelism) = scenario.max_parallelism {
         if max_parallelism < parallelism.max(source_parallelism)
@@ -461,7 +487,9 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
         .faults
         .iter()
         .any(|f| f.action == FaultAction::CancelJob);
-    if let Some(path) = &raw.execution.state_recovery.path {
+    if !raw.stages.is_empty() {
+        stages(&context, &raw, &mut scenario)?;
+    } else if let Some(path) = &raw.execution.state_recovery.path {
         let restore = restore_path(path.get_ref())
             .and_then(|checkpoint_id| check_restore(&scenario, checkpoint_id));
         match restore {
@@ -482,6 +510,133 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
         return context.error_at(span, "expect: \"job-lost\" needs a kill-jobmanager fault that loses the job: without high availability, or with no restart".to_string());
     }
     Ok(scenario)
+}
+
+/// `[[stages]]`: each a job version resuming from the stage before, checked against it.
+fn stages(
+    context: &Context<'_>,
+    raw: &ScenarioFile,
+    scenario: &mut Scenario,
+) -> Result<(), ScenarioError> {
+    if raw.execution.state_recovery.path.is_some() {
+        return context.error("execution.state-recovery.path: a staged scenario resumes each stage from the one before (`[[stages]] state-recovery.path`)".to_string());
+    }
+    if scenario.high_availability {
+        return context.error("stages: a staged scenario with high availability is not built yet (the service would keep the stopped job)".to_string());
+    }
+    if !matches!(scenario.expect, Expectation::Pass | Expectation::Fail) {
+        return context.error(format!("expect = \"{}\" cannot go with stages: the run ends with the last stage's job, which is checked (pass or fail)", scenario.expect.name()));
+    }
+    if scenario.checkpoint.mode != CheckpointingMode::ExactlyOnce || !scenario.checkpointing() {
+        return context.error("stages: a staged run is checked for exactly-once across its stages: it needs checkpointing in mode EXACTLY_ONCE".to_string());
+    }
+    for (index, entry) in raw.stages.iter().enumerate() {
+        let number = index + 2;
+        let fail = |message: String| {
+            context.error_at::<()>(entry.span(), format!("stages[{number}]: {message}"))
+        };
+        let section = entry.get_ref();
+        let previous = scenario.stage(index);
+        let job_name = section
+            .job
+            .as_ref()
+            .map_or(previous.job_name.clone(), |j| j.get_ref().clone());
+        if jobs::by_name(&job_name, 1, 1).is_none() {
+            fail(format!(
+                "job: no built-in job `{job_name}` (there are: {})",
+                jobs::JOB_NAMES.join(", ")
+            ))?;
+        }
+        let parallelism = section.parallelism.unwrap_or(previous.parallelism);
+        let source_parallelism = section
+            .source_parallelism
+            .unwrap_or(previous.source_parallelism);
+        for (field, value) in [
+            ("parallelism", parallelism),
+            ("source-parallelism", source_parallelism),
+        ] {
+            if value == 0 || value > PARALLELISM_MAX {
+                fail(format!("{field}: {value} is outside 1..={PARALLELISM_MAX}"))?;
+            }
+        }
+        if job_name == "forward" && source_parallelism != parallelism {
+            fail("source-parallelism: the `forward` job needs one parallelism".to_string())?;
+        }
+        let max_parallelism = section.max_parallelism.or(previous.max_parallelism);
+        if let Some(max) = max_parallelism {
+            if max < parallelism.max(source_parallelism)
+                || max > crate::limits::MAX_PARALLELISM_UPPER_BOUND
+            {
+                fail(format!(
+                    "max-parallelism: {max} must be at least the parallelism and at most {}",
+                    crate::limits::MAX_PARALLELISM_UPPER_BOUND
+                ))?;
+            }
+        }
+        let restore = match section.state_recovery.path.get_ref().as_str() {
+            "savepoint" => StageRestore::Savepoint,
+            "checkpoint" => StageRestore::Checkpoint,
+            other => {
+                return context.error_at(
+                    section.state_recovery.path.span(),
+                    format!("stages[{number}]: state-recovery.path: `{other}`: expected \"savepoint\" (the savepoint the stage before stopped with) or \"checkpoint\" (its newest retained checkpoint)"),
+                )
+            }
+        };
+        let ends = |wanted: fn(&FaultAction) -> bool| {
+            previous.faults.faults.iter().any(|f| wanted(&f.action))
+        };
+        let ended = match restore {
+            StageRestore::Savepoint => ends(|a| matches!(a, FaultAction::StopWithSavepoint { .. })),
+            StageRestore::Checkpoint => {
+                ends(|a| *a == FaultAction::CancelJob)
+                    && scenario.checkpoint.retention
+                        == ExternalizedCheckpointRetention::RetainOnCancellation
+                    && scenario.checkpoint.storage.kind == StorageKind::FileSystem
+            }
+        };
+        if !ended {
+            let how = match restore {
+                StageRestore::Savepoint => "a stop-with-savepoint fault",
+                StageRestore::Checkpoint => "a cancel-job fault, externalized-checkpoint-retention = \"RETAIN_ON_CANCELLATION\" and filesystem storage",
+            };
+            fail(format!(
+                "state-recovery.path = \"{}\": stage {} must end with {how}",
+                restore.name(),
+                number - 1
+            ))?;
+        }
+        let mut stage = Stage {
+            job_name,
+            source_parallelism,
+            parallelism,
+            max_parallelism,
+            restore,
+            ignore_unclaimed: section.state_recovery.ignore_unclaimed_state,
+            faults: FaultPlan::default(),
+        };
+        scenario.stages.push(stage.clone());
+        let view = scenario.stage(number - 1);
+        let graph = view.graph();
+        for fault_entry in &section.faults {
+            let fault = fault(context, fault_entry, &view, &graph)?;
+            stage.faults.faults.push(fault);
+        }
+        *scenario.stages.last_mut().expect("just pushed") = stage;
+    }
+    let last = scenario.stage(scenario.stages.len());
+    if last
+        .faults
+        .faults
+        .iter()
+        .any(|f| f.action == FaultAction::CancelJob)
+    {
+        return context.error(
+            "stages: the last stage is the job that is checked to finish: it cannot be cancelled"
+                .to_string(),
+        );
+    }
+    Ok(())
 }
 
 /// The checkpoint a restore path names: `chk-N`, under a directory or not, with or without
@@ -820,7 +975,27 @@ fn storage_config(
         max_state_size_bytes: raw
             .max_state_size
             .map_or(defaults.max_state_size_bytes, |m| m.0),
+        savepoint_dir: savepoint_dir(context, raw)?,
     })
+}
+
+/// `execution.checkpointing.savepoint-dir`: a directory of the blobstore, apart from the
+/// checkpoints'.
+fn savepoint_dir(
+    context: &Context,
+    raw: &CheckpointingSection,
+) -> Result<Option<String>, ScenarioError> {
+    let Some(dir) = raw.savepoint_dir.clone() else {
+        return Ok(None);
+    };
+    let checkpoints = raw.dir.clone().unwrap_or_default();
+    let invalid = dir.is_empty() || dir.contains("..") || dir == "/";
+    if invalid || dir.trim_end_matches('/') == checkpoints.trim_end_matches('/') {
+        return context.error(format!(
+            "execution.checkpointing.savepoint-dir: `{dir}` must be a directory of its own, apart from the checkpoints' (`dir`)"
+        ));
+    }
+    Ok(Some(dir))
 }
 
 /// `jobmanager.execution.failover-strategy`: `region` (Flink's default) or `full`.

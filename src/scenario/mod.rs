@@ -7,6 +7,7 @@ pub mod faults;
 mod file;
 pub mod node_name;
 mod render;
+pub mod stage;
 pub mod toml_duration;
 pub mod toml_memory;
 pub mod workload;
@@ -122,8 +123,10 @@ pub struct Scenario {
     /// `cancel-job` cancelled the job, the client submits it again from this retained
     /// checkpoint, to a fresh cluster.
     pub restore: Option<crate::ids::CheckpointId>,
-    /// The faults.
+    /// The faults (of the first stage, when there are several).
     pub faults: FaultPlan,
+    /// The stages after the first (`[[stages]]`); empty for a single job.
+    pub stages: Vec<stage::Stage>,
 }
 
 /// Why a scenario could not be loaded.
@@ -186,6 +189,30 @@ impl Scenario {
     /// The job's physical plan.
     pub fn graph(&self) -> ExecutionGraph {
         ExecutionGraph::build(&self.job())
+    }
+
+    /// Stage `index` (0: the first) as a scenario of its own: its job version and its faults,
+    /// no later stages.
+    pub fn stage(&self, index: usize) -> Scenario {
+        let mut scenario = Scenario {
+            stages: Vec::new(),
+            ..self.clone()
+        };
+        if index == 0 {
+            return scenario;
+        }
+        let stage = &self.stages[index - 1];
+        scenario.job_name = stage.job_name.clone();
+        scenario.source_parallelism = stage.source_parallelism;
+        scenario.parallelism = stage.parallelism;
+        scenario.max_parallelism = stage.max_parallelism;
+        scenario.faults = stage.faults.clone();
+        scenario
+    }
+
+    /// How many jobs the scenario runs one after the other.
+    pub fn stage_count(&self) -> usize {
+        self.stages.len() + 1
     }
 
     /// The nodes of its cluster.

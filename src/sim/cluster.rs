@@ -18,6 +18,7 @@ use crate::runtime::task_context::{OffsetCommit, Services, TaskConfig};
 use crate::runtime::taskmanager::{run_taskmanager, TaskManagerSetup};
 use crate::scenario::faults::{FaultAction, FaultTrigger};
 use crate::scenario::node_name::NodeName;
+use crate::scenario::stage::StageRestore;
 use crate::scenario::Scenario;
 use crate::services::blobstore::run_blobstore;
 use crate::services::broker::{run_broker, BrokerStorage};
@@ -53,6 +54,14 @@ const AUTO_COMMIT_INTERVAL: Duration = Duration::from_secs(5);
 const RPC_TIMEOUT: Duration = Duration::from_secs(2);
 /// A deployment whose tasks are not all running by then fails over.
 const DEPLOY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the client waits before it asks again for a stop that failed.
+const STOP_RETRY_DELAY: Duration = Duration::from_ms(500);
+
+/// The leadership term whose block numbers the attempts and checkpoints of the job the
+/// client submitted `submission`-th (0: the first): each job keeps clear of the earlier ones'.
+fn stage_term(submission: usize) -> LeaderTerm {
+    LeaderTerm(LeaderTerm::FIRST.0 + submission as u64)
+}
 
 /// Everything a run leaves for the checker and the report.
 #[derive(Clone, Debug)]
@@ -153,11 +162,10 @@ async fn run_cluster(
             if with_faults { "on" } else { "off" }
         ),
     );
-    let submission = JobSubmission::default();
+    let submission = JobSubmission::new(graph.clone());
     let nodes = start_nodes(
         &scenario,
         seed,
-        graph.clone(),
         submission.clone(),
         &Storages {
             broker: broker_storage.clone(),
@@ -167,29 +175,24 @@ async fn run_cluster(
         },
         &observer,
     );
-    let plan = if with_faults {
-        scenario.faults.clone()
+    // Every stage's faults, numbered on from one stage to the next; without faults none, and
+    // no stage after the first (the failure-free run is one uninterrupted job).
+    let stages = if with_faults {
+        (0..scenario.stage_count())
+            .map(|index| scenario.stage(index).faults)
+            .collect()
     } else {
-        Default::default()
+        vec![Default::default()]
     };
-    for (index, fault) in plan.faults.iter().enumerate() {
-        match &fault.trigger {
-            FaultTrigger::OnRecord { subtask, count } => observer.arm_record_trigger(
-                subtask.resolve(&graph).expect("the loader resolved it"),
-                *count,
-                index,
-            ),
-            FaultTrigger::BeforeCommit {
-                subtask,
-                checkpoint,
-            } => observer.arm_commit_trigger(
-                subtask.resolve(&graph).expect("the loader resolved it"),
-                crate::ids::CheckpointId(*checkpoint),
-                index,
-            ),
-            FaultTrigger::At(_) | FaultTrigger::AfterCheckpoint(_) => {}
-        }
-    }
+    let faults: Vec<(usize, crate::scenario::faults::Fault)> = stages
+        .iter()
+        .enumerate()
+        .flat_map(
+            |(stage, plan): (usize, &crate::scenario::faults::FaultPlan)| {
+                plan.faults.iter().map(move |f| (stage, f.clone()))
+            },
+        )
+        .collect();
     let node_ids: Vec<NodeId> = nodes.by_name.values().copied().collect();
     // The harness's node has an address of its own: the client's `flink cancel` comes from it.
     let harness = Handle::current()
@@ -200,19 +203,38 @@ async fn run_cluster(
     let mut injector = Injector {
         blob_disk: blob_disk.clone(),
         graph: graph.clone(),
-        fired_at: vec![None; plan.faults.len()],
-        plan,
+        fired_at: vec![None; faults.len()],
+        faults,
+        stage: 0,
+        stop: None,
+        stage_starts: Vec::new(),
         nodes,
         observer: observer.clone(),
         harness: harness.clone(),
     };
+    injector.arm_stage();
     let mut signals = signals;
     let deadline = Instant(scenario.deadline.0);
     injector.run(&mut signals, deadline).await;
     if let Some(checkpoint_id) = scenario.restore.filter(|_| with_faults) {
-        if injector.resubmit(&submission, checkpoint_id).await {
+        let path = scenario.checkpoint.storage.metadata_path(checkpoint_id);
+        let restore = (checkpoint_id, path, false);
+        if injector.resubmit(&submission, restore, graph.clone()).await {
             injector.run(&mut signals, deadline).await;
         }
+    }
+    for (index, stage) in scenario.stages.iter().enumerate().filter(|_| with_faults) {
+        let Some(restore) = injector.stage_restore(&scenario, stage) else {
+            break;
+        };
+        let graph = Arc::new(scenario.stage(index + 1).graph());
+        if !injector.resubmit(&submission, restore, graph.clone()).await {
+            break;
+        }
+        injector.graph = graph;
+        injector.stage = index + 1;
+        injector.arm_stage();
+        injector.run(&mut signals, deadline).await;
     }
     let faults_fired = injector.fired_at.clone();
     let output = SinkOutput::collect(&broker_storage, &kv_storage, sim_time::now());
@@ -222,7 +244,8 @@ async fn run_cluster(
         &observer,
         output,
         scenario.sink.isolation,
-        &graph,
+        &injector.graph,
+        &injector.stage_starts,
     );
     // Tasks cancelled as the job ended may still be writing a snapshot, which they delete
     // once written: checkpoint storage is listed after that settled.
@@ -245,7 +268,19 @@ fn load_input(scenario: &Scenario, partitions: &[Vec<Value>]) -> BrokerStorage {
             .append(INPUT_TOPIC, partition as u32, &encoded)
             .expect("topic just created");
     }
-    let sink_parallelism = scenario.job().operators.last().expect("a sink").parallelism;
+    // A partition per sink subtask, in the stage that runs the most of them.
+    let sink_parallelism = (0..scenario.stage_count())
+        .map(|stage| {
+            scenario
+                .stage(stage)
+                .job()
+                .operators
+                .last()
+                .expect("a sink")
+                .parallelism
+        })
+        .max()
+        .expect("one stage at least");
     storage.create_topic(OUTPUT_TOPIC, sink_parallelism);
     storage
 }
@@ -283,7 +318,6 @@ struct Storages {
 fn start_nodes(
     scenario: &Scenario,
     seed: u64,
-    graph: Arc<ExecutionGraph>,
     submission: JobSubmission,
     storages: &Storages,
     observer: &Observer,
@@ -309,7 +343,6 @@ fn start_nodes(
         name: NodeName::JobManager.to_string(),
         address: SocketAddr::new(NodeName::JobManager.ip(), CONTROL_PORT),
         lease_duration: scenario.ha_lease,
-        graph: graph.clone(),
         checkpoint: scenario.checkpoint.clone(),
         restart: scenario.restart.clone(),
         restart_seed: restart_seed(seed),
@@ -324,7 +357,7 @@ fn start_nodes(
         high_availability: scenario
             .high_availability
             .then(|| SocketAddr::new(NodeName::Ha.ip(), REQUEST_PORT)),
-        submission,
+        submission: submission.clone(),
     };
     if scenario.standby_jobmanager {
         let standby = JobManagerSetup {
@@ -357,7 +390,7 @@ fn start_nodes(
             taskmanager: TaskManagerId(index),
             slots: scenario.slots_per_taskmanager,
             address: NodeName::TaskManager(index).ip(),
-            graph: graph.clone(),
+            graph: submission.graph.clone(),
             services: services(scenario.standby_jobmanager),
             task_config: task_config.clone(),
             heartbeat_interval: scenario.heartbeat_interval,
@@ -374,8 +407,16 @@ fn start_nodes(
 struct Injector {
     // The blobstore's disk: a crash loses or tears what it had not synced.
     blob_disk: Disk,
+    // The current stage's job.
     graph: Arc<ExecutionGraph>,
-    plan: crate::scenario::faults::FaultPlan,
+    // Every stage's faults with their stage, in plan order (one numbering over the run).
+    faults: Vec<(usize, crate::scenario::faults::Fault)>,
+    // The stage running.
+    stage: usize,
+    // A stop-with-savepoint asked for and not done: asked again when it fails.
+    stop: Option<FaultAction>,
+    // When each stage after the first was submitted.
+    stage_starts: Vec<Instant>,
     nodes: Nodes,
     observer: Observer,
     /// Per fault, when it fired.
@@ -396,6 +437,7 @@ impl Injector {
                     Some(Signal::JobTerminated) | None => return,
                     Some(Signal::CheckpointCompleted(checkpoint_id)) => self.on_checkpoint(checkpoint_id.0),
                     Some(Signal::RecordTriggerFired(index)) => self.fire(index),
+                    Some(Signal::SavepointFailed) => self.ask_stop_again(),
                 },
                 _ = sim_time::sleep_until(wake).fuse() => {
                     if sim_time::now() >= deadline {
@@ -410,26 +452,104 @@ impl Injector {
         }
     }
 
-    /// The job was cancelled: the client submits it again from retained checkpoint
-    /// `checkpoint_id` (`flink run -s`) to a fresh cluster (a new job manager and new task
-    /// managers); the broker, the key-value store and checkpoint storage live on. False
-    /// (nothing resubmitted) when the job did not end cancelled.
-    async fn resubmit(&mut self, submission: &JobSubmission, checkpoint_id: CheckpointId) -> bool {
-        let canceled = matches!(self.observer.outcome(), Some((_, JobOutcome::Canceled, _)));
-        if !canceled {
+    /// Arms the record and commit triggers of the current stage's faults; a commit trigger's
+    /// checkpoint counts in the stage's own numbering.
+    fn arm_stage(&self) {
+        let base = self.checkpoint_base();
+        for (index, (stage, fault)) in self.faults.iter().enumerate() {
+            if *stage != self.stage {
+                continue;
+            }
+            match &fault.trigger {
+                FaultTrigger::OnRecord { subtask, count } => self.observer.arm_record_trigger(
+                    subtask
+                        .resolve(&self.graph)
+                        .expect("the loader resolved it"),
+                    *count,
+                    index,
+                ),
+                FaultTrigger::BeforeCommit {
+                    subtask,
+                    checkpoint,
+                } => self.observer.arm_commit_trigger(
+                    subtask
+                        .resolve(&self.graph)
+                        .expect("the loader resolved it"),
+                    CheckpointId(base + checkpoint - 1),
+                    index,
+                ),
+                FaultTrigger::At(_) | FaultTrigger::AfterCheckpoint(_) => {}
+            }
+        }
+    }
+
+    /// The id of the current stage's first checkpoint: each job numbers its checkpoints in a
+    /// block of its own.
+    fn checkpoint_base(&self) -> u64 {
+        stage_term(self.stage).first_checkpoint_id().0
+    }
+
+    /// What the next stage resumes from, once this one ended as the plan says: the savepoint
+    /// it was stopped with, or its newest retained checkpoint. `None` (traced) when it did
+    /// not end so.
+    fn stage_restore(
+        &self,
+        scenario: &Scenario,
+        stage: &crate::scenario::stage::Stage,
+    ) -> Option<(CheckpointId, String, bool)> {
+        let outcome = self.observer.outcome().map(|(_, outcome, _)| outcome);
+        let newest = self.observer.newest_snapshot(stage.restore);
+        let storage = &scenario.checkpoint.storage;
+        let path = match (stage.restore, &outcome, newest) {
+            (StageRestore::Savepoint, Some(JobOutcome::Finished), Some(id)) => storage
+                .savepoint_directory(id)
+                .map(|dir| format!("{dir}_metadata")),
+            (StageRestore::Checkpoint, Some(JobOutcome::Canceled), Some(id)) => {
+                Some(storage.metadata_path(id))
+            }
+            _ => None,
+        };
+        let Some((path, id)) = path.zip(newest) else {
             self.observer.trace(
                 "harness",
-                "the job did not end cancelled: nothing to resubmit",
+                format!(
+                    "stage {} ended {outcome:?} with no {} to resume from: no next stage",
+                    self.stage + 1,
+                    stage.restore.name()
+                ),
+            );
+            return None;
+        };
+        Some((id, path, stage.ignore_unclaimed))
+    }
+
+    /// The job ended (stopped or cancelled): the client submits `graph` (the same job, or the
+    /// next stage's version of it) from `restore` (`flink run -s <path> [-n]`) to a fresh
+    /// cluster (a new job manager and new task managers); the broker, the key-value store and
+    /// checkpoint storage live on. False (nothing resubmitted) when the job ended otherwise.
+    async fn resubmit(
+        &mut self,
+        submission: &JobSubmission,
+        (checkpoint_id, path, ignore_unclaimed): (CheckpointId, String, bool),
+        graph: Arc<ExecutionGraph>,
+    ) -> bool {
+        let ended = matches!(
+            self.observer.outcome(),
+            Some((_, JobOutcome::Canceled | JobOutcome::Finished, _))
+        );
+        if !ended {
+            self.observer.trace(
+                "harness",
+                "the job did not end stopped or cancelled: nothing to resubmit",
             );
             return false;
         }
+        self.stop = None;
         self.observer.trace(
             "harness",
-            format!(
-                "resubmitting the job from chk-{} to a fresh cluster",
-                checkpoint_id.0
-            ),
+            format!("resubmitting the job from {path} to a fresh cluster"),
         );
+        self.stage_starts.push(sim_time::now());
         // As at the run's end: tasks cancelled while writing a snapshot delete it once
         // written, before their cluster goes.
         sim_time::sleep(CHECKPOINT_CLEANUP_GRACE).await;
@@ -449,23 +569,31 @@ impl Injector {
         for node in &cluster {
             handle.kill(*node);
         }
-        self.observer.begin_job();
-        submission.resubmit(RestoreFrom {
+        let resubmissions = self.observer.begin_job();
+        let restore = RestoreFrom {
+            path,
             checkpoint_id,
-            numbering: LeaderTerm(LeaderTerm::FIRST.0 + 1),
-        });
+            ignore_unclaimed,
+            numbering: stage_term(resubmissions),
+        };
+        submission.resubmit(restore, graph);
         for node in &cluster {
             handle.restart(*node);
         }
         true
     }
 
-    fn next_timed(&self) -> Option<(usize, Instant)> {
-        self.plan
-            .faults
+    /// The current stage's faults not fired yet, with their index.
+    fn unfired(&self) -> impl Iterator<Item = (usize, &crate::scenario::faults::Fault)> {
+        self.faults
             .iter()
             .enumerate()
-            .filter(|(index, _)| self.fired_at[*index].is_none())
+            .filter(|(index, (stage, _))| *stage == self.stage && self.fired_at[*index].is_none())
+            .map(|(index, (_, fault))| (index, fault))
+    }
+
+    fn next_timed(&self) -> Option<(usize, Instant)> {
+        self.unfired()
             .filter_map(|(index, fault)| match fault.trigger {
                 FaultTrigger::At(at) => Some((index, at)),
                 _ => None,
@@ -473,11 +601,59 @@ impl Injector {
             .min_by_key(|(index, at)| (*at, *index))
     }
 
+    /// A checkpoint completed: the faults due after it (in the stage's own numbering) fire.
     fn on_checkpoint(&mut self, checkpoint_id: u64) {
-        let due: Vec<usize> = self.plan.faults.iter().enumerate().filter(|(index, fault)| self.fired_at[*index].is_none() && matches!(fault.trigger, FaultTrigger::AfterCheckpoint(n) if checkpoint_id >= n)).map(|(index, _)| index).collect();
+        let Some(number) = (checkpoint_id + 1).checked_sub(self.checkpoint_base()) else {
+            return; // An earlier job's, reported late.
+        };
+        let due: Vec<usize> = self
+            .unfired()
+            .filter(|(_, fault)| matches!(fault.trigger, FaultTrigger::AfterCheckpoint(n) if number >= n))
+            .map(|(index, _)| index)
+            .collect();
         for index in due {
             self.fire(index);
         }
+    }
+
+    /// Sends `message` to the job manager(s) from the client outside the cluster, `after` a
+    /// delay, unless the job ended meanwhile.
+    fn ask_jobmanager(&self, message: ControlMessage, after: Duration) {
+        let observer = self.observer.clone();
+        self.harness.spawn(async move {
+            if after > Duration::ZERO {
+                sim_time::sleep(after).await;
+                if observer.outcome().is_some() {
+                    return;
+                }
+            }
+            if let Ok((control, _)) = ControlPlane::listen().await {
+                // To every job manager: the one that leads answers.
+                let services = services(true);
+                control.send(services.jobmanager, &message).await;
+                if let Some(standby) = services.standby_jobmanager {
+                    control.send(standby, &message).await;
+                }
+            }
+        });
+    }
+
+    /// A savepoint failed: a stop still wanted is asked again a little later, as a user
+    /// whose `flink stop` failed runs it again.
+    fn ask_stop_again(&self) {
+        let Some(FaultAction::StopWithSavepoint { drain, format }) = self.stop.clone() else {
+            return;
+        };
+        self.observer.trace(
+            "harness",
+            format!("the stop failed: asking again in {STOP_RETRY_DELAY}"),
+        );
+        let message = ControlMessage::TriggerSavepoint {
+            format,
+            terminate: true,
+            drain,
+        };
+        self.ask_jobmanager(message, STOP_RETRY_DELAY);
     }
 
     /// Kills a node now and restarts it `restart_after` later, if given: a new process whose
@@ -529,7 +705,7 @@ impl Injector {
             return;
         }
         self.fired_at[index] = Some(sim_time::now());
-        let fault = self.plan.faults[index].clone();
+        let fault = self.faults[index].1.clone();
         self.observer.trace(
             "harness",
             format!("fault {}: {} ({})", index + 1, fault.action, fault.trigger),
@@ -635,24 +811,30 @@ impl Injector {
             FaultAction::RestartBlobstore { restart_after } => {
                 self.kill(&handle, NodeName::Blobstore, Some(restart_after))
             }
+            // The client's `flink cancel`, from outside the cluster's nodes.
             FaultAction::CancelJob => {
-                // The client's `flink cancel`, from outside the cluster's nodes.
-                self.harness.spawn(async move {
-                    if let Ok((control, _)) = ControlPlane::listen().await {
-                        // To every job manager: the one that leads cancels the job.
-                        let services = services(true);
-                        control
-                            .send(services.jobmanager, &ControlMessage::CancelJob)
-                            .await;
-                        if let Some(standby) = services.standby_jobmanager {
-                            control.send(standby, &ControlMessage::CancelJob).await;
-                        }
-                    }
-                });
+                self.ask_jobmanager(ControlMessage::CancelJob, Duration::ZERO)
             }
             FaultAction::FailBlobstoreWrites { duration } => {
                 let until = sim_time::now().add(duration);
                 self.blob_disk.fail_writes_until(until);
+            }
+            FaultAction::Savepoint { format } => {
+                let message = ControlMessage::TriggerSavepoint {
+                    format,
+                    terminate: false,
+                    drain: false,
+                };
+                self.ask_jobmanager(message, Duration::ZERO)
+            }
+            FaultAction::StopWithSavepoint { drain, format } => {
+                self.stop = Some(fault.action.clone());
+                let message = ControlMessage::TriggerSavepoint {
+                    format,
+                    terminate: true,
+                    drain,
+                };
+                self.ask_jobmanager(message, Duration::ZERO)
             }
         }
     }
@@ -677,6 +859,7 @@ fn collect(
     output: SinkOutput,
     isolation: IsolationLevel,
     graph: &ExecutionGraph,
+    stage_starts: &[Instant],
 ) -> RunResult {
     let outcome = observer.outcome();
     let mut final_state: BTreeMap<String, LogicalKeyedState> = BTreeMap::new();
@@ -690,7 +873,7 @@ fn collect(
     for uid in graph.keyed_operator_uids() {
         final_state.entry(uid).or_default();
     }
-    let sink_output = output.read(isolation);
+    let sink_output = output.read_staged(isolation, stage_starts);
     let trace = observer.take_trace_lines();
     RunResult {
         seed,

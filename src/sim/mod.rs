@@ -107,11 +107,14 @@ pub fn check_scenario_staged(
         restart: scenario.restart.clone(),
         seed: cluster::restart_seed(seed),
     };
+    let versions: Vec<crate::api::job::Job> = (0..scenario.stage_count())
+        .map(|stage| scenario.stage(stage).job())
+        .collect();
     let verdict = checker::check_run(
         &end,
         guarantee,
         &scenario.sink,
-        &scenario.job(),
+        &versions,
         &input,
         &faulty,
         &oracle,

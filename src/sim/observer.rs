@@ -4,12 +4,14 @@
 
 use crate::checkpoint::coordinator::CompletedCheckpoint;
 use crate::checkpoint::storage::StateHandle;
-use crate::codec::{decode, FileKind};
+use crate::codec::decode_task_state;
 use crate::ids::{AttemptNumber, CheckpointId, SubtaskId};
 use crate::limits::HARNESS_SIGNALS_CAPACITY;
 use crate::runtime::hooks::{EngineEvent, RecordFate, RecordProbe, RunHooks};
 use crate::runtime::hooks::{JobOutcome, NoticeFate};
+use crate::runtime::leadership::LeaderTerm;
 use crate::runtime::sim_time;
+use crate::scenario::stage::StageRestore;
 use crate::services::disk::Disk;
 use crate::state::snapshot::{KeyedStateSnapshot, TaskStateSnapshot};
 use crate::time::{Duration, Instant};
@@ -26,12 +28,16 @@ pub enum Signal {
     RecordTriggerFired(usize),
     /// The job reached a terminal status.
     JobTerminated,
+    /// A savepoint (or the stop it belongs to) failed.
+    SavepointFailed,
 }
 
 /// A checkpoint as the checker sees it: its metadata and every task's decoded state.
 #[derive(Clone, Debug)]
 pub struct ObservedCheckpoint {
-    /// The coordinator's record.
+    /// The stage whose job took it (0: the first job).
+    pub stage: usize,
+    /// The coordinator's record (a savepoint's too).
     pub checkpoint: CompletedCheckpoint,
     /// Each task's state file, decoded, or the error reading it.
     pub task_states: BTreeMap<SubtaskId, Result<TaskStateSnapshot, String>>,
@@ -126,6 +132,8 @@ struct ObserverState {
     failures: Vec<(Instant, String)>,
     restarts: u32,
     outcome: Option<(Instant, JobOutcome, AttemptNumber)>,
+    // Jobs submitted before the current one (the stage it runs).
+    stage: usize,
 }
 
 /// A handle to the run's observer; cheap to clone into every node.
@@ -324,25 +332,26 @@ impl Observer {
             let decoded = match &ack.state {
                 StateHandle::File(path) => match self.blob_disk.read(path) {
                     None => Err(format!("{path}: missing from checkpoint storage")),
-                    Some(bytes) => decode::<TaskStateSnapshot>(FileKind::TaskState, path, &bytes)
-                        .map_err(|e| e.to_string()),
+                    Some(bytes) => decode_task_state(path, &bytes).map_err(|e| e.to_string()),
                 },
                 StateHandle::Inline { name, bytes } => {
-                    decode::<TaskStateSnapshot>(FileKind::TaskState, name, bytes)
-                        .map_err(|e| e.to_string())
+                    decode_task_state(name, bytes).map_err(|e| e.to_string())
                 }
+                StateHandle::Relative(name) => Err(format!("{name}: a relative handle in memory")),
             };
             task_states.insert(*subtask, decoded);
         }
         let mut state = self.lock();
+        let stage = state.stage;
         state.checkpoints.push(ObservedCheckpoint {
+            stage,
             checkpoint: checkpoint.clone(),
             task_states,
         });
-        Self::signal(
-            &mut state,
-            Signal::CheckpointCompleted(checkpoint.checkpoint_id),
-        );
+        if checkpoint.savepoint.is_none() {
+            let signal = Signal::CheckpointCompleted(checkpoint.checkpoint_id);
+            Self::signal(&mut state, signal);
+        }
     }
 
     /// Completed checkpoints in completion order, moved out at the run's end.
@@ -372,8 +381,11 @@ impl Observer {
             SubtaskId,
             (AttemptNumber, &BTreeMap<String, KeyedStateSnapshot>),
         > = BTreeMap::new();
+        // Only the current job's tasks: an earlier stage's may share a subtask id.
+        let first = LeaderTerm(LeaderTerm::FIRST.0 + state.stage as u64).first_attempt();
         for ((a, subtask), keyed) in &state.final_states {
-            if *a <= attempt && newest.get(subtask).is_none_or(|(seen, _)| seen < a) {
+            let ours = first <= *a && *a <= attempt;
+            if ours && newest.get(subtask).is_none_or(|(seen, _)| seen < a) {
                 newest.insert(*subtask, (*a, keyed));
             }
         }
@@ -405,8 +417,31 @@ impl Observer {
     }
 
     /// A new job begins (resubmitted after the earlier one ended): its end is awaited anew.
-    pub fn begin_job(&self) {
-        self.lock().outcome = None;
+    /// Returns how many jobs were submitted before it.
+    pub fn begin_job(&self) -> usize {
+        let mut state = self.lock();
+        state.outcome = None;
+        state.stage += 1;
+        state.stage
+    }
+
+    /// The newest savepoint (the stop's, when the job was stopped) or checkpoint the current
+    /// job completed.
+    pub fn newest_snapshot(&self, wanted: StageRestore) -> Option<CheckpointId> {
+        let state = self.lock();
+        let ours = state.checkpoints.iter().filter(|c| c.stage == state.stage);
+        let newest = match wanted {
+            StageRestore::Savepoint => ours
+                .filter(|c| c.checkpoint.savepoint.is_some())
+                .max_by_key(|c| {
+                    let terminate = c.checkpoint.savepoint.is_some_and(|s| s.terminate);
+                    (terminate, c.checkpoint.checkpoint_id)
+                }),
+            StageRestore::Checkpoint => ours
+                .filter(|c| c.checkpoint.savepoint.is_none())
+                .max_by_key(|c| c.checkpoint.checkpoint_id),
+        };
+        newest.map(|c| c.checkpoint.checkpoint_id)
     }
 
     /// How the job ended, when, and in which attempt.
@@ -445,6 +480,14 @@ impl RunHooks for Observer {
             EngineEvent::CheckpointCompleted { checkpoint } => {
                 self.on_checkpoint_completed(&checkpoint)
             }
+            EngineEvent::SavepointCompleted { .. }
+                if self.lock().leader.as_deref().is_some_and(|l| l != node) => {}
+            EngineEvent::SavepointCompleted { checkpoint, .. } => {
+                self.on_checkpoint_completed(&checkpoint)
+            }
+            EngineEvent::SavepointFailed { .. } => {
+                Self::signal(&mut self.lock(), Signal::SavepointFailed)
+            }
             EngineEvent::TaskFinished {
                 subtask,
                 attempt,
@@ -459,9 +502,16 @@ impl RunHooks for Observer {
             }
             // The resubmitted job restores an earlier job's checkpoint: for the checker, the
             // job failed over to it.
-            EngineEvent::JobRestoredFromCheckpoint { checkpoint_id, .. } => self.on_failure(
-                &format!("the job was resubmitted from checkpoint {checkpoint_id}"),
-            ),
+            EngineEvent::JobRestoredFromCheckpoint {
+                checkpoint_id,
+                savepoint,
+                ..
+            } => {
+                let what = if savepoint { "savepoint" } else { "checkpoint" };
+                self.on_failure(&format!(
+                    "the job was resubmitted from {what} {checkpoint_id}"
+                ))
+            }
             EngineEvent::Restarting { .. } => self.on_restart(),
             EngineEvent::JobFinished { attempt } => {
                 self.on_job_terminated(JobOutcome::Finished, attempt)

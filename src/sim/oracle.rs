@@ -71,6 +71,10 @@ pub struct IncrementalReference<'a> {
     partitions: &'a [Vec<Value>],
     consumed: Vec<u64>,
     leftover: Vec<Value>,
+    // What the sinks of earlier job versions received (a staged run).
+    sink_before: RecordBatch,
+    // Stages switched to.
+    stage: usize,
 }
 
 impl<'a> IncrementalReference<'a> {
@@ -86,7 +90,47 @@ impl<'a> IncrementalReference<'a> {
             partitions,
             consumed: vec![0; partitions.len()],
             leftover: Vec::new(),
+            sink_before: RecordBatch::new(),
+            stage: 0,
         }
+    }
+
+    /// The stage whose job it runs (0: the first).
+    pub fn stage(&self) -> usize {
+        self.stage
+    }
+
+    /// The next stage runs `job` (a new version: operators added or removed, other
+    /// parallelism) from here on: keyed state carries over by operator uid, an operator with
+    /// no state starts empty, and state no operator of `job` claims is dropped (the restore
+    /// refused it unless told to drop it).
+    pub fn switch_to(&mut self, job: &Job) -> Result<(), String> {
+        let keyed: BTreeMap<String, Vec<KeyedStateSnapshot>> = self
+            .chain
+            .snapshot_keyed()
+            .into_iter()
+            .map(|(uid, snapshot)| (uid, vec![snapshot]))
+            .collect();
+        let whole = KeyGroupRange {
+            start: 0,
+            end: job.max_parallelism - 1,
+        };
+        let mut chain = OperatorChain::new(job, 0..job.operators.len(), whole);
+        chain.restore_keyed(&keyed).map_err(|e| e.to_string())?;
+        if let Some(sink) = self.chain.sink() {
+            self.sink_before
+                .extend_from(&std::mem::take(&mut sink.pending));
+        }
+        self.chain = chain;
+        self.stage += 1;
+        Ok(())
+    }
+
+    /// Each partition's next offset so far.
+    pub fn consumed(&self) -> BTreeMap<u32, u64> {
+        (0..self.consumed.len())
+            .map(|partition| (partition as u32, self.consumed[partition]))
+            .collect()
     }
 
     /// Consumes each partition up to `prefix` (partitions absent stay where they are).
@@ -126,11 +170,10 @@ impl<'a> IncrementalReference<'a> {
         self.advance_to(&ends)?;
         assert!(self.leftover.is_empty(), "a job ends in a sink");
         let keyed = self.keyed();
-        let sink = self
-            .chain
-            .sink()
-            .map(|sink| std::mem::take(&mut sink.pending))
-            .unwrap_or_default();
+        let mut sink = std::mem::take(&mut self.sink_before);
+        if let Some(last) = self.chain.sink() {
+            sink.extend_from(&last.pending);
+        }
         Ok(ReferenceResult { keyed, sink })
     }
 

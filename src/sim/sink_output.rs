@@ -100,6 +100,37 @@ impl SinkOutput {
         records
     }
 
+    /// What a consumer at `isolation` read that consumed the topic while the jobs ran, stage
+    /// by stage (`stage_starts`: when each job after the first was submitted): within a
+    /// stage partition by partition, each record counted in the stage it was appended in.
+    /// A key lives in one partition per stage, but a rescaled job may move it to another, so
+    /// one read of all partitions at the end would mix its stages up.
+    pub fn read_staged(&self, isolation: IsolationLevel, stage_starts: &[Instant]) -> RecordBatch {
+        if stage_starts.is_empty() {
+            return self.read(isolation);
+        }
+        let mut stages = vec![RecordBatch::new(); stage_starts.len() + 1];
+        for log in &self.logs {
+            let read = read_log(log, &self.transactions, 0, usize::MAX, isolation);
+            let mut visible = read.offsets.iter().zip(read.records.iter()).peekable();
+            for entry in log.entries() {
+                let Some((offset, bytes)) = visible.peek() else {
+                    break;
+                };
+                if **offset != entry.offset {
+                    continue;
+                }
+                let appended_at = entry.header.appended_at;
+                let stage = stage_starts.partition_point(|start| *start <= appended_at);
+                stages[stage].push(bytes);
+                visible.next();
+            }
+        }
+        let mut records = RecordBatch::new();
+        stages.iter().for_each(|stage| records.extend_from(stage));
+        records
+    }
+
     /// Records appended to the output topic, visible or not.
     pub fn appended(&self) -> usize {
         self.logs.iter().map(PartitionLog::len).sum()

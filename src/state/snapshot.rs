@@ -66,6 +66,10 @@ pub enum OperatorSnapshot {
 pub struct SinkStateSnapshot {
     /// The sink subtask.
     pub subtask_index: u32,
+    /// What its transactional ids and committer keys start with (`job-uid-index`): a sink
+    /// subtask that takes this state over (after a rescale or a job change) clears up after
+    /// it under this prefix, as Flink's `KafkaWriter` aborts the recovered prefixes' ids.
+    pub prefix: String,
     /// Two-phase commit: the sequence number of the next transaction; every transactional id
     /// from it on belongs to transactions opened after this checkpoint (aborted on recovery).
     pub next_transaction: u64,

@@ -62,7 +62,7 @@ fn a_checkpoint_with_altered_keyed_state_is_not_a_consistent_cut() {
             },
             Guarantee::ExactlyOnce,
             &scenario.sink,
-            &scenario.job(),
+            &[scenario.job()],
             &input,
             faulty,
             &run.oracle,

@@ -49,6 +49,7 @@ fn streams(input: &Input, kind: BarrierKind) -> Vec<VecDeque<InputItem<u64>>> {
                         checkpoint_id: CheckpointId(index as u64 + 1),
                         timestamp: Instant::ZERO,
                         kind,
+                        snapshot: snapflow::checkpoint::barrier::SnapshotType::Checkpoint,
                     }));
                 }
             }

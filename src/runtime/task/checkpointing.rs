@@ -123,6 +123,9 @@ impl Task {
             return Ok(());
         }
         self.snapshot_and_forward(barrier, Duration::ZERO).await?;
+        if barrier.snapshot.terminates() {
+            self.stopped_at = Some(barrier.checkpoint_id);
+        }
         self.upload_ready();
         Ok(())
     }

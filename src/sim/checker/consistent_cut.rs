@@ -3,61 +3,212 @@
 
 use super::*;
 use crate::ids::SubtaskId;
+use crate::runtime::hooks::EngineEvent;
+use crate::sim::observer::ObservedCheckpoint;
 use crate::state::snapshot::{KeyedStateSnapshot, TaskStateSnapshot};
 
-/// `reference` advances through the checkpoints' offsets; the caller finishes it.
+/// `reference` advances through the snapshots' offsets, switching to each stage's job version
+/// at the snapshot the stage restored; the caller finishes it. A snapshot off that line (a
+/// plain savepoint, which no failover restores, or a checkpoint its stage took after the one
+/// the next stage resumed from) is checked against a fresh reference of its own.
 pub(super) fn consistent_cuts(
-    job: &Job,
+    versions: &[Job],
+    input: &[Vec<Value>],
     reference: &mut IncrementalReference,
     faulty: &RunResult,
     describer: &StateDescriber,
 ) -> Result<String, String> {
-    let source_uid = &job.operators[0].uid;
+    let boundaries = stage_boundaries(versions, faulty)?;
+    let mut stage = 0;
     for observed in &faulty.checkpoints {
+        while stage < observed.stage {
+            enter_stage(versions, reference, &boundaries, stage + 1)?;
+            stage += 1;
+        }
+        let cut = Cut::of(version(versions, stage), observed)?;
         let checkpoint_id = observed.checkpoint.checkpoint_id;
+        if on_the_line(observed, &boundaries) {
+            reference
+                .advance_to(&cut.offsets)
+                .map_err(|e| format!("{}: {e}", cut.name))?;
+            cut.compare(version(versions, stage), reference, describer)?;
+            continue;
+        }
+        let mut fresh = IncrementalReference::new(&versions[0], input);
+        for next in 1..=stage {
+            enter_stage(versions, &mut fresh, &boundaries, next)?;
+        }
+        fresh
+            .advance_to(&cut.offsets)
+            .map_err(|e| format!("{}: {e}", cut.name))?;
+        cut.compare(version(versions, stage), &fresh, describer)
+            .map_err(|e| format!("{e} (snapshot {checkpoint_id}, checked on its own)"))?;
+    }
+    while stage < boundaries.len() {
+        enter_stage(versions, reference, &boundaries, stage + 1)?;
+        stage += 1;
+    }
+    Ok(format!(
+        "{} checkpoint(s) and savepoint(s) (in-flight data replayed) equal the reference over their source offsets",
+        faulty.checkpoints.len()
+    ))
+}
+
+/// The job version stage `stage` runs (a resubmission of the same job repeats the last).
+pub(super) fn version(versions: &[Job], stage: usize) -> &Job {
+    versions
+        .get(stage)
+        .unwrap_or_else(|| versions.last().expect("one job at least"))
+}
+
+/// Where each stage after the first began: the snapshot it restored and that snapshot's
+/// offsets, in stage order.
+pub(super) struct Boundary {
+    checkpoint_id: crate::ids::CheckpointId,
+    offsets: BTreeMap<u32, u64>,
+}
+
+pub(super) fn stage_boundaries(
+    versions: &[Job],
+    faulty: &RunResult,
+) -> Result<Vec<Boundary>, String> {
+    let restored = faulty
+        .events
+        .iter()
+        .filter_map(|recorded| match &recorded.event {
+            EngineEvent::JobRestoredFromCheckpoint { checkpoint_id, .. } => Some(*checkpoint_id),
+            _ => None,
+        });
+    let mut boundaries = Vec::new();
+    for checkpoint_id in restored {
+        let stage = boundaries.len();
+        let observed = faulty
+            .checkpoints
+            .iter()
+            .find(|c| c.checkpoint.checkpoint_id == checkpoint_id)
+            .ok_or_else(|| {
+                format!(
+                    "stage {} restored snapshot {checkpoint_id}, which never completed",
+                    stage + 2
+                )
+            })?;
+        let cut = Cut::of(version(versions, observed.stage), observed)?;
+        boundaries.push(Boundary {
+            checkpoint_id,
+            offsets: cut.offsets,
+        });
+    }
+    Ok(boundaries)
+}
+
+/// `reference` reaches the snapshot stage `next` restored, and runs that stage's job on.
+pub(super) fn enter_stage(
+    versions: &[Job],
+    reference: &mut IncrementalReference,
+    boundaries: &[Boundary],
+    next: usize,
+) -> Result<(), String> {
+    let boundary = &boundaries[next - 1];
+    reference.advance_to(&boundary.offsets).map_err(|e| {
+        format!(
+            "stage {} resumed from {}: {e}",
+            next + 1,
+            boundary.checkpoint_id
+        )
+    })?;
+    let (before, after) = (version(versions, next - 1), version(versions, next));
+    if before.operators[0].uid != after.operators[0].uid {
+        return Err(format!(
+            "stage {}: the source's uid changed from `{}` to `{}`, so its offsets were not restored: the checker follows sources by uid",
+            next + 1,
+            before.operators[0].uid,
+            after.operators[0].uid
+        ));
+    }
+    reference.switch_to(after)
+}
+
+/// Whether the line of restored state passes through `observed`: every checkpoint up to
+/// the one the next stage resumed from, and the savepoint a stage resumed from; not a
+/// plain savepoint (no failover restores it) nor a checkpoint taken after the next stage's
+/// restore point.
+fn on_the_line(observed: &ObservedCheckpoint, boundaries: &[Boundary]) -> bool {
+    let checkpoint_id = observed.checkpoint.checkpoint_id;
+    let next = boundaries.get(observed.stage);
+    if next.is_some_and(|b| b.checkpoint_id == checkpoint_id) {
+        return true;
+    }
+    let plain_savepoint = observed.checkpoint.savepoint.is_some_and(|s| !s.terminate);
+    !plain_savepoint && next.is_none_or(|b| checkpoint_id < b.checkpoint_id)
+}
+
+/// One snapshot's source offsets and task states, as the check reads them.
+struct Cut<'a> {
+    name: String,
+    offsets: BTreeMap<u32, u64>,
+    states: BTreeMap<SubtaskId, &'a TaskStateSnapshot>,
+}
+
+impl<'a> Cut<'a> {
+    fn of(job: &Job, observed: &'a ObservedCheckpoint) -> Result<Cut<'a>, String> {
+        let checkpoint_id = observed.checkpoint.checkpoint_id;
+        let name = match observed.checkpoint.savepoint {
+            Some(_) => format!("savepoint {checkpoint_id}"),
+            None => format!("checkpoint {checkpoint_id}"),
+        };
+        let source_uid = &job.operators[0].uid;
         let mut offsets: BTreeMap<u32, u64> = BTreeMap::new();
         let mut states = BTreeMap::new();
         for (subtask, state) in &observed.task_states {
             let state = state
                 .as_ref()
-                .map_err(|e| format!("checkpoint {checkpoint_id}: {subtask}: {e}"))?;
+                .map_err(|e| format!("{name}: {subtask}: {e}"))?;
             for (uid, operator) in &state.operators {
                 match operator {
                     OperatorSnapshot::Source(source) if uid == source_uid => {
                         offsets.extend(source.next_offsets.iter().map(|(p, o)| (*p, *o)))
                     }
                     OperatorSnapshot::Source(_) => {
-                        return Err(format!(
-                            "checkpoint {checkpoint_id}: source state under uid `{uid}`"
-                        ))
+                        return Err(format!("{name}: source state under uid `{uid}`"))
                     }
                     OperatorSnapshot::Keyed(_) | OperatorSnapshot::Sink(_) => {}
                 }
             }
             states.insert(*subtask, state);
         }
-        reference
-            .advance_to(&offsets)
-            .map_err(|e| format!("checkpoint {checkpoint_id}: {e}"))?;
+        Ok(Cut {
+            name,
+            offsets,
+            states,
+        })
+    }
+
+    /// Its keyed state equals what `reference` reached.
+    fn compare(
+        &self,
+        job: &Job,
+        reference: &IncrementalReference,
+        describer: &StateDescriber,
+    ) -> Result<(), String> {
         // Without in-flight data the snapshots are the logical state: compared in place.
-        if !states.values().any(|state| holds_in_flight_data(state))
-            && reference.equals(&keyed_snapshots(&states))
+        if !self
+            .states
+            .values()
+            .any(|state| holds_in_flight_data(state))
+            && reference.equals(&keyed_snapshots(&self.states))
         {
-            continue;
+            return Ok(());
         }
-        let keyed = logical_keyed_state(job, &states)
-            .map_err(|e| format!("checkpoint {checkpoint_id}: {e}"))?;
+        let keyed =
+            logical_keyed_state(job, &self.states).map_err(|e| format!("{}: {e}", self.name))?;
         compare_keyed(
-            &format!("checkpoint {checkpoint_id} (offsets {offsets:?})"),
+            &format!("{} (offsets {:?})", self.name, self.offsets),
             &reference.keyed(),
             &keyed,
             describer,
-        )?;
+        )
+        .map(|_| ())
     }
-    Ok(format!(
-        "{} checkpoint(s) (in-flight data replayed) equal the reference over their source offsets",
-        faulty.checkpoints.len()
-    ))
 }
 
 fn holds_in_flight_data(state: &TaskStateSnapshot) -> bool {

@@ -77,8 +77,9 @@ fn replay_restarts(
             continue;
         }
         match &recorded.event {
-            // A new leader's job master starts with a fresh strategy, as Flink's does.
-            EngineEvent::JobRecovered { .. } => {
+            // A new leader's job master starts with a fresh strategy, as Flink's does; so does
+            // a job submitted again (`flink run -s`).
+            EngineEvent::JobRecovered { .. } | EngineEvent::JobRestoredFromCheckpoint { .. } => {
                 strategy = RestartStrategy::new(restart.clone(), seed);
                 pending.clear();
             }

@@ -34,7 +34,7 @@ mod state_describer;
 mod two_phase_commit;
 mod write_ahead;
 
-use consistent_cut::consistent_cuts;
+use consistent_cut::{consistent_cuts, enter_stage, stage_boundaries};
 use gave_up::{gave_up_as_allowed, gave_up_output, restarts_as_planned};
 use idempotent::{compare_kv, idempotent_output, upserted};
 use job_lost::{job_loss, lost_with_jobmanager};
@@ -168,24 +168,48 @@ pub struct ExpectedEnd {
 
 /// Checks the faulty run against the failure-free run and the reference evaluation, by the
 /// rules of `guarantee`.
+///
+/// `versions` are the job of each stage, in order (one for a single job): the reference runs
+/// each over the input from the snapshot its stage restored, its keyed state carried over by
+/// operator uid. The failure-free run is one uninterrupted run of the first.
 pub fn check_run(
     end: &ExpectedEnd,
     guarantee: Guarantee,
     sink: &SinkConfig,
-    job: &Job,
+    versions: &[Job],
     input: &[Vec<Value>],
     faulty: &RunResult,
     oracle: &RunResult,
 ) -> Verdict {
+    let job = &versions[0];
     let describer = StateDescriber::new(job);
     // One reference evaluation serves every row: it advances through the checkpoints' offsets
-    // for the consistent-cut row, then on to the end of the input.
+    // for the consistent-cut row, stage by stage, then on to the end of the input.
     let mut incremental = IncrementalReference::new(job, input);
-    let cuts = (guarantee == Guarantee::ExactlyOnce)
-        .then(|| consistent_cuts(job, &mut incremental, faulty, &describer));
+    let cuts = match guarantee {
+        Guarantee::ExactlyOnce => Some(consistent_cuts(
+            versions,
+            input,
+            &mut incremental,
+            faulty,
+            &describer,
+        )),
+        _ => None,
+    };
+    let staged = stage_boundaries(versions, faulty).and_then(|boundaries| {
+        for next in incremental.stage() + 1..=boundaries.len() {
+            enter_stage(versions, &mut incremental, &boundaries, next)?;
+        }
+        Ok(())
+    });
     let reference = incremental
         .finish()
         .expect("the full input is a valid prefix");
+    // The failure-free run is the first job's: a staged run that changed the job is held to
+    // the staged reference, the failure-free run to the first job's own.
+    let unstaged = versions.iter().any(|v| v.name != job.name).then(|| {
+        crate::sim::oracle::evaluate(job, input, None).expect("the full input is a valid prefix")
+    });
     let first = match end.ending {
         Ending::GivesUp => check(
             "the restart strategy gave up as it allows",
@@ -221,9 +245,20 @@ pub fn check_run(
         first,
         check(
             "oracle run agrees with the reference",
-            oracle_agrees(sink, oracle, &reference, &describer),
+            oracle_agrees(
+                sink,
+                oracle,
+                unstaged.as_ref().unwrap_or(&reference),
+                &describer,
+            ),
         ),
     ];
+    if let Err(error) = staged {
+        checks.push(check(
+            "every stage resumed where the one before left",
+            Err(error),
+        ));
+    }
     let mut notes = unfired_faults(faulty);
     let sink = match guarantee {
         Guarantee::ExactlyOnce if gave_up => {

@@ -229,6 +229,7 @@ impl Model {
     fn barrier(&self, id: u8) -> Barrier {
         let checkpoint_id = CheckpointId(id as u64 + 1);
         Barrier {
+            snapshot: crate::checkpoint::barrier::SnapshotType::Checkpoint,
             checkpoint_id,
             timestamp: Instant::from_ms(2 * checkpoint_id.0),
             kind: match self.mode {

@@ -1,0 +1,392 @@
+//! The canonical savepoint format (Flink's unified savepoint format, FLINK-20976): one
+//! subtask's state laid out per operator uid and state name, keyed state key group by key
+//! group with a CRC-32 per key group, operator state as named list state with its
+//! redistribution mode. It depends on no backend's layout, so a savepoint restores into any
+//! backend and any parallelism. A native savepoint writes the backend's checkpoint file
+//! (`TaskStateSnapshot`) instead.
+
+use crate::api::value::Text;
+use crate::ids::KeyGroup;
+use crate::state::key_group::KeyGroupRange;
+use crate::state::snapshot::{
+    KeyedStateSnapshot, OperatorSnapshot, SinkStateSnapshot, SourceOffsets, StateEntry, StateTable,
+    TaskStateSnapshot,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The source's partition offsets: union list state, `(partition, next offset)` elements.
+pub const SOURCE_OFFSETS_STATE: &str = "partition-offsets";
+/// A committing sink's pre-committed work: split list state, one element per subtask.
+pub const SINK_COMMITTABLES_STATE: &str = "sink-committables";
+
+/// How operator list state is redistributed when parallelism changes (Flink's
+/// `OperatorStateHandle.Mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Redistribution {
+    /// `SPLIT_DISTRIBUTE`: the elements of all subtasks are split evenly over the new ones.
+    EvenSplit,
+    /// `UNION`: every new subtask gets the elements of all subtasks.
+    Union,
+}
+
+/// One named operator list state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListState {
+    /// Its name.
+    pub name: String,
+    /// How it is redistributed.
+    pub mode: Redistribution,
+    /// Its elements, serialized.
+    pub elements: Vec<Vec<u8>>,
+}
+
+/// A keyed state's name and kind, which key-group entries refer to by index.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateMeta {
+    /// The state's name (its descriptor's).
+    pub name: String,
+    /// "value", "list" or "map".
+    pub kind: String,
+}
+
+/// One key group's entries, with their checksum.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyGroupBlock {
+    /// The key group.
+    pub key_group: u32,
+    /// `(state index, key, entry)`, by state then key.
+    pub entries: Vec<(u32, Text, StateEntry)>,
+    /// CRC-32 of the entries' encoding.
+    pub checksum: u32,
+}
+
+/// An operator's keyed state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CanonicalKeyedState {
+    /// The job's number of key groups.
+    pub max_parallelism: u32,
+    /// The key groups the subtask owned.
+    pub key_group_range: KeyGroupRange,
+    /// The states, in order.
+    pub states: Vec<StateMeta>,
+    /// Key group by key group, ascending; empty key groups are absent.
+    pub key_groups: Vec<KeyGroupBlock>,
+}
+
+/// One operator's state in a subtask.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CanonicalOperatorState {
+    /// The operator's uid.
+    pub uid: String,
+    /// Its keyed state, if keyed.
+    pub keyed: Option<CanonicalKeyedState>,
+    /// Its operator list states.
+    pub lists: Vec<ListState>,
+}
+
+/// One subtask's part of a canonical savepoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CanonicalTaskState {
+    /// The savepoint's id.
+    pub checkpoint_id: u64,
+    /// Its operators' state, by uid.
+    pub operators: Vec<CanonicalOperatorState>,
+}
+
+/// Why a canonical savepoint file cannot be restored.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CanonicalError {
+    /// A key group's checksum does not match its entries.
+    #[error("operator `{uid}`: key group {key_group}: checksum mismatch")]
+    KeyGroupChecksum {
+        /// The operator.
+        uid: String,
+        /// The key group.
+        key_group: u32,
+    },
+    /// An entry names a state the operator does not list.
+    #[error("operator `{uid}`: key group {key_group}: state index {index} out of range")]
+    StateIndex {
+        /// The operator.
+        uid: String,
+        /// The key group.
+        key_group: u32,
+        /// The index.
+        index: u32,
+    },
+    /// A list element does not decode.
+    #[error("operator `{uid}`: list state `{name}`: {reason}")]
+    ListElement {
+        /// The operator.
+        uid: String,
+        /// The state.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// The operator holds no state snapflow knows how to restore.
+    #[error("operator `{uid}`: {reason}")]
+    Shape {
+        /// The operator.
+        uid: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn checksum(entries: &[(u32, Text, StateEntry)]) -> u32 {
+    let bytes = postcard::to_allocvec(entries).expect("state entries always encode");
+    crc32fast::hash(&bytes)
+}
+
+fn encode_element<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_allocvec(value).expect("operator state always encodes")
+}
+
+/// Writes a task snapshot in the canonical format (aligned: it has no channel state).
+pub fn to_canonical(snapshot: &TaskStateSnapshot) -> CanonicalTaskState {
+    assert!(
+        snapshot.channel_state.is_none(),
+        "a savepoint is aligned: it holds no in-flight data"
+    );
+    let operators = snapshot
+        .operators
+        .iter()
+        .map(|(uid, operator)| canonical_operator(uid, operator))
+        .collect();
+    CanonicalTaskState {
+        checkpoint_id: snapshot.checkpoint_id,
+        operators,
+    }
+}
+
+fn canonical_operator(uid: &str, operator: &OperatorSnapshot) -> CanonicalOperatorState {
+    let (keyed, lists) = match operator {
+        OperatorSnapshot::Keyed(keyed) => (Some(canonical_keyed(keyed)), Vec::new()),
+        OperatorSnapshot::Source(offsets) => {
+            let elements = offsets
+                .next_offsets
+                .iter()
+                .map(|(partition, offset)| encode_element(&(*partition, *offset)))
+                .collect();
+            let list = ListState {
+                name: SOURCE_OFFSETS_STATE.to_string(),
+                mode: Redistribution::Union,
+                elements,
+            };
+            (None, vec![list])
+        }
+        OperatorSnapshot::Sink(sink) => {
+            let list = ListState {
+                name: SINK_COMMITTABLES_STATE.to_string(),
+                mode: Redistribution::EvenSplit,
+                elements: vec![encode_element(sink)],
+            };
+            (None, vec![list])
+        }
+    };
+    CanonicalOperatorState {
+        uid: uid.to_string(),
+        keyed,
+        lists,
+    }
+}
+
+fn canonical_keyed(keyed: &KeyedStateSnapshot) -> CanonicalKeyedState {
+    let states: Vec<StateMeta> = keyed
+        .tables
+        .iter()
+        .map(|(name, table)| StateMeta {
+            name: name.clone(),
+            kind: table
+                .values()
+                .flat_map(BTreeMap::values)
+                .next()
+                .map_or("value", StateEntry::kind_name)
+                .to_string(),
+        })
+        .collect();
+    let mut by_group: BTreeMap<KeyGroup, Vec<(u32, Text, StateEntry)>> = BTreeMap::new();
+    for (index, table) in keyed.tables.values().enumerate() {
+        for (key_group, entries) in table {
+            let block = by_group.entry(*key_group).or_default();
+            for (key, entry) in entries {
+                block.push((index as u32, key.clone(), entry.clone()));
+            }
+        }
+    }
+    let key_groups = by_group
+        .into_iter()
+        .map(|(key_group, entries)| KeyGroupBlock {
+            key_group: key_group.0,
+            checksum: checksum(&entries),
+            entries,
+        })
+        .collect();
+    CanonicalKeyedState {
+        max_parallelism: keyed.max_parallelism,
+        key_group_range: keyed.key_group_range,
+        states,
+        key_groups,
+    }
+}
+
+/// Reads a canonical savepoint file back into the engine's snapshot form, checking every key
+/// group's checksum.
+pub fn from_canonical(state: CanonicalTaskState) -> Result<TaskStateSnapshot, CanonicalError> {
+    let mut operators = BTreeMap::new();
+    for operator in state.operators {
+        let uid = operator.uid.clone();
+        operators.insert(uid, restore_operator(operator)?);
+    }
+    Ok(TaskStateSnapshot {
+        checkpoint_id: state.checkpoint_id,
+        operators,
+        channel_state: None,
+    })
+}
+
+fn restore_operator(operator: CanonicalOperatorState) -> Result<OperatorSnapshot, CanonicalError> {
+    let CanonicalOperatorState { uid, keyed, lists } = operator;
+    let shape = |reason: &str| CanonicalError::Shape {
+        uid: uid.clone(),
+        reason: reason.to_string(),
+    };
+    match (keyed, lists.as_slice()) {
+        (Some(keyed), []) => Ok(OperatorSnapshot::Keyed(restore_keyed(&uid, keyed)?)),
+        (None, [list]) if list.name == SOURCE_OFFSETS_STATE => {
+            let mut offsets = SourceOffsets::default();
+            for element in &list.elements {
+                let (partition, offset): (u32, u64) = decode_element(&uid, list, element)?;
+                offsets.next_offsets.insert(partition, offset);
+            }
+            Ok(OperatorSnapshot::Source(offsets))
+        }
+        (None, [list]) if list.name == SINK_COMMITTABLES_STATE => match list.elements.as_slice() {
+            [element] => Ok(OperatorSnapshot::Sink(decode_element::<SinkStateSnapshot>(
+                &uid, list, element,
+            )?)),
+            _ => Err(shape("sink-committables holds one element per subtask")),
+        },
+        _ => Err(shape(
+            "expected keyed state, or one list state named partition-offsets or sink-committables",
+        )),
+    }
+}
+
+fn decode_element<T: serde::de::DeserializeOwned>(
+    uid: &str,
+    list: &ListState,
+    element: &[u8],
+) -> Result<T, CanonicalError> {
+    postcard::from_bytes(element).map_err(|error| CanonicalError::ListElement {
+        uid: uid.to_string(),
+        name: list.name.clone(),
+        reason: error.to_string(),
+    })
+}
+
+fn restore_keyed(
+    uid: &str,
+    keyed: CanonicalKeyedState,
+) -> Result<KeyedStateSnapshot, CanonicalError> {
+    let mut tables: Vec<StateTable> = vec![StateTable::new(); keyed.states.len()];
+    for block in keyed.key_groups {
+        if checksum(&block.entries) != block.checksum {
+            return Err(CanonicalError::KeyGroupChecksum {
+                uid: uid.to_string(),
+                key_group: block.key_group,
+            });
+        }
+        for (index, key, entry) in block.entries {
+            let table = tables
+                .get_mut(index as usize)
+                .ok_or(CanonicalError::StateIndex {
+                    uid: uid.to_string(),
+                    key_group: block.key_group,
+                    index,
+                })?;
+            table
+                .entry(KeyGroup(block.key_group))
+                .or_default()
+                .insert(key, entry);
+        }
+    }
+    let tables = keyed
+        .states
+        .into_iter()
+        .map(|meta| meta.name)
+        .zip(tables)
+        .collect();
+    Ok(KeyedStateSnapshot {
+        max_parallelism: keyed.max_parallelism,
+        key_group_range: keyed.key_group_range,
+        tables,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot() -> TaskStateSnapshot {
+        let mut count = StateTable::new();
+        count.entry(KeyGroup(3)).or_default().insert(
+            Text::from("a"),
+            StateEntry::Value(postcard::to_allocvec(&2i64).unwrap()),
+        );
+        count.entry(KeyGroup(90)).or_default().insert(
+            Text::from("b"),
+            StateEntry::Value(postcard::to_allocvec(&5i64).unwrap()),
+        );
+        let keyed = KeyedStateSnapshot {
+            max_parallelism: 128,
+            key_group_range: KeyGroupRange { start: 0, end: 127 },
+            tables: BTreeMap::from([("count".to_string(), count)]),
+        };
+        let offsets = SourceOffsets {
+            next_offsets: BTreeMap::from([(0, 17), (2, 4)]),
+        };
+        TaskStateSnapshot {
+            checkpoint_id: 7,
+            operators: BTreeMap::from([
+                ("counter".to_string(), OperatorSnapshot::Keyed(keyed)),
+                ("source".to_string(), OperatorSnapshot::Source(offsets)),
+                (
+                    "sink".to_string(),
+                    OperatorSnapshot::Sink(SinkStateSnapshot {
+                        subtask_index: 1,
+                        next_transaction: 3,
+                        ..SinkStateSnapshot::default()
+                    }),
+                ),
+            ]),
+            channel_state: None,
+        }
+    }
+
+    #[test]
+    fn canonical_round_trips_key_group_by_key_group() {
+        let canonical = to_canonical(&snapshot());
+        let counter = &canonical.operators[0];
+        assert_eq!(counter.uid, "counter");
+        let keyed = counter.keyed.as_ref().expect("keyed");
+        let groups: Vec<u32> = keyed.key_groups.iter().map(|b| b.key_group).collect();
+        assert_eq!(groups, vec![3, 90]);
+        assert_eq!(keyed.states[0].name, "count");
+        assert_eq!(canonical.operators[2].lists[0].mode, Redistribution::Union);
+        assert_eq!(from_canonical(canonical), Ok(snapshot()));
+    }
+
+    #[test]
+    fn a_corrupt_key_group_is_named() {
+        let mut canonical = to_canonical(&snapshot());
+        let keyed = canonical.operators[0].keyed.as_mut().expect("keyed");
+        keyed.key_groups[1].entries[0].1 = Text::from("c");
+        assert_eq!(
+            from_canonical(canonical).unwrap_err().to_string(),
+            "operator `counter`: key group 90: checksum mismatch"
+        );
+    }
+}
