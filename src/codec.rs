@@ -19,7 +19,8 @@ pub enum FileKind {
 }
 
 impl FileKind {
-    fn magic(self) -> [u8; 4] {
+    /// The four bytes a file of this kind starts with.
+    pub fn magic(self) -> [u8; 4] {
         match self {
             FileKind::CheckpointMetadata => *b"SFCM",
             FileKind::TaskState => *b"SFTS",
@@ -93,23 +94,6 @@ pub fn decode<T: DeserializeOwned>(
         return Err(error("checksum mismatch: the file is corrupt".to_string()));
     }
     postcard::from_bytes(payload).map_err(|e| error(format!("payload does not decode: {e}")))
-}
-
-/// A subtask's state file, checkpoint (native) or canonical savepoint, told apart by its
-/// magic and decoded to the engine's snapshot form.
-pub fn decode_task_state(
-    path: &str,
-    bytes: &[u8],
-) -> Result<crate::state::snapshot::TaskStateSnapshot, CodecError> {
-    use crate::state::savepoint_format::{from_canonical, CanonicalTaskState};
-    if bytes.get(0..4) != Some(&FileKind::CanonicalSavepoint.magic()[..]) {
-        return decode(FileKind::TaskState, path, bytes);
-    }
-    let canonical: CanonicalTaskState = decode(FileKind::CanonicalSavepoint, path, bytes)?;
-    from_canonical(canonical).map_err(|error| CodecError {
-        path: path.to_string(),
-        reason: error.to_string(),
-    })
 }
 
 /// Encodes a wire message (no file envelope: the transport is reliable and framed).

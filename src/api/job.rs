@@ -79,6 +79,10 @@ impl OperatorKind {
 pub struct Operator {
     /// Stable id; state is stored under it, as with Flink's `uid()`.
     pub uid: String,
+    /// The builder was given no uid (an empty one) and generated it from the job's topology,
+    /// as Flink does without `uid()`: a changed topology generates other uids, so state saved
+    /// before the change no longer maps to the operator.
+    pub uid_generated: bool,
     /// What it does.
     pub kind: OperatorKind,
     /// How many parallel instances run it.
@@ -228,6 +232,7 @@ impl JobBuilder {
         let partitioning = std::mem::replace(&mut self.partitioning_next, Partitioning::Forward);
         self.operators.push(Operator {
             uid: uid.to_string(),
+            uid_generated: false,
             kind,
             parallelism: self.parallelism_default,
             partitioning,
@@ -246,13 +251,50 @@ impl JobBuilder {
         let max_parallelism = self.max_parallelism.unwrap_or_else(|| {
             crate::state::key_group::default_max_parallelism(parallelism_highest)
         });
-        let job = Job {
+        let mut job = Job {
             name: self.name,
             operators: self.operators,
             max_parallelism,
         };
+        let unset: Vec<usize> = (0..job.operators.len())
+            .filter(|i| job.operators[*i].uid.is_empty())
+            .collect();
+        job.generate_uids(&unset);
         validate(&job)?;
         Ok(job)
+    }
+}
+
+impl Job {
+    /// The same job as if written without `uid()` on any operator: every uid generated.
+    pub fn without_uids(mut self) -> Job {
+        let all: Vec<usize> = (0..self.operators.len()).collect();
+        self.generate_uids(&all);
+        self
+    }
+
+    /// Gives the operators at `positions` uids generated from the topology: a hash of their
+    /// position and of every operator's kind and partitioning in order (a conservative model
+    /// of Flink's `StreamGraphHasherV2`, which hashes a node with its inputs and chained
+    /// outputs). Any change of the topology changes every generated uid.
+    fn generate_uids(&mut self, positions: &[usize]) {
+        let mut topology = 0xcbf2_9ce4_8422_2325_u64;
+        for operator in &self.operators {
+            for byte in operator
+                .kind
+                .name()
+                .bytes()
+                .chain(operator.partitioning.name().bytes())
+            {
+                topology = (topology ^ byte as u64).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        for &position in positions {
+            let hash = (topology ^ position as u64).wrapping_mul(0x0100_0000_01b3);
+            let operator = &mut self.operators[position];
+            operator.uid = format!("{:016x}", hash);
+            operator.uid_generated = true;
+        }
     }
 }
 

@@ -9,10 +9,11 @@
 //! larger than `max-state-size` (Flink's `JobManagerCheckpointStorage`), and writes no files.
 
 use crate::checkpoint::barrier::{SavepointFormat, SnapshotType};
-use crate::codec::{decode, decode_task_state, encode, CodecError, FileKind};
+use crate::codec::{decode, encode, CodecError, FileKind};
 use crate::ids::{CheckpointId, SubtaskId};
 use crate::runtime::rpc::{Rpc, RpcError};
 use crate::services::messages::{BlobRequest, BlobResponse};
+use crate::state::savepoint_format::decode_task_state;
 use crate::state::snapshot::TaskStateSnapshot;
 use crate::time::Duration;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};

@@ -114,6 +114,8 @@ struct JobSection {
     name: Spanned<String>,
     parallelism: u32,
     source_parallelism: Option<u32>,
+    #[serde(default)]
+    generated_uids: bool,
 }
 
 #[derive(Deserialize)]
@@ -418,6 +420,7 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
         source_parallelism,
         parallelism,
         max_parallelism: raw.pipeline.max_parallelism,
+        generated_uids: raw.job.generated_uids,
         workload,
         taskmanagers: raw.cluster.taskmanagers,
         slots_per_taskmanager: raw.cluster.number_of_task_slots,

@@ -86,6 +86,8 @@ pub struct Scenario {
     pub parallelism: u32,
     /// `pipeline.max-parallelism`, if set.
     pub max_parallelism: Option<u32>,
+    /// `job.generated-uids`: the job as if written without `uid()`, every uid generated.
+    pub generated_uids: bool,
     /// The input.
     pub workload: Workload,
     /// Task managers in the cluster.
@@ -182,6 +184,9 @@ impl Scenario {
             .expect("the loader checked the job name");
         if let Some(max_parallelism) = self.max_parallelism {
             job.max_parallelism = max_parallelism;
+        }
+        if self.generated_uids {
+            job = job.without_uids();
         }
         job
     }

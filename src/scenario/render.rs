@@ -17,8 +17,11 @@ pub fn render_toml(scenario: &Scenario) -> String {
     let _ = writeln!(text, "expect = {:?}\n", scenario.expect.name());
     let _ = writeln!(
         text,
-        "[job]\nname = {:?}\nparallelism = {}\nsource-parallelism = {}\n",
-        scenario.job_name, scenario.parallelism, scenario.source_parallelism
+        "[job]\nname = {:?}\nparallelism = {}\nsource-parallelism = {}\ngenerated-uids = {}\n",
+        scenario.job_name,
+        scenario.parallelism,
+        scenario.source_parallelism,
+        scenario.generated_uids
     );
     let _ = writeln!(text, "[workload]");
     match &scenario.workload.kind {
@@ -106,6 +109,9 @@ pub fn render_toml(scenario: &Scenario) -> String {
             );
         }
     }
+    if let Some(dir) = &storage.savepoint_dir {
+        let _ = writeln!(text, "savepoint-dir = {dir:?}");
+    }
     let _ = writeln!(text, "mode = \"{mode}\"\ntimeout = \"{}\"\nmin-pause = \"{}\"\nmax-concurrent-checkpoints = {}\ntolerable-failed-checkpoints = {}\nnum-retained = {}\n", config.timeout, config.min_pause, config.max_concurrent, config.tolerable_failures, config.retained);
     if let Some(checkpoint_id) = scenario.restore {
         let _ = writeln!(
@@ -164,6 +170,30 @@ pub fn render_toml(scenario: &Scenario) -> String {
         };
         let rendered = toml::to_string(&faults).expect("faults render as TOML");
         let _ = write!(text, "\n{rendered}");
+    }
+    for stage in &scenario.stages {
+        let _ = writeln!(
+            text,
+            "\n[[stages]]\njob = {:?}\nparallelism = {}\nsource-parallelism = {}",
+            stage.job_name, stage.parallelism, stage.source_parallelism
+        );
+        if let Some(max_parallelism) = stage.max_parallelism {
+            let _ = writeln!(text, "max-parallelism = {max_parallelism}");
+        }
+        let _ = writeln!(
+            text,
+            "state-recovery.path = {:?}\nstate-recovery.ignore-unclaimed-state = {}",
+            stage.restore.name(),
+            stage.ignore_unclaimed
+        );
+        if !stage.faults.faults.is_empty() {
+            let faults = RenderedFaults {
+                faults: &stage.faults.faults,
+            };
+            let rendered = toml::to_string(&faults).expect("faults render as TOML");
+            let rendered = rendered.replace("[[faults]]", "[[stages.faults]]");
+            let _ = write!(text, "\n{rendered}");
+        }
     }
     text
 }

@@ -4,7 +4,6 @@
 
 use crate::checkpoint::coordinator::CompletedCheckpoint;
 use crate::checkpoint::storage::StateHandle;
-use crate::codec::decode_task_state;
 use crate::ids::{AttemptNumber, CheckpointId, SubtaskId};
 use crate::limits::HARNESS_SIGNALS_CAPACITY;
 use crate::runtime::hooks::{EngineEvent, RecordFate, RecordProbe, RunHooks};
@@ -13,6 +12,7 @@ use crate::runtime::leadership::LeaderTerm;
 use crate::runtime::sim_time;
 use crate::scenario::stage::StageRestore;
 use crate::services::disk::Disk;
+use crate::state::savepoint_format::decode_task_state;
 use crate::state::snapshot::{KeyedStateSnapshot, TaskStateSnapshot};
 use crate::time::{Duration, Instant};
 use futures::channel::mpsc::Sender;

@@ -44,6 +44,7 @@ pub fn render(
     text.push_str(&graph.describe());
     let _ = writeln!(text, "mode: {}", mode_line(scenario));
     render_fault_plan(&mut text, scenario, faulty);
+    render_stages(&mut text, scenario, faulty);
     render_checkpoints(&mut text, faulty, &StateDescriber::new(&job));
     render_checkpoint_fates(&mut text, faulty);
     let _ = writeln!(text, "failures: {}", faulty.failures.len());
@@ -151,10 +152,19 @@ fn render_leadership(text: &mut String, faulty: &RunResult) {
 /// meaningless, so the report never leaves it to be guessed.
 fn render_fault_plan(text: &mut String, scenario: &Scenario, faulty: &RunResult) {
     let _ = writeln!(text, "fault plan:");
-    if scenario.faults.faults.is_empty() {
+    // One numbering over every stage's faults, as the run fires them.
+    let faults: Vec<(usize, &crate::scenario::faults::Fault)> = std::iter::once(&scenario.faults)
+        .chain(scenario.stages.iter().map(|s| &s.faults))
+        .enumerate()
+        .flat_map(|(stage, plan)| plan.faults.iter().map(move |f| (stage, f)))
+        .collect();
+    if faults.is_empty() {
         let _ = writeln!(text, "  (no faults)");
     }
-    for (index, fault) in scenario.faults.faults.iter().enumerate() {
+    for (index, (stage, fault)) in faults.into_iter().enumerate() {
+        if !scenario.stages.is_empty() {
+            let _ = write!(text, "  [stage {}]", stage + 1);
+        }
         let fired = match faulty.faults_fired.get(index).copied().flatten() {
             Some(at) => format!("fired at {at}"),
             None => "NEVER FIRED".to_string(),
@@ -165,6 +175,164 @@ fn render_fault_plan(text: &mut String, scenario: &Scenario, faulty: &RunResult)
             index + 1,
             fault.action,
             fault.trigger
+        );
+    }
+}
+
+/// Each stage of a staged run (or a resubmission): the job version, what it resumed from
+/// (savepoint or checkpoint, its size and path) and how the state was redistributed over it:
+/// key-group ranges per keyed subtask, partitions per source subtask, the sink subtasks that
+/// took over others' transactions, state dropped, operators started empty.
+fn render_stages(text: &mut String, scenario: &Scenario, faulty: &RunResult) {
+    let restores: Vec<&EngineEvent> = faulty
+        .events
+        .iter()
+        .map(|recorded| &recorded.event)
+        .filter(|event| matches!(event, EngineEvent::JobRestoredFromCheckpoint { .. }))
+        .collect();
+    if scenario.stages.is_empty() && restores.is_empty() {
+        return;
+    }
+    let _ = writeln!(text, "stages:");
+    let first = scenario.stage(0);
+    let _ = writeln!(
+        text,
+        "  1. `{}`, parallelism {} (source {}), from empty state",
+        first.job_name, first.parallelism, first.source_parallelism
+    );
+    render_uid_warning(text, &first.job());
+    for (index, event) in restores.into_iter().enumerate() {
+        let EngineEvent::JobRestoredFromCheckpoint {
+            checkpoint_id,
+            path,
+            savepoint,
+            assignment,
+            ..
+        } = event
+        else {
+            continue;
+        };
+        let stage = scenario.stage((index + 1).min(scenario.stages.len()));
+        let size = faulty
+            .checkpoints
+            .iter()
+            .find(|c| c.checkpoint.checkpoint_id == *checkpoint_id)
+            .map_or("?".to_string(), |c| {
+                c.checkpoint.state_size_bytes().to_string()
+            });
+        let format = faulty
+            .checkpoints
+            .iter()
+            .find(|c| c.checkpoint.checkpoint_id == *checkpoint_id)
+            .and_then(|c| c.checkpoint.savepoint)
+            .map_or(String::new(), |s| format!(" {}", s.format.name()));
+        let what = if *savepoint {
+            "savepoint"
+        } else {
+            "checkpoint"
+        };
+        let _ = writeln!(
+            text,
+            "  {}. `{}`, parallelism {} (source {}), from{format} {what} {checkpoint_id} ({size} B, {path})",
+            index + 2,
+            stage.job_name,
+            stage.parallelism,
+            stage.source_parallelism
+        );
+        render_redistribution(text, &stage, assignment);
+    }
+}
+
+/// How the restored state spreads over the stage's subtasks.
+fn render_redistribution(
+    text: &mut String,
+    stage: &Scenario,
+    assignment: &crate::checkpoint::state_assignment::StateAssignment,
+) {
+    let job = stage.job();
+    let partitions = stage.workload.partitions;
+    for operator in &job.operators {
+        let Some((old, new)) = assignment.rescaled.get(&operator.uid) else {
+            continue;
+        };
+        let spread: Vec<String> = (0..operator.parallelism)
+            .map(|index| match operator.kind {
+                crate::api::job::OperatorKind::Source { .. } => {
+                    let owned = crate::graph::execution_graph::ExecutionGraph::source_partitions(
+                        index,
+                        operator.parallelism,
+                        partitions,
+                    );
+                    let owned: Vec<String> = owned.iter().map(|p| format!("p{p}")).collect();
+                    format!("#{index} {}", owned.join(","))
+                }
+                crate::api::job::OperatorKind::Sink { .. } => {
+                    let taken: Vec<String> = (0..*old)
+                        .filter(|o| {
+                            crate::checkpoint::state_assignment::sink_takes_over(
+                                *o,
+                                index,
+                                operator.parallelism,
+                            )
+                        })
+                        .map(|o| format!("#{o}"))
+                        .collect();
+                    format!(
+                        "#{index}<-{}",
+                        if taken.is_empty() {
+                            "nothing".to_string()
+                        } else {
+                            taken.join(",")
+                        }
+                    )
+                }
+                _ => {
+                    let range = crate::state::key_group::key_group_range(
+                        job.max_parallelism,
+                        operator.parallelism,
+                        index,
+                    );
+                    format!("#{index} kg {}..={}", range.start, range.end)
+                }
+            })
+            .collect();
+        let how = match operator.kind {
+            crate::api::job::OperatorKind::Source { .. } => "offsets (union), partitions",
+            crate::api::job::OperatorKind::Sink { .. } => "transactions taken over",
+            _ => "key groups",
+        };
+        let _ = writeln!(
+            text,
+            "     `{}` {old} -> {new} subtask(s), {how}: {}",
+            operator.uid,
+            spread.join("; ")
+        );
+    }
+    for uid in &assignment.dropped {
+        let _ = writeln!(
+            text,
+            "     `{uid}`: its state is dropped (ignore-unclaimed-state)"
+        );
+    }
+    for uid in &assignment.empty {
+        let _ = writeln!(text, "     `{uid}`: no state in the snapshot, starts empty");
+    }
+    render_uid_warning(text, &job);
+}
+
+/// The seeds' advice: without explicit uids a changed topology does not map its state.
+fn render_uid_warning(text: &mut String, job: &crate::api::job::Job) {
+    let generated: Vec<&str> = job
+        .operators
+        .iter()
+        .filter(|o| o.uid_generated)
+        .map(|o| o.uid.as_str())
+        .collect();
+    if !generated.is_empty() {
+        let _ = writeln!(
+            text,
+            "     warning: operator(s) without an explicit uid ({}): their generated uids change with the topology, so their state will not map after a change; set uid() on every stateful operator",
+            generated.join(", ")
         );
     }
 }

@@ -6,6 +6,7 @@
 //! (`TaskStateSnapshot`) instead.
 
 use crate::api::value::Text;
+use crate::codec::{decode, CodecError, FileKind};
 use crate::ids::KeyGroup;
 use crate::state::key_group::KeyGroupRange;
 use crate::state::snapshot::{
@@ -323,6 +324,19 @@ fn restore_keyed(
         max_parallelism: keyed.max_parallelism,
         key_group_range: keyed.key_group_range,
         tables,
+    })
+}
+
+/// A subtask's state file, checkpoint (native) or canonical savepoint, told apart by its
+/// magic and decoded to the engine's snapshot form.
+pub fn decode_task_state(path: &str, bytes: &[u8]) -> Result<TaskStateSnapshot, CodecError> {
+    if bytes.get(0..4) != Some(&FileKind::CanonicalSavepoint.magic()[..]) {
+        return decode(FileKind::TaskState, path, bytes);
+    }
+    let canonical: CanonicalTaskState = decode(FileKind::CanonicalSavepoint, path, bytes)?;
+    from_canonical(canonical).map_err(|error| CodecError {
+        path: path.to_string(),
+        reason: error.to_string(),
     })
 }
 

@@ -17,6 +17,7 @@ mod modes;
 mod property;
 mod restore;
 mod retention;
+mod savepoints;
 mod scenario_errors;
 mod scenarios;
 mod slow_link;

@@ -48,9 +48,18 @@ pub(super) fn consistent_cuts(
         enter_stage(versions, reference, &boundaries, stage + 1)?;
         stage += 1;
     }
+    let savepoints = faulty
+        .checkpoints
+        .iter()
+        .filter(|c| c.checkpoint.savepoint.is_some())
+        .count();
+    let checkpoints = faulty.checkpoints.len() - savepoints;
+    let and_savepoints = match savepoints {
+        0 => String::new(),
+        n => format!(" and {n} savepoint(s)"),
+    };
     Ok(format!(
-        "{} checkpoint(s) and savepoint(s) (in-flight data replayed) equal the reference over their source offsets",
-        faulty.checkpoints.len()
+        "{checkpoints} checkpoint(s){and_savepoints} (in-flight data replayed) equal the reference over their source offsets"
     ))
 }
 
