@@ -1113,6 +1113,183 @@ mod tests {
         coordinator.on_metadata_written(now, completed);
     }
 
+    const PLAIN: SavepointInfo = SavepointInfo {
+        format: SavepointFormat::Canonical,
+        terminate: false,
+    };
+
+    fn triggers(outputs: &[Output]) -> Vec<(u64, SnapshotType)> {
+        outputs
+            .iter()
+            .filter_map(|output| match output {
+                Output::Trigger {
+                    checkpoint_id,
+                    snapshot,
+                    ..
+                } => Some((checkpoint_id.0, *snapshot)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_savepoint_runs_alone_joins_no_retention_and_holds_periodic_triggers_meanwhile() {
+        let mut coordinator = CheckpointCoordinator::new(config(100));
+        coordinator.set_max_parallelism(128);
+        coordinator.start(Instant::ZERO, tasks());
+        coordinator.on_timeout(Instant::from_ms(100));
+        assert_eq!(
+            triggers(&drain(&mut coordinator)),
+            vec![(1, SnapshotType::Checkpoint)]
+        );
+        coordinator
+            .trigger_savepoint(Instant::from_ms(120), PLAIN)
+            .expect("running");
+        assert!(drain(&mut coordinator).is_empty(), "waits for checkpoint 1");
+        assert_eq!(
+            coordinator.trigger_savepoint(Instant::from_ms(121), PLAIN),
+            Err(SavepointRefused::InProgress("(waiting)".into()))
+        );
+        complete_all(&mut coordinator, Instant::from_ms(150), 1);
+        let outputs = drain(&mut coordinator);
+        assert_eq!(triggers(&outputs), vec![(2, PLAIN.snapshot_type())]);
+        coordinator.on_timeout(Instant::from_ms(200));
+        assert!(triggers(&drain(&mut coordinator)).is_empty(), "held");
+        complete_all(&mut coordinator, Instant::from_ms(230), 2);
+        let outputs = drain(&mut coordinator);
+        assert!(
+            matches!(&outputs[0], Output::SavepointCompleted(c) if c.checkpoint_id == CheckpointId(2) && c.max_parallelism == 128)
+        );
+        assert!(
+            !outputs.iter().any(|o| matches!(o, Output::Completed(_))),
+            "a plain savepoint notifies nothing: {outputs:?}"
+        );
+        assert_eq!(
+            triggers(&outputs),
+            vec![(3, SnapshotType::Checkpoint)],
+            "released"
+        );
+        assert_eq!(
+            coordinator.latest_completed().map(|c| c.checkpoint_id),
+            Some(CheckpointId(1)),
+            "no failover restores a plain savepoint"
+        );
+    }
+
+    #[test]
+    fn stop_with_savepoint_is_restored_by_a_failover_but_never_discarded() {
+        let mut coordinator = CheckpointCoordinator::new(config(100));
+        coordinator.start(Instant::ZERO, tasks());
+        let stop = SavepointInfo {
+            terminate: true,
+            ..PLAIN
+        };
+        coordinator
+            .trigger_savepoint(Instant::from_ms(10), stop)
+            .expect("running");
+        assert_eq!(
+            triggers(&drain(&mut coordinator)),
+            vec![(1, stop.snapshot_type())]
+        );
+        complete_all(&mut coordinator, Instant::from_ms(50), 1);
+        coordinator.on_timeout(Instant::from_ms(500));
+        let outputs = drain(&mut coordinator);
+        assert!(
+            triggers(&outputs).is_empty(),
+            "nothing after a stop: {outputs:?}"
+        );
+        assert_eq!(
+            coordinator.latest_completed().map(|c| c.checkpoint_id),
+            Some(CheckpointId(1))
+        );
+        let (_, discarded) = coordinator.shut_down(Instant::from_ms(600), true, false);
+        assert!(
+            discarded.is_empty(),
+            "the user's savepoint stays: {discarded:?}"
+        );
+        assert!(discards(&drain_all(&mut coordinator)).is_empty());
+    }
+
+    #[test]
+    fn a_savepoints_metadata_names_its_files_relative_to_its_directory() {
+        let storage = CheckpointStorageConfig {
+            savepoint_dir: Some("savepoints/".into()),
+            ..CheckpointStorageConfig::default()
+        };
+        let directory = storage.savepoint_directory(CheckpointId(7)).expect("a dir");
+        assert_eq!(directory, "savepoints/savepoint-7/");
+        let (path, kind) = storage
+            .snapshot_file(CheckpointId(7), PLAIN.snapshot_type(), SubtaskId::new(1, 0))
+            .expect("a dir");
+        assert_eq!(
+            (path.as_str(), kind),
+            (
+                "savepoints/savepoint-7/1-0.state",
+                crate::codec::FileKind::CanonicalSavepoint
+            )
+        );
+        let mut written = CompletedCheckpoint {
+            checkpoint_id: CheckpointId(7),
+            created_at: Instant::ZERO,
+            acked_at: Instant::ZERO,
+            acks: BTreeMap::from([(
+                SubtaskId::new(1, 0),
+                TaskAck {
+                    state: StateHandle::File(path),
+                    ..ack()
+                },
+            )]),
+            max_parallelism: 128,
+            savepoint: Some(PLAIN),
+        };
+        let relocatable = written.relocatable(&directory);
+        assert_eq!(
+            relocatable.acks[&SubtaskId::new(1, 0)].state,
+            StateHandle::Relative("1-0.state".into())
+        );
+        // Moved elsewhere as a whole, it resolves against where its `_metadata` is now.
+        let moved = relocatable.resolved("archive/sp7/");
+        assert_eq!(
+            moved.acks[&SubtaskId::new(1, 0)].state,
+            StateHandle::File("archive/sp7/1-0.state".into())
+        );
+        written.savepoint = None;
+        assert_eq!(
+            written.relocatable(&directory),
+            written,
+            "a checkpoint keeps its paths"
+        );
+    }
+
+    #[test]
+    fn a_failed_savepoint_fails_the_request_never_the_job() {
+        let mut coordinator = CheckpointCoordinator::new(config(100));
+        coordinator.start(Instant::ZERO, tasks());
+        coordinator
+            .trigger_savepoint(Instant::from_ms(10), PLAIN)
+            .expect("running");
+        drain(&mut coordinator);
+        let reason = DeclineReason::SnapshotFailed("disk full".into());
+        coordinator.on_decline(Instant::from_ms(20), CheckpointId(1), reason);
+        let outputs = drain(&mut coordinator);
+        assert!(outputs.iter().any(|o| matches!(
+            o,
+            Output::SavepointFailed {
+                checkpoint_id: Some(CheckpointId(1)),
+                ..
+            }
+        )));
+        assert!(
+            !outputs.iter().any(|o| matches!(o, Output::FailJob(_))),
+            "{outputs:?}"
+        );
+        coordinator.stop(Instant::from_ms(30));
+        assert_eq!(
+            coordinator.trigger_savepoint(Instant::from_ms(40), PLAIN),
+            Err(SavepointRefused::NotRunning)
+        );
+    }
+
     #[test]
     fn triggers_on_the_interval_and_completes_after_all_acks_and_metadata() {
         let mut coordinator = CheckpointCoordinator::new(config(100));

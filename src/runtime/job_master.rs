@@ -1525,6 +1525,85 @@ mod tests {
         }
     }
 
+    /// Asks for a savepoint and acks it at every task; returns what its completion sent.
+    fn savepoint(h: &mut Harness, terminate: bool) -> Vec<Command> {
+        let mut config = config();
+        config.checkpoint.storage.savepoint_dir = Some("savepoints".into());
+        h.master.config.checkpoint = config.checkpoint;
+        let request = ControlMessage::TriggerSavepoint {
+            format: SavepointFormat::Canonical,
+            terminate,
+            drain: false,
+        };
+        let triggered = h.control(request);
+        let checkpoint_id = events(&triggered)
+            .iter()
+            .find_map(|e| match e {
+                EngineEvent::SavepointTriggered { checkpoint_id, .. } => Some(*checkpoint_id),
+                _ => None,
+            })
+            .expect("triggered at once: nothing in flight");
+        let barriers = sent_picked(&triggered, |m| match m {
+            ControlMessage::TriggerCheckpoint { barrier, .. } => Some(barrier),
+            _ => None,
+        });
+        assert!(barriers
+            .iter()
+            .all(|(_, b)| b.kind == BarrierKind::Aligned && b.snapshot.terminates() == terminate));
+        let mut commands = Vec::new();
+        for task in h.master.executions().keys().copied().collect::<Vec<_>>() {
+            let attempt = h.attempt_of(task);
+            commands.extend(h.control(ControlMessage::AcknowledgeCheckpoint {
+                attempt,
+                subtask: task,
+                checkpoint_id,
+                ack: ack(task),
+            }));
+        }
+        let written = commands
+            .into_iter()
+            .find_map(|c| match c {
+                Command::WriteMetadata(checkpoint) => Some(checkpoint),
+                _ => None,
+            })
+            .expect("the last ack asks for the metadata");
+        assert!(written.savepoint.is_some());
+        h.master.on_metadata_written(h.now, written, Ok(()));
+        h.drain()
+    }
+
+    #[test]
+    fn a_plain_savepoint_notifies_nothing_and_a_stop_commits_then_ends_the_sources() {
+        let mut h = Harness::new(config());
+        h.running();
+        let plain = savepoint(&mut h, false);
+        assert!(events(&plain)
+            .iter()
+            .any(|e| matches!(e, EngineEvent::SavepointCompleted { directory, .. } if directory.starts_with("savepoints/savepoint-"))));
+        let notified = |commands: &[Command]| {
+            sent(commands)
+                .iter()
+                .any(|(_, m)| matches!(m, ControlMessage::NotifyCheckpointComplete { .. }))
+        };
+        let finished = |commands: &[Command]| {
+            sent(commands)
+                .iter()
+                .filter(|(_, m)| matches!(m, ControlMessage::FinishSource { .. }))
+                .count()
+        };
+        assert!(!notified(&plain), "Flink 1.15+: no side effects");
+        assert_eq!(finished(&plain), 0);
+        let stop = savepoint(&mut h, true);
+        assert!(notified(&stop), "the stop's savepoint commits");
+        assert_eq!(finished(&stop), 2, "then both sources end");
+        let refused = h.control(ControlMessage::TriggerSavepoint {
+            format: SavepointFormat::Native,
+            terminate: false,
+            drain: false,
+        });
+        assert!(events(&refused).iter().any(|e| matches!(e, EngineEvent::SavepointFailed { reason, .. } if reason.contains("already under way"))));
+    }
+
     fn ack(task: SubtaskId) -> TaskAck {
         TaskAck {
             state: crate::checkpoint::storage::StateHandle::File(format!("state-{task}")),
