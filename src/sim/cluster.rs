@@ -208,6 +208,7 @@ async fn run_cluster(
         stage: 0,
         stop: None,
         stage_starts: Vec::new(),
+        client: Arc::default(),
         nodes,
         observer: observer.clone(),
         harness: harness.clone(),
@@ -417,6 +418,8 @@ struct Injector {
     stop: Option<FaultAction>,
     // When each stage after the first was submitted.
     stage_starts: Vec<Instant>,
+    // The client (`flink` CLI) on the harness node, once it sent a first request.
+    client: Arc<std::sync::Mutex<Option<ControlPlane>>>,
     nodes: Nodes,
     observer: Observer,
     /// Per fault, when it fired.
@@ -620,6 +623,7 @@ impl Injector {
     /// delay, unless the job ended meanwhile.
     fn ask_jobmanager(&self, message: ControlMessage, after: Duration) {
         let observer = self.observer.clone();
+        let client = self.client.clone();
         self.harness.spawn(async move {
             if after > Duration::ZERO {
                 sim_time::sleep(after).await;
@@ -627,13 +631,26 @@ impl Injector {
                     return;
                 }
             }
-            if let Ok((control, _)) = ControlPlane::listen().await {
-                // To every job manager: the one that leads answers.
-                let services = services(true);
-                control.send(services.jobmanager, &message).await;
-                if let Some(standby) = services.standby_jobmanager {
-                    control.send(standby, &message).await;
-                }
+            // One client for the run: its control port binds once on the harness node.
+            let bound = client.lock().expect("never poisoned").clone();
+            let control = match bound {
+                Some(control) => control,
+                None => match ControlPlane::listen().await {
+                    Ok((control, _)) => {
+                        *client.lock().expect("never poisoned") = Some(control.clone());
+                        control
+                    }
+                    Err(error) => {
+                        let what = format!("the client could not bind its control port: {error}");
+                        return observer.trace("harness", what);
+                    }
+                },
+            };
+            // To every job manager: the one that leads answers.
+            let services = services(true);
+            control.send(services.jobmanager, &message).await;
+            if let Some(standby) = services.standby_jobmanager {
+                control.send(standby, &message).await;
             }
         });
     }

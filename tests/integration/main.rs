@@ -21,6 +21,7 @@ mod savepoints;
 mod scenario_errors;
 mod scenarios;
 mod slow_link;
+mod staged_property;
 mod storage_faults;
 mod unaligned_backpressure;
 mod wordcount_crash;
