@@ -1496,6 +1496,11 @@ mod tests {
                     })
                 })
                 .expect("the timers triggered a checkpoint");
+            self.ack_all(checkpoint_id)
+        }
+
+        /// Every task acks `checkpoint_id`; returns the `_metadata` the last ack asks for.
+        fn ack_all(&mut self, checkpoint_id: CheckpointId) -> CompletedCheckpoint {
             let mut commands = Vec::new();
             for task in self.master.executions().keys().copied().collect::<Vec<_>>() {
                 let attempt = self.attempt_of(task);
@@ -1550,23 +1555,7 @@ mod tests {
         assert!(barriers
             .iter()
             .all(|(_, b)| b.kind == BarrierKind::Aligned && b.snapshot.terminates() == terminate));
-        let mut commands = Vec::new();
-        for task in h.master.executions().keys().copied().collect::<Vec<_>>() {
-            let attempt = h.attempt_of(task);
-            commands.extend(h.control(ControlMessage::AcknowledgeCheckpoint {
-                attempt,
-                subtask: task,
-                checkpoint_id,
-                ack: ack(task),
-            }));
-        }
-        let written = commands
-            .into_iter()
-            .find_map(|c| match c {
-                Command::WriteMetadata(checkpoint) => Some(checkpoint),
-                _ => None,
-            })
-            .expect("the last ack asks for the metadata");
+        let written = h.ack_all(checkpoint_id);
         assert!(written.savepoint.is_some());
         h.master.on_metadata_written(h.now, written, Ok(()));
         h.drain()

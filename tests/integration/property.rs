@@ -547,7 +547,7 @@ fn scenario_of(case: &Case, name: &str) -> Scenario {
 
 /// The generator's seed: fixed by default, so `cargo test` (and CI) runs the same cases every
 /// time; `SNAPFLOW_PROPTEST_SEED=<n>` picks other cases, `=random` new ones each run.
-fn rng_seed() -> proptest::test_runner::RngSeed {
+pub(crate) fn rng_seed() -> proptest::test_runner::RngSeed {
     use proptest::test_runner::RngSeed;
     match std::env::var("SNAPFLOW_PROPTEST_SEED").as_deref() {
         Ok("random") => RngSeed::Random,
@@ -559,7 +559,7 @@ fn rng_seed() -> proptest::test_runner::RngSeed {
     }
 }
 
-fn cases() -> u32 {
+pub(crate) fn cases() -> u32 {
     std::env::var("SNAPFLOW_PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -567,7 +567,7 @@ fn cases() -> u32 {
 }
 
 /// Writes the failing case where the developer finds it, to replay and keep.
-fn keep_failure(scenario: &Scenario, name: &str) -> std::path::PathBuf {
+pub(crate) fn keep_failure(scenario: &Scenario, name: &str) -> std::path::PathBuf {
     let folder = common::root().join("target/snapflow-regressions");
     std::fs::create_dir_all(&folder).expect("target is writable");
     let path = folder.join(format!("{name}.toml"));

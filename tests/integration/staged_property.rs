@@ -14,7 +14,7 @@
 //! to replay and keep in `scenarios/regressions/`. `SNAPFLOW_PROPTEST_CASES` and
 //! `SNAPFLOW_PROPTEST_SEED` work as for the other properties.
 
-use crate::common;
+use crate::property::{cases, keep_failure, rng_seed};
 use proptest::prelude::*;
 use snapflow::checkpoint::barrier::SavepointFormat;
 use snapflow::scenario::faults::{Fault, FaultAction, FaultTrigger, SubtaskRef};
@@ -199,25 +199,6 @@ fn faults_toml(faults: &[Fault], table: &str) -> String {
     )
 }
 
-fn cases() -> u32 {
-    std::env::var("SNAPFLOW_PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(16)
-}
-
-fn rng_seed() -> proptest::test_runner::RngSeed {
-    use proptest::test_runner::RngSeed;
-    match std::env::var("SNAPFLOW_PROPTEST_SEED").as_deref() {
-        Ok("random") => RngSeed::Random,
-        Ok(seed) => RngSeed::Fixed(
-            seed.parse()
-                .expect("SNAPFLOW_PROPTEST_SEED is a number or `random`"),
-        ),
-        Err(_) => RngSeed::Fixed(0),
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), rng_seed: rng_seed(), failure_persistence: None, max_shrink_iters: 200, ..ProptestConfig::default() })]
 
@@ -229,10 +210,7 @@ proptest! {
         let file = format!("target/snapflow-regressions/{name}.toml");
         let run = run_scenario(&scenario, case.seed, &file);
         if !run.verdict.passed() {
-            let folder = common::root().join("target/snapflow-regressions");
-            std::fs::create_dir_all(&folder).expect("target is writable");
-            let path = folder.join(format!("{name}.toml"));
-            std::fs::write(&path, render_toml(&scenario)).expect("target is writable");
+            let path = keep_failure(&scenario, name);
             prop_assert!(false, "divergence; scenario written to {}; replay with `cargo run --release -- run {} --seed {}`\n{}", path.display(), path.display(), case.seed, run.report);
         }
     }
