@@ -609,6 +609,9 @@ fn stages(
                 number - 1
             ))?;
         }
+        if scenario.sink.kind == SinkKind::WriteAheadLog && parallelism != previous.parallelism {
+            fail(format!("parallelism: {parallelism} differs from stage {}'s {}, but the write-ahead sink keeps its batches under a committer record per subtask, so its parallelism cannot change across a restore", number - 1, previous.parallelism))?;
+        }
         let mut stage = Stage {
             job_name,
             source_parallelism,

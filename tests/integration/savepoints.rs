@@ -186,3 +186,34 @@ fn without_uids_a_changed_topology_does_not_map_and_the_report_warns() {
     });
     assert!(rescaled.verdict.passed(), "{}", rescaled.report);
 }
+
+#[test]
+fn in_flight_data_of_an_unaligned_checkpoint_is_not_redistributed() {
+    let refused = run(
+        "scenarios/resume-from-retained-checkpoint.toml",
+        |scenario| {
+            scenario.checkpoint.unaligned = true;
+            // Backpressure before the cancel: the retained checkpoint holds in-flight data.
+            scenario.faults.faults.insert(
+                0,
+                snapflow::scenario::faults::Fault {
+                    action: FaultAction::SlowOperator {
+                        uid: "counter".into(),
+                        per_record: snapflow::time::Duration::from_ms(2),
+                        duration: None,
+                    },
+                    trigger: snapflow::scenario::faults::FaultTrigger::At(
+                        snapflow::time::Instant::from_ms(500),
+                    ),
+                },
+            );
+        },
+    );
+    let failure = refused.verdict.first_failure().expect("refused");
+    assert!(
+        failure.detail.contains("holds in-flight data of an unaligned checkpoint for the chain `counter -> sink` (2 subtask(s))")
+            && failure.detail.contains("snapflow does not redistribute channel state"),
+        "{}",
+        refused.report
+    );
+}

@@ -442,3 +442,51 @@ fn recovery_and_storage_keys_are_checked_with_the_choices_named() {
         "{forward}"
     );
 }
+
+#[test]
+fn stages_that_cannot_resume_are_refused_naming_the_field() {
+    let staged = |stage: &str, extra: &str| {
+        format!(
+            "{}savepoint-dir = \"savepoints\"\n{extra}\n[[faults]]\nkind = \"stop-with-savepoint\"\nat = \"1s\"\n\n[[stages]]\n{stage}\n",
+            VALID
+        )
+    };
+    let ok = staged("parallelism = 1\nstate-recovery.path = \"savepoint\"", "");
+    let scenario = Scenario::parse("ok.toml", &ok).expect("valid");
+    assert_eq!(scenario.stage_count(), 2);
+    assert_eq!(scenario.stage(1).parallelism, 1);
+    let error = error_of(&staged("state-recovery.path = \"chk-3\"", ""));
+    assert!(
+        error.contains("stages[2]: state-recovery.path: `chk-3`"),
+        "{error}"
+    );
+    let error = error_of(&staged("state-recovery.path = \"checkpoint\"", ""));
+    assert!(
+        error.contains("stage 1 must end with a cancel-job fault"),
+        "{error}"
+    );
+    let error = error_of(&staged(
+        "job = \"wordcounter\"\nstate-recovery.path = \"savepoint\"",
+        "",
+    ));
+    assert!(
+        error.contains("stages[2]: job: no built-in job `wordcounter`"),
+        "{error}"
+    );
+    let wal = "\n[sink]\nkind = \"write-ahead-log\"\n";
+    let error = error_of(&format!(
+        "{}{wal}",
+        staged("parallelism = 3\nstate-recovery.path = \"savepoint\"", "")
+    ));
+    assert!(
+        error.contains("write-ahead sink keeps its batches"),
+        "{error}"
+    );
+    let no_dir = staged("state-recovery.path = \"savepoint\"", "")
+        .replace("savepoint-dir = \"savepoints\"\n", "");
+    let error = error_of(&no_dir);
+    assert!(
+        error.contains("needs execution.checkpointing.savepoint-dir"),
+        "{error}"
+    );
+}
