@@ -103,7 +103,9 @@ pub mod state {
     pub mod channel_state;
     pub mod heap_backend;
     pub mod key_group;
+    pub mod keyed_state;
     pub mod savepoint_format;
     pub mod snapshot;
+    pub mod state_descriptor;
 }
 pub mod time;

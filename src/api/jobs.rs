@@ -4,7 +4,8 @@
 use crate::api::functions::{KeyedProcessFunction, UserError};
 use crate::api::job::{Job, JobBuilder};
 use crate::api::value::Value;
-use crate::state::heap_backend::{KeyedStateAccess, ValueStateDescriptor};
+use crate::state::heap_backend::KeyedStateAccess;
+use crate::state::state_descriptor::ValueStateDescriptor;
 
 /// The topic every built-in job reads.
 pub const INPUT_TOPIC: &str = "input";

@@ -7,11 +7,11 @@ use crate::api::value::Text;
 use crate::ids::KeyGroup;
 use crate::state::key_group::{key_group_for_key, KeyGroupRange};
 use crate::state::snapshot::{KeyedStateSnapshot, StateEntry, StateTable};
+use crate::state::state_descriptor::ValueStateDescriptor;
 use rustc_hash::FxHashMap;
 use serde::{de::DeserializeOwned, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::marker::PhantomData;
 
 /// Why a state access failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,57 +20,6 @@ pub struct StateError(pub String);
 impl fmt::Display for StateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "state error: {}", self.0)
-    }
-}
-
-/// Names a `ValueState<T>`.
-pub struct ValueStateDescriptor<T> {
-    /// The state's name, unique within its operator.
-    pub name: &'static str,
-    marker: PhantomData<fn() -> T>,
-}
-
-/// Names a `ListState<T>`.
-pub struct ListStateDescriptor<T> {
-    /// The state's name, unique within its operator.
-    pub name: &'static str,
-    marker: PhantomData<fn() -> T>,
-}
-
-/// Names a `MapState<K, V>`.
-pub struct MapStateDescriptor<K, V> {
-    /// The state's name, unique within its operator.
-    pub name: &'static str,
-    marker: PhantomData<fn() -> (K, V)>,
-}
-
-impl<T> ValueStateDescriptor<T> {
-    /// A descriptor for the value state called `name`.
-    pub const fn new(name: &'static str) -> Self {
-        ValueStateDescriptor {
-            name,
-            marker: PhantomData,
-        }
-    }
-}
-
-impl<T> ListStateDescriptor<T> {
-    /// A descriptor for the list state called `name`.
-    pub const fn new(name: &'static str) -> Self {
-        ListStateDescriptor {
-            name,
-            marker: PhantomData,
-        }
-    }
-}
-
-impl<K, V> MapStateDescriptor<K, V> {
-    /// A descriptor for the map state called `name`.
-    pub const fn new(name: &'static str) -> Self {
-        MapStateDescriptor {
-            name,
-            marker: PhantomData,
-        }
     }
 }
 
@@ -256,7 +205,8 @@ impl KeyedStateAccess<'_> {
         self.key
     }
 
-    fn entry(&self, name: &str) -> Option<&StateEntry> {
+    /// This key's entry of state `name`, if any.
+    pub(crate) fn entry(&self, name: &str) -> Option<&StateEntry> {
         self.backend.table(name)?.groups[self.group].get(self.key)
     }
 
@@ -267,7 +217,7 @@ impl KeyedStateAccess<'_> {
 
     /// This key's entry of state `name`, created by `empty` if absent; an entry of another
     /// kind is an error, never overwritten.
-    fn slot(
+    pub(crate) fn slot(
         &mut self,
         name: &str,
         empty: fn() -> StateEntry,
@@ -320,73 +270,13 @@ impl KeyedStateAccess<'_> {
         let key = self.key;
         self.entries_mut(name).remove(key);
     }
-
-    /// `ListState.add(value)`.
-    pub fn add<T: Serialize>(
-        &mut self,
-        descriptor: &ListStateDescriptor<T>,
-        value: &T,
-    ) -> Result<(), StateError> {
-        let bytes = encode(value);
-        match self.slot(descriptor.name, || StateEntry::List(Vec::new()))? {
-            StateEntry::List(items) => items.push(bytes),
-            _ => unreachable!("slot checked the kind"),
-        }
-        Ok(())
-    }
-
-    /// `ListState.get()`.
-    pub fn list<T: DeserializeOwned>(
-        &self,
-        descriptor: &ListStateDescriptor<T>,
-    ) -> Result<Vec<T>, StateError> {
-        match self.entry(descriptor.name) {
-            None => Ok(Vec::new()),
-            Some(StateEntry::List(items)) => items
-                .iter()
-                .map(|bytes| decode(descriptor.name, bytes))
-                .collect(),
-            Some(other) => Err(kind_mismatch(descriptor.name, "list", other)),
-        }
-    }
-
-    /// `MapState.put(key, value)`.
-    pub fn put<K: Serialize, V: Serialize>(
-        &mut self,
-        descriptor: &MapStateDescriptor<K, V>,
-        map_key: &K,
-        value: &V,
-    ) -> Result<(), StateError> {
-        let (map_key, value) = (encode(map_key), encode(value));
-        match self.slot(descriptor.name, || StateEntry::Map(BTreeMap::new()))? {
-            StateEntry::Map(map) => map.insert(map_key, value),
-            _ => unreachable!("slot checked the kind"),
-        };
-        Ok(())
-    }
-
-    /// `MapState.get(key)`.
-    pub fn get<K: Serialize, V: DeserializeOwned>(
-        &self,
-        descriptor: &MapStateDescriptor<K, V>,
-        map_key: &K,
-    ) -> Result<Option<V>, StateError> {
-        match self.entry(descriptor.name) {
-            None => Ok(None),
-            Some(StateEntry::Map(map)) => map
-                .get(&encode(map_key))
-                .map(|bytes| decode(descriptor.name, bytes))
-                .transpose(),
-            Some(other) => Err(kind_mismatch(descriptor.name, "map", other)),
-        }
-    }
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_allocvec(value).expect("state values are serde types that always encode")
 }
 
-fn decode<T: DeserializeOwned>(name: &str, bytes: &[u8]) -> Result<T, StateError> {
+pub(crate) fn decode<T: DeserializeOwned>(name: &str, bytes: &[u8]) -> Result<T, StateError> {
     postcard::from_bytes(bytes).map_err(|e| {
         StateError(format!(
             "state `{name}` does not decode as the descriptor's type: {e}"
@@ -394,7 +284,7 @@ fn decode<T: DeserializeOwned>(name: &str, bytes: &[u8]) -> Result<T, StateError
     })
 }
 
-fn kind_mismatch(name: &str, wanted: &str, found: &StateEntry) -> StateError {
+pub(crate) fn kind_mismatch(name: &str, wanted: &str, found: &StateEntry) -> StateError {
     StateError(format!(
         "state `{name}` is used as {wanted} state but holds {} state",
         found.kind_name()
@@ -405,6 +295,7 @@ fn kind_mismatch(name: &str, wanted: &str, found: &StateEntry) -> StateError {
 mod tests {
     use super::*;
     use crate::state::key_group::key_group_range;
+    use crate::state::state_descriptor::{ListStateDescriptor, MapStateDescriptor};
 
     const COUNT: ValueStateDescriptor<i64> = ValueStateDescriptor::new("count");
     const SEEN: ListStateDescriptor<String> = ListStateDescriptor::new("seen");
@@ -415,14 +306,20 @@ mod tests {
         let mut backend = HeapKeyedStateBackend::new(128, key_group_range(128, 1, 0));
         let mut hello = backend.access("hello").unwrap();
         hello.update(&COUNT, &2).unwrap();
-        hello.add(&SEEN, &"a".to_string()).unwrap();
-        hello.put(&LAST, &"x".to_string(), &7).unwrap();
+        hello.list_state(&SEEN).add(&"a".to_string()).unwrap();
+        hello.map_state(&LAST).put(&"x".to_string(), &7).unwrap();
         let world = backend.access("world").unwrap();
         assert_eq!(world.value(&COUNT).unwrap(), None);
-        let hello = backend.access("hello").unwrap();
+        let mut hello = backend.access("hello").unwrap();
         assert_eq!(hello.value(&COUNT).unwrap(), Some(2));
-        assert_eq!(hello.list(&SEEN).unwrap(), vec!["a".to_string()]);
-        assert_eq!(hello.get(&LAST, &"x".to_string()).unwrap(), Some(7));
+        assert_eq!(
+            hello.list_state(&SEEN).get().unwrap(),
+            vec!["a".to_string()]
+        );
+        assert_eq!(
+            hello.map_state(&LAST).get(&"x".to_string()).unwrap(),
+            Some(7)
+        );
     }
 
     #[test]
@@ -493,7 +390,7 @@ mod tests {
         let mut access = backend.access(&key_inside).unwrap();
         access.update(&COUNT, &1).unwrap();
         let as_list: ListStateDescriptor<i64> = ListStateDescriptor::new("count");
-        assert!(access.list(&as_list).is_err());
+        assert!(access.list_state(&as_list).get().is_err());
     }
 
     #[test]

@@ -1,0 +1,499 @@
+//! The keyed state a function reaches for the key in scope, one handle per kind, with
+//! Flink's methods: `ValueState`, `ListState`, `MapState`, `ReducingState`,
+//! `AggregatingState`. Every handle reads and writes the backend's serialized entries, so
+//! each kind snapshots and restores by key group as the backend does. An emptied list or map
+//! is removed, as no state: `get` of an absent list is empty, of an absent map value `None`.
+
+use crate::state::heap_backend::{decode, encode, kind_mismatch, KeyedStateAccess, StateError};
+use crate::state::snapshot::StateEntry;
+use crate::state::state_descriptor::{
+    AggregatingStateDescriptor, ListStateDescriptor, MapStateDescriptor, ReducingStateDescriptor,
+    ValueStateDescriptor,
+};
+use serde::{de::DeserializeOwned, Serialize};
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+
+/// A map state's entries as the backend holds them: encoded key to encoded value.
+type EncodedMap = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// `ValueState<T>` of the key in scope.
+pub struct ValueState<'s, 'a, T> {
+    access: &'s mut KeyedStateAccess<'a>,
+    descriptor: &'s ValueStateDescriptor<T>,
+}
+
+/// `ListState<T>` of the key in scope.
+pub struct ListState<'s, 'a, T> {
+    access: &'s mut KeyedStateAccess<'a>,
+    name: &'static str,
+    marker: PhantomData<fn() -> T>,
+}
+
+/// `MapState<K, V>` of the key in scope; iterated in the order of the keys' encoding.
+pub struct MapState<'s, 'a, K, V> {
+    access: &'s mut KeyedStateAccess<'a>,
+    name: &'static str,
+    marker: PhantomData<fn() -> (K, V)>,
+}
+
+/// `ReducingState<T>` of the key in scope.
+pub struct ReducingState<'s, 'a, T> {
+    access: &'s mut KeyedStateAccess<'a>,
+    name: &'static str,
+    reduce: fn(T, T) -> T,
+}
+
+/// `AggregatingState<IN, OUT>` of the key in scope, holding the accumulator `ACC`.
+pub struct AggregatingState<'s, 'a, IN, ACC, OUT> {
+    access: &'s mut KeyedStateAccess<'a>,
+    descriptor: &'s AggregatingStateDescriptor<IN, ACC, OUT>,
+}
+
+impl<'a> KeyedStateAccess<'a> {
+    /// `getState(descriptor)`.
+    pub fn value_state<'s, T>(
+        &'s mut self,
+        descriptor: &'s ValueStateDescriptor<T>,
+    ) -> ValueState<'s, 'a, T> {
+        ValueState {
+            access: self,
+            descriptor,
+        }
+    }
+
+    /// `getListState(descriptor)`.
+    pub fn list_state<'s, T>(
+        &'s mut self,
+        descriptor: &ListStateDescriptor<T>,
+    ) -> ListState<'s, 'a, T> {
+        ListState {
+            access: self,
+            name: descriptor.name,
+            marker: PhantomData,
+        }
+    }
+
+    /// `getMapState(descriptor)`.
+    pub fn map_state<'s, K, V>(
+        &'s mut self,
+        descriptor: &MapStateDescriptor<K, V>,
+    ) -> MapState<'s, 'a, K, V> {
+        MapState {
+            access: self,
+            name: descriptor.name,
+            marker: PhantomData,
+        }
+    }
+
+    /// `getReducingState(descriptor)`.
+    pub fn reducing_state<'s, T>(
+        &'s mut self,
+        descriptor: &ReducingStateDescriptor<T>,
+    ) -> ReducingState<'s, 'a, T> {
+        ReducingState {
+            access: self,
+            name: descriptor.name,
+            reduce: descriptor.reduce,
+        }
+    }
+
+    /// `getAggregatingState(descriptor)`.
+    pub fn aggregating_state<'s, IN, ACC, OUT>(
+        &'s mut self,
+        descriptor: &'s AggregatingStateDescriptor<IN, ACC, OUT>,
+    ) -> AggregatingState<'s, 'a, IN, ACC, OUT> {
+        AggregatingState {
+            access: self,
+            descriptor,
+        }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> ValueState<'_, '_, T> {
+    /// `value()`: `None` when unset.
+    pub fn value(&self) -> Result<Option<T>, StateError> {
+        self.access.value(self.descriptor)
+    }
+
+    /// `update(value)`.
+    pub fn update(&mut self, value: &T) -> Result<(), StateError> {
+        self.access.update(self.descriptor, value)
+    }
+
+    /// `clear()`.
+    pub fn clear(&mut self) {
+        self.access.clear(self.descriptor.name)
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> ListState<'_, '_, T> {
+    fn items(&mut self) -> Result<&mut Vec<Vec<u8>>, StateError> {
+        match self
+            .access
+            .slot(self.name, || StateEntry::List(Vec::new()))?
+        {
+            StateEntry::List(items) => Ok(items),
+            _ => unreachable!("slot checked the kind"),
+        }
+    }
+
+    /// `get()`: the elements in the order added; empty when unset.
+    pub fn get(&self) -> Result<Vec<T>, StateError> {
+        match self.access.entry(self.name) {
+            None => Ok(Vec::new()),
+            Some(StateEntry::List(items)) => {
+                items.iter().map(|bytes| decode(self.name, bytes)).collect()
+            }
+            Some(other) => Err(kind_mismatch(self.name, "list", other)),
+        }
+    }
+
+    /// `add(value)`.
+    pub fn add(&mut self, value: &T) -> Result<(), StateError> {
+        let bytes = encode(value);
+        self.items()?.push(bytes);
+        Ok(())
+    }
+
+    /// `addAll(values)`; adding none changes nothing.
+    pub fn add_all(&mut self, values: &[T]) -> Result<(), StateError> {
+        if values.is_empty() {
+            return Ok(());
+        }
+        let encoded: Vec<Vec<u8>> = values.iter().map(encode).collect();
+        self.items()?.extend(encoded);
+        Ok(())
+    }
+
+    /// `update(values)`: replaces the list; an empty one clears it.
+    pub fn update(&mut self, values: &[T]) -> Result<(), StateError> {
+        self.clear();
+        self.add_all(values)
+    }
+
+    /// `clear()`.
+    pub fn clear(&mut self) {
+        self.access.clear(self.name)
+    }
+}
+
+impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<'_, '_, K, V> {
+    fn map(&self) -> Result<Option<&EncodedMap>, StateError> {
+        match self.access.entry(self.name) {
+            None => Ok(None),
+            Some(StateEntry::Map(map)) => Ok(Some(map)),
+            Some(other) => Err(kind_mismatch(self.name, "map", other)),
+        }
+    }
+
+    fn map_mut(&mut self) -> Result<&mut EncodedMap, StateError> {
+        match self
+            .access
+            .slot(self.name, || StateEntry::Map(BTreeMap::new()))?
+        {
+            StateEntry::Map(map) => Ok(map),
+            _ => unreachable!("slot checked the kind"),
+        }
+    }
+
+    /// `get(key)`.
+    pub fn get(&self, key: &K) -> Result<Option<V>, StateError> {
+        let Some(map) = self.map()? else {
+            return Ok(None);
+        };
+        map.get(&encode(key))
+            .map(|bytes| decode(self.name, bytes))
+            .transpose()
+    }
+
+    /// `put(key, value)`.
+    pub fn put(&mut self, key: &K, value: &V) -> Result<(), StateError> {
+        let (key, value) = (encode(key), encode(value));
+        self.map_mut()?.insert(key, value);
+        Ok(())
+    }
+
+    /// `putAll(entries)`.
+    pub fn put_all(&mut self, entries: &[(K, V)]) -> Result<(), StateError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let encoded: Vec<(Vec<u8>, Vec<u8>)> = entries
+            .iter()
+            .map(|(key, value)| (encode(key), encode(value)))
+            .collect();
+        self.map_mut()?.extend(encoded);
+        Ok(())
+    }
+
+    /// `remove(key)`; the last removal removes the map.
+    pub fn remove(&mut self, key: &K) -> Result<(), StateError> {
+        if self.map()?.is_none() {
+            return Ok(());
+        }
+        let map = self.map_mut()?;
+        map.remove(&encode(key));
+        if map.is_empty() {
+            self.clear();
+        }
+        Ok(())
+    }
+
+    /// `contains(key)`.
+    pub fn contains(&self, key: &K) -> Result<bool, StateError> {
+        Ok(self
+            .map()?
+            .is_some_and(|map| map.contains_key(&encode(key))))
+    }
+
+    /// `keys()`.
+    pub fn keys(&self) -> Result<Vec<K>, StateError> {
+        Ok(self.entries()?.into_iter().map(|(key, _)| key).collect())
+    }
+
+    /// `values()`.
+    pub fn values(&self) -> Result<Vec<V>, StateError> {
+        Ok(self
+            .entries()?
+            .into_iter()
+            .map(|(_, value)| value)
+            .collect())
+    }
+
+    /// `entries()`.
+    pub fn entries(&self) -> Result<Vec<(K, V)>, StateError> {
+        let Some(map) = self.map()? else {
+            return Ok(Vec::new());
+        };
+        map.iter()
+            .map(|(key, value)| Ok((decode(self.name, key)?, decode(self.name, value)?)))
+            .collect()
+    }
+
+    /// `isEmpty()`.
+    pub fn is_empty(&self) -> Result<bool, StateError> {
+        Ok(self.map()?.is_none_or(BTreeMap::is_empty))
+    }
+
+    /// `clear()`.
+    pub fn clear(&mut self) {
+        self.access.clear(self.name)
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> ReducingState<'_, '_, T> {
+    /// `get()`: the reduction of everything added; `None` when nothing was.
+    pub fn get(&self) -> Result<Option<T>, StateError> {
+        match self.access.entry(self.name) {
+            None => Ok(None),
+            Some(StateEntry::Value(bytes)) => decode(self.name, bytes).map(Some),
+            Some(other) => Err(kind_mismatch(self.name, "value", other)),
+        }
+    }
+
+    /// `add(value)`: reduced with the value held.
+    pub fn add(&mut self, value: T) -> Result<(), StateError> {
+        let reduced = match self.get()? {
+            Some(held) => (self.reduce)(held, value),
+            None => value,
+        };
+        store_value(self.access, self.name, &reduced)
+    }
+
+    /// `clear()`.
+    pub fn clear(&mut self) {
+        self.access.clear(self.name)
+    }
+}
+
+impl<IN, ACC: Serialize + DeserializeOwned, OUT> AggregatingState<'_, '_, IN, ACC, OUT> {
+    fn accumulator(&self) -> Result<Option<ACC>, StateError> {
+        let name = self.descriptor.name;
+        match self.access.entry(name) {
+            None => Ok(None),
+            Some(StateEntry::Value(bytes)) => decode(name, bytes).map(Some),
+            Some(other) => Err(kind_mismatch(name, "value", other)),
+        }
+    }
+
+    /// `get()`: the result over the accumulator; `None` when nothing was added.
+    pub fn get(&self) -> Result<Option<OUT>, StateError> {
+        Ok(self
+            .accumulator()?
+            .map(|accumulator| (self.descriptor.get_result)(&accumulator)))
+    }
+
+    /// `add(value)`: folded into the accumulator (created on the first).
+    pub fn add(&mut self, value: &IN) -> Result<(), StateError> {
+        let held = self
+            .accumulator()?
+            .unwrap_or_else(self.descriptor.create_accumulator);
+        let accumulator = (self.descriptor.add)(value, held);
+        store_value(self.access, self.descriptor.name, &accumulator)
+    }
+
+    /// `clear()`.
+    pub fn clear(&mut self) {
+        self.access.clear(self.descriptor.name)
+    }
+}
+
+/// Stores `value` as the key's value entry of state `name` (reducing and aggregating state
+/// hold one value, as Flink's do).
+fn store_value<T: Serialize>(
+    access: &mut KeyedStateAccess<'_>,
+    name: &'static str,
+    value: &T,
+) -> Result<(), StateError> {
+    match access.slot(name, || StateEntry::Value(Vec::new()))? {
+        StateEntry::Value(bytes) => {
+            bytes.clear();
+            *bytes = postcard::to_extend(value, std::mem::take(bytes))
+                .expect("state values are serde types that always encode");
+        }
+        _ => unreachable!("slot checked the kind"),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::heap_backend::HeapKeyedStateBackend;
+    use crate::state::key_group::key_group_range;
+
+    const VISITS: MapStateDescriptor<String, u64> = MapStateDescriptor::new("visits");
+    const EVENTS: ListStateDescriptor<String> = ListStateDescriptor::new("events");
+    const MAX: ReducingStateDescriptor<i64> = ReducingStateDescriptor::new("max", i64::max);
+    /// An average: the accumulator is (sum, count).
+    const AVERAGE: AggregatingStateDescriptor<i64, (i64, u64), f64> =
+        AggregatingStateDescriptor::new(
+            "average",
+            || (0, 0),
+            |value, (sum, count)| (sum + value, count + 1),
+            |(sum, count)| *sum as f64 / *count as f64,
+        );
+    const LAST: ValueStateDescriptor<String> = ValueStateDescriptor::new("last");
+
+    fn backend() -> HeapKeyedStateBackend {
+        HeapKeyedStateBackend::new(128, key_group_range(128, 1, 0))
+    }
+
+    #[test]
+    fn list_state_adds_replaces_and_clears() {
+        let mut backend = backend();
+        let mut access = backend.access("user-1").unwrap();
+        let mut events = access.list_state(&EVENTS);
+        assert_eq!(events.get().unwrap(), Vec::<String>::new());
+        events.add(&"a".into()).unwrap();
+        events.add_all(&["b".into(), "c".into()]).unwrap();
+        assert_eq!(events.get().unwrap(), vec!["a", "b", "c"]);
+        events.update(&["z".into()]).unwrap();
+        assert_eq!(events.get().unwrap(), vec!["z"]);
+        events.update(&[]).unwrap();
+        assert_eq!(backend.entry_count(), 0, "an empty update clears");
+        let mut access = backend.access("user-1").unwrap();
+        access.list_state(&EVENTS).add(&"x".into()).unwrap();
+        access.list_state(&EVENTS).clear();
+        assert_eq!(backend.entry_count(), 0);
+    }
+
+    #[test]
+    fn map_state_has_flinks_methods() {
+        let mut backend = backend();
+        let mut access = backend.access("user-1").unwrap();
+        let mut visits = access.map_state(&VISITS);
+        assert!(visits.is_empty().unwrap());
+        visits.put(&"/b".into(), &2).unwrap();
+        visits
+            .put_all(&[("/a".into(), 1), ("/c".into(), 3)])
+            .unwrap();
+        assert_eq!(visits.get(&"/a".into()).unwrap(), Some(1));
+        assert!(visits.contains(&"/c".into()).unwrap());
+        assert!(!visits.contains(&"/d".into()).unwrap());
+        assert_eq!(visits.keys().unwrap(), vec!["/a", "/b", "/c"]);
+        assert_eq!(visits.values().unwrap(), vec![1, 2, 3]);
+        visits.remove(&"/b".into()).unwrap();
+        assert_eq!(
+            visits.entries().unwrap(),
+            vec![("/a".to_string(), 1), ("/c".to_string(), 3)]
+        );
+        assert!(!visits.is_empty().unwrap());
+        visits.remove(&"/a".into()).unwrap();
+        visits.remove(&"/c".into()).unwrap();
+        assert!(visits.is_empty().unwrap());
+        assert_eq!(backend.entry_count(), 0, "the last removal removes the map");
+    }
+
+    #[test]
+    fn reducing_and_aggregating_state_fold_what_is_added() {
+        let mut backend = backend();
+        let mut access = backend.access("sensor-1").unwrap();
+        assert_eq!(access.reducing_state(&MAX).get().unwrap(), None);
+        for value in [3, 9, 4] {
+            access.reducing_state(&MAX).add(value).unwrap();
+            access.aggregating_state(&AVERAGE).add(&value).unwrap();
+        }
+        assert_eq!(access.reducing_state(&MAX).get().unwrap(), Some(9));
+        assert_eq!(
+            access.aggregating_state(&AVERAGE).get().unwrap(),
+            Some(16.0 / 3.0)
+        );
+        access.aggregating_state(&AVERAGE).clear();
+        assert_eq!(access.aggregating_state(&AVERAGE).get().unwrap(), None);
+        let mut last = access.value_state(&LAST);
+        last.update(&"x".into()).unwrap();
+        assert_eq!(last.value().unwrap(), Some("x".to_string()));
+    }
+
+    #[test]
+    fn every_kind_snapshots_and_restores_by_key_group() {
+        let mut whole = backend();
+        for index in 0..60 {
+            let key = format!("k{index}");
+            let mut access = whole.access(&key).unwrap();
+            access.list_state(&EVENTS).add(&key).unwrap();
+            access.map_state(&VISITS).put(&key, &index).unwrap();
+            access.reducing_state(&MAX).add(index as i64).unwrap();
+            access
+                .aggregating_state(&AVERAGE)
+                .add(&(index as i64))
+                .unwrap();
+        }
+        let snapshot = whole.snapshot();
+        let mut parts: Vec<HeapKeyedStateBackend> = (0..3)
+            .map(|subtask| {
+                let mut part = HeapKeyedStateBackend::new(128, key_group_range(128, 3, subtask));
+                part.restore(std::slice::from_ref(&snapshot)).unwrap();
+                part
+            })
+            .collect();
+        assert_eq!(parts.iter().map(|p| p.entry_count()).sum::<usize>(), 4 * 60);
+        let owner = |key: &str| {
+            let group = crate::state::key_group::key_group_for_key(key, 128);
+            crate::state::key_group::subtask_for_key_group(128, 3, group) as usize
+        };
+        let mut access = parts[owner("k7")].access("k7").unwrap();
+        assert_eq!(access.list_state(&EVENTS).get().unwrap(), vec!["k7"]);
+        assert_eq!(
+            access.map_state(&VISITS).get(&"k7".into()).unwrap(),
+            Some(7)
+        );
+        assert_eq!(access.reducing_state(&MAX).get().unwrap(), Some(7));
+        assert_eq!(access.aggregating_state(&AVERAGE).get().unwrap(), Some(7.0));
+    }
+
+    #[test]
+    fn a_state_used_as_another_kind_is_an_error() {
+        let mut backend = backend();
+        let mut access = backend.access("k").unwrap();
+        access.list_state(&EVENTS).add(&"a".into()).unwrap();
+        let as_map: MapStateDescriptor<String, u64> = MapStateDescriptor::new("events");
+        let error = access.map_state(&as_map).put(&"a".into(), &1).unwrap_err();
+        assert_eq!(
+            error.0,
+            "state `events` is used as map state but holds list state"
+        );
+    }
+}

@@ -1,0 +1,103 @@
+//! State descriptors (Flink's `StateDescriptor`s): a keyed state's name, unique within its
+//! operator, and its types; the reducing and aggregating ones carry their functions. Each is
+//! a `const`, as a Flink user declares descriptors once per function.
+
+use std::marker::PhantomData;
+
+/// Names a `ValueState<T>`.
+pub struct ValueStateDescriptor<T> {
+    /// The state's name, unique within its operator.
+    pub name: &'static str,
+    marker: PhantomData<fn() -> T>,
+}
+
+/// Names a `ListState<T>`.
+pub struct ListStateDescriptor<T> {
+    /// The state's name, unique within its operator.
+    pub name: &'static str,
+    marker: PhantomData<fn() -> T>,
+}
+
+/// Names a `MapState<K, V>`.
+pub struct MapStateDescriptor<K, V> {
+    /// The state's name, unique within its operator.
+    pub name: &'static str,
+    marker: PhantomData<fn() -> (K, V)>,
+}
+
+/// Names a `ReducingState<T>` and its `ReduceFunction`: each value added is reduced with the
+/// value held.
+pub struct ReducingStateDescriptor<T> {
+    /// The state's name, unique within its operator.
+    pub name: &'static str,
+    /// `ReduceFunction.reduce(held, added)`.
+    pub reduce: fn(T, T) -> T,
+}
+
+/// Names an `AggregatingState<IN, OUT>` and its `AggregateFunction` over an accumulator
+/// `ACC`, which is what the state holds (and snapshots).
+pub struct AggregatingStateDescriptor<IN, ACC, OUT> {
+    /// The state's name, unique within its operator.
+    pub name: &'static str,
+    /// `AggregateFunction.createAccumulator()`.
+    pub create_accumulator: fn() -> ACC,
+    /// `AggregateFunction.add(value, accumulator)`.
+    pub add: fn(&IN, ACC) -> ACC,
+    /// `AggregateFunction.getResult(accumulator)`.
+    pub get_result: fn(&ACC) -> OUT,
+}
+
+impl<T> ValueStateDescriptor<T> {
+    /// A descriptor for the value state called `name`.
+    pub const fn new(name: &'static str) -> Self {
+        ValueStateDescriptor {
+            name,
+            marker: PhantomData,
+        }
+    }
+}
+
+impl<T> ListStateDescriptor<T> {
+    /// A descriptor for the list state called `name`.
+    pub const fn new(name: &'static str) -> Self {
+        ListStateDescriptor {
+            name,
+            marker: PhantomData,
+        }
+    }
+}
+
+impl<K, V> MapStateDescriptor<K, V> {
+    /// A descriptor for the map state called `name`.
+    pub const fn new(name: &'static str) -> Self {
+        MapStateDescriptor {
+            name,
+            marker: PhantomData,
+        }
+    }
+}
+
+impl<T> ReducingStateDescriptor<T> {
+    /// A descriptor for the reducing state called `name`, reducing with `reduce`.
+    pub const fn new(name: &'static str, reduce: fn(T, T) -> T) -> Self {
+        ReducingStateDescriptor { name, reduce }
+    }
+}
+
+impl<IN, ACC, OUT> AggregatingStateDescriptor<IN, ACC, OUT> {
+    /// A descriptor for the aggregating state called `name`, with the aggregate function's
+    /// three parts.
+    pub const fn new(
+        name: &'static str,
+        create_accumulator: fn() -> ACC,
+        add: fn(&IN, ACC) -> ACC,
+        get_result: fn(&ACC) -> OUT,
+    ) -> Self {
+        AggregatingStateDescriptor {
+            name,
+            create_accumulator,
+            add,
+            get_result,
+        }
+    }
+}
