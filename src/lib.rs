@@ -8,6 +8,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub use sim::user_check::{check, CheckFailure};
+
 pub mod api {
     //! The dataflow API jobs are written with.
     pub mod functions;

@@ -88,6 +88,13 @@ fn main() -> ExitCode {
 
 fn load(file: &std::path::Path) -> Option<Scenario> {
     match Scenario::load(file) {
+        Ok(scenario) if scenario.job_name == snapflow::scenario::OWN_JOB => {
+            eprintln!(
+                "error: {}: job.name = \"own\": the scenario runs a job of your own; check it from your crate's tests with snapflow::check(job, &scenario, seeds)",
+                file.display()
+            );
+            None
+        }
         Ok(scenario) => Some(scenario),
         Err(error) => {
             eprintln!("error: {error}");

@@ -366,12 +366,14 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
         return context.error("high-availability.lease-duration: must be above zero".to_string());
     }
     let job_name = raw.job.name.get_ref().clone();
-    if jobs::by_name(&job_name, 1, 1).is_none() {
+    let own = job_name == super::OWN_JOB;
+    if !own && jobs::by_name(&job_name, 1, 1).is_none() {
         return context.error_at(
             raw.job.name.span(),
             format!(
-                "job.name: no built-in job `{job_name}` (there are: {})",
-                jobs::JOB_NAMES.join(", ")
+                "job.name: no built-in job `{job_name}` (there are: {}; or \"{}\", a job of your own checked with snapflow::check)",
+                jobs::JOB_NAMES.join(", "),
+                super::OWN_JOB
             ),
         );
     }
@@ -448,6 +450,7 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
         blobstore: blobstore_config(&context, &raw.blobstore)?,
         faults: FaultPlan::default(),
         stages: Vec::new(),
+        user_job: None,
     };
     if let Some(max_parallelism) = scenario.max_parallelism {
         if max_parallelism < parallelism.max(source_parallelism)
@@ -476,10 +479,15 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
             raw.faults.len()
         ));
     }
-    let graph = scenario.graph();
+    // A job of the user's own is checked against the faults once it is given
+    // (`Scenario::with_job`).
+    let graph = (!own).then(|| scenario.graph());
     for entry in &raw.faults {
-        let fault = fault(&context, entry, &scenario, &graph)?;
+        let fault = fault(&context, entry, &scenario, graph.as_ref())?;
         scenario.faults.faults.push(fault);
+    }
+    if own && !raw.stages.is_empty() {
+        return context.error("stages: a job of your own runs in a single stage (not built yet: versions of it per stage)".to_string());
     }
     let loses_job = scenario.faults.faults.iter().any(|f| {
         matches!(f.action, FaultAction::KillJobManager { restart_after }
@@ -625,7 +633,7 @@ fn stages(
         let view = scenario.stage(number - 1);
         let graph = view.graph();
         for fault_entry in &section.faults {
-            let fault = fault(context, fault_entry, &view, &graph)?;
+            let fault = fault(context, fault_entry, &view, Some(&graph))?;
             stage.faults.faults.push(fault);
         }
         *scenario.stages.last_mut().expect("just pushed") = stage;
@@ -1121,7 +1129,7 @@ fn fault(
     context: &Context<'_>,
     entry: &Spanned<toml::Table>,
     scenario: &Scenario,
-    graph: &ExecutionGraph,
+    graph: Option<&ExecutionGraph>,
 ) -> Result<Fault, ScenarioError> {
     let fail =
         |message: String| context.error_at::<Fault>(entry.span(), format!("faults: {message}"));
@@ -1162,6 +1170,9 @@ fn fault(
             table["kind"]
         ));
     }
+    let Some(graph) = graph else {
+        return Ok(fault);
+    };
     match fault_checks::check_trigger(&fault.trigger, scenario, graph)
         .and_then(|()| fault_checks::check_action(&fault.action, scenario, graph))
     {

@@ -10,6 +10,7 @@ mod render;
 pub mod stage;
 pub mod toml_duration;
 pub mod toml_memory;
+mod user_job;
 pub mod workload;
 
 use crate::api::job::Job;
@@ -23,6 +24,7 @@ use crate::time::Duration;
 use std::fmt;
 
 pub use render::render_toml;
+pub use user_job::UserJob;
 
 /// What a scenario's check verdict is expected to be (`expect = "pass"` or `"fail"`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,7 +131,12 @@ pub struct Scenario {
     pub faults: FaultPlan,
     /// The stages after the first (`[[stages]]`); empty for a single job.
     pub stages: Vec<stage::Stage>,
+    /// A job of the user's own, run in place of the built-in one (`Scenario::with_job`).
+    pub user_job: Option<UserJob>,
 }
+
+/// `[job] name` of a scenario that runs a job of the user's own, given to `snapflow::check`.
+pub const OWN_JOB: &str = "own";
 
 /// Why a scenario could not be loaded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -180,8 +187,13 @@ impl Scenario {
 
     /// The job the scenario runs.
     pub fn job(&self) -> Job {
+        if let Some(user_job) = &self.user_job {
+            return user_job.job().clone();
+        }
         let mut job = jobs::by_name(&self.job_name, self.source_parallelism, self.parallelism)
-            .expect("the loader checked the job name");
+            .expect(
+            "the loader checked the job name (a scenario of `own` job runs under snapflow::check)",
+        );
         if let Some(max_parallelism) = self.max_parallelism {
             job.max_parallelism = max_parallelism;
         }

@@ -11,6 +11,7 @@ pub mod report;
 pub mod sink_output;
 pub mod sweep;
 pub mod trace;
+pub mod user_check;
 
 use crate::scenario::{Expectation, Scenario};
 use checker::Verdict;
@@ -61,9 +62,11 @@ pub fn run_scenario_staged(
             "first difference: {}: {}\n",
             failure.name, failure.detail
         ));
-        report.push_str(&format!(
-            "replay: cargo run --release -- run {source} --seed {seed}\n"
-        ));
+        if scenario.user_job.is_none() {
+            report.push_str(&format!(
+                "replay: cargo run --release -- run {source} --seed {seed}\n"
+            ));
+        }
     }
     ScenarioRun {
         faulty: checked.faulty,
