@@ -5,7 +5,10 @@ use crate::api::functions::{KeyedProcessFunction, UserError};
 use crate::api::job::{Job, JobBuilder};
 use crate::api::value::Value;
 use crate::state::heap_backend::KeyedStateAccess;
-use crate::state::state_descriptor::ValueStateDescriptor;
+use crate::state::state_descriptor::{
+    AggregatingStateDescriptor, ListStateDescriptor, MapStateDescriptor, ReducingStateDescriptor,
+    ValueStateDescriptor,
+};
 
 /// The topic every built-in job reads.
 pub const INPUT_TOPIC: &str = "input";
@@ -33,6 +36,82 @@ impl KeyedProcessFunction for CountWords {
     fn describe_state(&self, state_name: &str, bytes: &[u8]) -> String {
         match postcard::from_bytes::<i64>(bytes) {
             Ok(count) if state_name == COUNT.name => count.to_string(),
+            _ => format!("{state_name}:<{} bytes>", bytes.len()),
+        }
+    }
+}
+
+const MILESTONES: ListStateDescriptor<i64> = ListStateDescriptor::new("milestones");
+const RESIDUES: MapStateDescriptor<String, i64> = MapStateDescriptor::new("residues");
+const TOTAL: ReducingStateDescriptor<i64> = ReducingStateDescriptor::new("total", add_i64);
+const MEAN: AggregatingStateDescriptor<i64, (i64, i64), i64> = AggregatingStateDescriptor::new(
+    "mean",
+    || (0, 0),
+    |value, (sum, count)| (sum + value, count + 1),
+    |(sum, count)| sum / count.max(&1),
+);
+
+fn add_i64(a: i64, b: i64) -> i64 {
+    a + b
+}
+
+/// Every kind of keyed state on each record of its key, so that every property test and
+/// sweep that runs it exercises them all under faults: a `ValueState` count; a `ListState`
+/// of milestones (every fifth count; past four it is replaced by its last two); a `MapState`
+/// of counts per residue mod 3 (the entry of residue 0 removed every seventh count); a
+/// `ReducingState` sum of the counts; an `AggregatingState` mean of them. It emits
+/// `(word, digest)`, the digest a function of all five, so output and state both show a
+/// difference in any.
+struct StateZoo;
+
+impl KeyedProcessFunction for StateZoo {
+    fn process_element(
+        &mut self,
+        value: Value,
+        state: &mut KeyedStateAccess<'_>,
+        out: &mut Vec<Value>,
+    ) -> Result<(), UserError> {
+        let count = state.value(&COUNT)?.unwrap_or(0) + 1;
+        state.update(&COUNT, &count)?;
+        let mut milestones = state.list_state(&MILESTONES);
+        if count % 5 == 0 {
+            milestones.add(&count)?;
+        }
+        let mut held = milestones.get()?;
+        if held.len() > 4 {
+            held.drain(..held.len() - 2);
+            milestones.update(&held)?;
+        }
+        let mut residues = state.map_state(&RESIDUES);
+        let residue = format!("r{}", count % 3);
+        let seen = residues.get(&residue)?.unwrap_or(0);
+        residues.put(&residue, &(seen + 1))?;
+        if count % 7 == 0 && residues.contains(&"r0".to_string())? {
+            residues.remove(&"r0".to_string())?;
+        }
+        let residue_total: i64 = residues.values()?.iter().sum();
+        state.reducing_state(&TOTAL).add(count)?;
+        let total = state.reducing_state(&TOTAL).get()?.unwrap_or(0);
+        state.aggregating_state(&MEAN).add(&count)?;
+        let mean = state.aggregating_state(&MEAN).get()?.unwrap_or(0);
+        let digest = count * 1_000_000
+            + held.iter().sum::<i64>() * 10_000
+            + residue_total * 100
+            + (total + mean) % 100;
+        out.push(Value::pair(value, Value::Int(digest)));
+        Ok(())
+    }
+
+    fn describe_state(&self, state_name: &str, bytes: &[u8]) -> String {
+        match state_name {
+            "count" | "total" => postcard::from_bytes::<i64>(bytes).map_or_else(
+                |_| format!("{state_name}:?"),
+                |v| format!("{state_name}={v}"),
+            ),
+            "mean" => postcard::from_bytes::<(i64, i64)>(bytes).map_or_else(
+                |_| "mean:?".to_string(),
+                |(sum, count)| format!("mean={sum}/{count}"),
+            ),
             _ => format!("{state_name}:<{} bytes>", bytes.len()),
         }
     }
@@ -100,8 +179,18 @@ pub fn forward(parallelism: u32) -> Job {
         .expect("the built-in forward job is a valid job")
 }
 
+/// `source -> split -> keyBy(word) -> zoo -> sink`: every kind of keyed state in one keyed
+/// operator (`zoo`), for the property tests and sweeps.
+pub fn state_zoo(source_parallelism: u32, parallelism: u32) -> Job {
+    words_keyed_by_word("state-zoo", source_parallelism, parallelism)
+        .process("zoo", || Box::new(StateZoo))
+        .sink("sink", OUTPUT_TOPIC)
+        .build()
+        .expect("the built-in state zoo is a valid job")
+}
+
 /// Names of the built-in jobs, for error messages.
-pub const JOB_NAMES: &[&str] = &["wordcount", "passthrough", "forward"];
+pub const JOB_NAMES: &[&str] = &["wordcount", "passthrough", "forward", "state-zoo"];
 
 /// Builds the built-in job called `name` with the given parallelism.
 pub fn by_name(name: &str, source_parallelism: u32, parallelism: u32) -> Option<Job> {
@@ -110,6 +199,7 @@ pub fn by_name(name: &str, source_parallelism: u32, parallelism: u32) -> Option<
         "passthrough" => Some(passthrough(source_parallelism, parallelism)),
         // Forward edges need one parallelism throughout (the scenario checks it).
         "forward" => Some(forward(parallelism)),
+        "state-zoo" => Some(state_zoo(source_parallelism, parallelism)),
         _ => None,
     }
 }

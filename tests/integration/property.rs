@@ -309,7 +309,7 @@ fn end_to_end_case(sinks: &'static [&'static str]) -> impl Strategy<Value = Case
         1u32..=3,
         1u32..=4,
         prop::sample::select(sinks),
-        prop::sample::select(vec!["wordcount", "wordcount", "forward"]),
+        prop::sample::select(vec!["wordcount", "state-zoo", "forward"]),
     )
         .prop_flat_map(|(base, taskmanagers, parallelism, sink, job)| {
             let faults = prop::collection::vec(end_to_end_fault(taskmanagers, parallelism), 1..=4);
@@ -396,7 +396,12 @@ fn case(mixed: bool, modes: &'static [&'static str]) -> impl Strategy<Value = Ca
                     faults,
                     sink: "plain",
                     restart_delay_ms: 0,
-                    job: "wordcount",
+                    // A third of the cases run every kind of keyed state.
+                    job: if seed % 3 == 0 {
+                        "state-zoo"
+                    } else {
+                        "wordcount"
+                    },
                 },
             )
         },
@@ -488,9 +493,16 @@ fn scenario_text(case: &Case) -> String {
 /// taken; the idempotent sink commits nothing, so before-commit becomes the completion.
 fn faults_of(case: &Case) -> Vec<Fault> {
     let at_most_once = case.mode == "AT_MOST_ONCE";
+    // The job's keyed (or, without one, last mapping) operator.
+    let keyed_uid = match case.job {
+        _ if at_most_once => "tag",
+        "forward" => "tag",
+        "state-zoo" => "zoo",
+        _ => "counter",
+    };
     let keyed = |subtask: &SubtaskRef| match subtask.uid.as_str() {
-        "counter" if at_most_once || case.job == "forward" => SubtaskRef {
-            uid: "tag".to_string(),
+        "counter" => SubtaskRef {
+            uid: keyed_uid.to_string(),
             index: subtask.index,
         },
         _ => subtask.clone(),
@@ -519,13 +531,11 @@ fn faults_of(case: &Case) -> Vec<Fault> {
                     uid,
                     per_record,
                     duration,
-                } if uid == "counter" && (at_most_once || case.job == "forward") => {
-                    FaultAction::SlowOperator {
-                        uid: "tag".to_string(),
-                        per_record: *per_record,
-                        duration: *duration,
-                    }
-                }
+                } if uid == "counter" => FaultAction::SlowOperator {
+                    uid: keyed_uid.to_string(),
+                    per_record: *per_record,
+                    duration: *duration,
+                },
                 other => other.clone(),
             };
             Fault { action, trigger }

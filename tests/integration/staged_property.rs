@@ -2,9 +2,9 @@
 //! the committed output of a job stopped with a savepoint (or cancelled with its checkpoints
 //! retained) and resumed, with another parallelism and perhaps another version of the job,
 //! equal the staged reference, across 1-3 stages with faults in each.
-//! Method: proptest generates 1-3 stages, each with a job (the word count, or the stateless
-//! passthrough: a change adds or removes the `counter`, whose state is then dropped with
-//! ignore-unclaimed-state), a parallelism of 1-8 for the keyed part and 1-4 for the source, a
+//! Method: proptest generates 1-3 stages, each with a job (the word count, the state zoo with
+//! every kind of keyed state, or the stateless passthrough: a change adds or removes a keyed
+//! operator, whose state is then dropped with ignore-unclaimed-state), a parallelism of 1-8 for the keyed part and 1-4 for the source, a
 //! way to end (stop-with-savepoint, canonical or native, drained or not; or cancel with
 //! RETAIN_ON_CANCELLATION, resumed from the newest retained checkpoint) at a checkpoint
 //! count, and 0-2 faults (task-manager kills, task failures) at checkpoint counts of its own.
@@ -87,7 +87,7 @@ fn fault(parallelism: u32) -> impl Strategy<Value = Fault> {
 
 fn stage(unaligned: bool) -> impl Strategy<Value = StageCase> {
     (
-        prop::sample::select(vec!["wordcount", "wordcount", "wordcount", "passthrough"]),
+        prop::sample::select(vec!["wordcount", "wordcount", "state-zoo", "passthrough"]),
         1u32..=8,
         1u32..=4,
         3u64..=8,
@@ -171,8 +171,8 @@ fn scenario_of(case: &Case) -> Scenario {
             End::Stop { .. } => "savepoint",
             End::Cancel => "checkpoint",
         };
-        // Dropping the counter's state needs leave; keeping it never hurts.
-        let ignore = previous.job == "wordcount" && stage.job != "wordcount";
+        // Dropping a keyed operator's state needs leave; keeping it never hurts.
+        let ignore = previous.job != "passthrough" && stage.job != previous.job;
         text.push_str(&format!(
             "\n[[stages]]\njob = \"{}\"\nparallelism = {}\nsource-parallelism = {}\nstate-recovery.path = \"{path}\"\nstate-recovery.ignore-unclaimed-state = {ignore}\n",
             stage.job, stage.parallelism, stage.source_parallelism
