@@ -17,6 +17,13 @@ pub const OUTPUT_TOPIC: &str = "output";
 
 const COUNT: ValueStateDescriptor<i64> = ValueStateDescriptor::new("count");
 
+/// The key's count, one more than before (`ValueState<i64>`).
+fn next_count(state: &mut KeyedStateAccess<'_>) -> Result<i64, UserError> {
+    let count = state.value(&COUNT)?.unwrap_or(0) + 1;
+    state.update(&COUNT, &count)?;
+    Ok(count)
+}
+
 /// Counts words: keeps a running count per word in `ValueState<i64>` and emits `(word, count)`.
 struct CountWords;
 
@@ -27,8 +34,7 @@ impl KeyedProcessFunction for CountWords {
         state: &mut KeyedStateAccess<'_>,
         out: &mut Vec<Value>,
     ) -> Result<(), UserError> {
-        let count = state.value(&COUNT)?.unwrap_or(0) + 1;
-        state.update(&COUNT, &count)?;
+        let count = next_count(state)?;
         out.push(Value::pair(value, Value::Int(count)));
         Ok(())
     }
@@ -71,8 +77,7 @@ impl KeyedProcessFunction for StateZoo {
         state: &mut KeyedStateAccess<'_>,
         out: &mut Vec<Value>,
     ) -> Result<(), UserError> {
-        let count = state.value(&COUNT)?.unwrap_or(0) + 1;
-        state.update(&COUNT, &count)?;
+        let count = next_count(state)?;
         let mut milestones = state.list_state(&MILESTONES);
         if count % 5 == 0 {
             milestones.add(&count)?;
