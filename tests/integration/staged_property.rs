@@ -235,6 +235,7 @@ fn staged_scenarios_render_back_to_the_same_scenario() {
 
 /// The generator exercises what it means to: most multi-stage cases reach their last stage
 /// (a case whose input ran out before a stage's end stops early, and passes vacuously).
+/// `SNAPFLOW_DEBUG_STAGES=1` prints the cases that did not, with their reports.
 #[test]
 fn staged_cases_reach_their_last_stage() {
     use proptest::strategy::ValueTree;
