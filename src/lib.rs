@@ -106,8 +106,12 @@ pub mod state {
     pub mod heap_backend;
     pub mod key_group;
     pub mod keyed_state;
+    pub mod processing_time_journal;
     pub mod savepoint_format;
     pub mod snapshot;
     pub mod state_descriptor;
+    pub mod state_error;
+    pub mod state_ttl;
+    pub mod timer_service;
 }
 pub mod time;

@@ -45,6 +45,26 @@ pub trait KeyedProcessFunction: Send {
         out: &mut Vec<Value>,
     ) -> Result<(), UserError>;
 
+    /// Whether it reads processing time: registers timers, reads the clock or uses state
+    /// with a time-to-live. Such a function's records and timers are journaled (see
+    /// `state::processing_time_journal`) so that the check can replay the times; reading
+    /// processing time without declaring it is an error.
+    fn uses_processing_time(&self) -> bool {
+        false
+    }
+
+    /// `onTimer`: the key's processing-time timer for `timestamp` fired; state reached
+    /// through `state` is the key's. Timers are registered through `state`.
+    fn on_timer(
+        &mut self,
+        timestamp: u64,
+        state: &mut KeyedStateAccess<'_>,
+        out: &mut Vec<Value>,
+    ) -> Result<(), UserError> {
+        let _ = (timestamp, state, out);
+        Ok(())
+    }
+
     /// Renders one state value for reports. The default shows its size only.
     fn describe_state(&self, state_name: &str, bytes: &[u8]) -> String {
         format!("{state_name}:<{} bytes>", bytes.len())

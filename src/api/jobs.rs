@@ -9,6 +9,7 @@ use crate::state::state_descriptor::{
     AggregatingStateDescriptor, ListStateDescriptor, MapStateDescriptor, ReducingStateDescriptor,
     ValueStateDescriptor,
 };
+use crate::state::state_ttl::{StateTtlConfig, StateVisibility, UpdateType};
 
 /// The topic every built-in job reads.
 pub const INPUT_TOPIC: &str = "input";
@@ -61,14 +62,57 @@ fn add_i64(a: i64, b: i64) -> i64 {
     a + b
 }
 
+/// Records of the key within 250 ms of the last write (TTL defaults, cleaned up
+/// incrementally on every record and in full snapshots).
+const RECENT: ValueStateDescriptor<i64> = ValueStateDescriptor::new("recent").with_ttl(
+    StateTtlConfig::new(250)
+        .cleanup_incrementally(4, true)
+        .cleanup_full_snapshot(),
+);
+/// Residues touched within 300 ms, renewed on read (`OnReadAndWrite`).
+const TOUCHED: MapStateDescriptor<String, i64> = MapStateDescriptor::new("touched").with_ttl(
+    StateTtlConfig::new(300)
+        .update_type(UpdateType::OnReadAndWrite)
+        .cleanup_full_snapshot(),
+);
+/// Counts added within 200 ms; an expired one is still read once (lazy cleanup only, so what
+/// a read returns depends on the key's own history alone).
+const ECHOES: ListStateDescriptor<i64> = ListStateDescriptor::new("echoes")
+    .with_ttl(StateTtlConfig::new(200).visibility(StateVisibility::ReturnExpiredIfNotCleanedUp));
+/// Timers fired for the key.
+const FIRED: ValueStateDescriptor<i64> = ValueStateDescriptor::new("fired");
+/// A record sets a timer this long after it, rounded up to the grid below (so that records
+/// close together share one timer, as registering a timer twice fires it once).
+const TIMER_DELAY_MS: u64 = 150;
+const TIMER_GRID_MS: u64 = 50;
+
 /// Every kind of keyed state on each record of its key, so that every property test and
 /// sweep that runs it exercises them all under faults: a `ValueState` count; a `ListState`
 /// of milestones (every fifth count; past four it is replaced by its last two); a `MapState`
 /// of counts per residue mod 3 (the entry of residue 0 removed every seventh count); a
-/// `ReducingState` sum of the counts; an `AggregatingState` mean of them. It emits
-/// `(word, digest)`, the digest a function of all five, so output and state both show a
-/// difference in any.
+/// `ReducingState` sum of the counts; an `AggregatingState` mean of them; three states
+/// under TTL (`recent`, `touched`, `echoes`: each update type, visibility and cleanup); and a
+/// processing-time timer per record, 150 ms on, whose firing counts in `fired` and emits
+/// `(word, -fired)`. It emits `(word, digest)` per record, the digest a function of all of
+/// them, so output and state both show a difference in any.
 struct StateZoo;
+
+impl StateZoo {
+    /// The TTL states' part of the digest.
+    fn time_to_live(state: &mut KeyedStateAccess<'_>, count: i64) -> Result<i64, UserError> {
+        let recent = state.value_state(&RECENT).value()?.unwrap_or(0) + 1;
+        state.value_state(&RECENT).update(&recent)?;
+        let mut touched = state.map_state(&TOUCHED);
+        let residue = format!("r{}", count % 3);
+        let before = touched.get(&residue)?.unwrap_or(0);
+        touched.put(&residue, &(before + 1))?;
+        let touched_total: i64 = touched.values()?.iter().sum();
+        let mut echoes = state.list_state(&ECHOES);
+        let heard = echoes.get()?.len() as i64;
+        echoes.add(&count)?;
+        Ok(recent * 10_000 + touched_total * 100 + heard)
+    }
+}
 
 impl KeyedProcessFunction for StateZoo {
     fn process_element(
@@ -99,17 +143,43 @@ impl KeyedProcessFunction for StateZoo {
         let total = state.reducing_state(&TOTAL).get()?.unwrap_or(0);
         state.aggregating_state(&MEAN).add(&count)?;
         let mean = state.aggregating_state(&MEAN).get()?.unwrap_or(0);
+        let timed = Self::time_to_live(state, count)?;
+        let now = state.current_processing_time()?;
+        let at = (now + TIMER_DELAY_MS).div_ceil(TIMER_GRID_MS) * TIMER_GRID_MS;
+        state.register_processing_time_timer(at)?;
         let digest = count * 1_000_000
             + held.iter().sum::<i64>() * 10_000
             + residue_total * 100
             + (total + mean) % 100;
-        out.push(Value::pair(value, Value::Int(digest)));
+        out.push(Value::pair(
+            value,
+            Value::Pair(Box::new((Value::Int(digest), Value::Int(timed)))),
+        ));
+        Ok(())
+    }
+
+    fn uses_processing_time(&self) -> bool {
+        true
+    }
+
+    fn on_timer(
+        &mut self,
+        _timestamp: u64,
+        state: &mut KeyedStateAccess<'_>,
+        out: &mut Vec<Value>,
+    ) -> Result<(), UserError> {
+        let fired = state.value_state(&FIRED).value()?.unwrap_or(0) + 1;
+        state.value_state(&FIRED).update(&fired)?;
+        out.push(Value::pair(
+            Value::Str(state.key().into()),
+            Value::Int(-fired),
+        ));
         Ok(())
     }
 
     fn describe_state(&self, state_name: &str, bytes: &[u8]) -> String {
         match state_name {
-            "count" | "total" => postcard::from_bytes::<i64>(bytes).map_or_else(
+            "count" | "total" | "fired" => postcard::from_bytes::<i64>(bytes).map_or_else(
                 |_| format!("{state_name}:?"),
                 |v| format!("{state_name}={v}"),
             ),

@@ -29,6 +29,8 @@ pub enum InputItem<B> {
     Barrier(Barrier),
     /// A cancel marker for a checkpoint.
     CancelMarker(CheckpointId),
+    /// The channel will carry no more records (its end of data); barriers may follow.
+    EndOfData,
     /// The channel's end of partition.
     EndOfPartition,
 }
@@ -40,6 +42,8 @@ pub enum Polled<B> {
     Buffer(ChannelIndex, B),
     /// An event was handled; carry out these actions in order.
     Actions(Actions),
+    /// The channel's end of data, in its place among the channel's items.
+    EndOfData(ChannelIndex),
 }
 
 /// Input channel state of one checkpoint: per channel, the buffers to replay first on restore.
@@ -166,6 +170,7 @@ impl<B: Clone> CheckpointedInputGate<B> {
             InputItem::CancelMarker(checkpoint_id) => {
                 self.handler.on_cancel_marker(channel, checkpoint_id)
             }
+            InputItem::EndOfData => return Some(Ok(Polled::EndOfData(channel))),
             InputItem::EndOfPartition => self.handler.on_end_of_partition(now, channel),
         };
         Some(
@@ -370,9 +375,35 @@ mod tests {
             match polled.unwrap() {
                 Polled::Buffer(_, buffer) => buffers.push(buffer),
                 Polled::Actions(more) => actions.extend(more),
+                Polled::EndOfData(_) => {}
             }
         }
         (buffers, actions)
+    }
+
+    #[test]
+    fn end_of_data_is_read_in_its_place_behind_the_channels_buffers() {
+        let mut gate = CheckpointedInputGate::new(1, CheckpointingMode::ExactlyOnce);
+        let zero = ChannelIndex(0);
+        for item in [
+            InputItem::Buffer(1),
+            InputItem::EndOfData,
+            InputItem::Buffer(2),
+        ] {
+            gate.on_arrival(Instant::ZERO, zero, item).unwrap();
+        }
+        let mut read = Vec::new();
+        while let Some(polled) = gate.poll_next(Instant::ZERO) {
+            read.push(polled.unwrap());
+        }
+        assert_eq!(
+            read,
+            vec![
+                Polled::Buffer(zero, 1),
+                Polled::EndOfData(zero),
+                Polled::Buffer(zero, 2)
+            ]
+        );
     }
 
     #[test]

@@ -109,6 +109,7 @@ impl InputGate {
             DataFrame::Event(ChannelEvent::CancelCheckpointMarker(checkpoint_id)) => {
                 InputItem::CancelMarker(checkpoint_id)
             }
+            DataFrame::Event(ChannelEvent::EndOfData) => InputItem::EndOfData,
             DataFrame::Event(ChannelEvent::EndOfPartition) => {
                 self.end_received[index] = true;
                 InputItem::EndOfPartition

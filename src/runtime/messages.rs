@@ -183,6 +183,10 @@ pub enum ChannelEvent {
     Barrier(Barrier),
     /// The checkpoint was aborted upstream.
     CancelCheckpointMarker(CheckpointId),
+    /// The producer will send no more records (FLIP-147's `EndOfData`): once every input
+    /// channel said so, a task's operators are finished, its processing-time timers stop, and
+    /// it says so downstream; the final checkpoint's barrier and the end of partition follow.
+    EndOfData,
     /// The producer has no more data: the channel ends normally.
     EndOfPartition,
 }

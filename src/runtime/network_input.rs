@@ -22,6 +22,8 @@ pub enum NextInput {
     Record(Value),
     /// The barrier handler's decisions, to carry out in order.
     Actions(Actions),
+    /// Every input channel reached its end of data.
+    EndOfData,
 }
 
 /// The input side of a task that is not a source.
@@ -31,6 +33,8 @@ pub struct NetworkInput {
     deserializer: Option<RecordDeserializer>,
     upstream: Vec<SubtaskId>,
     subtask: SubtaskId,
+    // Which channels delivered their end of data.
+    end_of_data: Vec<bool>,
 }
 
 impl NetworkInput {
@@ -40,6 +44,7 @@ impl NetworkInput {
         NetworkInput {
             gate: InputGate::new(upstream.len(), mode),
             deserializer: None,
+            end_of_data: vec![false; upstream.len()],
             upstream,
             subtask,
         }
@@ -75,6 +80,20 @@ impl NetworkInput {
                     self.deserializer = Some(RecordDeserializer::new(channel, buffer));
                 }
                 Polled::Actions(actions) => return Ok(Some(NextInput::Actions(actions))),
+                Polled::EndOfData(channel) => {
+                    let index = channel.0 as usize;
+                    if std::mem::replace(&mut self.end_of_data[index], true) {
+                        let upstream = self.upstream[index];
+                        let error = InputError::RepeatedEndOfData {
+                            channel: channel.0,
+                            upstream,
+                        };
+                        return Err(TaskError::input(subtask, error));
+                    }
+                    if self.end_of_data.iter().all(|ended| *ended) {
+                        return Ok(Some(NextInput::EndOfData));
+                    }
+                }
             }
         }
     }

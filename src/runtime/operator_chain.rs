@@ -4,12 +4,13 @@ use crate::api::functions::{
     FilterFunction, FlatMapFunction, KeySelector, KeyedProcessFunction, MapFunction, UserError,
 };
 use crate::api::job::{Job, OperatorKind};
-use crate::api::value::Value;
+use crate::api::value::{Text, Value};
 use crate::limits::SINK_APPEND_RECORDS_MAX;
 use crate::runtime::task_error::TaskError;
 use crate::services::record_batch::RecordBatch;
 use crate::state::heap_backend::HeapKeyedStateBackend;
 use crate::state::key_group::KeyGroupRange;
+use crate::state::processing_time_journal::{JournalEntry, ProcessingTimeJournals};
 use crate::state::snapshot::{
     KeyedStateSnapshot, OperatorSnapshot, SinkStateSnapshot, SourceOffsets,
 };
@@ -24,6 +25,210 @@ pub struct KeyedOperator {
     function: Box<dyn KeyedProcessFunction>,
     /// Its keyed state.
     pub backend: HeapKeyedStateBackend,
+    // A reference evaluation's journal to replay, per key: processing time comes from it
+    // instead of the clock.
+    replay: Option<BTreeMap<Text, Vec<JournalEntry>>>,
+    // Replaying: records that arrived before the journal reached them, per key.
+    pending: BTreeMap<Text, Vec<Value>>,
+}
+
+impl KeyedOperator {
+    fn new(
+        uid: String,
+        key_selector: KeySelector,
+        function: Box<dyn KeyedProcessFunction>,
+        mut backend: HeapKeyedStateBackend,
+    ) -> KeyedOperator {
+        if function.uses_processing_time() {
+            backend.declare_processing_time();
+        }
+        KeyedOperator {
+            uid,
+            key_selector,
+            function,
+            backend,
+            replay: None,
+            pending: BTreeMap::new(),
+        }
+    }
+
+    /// Handles one record: journals it when the function reads processing time, then runs
+    /// the function. Replaying, the record waits until the journal reaches it: each key's
+    /// records are handled in the order the run handled them (which the input does not fix
+    /// when a key's records come from several partitions).
+    fn process(&mut self, value: Value, out: &mut Vec<Value>) -> Result<(), UserError> {
+        let key = (self.key_selector)(&value);
+        if !self.backend.reads_processing_time() {
+            let mut access = self.backend.access(&key)?;
+            return self.function.process_element(value, &mut access, out);
+        }
+        if self.replay.is_some() {
+            self.pending.entry(key.clone()).or_default().push(value);
+            return self.replay_pending(&key, out);
+        }
+        let at = self.backend.processing_time();
+        self.handle_at(&key, value, at, out)
+    }
+
+    fn handle_at(
+        &mut self,
+        key: &str,
+        value: Value,
+        at: u64,
+        out: &mut Vec<Value>,
+    ) -> Result<(), UserError> {
+        self.backend.set_processing_time(at);
+        let fingerprint = fingerprint(&value);
+        self.backend
+            .journal(key, JournalEntry::Record { at, fingerprint })?;
+        self.backend.on_record();
+        let mut access = self.backend.access(key)?;
+        self.function.process_element(value, &mut access, out)
+    }
+
+    /// Fires `key`'s timer for `timestamp` at `at`.
+    fn fire(
+        &mut self,
+        key: &str,
+        timestamp: u64,
+        at: u64,
+        out: &mut Vec<Value>,
+    ) -> Result<(), UserError> {
+        self.backend.set_processing_time(at);
+        self.backend
+            .journal(key, JournalEntry::Timer { timestamp, at })?;
+        let mut access = self.backend.access(key)?;
+        self.function.on_timer(timestamp, &mut access, out)
+    }
+
+    /// Fires every timer due at `now` (live: the clock).
+    fn fire_due(&mut self, now: u64, out: &mut Vec<Value>) -> Result<(), UserError> {
+        self.backend.set_processing_time(now);
+        while let Some((timestamp, key)) = self.backend.pop_due_timer(now) {
+            self.fire(&key, timestamp, now, out)?;
+        }
+        Ok(())
+    }
+
+    /// `key`'s journal entries from its position (the length of the journal its state holds).
+    fn replayed_from_position(&mut self, key: &str) -> Result<Vec<JournalEntry>, UserError> {
+        let position = self.backend.journal_len(key)?;
+        let journal = self.replay.as_ref().expect("replaying");
+        Ok(journal
+            .get(key)
+            .and_then(|entries| entries.get(position..))
+            .map(<[JournalEntry]>::to_vec)
+            .unwrap_or_default())
+    }
+
+    /// Handles `key`'s waiting records as far as the journal goes: each next record entry
+    /// takes the waiting record with its fingerprint, after the timers the run fired before.
+    fn replay_pending(&mut self, key: &str, out: &mut Vec<Value>) -> Result<(), UserError> {
+        let entries = self.replayed_from_position(key)?;
+        let mut timers = Vec::new();
+        for entry in entries {
+            let (at, fingerprint) = match entry {
+                JournalEntry::Timer { timestamp, at } => {
+                    timers.push((timestamp, at));
+                    continue;
+                }
+                JournalEntry::Record { at, fingerprint } => (at, fingerprint),
+            };
+            let waiting = self.pending.get_mut(key).expect("a record waits");
+            let Some(index) = waiting
+                .iter()
+                .position(|v| self::fingerprint(v) == fingerprint)
+            else {
+                return Ok(()); // The run's next record of the key has not reached us yet.
+            };
+            let value = waiting.remove(index);
+            if waiting.is_empty() {
+                self.pending.remove(key);
+            }
+            for (timestamp, fired_at) in timers.drain(..) {
+                self.replay_timer(key, timestamp, fired_at, out)?;
+            }
+            if let Some(due) = self.backend.first_timer_of(key)?.filter(|t| *t <= at) {
+                return Err(UserError(format!(
+                    "operator `{}` key `{key}`: its timer for {due} ms had not fired when a record was handled at {at} ms",
+                    self.uid
+                )));
+            }
+            self.handle_at(key, value, at, out)?;
+            if !self.pending.contains_key(key) {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Fires, as the run did, a timer the journal shows; it must be the key's earliest one
+    /// and due.
+    fn replay_timer(
+        &mut self,
+        key: &str,
+        timestamp: u64,
+        at: u64,
+        out: &mut Vec<Value>,
+    ) -> Result<(), UserError> {
+        let first = self.backend.first_timer_of(key)?;
+        if first != Some(timestamp) || timestamp > at {
+            return Err(UserError(format!(
+                "operator `{}` key `{key}`: the run fired a timer for {timestamp} ms at {at} ms, where the key's earliest timer is {first:?}",
+                self.uid
+            )));
+        }
+        self.backend.set_processing_time(at);
+        self.backend
+            .access(key)?
+            .delete_processing_time_timer(timestamp)?;
+        self.fire(key, timestamp, at, out)
+    }
+
+    /// Replays the timers each key's journal shows before its entry `lengths[key]` (or
+    /// before its end, for every key, when `lengths` is `None`).
+    fn replay_timers(
+        &mut self,
+        lengths: Option<&BTreeMap<Text, usize>>,
+        out: &mut Vec<Value>,
+    ) -> Result<(), UserError> {
+        let journal = self.replay.as_ref().expect("replaying");
+        let targets: Vec<(Text, usize)> = match lengths {
+            Some(lengths) => lengths.iter().map(|(k, n)| (k.clone(), *n)).collect(),
+            None => journal.iter().map(|(k, e)| (k.clone(), e.len())).collect(),
+        };
+        for (key, target) in targets {
+            let position = self.backend.journal_len(&key)?;
+            let entries = self.replayed_from_position(&key)?;
+            for entry in entries.into_iter().take(target.saturating_sub(position)) {
+                match entry {
+                    JournalEntry::Timer { timestamp, at } => {
+                        self.replay_timer(&key, timestamp, at, out)?
+                    }
+                    JournalEntry::Record { .. } => break,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A record still waiting for the journal to reach it: one the run did not handle where
+    /// the reference has it (a key, and how many wait).
+    fn waiting(&self) -> Option<(&Text, usize)> {
+        self.pending
+            .iter()
+            .next()
+            .map(|(key, values)| (key, values.len()))
+    }
+}
+
+/// A record's fingerprint in the journal: FNV-1a over its encoding (the same in the run and
+/// in the reference; equal records are interchangeable).
+fn fingerprint(value: &Value) -> u64 {
+    let bytes = postcard::to_allocvec(value).expect("values always encode");
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ *byte as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Records the sink collected and has not yet written.
@@ -51,6 +256,8 @@ pub struct OperatorChain {
     operators: Vec<ChainOperator>,
     uids: Vec<String>,
     scratch: (Vec<Value>, Vec<Value>),
+    // No processing-time timer fires (end of data, or a terminating savepoint taken).
+    timers_quiesced: bool,
 }
 
 impl OperatorChain {
@@ -67,12 +274,12 @@ impl OperatorChain {
                 OperatorKind::KeyedProcess {
                     key_selector,
                     factory,
-                } => ChainOperator::Keyed(KeyedOperator {
-                    uid: operator.uid.clone(),
-                    key_selector: key_selector.clone(),
-                    function: factory(),
-                    backend: HeapKeyedStateBackend::new(job.max_parallelism, key_group_range),
-                }),
+                } => ChainOperator::Keyed(KeyedOperator::new(
+                    operator.uid.clone(),
+                    key_selector.clone(),
+                    factory(),
+                    HeapKeyedStateBackend::new(job.max_parallelism, key_group_range),
+                )),
                 OperatorKind::Sink { topic } => ChainOperator::Sink(SinkBuffer {
                     topic: topic.clone(),
                     ..SinkBuffer::default()
@@ -86,6 +293,7 @@ impl OperatorChain {
             operators,
             uids,
             scratch: (Vec::new(), Vec::new()),
+            timers_quiesced: false,
         }
     }
 
@@ -135,6 +343,117 @@ impl OperatorChain {
             Some(ChainOperator::Sink(sink)) => Some(sink),
             _ => None,
         }
+    }
+
+    /// Sets processing time (milliseconds) and fires every timer due by it; what the timers
+    /// emit runs through the rest of the chain, what leaves its end is pushed to `out`.
+    pub fn advance_processing_time(
+        &mut self,
+        now_ms: u64,
+        out: &mut Vec<Value>,
+    ) -> Result<(), UserError> {
+        for index in 0..self.operators.len() {
+            let mut fired = Vec::new();
+            match &mut self.operators[index] {
+                ChainOperator::Keyed(keyed) if keyed.backend.reads_processing_time() => {
+                    match self.timers_quiesced {
+                        true => keyed.backend.set_processing_time(now_ms),
+                        false => keyed.fire_due(now_ms, &mut fired)?,
+                    }
+                }
+                _ => continue,
+            }
+            self.emit_from(index + 1, fired, out)?;
+        }
+        Ok(())
+    }
+
+    /// The earliest registered timer of the chain's keyed operators (milliseconds), unless
+    /// timers are quiesced.
+    pub fn next_timer(&self) -> Option<u64> {
+        if self.timers_quiesced {
+            return None;
+        }
+        self.keyed().filter_map(|k| k.backend.next_timer()).min()
+    }
+
+    /// Stops (or lets run again) the processing-time timers: after the end of data none
+    /// fires, as Flink quiesces the timer service when operators finish; nor after a
+    /// terminating savepoint's snapshot, whose output must be the last.
+    pub fn quiesce_processing_time(&mut self, quiesced: bool) {
+        self.timers_quiesced = quiesced;
+    }
+
+    /// A reference evaluation: the keyed operators that read processing time take it from
+    /// `journals` (per uid, per key) instead of the clock, and fire timers where it shows
+    /// the run fired them.
+    pub fn replay_processing_time(&mut self, journals: &ProcessingTimeJournals) {
+        for operator in &mut self.operators {
+            if let ChainOperator::Keyed(keyed) = operator {
+                if keyed.backend.reads_processing_time() {
+                    keyed.replay = Some(journals.get(&keyed.uid).cloned().unwrap_or_default());
+                    keyed.backend.replay_times();
+                }
+            }
+        }
+    }
+
+    /// Replays the timers the journals show up to each key's entry `lengths[uid][key]` (a
+    /// snapshot's journal lengths), or to their ends when `lengths` is `None`: the timers
+    /// the run fired after the key's last record before that point.
+    pub fn replay_timers(
+        &mut self,
+        lengths: Option<&BTreeMap<String, BTreeMap<Text, usize>>>,
+        out: &mut Vec<Value>,
+    ) -> Result<(), UserError> {
+        for index in 0..self.operators.len() {
+            let mut fired = Vec::new();
+            match &mut self.operators[index] {
+                ChainOperator::Keyed(keyed) if keyed.replay.is_some() => {
+                    let wanted = match lengths {
+                        Some(lengths) => match lengths.get(&keyed.uid) {
+                            Some(per_key) => Some(per_key),
+                            None => continue,
+                        },
+                        None => None,
+                    };
+                    keyed.replay_timers(wanted, &mut fired)?
+                }
+                _ => continue,
+            }
+            self.emit_from(index + 1, fired, out)?;
+        }
+        Ok(())
+    }
+
+    /// A reference evaluation's records that never matched the journal: the first
+    /// operator, key and count, if any.
+    pub fn unreplayed(&self) -> Option<String> {
+        self.keyed().find_map(|keyed| {
+            keyed.waiting().map(|(key, count)| {
+                format!(
+                    "operator `{}` key `{key}`: {count} record(s) the run's journal does not show it handled (next: entry {})",
+                    keyed.uid,
+                    keyed.replay.as_ref().and_then(|j| j.get(key)).map_or(0, Vec::len)
+                )
+            })
+        })
+    }
+
+    fn emit_from(
+        &mut self,
+        first: usize,
+        values: Vec<Value>,
+        out: &mut Vec<Value>,
+    ) -> Result<(), UserError> {
+        for value in values {
+            if first == self.operators.len() {
+                out.push(value);
+            } else {
+                self.process_from(first, value, out)?;
+            }
+        }
+        Ok(())
     }
 
     /// Whether the sink holds enough records to write a batch.
@@ -226,11 +545,7 @@ fn apply(
                 next.push(value);
             }
         }
-        ChainOperator::Keyed(keyed) => {
-            let key = (keyed.key_selector)(&value);
-            let mut access = keyed.backend.access(&key)?;
-            keyed.function.process_element(value, &mut access, next)?;
-        }
+        ChainOperator::Keyed(keyed) => keyed.process(value, next)?,
         ChainOperator::Sink(sink) => sink.pending.push_encoded(&value),
     }
     Ok(())

@@ -44,6 +44,12 @@ struct Task {
     // A source that forwarded a stop-with-savepoint barrier emits nothing more: it ends when
     // the savepoint completes, or reads on if it is aborted.
     stopped_at: Option<CheckpointId>,
+    // The processing-time timers stopped at this stop-with-savepoint's snapshot; they run
+    // again if it is aborted.
+    timers_stopped_at: Option<CheckpointId>,
+    // Every input reached its end of data (or this source did): the timers stopped for good,
+    // and downstream was told.
+    end_of_data: bool,
 }
 
 /// Runs a task to its end. `Ok` means all input was consumed; `Err` fails the job over.
@@ -98,6 +104,8 @@ impl Task {
             checkpoints,
             sink,
             stopped_at: None,
+            timers_stopped_at: None,
+            end_of_data: false,
         })
     }
 
@@ -217,6 +225,9 @@ impl Task {
             {
                 break;
             }
+            // Timers due fire before the next record or barrier, as their mail comes first in
+            // Flink's mailbox.
+            self.advance_processing_time(now).await?;
             let input = self
                 .input
                 .as_mut()
@@ -225,6 +236,7 @@ impl Task {
                 None => break,
                 Some(NextInput::Record(value)) => self.process_record(value).await?,
                 Some(NextInput::Actions(actions)) => self.handle_actions(actions).await?,
+                Some(NextInput::EndOfData) => self.on_end_of_data(),
             }
             records += 1;
         }
@@ -272,6 +284,27 @@ impl Task {
         Ok(())
     }
 
+    /// Processing time reaches `now`: the chain's timers due by then fire, and what they emit
+    /// goes downstream.
+    async fn advance_processing_time(&mut self, now: Instant) -> Result<(), TaskError> {
+        let mut out = std::mem::take(&mut self.scratch);
+        self.chain
+            .advance_processing_time(now.as_ms(), &mut out)
+            .map_err(|error| TaskError::UserFunction {
+                subtask: self.context.subtask,
+                message: error.to_string(),
+            })?;
+        let fired = !out.is_empty();
+        for value in out.drain(..) {
+            self.writer.emit(&value);
+        }
+        self.scratch = out;
+        if fired && self.chain.sink_batch_full() {
+            self.write_sink().await?;
+        }
+        Ok(())
+    }
+
     fn network_input(&mut self, what: &'static str) -> Result<&mut NetworkInput, TaskError> {
         let subtask = self.context.subtask;
         self.input
@@ -285,8 +318,12 @@ impl Task {
                 .network_input("an input connection")?
                 .on_connected(channel, writer)?,
             TaskInput::Frame { channel, frame } => {
+                let now = sim_time::now();
                 let input = self.network_input("an input frame")?;
-                let actions = input.on_frame(sim_time::now(), channel, frame)?;
+                let actions = input.on_frame(now, channel, frame)?;
+                if !actions.is_empty() {
+                    self.advance_processing_time(now).await?;
+                }
                 self.handle_actions(actions).await?;
             }
             TaskInput::InputClosed { channel, error } => self
@@ -311,6 +348,10 @@ impl Task {
                 if self.stopped_at == Some(checkpoint_id) {
                     self.stopped_at = None; // The stop failed: the source reads on.
                 }
+                if self.timers_stopped_at == Some(checkpoint_id) {
+                    self.timers_stopped_at = None;
+                    self.chain.quiesce_processing_time(self.end_of_data);
+                }
             }
             TaskInput::FinishSource => {
                 let waiting = self.checkpoints.is_awaiting_final_checkpoint();
@@ -332,8 +373,26 @@ impl Task {
         Ok(())
     }
 
+    /// No more records come (FLIP-147's end of data): the timers stop for good and the
+    /// outputs say so, ahead of the final checkpoint's barrier and the end of partition.
+    fn on_end_of_data(&mut self) {
+        if std::mem::replace(&mut self.end_of_data, true) {
+            return;
+        }
+        self.chain.quiesce_processing_time(true);
+        self.writer.broadcast_event(ChannelEvent::EndOfData);
+    }
+
+    /// A terminating savepoint's snapshot was taken: nothing may follow it downstream, so
+    /// the timers stop until it completes (or run again if it is aborted).
+    fn stop_timers_for(&mut self, checkpoint_id: CheckpointId) {
+        self.timers_stopped_at = Some(checkpoint_id);
+        self.chain.quiesce_processing_time(true);
+    }
+
     async fn end_of_input(&mut self) -> Result<(), TaskError> {
         assert!(!self.ended, "input ends once");
+        self.on_end_of_data();
         self.checkpoints.on_end_of_input();
         self.write_sink().await?;
         self.writer.broadcast_event(ChannelEvent::EndOfPartition);
@@ -354,6 +413,7 @@ impl Task {
     /// record: the source stays up, answering triggers, until the job manager says the final
     /// checkpoint completed (FLIP-147's final checkpoint).
     async fn await_final_checkpoint(&mut self) {
+        self.on_end_of_data();
         self.checkpoints.await_final_checkpoint();
         self.context
             .event(EngineEvent::SourceAwaitsFinalCheckpoint {

@@ -62,6 +62,14 @@ pub enum InputError {
         /// Its producer.
         upstream: SubtaskId,
     },
+    /// A second end of data on one channel.
+    #[error("a second end of data on input channel {channel} from {upstream}")]
+    RepeatedEndOfData {
+        /// The channel.
+        channel: u16,
+        /// Its producer.
+        upstream: SubtaskId,
+    },
 }
 
 /// Restored channel state that does not fit the task.

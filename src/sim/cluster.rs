@@ -33,6 +33,7 @@ use crate::sim::observer::{
 };
 use crate::sim::sink_output::SinkOutput;
 use crate::sim::trace::trace_hash;
+use crate::sim::ttl_visibility::TtlVisibility;
 use crate::state::snapshot::LogicalKeyedState;
 use crate::time::{Duration, Instant};
 use futures::channel::mpsc::{channel, Receiver};
@@ -74,8 +75,11 @@ pub struct RunResult {
     pub outcome: Option<(Instant, JobOutcome)>,
     /// Completed checkpoints with their decoded state.
     pub checkpoints: Vec<ObservedCheckpoint>,
-    /// Final keyed state per operator uid (of the attempt that finished).
+    /// Final keyed state per operator uid (of the attempt that finished), as visible: what
+    /// had expired under a state TTL is left out.
     pub final_state: BTreeMap<String, LogicalKeyedState>,
+    /// What the final state leaves out as expired: the reference is held to the same rule.
+    pub final_visibility: TtlVisibility,
     /// The output topic as the scenario's reader sees it (its isolation level), partition by
     /// partition.
     pub sink_output: RecordBatch,
@@ -880,12 +884,20 @@ fn collect(
 ) -> RunResult {
     let outcome = observer.outcome();
     let mut final_state: BTreeMap<String, LogicalKeyedState> = BTreeMap::new();
+    let mut final_visibility = TtlVisibility::default();
     if let Some((_, JobOutcome::Finished, attempt)) = &outcome {
-        for keyed in observer.final_states(*attempt).values() {
+        let finals = observer.final_states(*attempt);
+        for keyed in finals.values() {
             for (uid, snapshot) in keyed {
                 snapshot.merge_into(final_state.entry(uid.clone()).or_default());
             }
         }
+        final_visibility = TtlVisibility::of(
+            finals
+                .values()
+                .flat_map(|keyed| keyed.iter().map(|(uid, s)| (uid.as_str(), s))),
+        );
+        final_visibility.apply(&mut final_state);
     }
     for uid in graph.keyed_operator_uids() {
         final_state.entry(uid).or_default();
@@ -898,6 +910,7 @@ fn collect(
         outcome: outcome.map(|(at, outcome, _)| (at, outcome)),
         checkpoints: observer.take_checkpoints(),
         final_state,
+        final_visibility,
         sink_output,
         output,
         failures: observer.failures(),

@@ -11,21 +11,27 @@ use crate::ids::SubtaskId;
 use crate::runtime::operator_chain::OperatorChain;
 use crate::state::channel_state::RecordBuffer;
 use crate::state::key_group::KeyGroupRange;
+use crate::state::processing_time_journal::ProcessingTimeJournals;
 use crate::state::snapshot::{
     KeyedStateSnapshot, LogicalKeyedState, OperatorSnapshot, TaskStateSnapshot,
 };
 use std::collections::BTreeMap;
 
 /// Keyed state per operator uid after replaying the checkpoint's in-flight records.
+///
+/// Replayed records take their processing time from `journals` (the run's), from each key's
+/// position in the journal its restored state holds.
 pub fn logical_keyed_state(
     job: &Job,
     task_states: &BTreeMap<SubtaskId, &TaskStateSnapshot>,
+    journals: &ProcessingTimeJournals,
 ) -> Result<BTreeMap<String, LogicalKeyedState>, String> {
     let whole = KeyGroupRange {
         start: 0,
         end: job.max_parallelism - 1,
     };
     let mut chain = OperatorChain::new(job, 0..job.operators.len(), whole);
+    chain.replay_processing_time(journals);
     let mut keyed: BTreeMap<String, Vec<KeyedStateSnapshot>> = BTreeMap::new();
     for state in task_states.values() {
         for (uid, operator) in &state.operators {
@@ -59,6 +65,9 @@ pub fn logical_keyed_state(
             }
         }
         replay(&mut chain, first, &buffers)?;
+    }
+    if let Some(waiting) = chain.unreplayed() {
+        return Err(format!("in-flight data: {waiting}"));
     }
     let mut logical = BTreeMap::new();
     for (uid, snapshot) in chain.snapshot_keyed() {

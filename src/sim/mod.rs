@@ -11,6 +11,7 @@ pub mod report;
 pub mod sink_output;
 pub mod sweep;
 pub mod trace;
+pub mod ttl_visibility;
 pub mod user_check;
 
 use crate::scenario::{Expectation, Scenario};

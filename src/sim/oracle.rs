@@ -2,12 +2,18 @@
 //! input prefix, with no network, no parallelism and no faults. It gives the state a
 //! failure-free run reaches over exactly that prefix, which is what every checkpoint and the
 //! final state are compared with.
+//!
+//! Processing time is not a function of the input: an operator that reads it (timers, state
+//! TTL) replays the run's processing-time journal (`state::processing_time_journal`), so its
+//! records see the times the run handled them at and its timers fire where the run's did.
 
 use crate::api::job::Job;
+use crate::api::value::Text;
 use crate::api::value::Value;
 use crate::runtime::operator_chain::OperatorChain;
 use crate::services::record_batch::RecordBatch;
 use crate::state::key_group::KeyGroupRange;
+use crate::state::processing_time_journal::ProcessingTimeJournals;
 use crate::state::snapshot::{KeyedStateSnapshot, LogicalKeyedState};
 use std::collections::BTreeMap;
 
@@ -21,17 +27,14 @@ pub struct ReferenceResult {
 }
 
 /// Runs the job's operators over each partition's records up to `prefix` (next offset per
-/// partition; all records where absent).
+/// partition; all records where absent), with processing time from `journals`.
 pub fn evaluate(
     job: &Job,
     partitions: &[Vec<Value>],
     prefix: Option<&BTreeMap<u32, u64>>,
+    journals: &ProcessingTimeJournals,
 ) -> Result<ReferenceResult, String> {
-    let whole = KeyGroupRange {
-        start: 0,
-        end: job.max_parallelism - 1,
-    };
-    let mut chain = OperatorChain::new(job, 0..job.operators.len(), whole);
+    let mut chain = whole_chain(job, journals);
     let mut leftover = Vec::new();
     for (partition, records) in partitions.iter().enumerate() {
         let limit = prefix.map_or(records.len() as u64, |p| {
@@ -48,6 +51,14 @@ pub fn evaluate(
                 .process(value.clone(), &mut leftover)
                 .map_err(|e| e.to_string())?;
         }
+    }
+    if let Some(waiting) = chain.unreplayed() {
+        return Err(waiting);
+    }
+    if prefix.is_none() {
+        chain
+            .replay_timers(None, &mut leftover)
+            .map_err(|e| e.to_string())?;
     }
     assert!(leftover.is_empty(), "a job ends in a sink");
     let sink = chain
@@ -69,6 +80,8 @@ pub fn evaluate(
 pub struct IncrementalReference<'a> {
     chain: OperatorChain,
     partitions: &'a [Vec<Value>],
+    // Per stage, the journals its operators replay (the last serves any stage after it).
+    journals: &'a [ProcessingTimeJournals],
     consumed: Vec<u64>,
     leftover: Vec<Value>,
     // What the sinks of earlier job versions received (a staged run).
@@ -78,21 +91,33 @@ pub struct IncrementalReference<'a> {
 }
 
 impl<'a> IncrementalReference<'a> {
-    /// A reference that has consumed nothing.
-    pub fn new(job: &Job, partitions: &'a [Vec<Value>]) -> Self {
-        let whole = KeyGroupRange {
-            start: 0,
-            end: job.max_parallelism - 1,
-        };
-        let chain = OperatorChain::new(job, 0..job.operators.len(), whole);
+    /// A reference that has consumed nothing, with processing time from `journals` (one set
+    /// per stage; at least one).
+    pub fn new(
+        job: &Job,
+        partitions: &'a [Vec<Value>],
+        journals: &'a [ProcessingTimeJournals],
+    ) -> Self {
+        assert!(!journals.is_empty(), "one set of journals at least");
         IncrementalReference {
-            chain,
+            chain: whole_chain(job, &journals[0]),
             partitions,
+            journals,
             consumed: vec![0; partitions.len()],
             leftover: Vec::new(),
             sink_before: RecordBatch::new(),
             stage: 0,
         }
+    }
+
+    /// The journals of every stage.
+    pub fn stage_journals(&self) -> &'a [ProcessingTimeJournals] {
+        self.journals
+    }
+
+    /// The journals its current stage replays.
+    pub fn journals(&self) -> &'a ProcessingTimeJournals {
+        &self.journals[self.stage.min(self.journals.len() - 1)]
     }
 
     /// The stage whose job it runs (0: the first).
@@ -111,11 +136,8 @@ impl<'a> IncrementalReference<'a> {
             .into_iter()
             .map(|(uid, snapshot)| (uid, vec![snapshot]))
             .collect();
-        let whole = KeyGroupRange {
-            start: 0,
-            end: job.max_parallelism - 1,
-        };
-        let mut chain = OperatorChain::new(job, 0..job.operators.len(), whole);
+        let next = (self.stage + 1).min(self.journals.len() - 1);
+        let mut chain = whole_chain(job, &self.journals[next]);
         chain.restore_keyed(&keyed).map_err(|e| e.to_string())?;
         if let Some(sink) = self.chain.sink() {
             self.sink_before
@@ -157,7 +179,10 @@ impl<'a> IncrementalReference<'a> {
             }
             self.consumed[partition as usize] = offset;
         }
-        Ok(())
+        match self.chain.unreplayed() {
+            Some(waiting) => Err(format!("over offsets {prefix:?}: {waiting}")),
+            None => Ok(()),
+        }
     }
 
     /// Consumes the rest of every partition: the reference over the whole input. Its sink
@@ -168,6 +193,9 @@ impl<'a> IncrementalReference<'a> {
             .map(|partition| (partition as u32, self.partitions[partition].len() as u64))
             .collect();
         self.advance_to(&ends)?;
+        self.chain
+            .replay_timers(None, &mut self.leftover)
+            .map_err(|e| e.to_string())?;
         assert!(self.leftover.is_empty(), "a job ends in a sink");
         let keyed = self.keyed();
         let mut sink = std::mem::take(&mut self.sink_before);
@@ -175,6 +203,17 @@ impl<'a> IncrementalReference<'a> {
             sink.extend_from(&last.pending);
         }
         Ok(ReferenceResult { keyed, sink })
+    }
+
+    /// Fires the timers the run fired after each key's last record before a snapshot whose
+    /// journals are `lengths` long (per uid, per key).
+    pub fn settle_timers(
+        &mut self,
+        lengths: &BTreeMap<String, BTreeMap<Text, usize>>,
+    ) -> Result<(), String> {
+        self.chain
+            .replay_timers(Some(lengths), &mut self.leftover)
+            .map_err(|e| e.to_string())
     }
 
     /// Whether the keyed state reached so far equals `snapshots` (per operator uid, the
@@ -201,6 +240,17 @@ impl<'a> IncrementalReference<'a> {
     }
 }
 
+/// The whole job in one chain owning every key group, replaying `journals`.
+fn whole_chain(job: &Job, journals: &ProcessingTimeJournals) -> OperatorChain {
+    let whole = KeyGroupRange {
+        start: 0,
+        end: job.max_parallelism - 1,
+    };
+    let mut chain = OperatorChain::new(job, 0..job.operators.len(), whole);
+    chain.replay_processing_time(journals);
+    chain
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,7 +264,7 @@ mod tests {
             .to_vec();
         let job = word_count(1, 1);
         let prefix = BTreeMap::from([(0, 3)]);
-        let result = evaluate(&job, &[words], Some(&prefix)).unwrap();
+        let result = evaluate(&job, &[words], Some(&prefix), &Default::default()).unwrap();
         let counter = &result.keyed["counter"];
         assert_eq!(
             counter["hello"]["count"],

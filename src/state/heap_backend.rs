@@ -6,22 +6,16 @@
 use crate::api::value::Text;
 use crate::ids::KeyGroup;
 use crate::state::key_group::{key_group_for_key, KeyGroupRange};
+use crate::state::processing_time_journal::{JournalEntry, JOURNAL_STATE};
 use crate::state::snapshot::{KeyedStateSnapshot, StateEntry, StateTable};
 use crate::state::state_descriptor::ValueStateDescriptor;
+use crate::state::state_ttl::{self, StateTtlConfig, StateVisibility, UpdateType};
+use crate::state::timer_service::{timer_key, timer_timestamp, TimerQueue, TIMER_STATE};
 use rustc_hash::FxHashMap;
 use serde::{de::DeserializeOwned, Serialize};
 use std::collections::BTreeMap;
-use std::fmt;
 
-/// Why a state access failed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StateError(pub String);
-
-impl fmt::Display for StateError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "state error: {}", self.0)
-    }
-}
+pub use crate::state::state_error::StateError;
 
 /// One state's working entries: per owned key group (indexed from the range's start), key to
 /// entry. A hash map with a fixed hasher: a lookup hashes the key once and compares it once,
@@ -29,6 +23,49 @@ impl fmt::Display for StateError {
 struct WorkingTable {
     name: String,
     groups: Vec<FxHashMap<Text, StateEntry>>,
+    // Its time-to-live, once a descriptor with one reached it (or a snapshot said it has one).
+    ttl: Option<StateTtlConfig>,
+    // Where incremental TTL cleanup goes on: a key group and how many of its keys were seen.
+    cleanup_cursor: (usize, usize),
+}
+
+impl WorkingTable {
+    /// Incremental TTL cleanup: checks the next `entries` keys (going round the key groups)
+    /// and drops the values expired at `now`.
+    fn clean_up_incrementally(&mut self, entries: u32, ttl_ms: u64, now: u64) {
+        let mut left = entries as usize;
+        // Bounded: at most one pass over the groups per call.
+        for _ in 0..=self.groups.len() {
+            if left == 0 {
+                return;
+            }
+            let (group, seen) = self.cleanup_cursor;
+            let keys: Vec<Text> = self.groups[group]
+                .keys()
+                .skip(seen)
+                .take(left)
+                .cloned()
+                .collect();
+            left -= keys.len();
+            let mut kept = keys.len();
+            for key in keys {
+                let entries = &mut self.groups[group];
+                let live = entries
+                    .get_mut(&key)
+                    .is_some_and(|entry| state_ttl::retain_live(entry, ttl_ms, now));
+                if !live {
+                    entries.remove(&key);
+                    kept -= 1;
+                }
+            }
+            let seen = seen + kept;
+            self.cleanup_cursor = if seen >= self.groups[group].len() {
+                ((group + 1) % self.groups.len(), 0)
+            } else {
+                (group, seen)
+            };
+        }
+    }
 }
 
 /// All keyed state of one keyed operator in one subtask.
@@ -37,6 +74,14 @@ pub struct HeapKeyedStateBackend {
     key_group_range: KeyGroupRange,
     // A handful of states per operator, in registration order: found by a short scan.
     tables: Vec<WorkingTable>,
+    // Processing time in milliseconds, as the operator last set it.
+    now_ms: u64,
+    // The function declared it reads processing time (timers, TTL); otherwise reading it is
+    // an error, since no journal records it for the check.
+    clock_declared: bool,
+    timers: TimerQueue,
+    // A reference evaluation: time jumps between keys, so only per-key (lazy) cleanup runs.
+    replaying: bool,
 }
 
 impl HeapKeyedStateBackend {
@@ -48,6 +93,105 @@ impl HeapKeyedStateBackend {
             max_parallelism,
             key_group_range,
             tables: Vec::new(),
+            now_ms: 0,
+            clock_declared: false,
+            timers: TimerQueue::default(),
+            replaying: false,
+        }
+    }
+
+    /// A reference evaluation replays the run's times key by key, not in global time
+    /// order: cleanup across keys (incremental, full snapshot) would drop values still live
+    /// at another key's time, so only lazy cleanup on read runs. What the run cleaned up
+    /// and this did not is expired, which the checker leaves out on both sides.
+    pub fn replay_times(&mut self) {
+        self.replaying = true;
+    }
+
+    /// The function reads processing time: timers and TTL may be used.
+    pub fn declare_processing_time(&mut self) {
+        self.clock_declared = true;
+    }
+
+    /// Whether the function declared it reads processing time.
+    pub fn reads_processing_time(&self) -> bool {
+        self.clock_declared
+    }
+
+    /// Sets processing time (milliseconds).
+    pub fn set_processing_time(&mut self, now_ms: u64) {
+        debug_assert!(
+            self.replaying || now_ms >= self.now_ms,
+            "the clock went back"
+        );
+        self.now_ms = now_ms;
+    }
+
+    /// Processing time as last set.
+    pub fn processing_time(&self) -> u64 {
+        self.now_ms
+    }
+
+    /// The earliest registered timer's timestamp.
+    pub fn next_timer(&self) -> Option<u64> {
+        self.timers.next_timestamp()
+    }
+
+    /// Takes the earliest timer due at `now_ms`, unregistering it: its timestamp and key.
+    pub fn pop_due_timer(&mut self, now_ms: u64) -> Option<(u64, Text)> {
+        let (timestamp, key_group, key) = self.timers.pop_due(now_ms)?;
+        let group = (key_group - self.key_group_range.start) as usize;
+        let table = self.table_mut(TIMER_STATE);
+        let entries = &mut table.groups[group];
+        if let Some(StateEntry::Map(timers)) = entries.get_mut(key.as_str()) {
+            timers.remove(&timer_key(timestamp));
+            if timers.is_empty() {
+                entries.remove(key.as_str());
+            }
+        }
+        Some((timestamp, key))
+    }
+
+    /// Appends `entry` to `key`'s processing-time journal.
+    pub fn journal(&mut self, key: &str, entry: JournalEntry) -> Result<(), StateError> {
+        let mut access = self.access(key)?;
+        match access.slot(JOURNAL_STATE, || StateEntry::List(Vec::new()))? {
+            StateEntry::List(items) => items.push(entry.encode()),
+            _ => unreachable!("slot checked the kind"),
+        }
+        Ok(())
+    }
+
+    /// How many entries `key`'s journal holds.
+    pub fn journal_len(&mut self, key: &str) -> Result<usize, StateError> {
+        let access = self.access(key)?;
+        Ok(match access.entry(JOURNAL_STATE) {
+            Some(StateEntry::List(items)) => items.len(),
+            _ => 0,
+        })
+    }
+
+    /// `key`'s registered timer with the smallest timestamp.
+    pub fn first_timer_of(&mut self, key: &str) -> Result<Option<u64>, StateError> {
+        let access = self.access(key)?;
+        Ok(match access.entry(TIMER_STATE) {
+            Some(StateEntry::Map(timers)) => timers.keys().next().and_then(|k| timer_timestamp(k)),
+            _ => None,
+        })
+    }
+
+    /// Incremental TTL cleanup of the states that run it on every record.
+    pub fn on_record(&mut self) {
+        if self.replaying {
+            return;
+        }
+        let now = self.now_ms;
+        for table in &mut self.tables {
+            if let Some(ttl) = table.ttl {
+                if let Some(cleanup) = ttl.cleanup_incremental.filter(|c| c.every_record) {
+                    table.clean_up_incrementally(cleanup.entries, ttl.ttl_ms, now);
+                }
+            }
         }
     }
 
@@ -86,6 +230,8 @@ impl HeapKeyedStateBackend {
                 self.tables.push(WorkingTable {
                     name: name.to_string(),
                     groups,
+                    ttl: None,
+                    cleanup_cursor: (0, 0),
                 });
                 self.tables.len() - 1
             }
@@ -93,21 +239,37 @@ impl HeapKeyedStateBackend {
         &mut self.tables[index]
     }
 
-    /// A full copy of the state (the synchronous part of a heap snapshot), in key order.
+    /// A full copy of the state (the synchronous part of a heap snapshot), in key order. A
+    /// state with `cleanupFullSnapshot` leaves out what has expired.
     pub fn snapshot(&self) -> KeyedStateSnapshot {
         let mut tables = BTreeMap::new();
+        let mut ttl_ms = BTreeMap::new();
         for table in &self.tables {
+            let clean = table
+                .ttl
+                .filter(|ttl| ttl.cleanup_full_snapshot && !self.replaying);
             let mut snapshot_table = StateTable::new();
             for (offset, entries) in table.groups.iter().enumerate() {
                 if entries.is_empty() {
                     continue;
                 }
                 let key_group = KeyGroup(self.key_group_range.start + offset as u32);
-                let sorted = entries
+                let sorted: BTreeMap<Text, StateEntry> = entries
                     .iter()
-                    .map(|(key, entry)| (key.clone(), entry.clone()))
+                    .filter_map(|(key, entry)| {
+                        let mut entry = entry.clone();
+                        let live = clean.is_none_or(|ttl| {
+                            state_ttl::retain_live(&mut entry, ttl.ttl_ms, self.now_ms)
+                        });
+                        live.then(|| (key.clone(), entry))
+                    })
                     .collect();
-                snapshot_table.insert(key_group, sorted);
+                if !sorted.is_empty() {
+                    snapshot_table.insert(key_group, sorted);
+                }
+            }
+            if let Some(ttl) = table.ttl {
+                ttl_ms.insert(table.name.clone(), ttl.ttl_ms);
             }
             tables.insert(table.name.clone(), snapshot_table);
         }
@@ -115,6 +277,8 @@ impl HeapKeyedStateBackend {
             max_parallelism: self.max_parallelism,
             key_group_range: self.key_group_range,
             tables,
+            processing_time_ms: self.now_ms,
+            ttl_ms,
         }
     }
 
@@ -122,6 +286,7 @@ impl HeapKeyedStateBackend {
     /// key groups this subtask owns (so parallelism may differ from the snapshot's).
     pub fn restore(&mut self, snapshots: &[KeyedStateSnapshot]) -> Result<(), StateError> {
         assert!(self.tables.is_empty(), "restore runs on a fresh backend");
+        assert!(self.timers.is_empty(), "restore runs on a fresh backend");
         let mut claimed: BTreeMap<(&str, KeyGroup), ()> = BTreeMap::new();
         for snapshot in snapshots {
             if snapshot.max_parallelism != self.max_parallelism {
@@ -149,7 +314,39 @@ impl HeapKeyedStateBackend {
                             .map(|(key, entry)| (Text::from(key.as_str()), entry.clone())),
                     );
                 }
+                if let Some(&ttl_ms) = snapshot.ttl_ms.get(state_name) {
+                    let table = self.table_mut(state_name);
+                    table.ttl.get_or_insert(StateTtlConfig::new(ttl_ms));
+                }
             }
+            // Processing time never goes back, across restores too.
+            self.now_ms = self.now_ms.max(snapshot.processing_time_ms);
+        }
+        self.index_timers()
+    }
+
+    /// Rebuilds the due order from the restored timer state.
+    fn index_timers(&mut self) -> Result<(), StateError> {
+        let Some(table) = self.table(TIMER_STATE) else {
+            return Ok(());
+        };
+        let start = self.key_group_range.start;
+        let mut due = Vec::new();
+        for (offset, entries) in table.groups.iter().enumerate() {
+            for (key, entry) in entries {
+                let StateEntry::Map(timers) = entry else {
+                    return Err(kind_mismatch(TIMER_STATE, "map", entry));
+                };
+                for timer in timers.keys() {
+                    let timestamp = timer_timestamp(timer).ok_or_else(|| {
+                        StateError(format!("key `{key}`: a timer of {} bytes", timer.len()))
+                    })?;
+                    due.push((timestamp, start + offset as u32, key.clone()));
+                }
+            }
+        }
+        for (timestamp, key_group, key) in due {
+            self.timers.insert(timestamp, key_group, &key);
         }
         Ok(())
     }
@@ -235,16 +432,81 @@ impl KeyedStateAccess<'_> {
         Ok(entry)
     }
 
+    /// Processing time in milliseconds (`TimerService.currentProcessingTime()`).
+    pub fn current_processing_time(&self) -> Result<u64, StateError> {
+        self.clock("the current processing time")?;
+        Ok(self.backend.now_ms)
+    }
+
+    /// `TimerService.registerProcessingTimeTimer(timestamp)`: `on_timer` runs for this key
+    /// once processing time reaches `timestamp`; registering the same time twice fires once.
+    pub fn register_processing_time_timer(&mut self, timestamp: u64) -> Result<(), StateError> {
+        self.clock("a processing-time timer")?;
+        match self.slot(TIMER_STATE, || StateEntry::Map(BTreeMap::new()))? {
+            StateEntry::Map(timers) => timers.insert(timer_key(timestamp), Vec::new()),
+            _ => unreachable!("slot checked the kind"),
+        };
+        let key_group = self.backend.key_group_range.start + self.group as u32;
+        self.backend.timers.insert(timestamp, key_group, self.key);
+        Ok(())
+    }
+
+    /// `TimerService.deleteProcessingTimeTimer(timestamp)`.
+    pub fn delete_processing_time_timer(&mut self, timestamp: u64) -> Result<(), StateError> {
+        self.clock("a processing-time timer")?;
+        let key = self.key;
+        let entries = self.entries_mut(TIMER_STATE);
+        if let Some(StateEntry::Map(timers)) = entries.get_mut(key) {
+            timers.remove(&timer_key(timestamp));
+            if timers.is_empty() {
+                entries.remove(key);
+            }
+        }
+        let key_group = self.backend.key_group_range.start + self.group as u32;
+        self.backend.timers.remove(timestamp, key_group, key);
+        Ok(())
+    }
+
+    fn clock(&self, what: &str) -> Result<(), StateError> {
+        if self.backend.clock_declared {
+            return Ok(());
+        }
+        Err(StateError(format!(
+            "{what} reads processing time, but the function does not declare `uses_processing_time()`"
+        )))
+    }
+
+    /// Processing time for an access to state `name` under `ttl`: registers the state's TTL
+    /// and runs its incremental cleanup, if any.
+    pub(crate) fn ttl_now(&mut self, name: &str, ttl: &StateTtlConfig) -> Result<u64, StateError> {
+        self.clock(&format!("state `{name}` has a time-to-live, which"))?;
+        let now = self.backend.now_ms;
+        let replaying = self.backend.replaying;
+        let table = self.backend.table_mut(name);
+        table.ttl = Some(*ttl);
+        if let Some(cleanup) = ttl.cleanup_incremental.filter(|_| !replaying) {
+            table.clean_up_incrementally(cleanup.entries, ttl.ttl_ms, now);
+        }
+        Ok(now)
+    }
+
+    /// This key's entry of state `name`, to change in place.
+    pub(crate) fn entry_mut(&mut self, name: &str) -> Option<&mut StateEntry> {
+        let (group, key) = (self.group, self.key);
+        self.backend
+            .tables
+            .iter_mut()
+            .find(|table| table.name == name)?
+            .groups[group]
+            .get_mut(key)
+    }
+
     /// `ValueState.value()`.
     pub fn value<T: DeserializeOwned>(
-        &self,
+        &mut self,
         descriptor: &ValueStateDescriptor<T>,
     ) -> Result<Option<T>, StateError> {
-        match self.entry(descriptor.name) {
-            None => Ok(None),
-            Some(StateEntry::Value(bytes)) => decode(descriptor.name, bytes).map(Some),
-            Some(other) => Err(kind_mismatch(descriptor.name, "value", other)),
-        }
+        read_value(self, descriptor.name, descriptor.ttl.as_ref())
     }
 
     /// `ValueState.update(value)`.
@@ -253,16 +515,7 @@ impl KeyedStateAccess<'_> {
         descriptor: &ValueStateDescriptor<T>,
         value: &T,
     ) -> Result<(), StateError> {
-        match self.slot(descriptor.name, || StateEntry::Value(Vec::new()))? {
-            // Encodes into the entry's own buffer: an update of an existing key allocates nothing.
-            StateEntry::Value(bytes) => {
-                bytes.clear();
-                *bytes = postcard::to_extend(value, std::mem::take(bytes))
-                    .expect("state values are serde types that always encode");
-            }
-            _ => unreachable!("slot checked the kind"),
-        }
-        Ok(())
+        write_value(self, descriptor.name, descriptor.ttl.as_ref(), value)
     }
 
     /// `ValueState.clear()` (works for every kind of state).
@@ -270,6 +523,66 @@ impl KeyedStateAccess<'_> {
         let key = self.key;
         self.entries_mut(name).remove(key);
     }
+}
+
+/// Reads a value entry (value, reducing and aggregating state) under the state's TTL: an
+/// expired value is cleaned up and returned only under `ReturnExpiredIfNotCleanedUp`; a live
+/// one is renewed under `OnReadAndWrite`.
+pub(crate) fn read_value<T: DeserializeOwned>(
+    access: &mut KeyedStateAccess<'_>,
+    name: &str,
+    ttl: Option<&StateTtlConfig>,
+) -> Result<Option<T>, StateError> {
+    let Some(ttl) = ttl else {
+        // Without TTL: decoded in place, no allocation beyond the value's own.
+        return match access.entry(name) {
+            None => Ok(None),
+            Some(StateEntry::Value(bytes)) => decode(name, bytes).map(Some),
+            Some(other) => Err(kind_mismatch(name, "value", other)),
+        };
+    };
+    let now = access.ttl_now(name, ttl)?;
+    let Some(entry) = access.entry_mut(name) else {
+        return Ok(None);
+    };
+    let StateEntry::Value(bytes) = entry else {
+        return Err(kind_mismatch(name, "value", entry));
+    };
+    let (last_access, user) = state_ttl::split(name, bytes)?;
+    let value: T = decode(name, user)?;
+    if ttl.expired(last_access, now) {
+        access.clear(name);
+        return Ok(
+            (ttl.visibility == StateVisibility::ReturnExpiredIfNotCleanedUp).then_some(value),
+        );
+    }
+    if ttl.update_type == UpdateType::OnReadAndWrite {
+        state_ttl::restamp(bytes, now);
+    }
+    Ok(Some(value))
+}
+
+/// Writes a value entry, stamped with processing time under a TTL.
+pub(crate) fn write_value<T: Serialize>(
+    access: &mut KeyedStateAccess<'_>,
+    name: &str,
+    ttl: Option<&StateTtlConfig>,
+    value: &T,
+) -> Result<(), StateError> {
+    let now = ttl.map(|ttl| access.ttl_now(name, ttl)).transpose()?;
+    match access.slot(name, || StateEntry::Value(Vec::new()))? {
+        // Encodes into the entry's own buffer: an update of an existing key allocates nothing.
+        StateEntry::Value(bytes) => {
+            bytes.clear();
+            if let Some(now) = now {
+                bytes.extend_from_slice(&now.to_le_bytes());
+            }
+            *bytes = postcard::to_extend(value, std::mem::take(bytes))
+                .expect("state values are serde types that always encode");
+        }
+        _ => unreachable!("slot checked the kind"),
+    }
+    Ok(())
 }
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -308,7 +621,7 @@ mod tests {
         hello.update(&COUNT, &2).unwrap();
         hello.list_state(&SEEN).add(&"a".to_string()).unwrap();
         hello.map_state(&LAST).put(&"x".to_string(), &7).unwrap();
-        let world = backend.access("world").unwrap();
+        let mut world = backend.access("world").unwrap();
         assert_eq!(world.value(&COUNT).unwrap(), None);
         let mut hello = backend.access("hello").unwrap();
         assert_eq!(hello.value(&COUNT).unwrap(), Some(2));

@@ -3,19 +3,29 @@
 //! `AggregatingState`. Every handle reads and writes the backend's serialized entries, so
 //! each kind snapshots and restores by key group as the backend does. An emptied list or map
 //! is removed, as no state: `get` of an absent list is empty, of an absent map value `None`.
+//!
+//! Under a time-to-live (`with_ttl` on the descriptor) a value, each list element and each
+//! map entry carries its last-access time; reads apply the TTL's visibility and clean up
+//! what expired (lazy cleanup), and renew under `OnReadAndWrite`. Reads take `&mut self` for
+//! that reason, as Flink's TTL state writes on read.
 
-use crate::state::heap_backend::{decode, encode, kind_mismatch, KeyedStateAccess, StateError};
+use crate::state::heap_backend::{
+    decode, encode, kind_mismatch, read_value, write_value, KeyedStateAccess, StateError,
+};
 use crate::state::snapshot::StateEntry;
 use crate::state::state_descriptor::{
     AggregatingStateDescriptor, ListStateDescriptor, MapStateDescriptor, ReducingStateDescriptor,
     ValueStateDescriptor,
 };
+use crate::state::state_ttl::{self, StateTtlConfig, StateVisibility, UpdateType};
 use serde::{de::DeserializeOwned, Serialize};
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
 /// A map state's entries as the backend holds them: encoded key to encoded value.
 type EncodedMap = BTreeMap<Vec<u8>, Vec<u8>>;
+/// Map entries as a read returns them: encoded key and the user's encoded value.
+type EncodedEntries = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// `ValueState<T>` of the key in scope.
 pub struct ValueState<'s, 'a, T> {
@@ -27,6 +37,7 @@ pub struct ValueState<'s, 'a, T> {
 pub struct ListState<'s, 'a, T> {
     access: &'s mut KeyedStateAccess<'a>,
     name: &'static str,
+    ttl: Option<StateTtlConfig>,
     marker: PhantomData<fn() -> T>,
 }
 
@@ -34,6 +45,7 @@ pub struct ListState<'s, 'a, T> {
 pub struct MapState<'s, 'a, K, V> {
     access: &'s mut KeyedStateAccess<'a>,
     name: &'static str,
+    ttl: Option<StateTtlConfig>,
     marker: PhantomData<fn() -> (K, V)>,
 }
 
@@ -42,6 +54,7 @@ pub struct ReducingState<'s, 'a, T> {
     access: &'s mut KeyedStateAccess<'a>,
     name: &'static str,
     reduce: fn(T, T) -> T,
+    ttl: Option<StateTtlConfig>,
 }
 
 /// `AggregatingState<IN, OUT>` of the key in scope, holding the accumulator `ACC`.
@@ -70,6 +83,7 @@ impl<'a> KeyedStateAccess<'a> {
         ListState {
             access: self,
             name: descriptor.name,
+            ttl: descriptor.ttl,
             marker: PhantomData,
         }
     }
@@ -82,6 +96,7 @@ impl<'a> KeyedStateAccess<'a> {
         MapState {
             access: self,
             name: descriptor.name,
+            ttl: descriptor.ttl,
             marker: PhantomData,
         }
     }
@@ -95,6 +110,7 @@ impl<'a> KeyedStateAccess<'a> {
             access: self,
             name: descriptor.name,
             reduce: descriptor.reduce,
+            ttl: descriptor.ttl,
         }
     }
 
@@ -111,8 +127,8 @@ impl<'a> KeyedStateAccess<'a> {
 }
 
 impl<T: Serialize + DeserializeOwned> ValueState<'_, '_, T> {
-    /// `value()`: `None` when unset.
-    pub fn value(&self) -> Result<Option<T>, StateError> {
+    /// `value()`: `None` when unset (or expired).
+    pub fn value(&mut self) -> Result<Option<T>, StateError> {
         self.access.value(self.descriptor)
     }
 
@@ -127,6 +143,54 @@ impl<T: Serialize + DeserializeOwned> ValueState<'_, '_, T> {
     }
 }
 
+/// The live elements of a stamped list or map, what a read returns of them, and whether any
+/// was dropped or renewed (so the entry must be written back).
+struct Swept<E> {
+    kept: Vec<E>,
+    returned: Vec<E>,
+    changed: bool,
+}
+
+/// Applies `ttl` at `now` to stamped elements (`bytes` picks each one's stamped bytes).
+fn sweep<E: Clone>(
+    name: &str,
+    ttl: &StateTtlConfig,
+    now: u64,
+    elements: impl Iterator<Item = E>,
+    bytes: fn(&mut E) -> &mut Vec<u8>,
+) -> Result<Swept<E>, StateError> {
+    let mut swept = Swept {
+        kept: Vec::new(),
+        returned: Vec::new(),
+        changed: false,
+    };
+    for mut element in elements {
+        let (last_access, _) = state_ttl::split(name, bytes(&mut element))?;
+        if ttl.expired(last_access, now) {
+            swept.changed = true;
+            if ttl.visibility == StateVisibility::ReturnExpiredIfNotCleanedUp {
+                swept.returned.push(element);
+            }
+            continue;
+        }
+        if ttl.update_type == UpdateType::OnReadAndWrite {
+            state_ttl::restamp(bytes(&mut element), now);
+            swept.changed = true;
+        }
+        swept.returned.push(element.clone());
+        swept.kept.push(element);
+    }
+    Ok(swept)
+}
+
+fn user_bytes<'b>(name: &str, bytes: &'b [u8], ttl: bool) -> Result<&'b [u8], StateError> {
+    if ttl {
+        Ok(state_ttl::split(name, bytes)?.1)
+    } else {
+        Ok(bytes)
+    }
+}
+
 impl<T: Serialize + DeserializeOwned> ListState<'_, '_, T> {
     fn items(&mut self) -> Result<&mut Vec<Vec<u8>>, StateError> {
         match self
@@ -138,20 +202,51 @@ impl<T: Serialize + DeserializeOwned> ListState<'_, '_, T> {
         }
     }
 
-    /// `get()`: the elements in the order added; empty when unset.
-    pub fn get(&self) -> Result<Vec<T>, StateError> {
-        match self.access.entry(self.name) {
-            None => Ok(Vec::new()),
-            Some(StateEntry::List(items)) => {
-                items.iter().map(|bytes| decode(self.name, bytes)).collect()
+    /// The stored elements, TTL applied: what a read sees.
+    fn read(&mut self) -> Result<Vec<Vec<u8>>, StateError> {
+        let items = match self.access.entry(self.name) {
+            None => return Ok(Vec::new()),
+            Some(StateEntry::List(items)) => items,
+            Some(other) => return Err(kind_mismatch(self.name, "list", other)),
+        };
+        let Some(ttl) = self.ttl else {
+            return Ok(items.clone());
+        };
+        let now = self.access.ttl_now(self.name, &ttl)?;
+        let Some(StateEntry::List(items)) = self.access.entry(self.name) else {
+            return Ok(Vec::new()); // Incremental cleanup took it.
+        };
+        let swept = sweep(self.name, &ttl, now, items.iter().cloned(), |b| b)?;
+        if swept.changed {
+            if swept.kept.is_empty() {
+                self.clear();
+            } else {
+                *self.items()? = swept.kept;
             }
-            Some(other) => Err(kind_mismatch(self.name, "list", other)),
         }
+        Ok(swept.returned)
+    }
+
+    fn stored(&mut self, value: &T) -> Result<Vec<u8>, StateError> {
+        let bytes = encode(value);
+        Ok(match self.ttl {
+            Some(ttl) => state_ttl::stamp(self.access.ttl_now(self.name, &ttl)?, &bytes),
+            None => bytes,
+        })
+    }
+
+    /// `get()`: the elements in the order added; empty when unset.
+    pub fn get(&mut self) -> Result<Vec<T>, StateError> {
+        let ttl = self.ttl.is_some();
+        self.read()?
+            .iter()
+            .map(|bytes| decode(self.name, user_bytes(self.name, bytes, ttl)?))
+            .collect()
     }
 
     /// `add(value)`.
     pub fn add(&mut self, value: &T) -> Result<(), StateError> {
-        let bytes = encode(value);
+        let bytes = self.stored(value)?;
         self.items()?.push(bytes);
         Ok(())
     }
@@ -161,7 +256,10 @@ impl<T: Serialize + DeserializeOwned> ListState<'_, '_, T> {
         if values.is_empty() {
             return Ok(());
         }
-        let encoded: Vec<Vec<u8>> = values.iter().map(encode).collect();
+        let encoded = values
+            .iter()
+            .map(|value| self.stored(value))
+            .collect::<Result<Vec<_>, _>>()?;
         self.items()?.extend(encoded);
         Ok(())
     }
@@ -197,19 +295,68 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
         }
     }
 
-    /// `get(key)`.
-    pub fn get(&self, key: &K) -> Result<Option<V>, StateError> {
+    /// The stored entries (all of them, or the one under `only`), TTL applied: what a read
+    /// sees, with the user's value bytes.
+    fn read(&mut self, only: Option<&[u8]>) -> Result<EncodedEntries, StateError> {
         let Some(map) = self.map()? else {
-            return Ok(None);
+            return Ok(Vec::new());
         };
-        map.get(&encode(key))
-            .map(|bytes| decode(self.name, bytes))
+        let selected = |map: &EncodedMap| -> EncodedEntries {
+            match only {
+                Some(key) => map
+                    .get_key_value(key)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .into_iter()
+                    .collect(),
+                None => map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            }
+        };
+        let Some(ttl) = self.ttl else {
+            return Ok(selected(map));
+        };
+        let now = self.access.ttl_now(self.name, &ttl)?;
+        let Some(map) = self.map()? else {
+            return Ok(Vec::new()); // Incremental cleanup took it.
+        };
+        let chosen = selected(map);
+        let swept = sweep(self.name, &ttl, now, chosen.iter().cloned(), |e| &mut e.1)?;
+        if swept.changed {
+            let map = self.map_mut()?;
+            for (key, _) in &chosen {
+                map.remove(key);
+            }
+            map.extend(swept.kept);
+            if map.is_empty() {
+                self.clear();
+            }
+        }
+        swept
+            .returned
+            .into_iter()
+            .map(|(key, bytes)| Ok((key, state_ttl::split(self.name, &bytes)?.1.to_vec())))
+            .collect()
+    }
+
+    /// `get(key)`.
+    pub fn get(&mut self, key: &K) -> Result<Option<V>, StateError> {
+        let found = self.read(Some(&encode(key)))?;
+        found
+            .first()
+            .map(|(_, bytes)| decode(self.name, bytes))
             .transpose()
+    }
+
+    fn stored(&mut self, value: &V) -> Result<Vec<u8>, StateError> {
+        let bytes = encode(value);
+        Ok(match self.ttl {
+            Some(ttl) => state_ttl::stamp(self.access.ttl_now(self.name, &ttl)?, &bytes),
+            None => bytes,
+        })
     }
 
     /// `put(key, value)`.
     pub fn put(&mut self, key: &K, value: &V) -> Result<(), StateError> {
-        let (key, value) = (encode(key), encode(value));
+        let (key, value) = (encode(key), self.stored(value)?);
         self.map_mut()?.insert(key, value);
         Ok(())
     }
@@ -219,10 +366,10 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
         if entries.is_empty() {
             return Ok(());
         }
-        let encoded: Vec<(Vec<u8>, Vec<u8>)> = entries
+        let encoded = entries
             .iter()
-            .map(|(key, value)| (encode(key), encode(value)))
-            .collect();
+            .map(|(key, value)| Ok((encode(key), self.stored(value)?)))
+            .collect::<Result<Vec<_>, StateError>>()?;
         self.map_mut()?.extend(encoded);
         Ok(())
     }
@@ -241,19 +388,17 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
     }
 
     /// `contains(key)`.
-    pub fn contains(&self, key: &K) -> Result<bool, StateError> {
-        Ok(self
-            .map()?
-            .is_some_and(|map| map.contains_key(&encode(key))))
+    pub fn contains(&mut self, key: &K) -> Result<bool, StateError> {
+        Ok(!self.read(Some(&encode(key)))?.is_empty())
     }
 
     /// `keys()`.
-    pub fn keys(&self) -> Result<Vec<K>, StateError> {
+    pub fn keys(&mut self) -> Result<Vec<K>, StateError> {
         Ok(self.entries()?.into_iter().map(|(key, _)| key).collect())
     }
 
     /// `values()`.
-    pub fn values(&self) -> Result<Vec<V>, StateError> {
+    pub fn values(&mut self) -> Result<Vec<V>, StateError> {
         Ok(self
             .entries()?
             .into_iter()
@@ -262,18 +407,16 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
     }
 
     /// `entries()`.
-    pub fn entries(&self) -> Result<Vec<(K, V)>, StateError> {
-        let Some(map) = self.map()? else {
-            return Ok(Vec::new());
-        };
-        map.iter()
+    pub fn entries(&mut self) -> Result<Vec<(K, V)>, StateError> {
+        self.read(None)?
+            .iter()
             .map(|(key, value)| Ok((decode(self.name, key)?, decode(self.name, value)?)))
             .collect()
     }
 
     /// `isEmpty()`.
-    pub fn is_empty(&self) -> Result<bool, StateError> {
-        Ok(self.map()?.is_none_or(BTreeMap::is_empty))
+    pub fn is_empty(&mut self) -> Result<bool, StateError> {
+        Ok(self.read(None)?.is_empty())
     }
 
     /// `clear()`.
@@ -284,12 +427,8 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
 
 impl<T: Serialize + DeserializeOwned> ReducingState<'_, '_, T> {
     /// `get()`: the reduction of everything added; `None` when nothing was.
-    pub fn get(&self) -> Result<Option<T>, StateError> {
-        match self.access.entry(self.name) {
-            None => Ok(None),
-            Some(StateEntry::Value(bytes)) => decode(self.name, bytes).map(Some),
-            Some(other) => Err(kind_mismatch(self.name, "value", other)),
-        }
+    pub fn get(&mut self) -> Result<Option<T>, StateError> {
+        read_value(self.access, self.name, self.ttl.as_ref())
     }
 
     /// `add(value)`: reduced with the value held.
@@ -298,7 +437,7 @@ impl<T: Serialize + DeserializeOwned> ReducingState<'_, '_, T> {
             Some(held) => (self.reduce)(held, value),
             None => value,
         };
-        store_value(self.access, self.name, &reduced)
+        write_value(self.access, self.name, self.ttl.as_ref(), &reduced)
     }
 
     /// `clear()`.
@@ -308,17 +447,13 @@ impl<T: Serialize + DeserializeOwned> ReducingState<'_, '_, T> {
 }
 
 impl<IN, ACC: Serialize + DeserializeOwned, OUT> AggregatingState<'_, '_, IN, ACC, OUT> {
-    fn accumulator(&self) -> Result<Option<ACC>, StateError> {
-        let name = self.descriptor.name;
-        match self.access.entry(name) {
-            None => Ok(None),
-            Some(StateEntry::Value(bytes)) => decode(name, bytes).map(Some),
-            Some(other) => Err(kind_mismatch(name, "value", other)),
-        }
+    fn accumulator(&mut self) -> Result<Option<ACC>, StateError> {
+        let descriptor = self.descriptor;
+        read_value(self.access, descriptor.name, descriptor.ttl.as_ref())
     }
 
     /// `get()`: the result over the accumulator; `None` when nothing was added.
-    pub fn get(&self) -> Result<Option<OUT>, StateError> {
+    pub fn get(&mut self) -> Result<Option<OUT>, StateError> {
         Ok(self
             .accumulator()?
             .map(|accumulator| (self.descriptor.get_result)(&accumulator)))
@@ -330,31 +465,19 @@ impl<IN, ACC: Serialize + DeserializeOwned, OUT> AggregatingState<'_, '_, IN, AC
             .accumulator()?
             .unwrap_or_else(self.descriptor.create_accumulator);
         let accumulator = (self.descriptor.add)(value, held);
-        store_value(self.access, self.descriptor.name, &accumulator)
+        let descriptor = self.descriptor;
+        write_value(
+            self.access,
+            descriptor.name,
+            descriptor.ttl.as_ref(),
+            &accumulator,
+        )
     }
 
     /// `clear()`.
     pub fn clear(&mut self) {
         self.access.clear(self.descriptor.name)
     }
-}
-
-/// Stores `value` as the key's value entry of state `name` (reducing and aggregating state
-/// hold one value, as Flink's do).
-fn store_value<T: Serialize>(
-    access: &mut KeyedStateAccess<'_>,
-    name: &'static str,
-    value: &T,
-) -> Result<(), StateError> {
-    match access.slot(name, || StateEntry::Value(Vec::new()))? {
-        StateEntry::Value(bytes) => {
-            bytes.clear();
-            *bytes = postcard::to_extend(value, std::mem::take(bytes))
-                .expect("state values are serde types that always encode");
-        }
-        _ => unreachable!("slot checked the kind"),
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -49,6 +49,8 @@ pub struct StateMeta {
     pub name: String,
     /// "value", "list" or "map".
     pub kind: String,
+    /// Its time-to-live in milliseconds, when its values carry last-access stamps.
+    pub ttl_ms: Option<u64>,
 }
 
 /// One key group's entries, with their checksum.
@@ -71,6 +73,8 @@ pub struct CanonicalKeyedState {
     pub key_group_range: KeyGroupRange,
     /// The states, in order.
     pub states: Vec<StateMeta>,
+    /// Processing time (milliseconds) when it was taken.
+    pub processing_time_ms: u64,
     /// Key group by key group, ascending; empty key groups are absent.
     pub key_groups: Vec<KeyGroupBlock>,
 }
@@ -206,6 +210,7 @@ fn canonical_keyed(keyed: &KeyedStateSnapshot) -> CanonicalKeyedState {
                 .next()
                 .map_or("value", StateEntry::kind_name)
                 .to_string(),
+            ttl_ms: keyed.ttl_ms.get(name).copied(),
         })
         .collect();
     let mut by_group: BTreeMap<KeyGroup, Vec<(u32, Text, StateEntry)>> = BTreeMap::new();
@@ -228,6 +233,7 @@ fn canonical_keyed(keyed: &KeyedStateSnapshot) -> CanonicalKeyedState {
     CanonicalKeyedState {
         max_parallelism: keyed.max_parallelism,
         key_group_range: keyed.key_group_range,
+        processing_time_ms: keyed.processing_time_ms,
         states,
         key_groups,
     }
@@ -314,6 +320,11 @@ fn restore_keyed(
                 .insert(key, entry);
         }
     }
+    let ttl_ms = keyed
+        .states
+        .iter()
+        .filter_map(|meta| Some((meta.name.clone(), meta.ttl_ms?)))
+        .collect();
     let tables = keyed
         .states
         .into_iter()
@@ -324,6 +335,8 @@ fn restore_keyed(
         max_parallelism: keyed.max_parallelism,
         key_group_range: keyed.key_group_range,
         tables,
+        processing_time_ms: keyed.processing_time_ms,
+        ttl_ms,
     })
 }
 
@@ -358,6 +371,8 @@ mod tests {
             max_parallelism: 128,
             key_group_range: KeyGroupRange { start: 0, end: 127 },
             tables: BTreeMap::from([("count".to_string(), count)]),
+            processing_time_ms: 1_234,
+            ttl_ms: BTreeMap::from([("count".to_string(), 60_000)]),
         };
         let offsets = SourceOffsets {
             next_offsets: BTreeMap::from([(0, 17), (2, 4)]),

@@ -41,6 +41,11 @@ pub struct KeyedStateSnapshot {
     pub key_group_range: KeyGroupRange,
     /// State name to table.
     pub tables: BTreeMap<String, StateTable>,
+    /// Processing time (milliseconds) when it was taken: what its TTL expiry is judged at.
+    pub processing_time_ms: u64,
+    /// The states under a time-to-live (their values carry last-access stamps): name to TTL
+    /// in milliseconds.
+    pub ttl_ms: BTreeMap<String, u64>,
 }
 
 /// A source subtask's operator state: the next offset to read per partition.

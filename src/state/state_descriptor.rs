@@ -1,13 +1,17 @@
 //! State descriptors (Flink's `StateDescriptor`s): a keyed state's name, unique within its
 //! operator, and its types; the reducing and aggregating ones carry their functions. Each is
-//! a `const`, as a Flink user declares descriptors once per function.
+//! a `const`, as a Flink user declares descriptors once per function. `with_ttl` gives a
+//! state a time-to-live (Flink's `enableTimeToLive`).
 
+use crate::state::state_ttl::StateTtlConfig;
 use std::marker::PhantomData;
 
 /// Names a `ValueState<T>`.
 pub struct ValueStateDescriptor<T> {
     /// The state's name, unique within its operator.
     pub name: &'static str,
+    /// Its time-to-live, if any.
+    pub ttl: Option<StateTtlConfig>,
     marker: PhantomData<fn() -> T>,
 }
 
@@ -15,6 +19,8 @@ pub struct ValueStateDescriptor<T> {
 pub struct ListStateDescriptor<T> {
     /// The state's name, unique within its operator.
     pub name: &'static str,
+    /// Its time-to-live, if any.
+    pub ttl: Option<StateTtlConfig>,
     marker: PhantomData<fn() -> T>,
 }
 
@@ -22,6 +28,8 @@ pub struct ListStateDescriptor<T> {
 pub struct MapStateDescriptor<K, V> {
     /// The state's name, unique within its operator.
     pub name: &'static str,
+    /// Its time-to-live (per entry), if any.
+    pub ttl: Option<StateTtlConfig>,
     marker: PhantomData<fn() -> (K, V)>,
 }
 
@@ -32,6 +40,8 @@ pub struct ReducingStateDescriptor<T> {
     pub name: &'static str,
     /// `ReduceFunction.reduce(held, added)`.
     pub reduce: fn(T, T) -> T,
+    /// Its time-to-live, if any.
+    pub ttl: Option<StateTtlConfig>,
 }
 
 /// Names an `AggregatingState<IN, OUT>` and its `AggregateFunction` over an accumulator
@@ -45,6 +55,8 @@ pub struct AggregatingStateDescriptor<IN, ACC, OUT> {
     pub add: fn(&IN, ACC) -> ACC,
     /// `AggregateFunction.getResult(accumulator)`.
     pub get_result: fn(&ACC) -> OUT,
+    /// Its time-to-live, if any.
+    pub ttl: Option<StateTtlConfig>,
 }
 
 impl<T> ValueStateDescriptor<T> {
@@ -52,8 +64,15 @@ impl<T> ValueStateDescriptor<T> {
     pub const fn new(name: &'static str) -> Self {
         ValueStateDescriptor {
             name,
+            ttl: None,
             marker: PhantomData,
         }
+    }
+
+    /// `enableTimeToLive(config)`.
+    pub const fn with_ttl(mut self, config: StateTtlConfig) -> Self {
+        self.ttl = Some(config);
+        self
     }
 }
 
@@ -62,8 +81,15 @@ impl<T> ListStateDescriptor<T> {
     pub const fn new(name: &'static str) -> Self {
         ListStateDescriptor {
             name,
+            ttl: None,
             marker: PhantomData,
         }
+    }
+
+    /// `enableTimeToLive(config)`.
+    pub const fn with_ttl(mut self, config: StateTtlConfig) -> Self {
+        self.ttl = Some(config);
+        self
     }
 }
 
@@ -72,15 +98,32 @@ impl<K, V> MapStateDescriptor<K, V> {
     pub const fn new(name: &'static str) -> Self {
         MapStateDescriptor {
             name,
+            ttl: None,
             marker: PhantomData,
         }
+    }
+
+    /// `enableTimeToLive(config)`.
+    pub const fn with_ttl(mut self, config: StateTtlConfig) -> Self {
+        self.ttl = Some(config);
+        self
     }
 }
 
 impl<T> ReducingStateDescriptor<T> {
     /// A descriptor for the reducing state called `name`, reducing with `reduce`.
     pub const fn new(name: &'static str, reduce: fn(T, T) -> T) -> Self {
-        ReducingStateDescriptor { name, reduce }
+        ReducingStateDescriptor {
+            name,
+            reduce,
+            ttl: None,
+        }
+    }
+
+    /// `enableTimeToLive(config)`.
+    pub const fn with_ttl(mut self, config: StateTtlConfig) -> Self {
+        self.ttl = Some(config);
+        self
     }
 }
 
@@ -98,6 +141,13 @@ impl<IN, ACC, OUT> AggregatingStateDescriptor<IN, ACC, OUT> {
             create_accumulator,
             add,
             get_result,
+            ttl: None,
         }
+    }
+
+    /// `enableTimeToLive(config)`.
+    pub const fn with_ttl(mut self, config: StateTtlConfig) -> Self {
+        self.ttl = Some(config);
+        self
     }
 }

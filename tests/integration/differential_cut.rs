@@ -105,6 +105,7 @@ fn run(input: &Input, kind: BarrierKind, schedule: &[(bool, u8)]) -> BTreeMap<u6
                 on_actions(actions, gate, state);
                 true
             }
+            Some(Ok(Polled::EndOfData(_))) => panic!("the model sends no end of data"),
             Some(Err(error)) => panic!("{error}"),
         }
     };

@@ -30,9 +30,14 @@ fn run(file: &str) -> ScenarioRun {
 
 fn oracle_output(file: &str) -> snapflow::services::record_batch::RecordBatch {
     let scenario = common::load(file);
-    evaluate(&scenario.job(), &scenario.workload.generate(), None)
-        .expect("the reference evaluates")
-        .sink
+    evaluate(
+        &scenario.job(),
+        &scenario.workload.generate(),
+        None,
+        &Default::default(),
+    )
+    .expect("the reference evaluates")
+    .sink
 }
 
 fn events(run: &ScenarioRun) -> impl Iterator<Item = &EngineEvent> {

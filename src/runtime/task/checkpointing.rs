@@ -21,7 +21,8 @@ impl Task {
     /// output queue.
     pub(super) fn timer_due_at(&self) -> Option<Instant> {
         let gate = self.input.as_ref().and_then(NetworkInput::timer_due_at);
-        [gate, self.checkpoints.poll_timeout()]
+        let processing_timer = self.chain.next_timer().map(Instant::from_ms);
+        [gate, self.checkpoints.poll_timeout(), processing_timer]
             .into_iter()
             .flatten()
             .min()
@@ -29,6 +30,7 @@ impl Task {
 
     /// Aligned checkpoints past their deadline turn unaligned, at the gate and at the outputs.
     pub(super) async fn on_timers(&mut self, now: Instant) -> Result<(), TaskError> {
+        self.advance_processing_time(now).await?;
         if let Some(input) = self.input.as_mut() {
             let actions = input.on_timer(now)?;
             self.handle_actions(actions).await?;
@@ -103,6 +105,9 @@ impl Task {
         let offsets = self.source.as_ref().map(|source| source.reader.offsets());
         let operators = self.chain.snapshot_operators(offsets, sink_state);
         let output = self.writer.broadcast_barrier(barrier);
+        if barrier.snapshot.terminates() {
+            self.stop_timers_for(barrier.checkpoint_id);
+        }
         self.checkpoints.on_snapshot_taken(SyncSnapshot {
             barrier,
             alignment_duration,

@@ -1,10 +1,13 @@
 //! Exactly-once: every completed checkpoint is a consistent cut — its keyed state, with its
 //! in-flight data replayed, equals the reference over exactly the input its offsets name.
 
+use super::journals::snapshot_journals;
 use super::*;
 use crate::ids::SubtaskId;
 use crate::runtime::hooks::EngineEvent;
 use crate::sim::observer::ObservedCheckpoint;
+use crate::sim::ttl_visibility::TtlVisibility;
+use crate::state::processing_time_journal::JOURNAL_STATE;
 use crate::state::snapshot::{KeyedStateSnapshot, TaskStateSnapshot};
 
 /// `reference` advances through the snapshots' offsets, switching to each stage's job version
@@ -34,14 +37,17 @@ pub(super) fn consistent_cuts(
             cut.compare(version(versions, stage), reference, describer)?;
             continue;
         }
-        let mut fresh = IncrementalReference::new(&versions[0], input);
+        // Off the line, the snapshot's own journal holds the times of the history it has.
+        let mut journals = reference.stage_journals()[..stage.min(boundaries.len())].to_vec();
+        journals.push(snapshot_journals(observed, |_| true)?);
+        let mut fresh = IncrementalReference::new(&versions[0], input, &journals);
         for next in 1..=stage {
             enter_stage(versions, &mut fresh, &boundaries, next)?;
         }
         fresh
             .advance_to(&cut.offsets)
             .map_err(|e| format!("{}: {e}", cut.name))?;
-        cut.compare(version(versions, stage), &fresh, describer)
+        cut.compare(version(versions, stage), &mut fresh, describer)
             .map_err(|e| format!("{e} (snapshot {checkpoint_id}, checked on its own)"))?;
     }
     while stage < boundaries.len() {
@@ -73,7 +79,7 @@ pub(super) fn version(versions: &[Job], stage: usize) -> &Job {
 /// Where each stage after the first began: the snapshot it restored and that snapshot's
 /// offsets, in stage order.
 pub(super) struct Boundary {
-    checkpoint_id: crate::ids::CheckpointId,
+    pub(super) checkpoint_id: crate::ids::CheckpointId,
     offsets: BTreeMap<u32, u64>,
 }
 
@@ -192,32 +198,87 @@ impl<'a> Cut<'a> {
         })
     }
 
-    /// Its keyed state equals what `reference` reached.
+    /// Its keyed state equals what `reference` reached (once the reference fired the timers
+    /// the run fired after each key's last record before the snapshot).
     fn compare(
         &self,
         job: &Job,
-        reference: &IncrementalReference,
+        reference: &mut IncrementalReference,
         describer: &StateDescriber,
     ) -> Result<(), String> {
-        // Without in-flight data the snapshots are the logical state: compared in place.
-        if !self
+        let in_flight = self
             .states
             .values()
-            .any(|state| holds_in_flight_data(state))
-            && reference.equals(&keyed_snapshots(&self.states))
-        {
+            .any(|state| holds_in_flight_data(state));
+        // With in-flight data the logical state is the snapshots' with that data replayed,
+        // at the times the run's journal gives.
+        let logical = match in_flight {
+            true => Some(
+                logical_keyed_state(job, &self.states, reference.journals())
+                    .map_err(|e| format!("{}: {e}", self.name))?,
+            ),
+            false => None,
+        };
+        let lengths = journal_lengths(
+            logical
+                .as_ref()
+                .map_or_else(|| self.keyed_view(), Clone::clone),
+        );
+        reference
+            .settle_timers(&lengths)
+            .map_err(|e| format!("{}: {e}", self.name))?;
+        // Without in-flight data the snapshots are the logical state: compared in place.
+        let snapshots = keyed_snapshots(&self.states);
+        if !in_flight && reference.equals(&snapshots) {
             return Ok(());
         }
-        let keyed =
-            logical_keyed_state(job, &self.states).map_err(|e| format!("{}: {e}", self.name))?;
+        let visibility = TtlVisibility::of(
+            snapshots
+                .iter()
+                .flat_map(|(uid, parts)| parts.iter().map(move |s| (*uid, *s))),
+        );
+        let mut keyed = logical.unwrap_or_else(|| self.keyed_view());
+        visibility.apply(&mut keyed);
+        let mut expected = reference.keyed();
+        visibility.apply(&mut expected);
         compare_keyed(
             &format!("{} (offsets {:?})", self.name, self.offsets),
-            &reference.keyed(),
+            &expected,
             &keyed,
             describer,
         )
         .map(|_| ())
     }
+
+    /// Its keyed state per operator uid, key groups flattened away.
+    fn keyed_view(&self) -> BTreeMap<String, LogicalKeyedState> {
+        let mut view: BTreeMap<String, LogicalKeyedState> = BTreeMap::new();
+        for (uid, parts) in keyed_snapshots(&self.states) {
+            for snapshot in parts {
+                snapshot.merge_into(view.entry(uid.to_string()).or_default());
+            }
+        }
+        view
+    }
+}
+
+/// How long each key's processing-time journal is in `keyed` (per uid).
+fn journal_lengths(
+    keyed: BTreeMap<String, LogicalKeyedState>,
+) -> BTreeMap<String, BTreeMap<crate::api::value::Text, usize>> {
+    keyed
+        .into_iter()
+        .map(|(uid, keys)| {
+            let lengths = keys
+                .into_iter()
+                .filter_map(|(key, states)| match states.get(JOURNAL_STATE) {
+                    Some(StateEntry::List(items)) => Some((key, items.len())),
+                    _ => None,
+                })
+                .collect();
+            (uid, lengths)
+        })
+        .collect()
 }
 
 fn holds_in_flight_data(state: &TaskStateSnapshot) -> bool {

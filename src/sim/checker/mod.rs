@@ -19,6 +19,7 @@ use crate::sim::sink_output::{
     deduplicate_batches, first_per_key_difference, jump_backs, per_key_prefix, BatchCopies,
     SinkOutput,
 };
+use crate::sim::ttl_visibility::TtlVisibility;
 use crate::state::key_group::KeyGroupRange;
 use crate::state::snapshot::{LogicalKeyedState, OperatorSnapshot, PendingContent, StateEntry};
 use crate::time::Instant;
@@ -29,6 +30,7 @@ mod consistent_cut;
 mod gave_up;
 mod idempotent;
 mod job_lost;
+mod journals;
 mod record_multiset;
 mod state_describer;
 mod two_phase_commit;
@@ -38,6 +40,7 @@ use consistent_cut::{consistent_cuts, enter_stage, stage_boundaries};
 use gave_up::{gave_up_as_allowed, gave_up_output, restarts_as_planned};
 use idempotent::{compare_kv, idempotent_output, upserted};
 use job_lost::{job_loss, lost_with_jobmanager};
+use journals::stage_journals;
 use record_multiset::{only_oracle_records, sink_covers, sink_within};
 pub use state_describer::StateDescriber;
 use two_phase_commit::transactional_output;
@@ -183,9 +186,18 @@ pub fn check_run(
 ) -> Verdict {
     let job = &versions[0];
     let describer = StateDescriber::new(job);
+    // Processing time is the run's: the reference replays its journals (oracle.rs).
+    let restored: Vec<_> = stage_boundaries(versions, faulty)
+        .map(|boundaries| boundaries.iter().map(|b| b.checkpoint_id).collect())
+        .unwrap_or_default();
+    let (journals, journal_error) = match stage_journals(faulty, &restored) {
+        Ok(journals) => (journals, None),
+        Err(error) => (vec![Default::default()], Some(error)),
+    };
     // One reference evaluation serves every row: it advances through the checkpoints' offsets
     // for the consistent-cut row, stage by stage, then on to the end of the input.
-    let mut incremental = IncrementalReference::new(job, input);
+    let reads_time = journals.iter().any(|stage| !stage.is_empty());
+    let mut incremental = IncrementalReference::new(job, input, &journals);
     let cuts = match guarantee {
         Guarantee::ExactlyOnce => Some(consistent_cuts(
             versions,
@@ -202,14 +214,19 @@ pub fn check_run(
         }
         Ok(())
     });
-    let reference = incremental
-        .finish()
-        .expect("the full input is a valid prefix");
+    let (reference, reference_error) = match incremental.finish() {
+        Ok(reference) => (reference, None),
+        Err(error) => (ReferenceResult::default(), Some(error)),
+    };
     // The failure-free run is the first job's: a staged run that changed the job is held to
-    // the staged reference, the failure-free run to the first job's own.
-    let unstaged = versions.iter().any(|v| v.name != job.name).then(|| {
-        crate::sim::oracle::evaluate(job, input, None).expect("the full input is a valid prefix")
-    });
+    // the staged reference, the failure-free run to the first job's own; and a job reading
+    // processing time to a reference replaying the failure-free run's own times.
+    let oracle_journals = stage_journals(oracle, &[])
+        .ok()
+        .and_then(|mut stages| stages.pop())
+        .unwrap_or_default();
+    let unstaged = (versions.iter().any(|v| v.name != job.name) || !oracle_journals.is_empty())
+        .then(|| crate::sim::oracle::evaluate(job, input, None, &oracle_journals));
     let first = match end.ending {
         Ending::GivesUp => check(
             "the restart strategy gave up as it allows",
@@ -241,18 +258,23 @@ pub fn check_run(
     };
     // A job that did not finish left a part of the oracle's output, never more.
     let gave_up = end.ending != Ending::Finishes;
+    let oracle_row = match &unstaged {
+        Some(Ok(own)) => oracle_agrees(sink, oracle, own, &describer),
+        Some(Err(error)) => Err(format!(
+            "the reference over the failure-free run's times: {error}"
+        )),
+        None => oracle_agrees(sink, oracle, &reference, &describer),
+    };
     let mut checks = vec![
         first,
-        check(
-            "oracle run agrees with the reference",
-            oracle_agrees(
-                sink,
-                oracle,
-                unstaged.as_ref().unwrap_or(&reference),
-                &describer,
-            ),
-        ),
+        check("oracle run agrees with the reference", oracle_row),
     ];
+    if let Some(error) = journal_error.or(reference_error) {
+        checks.push(check(
+            "the reference replays the run's processing time",
+            Err(error),
+        ));
+    }
     if let Err(error) = staged {
         checks.push(check(
             "every stage resumed where the one before left",
@@ -274,7 +296,7 @@ pub fn check_run(
         Guarantee::ExactlyOnce => {
             let final_state = compare_keyed(
                 "final state",
-                &reference.keyed,
+                &visible(&reference.keyed, &faulty.final_visibility),
                 &faulty.final_state,
                 &describer,
             )
@@ -284,7 +306,7 @@ pub fn check_run(
                 "every completed checkpoint is a consistent cut",
                 cuts.expect("checked under exactly-once"),
             ));
-            exactly_once_sink_check(sink, &reference.sink, faulty, &mut notes)
+            exactly_once_sink_check(sink, &reference.sink, faulty, reads_time, &mut notes)
         }
         Guarantee::AtLeastOnce => {
             notes.extend(state_difference_note(
@@ -376,7 +398,7 @@ fn oracle_agrees(
     job_finished(oracle).map_err(|e| format!("failure-free run: {e}"))?;
     compare_keyed(
         "failure-free run",
-        &reference.keyed,
+        &visible(&reference.keyed, &oracle.final_visibility),
         &oracle.final_state,
         describer,
     )?;
@@ -402,16 +424,21 @@ fn oracle_agrees(
 }
 
 /// The sink row of exactly-once (DESIGN §9), by the sink's kind.
+///
+/// The plain sink keeps what attempts that were rolled back wrote; a job reading processing
+/// time wrote there what the rolled-back times made, which no reference replays (the journal
+/// of a rolled-back attempt is gone with its state), so such records are counted, not failed.
 fn exactly_once_sink_check(
     sink: &SinkConfig,
     expected: &RecordBatch,
     faulty: &RunResult,
+    reads_time: bool,
     notes: &mut Vec<String>,
 ) -> CheckResult {
     match sink.kind {
         SinkKind::Plain => check(
             "sink saw every oracle record",
-            sink_covers(expected, &faulty.sink_output, false),
+            sink_covers(expected, &faulty.sink_output, reads_time),
         ),
         SinkKind::TwoPhaseCommit => check(
             &format!(
@@ -429,6 +456,19 @@ fn exactly_once_sink_check(
             idempotent_output(expected, &faulty.output, notes),
         ),
     }
+}
+
+/// `state` as a reader sees it under `visibility` (what expired left out).
+fn visible<'s>(
+    state: &'s BTreeMap<String, LogicalKeyedState>,
+    visibility: &TtlVisibility,
+) -> std::borrow::Cow<'s, BTreeMap<String, LogicalKeyedState>> {
+    if visibility.is_empty() {
+        return std::borrow::Cow::Borrowed(state);
+    }
+    let mut state = state.clone();
+    visibility.apply(&mut state);
+    std::borrow::Cow::Owned(state)
 }
 
 /// Compares keyed state per operator; returns the number of keys compared.

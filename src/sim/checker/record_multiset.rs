@@ -102,7 +102,8 @@ pub(super) fn run_length(prints: &[u128], start: usize) -> usize {
 
 /// Every expected record reached the sink (duplicates allowed). Records the oracle never
 /// produced fail the check unless `foreign_allowed` (at-least-once: a replayed record counted
-/// twice makes outputs of its own).
+/// twice makes outputs of its own; a job reading processing time: a rolled-back attempt's
+/// output depends on times no reference replays).
 pub(super) fn sink_covers(
     expected: &RecordBatch,
     actual: &RecordBatch,
@@ -127,7 +128,7 @@ pub(super) fn sink_covers(
     let mut detail = format!("all {} records present; {duplicates} duplicate(s) (the plain sink repeats after a restore)", expected.len());
     if found.foreign_count > 0 {
         detail.push_str(&format!(
-            "; {} record(s) the oracle never produced (replayed records counted twice)",
+            "; {} record(s) the oracle never produced (replayed records counted twice, or written at processing times a rollback discarded)",
             found.foreign_count
         ));
     }

@@ -360,6 +360,7 @@ impl Model {
                 self.on_buffer(channel.0 as usize, sequence)?
             }
             Ok(Polled::Actions(actions)) => self.on_actions(actions)?,
+            Ok(Polled::EndOfData(_)) => {} // The model sends none.
             // Reads only pass on what arrived, and arrivals were checked.
             Err(error) => return Err(format!("a read refused an accepted arrival: {error}")),
         }

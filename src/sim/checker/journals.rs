@@ -1,0 +1,53 @@
+//! The processing-time journals the reference replays, stage by stage: what each keyed
+//! operator's state recorded of the times the run handled its records and fired its timers.
+
+use crate::ids::CheckpointId;
+use crate::sim::cluster::RunResult;
+use crate::sim::observer::ObservedCheckpoint;
+use crate::state::processing_time_journal::{journals_of, ProcessingTimeJournals};
+use crate::state::snapshot::{LogicalKeyedState, OperatorSnapshot};
+use std::collections::BTreeMap;
+
+/// One set of journals per stage of `run`: a stage that a later one resumed from replays
+/// the journals of the snapshot that stage restored (the history of the state it handed
+/// on); the last stage those of the final state, or, for an operator the finished job no
+/// longer has (or a run that did not finish), of the newest snapshot holding its state.
+pub fn stage_journals(
+    run: &RunResult,
+    restored: &[CheckpointId],
+) -> Result<Vec<ProcessingTimeJournals>, String> {
+    let mut stages = Vec::new();
+    for checkpoint_id in restored {
+        let observed = run
+            .checkpoints
+            .iter()
+            .find(|c| c.checkpoint.checkpoint_id == *checkpoint_id)
+            .ok_or_else(|| format!("snapshot {checkpoint_id} was restored but never completed"))?;
+        stages.push(snapshot_journals(observed, |_| true)?);
+    }
+    let mut last = journals_of(&run.final_state).map_err(|e| format!("final state: {e}"))?;
+    for observed in run.checkpoints.iter().rev() {
+        let found = snapshot_journals(observed, |uid| !last.contains_key(uid))?;
+        last.extend(found);
+    }
+    stages.push(last);
+    Ok(stages)
+}
+
+/// The journals one snapshot holds, of the operators `wanted`.
+pub fn snapshot_journals(
+    observed: &ObservedCheckpoint,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<ProcessingTimeJournals, String> {
+    let mut keyed: BTreeMap<String, LogicalKeyedState> = BTreeMap::new();
+    for state in observed.task_states.values().flatten() {
+        for (uid, operator) in &state.operators {
+            if let OperatorSnapshot::Keyed(snapshot) = operator {
+                if wanted(uid) {
+                    snapshot.merge_into(keyed.entry(uid.clone()).or_default());
+                }
+            }
+        }
+    }
+    journals_of(&keyed).map_err(|e| format!("snapshot {}: {e}", observed.checkpoint.checkpoint_id))
+}
