@@ -550,3 +550,216 @@ fn apply(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::job::JobBuilder;
+    use crate::state::heap_backend::KeyedStateAccess;
+    use crate::state::processing_time_journal::journals_of;
+    use crate::state::snapshot::LogicalKeyedState;
+
+    /// Sets a timer 10 ms after each record; a firing emits `(key, -timestamp)`.
+    struct Reminder;
+
+    impl KeyedProcessFunction for Reminder {
+        fn process_element(
+            &mut self,
+            value: Value,
+            state: &mut KeyedStateAccess<'_>,
+            out: &mut Vec<Value>,
+        ) -> Result<(), UserError> {
+            let now = state.current_processing_time()?;
+            state.register_processing_time_timer(now + 10)?;
+            out.push(value);
+            Ok(())
+        }
+
+        fn uses_processing_time(&self) -> bool {
+            true
+        }
+
+        fn on_timer(
+            &mut self,
+            timestamp: u64,
+            state: &mut KeyedStateAccess<'_>,
+            out: &mut Vec<Value>,
+        ) -> Result<(), UserError> {
+            let key = Value::Str(state.key().into());
+            out.push(Value::pair(key, Value::Int(-(timestamp as i64))));
+            Ok(())
+        }
+    }
+
+    fn job() -> Job {
+        JobBuilder::new("reminders", 1)
+            .source("source", "in")
+            .key_by(|v| v.as_str().unwrap_or_default().into())
+            .process("reminder", || Box::new(Reminder))
+            .sink("sink", "out")
+            .build()
+            .unwrap()
+    }
+
+    fn chain() -> OperatorChain {
+        let job = job();
+        let whole = KeyGroupRange {
+            start: 0,
+            end: job.max_parallelism - 1,
+        };
+        OperatorChain::new(&job, 0..job.operators.len(), whole)
+    }
+
+    fn word(text: &str) -> Value {
+        Value::Str(text.into())
+    }
+
+    fn sink_records(chain: &mut OperatorChain) -> Vec<String> {
+        let pending = &chain.sink().unwrap().pending;
+        pending
+            .iter()
+            .map(|bytes| postcard::from_bytes::<Value>(bytes).unwrap().to_string())
+            .collect()
+    }
+
+    /// Live: `a` at 0 and 5, `b` at 7; the clock reaches 30.
+    fn live_run() -> OperatorChain {
+        let mut chain = chain();
+        let mut out = Vec::new();
+        for (now, key) in [(0, "a"), (5, "a"), (7, "b")] {
+            chain.advance_processing_time(now, &mut out).unwrap();
+            chain.process(word(key), &mut out).unwrap();
+        }
+        chain.advance_processing_time(9, &mut out).unwrap();
+        assert_eq!(
+            sink_records(&mut chain),
+            vec!["a", "a", "b"],
+            "nothing due yet"
+        );
+        chain.advance_processing_time(15, &mut out).unwrap();
+        chain.advance_processing_time(30, &mut out).unwrap();
+        chain
+    }
+
+    #[test]
+    fn timers_fire_once_due_in_time_order_through_the_rest_of_the_chain() {
+        let mut chain = live_run();
+        assert_eq!(
+            sink_records(&mut chain),
+            vec!["a", "a", "b", "(a,-10)", "(a,-15)", "(b,-17)"]
+        );
+        assert_eq!(chain.next_timer(), None);
+    }
+
+    #[test]
+    fn registered_timers_are_state_restored_with_it() {
+        let mut chain = chain();
+        let mut out = Vec::new();
+        chain.advance_processing_time(0, &mut out).unwrap();
+        chain.process(word("a"), &mut out).unwrap();
+        let snapshot = chain.snapshot_keyed();
+        let mut restored = self::chain();
+        let snapshots = snapshot.into_iter().map(|(u, s)| (u, vec![s])).collect();
+        restored.restore_keyed(&snapshots).unwrap();
+        assert_eq!(
+            restored.next_timer(),
+            Some(10),
+            "the restore indexed the timer"
+        );
+        restored.advance_processing_time(12, &mut out).unwrap();
+        assert_eq!(sink_records(&mut restored), vec!["(a,-10)"]);
+        restored.quiesce_processing_time(true);
+        restored.process(word("b"), &mut out).unwrap();
+        assert_eq!(restored.next_timer(), None, "quiesced");
+    }
+
+    fn journals(
+        chain: &OperatorChain,
+    ) -> crate::state::processing_time_journal::ProcessingTimeJournals {
+        let mut state: BTreeMap<String, LogicalKeyedState> = BTreeMap::new();
+        for (uid, snapshot) in chain.snapshot_keyed() {
+            snapshot.merge_into(state.entry(uid).or_default());
+        }
+        journals_of(&state).unwrap()
+    }
+
+    #[test]
+    fn a_replay_of_the_journal_reaches_the_same_state_and_output() {
+        let mut live = live_run();
+        let journals = journals(&live);
+        let mut replay = chain();
+        replay.replay_processing_time(&journals);
+        let mut out = Vec::new();
+        // Another interleaving of the keys: each key's records follow the journal anyway.
+        for key in ["b", "a", "a"] {
+            replay.process(word(key), &mut out).unwrap();
+        }
+        replay.replay_timers(None, &mut out).unwrap();
+        assert_eq!(replay.unreplayed(), None);
+        assert_eq!(
+            replay.snapshot_keyed(),
+            live.snapshot_keyed()
+                .into_iter()
+                .map(|(u, mut s)| {
+                    s.processing_time_ms = 30;
+                    (u, s)
+                })
+                .collect::<BTreeMap<_, _>>()
+        );
+        let by_key = |chain: &mut OperatorChain, key: &str| -> Vec<String> {
+            sink_records(chain)
+                .into_iter()
+                .filter(|r| r.starts_with(key) || r.starts_with(&format!("({key}")))
+                .collect()
+        };
+        assert_eq!(by_key(&mut replay, "a"), by_key(&mut live, "a"));
+        assert_eq!(by_key(&mut replay, "b"), by_key(&mut live, "b"));
+    }
+
+    #[test]
+    fn a_replay_refuses_a_timer_that_fired_late_or_was_never_set() {
+        let live = live_run();
+        let mut journals = journals(&live);
+        let a = journals.get_mut("reminder").unwrap().get_mut("a").unwrap();
+        // The run handled the second `a` after its first timer was due without firing it.
+        let JournalEntry::Record { fingerprint, .. } = a[1] else {
+            panic!("the second entry is a record");
+        };
+        a[1] = JournalEntry::Record {
+            at: 12,
+            fingerprint,
+        };
+        let mut replay = chain();
+        replay.replay_processing_time(&journals);
+        let mut out = Vec::new();
+        replay.process(word("a"), &mut out).unwrap();
+        let error = replay.process(word("a"), &mut out).unwrap_err();
+        assert!(
+            error.0.contains("its timer for 10 ms had not fired"),
+            "{error}"
+        );
+        // A timer the reference does not hold.
+        let mut journals = self::journals(&live);
+        journals
+            .get_mut("reminder")
+            .unwrap()
+            .get_mut("b")
+            .unwrap()
+            .insert(
+                0,
+                JournalEntry::Timer {
+                    timestamp: 3,
+                    at: 3,
+                },
+            );
+        let mut replay = chain();
+        replay.replay_processing_time(&journals);
+        let error = replay.process(word("b"), &mut out).unwrap_err();
+        assert!(error.0.contains("fired a timer for 3 ms"), "{error}");
+        // A record the run never handled.
+        let mut replay = chain();
+        replay.replay_processing_time(&journals);
+        replay.process(word("c"), &mut out).unwrap();
+        assert!(replay.unreplayed().unwrap().contains("key `c`"));
+    }
+}

@@ -619,4 +619,199 @@ mod tests {
             "state `events` is used as map state but holds list state"
         );
     }
+
+    mod time_to_live {
+        use super::*;
+        use crate::state::state_ttl::IncrementalCleanup;
+
+        const TTL: u64 = 100;
+        const SEEN: ValueStateDescriptor<i64> =
+            ValueStateDescriptor::new("seen").with_ttl(StateTtlConfig::new(TTL));
+        const SEEN_READ_RENEWS: ValueStateDescriptor<i64> = ValueStateDescriptor::new("seen")
+            .with_ttl(StateTtlConfig::new(TTL).update_type(UpdateType::OnReadAndWrite));
+        const SEEN_STALE: ValueStateDescriptor<i64> = ValueStateDescriptor::new("seen").with_ttl(
+            StateTtlConfig::new(TTL).visibility(StateVisibility::ReturnExpiredIfNotCleanedUp),
+        );
+
+        fn clocked() -> HeapKeyedStateBackend {
+            let mut backend = backend();
+            backend.declare_processing_time();
+            backend
+        }
+
+        fn at<R>(
+            backend: &mut HeapKeyedStateBackend,
+            now: u64,
+            key: &str,
+            body: impl FnOnce(&mut KeyedStateAccess<'_>) -> R,
+        ) -> R {
+            backend.set_processing_time(now);
+            body(&mut backend.access(key).unwrap())
+        }
+
+        #[test]
+        fn on_create_and_write_counts_writes_only() {
+            let mut backend = clocked();
+            at(&mut backend, 0, "k", |s| {
+                s.value_state(&SEEN).update(&1).unwrap()
+            });
+            let read = at(&mut backend, 60, "k", |s| {
+                s.value_state(&SEEN).value().unwrap()
+            });
+            assert_eq!(read, Some(1));
+            let read = at(&mut backend, 100, "k", |s| {
+                s.value_state(&SEEN).value().unwrap()
+            });
+            assert_eq!(read, None, "a read does not renew it: expired at 0 + 100");
+            assert_eq!(backend.entry_count(), 0, "the read cleaned it up");
+        }
+
+        #[test]
+        fn on_read_and_write_renews_on_every_read() {
+            let mut backend = clocked();
+            let state = &SEEN_READ_RENEWS;
+            at(&mut backend, 0, "k", |s| {
+                s.value_state(state).update(&1).unwrap()
+            });
+            let read = at(&mut backend, 60, "k", |s| {
+                s.value_state(state).value().unwrap()
+            });
+            assert_eq!(read, Some(1));
+            let read = at(&mut backend, 150, "k", |s| {
+                s.value_state(state).value().unwrap()
+            });
+            assert_eq!(read, Some(1), "renewed at 60, it lives until 160");
+            let read = at(&mut backend, 240, "k", |s| {
+                s.value_state(state).value().unwrap()
+            });
+            assert_eq!(read, Some(1), "renewed at 150");
+            let read = at(&mut backend, 340, "k", |s| {
+                s.value_state(state).value().unwrap()
+            });
+            assert_eq!(read, None, "renewed at 240, expired at 340");
+        }
+
+        #[test]
+        fn return_expired_if_not_cleaned_up_returns_it_once() {
+            let mut backend = clocked();
+            at(&mut backend, 0, "k", |s| {
+                s.value_state(&SEEN_STALE).update(&7).unwrap()
+            });
+            let read = at(&mut backend, 500, "k", |s| {
+                s.value_state(&SEEN_STALE).value().unwrap()
+            });
+            assert_eq!(read, Some(7), "expired, but still held");
+            let read = at(&mut backend, 500, "k", |s| {
+                s.value_state(&SEEN_STALE).value().unwrap()
+            });
+            assert_eq!(read, None, "the first read cleaned it up");
+        }
+
+        #[test]
+        fn list_map_reducing_and_aggregating_expire_by_element() {
+            const LIST: ListStateDescriptor<i64> =
+                ListStateDescriptor::new("list").with_ttl(StateTtlConfig::new(TTL));
+            const MAP: MapStateDescriptor<String, i64> =
+                MapStateDescriptor::new("map").with_ttl(StateTtlConfig::new(TTL));
+            const SUM: ReducingStateDescriptor<i64> =
+                ReducingStateDescriptor::new("sum", |a, b| a + b)
+                    .with_ttl(StateTtlConfig::new(TTL));
+            const MEAN: AggregatingStateDescriptor<i64, (i64, u64), f64> =
+                AVERAGE.with_ttl(StateTtlConfig::new(TTL));
+            let mut backend = clocked();
+            at(&mut backend, 0, "k", |s| {
+                s.list_state(&LIST).add(&1).unwrap();
+                s.map_state(&MAP).put(&"a".into(), &1).unwrap();
+                s.reducing_state(&SUM).add(5).unwrap();
+                s.aggregating_state(&MEAN).add(&4).unwrap();
+            });
+            at(&mut backend, 50, "k", |s| {
+                s.list_state(&LIST).add(&2).unwrap();
+                s.map_state(&MAP).put(&"b".into(), &2).unwrap();
+                s.reducing_state(&SUM).add(1).unwrap(); // Writes: renewed at 50.
+            });
+            at(&mut backend, 120, "k", |s| {
+                assert_eq!(s.list_state(&LIST).get().unwrap(), vec![2]);
+                assert_eq!(s.map_state(&MAP).keys().unwrap(), vec!["b".to_string()]);
+                assert!(!s.map_state(&MAP).contains(&"a".into()).unwrap());
+                assert_eq!(s.reducing_state(&SUM).get().unwrap(), Some(6));
+                assert_eq!(s.aggregating_state(&MEAN).get().unwrap(), None);
+            });
+            at(&mut backend, 200, "k", |s| {
+                assert!(s.list_state(&LIST).get().unwrap().is_empty());
+                assert!(s.map_state(&MAP).is_empty().unwrap());
+                assert_eq!(s.reducing_state(&SUM).get().unwrap(), None);
+            });
+            assert_eq!(backend.entry_count(), 0, "reads cleaned everything up");
+        }
+
+        #[test]
+        fn full_snapshot_cleanup_leaves_expired_values_out_of_the_snapshot_only() {
+            const CLEANED: ValueStateDescriptor<i64> = ValueStateDescriptor::new("seen")
+                .with_ttl(StateTtlConfig::new(TTL).cleanup_full_snapshot());
+            for (state, in_snapshot) in [(&SEEN, 2), (&CLEANED, 1)] {
+                let mut backend = clocked();
+                at(&mut backend, 0, "old", |s| {
+                    s.value_state(state).update(&1).unwrap()
+                });
+                at(&mut backend, 90, "new", |s| {
+                    s.value_state(state).update(&2).unwrap()
+                });
+                backend.set_processing_time(150);
+                let snapshot = backend.snapshot();
+                let held: usize = snapshot.tables["seen"].values().map(BTreeMap::len).sum();
+                assert_eq!(held, in_snapshot);
+                assert_eq!(backend.entry_count(), 2, "the working state keeps both");
+                assert_eq!(snapshot.ttl_ms["seen"], TTL);
+                assert_eq!(snapshot.processing_time_ms, 150);
+            }
+        }
+
+        #[test]
+        fn incremental_cleanup_checks_the_next_keys_on_access_and_on_every_record() {
+            const SWEPT: ValueStateDescriptor<i64> = ValueStateDescriptor::new("seen")
+                .with_ttl(StateTtlConfig::new(TTL).cleanup_incrementally(2, false));
+            const SWEPT_PER_RECORD: ValueStateDescriptor<i64> = ValueStateDescriptor::new("seen")
+                .with_ttl(StateTtlConfig::new(TTL).cleanup_incrementally(2, true));
+            for (state, per_record) in [(&SWEPT, false), (&SWEPT_PER_RECORD, true)] {
+                let mut backend = clocked();
+                for key in 0..10 {
+                    let key = format!("k{key}");
+                    at(&mut backend, 0, &key, |s| {
+                        s.value_state(state).update(&1).unwrap()
+                    });
+                }
+                backend.set_processing_time(500);
+                backend.on_record();
+                let after_record = backend.entry_count();
+                assert_eq!(after_record, if per_record { 8 } else { 10 });
+                // Each access checks two more keys, so five accesses clear all ten.
+                for _ in 0..5 {
+                    at(&mut backend, 500, "fresh", |s| {
+                        s.value_state(state).value().unwrap()
+                    });
+                }
+                assert_eq!(backend.entry_count(), 0);
+            }
+            assert_eq!(
+                SWEPT.ttl.unwrap().cleanup_incremental,
+                Some(IncrementalCleanup {
+                    entries: 2,
+                    every_record: false
+                })
+            );
+        }
+
+        #[test]
+        fn state_with_a_ttl_needs_a_function_that_declares_processing_time() {
+            let mut backend = backend();
+            let error = backend
+                .access("k")
+                .unwrap()
+                .value_state(&SEEN)
+                .update(&1)
+                .unwrap_err();
+            assert!(error.0.contains("uses_processing_time"), "{error}");
+        }
+    }
 }
