@@ -1,6 +1,8 @@
 //! Renders keyed state the way reports and check details show it.
 
 use super::*;
+use crate::state::processing_time_journal::{JournalEntry, JOURNAL_STATE};
+use crate::state::timer_service::{timer_timestamp, TIMER_STATE};
 
 /// Renders state entries with the job's own `describe_state`.
 pub struct StateDescriber {
@@ -26,20 +28,39 @@ impl StateDescriber {
         };
         let parts: Vec<String> = entries
             .iter()
-            .map(|(name, entry)| match entry {
-                StateEntry::Value(bytes) => format!(
-                    "{name}={}",
-                    self.chain
-                        .describe_state(uid, name, bytes)
-                        .unwrap_or_default()
-                ),
-                other => format!("{name}=<{} state>", other.kind_name()),
-            })
+            .map(|(name, entry)| format!("{name}={}", self.entry_text(uid, name, entry)))
             .collect();
         format!("{{{}}}", parts.join(", "))
     }
 
-    /// A keyed state view as `key→value` pairs, for reports.
+    /// One entry: a value by the job's own `describe_state`, timers by their timestamps,
+    /// the journal by its length and last entry, a list or map by its size.
+    fn entry_text(&self, uid: &str, name: &str, entry: &StateEntry) -> String {
+        match (name, entry) {
+            (TIMER_STATE, StateEntry::Map(timers)) => {
+                let times: Vec<String> = timers
+                    .keys()
+                    .filter_map(|key| timer_timestamp(key))
+                    .map(|t| format!("{t}ms"))
+                    .collect();
+                format!("[{}]", times.join(" "))
+            }
+            (JOURNAL_STATE, StateEntry::List(items)) => {
+                let last = items
+                    .last()
+                    .and_then(|bytes| JournalEntry::decode(bytes).ok());
+                format!("{} entries, last {last:?}", items.len())
+            }
+            (_, StateEntry::Value(bytes)) => self
+                .chain
+                .describe_state(uid, name, bytes)
+                .unwrap_or_default(),
+            (_, StateEntry::List(items)) => format!("<list of {}>", items.len()),
+            (_, StateEntry::Map(map)) => format!("<map of {}>", map.len()),
+        }
+    }
+
+    /// A keyed state view as `key→value` pairs, for reports (the journal left out).
     pub fn describe_all(&self, uid: &str, state: &LogicalKeyedState, limit: usize) -> String {
         let mut parts: Vec<String> = state
             .iter()
@@ -47,12 +68,10 @@ impl StateDescriber {
             .map(|(key, entries)| {
                 let values: Vec<String> = entries
                     .iter()
+                    .filter(|(name, _)| name.as_str() != JOURNAL_STATE)
                     .map(|(name, entry)| match entry {
-                        StateEntry::Value(bytes) => self
-                            .chain
-                            .describe_state(uid, name, bytes)
-                            .unwrap_or_default(),
-                        other => format!("<{} state>", other.kind_name()),
+                        StateEntry::Value(_) => self.entry_text(uid, name, entry),
+                        _ => format!("{name}={}", self.entry_text(uid, name, entry)),
                     })
                     .collect();
                 format!("{key}→{}", values.join("/"))
