@@ -258,6 +258,8 @@ pub struct OperatorChain {
     scratch: (Vec<Value>, Vec<Value>),
     // No processing-time timer fires (end of data, or a terminating savepoint taken).
     timers_quiesced: bool,
+    // A keyed operator reads processing time (fixed at construction).
+    reads_time: bool,
 }
 
 impl OperatorChain {
@@ -289,7 +291,11 @@ impl OperatorChain {
             uids.push(operator.uid.clone());
         }
         assert!(!operators.is_empty());
+        let reads_time = operators.iter().any(
+            |operator| matches!(operator, ChainOperator::Keyed(k) if k.backend.reads_processing_time()),
+        );
         OperatorChain {
+            reads_time,
             operators,
             uids,
             scratch: (Vec::new(), Vec::new()),
@@ -352,6 +358,9 @@ impl OperatorChain {
         now_ms: u64,
         out: &mut Vec<Value>,
     ) -> Result<(), UserError> {
+        if !self.reads_time {
+            return Ok(());
+        }
         for index in 0..self.operators.len() {
             let mut fired = Vec::new();
             match &mut self.operators[index] {
@@ -366,6 +375,11 @@ impl OperatorChain {
             self.emit_from(index + 1, fired, out)?;
         }
         Ok(())
+    }
+
+    /// Whether a keyed operator of the chain reads processing time.
+    pub fn reads_processing_time(&self) -> bool {
+        self.reads_time
     }
 
     /// The earliest registered timer of the chain's keyed operators (milliseconds), unless

@@ -287,6 +287,9 @@ impl Task {
     /// Processing time reaches `now`: the chain's timers due by then fire, and what they emit
     /// goes downstream.
     async fn advance_processing_time(&mut self, now: Instant) -> Result<(), TaskError> {
+        if !self.chain.reads_processing_time() {
+            return Ok(()); // The per-record path of a chain without timers or TTL.
+        }
         let mut out = std::mem::take(&mut self.scratch);
         self.chain
             .advance_processing_time(now.as_ms(), &mut out)

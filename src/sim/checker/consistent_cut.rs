@@ -222,7 +222,7 @@ impl<'a> Cut<'a> {
         let lengths = journal_lengths(
             logical
                 .as_ref()
-                .map_or_else(|| self.keyed_view(), Clone::clone),
+                .map_or_else(|| self.journal_view(), Clone::clone),
         );
         reference
             .settle_timers(&lengths)
@@ -248,6 +248,25 @@ impl<'a> Cut<'a> {
             describer,
         )
         .map(|_| ())
+    }
+
+    /// Its processing-time journals per operator uid (no copy of the rest of the state).
+    fn journal_view(&self) -> BTreeMap<String, LogicalKeyedState> {
+        let mut view: BTreeMap<String, LogicalKeyedState> = BTreeMap::new();
+        for (uid, parts) in keyed_snapshots(&self.states) {
+            for snapshot in parts {
+                let Some(table) = snapshot.tables.get(JOURNAL_STATE) else {
+                    continue;
+                };
+                let keys = view.entry(uid.to_string()).or_default();
+                for (key, entry) in table.values().flatten() {
+                    keys.entry(key.clone())
+                        .or_default()
+                        .insert(JOURNAL_STATE.to_string(), entry.clone());
+                }
+            }
+        }
+        view
     }
 
     /// Its keyed state per operator uid, key groups flattened away.

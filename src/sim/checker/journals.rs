@@ -4,7 +4,7 @@
 use crate::ids::CheckpointId;
 use crate::sim::cluster::RunResult;
 use crate::sim::observer::ObservedCheckpoint;
-use crate::state::processing_time_journal::{journals_of, ProcessingTimeJournals};
+use crate::state::processing_time_journal::{journals_of, ProcessingTimeJournals, JOURNAL_STATE};
 use crate::state::snapshot::{LogicalKeyedState, OperatorSnapshot};
 use std::collections::BTreeMap;
 
@@ -39,13 +39,21 @@ pub fn snapshot_journals(
     observed: &ObservedCheckpoint,
     wanted: impl Fn(&str) -> bool,
 ) -> Result<ProcessingTimeJournals, String> {
+    // Only the journal tables are copied: the rest of the state is not needed here.
     let mut keyed: BTreeMap<String, LogicalKeyedState> = BTreeMap::new();
     for state in observed.task_states.values().flatten() {
         for (uid, operator) in &state.operators {
-            if let OperatorSnapshot::Keyed(snapshot) = operator {
-                if wanted(uid) {
-                    snapshot.merge_into(keyed.entry(uid.clone()).or_default());
-                }
+            let OperatorSnapshot::Keyed(snapshot) = operator else {
+                continue;
+            };
+            let Some(table) = snapshot.tables.get(JOURNAL_STATE).filter(|_| wanted(uid)) else {
+                continue;
+            };
+            let keys = keyed.entry(uid.clone()).or_default();
+            for (key, entry) in table.values().flatten() {
+                keys.entry(key.clone())
+                    .or_default()
+                    .insert(JOURNAL_STATE.to_string(), entry.clone());
             }
         }
     }
