@@ -1,7 +1,7 @@
 //! Exactly-once: every completed checkpoint is a consistent cut — its keyed state, with its
 //! in-flight data replayed, equals the reference over exactly the input its offsets name.
 
-use super::journals::snapshot_journals;
+use super::journals::{journal_tables, snapshot_journals};
 use super::*;
 use crate::ids::SubtaskId;
 use crate::runtime::hooks::EngineEvent;
@@ -252,21 +252,12 @@ impl<'a> Cut<'a> {
 
     /// Its processing-time journals per operator uid (no copy of the rest of the state).
     fn journal_view(&self) -> BTreeMap<String, LogicalKeyedState> {
-        let mut view: BTreeMap<String, LogicalKeyedState> = BTreeMap::new();
-        for (uid, parts) in keyed_snapshots(&self.states) {
-            for snapshot in parts {
-                let Some(table) = snapshot.tables.get(JOURNAL_STATE) else {
-                    continue;
-                };
-                let keys = view.entry(uid.to_string()).or_default();
-                for (key, entry) in table.values().flatten() {
-                    keys.entry(key.clone())
-                        .or_default()
-                        .insert(JOURNAL_STATE.to_string(), entry.clone());
-                }
-            }
-        }
-        view
+        let snapshots = keyed_snapshots(&self.states);
+        journal_tables(
+            snapshots
+                .iter()
+                .flat_map(|(uid, parts)| parts.iter().map(move |s| (*uid, *s))),
+        )
     }
 
     /// Its keyed state per operator uid, key groups flattened away.

@@ -5,7 +5,7 @@ use crate::ids::CheckpointId;
 use crate::sim::cluster::RunResult;
 use crate::sim::observer::ObservedCheckpoint;
 use crate::state::processing_time_journal::{journals_of, ProcessingTimeJournals, JOURNAL_STATE};
-use crate::state::snapshot::{LogicalKeyedState, OperatorSnapshot};
+use crate::state::snapshot::{KeyedStateSnapshot, LogicalKeyedState, OperatorSnapshot};
 use std::collections::BTreeMap;
 
 /// One set of journals per stage of `run`: a stage that a later one resumed from replays
@@ -34,28 +34,40 @@ pub fn stage_journals(
     Ok(stages)
 }
 
+/// The journal tables of `snapshots` (operator uid and keyed snapshot) as a keyed view:
+/// only they are copied, not the rest of the state.
+pub fn journal_tables<'a>(
+    snapshots: impl IntoIterator<Item = (&'a str, &'a KeyedStateSnapshot)>,
+) -> BTreeMap<String, LogicalKeyedState> {
+    let mut view: BTreeMap<String, LogicalKeyedState> = BTreeMap::new();
+    for (uid, snapshot) in snapshots {
+        let Some(table) = snapshot.tables.get(JOURNAL_STATE) else {
+            continue;
+        };
+        let keys = view.entry(uid.to_string()).or_default();
+        for (key, entry) in table.values().flatten() {
+            keys.entry(key.clone())
+                .or_default()
+                .insert(JOURNAL_STATE.to_string(), entry.clone());
+        }
+    }
+    view
+}
+
 /// The journals one snapshot holds, of the operators `wanted`.
 pub fn snapshot_journals(
     observed: &ObservedCheckpoint,
     wanted: impl Fn(&str) -> bool,
 ) -> Result<ProcessingTimeJournals, String> {
-    // Only the journal tables are copied: the rest of the state is not needed here.
-    let mut keyed: BTreeMap<String, LogicalKeyedState> = BTreeMap::new();
-    for state in observed.task_states.values().flatten() {
-        for (uid, operator) in &state.operators {
-            let OperatorSnapshot::Keyed(snapshot) = operator else {
-                continue;
-            };
-            let Some(table) = snapshot.tables.get(JOURNAL_STATE).filter(|_| wanted(uid)) else {
-                continue;
-            };
-            let keys = keyed.entry(uid.clone()).or_default();
-            for (key, entry) in table.values().flatten() {
-                keys.entry(key.clone())
-                    .or_default()
-                    .insert(JOURNAL_STATE.to_string(), entry.clone());
-            }
-        }
-    }
-    journals_of(&keyed).map_err(|e| format!("snapshot {}: {e}", observed.checkpoint.checkpoint_id))
+    let snapshots = observed
+        .task_states
+        .values()
+        .flatten()
+        .flat_map(|state| &state.operators)
+        .filter_map(|(uid, operator)| match operator {
+            OperatorSnapshot::Keyed(snapshot) if wanted(uid) => Some((uid.as_str(), snapshot)),
+            _ => None,
+        });
+    journals_of(&journal_tables(snapshots))
+        .map_err(|e| format!("snapshot {}: {e}", observed.checkpoint.checkpoint_id))
 }
