@@ -179,10 +179,11 @@ impl KeyedProcessFunction for StateZoo {
 
     fn describe_state(&self, state_name: &str, bytes: &[u8]) -> String {
         match state_name {
-            "count" | "total" | "fired" => postcard::from_bytes::<i64>(bytes).map_or_else(
-                |_| format!("{state_name}:?"),
-                |v| format!("{state_name}={v}"),
-            ),
+            "count" | "total" | "fired" | "recent" => postcard::from_bytes::<i64>(bytes)
+                .map_or_else(
+                    |_| format!("{state_name}:?"),
+                    |v| format!("{state_name}={v}"),
+                ),
             "mean" => postcard::from_bytes::<(i64, i64)>(bytes).map_or_else(
                 |_| "mean:?".to_string(),
                 |(sum, count)| format!("mean={sum}/{count}"),

@@ -45,7 +45,8 @@ pub fn render(
     let _ = writeln!(text, "mode: {}", mode_line(scenario));
     render_fault_plan(&mut text, scenario, faulty);
     render_stages(&mut text, scenario, faulty);
-    render_checkpoints(&mut text, faulty, &StateDescriber::new(&job));
+    let describer = StateDescriber::new(&job).with_ttl_states(&faulty.final_visibility);
+    render_checkpoints(&mut text, faulty, &describer);
     render_checkpoint_fates(&mut text, faulty);
     let _ = writeln!(text, "failures: {}", faulty.failures.len());
     for (at, reason) in &faulty.failures {
@@ -80,7 +81,6 @@ pub fn render(
         text,
         "records: {input_records} read from the input topic, {written}"
     );
-    let describer = StateDescriber::new(&job);
     for (uid, state) in &faulty.final_state {
         let _ = writeln!(
             text,

@@ -46,6 +46,16 @@ impl TtlVisibility {
         TtlVisibility { operators }
     }
 
+    /// Each (operator uid, state name) under TTL.
+    pub fn states(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.operators.iter().flat_map(|(uid, operator)| {
+            operator
+                .ttl_ms
+                .keys()
+                .map(move |name| (uid.as_str(), name.as_str()))
+        })
+    }
+
     /// Whether no state is under TTL (nothing to leave out).
     pub fn is_empty(&self) -> bool {
         self.operators.is_empty()

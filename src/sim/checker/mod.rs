@@ -185,7 +185,7 @@ pub fn check_run(
     oracle: &RunResult,
 ) -> Verdict {
     let job = &versions[0];
-    let describer = StateDescriber::new(job);
+    let describer = StateDescriber::new(job).with_ttl_states(&faulty.final_visibility);
     // Processing time is the run's: the reference replays its journals (oracle.rs).
     let restored: Vec<_> = stage_boundaries(versions, faulty)
         .map(|boundaries| boundaries.iter().map(|b| b.checkpoint_id).collect())

@@ -7,6 +7,8 @@ use crate::state::timer_service::{timer_timestamp, TIMER_STATE};
 /// Renders state entries with the job's own `describe_state`.
 pub struct StateDescriber {
     chain: OperatorChain,
+    // (operator uid, state name) of the states under TTL: their values carry a stamp.
+    ttl_states: std::collections::BTreeSet<(String, String)>,
 }
 
 impl StateDescriber {
@@ -18,7 +20,19 @@ impl StateDescriber {
         };
         StateDescriber {
             chain: OperatorChain::new(job, 0..job.operators.len(), whole),
+            ttl_states: Default::default(),
         }
+    }
+
+    /// Values of the states `visibility` knows to be under TTL are shown without their
+    /// last-access stamp, as the job's own `describe_state` reads them.
+    pub fn with_ttl_states(mut self, visibility: &TtlVisibility) -> Self {
+        self.ttl_states.extend(
+            visibility
+                .states()
+                .map(|(uid, name)| (uid.to_string(), name.to_string())),
+        );
+        self
     }
 
     /// One key's states, e.g. `{count=3}`, or `nothing`.
@@ -51,10 +65,16 @@ impl StateDescriber {
                     .and_then(|bytes| JournalEntry::decode(bytes).ok());
                 format!("{} entries, last {last:?}", items.len())
             }
-            (_, StateEntry::Value(bytes)) => self
-                .chain
-                .describe_state(uid, name, bytes)
-                .unwrap_or_default(),
+            (_, StateEntry::Value(bytes)) => {
+                let stamped = self
+                    .ttl_states
+                    .contains(&(uid.to_string(), name.to_string()));
+                match bytes.split_at_checked(8).filter(|_| stamped) {
+                    Some((_, user)) => self.chain.describe_state(uid, name, user),
+                    None => self.chain.describe_state(uid, name, bytes),
+                }
+                .unwrap_or_default()
+            }
             (_, StateEntry::List(items)) => format!("<list of {}>", items.len()),
             (_, StateEntry::Map(map)) => format!("<map of {}>", map.len()),
         }
