@@ -106,6 +106,7 @@ pub mod state {
     pub mod heap_backend;
     pub mod key_group;
     pub mod keyed_state;
+    pub mod operator_state;
     pub mod processing_time_journal;
     pub mod savepoint_format;
     pub mod snapshot;

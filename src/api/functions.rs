@@ -2,6 +2,7 @@
 
 use crate::api::value::{Text, Value};
 use crate::state::heap_backend::{KeyedStateAccess, StateError};
+use crate::state::operator_state::OperatorStateStore;
 use std::fmt;
 use std::sync::Arc;
 
@@ -17,6 +18,25 @@ pub type KeySelector = Arc<dyn Fn(&Value) -> Text + Send + Sync>;
 /// Builds a fresh instance of a keyed process function for each subtask (as Flink
 /// deserializes one function object per subtask).
 pub type KeyedProcessFactory = Arc<dyn Fn() -> Box<dyn KeyedProcessFunction> + Send + Sync>;
+
+/// Builds a fresh instance of a checkpointed function for each subtask.
+pub type CheckpointedFactory = Arc<dyn Fn() -> Box<dyn CheckpointedFunction> + Send + Sync>;
+
+/// A non-keyed function with operator state (Flink's `ProcessFunction` implementing
+/// `CheckpointedFunction`): `initialize_state` runs once before the first record or
+/// snapshot, with the state restored for this subtask (even-split lists redistributed, union
+/// lists whole); `snapshot_state` runs at every snapshot and writes what the function holds
+/// into the store.
+pub trait CheckpointedFunction: Send {
+    /// `initializeState`: reads the restored lists (`state.is_restored()`).
+    fn initialize_state(&mut self, state: &mut OperatorStateStore) -> Result<(), UserError>;
+
+    /// Handles one record.
+    fn process_element(&mut self, value: Value, out: &mut Vec<Value>) -> Result<(), UserError>;
+
+    /// `snapshotState`: writes the function's state into the lists.
+    fn snapshot_state(&mut self, state: &mut OperatorStateStore) -> Result<(), UserError>;
+}
 
 /// An error raised by user code; it fails the task, as an exception in Flink does.
 #[derive(Clone, Debug, PartialEq, Eq)]

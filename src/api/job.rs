@@ -1,7 +1,8 @@
 //! The dataflow builder jobs are written with: a chain of operators with uids and parallelism.
 
 use crate::api::functions::{
-    FilterFunction, FlatMapFunction, KeySelector, KeyedProcessFactory, MapFunction,
+    CheckpointedFactory, FilterFunction, FlatMapFunction, KeySelector, KeyedProcessFactory,
+    MapFunction,
 };
 use crate::api::value::{Text, Value};
 use crate::limits::PARALLELISM_MAX;
@@ -52,6 +53,8 @@ pub enum OperatorKind {
         /// Makes the function, once per subtask.
         factory: KeyedProcessFactory,
     },
+    /// A non-keyed function with operator state (`CheckpointedFunction`).
+    Checkpointed(CheckpointedFactory),
     /// Writes every record straight to the named broker topic (no guarantee of its own; it
     /// flushes on each checkpoint, which makes it at-least-once).
     Sink {
@@ -69,6 +72,7 @@ impl OperatorKind {
             OperatorKind::FlatMap(_) => "FlatMap",
             OperatorKind::Filter(_) => "Filter",
             OperatorKind::KeyedProcess { .. } => "KeyedProcess",
+            OperatorKind::Checkpointed(_) => "Checkpointed",
             OperatorKind::Sink { .. } => "Sink",
         }
     }
@@ -208,6 +212,18 @@ impl JobBuilder {
             factory: Arc::new(factory),
         };
         self.push(uid, kind)
+    }
+
+    /// Adds a non-keyed function with operator state (`CheckpointedFunction`).
+    pub fn process_checkpointed(
+        self,
+        uid: &str,
+        factory: impl Fn() -> Box<dyn crate::api::functions::CheckpointedFunction>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Self {
+        self.push(uid, OperatorKind::Checkpointed(Arc::new(factory)))
     }
 
     /// Adds a sink writing to `topic`.

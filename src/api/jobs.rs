@@ -1,10 +1,11 @@
 //! The jobs shipped with snapflow, which scenarios name. Each is ordinary user code written
 //! with the builder, as a Flink user would write it.
 
-use crate::api::functions::{KeyedProcessFunction, UserError};
+use crate::api::functions::{CheckpointedFunction, KeyedProcessFunction, UserError};
 use crate::api::job::{Job, JobBuilder};
 use crate::api::value::Value;
 use crate::state::heap_backend::KeyedStateAccess;
+use crate::state::operator_state::OperatorStateStore;
 use crate::state::state_descriptor::{
     AggregatingStateDescriptor, ListStateDescriptor, MapStateDescriptor, ReducingStateDescriptor,
     ValueStateDescriptor,
@@ -255,10 +256,59 @@ pub fn forward(parallelism: u32) -> Job {
         .expect("the built-in forward job is a valid job")
 }
 
-/// `source -> split -> keyBy(word) -> zoo -> sink`: every kind of keyed state in one keyed
-/// operator (`zoo`), for the property tests and sweeps.
+/// Operator state in a user function (`CheckpointedFunction`): remembers every word it has
+/// passed in a union list state and, the first time it sees a word, also emits
+/// `first:<word>`. Union redistribution gives every subtask all words after a restore, so a
+/// rescale that moves a word's partition to another subtask still knows it; restored as an
+/// even split, the word would be "first" twice.
+struct FirstSightings {
+    seen: std::collections::BTreeSet<String>,
+}
+
+const SEEN_WORDS: ListStateDescriptor<String> = ListStateDescriptor::new("seen-words");
+
+impl CheckpointedFunction for FirstSightings {
+    fn initialize_state(&mut self, state: &mut OperatorStateStore) -> Result<(), UserError> {
+        self.seen = state
+            .union_list_state(&SEEN_WORDS)?
+            .get()?
+            .into_iter()
+            .collect();
+        Ok(())
+    }
+
+    fn process_element(&mut self, word: Value, out: &mut Vec<Value>) -> Result<(), UserError> {
+        let text = word.as_str().unwrap_or_default();
+        if self.seen.insert(text.to_string()) {
+            out.push(Value::Str(format!("first:{text}").as_str().into()));
+        }
+        out.push(word);
+        Ok(())
+    }
+
+    fn snapshot_state(&mut self, state: &mut OperatorStateStore) -> Result<(), UserError> {
+        let seen: Vec<String> = self.seen.iter().cloned().collect();
+        state.union_list_state(&SEEN_WORDS)?.update(&seen);
+        Ok(())
+    }
+}
+
+/// `source -> split -> first-seen -> keyBy(word) -> zoo -> sink`: every kind of keyed state
+/// in one keyed operator (`zoo`), and operator state in a user function in front of it
+/// (`first-seen`, union list state), for the property tests and sweeps.
 pub fn state_zoo(source_parallelism: u32, parallelism: u32) -> Job {
-    words_keyed_by_word("state-zoo", source_parallelism, parallelism)
+    JobBuilder::new("state-zoo", parallelism)
+        .source("source", INPUT_TOPIC)
+        .set_parallelism(source_parallelism)
+        .flat_map("split", split_words)
+        .set_parallelism(source_parallelism)
+        .process_checkpointed("first-seen", || {
+            Box::new(FirstSightings {
+                seen: Default::default(),
+            })
+        })
+        .set_parallelism(source_parallelism)
+        .key_by(|word| word.as_str().unwrap_or_default().into())
         .process("zoo", || Box::new(StateZoo))
         .sink("sink", OUTPUT_TOPIC)
         .build()

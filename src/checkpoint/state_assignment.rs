@@ -107,7 +107,9 @@ pub fn assign(
     let stateful = job.operators.iter().filter(|o| {
         matches!(
             o.kind,
-            OperatorKind::KeyedProcess { .. } | OperatorKind::Source { .. }
+            OperatorKind::KeyedProcess { .. }
+                | OperatorKind::Source { .. }
+                | OperatorKind::Checkpointed(_)
         )
     });
     assignment.empty = stateful

@@ -1,7 +1,8 @@
 //! The operators of one job vertex, run back to back in one task (Flink's operator chain).
 
 use crate::api::functions::{
-    FilterFunction, FlatMapFunction, KeySelector, KeyedProcessFunction, MapFunction, UserError,
+    CheckpointedFunction, FilterFunction, FlatMapFunction, KeySelector, KeyedProcessFunction,
+    MapFunction, UserError,
 };
 use crate::api::job::{Job, OperatorKind};
 use crate::api::value::{Text, Value};
@@ -10,6 +11,7 @@ use crate::runtime::task_error::TaskError;
 use crate::services::record_batch::RecordBatch;
 use crate::state::heap_backend::HeapKeyedStateBackend;
 use crate::state::key_group::KeyGroupRange;
+use crate::state::operator_state::{OperatorStateSnapshot, OperatorStateStore};
 use crate::state::processing_time_journal::{JournalEntry, ProcessingTimeJournals};
 use crate::state::snapshot::{
     KeyedStateSnapshot, OperatorSnapshot, SinkStateSnapshot, SourceOffsets,
@@ -242,8 +244,37 @@ pub struct SinkBuffer {
     pub records_written: u64,
 }
 
+/// A non-keyed function with operator state, and that state.
+pub struct CheckpointedOperator {
+    uid: String,
+    function: Box<dyn CheckpointedFunction>,
+    store: OperatorStateStore,
+    initialized: bool,
+}
+
+impl CheckpointedOperator {
+    /// `initializeState` once, before the first record or snapshot.
+    fn ensure_initialized(&mut self) -> Result<(), UserError> {
+        if !std::mem::replace(&mut self.initialized, true) {
+            self.function.initialize_state(&mut self.store)?;
+        }
+        Ok(())
+    }
+
+    fn snapshot(
+        &mut self,
+        index: u32,
+        parallelism: u32,
+    ) -> Result<OperatorStateSnapshot, UserError> {
+        self.ensure_initialized()?;
+        self.function.snapshot_state(&mut self.store)?;
+        Ok(self.store.snapshot(index, parallelism))
+    }
+}
+
 enum ChainOperator {
     SourceHead,
+    Checkpointed(CheckpointedOperator),
     Map(MapFunction),
     FlatMap(FlatMapFunction),
     Filter(FilterFunction),
@@ -260,6 +291,8 @@ pub struct OperatorChain {
     timers_quiesced: bool,
     // A keyed operator reads processing time (fixed at construction).
     reads_time: bool,
+    // Which subtask of how many this chain is.
+    subtask: (u32, u32),
 }
 
 impl OperatorChain {
@@ -282,6 +315,14 @@ impl OperatorChain {
                     factory(),
                     HeapKeyedStateBackend::new(job.max_parallelism, key_group_range),
                 )),
+                OperatorKind::Checkpointed(factory) => {
+                    ChainOperator::Checkpointed(CheckpointedOperator {
+                        uid: operator.uid.clone(),
+                        function: factory(),
+                        store: OperatorStateStore::default(),
+                        initialized: false,
+                    })
+                }
                 OperatorKind::Sink { topic } => ChainOperator::Sink(SinkBuffer {
                     topic: topic.clone(),
                     ..SinkBuffer::default()
@@ -295,6 +336,7 @@ impl OperatorChain {
             |operator| matches!(operator, ChainOperator::Keyed(k) if k.backend.reads_processing_time()),
         );
         OperatorChain {
+            subtask: (0, 1),
             reads_time,
             operators,
             uids,
@@ -482,18 +524,61 @@ impl OperatorChain {
             .collect()
     }
 
-    /// Every operator's state by uid: the keyed operators', the source's offsets (the chain's
-    /// first operator) and the sink's pre-committed work (its last).
+    /// This chain is subtask `index` of `parallelism` (what its operator state snapshots
+    /// say, and how restored operator state is split).
+    pub fn set_subtask(&mut self, index: u32, parallelism: u32) {
+        assert!(index < parallelism);
+        self.subtask = (index, parallelism);
+    }
+
+    /// Every checkpointed function's operator state by uid (`snapshotState` runs).
+    pub fn snapshot_operator_state(
+        &mut self,
+    ) -> Result<BTreeMap<String, OperatorStateSnapshot>, UserError> {
+        let (index, parallelism) = self.subtask;
+        let mut states = BTreeMap::new();
+        for operator in &mut self.operators {
+            if let ChainOperator::Checkpointed(checkpointed) = operator {
+                let snapshot = checkpointed.snapshot(index, parallelism)?;
+                states.insert(checkpointed.uid.clone(), snapshot);
+            }
+        }
+        Ok(states)
+    }
+
+    /// Restores each checkpointed function's operator state from the snapshots of every old
+    /// subtask of its uid, redistributed for this subtask.
+    pub fn restore_operator_state(
+        &mut self,
+        snapshots: &BTreeMap<String, Vec<OperatorStateSnapshot>>,
+    ) {
+        let (index, parallelism) = self.subtask;
+        for operator in &mut self.operators {
+            if let ChainOperator::Checkpointed(checkpointed) = operator {
+                assert!(!checkpointed.initialized, "restore comes first");
+                if let Some(found) = snapshots.get(&checkpointed.uid) {
+                    checkpointed.store = OperatorStateStore::assign(found, index, parallelism);
+                }
+            }
+        }
+    }
+
+    /// Every operator's state by uid: the keyed operators', the checkpointed functions', the
+    /// source's offsets (the chain's first operator) and the sink's pre-committed work (its
+    /// last).
     pub fn snapshot_operators(
-        &self,
+        &mut self,
         source: Option<SourceOffsets>,
         sink: Option<SinkStateSnapshot>,
-    ) -> BTreeMap<String, OperatorSnapshot> {
+    ) -> Result<BTreeMap<String, OperatorSnapshot>, UserError> {
         let mut operators: BTreeMap<String, OperatorSnapshot> = self
             .snapshot_keyed()
             .into_iter()
             .map(|(uid, s)| (uid, OperatorSnapshot::Keyed(s)))
             .collect();
+        for (uid, state) in self.snapshot_operator_state()? {
+            operators.insert(uid, OperatorSnapshot::Operator(state));
+        }
         if let Some(offsets) = source {
             operators.insert(self.uids[0].clone(), OperatorSnapshot::Source(offsets));
         }
@@ -501,7 +586,7 @@ impl OperatorChain {
             let uid = self.uids.last().expect("a chain").clone();
             operators.insert(uid, OperatorSnapshot::Sink(state));
         }
-        operators
+        Ok(operators)
     }
 
     /// Restores every keyed operator from the snapshots of its uid (any subtasks).
@@ -560,6 +645,10 @@ fn apply(
             }
         }
         ChainOperator::Keyed(keyed) => keyed.process(value, next)?,
+        ChainOperator::Checkpointed(checkpointed) => {
+            checkpointed.ensure_initialized()?;
+            checkpointed.function.process_element(value, next)?
+        }
         ChainOperator::Sink(sink) => sink.pending.push_encoded(&value),
     }
     Ok(())

@@ -13,6 +13,7 @@ use crate::runtime::record_writer::RecordWriter;
 use crate::runtime::task_context::TaskContext;
 use crate::runtime::task_error::{ChannelStateError, TaskError};
 use crate::state::channel_state::ChannelStateSnapshot;
+use crate::state::operator_state::OperatorStateSnapshot;
 use crate::state::snapshot::{
     KeyedStateSnapshot, OperatorSnapshot, SinkStateSnapshot, SourceOffsets, TaskStateSnapshot,
 };
@@ -31,6 +32,9 @@ pub struct RestoredState {
     /// The sink states this subtask takes over: its own, and when scaled down those of old
     /// subtasks beyond the new parallelism.
     pub sink: Vec<SinkStateSnapshot>,
+    /// User functions' operator state by uid, one snapshot per old subtask (redistributed by
+    /// the chain: even split or union).
+    pub operator: BTreeMap<String, Vec<OperatorStateSnapshot>>,
 }
 
 /// Reads the state of this task's vertex (files, or inline) and sorts it by operator.
@@ -68,6 +72,9 @@ pub async fn restore_state(
                     restored.sink.push(sink)
                 }
                 OperatorSnapshot::Sink(_) => {}
+                OperatorSnapshot::Operator(state) => {
+                    restored.operator.entry(uid).or_default().push(state)
+                }
             }
         }
         if let Some(channel_state) = snapshot.channel_state {

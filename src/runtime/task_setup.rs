@@ -40,6 +40,7 @@ pub async fn set_up(
     let vertex = graph.vertex(context.subtask.vertex_id);
     let operators = vertex.operator_range.clone();
     let mut chain = OperatorChain::new(&graph.job, operators, deployment.key_groups);
+    chain.set_subtask(context.subtask.subtask_index, deployment.parallelism);
     let restored = match &deployment.restore {
         Some(restore) => {
             match restore_state(context, deployment.parallelism, &restore.states).await {
@@ -63,8 +64,10 @@ pub async fn set_up(
         offsets,
         channel_state,
         sink: sink_state,
+        operator,
     } = restored;
     chain.restore_keyed(&keyed)?;
+    chain.restore_operator_state(&operator);
     let mut source = match vertex.input_pattern {
         None => Some(SourceOperator::open(context, deployment.parallelism, offsets).await?),
         Some(_) => None,

@@ -139,6 +139,14 @@ impl<'a> IncrementalReference<'a> {
         let next = (self.stage + 1).min(self.journals.len() - 1);
         let mut chain = whole_chain(job, &self.journals[next]);
         chain.restore_keyed(&keyed).map_err(|e| e.to_string())?;
+        let operator_state = self
+            .chain
+            .snapshot_operator_state()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|(uid, snapshot)| (uid, vec![snapshot]))
+            .collect();
+        chain.restore_operator_state(&operator_state);
         if let Some(sink) = self.chain.sink() {
             self.sink_before
                 .extend_from(&std::mem::take(&mut sink.pending));
@@ -213,6 +221,16 @@ impl<'a> IncrementalReference<'a> {
     ) -> Result<(), String> {
         self.chain
             .replay_timers(Some(lengths), &mut self.leftover)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The checkpointed functions' operator state reached so far (their `snapshotState`
+    /// runs).
+    pub fn operator_state(
+        &mut self,
+    ) -> Result<BTreeMap<String, crate::state::operator_state::OperatorStateSnapshot>, String> {
+        self.chain
+            .snapshot_operator_state()
             .map_err(|e| e.to_string())
     }
 

@@ -517,6 +517,7 @@ fn checkpoint_contents(observed: &ObservedCheckpoint, describer: &StateDescriber
                 OperatorSnapshot::Keyed(snapshot) => {
                     snapshot.merge_into(keyed.entry(uid.clone()).or_default())
                 }
+                OperatorSnapshot::Operator(_) => {}
                 OperatorSnapshot::Sink(sink) => {
                     pending += sink.pending.len();
                     pending_records += sink

@@ -21,15 +21,8 @@ pub const SOURCE_OFFSETS_STATE: &str = "partition-offsets";
 /// A committing sink's pre-committed work: split list state, one element per subtask.
 pub const SINK_COMMITTABLES_STATE: &str = "sink-committables";
 
-/// How operator list state is redistributed when parallelism changes (Flink's
-/// `OperatorStateHandle.Mode`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Redistribution {
-    /// `SPLIT_DISTRIBUTE`: the elements of all subtasks are split evenly over the new ones.
-    EvenSplit,
-    /// `UNION`: every new subtask gets the elements of all subtasks.
-    Union,
-}
+pub use crate::state::operator_state::Redistribution;
+use crate::state::operator_state::{OperatorList, OperatorStateSnapshot};
 
 /// One named operator list state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +81,9 @@ pub struct CanonicalOperatorState {
     pub keyed: Option<CanonicalKeyedState>,
     /// Its operator list states.
     pub lists: Vec<ListState>,
+    /// For a user function's operator state: the subtask that wrote it and the parallelism
+    /// then (what redistribution needs).
+    pub function_subtask: Option<(u32, u32)>,
 }
 
 /// One subtask's part of a canonical savepoint.
@@ -167,7 +163,25 @@ pub fn to_canonical(snapshot: &TaskStateSnapshot) -> CanonicalTaskState {
 }
 
 fn canonical_operator(uid: &str, operator: &OperatorSnapshot) -> CanonicalOperatorState {
+    if let OperatorSnapshot::Operator(state) = operator {
+        let lists = state
+            .lists
+            .iter()
+            .map(|(name, list)| ListState {
+                name: name.clone(),
+                mode: list.mode,
+                elements: list.elements.clone(),
+            })
+            .collect();
+        return CanonicalOperatorState {
+            uid: uid.to_string(),
+            keyed: None,
+            lists,
+            function_subtask: Some((state.subtask_index, state.parallelism)),
+        };
+    }
     let (keyed, lists) = match operator {
+        OperatorSnapshot::Operator(_) => unreachable!("handled above"),
         OperatorSnapshot::Keyed(keyed) => (Some(canonical_keyed(keyed)), Vec::new()),
         OperatorSnapshot::Source(offsets) => {
             let elements = offsets
@@ -195,6 +209,7 @@ fn canonical_operator(uid: &str, operator: &OperatorSnapshot) -> CanonicalOperat
         uid: uid.to_string(),
         keyed,
         lists,
+        function_subtask: None,
     }
 }
 
@@ -255,11 +270,36 @@ pub fn from_canonical(state: CanonicalTaskState) -> Result<TaskStateSnapshot, Ca
 }
 
 fn restore_operator(operator: CanonicalOperatorState) -> Result<OperatorSnapshot, CanonicalError> {
-    let CanonicalOperatorState { uid, keyed, lists } = operator;
+    let CanonicalOperatorState {
+        uid,
+        keyed,
+        lists,
+        function_subtask,
+    } = operator;
     let shape = |reason: &str| CanonicalError::Shape {
         uid: uid.clone(),
         reason: reason.to_string(),
     };
+    if let Some((subtask_index, parallelism)) = function_subtask {
+        if keyed.is_some() || subtask_index >= parallelism {
+            return Err(shape("a function's operator state names no valid subtask"));
+        }
+        let lists = lists
+            .into_iter()
+            .map(|list| {
+                let state = OperatorList {
+                    mode: list.mode,
+                    elements: list.elements,
+                };
+                (list.name, state)
+            })
+            .collect();
+        return Ok(OperatorSnapshot::Operator(OperatorStateSnapshot {
+            subtask_index,
+            parallelism,
+            lists,
+        }));
+    }
     match (keyed, lists.as_slice()) {
         (Some(keyed), []) => Ok(OperatorSnapshot::Keyed(restore_keyed(&uid, keyed)?)),
         (None, [list]) if list.name == SOURCE_OFFSETS_STATE => {
@@ -406,6 +446,29 @@ mod tests {
         assert_eq!(keyed.states[0].name, "count");
         assert_eq!(canonical.operators[2].lists[0].mode, Redistribution::Union);
         assert_eq!(from_canonical(canonical), Ok(snapshot()));
+    }
+
+    #[test]
+    fn a_functions_operator_state_round_trips_with_its_subtask() {
+        use crate::state::operator_state::OperatorList;
+        let mut snapshot = snapshot();
+        let lists = BTreeMap::from([(
+            "seen".to_string(),
+            OperatorList {
+                mode: Redistribution::Union,
+                elements: vec![vec![1], vec![2]],
+            },
+        )]);
+        let state = OperatorStateSnapshot {
+            subtask_index: 1,
+            parallelism: 2,
+            lists,
+        };
+        snapshot
+            .operators
+            .insert("first-seen".to_string(), OperatorSnapshot::Operator(state));
+        let canonical = to_canonical(&snapshot);
+        assert_eq!(from_canonical(canonical), Ok(snapshot));
     }
 
     #[test]

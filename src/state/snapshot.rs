@@ -64,6 +64,8 @@ pub enum OperatorSnapshot {
     Keyed(KeyedStateSnapshot),
     /// A committing sink's operator state: what it pre-committed and not yet committed.
     Sink(SinkStateSnapshot),
+    /// A user function's operator list states (`CheckpointedFunction`).
+    Operator(crate::state::operator_state::OperatorStateSnapshot),
 }
 
 /// A committing sink subtask's state (restored by the same subtask index).

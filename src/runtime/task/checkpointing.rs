@@ -103,7 +103,13 @@ impl Task {
         let sink = self.sink.as_mut();
         let sink_state = sink.and_then(|sink| sink.pre_commit(barrier.checkpoint_id));
         let offsets = self.source.as_ref().map(|source| source.reader.offsets());
-        let operators = self.chain.snapshot_operators(offsets, sink_state);
+        let operators = self
+            .chain
+            .snapshot_operators(offsets, sink_state)
+            .map_err(|error| TaskError::UserFunction {
+                subtask: self.context.subtask,
+                message: error.to_string(),
+            })?;
         let output = self.writer.broadcast_barrier(barrier);
         if barrier.snapshot.terminates() {
             self.stop_timers_for(barrier.checkpoint_id);

@@ -3,10 +3,12 @@
 
 use super::journals::{journal_tables, snapshot_journals};
 use super::*;
+use crate::graph::execution_graph::ExecutionGraph;
 use crate::ids::SubtaskId;
 use crate::runtime::hooks::EngineEvent;
 use crate::sim::observer::ObservedCheckpoint;
 use crate::sim::ttl_visibility::TtlVisibility;
+use crate::state::operator_state::Redistribution;
 use crate::state::processing_time_journal::JOURNAL_STATE;
 use crate::state::snapshot::{KeyedStateSnapshot, TaskStateSnapshot};
 
@@ -157,6 +159,9 @@ fn on_the_line(observed: &ObservedCheckpoint, boundaries: &[Boundary]) -> bool {
     !plain_savepoint && next.is_none_or(|b| checkpoint_id < b.checkpoint_id)
 }
 
+/// An operator list state's mode and its elements across a cut's subtasks.
+type ListElements<'a> = (Redistribution, Vec<&'a Vec<u8>>);
+
 /// One snapshot's source offsets and task states, as the check reads them.
 struct Cut<'a> {
     name: String,
@@ -186,7 +191,9 @@ impl<'a> Cut<'a> {
                     OperatorSnapshot::Source(_) => {
                         return Err(format!("{name}: source state under uid `{uid}`"))
                     }
-                    OperatorSnapshot::Keyed(_) | OperatorSnapshot::Sink(_) => {}
+                    OperatorSnapshot::Keyed(_)
+                    | OperatorSnapshot::Sink(_)
+                    | OperatorSnapshot::Operator(_) => {}
                 }
             }
             states.insert(*subtask, state);
@@ -227,6 +234,7 @@ impl<'a> Cut<'a> {
         reference
             .settle_timers(&lengths)
             .map_err(|e| format!("{}: {e}", self.name))?;
+        self.compare_operator_state(job, in_flight, reference)?;
         // Without in-flight data the snapshots are the logical state: compared in place.
         let snapshots = keyed_snapshots(&self.states);
         if !in_flight && reference.equals(&snapshots) {
@@ -248,6 +256,77 @@ impl<'a> Cut<'a> {
             describer,
         )
         .map(|_| ())
+    }
+
+    /// Its user functions' operator state against the reference's: the elements of an
+    /// even-split list across all subtasks as a multiset, of a union list as a set (each
+    /// subtask restores, and may snapshot again, all of them). Skipped for a function after a
+    /// network input when the cut holds in-flight data (which would have to run through it
+    /// first); a function in the source's chain has none in front of it.
+    fn compare_operator_state(
+        &self,
+        job: &Job,
+        in_flight: bool,
+        reference: &mut IncrementalReference,
+    ) -> Result<(), String> {
+        let mut run: BTreeMap<&str, BTreeMap<&str, ListElements>> = BTreeMap::new();
+        for state in self.states.values() {
+            for (uid, operator) in &state.operators {
+                let OperatorSnapshot::Operator(snapshot) = operator else {
+                    continue;
+                };
+                for (name, list) in &snapshot.lists {
+                    let lists = run.entry(uid.as_str()).or_default();
+                    let entry = lists
+                        .entry(name.as_str())
+                        .or_insert((list.mode, Vec::new()));
+                    entry.1.extend(list.elements.iter());
+                }
+            }
+        }
+        if run.is_empty() {
+            return Ok(());
+        }
+        let source_chain = ExecutionGraph::build(job).vertices[0]
+            .operator_range
+            .clone();
+        let expected = reference.operator_state()?;
+        for (uid, lists) in run {
+            let at_source = job.operators[source_chain.clone()]
+                .iter()
+                .any(|o| o.uid == uid);
+            if in_flight && !at_source {
+                continue;
+            }
+            let wanted = expected.get(uid).map(|s| &s.lists);
+            for (name, (mode, mut elements)) in lists {
+                let mut reference_elements: Vec<&Vec<u8>> = wanted
+                    .and_then(|lists| lists.get(name))
+                    .map(|list| list.elements.iter().collect())
+                    .unwrap_or_default();
+                elements.sort();
+                reference_elements.sort();
+                if mode == Redistribution::Union {
+                    elements.dedup();
+                    reference_elements.dedup();
+                }
+                if elements != reference_elements {
+                    let first = elements
+                        .iter()
+                        .zip(&reference_elements)
+                        .position(|(a, b)| a != b)
+                        .unwrap_or(elements.len().min(reference_elements.len()));
+                    return Err(format!(
+                        "{} (offsets {:?}): operator `{uid}` list state `{name}` ({mode:?}): the subtasks hold {} element(s), the reference {}; they differ from sorted element {first} on",
+                        self.name,
+                        self.offsets,
+                        elements.len(),
+                        reference_elements.len()
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Its processing-time journals per operator uid (no copy of the rest of the state).
