@@ -46,6 +46,7 @@ fn wordcount_crash_recovers_from_checkpoint_one() {
                     }
                 }
                 OperatorSnapshot::Sink(_) => panic!("the plain sink keeps no state"),
+                OperatorSnapshot::Operator(_) => panic!("the word count has no operator state"),
             }
         }
     }
