@@ -2,42 +2,12 @@
 //! `CheckpointedFunction` sees it): named list states, each redistributed on restore by its
 //! mode — even split (`getListState`) or union (`getUnionListState`).
 
-use crate::state::heap_backend::{decode, encode};
+pub use crate::state::snapshot::{OperatorList, OperatorStateSnapshot, Redistribution};
 use crate::state::state_descriptor::ListStateDescriptor;
 use crate::state::state_error::StateError;
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Serialize};
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
-
-/// How operator list state is redistributed when parallelism changes (Flink's
-/// `OperatorStateHandle.Mode`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Redistribution {
-    /// `SPLIT_DISTRIBUTE`: the elements of all subtasks are split evenly over the new ones.
-    EvenSplit,
-    /// `UNION`: every new subtask gets the elements of all subtasks.
-    Union,
-}
-
-/// One named list state: its mode and elements (serialized).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OperatorList {
-    /// How it is redistributed.
-    pub mode: Redistribution,
-    /// Its elements.
-    pub elements: Vec<Vec<u8>>,
-}
-
-/// One subtask's operator state of one operator, as snapshotted.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OperatorStateSnapshot {
-    /// The subtask that wrote it.
-    pub subtask_index: u32,
-    /// The operator's parallelism then.
-    pub parallelism: u32,
-    /// Its list states by name.
-    pub lists: BTreeMap<String, OperatorList>,
-}
 
 /// The list states a function registered, as it reads and writes them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -162,7 +132,14 @@ impl<T: Serialize + DeserializeOwned> OperatorListState<'_, T> {
         self.list
             .elements
             .iter()
-            .map(|bytes| decode(self.name, bytes))
+            .map(|bytes| {
+                postcard::from_bytes(bytes).map_err(|e| {
+                    StateError(format!(
+                        "operator list state `{}` does not decode as the descriptor's type: {e}",
+                        self.name
+                    ))
+                })
+            })
             .collect()
     }
 
@@ -180,6 +157,10 @@ impl<T: Serialize + DeserializeOwned> OperatorListState<'_, T> {
     pub fn clear(&mut self) {
         self.list.elements.clear();
     }
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_allocvec(value).expect("state values are serde types that always encode")
 }
 
 #[cfg(test)]

@@ -65,7 +65,37 @@ pub enum OperatorSnapshot {
     /// A committing sink's operator state: what it pre-committed and not yet committed.
     Sink(SinkStateSnapshot),
     /// A user function's operator list states (`CheckpointedFunction`).
-    Operator(crate::state::operator_state::OperatorStateSnapshot),
+    Operator(OperatorStateSnapshot),
+}
+
+/// How operator list state is redistributed when parallelism changes (Flink's
+/// `OperatorStateHandle.Mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Redistribution {
+    /// `SPLIT_DISTRIBUTE`: the elements of all subtasks are split evenly over the new ones.
+    EvenSplit,
+    /// `UNION`: every new subtask gets the elements of all subtasks.
+    Union,
+}
+
+/// One named list state: its mode and elements (serialized).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorList {
+    /// How it is redistributed.
+    pub mode: Redistribution,
+    /// Its elements.
+    pub elements: Vec<Vec<u8>>,
+}
+
+/// One subtask's operator state of one operator, as snapshotted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorStateSnapshot {
+    /// The subtask that wrote it.
+    pub subtask_index: u32,
+    /// The operator's parallelism then.
+    pub parallelism: u32,
+    /// Its list states by name.
+    pub lists: BTreeMap<String, OperatorList>,
 }
 
 /// A committing sink subtask's state (restored by the same subtask index).
