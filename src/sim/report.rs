@@ -286,6 +286,7 @@ fn render_redistribution(
                         }
                     )
                 }
+                crate::api::job::OperatorKind::Checkpointed(_) => format!("#{index}"),
                 _ => {
                     let range = crate::state::key_group::key_group_range(
                         job.max_parallelism,
@@ -299,6 +300,9 @@ fn render_redistribution(
         let how = match operator.kind {
             crate::api::job::OperatorKind::Source { .. } => "offsets (union), partitions",
             crate::api::job::OperatorKind::Sink { .. } => "transactions taken over",
+            crate::api::job::OperatorKind::Checkpointed(_) => {
+                "operator list state (even split: shares in old-subtask order; union: all to each)"
+            }
             _ => "key groups",
         };
         let _ = writeln!(
