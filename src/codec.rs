@@ -5,7 +5,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use std::fmt;
 
 /// Format version of every file snapflow writes. Bumped on any incompatible change.
-pub const FORMAT_VERSION: u16 = 7;
+pub const FORMAT_VERSION: u16 = 8;
 
 /// What a file holds; each kind has its own magic so one cannot be read as another.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -102,6 +102,7 @@ pub mod services {
 }
 pub mod state {
     //! Keyed state, key groups and the snapshot format.
+    pub mod broadcast_state;
     pub mod channel_state;
     pub mod heap_backend;
     pub mod key_group;

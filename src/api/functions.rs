@@ -1,6 +1,7 @@
 //! The user-function traits and closure types operators are built from.
 
 use crate::api::value::{Text, Value};
+use crate::state::broadcast_state::{BroadcastContext, ReadOnlyBroadcastContext};
 use crate::state::heap_backend::{KeyedStateAccess, StateError};
 use crate::state::operator_state::OperatorStateStore;
 use std::fmt;
@@ -18,6 +19,13 @@ pub type KeySelector = Arc<dyn Fn(&Value) -> Text + Send + Sync>;
 /// Builds a fresh instance of a keyed process function for each subtask (as Flink
 /// deserializes one function object per subtask).
 pub type KeyedProcessFactory = Arc<dyn Fn() -> Box<dyn KeyedProcessFunction> + Send + Sync>;
+
+/// Selects the broadcast side of a connected stream: the records it returns true for are
+/// broadcast elements, sent to every subtask of the operator after it.
+pub type BroadcastSelector = Arc<dyn Fn(&Value) -> bool + Send + Sync>;
+/// Builds a fresh instance of a keyed broadcast process function for each subtask.
+pub type KeyedBroadcastFactory =
+    Arc<dyn Fn() -> Box<dyn KeyedBroadcastProcessFunction> + Send + Sync>;
 
 /// Builds a fresh instance of a checkpointed function for each subtask.
 pub type CheckpointedFactory = Arc<dyn Fn() -> Box<dyn CheckpointedFunction> + Send + Sync>;
@@ -86,6 +94,52 @@ pub trait KeyedProcessFunction: Send {
     }
 
     /// Renders one state value for reports. The default shows its size only.
+    fn describe_state(&self, state_name: &str, bytes: &[u8]) -> String {
+        format!("{state_name}:<{} bytes>", bytes.len())
+    }
+}
+
+/// Flink's `KeyedBroadcastProcessFunction`: a keyed stream connected to a broadcast stream.
+/// Keyed elements are handled with the key's state and the broadcast state read only;
+/// broadcast elements, which every subtask receives, with the broadcast state read and
+/// written. Every subtask must reach the same broadcast state whatever order its broadcast
+/// elements arrive in (Flink's rule, checked at every aligned cut).
+pub trait KeyedBroadcastProcessFunction: Send {
+    /// `processElement`: one keyed element, with its key's state and the broadcast state.
+    fn process_element(
+        &mut self,
+        value: Value,
+        state: &mut KeyedStateAccess<'_>,
+        broadcast: &ReadOnlyBroadcastContext<'_>,
+        out: &mut Vec<Value>,
+    ) -> Result<(), UserError>;
+
+    /// `processBroadcastElement`: one broadcast element, in every subtask. It updates the
+    /// broadcast state; it emits nothing (what it would emit depends on how many subtasks
+    /// run, which the check does not model).
+    fn process_broadcast_element(
+        &mut self,
+        value: Value,
+        broadcast: &mut BroadcastContext<'_>,
+    ) -> Result<(), UserError>;
+
+    /// Whether it reads processing time (as `KeyedProcessFunction::uses_processing_time`).
+    fn uses_processing_time(&self) -> bool {
+        false
+    }
+
+    /// `onTimer`, as `KeyedProcessFunction::on_timer` (the broadcast state is not reachable).
+    fn on_timer(
+        &mut self,
+        timestamp: u64,
+        state: &mut KeyedStateAccess<'_>,
+        out: &mut Vec<Value>,
+    ) -> Result<(), UserError> {
+        let _ = (timestamp, state, out);
+        Ok(())
+    }
+
+    /// Renders one keyed state value for reports. The default shows its size only.
     fn describe_state(&self, state_name: &str, bytes: &[u8]) -> String {
         format!("{state_name}:<{} bytes>", bytes.len())
     }

@@ -1,8 +1,8 @@
 //! The dataflow builder jobs are written with: a chain of operators with uids and parallelism.
 
 use crate::api::functions::{
-    CheckpointedFactory, FilterFunction, FlatMapFunction, KeySelector, KeyedProcessFactory,
-    MapFunction,
+    BroadcastSelector, CheckpointedFactory, FilterFunction, FlatMapFunction, KeySelector,
+    KeyedBroadcastFactory, KeyedProcessFactory, MapFunction,
 };
 use crate::api::value::{Text, Value};
 use crate::limits::PARALLELISM_MAX;
@@ -19,6 +19,15 @@ pub enum Partitioning {
     Hash(KeySelector),
     /// Round robin over all downstream subtasks.
     Rebalance,
+    /// A keyed stream connected to a broadcast stream (Flink's
+    /// `keyBy(..).connect(broadcast(..))`): the records `broadcast` selects go to every
+    /// downstream subtask, the others by key group.
+    HashAndBroadcast {
+        /// The key of a keyed record.
+        key_selector: KeySelector,
+        /// Which records are broadcast elements.
+        broadcast: BroadcastSelector,
+    },
 }
 
 impl Partitioning {
@@ -28,6 +37,7 @@ impl Partitioning {
             Partitioning::Forward => "FORWARD",
             Partitioning::Hash(_) => "HASH",
             Partitioning::Rebalance => "REBALANCE",
+            Partitioning::HashAndBroadcast { .. } => "HASH+BROADCAST",
         }
     }
 }
@@ -53,6 +63,16 @@ pub enum OperatorKind {
         /// Makes the function, once per subtask.
         factory: KeyedProcessFactory,
     },
+    /// A keyed broadcast process function with keyed and broadcast state; needs
+    /// `key_by(..).connect_broadcast(..)` in front.
+    KeyedBroadcastProcess {
+        /// The key selector of the `key_by` in front.
+        key_selector: KeySelector,
+        /// Which records are broadcast elements.
+        broadcast: BroadcastSelector,
+        /// Makes the function, once per subtask.
+        factory: KeyedBroadcastFactory,
+    },
     /// A non-keyed function with operator state (`CheckpointedFunction`).
     Checkpointed(CheckpointedFactory),
     /// Writes every record straight to the named broker topic (no guarantee of its own; it
@@ -72,9 +92,18 @@ impl OperatorKind {
             OperatorKind::FlatMap(_) => "FlatMap",
             OperatorKind::Filter(_) => "Filter",
             OperatorKind::KeyedProcess { .. } => "KeyedProcess",
+            OperatorKind::KeyedBroadcastProcess { .. } => "KeyedBroadcastProcess",
             OperatorKind::Checkpointed(_) => "Checkpointed",
             OperatorKind::Sink { .. } => "Sink",
         }
+    }
+
+    /// Whether it holds keyed state (a keyed or keyed broadcast process function).
+    pub fn is_keyed(&self) -> bool {
+        matches!(
+            self,
+            OperatorKind::KeyedProcess { .. } | OperatorKind::KeyedBroadcastProcess { .. }
+        )
     }
 }
 
@@ -209,6 +238,56 @@ impl JobBuilder {
             .unwrap_or_else(|| Arc::new(|_: &Value| Text::default()));
         let kind = OperatorKind::KeyedProcess {
             key_selector,
+            factory: Arc::new(factory),
+        };
+        self.push(uid, kind)
+    }
+
+    /// Connects the keyed stream (`key_by` right before) to a broadcast stream: the records
+    /// of the stream that `broadcast` selects, Flink's `keyBy(..).connect(rules.broadcast(..))`
+    /// where both come from the operator before (say, rules and events read from one topic).
+    /// The selected records reach every subtask of the next operator, which must be a
+    /// `process_broadcast`.
+    pub fn connect_broadcast(
+        mut self,
+        broadcast: impl Fn(&Value) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        let key_selector = self
+            .key_selector
+            .clone()
+            .unwrap_or_else(|| Arc::new(|_: &Value| Text::default()));
+        self.partitioning_next = Partitioning::HashAndBroadcast {
+            key_selector,
+            broadcast: Arc::new(broadcast),
+        };
+        self
+    }
+
+    /// Adds a keyed broadcast process function; `key_by(..).connect_broadcast(..)` must come
+    /// right before it.
+    pub fn process_broadcast(
+        mut self,
+        uid: &str,
+        factory: impl Fn() -> Box<dyn crate::api::functions::KeyedBroadcastProcessFunction>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Self {
+        self.key_selector = None;
+        let (key_selector, broadcast): (KeySelector, BroadcastSelector) =
+            match &self.partitioning_next {
+                Partitioning::HashAndBroadcast {
+                    key_selector,
+                    broadcast,
+                } => (key_selector.clone(), broadcast.clone()),
+                _ => (
+                    Arc::new(|_: &Value| Text::default()),
+                    Arc::new(|_: &Value| false),
+                ),
+            };
+        let kind = OperatorKind::KeyedBroadcastProcess {
+            key_selector,
+            broadcast,
             factory: Arc::new(factory),
         };
         self.push(uid, kind)
@@ -352,6 +431,14 @@ fn validate(job: &Job) -> Result<(), JobError> {
         if is_keyed && !matches!(operator.partitioning, Partitioning::Hash(_)) {
             return Err(JobError(format!(
                 "operator `{}`: a keyed process function needs key_by in front",
+                operator.uid
+            )));
+        }
+        let is_broadcast = matches!(operator.kind, OperatorKind::KeyedBroadcastProcess { .. });
+        let connected = matches!(operator.partitioning, Partitioning::HashAndBroadcast { .. });
+        if is_broadcast != connected {
+            return Err(JobError(format!(
+                "operator `{}`: key_by(..).connect_broadcast(..) goes right before a keyed broadcast process function, and only there",
                 operator.uid
             )));
         }

@@ -90,10 +90,7 @@ pub fn assign(
             }
         }
     }
-    let keyed = job
-        .operators
-        .iter()
-        .filter(|o| matches!(o.kind, OperatorKind::KeyedProcess { .. }));
+    let keyed = job.operators.iter().filter(|o| o.kind.is_keyed());
     for operator in keyed.clone() {
         let restored = checkpoint.max_parallelism;
         if assignment.rescaled.contains_key(&operator.uid) && restored != job.max_parallelism {
@@ -108,6 +105,7 @@ pub fn assign(
         matches!(
             o.kind,
             OperatorKind::KeyedProcess { .. }
+                | OperatorKind::KeyedBroadcastProcess { .. }
                 | OperatorKind::Source { .. }
                 | OperatorKind::Checkpointed(_)
         )

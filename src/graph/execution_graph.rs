@@ -1,7 +1,7 @@
 //! The logical job expanded into what runs: operator chains (job vertices), their parallel
 //! subtasks, and the channels between them.
 
-use crate::api::job::{Job, OperatorKind, Partitioning};
+use crate::api::job::{Job, Partitioning};
 use crate::ids::{ChannelIndex, SubtaskId, VertexId};
 use crate::state::key_group::{key_group_for_key, subtask_for_key_group};
 use std::fmt::Write;
@@ -199,7 +199,7 @@ impl ExecutionGraph {
         self.job
             .operators
             .iter()
-            .filter(|o| matches!(o.kind, OperatorKind::KeyedProcess { .. }))
+            .filter(|o| o.kind.is_keyed())
             .map(|o| o.uid.clone())
             .collect()
     }

@@ -1,15 +1,18 @@
 //! The operators of one job vertex, run back to back in one task (Flink's operator chain).
 
 use crate::api::functions::{
-    CheckpointedFunction, FilterFunction, FlatMapFunction, KeySelector, KeyedProcessFunction,
-    MapFunction, UserError,
+    BroadcastSelector, CheckpointedFunction, FilterFunction, FlatMapFunction, KeySelector,
+    KeyedBroadcastProcessFunction, KeyedProcessFunction, MapFunction, UserError,
 };
 use crate::api::job::{Job, OperatorKind};
 use crate::api::value::{Text, Value};
 use crate::limits::SINK_APPEND_RECORDS_MAX;
 use crate::runtime::task_error::TaskError;
 use crate::services::record_batch::RecordBatch;
-use crate::state::heap_backend::HeapKeyedStateBackend;
+use crate::state::broadcast_state::{
+    chain_digest, BroadcastLineages, BroadcastStateSnapshot, BroadcastStateStore,
+};
+use crate::state::heap_backend::{HeapKeyedStateBackend, KeyedStateAccess, StateError};
 use crate::state::key_group::KeyGroupRange;
 use crate::state::operator_state::{OperatorStateSnapshot, OperatorStateStore};
 use crate::state::processing_time_journal::{JournalEntry, ProcessingTimeJournals};
@@ -19,12 +22,86 @@ use crate::state::snapshot::{
 use std::collections::BTreeMap;
 use std::ops::Range;
 
+/// What a keyed operator runs.
+enum KeyedFunction {
+    Process(Box<dyn KeyedProcessFunction>),
+    Broadcast {
+        function: Box<dyn KeyedBroadcastProcessFunction>,
+        selector: BroadcastSelector,
+        store: BroadcastStateStore,
+    },
+}
+
+impl KeyedFunction {
+    fn on_timer(
+        &mut self,
+        timestamp: u64,
+        state: &mut KeyedStateAccess<'_>,
+        out: &mut Vec<Value>,
+    ) -> Result<(), UserError> {
+        match self {
+            KeyedFunction::Process(function) => function.on_timer(timestamp, state, out),
+            KeyedFunction::Broadcast { function, .. } => function.on_timer(timestamp, state, out),
+        }
+    }
+
+    fn describe_state(&self, state_name: &str, bytes: &[u8]) -> String {
+        match self {
+            KeyedFunction::Process(function) => function.describe_state(state_name, bytes),
+            KeyedFunction::Broadcast { function, .. } => function.describe_state(state_name, bytes),
+        }
+    }
+}
+
+/// A reference evaluation's broadcast states: the run's application logs, and the states
+/// their prefixes fold to (through the operator's own function), by digest.
+#[derive(Default)]
+struct ReplayedBroadcast {
+    lineages: BroadcastLineages,
+    folded: BTreeMap<u64, BroadcastStateStore>,
+}
+
+impl ReplayedBroadcast {
+    /// The broadcast state whose application log has `digest`, folded from the longest
+    /// prefix already folded.
+    fn state(
+        &mut self,
+        uid: &str,
+        digest: u64,
+        function: &mut dyn KeyedBroadcastProcessFunction,
+    ) -> Result<&BroadcastStateStore, UserError> {
+        if !self.folded.contains_key(&digest) {
+            let prefix = self.lineages.prefix(uid, digest).ok_or_else(|| {
+                UserError(format!(
+                    "operator `{uid}`: the run handled a record with broadcast state {digest:016x}, which no snapshot's application log holds"
+                ))
+            })?;
+            let mut store = BroadcastStateStore::new();
+            let mut from = 0;
+            let mut chained = store.digest();
+            for (position, element) in prefix.iter().enumerate() {
+                chained = chain_digest(chained, element);
+                if let Some(folded) = self.folded.get(&chained) {
+                    (store, from) = (folded.clone(), position + 1);
+                }
+            }
+            for element in &prefix[from..] {
+                store.log_applied(element);
+                function.process_broadcast_element(element.clone(), &mut store.context())?;
+            }
+            debug_assert_eq!(store.digest(), digest);
+            self.folded.insert(digest, store);
+        }
+        Ok(&self.folded[&digest])
+    }
+}
+
 /// A keyed operator with its function and state.
 pub struct KeyedOperator {
     /// Its uid.
     pub uid: String,
     key_selector: KeySelector,
-    function: Box<dyn KeyedProcessFunction>,
+    function: KeyedFunction,
     /// Its keyed state.
     pub backend: HeapKeyedStateBackend,
     // A reference evaluation's journal to replay, per key: processing time comes from it
@@ -32,16 +109,23 @@ pub struct KeyedOperator {
     replay: Option<BTreeMap<Text, Vec<JournalEntry>>>,
     // Replaying: records that arrived before the journal reached them, per key.
     pending: BTreeMap<Text, Vec<Value>>,
+    // Replaying a keyed broadcast function: the broadcast states the run's records saw.
+    replayed_broadcast: Box<ReplayedBroadcast>,
 }
 
 impl KeyedOperator {
     fn new(
         uid: String,
         key_selector: KeySelector,
-        function: Box<dyn KeyedProcessFunction>,
+        function: KeyedFunction,
         mut backend: HeapKeyedStateBackend,
     ) -> KeyedOperator {
-        if function.uses_processing_time() {
+        let journaled = match &function {
+            KeyedFunction::Process(function) => function.uses_processing_time(),
+            // What a keyed element does depends on the broadcast state its subtask held.
+            KeyedFunction::Broadcast { .. } => true,
+        };
+        if journaled {
             backend.declare_processing_time();
         }
         KeyedOperator {
@@ -51,41 +135,81 @@ impl KeyedOperator {
             backend,
             replay: None,
             pending: BTreeMap::new(),
+            replayed_broadcast: Box::default(),
         }
     }
 
     /// Handles one record: journals it when the function reads processing time, then runs
     /// the function. Replaying, the record waits until the journal reaches it: each key's
     /// records are handled in the order the run handled them (which the input does not fix
-    /// when a key's records come from several partitions).
+    /// when a key's records come from several partitions). A broadcast element is applied
+    /// to the broadcast state at once.
     fn process(&mut self, value: Value, out: &mut Vec<Value>) -> Result<(), UserError> {
+        if let KeyedFunction::Broadcast {
+            function,
+            selector,
+            store,
+        } = &mut self.function
+        {
+            if selector(&value) {
+                store.log_applied(&value);
+                return function.process_broadcast_element(value, &mut store.context());
+            }
+        }
         let key = (self.key_selector)(&value);
         if !self.backend.reads_processing_time() {
+            let KeyedFunction::Process(function) = &mut self.function else {
+                unreachable!("a keyed broadcast function is journaled")
+            };
             let mut access = self.backend.access(&key)?;
-            return self.function.process_element(value, &mut access, out);
+            return function.process_element(value, &mut access, out);
         }
         if self.replay.is_some() {
             self.pending.entry(key.clone()).or_default().push(value);
             return self.replay_pending(&key, out);
         }
         let at = self.backend.processing_time();
-        self.handle_at(&key, value, at, out)
+        self.handle_at(&key, value, at, None, out)
     }
 
+    /// Handles `value` of `key` at `at`; replaying a keyed broadcast function, with the
+    /// broadcast state whose log has digest `replayed` (the run's).
     fn handle_at(
         &mut self,
         key: &str,
         value: Value,
         at: u64,
+        replayed: Option<u64>,
         out: &mut Vec<Value>,
     ) -> Result<(), UserError> {
         self.backend.set_processing_time(at);
         let fingerprint = fingerprint(&value);
-        self.backend
-            .journal(key, JournalEntry::Record { at, fingerprint })?;
+        let entry = match &self.function {
+            KeyedFunction::Process(_) => JournalEntry::Record { at, fingerprint },
+            KeyedFunction::Broadcast { store, .. } => JournalEntry::BroadcastRecord {
+                at,
+                fingerprint,
+                broadcast: replayed.unwrap_or(store.digest()),
+            },
+        };
+        self.backend.journal(key, entry)?;
         self.backend.on_record();
         let mut access = self.backend.access(key)?;
-        self.function.process_element(value, &mut access, out)
+        match &mut self.function {
+            KeyedFunction::Process(function) => function.process_element(value, &mut access, out),
+            KeyedFunction::Broadcast {
+                function, store, ..
+            } => {
+                let seen = match replayed {
+                    Some(digest) => {
+                        self.replayed_broadcast
+                            .state(&self.uid, digest, function.as_mut())?
+                    }
+                    None => store,
+                };
+                function.process_element(value, &mut access, &seen.read_only(), out)
+            }
+        }
     }
 
     /// Fires `key`'s timer for `timestamp` at `at`.
@@ -129,12 +253,17 @@ impl KeyedOperator {
         let entries = self.replayed_from_position(key)?;
         let mut timers = Vec::new();
         for entry in entries {
-            let (at, fingerprint) = match entry {
+            let (at, fingerprint, broadcast) = match entry {
                 JournalEntry::Timer { timestamp, at } => {
                     timers.push((timestamp, at));
                     continue;
                 }
-                JournalEntry::Record { at, fingerprint } => (at, fingerprint),
+                JournalEntry::Record { at, fingerprint } => (at, fingerprint, None),
+                JournalEntry::BroadcastRecord {
+                    at,
+                    fingerprint,
+                    broadcast,
+                } => (at, fingerprint, Some(broadcast)),
             };
             let waiting = self.pending.get_mut(key).expect("a record waits");
             let Some(index) = waiting
@@ -156,7 +285,7 @@ impl KeyedOperator {
                     self.uid
                 )));
             }
-            self.handle_at(key, value, at, out)?;
+            self.handle_at(key, value, at, broadcast, out)?;
             if !self.pending.contains_key(key) {
                 return Ok(());
             }
@@ -207,7 +336,7 @@ impl KeyedOperator {
                     JournalEntry::Timer { timestamp, at } => {
                         self.replay_timer(&key, timestamp, at, out)?
                     }
-                    JournalEntry::Record { .. } => break,
+                    JournalEntry::Record { .. } | JournalEntry::BroadcastRecord { .. } => break,
                 }
             }
         }
@@ -312,7 +441,21 @@ impl OperatorChain {
                 } => ChainOperator::Keyed(KeyedOperator::new(
                     operator.uid.clone(),
                     key_selector.clone(),
-                    factory(),
+                    KeyedFunction::Process(factory()),
+                    HeapKeyedStateBackend::new(job.max_parallelism, key_group_range),
+                )),
+                OperatorKind::KeyedBroadcastProcess {
+                    key_selector,
+                    broadcast,
+                    factory,
+                } => ChainOperator::Keyed(KeyedOperator::new(
+                    operator.uid.clone(),
+                    key_selector.clone(),
+                    KeyedFunction::Broadcast {
+                        function: factory(),
+                        selector: broadcast.clone(),
+                        store: BroadcastStateStore::new(),
+                    },
                     HeapKeyedStateBackend::new(job.max_parallelism, key_group_range),
                 )),
                 OperatorKind::Checkpointed(factory) => {
@@ -444,6 +587,7 @@ impl OperatorChain {
     /// `journals` (per uid, per key) instead of the clock, and fire timers where it shows
     /// the run fired them.
     pub fn replay_processing_time(&mut self, journals: &ProcessingTimeJournals) {
+        self.replay_broadcast(&journals.broadcast);
         for operator in &mut self.operators {
             if let ChainOperator::Keyed(keyed) = operator {
                 if keyed.backend.reads_processing_time() {
@@ -517,10 +661,40 @@ impl OperatorChain {
         matches!(self.operators.last(), Some(ChainOperator::Sink(sink)) if sink.pending.len() >= SINK_APPEND_RECORDS_MAX)
     }
 
-    /// The synchronous part of a snapshot: a copy of every keyed operator's state.
+    /// The synchronous part of a snapshot: a copy of every keyed operator's state (with its
+    /// broadcast state, for a keyed broadcast function).
     pub fn snapshot_keyed(&self) -> BTreeMap<String, KeyedStateSnapshot> {
+        let (index, parallelism) = self.subtask;
         self.keyed()
-            .map(|keyed| (keyed.uid.clone(), keyed.backend.snapshot()))
+            .map(|keyed| {
+                let mut snapshot = keyed.backend.snapshot();
+                if let KeyedFunction::Broadcast { store, .. } = &keyed.function {
+                    snapshot.broadcast = Some(store.snapshot(index, parallelism));
+                }
+                (keyed.uid.clone(), snapshot)
+            })
+            .collect()
+    }
+
+    /// A reference evaluation: the keyed broadcast functions hand each keyed record the
+    /// broadcast state the run's subtask held (its journal's digest, found in `lineages`).
+    pub fn replay_broadcast(&mut self, lineages: &BroadcastLineages) {
+        for operator in &mut self.operators {
+            if let ChainOperator::Keyed(keyed) = operator {
+                if matches!(keyed.function, KeyedFunction::Broadcast { .. }) {
+                    keyed.replayed_broadcast.lineages = lineages.clone();
+                }
+            }
+        }
+    }
+
+    /// Each keyed broadcast function's broadcast state in this chain, by uid.
+    pub fn broadcast_states(&self) -> BTreeMap<String, &BroadcastStateStore> {
+        self.keyed()
+            .filter_map(|keyed| match &keyed.function {
+                KeyedFunction::Broadcast { store, .. } => Some((keyed.uid.clone(), store)),
+                KeyedFunction::Process(_) => None,
+            })
             .collect()
     }
 
@@ -594,16 +768,28 @@ impl OperatorChain {
         &mut self,
         snapshots: &BTreeMap<String, Vec<KeyedStateSnapshot>>,
     ) -> Result<(), TaskError> {
+        let index = self.subtask.0;
         for operator in &mut self.operators {
             if let ChainOperator::Keyed(keyed) = operator {
                 let found = snapshots.get(&keyed.uid).map(Vec::as_slice).unwrap_or(&[]);
-                keyed
-                    .backend
-                    .restore(found)
-                    .map_err(|error| TaskError::KeyedState {
-                        uid: keyed.uid.clone(),
-                        error: error.to_string(),
-                    })?;
+                let fail = |error: StateError| TaskError::KeyedState {
+                    uid: keyed.uid.clone(),
+                    error: error.to_string(),
+                };
+                keyed.backend.restore(found).map_err(fail)?;
+                let copies: Vec<&BroadcastStateSnapshot> =
+                    found.iter().filter_map(|s| s.broadcast.as_ref()).collect();
+                match &mut keyed.function {
+                    KeyedFunction::Broadcast { store, .. } => {
+                        *store = BroadcastStateStore::assign(&copies, index).map_err(fail)?;
+                    }
+                    KeyedFunction::Process(_) if !copies.is_empty() => {
+                        return Err(fail(StateError(
+                            "the snapshot holds broadcast state, but the operator is no longer a keyed broadcast process function".to_string(),
+                        )));
+                    }
+                    KeyedFunction::Process(_) => {}
+                }
             }
         }
         Ok(())

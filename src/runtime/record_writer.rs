@@ -30,6 +30,8 @@ enum Router {
     Hash {
         selector: crate::api::functions::KeySelector,
         max_parallelism: u32,
+        // A keyed stream connected to a broadcast stream: what this selects goes everywhere.
+        broadcast: Option<crate::api::functions::BroadcastSelector>,
     },
     Rebalance {
         next: usize,
@@ -64,6 +66,15 @@ impl RecordWriter {
             Some(Partitioning::Hash(selector)) => Router::Hash {
                 selector: selector.clone(),
                 max_parallelism,
+                broadcast: None,
+            },
+            Some(Partitioning::HashAndBroadcast {
+                key_selector,
+                broadcast,
+            }) => Router::Hash {
+                selector: key_selector.clone(),
+                max_parallelism,
+                broadcast: Some(broadcast.clone()),
             },
             Some(Partitioning::Rebalance) => Router::Rebalance {
                 next: subtask_index as usize,
@@ -112,8 +123,18 @@ impl RecordWriter {
         let index = match &mut self.router {
             Router::Forward => 0,
             Router::Hash {
+                broadcast: Some(broadcast),
+                ..
+            } if broadcast(value) => {
+                for index in 0..self.channels.len() {
+                    self.emit_to(index, value);
+                }
+                return;
+            }
+            Router::Hash {
                 selector,
                 max_parallelism,
+                ..
             } => {
                 let key_group = key_group_for_key(&selector(value), *max_parallelism);
                 subtask_for_key_group(*max_parallelism, self.channels.len() as u32, key_group)
@@ -124,6 +145,10 @@ impl RecordWriter {
                 *next
             }
         };
+        self.emit_to(index, value);
+    }
+
+    fn emit_to(&mut self, index: usize, value: &Value) {
         let channel = &mut self.channels[index];
         assert!(!channel.ended, "no record after end of partition");
         encode_message_into(value, &mut channel.building.bytes);

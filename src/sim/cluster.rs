@@ -34,7 +34,7 @@ use crate::sim::observer::{
 use crate::sim::sink_output::SinkOutput;
 use crate::sim::trace::trace_hash;
 use crate::sim::ttl_visibility::TtlVisibility;
-use crate::state::snapshot::LogicalKeyedState;
+use crate::state::snapshot::{BroadcastStateSnapshot, LogicalKeyedState};
 use crate::time::{Duration, Instant};
 use futures::channel::mpsc::{channel, Receiver};
 use futures::{FutureExt, StreamExt};
@@ -80,6 +80,8 @@ pub struct RunResult {
     pub final_state: BTreeMap<String, LogicalKeyedState>,
     /// What the final state leaves out as expired: the reference is held to the same rule.
     pub final_visibility: TtlVisibility,
+    /// Final broadcast state per keyed broadcast operator uid: each subtask's copy.
+    pub final_broadcast: BTreeMap<String, Vec<BroadcastStateSnapshot>>,
     /// The output topic as the scenario's reader sees it (its isolation level), partition by
     /// partition.
     pub sink_output: RecordBatch,
@@ -885,11 +887,16 @@ fn collect(
     let outcome = observer.outcome();
     let mut final_state: BTreeMap<String, LogicalKeyedState> = BTreeMap::new();
     let mut final_visibility = TtlVisibility::default();
+    let mut final_broadcast: BTreeMap<String, Vec<BroadcastStateSnapshot>> = BTreeMap::new();
     if let Some((_, JobOutcome::Finished, attempt)) = &outcome {
         let finals = observer.final_states(*attempt);
         for keyed in finals.values() {
             for (uid, snapshot) in keyed {
                 snapshot.merge_into(final_state.entry(uid.clone()).or_default());
+                if let Some(broadcast) = &snapshot.broadcast {
+                    let copies = final_broadcast.entry(uid.clone()).or_default();
+                    copies.push(broadcast.clone());
+                }
             }
         }
         final_visibility = TtlVisibility::of(
@@ -911,6 +918,7 @@ fn collect(
         checkpoints: observer.take_checkpoints(),
         final_state,
         final_visibility,
+        final_broadcast,
         sink_output,
         output,
         failures: observer.failures(),

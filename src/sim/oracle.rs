@@ -14,7 +14,7 @@ use crate::runtime::operator_chain::OperatorChain;
 use crate::services::record_batch::RecordBatch;
 use crate::state::key_group::KeyGroupRange;
 use crate::state::processing_time_journal::ProcessingTimeJournals;
-use crate::state::snapshot::{KeyedStateSnapshot, LogicalKeyedState};
+use crate::state::snapshot::{BroadcastStateSnapshot, KeyedStateSnapshot, LogicalKeyedState};
 use std::collections::BTreeMap;
 
 /// What the reference evaluation produced.
@@ -24,6 +24,8 @@ pub struct ReferenceResult {
     pub keyed: BTreeMap<String, LogicalKeyedState>,
     /// Records the sink received (serialized), in processing order.
     pub sink: RecordBatch,
+    /// Broadcast state per keyed broadcast operator uid (applied in input order).
+    pub broadcast: BTreeMap<String, BroadcastStateSnapshot>,
 }
 
 /// Runs the job's operators over each partition's records up to `prefix` (next offset per
@@ -71,7 +73,21 @@ pub fn evaluate(
         snapshot.merge_into(&mut view);
         keyed.insert(uid, view);
     }
-    Ok(ReferenceResult { keyed, sink })
+    let broadcast = broadcast_of(&chain);
+    Ok(ReferenceResult {
+        keyed,
+        sink,
+        broadcast,
+    })
+}
+
+/// The reference chain's broadcast states (it is one subtask of one).
+fn broadcast_of(chain: &OperatorChain) -> BTreeMap<String, BroadcastStateSnapshot> {
+    chain
+        .broadcast_states()
+        .into_iter()
+        .map(|(uid, store)| (uid, store.snapshot(0, 1)))
+        .collect()
 }
 
 /// The reference evaluation advanced prefix by prefix. Completed checkpoints' offsets never
@@ -210,7 +226,12 @@ impl<'a> IncrementalReference<'a> {
         if let Some(last) = self.chain.sink() {
             sink.extend_from(&last.pending);
         }
-        Ok(ReferenceResult { keyed, sink })
+        let broadcast = self.broadcast();
+        Ok(ReferenceResult {
+            keyed,
+            sink,
+            broadcast,
+        })
     }
 
     /// Fires the timers the run fired after each key's last record before a snapshot whose
@@ -244,6 +265,11 @@ impl<'a> IncrementalReference<'a> {
             backend.equals_snapshots(found)
         });
         equal && compared == snapshots.len()
+    }
+
+    /// The broadcast states reached so far, per keyed broadcast operator uid.
+    pub fn broadcast(&self) -> BTreeMap<String, BroadcastStateSnapshot> {
+        broadcast_of(&self.chain)
     }
 
     /// The keyed state reached so far.

@@ -279,6 +279,7 @@ impl HeapKeyedStateBackend {
             tables,
             processing_time_ms: self.now_ms,
             ttl_ms,
+            broadcast: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! The processing-time journal: per key, the processing time at which each of its records
-//! was handled (and which record it was) and each of its timers fired, kept as hidden keyed state of an operator whose
-//! function reads processing time (timers, state TTL).
+//! was handled (and which record it was) and each of its timers fired, kept as hidden keyed
+//! state of an operator whose function reads processing time (timers, state TTL) or broadcast
+//! state (then each record's entry also names the broadcast state it saw).
 //!
 //! Processing time is not a function of the input, so a reference evaluation cannot derive
 //! it: it replays the journal instead, handing each record the time the run handled it and
@@ -10,6 +11,7 @@
 //! exactly the history of the state it holds.
 
 use crate::api::value::Text;
+use crate::state::broadcast_state::BroadcastLineages;
 use crate::state::snapshot::{LogicalKeyedState, StateEntry};
 use crate::state::state_error::StateError;
 use serde::{Deserialize, Serialize};
@@ -35,6 +37,16 @@ pub enum JournalEntry {
         /// Processing time when it fired.
         at: u64,
     },
+    /// A record of the key was handled by a keyed broadcast function, at `at`, with the
+    /// broadcast state whose application log has digest `broadcast`.
+    BroadcastRecord {
+        /// Processing time when it was handled.
+        at: u64,
+        /// The record's fingerprint.
+        fingerprint: u64,
+        /// The digest of the subtask's broadcast application log then.
+        broadcast: u64,
+    },
 }
 
 impl JournalEntry {
@@ -53,8 +65,36 @@ impl JournalEntry {
     }
 }
 
-/// Per keyed operator uid, per key, the journal to replay.
-pub type ProcessingTimeJournals = BTreeMap<String, BTreeMap<Text, Vec<JournalEntry>>>;
+/// Per keyed operator uid, per key, the journal to replay; with the broadcast application
+/// logs its entries' digests name (keyed broadcast functions).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProcessingTimeJournals {
+    /// Per keyed operator uid, per key, the journal.
+    pub keys: BTreeMap<String, BTreeMap<Text, Vec<JournalEntry>>>,
+    /// The broadcast states' application logs.
+    pub broadcast: BroadcastLineages,
+}
+
+impl ProcessingTimeJournals {
+    /// No journal.
+    pub fn new() -> ProcessingTimeJournals {
+        ProcessingTimeJournals::default()
+    }
+}
+
+impl std::ops::Deref for ProcessingTimeJournals {
+    type Target = BTreeMap<String, BTreeMap<Text, Vec<JournalEntry>>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.keys
+    }
+}
+
+impl std::ops::DerefMut for ProcessingTimeJournals {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.keys
+    }
+}
 
 /// The journals held in `state` (keyed state per operator uid).
 pub fn journals_of(

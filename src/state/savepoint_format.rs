@@ -10,8 +10,8 @@ use crate::codec::{decode, CodecError, FileKind};
 use crate::ids::KeyGroup;
 use crate::state::key_group::KeyGroupRange;
 use crate::state::snapshot::{
-    KeyedStateSnapshot, OperatorSnapshot, SinkStateSnapshot, SourceOffsets, StateEntry, StateTable,
-    TaskStateSnapshot,
+    BroadcastStateSnapshot, KeyedStateSnapshot, OperatorSnapshot, SinkStateSnapshot, SourceOffsets,
+    StateEntry, StateTable, TaskStateSnapshot,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -20,6 +20,8 @@ use std::collections::BTreeMap;
 pub const SOURCE_OFFSETS_STATE: &str = "partition-offsets";
 /// A committing sink's pre-committed work: split list state, one element per subtask.
 pub const SINK_COMMITTABLES_STATE: &str = "sink-committables";
+/// A broadcast state copy's application log (see `state::broadcast_state`).
+pub const BROADCAST_LOG_STATE: &str = "_snapflow/broadcast-log";
 
 pub use crate::state::operator_state::Redistribution;
 use crate::state::operator_state::{OperatorList, OperatorStateSnapshot};
@@ -180,6 +182,13 @@ fn canonical_operator(uid: &str, operator: &OperatorSnapshot) -> CanonicalOperat
             function_subtask: Some((state.subtask_index, state.parallelism)),
         };
     }
+    if let OperatorSnapshot::Keyed(KeyedStateSnapshot {
+        broadcast: Some(broadcast),
+        ..
+    }) = operator
+    {
+        return canonical_keyed_broadcast(uid, operator, broadcast);
+    }
     let (keyed, lists) = match operator {
         OperatorSnapshot::Operator(_) => unreachable!("handled above"),
         OperatorSnapshot::Keyed(keyed) => (Some(canonical_keyed(keyed)), Vec::new()),
@@ -210,6 +219,38 @@ fn canonical_operator(uid: &str, operator: &OperatorSnapshot) -> CanonicalOperat
         keyed,
         lists,
         function_subtask: None,
+    }
+}
+
+/// A keyed broadcast operator: its keyed state, and its broadcast states as lists of
+/// `(key, value)` elements in `Broadcast` mode with the copy's application log beside them.
+fn canonical_keyed_broadcast(
+    uid: &str,
+    operator: &OperatorSnapshot,
+    broadcast: &BroadcastStateSnapshot,
+) -> CanonicalOperatorState {
+    let OperatorSnapshot::Keyed(keyed) = operator else {
+        unreachable!("called for keyed state")
+    };
+    let mut lists: Vec<ListState> = broadcast
+        .states
+        .iter()
+        .map(|(name, map)| ListState {
+            name: name.clone(),
+            mode: Redistribution::Broadcast,
+            elements: map.iter().map(|entry| encode_element(&entry)).collect(),
+        })
+        .collect();
+    lists.push(ListState {
+        name: BROADCAST_LOG_STATE.to_string(),
+        mode: Redistribution::Broadcast,
+        elements: broadcast.log.iter().map(encode_element).collect(),
+    });
+    CanonicalOperatorState {
+        uid: uid.to_string(),
+        keyed: Some(canonical_keyed(keyed)),
+        lists,
+        function_subtask: Some((broadcast.subtask_index, broadcast.parallelism)),
     }
 }
 
@@ -280,6 +321,15 @@ fn restore_operator(operator: CanonicalOperatorState) -> Result<OperatorSnapshot
         uid: uid.clone(),
         reason: reason.to_string(),
     };
+    if let (Some(keyed), Some((subtask_index, parallelism))) = (&keyed, function_subtask) {
+        if subtask_index >= parallelism {
+            return Err(shape("a broadcast state copy names no valid subtask"));
+        }
+        let broadcast = restore_broadcast(&uid, &lists, subtask_index, parallelism)?;
+        let mut keyed = restore_keyed(&uid, keyed.clone())?;
+        keyed.broadcast = Some(broadcast);
+        return Ok(OperatorSnapshot::Keyed(keyed));
+    }
     if let Some((subtask_index, parallelism)) = function_subtask {
         if keyed.is_some() || subtask_index >= parallelism {
             return Err(shape("a function's operator state names no valid subtask"));
@@ -320,6 +370,43 @@ fn restore_operator(operator: CanonicalOperatorState) -> Result<OperatorSnapshot
             "expected keyed state, or one list state named partition-offsets or sink-committables",
         )),
     }
+}
+
+fn restore_broadcast(
+    uid: &str,
+    lists: &[ListState],
+    subtask_index: u32,
+    parallelism: u32,
+) -> Result<BroadcastStateSnapshot, CanonicalError> {
+    let mut broadcast = BroadcastStateSnapshot {
+        subtask_index,
+        parallelism,
+        states: BTreeMap::new(),
+        log: Vec::new(),
+    };
+    for list in lists {
+        if list.mode != Redistribution::Broadcast {
+            return Err(CanonicalError::Shape {
+                uid: uid.to_string(),
+                reason: format!(
+                    "list state `{}` of a keyed broadcast operator is {:?}, not Broadcast",
+                    list.name, list.mode
+                ),
+            });
+        }
+        if list.name == BROADCAST_LOG_STATE {
+            for element in &list.elements {
+                broadcast.log.push(decode_element(uid, list, element)?);
+            }
+            continue;
+        }
+        let map = broadcast.states.entry(list.name.clone()).or_default();
+        for element in &list.elements {
+            let (key, value): (Vec<u8>, Vec<u8>) = decode_element(uid, list, element)?;
+            map.insert(key, value);
+        }
+    }
+    Ok(broadcast)
 }
 
 fn decode_element<T: serde::de::DeserializeOwned>(
@@ -377,6 +464,7 @@ fn restore_keyed(
         tables,
         processing_time_ms: keyed.processing_time_ms,
         ttl_ms,
+        broadcast: None,
     })
 }
 
@@ -413,6 +501,7 @@ mod tests {
             tables: BTreeMap::from([("count".to_string(), count)]),
             processing_time_ms: 1_234,
             ttl_ms: BTreeMap::from([("count".to_string(), 60_000)]),
+            broadcast: None,
         };
         let offsets = SourceOffsets {
             next_offsets: BTreeMap::from([(0, 17), (2, 4)]),

@@ -46,6 +46,21 @@ pub struct KeyedStateSnapshot {
     /// The states under a time-to-live (their values carry last-access stamps): name to TTL
     /// in milliseconds.
     pub ttl_ms: BTreeMap<String, u64>,
+    /// The operator's broadcast state in this subtask, for a keyed broadcast operator.
+    pub broadcast: Option<BroadcastStateSnapshot>,
+}
+
+/// One subtask's copy of a keyed broadcast operator's broadcast state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BroadcastStateSnapshot {
+    /// The subtask it was taken in.
+    pub subtask_index: u32,
+    /// The operator's parallelism then.
+    pub parallelism: u32,
+    /// State name to map: key bytes to value bytes.
+    pub states: BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>,
+    /// The broadcast elements the copy applied, in order (see `state::broadcast_state`).
+    pub log: Vec<crate::api::value::Value>,
 }
 
 /// A source subtask's operator state: the next offset to read per partition.
@@ -76,6 +91,9 @@ pub enum Redistribution {
     EvenSplit,
     /// `UNION`: every new subtask gets the elements of all subtasks.
     Union,
+    /// `BROADCAST`: every subtask holds the same state; new subtask `i` gets old subtask
+    /// `i % old_parallelism`'s copy (broadcast state, in canonical savepoints).
+    Broadcast,
 }
 
 /// One named list state: its mode and elements (serialized).

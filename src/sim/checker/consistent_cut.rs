@@ -1,6 +1,7 @@
 //! Exactly-once: every completed checkpoint is a consistent cut — its keyed state, with its
 //! in-flight data replayed, equals the reference over exactly the input its offsets name.
 
+use super::broadcast_copies::compare_copies;
 use super::journals::{journal_tables, snapshot_journals};
 use super::*;
 use crate::graph::execution_graph::ExecutionGraph;
@@ -10,7 +11,7 @@ use crate::sim::observer::ObservedCheckpoint;
 use crate::sim::ttl_visibility::TtlVisibility;
 use crate::state::operator_state::Redistribution;
 use crate::state::processing_time_journal::JOURNAL_STATE;
-use crate::state::snapshot::{KeyedStateSnapshot, TaskStateSnapshot};
+use crate::state::snapshot::{BroadcastStateSnapshot, KeyedStateSnapshot, TaskStateSnapshot};
 
 /// `reference` advances through the snapshots' offsets, switching to each stage's job version
 /// at the snapshot the stage restored; the caller finishes it. A snapshot off that line (a
@@ -235,6 +236,11 @@ impl<'a> Cut<'a> {
             .settle_timers(&lengths)
             .map_err(|e| format!("{}: {e}", self.name))?;
         self.compare_operator_state(job, in_flight, reference)?;
+        // In-flight broadcast elements have reached some copies and not others yet.
+        if !in_flight {
+            let copies = broadcast_copies(&self.states);
+            compare_copies(&self.name, &copies, &reference.broadcast())?;
+        }
         // Without in-flight data the snapshots are the logical state: compared in place.
         let snapshots = keyed_snapshots(&self.states);
         if !in_flight && reference.equals(&snapshots) {
@@ -378,6 +384,21 @@ fn holds_in_flight_data(state: &TaskStateSnapshot) -> bool {
             .chain(&channels.output)
             .any(|buffers| !buffers.is_empty())
     })
+}
+
+/// Each keyed broadcast operator's broadcast state copies, across the checkpoint's subtasks.
+fn broadcast_copies<'a>(
+    states: &BTreeMap<SubtaskId, &'a TaskStateSnapshot>,
+) -> BTreeMap<&'a str, Vec<&'a BroadcastStateSnapshot>> {
+    let mut copies: BTreeMap<&str, Vec<&BroadcastStateSnapshot>> = BTreeMap::new();
+    for (uid, snapshots) in keyed_snapshots(states) {
+        for snapshot in snapshots {
+            if let Some(copy) = &snapshot.broadcast {
+                copies.entry(uid).or_default().push(copy);
+            }
+        }
+    }
+    copies
 }
 
 /// Each keyed operator's snapshots, across the checkpoint's subtasks.

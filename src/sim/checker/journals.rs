@@ -4,6 +4,7 @@
 use crate::ids::CheckpointId;
 use crate::sim::cluster::RunResult;
 use crate::sim::observer::ObservedCheckpoint;
+use crate::state::broadcast_state::BroadcastLineages;
 use crate::state::processing_time_journal::{journals_of, ProcessingTimeJournals, JOURNAL_STATE};
 use crate::state::snapshot::{KeyedStateSnapshot, LogicalKeyedState, OperatorSnapshot};
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ pub fn stage_journals(
     run: &RunResult,
     restored: &[CheckpointId],
 ) -> Result<Vec<ProcessingTimeJournals>, String> {
+    let lineages = run_lineages(run);
     let mut stages = Vec::new();
     for checkpoint_id in restored {
         let observed = run
@@ -28,10 +30,46 @@ pub fn stage_journals(
     let mut last = journals_of(&run.final_state).map_err(|e| format!("final state: {e}"))?;
     for observed in run.checkpoints.iter().rev() {
         let found = snapshot_journals(observed, |uid| !last.contains_key(uid))?;
-        last.extend(found);
+        last.extend(found.keys);
     }
     stages.push(last);
+    // A digest names a log prefix of whichever copy its record's subtask held: every copy
+    // the run left anywhere is a candidate.
+    for stage in &mut stages {
+        stage.broadcast = lineages.clone();
+    }
     Ok(stages)
+}
+
+/// Every broadcast application log the run's snapshots and final state hold.
+pub fn run_lineages(run: &RunResult) -> BroadcastLineages {
+    let mut lineages = BroadcastLineages::default();
+    for observed in &run.checkpoints {
+        lineages.extend(&snapshot_lineages(observed));
+    }
+    for (uid, copies) in &run.final_broadcast {
+        for copy in copies {
+            lineages.add(uid, &copy.log);
+        }
+    }
+    lineages
+}
+
+/// The broadcast application logs one snapshot holds.
+fn snapshot_lineages(observed: &ObservedCheckpoint) -> BroadcastLineages {
+    let mut lineages = BroadcastLineages::default();
+    for state in observed.task_states.values().flatten() {
+        for (uid, operator) in &state.operators {
+            if let OperatorSnapshot::Keyed(KeyedStateSnapshot {
+                broadcast: Some(copy),
+                ..
+            }) = operator
+            {
+                lineages.add(uid, &copy.log);
+            }
+        }
+    }
+    lineages
 }
 
 /// The journal tables of `snapshots` (operator uid and keyed snapshot) as a keyed view:
@@ -68,6 +106,8 @@ pub fn snapshot_journals(
             OperatorSnapshot::Keyed(snapshot) if wanted(uid) => Some((uid.as_str(), snapshot)),
             _ => None,
         });
-    journals_of(&journal_tables(snapshots))
-        .map_err(|e| format!("snapshot {}: {e}", observed.checkpoint.checkpoint_id))
+    let mut journals = journals_of(&journal_tables(snapshots))
+        .map_err(|e| format!("snapshot {}: {e}", observed.checkpoint.checkpoint_id))?;
+    journals.broadcast = snapshot_lineages(observed);
+    Ok(journals)
 }

@@ -26,6 +26,7 @@ use crate::time::Instant;
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::Hasher;
 
+mod broadcast_copies;
 mod consistent_cut;
 mod gave_up;
 mod idempotent;
@@ -302,6 +303,22 @@ pub fn check_run(
             )
             .map(|keys| format!("{keys} keys equal"));
             checks.push(check("final keyed state equals the oracle's", final_state));
+            if !reference.broadcast.is_empty() {
+                let copies = faulty
+                    .final_broadcast
+                    .iter()
+                    .map(|(uid, copies)| (uid.as_str(), copies.iter().collect()))
+                    .collect();
+                let agreed =
+                    broadcast_copies::compare_copies("final state", &copies, &reference.broadcast)
+                        .map(|n| {
+                            format!("{n} copies applied every broadcast element once and agree")
+                        });
+                checks.push(check(
+                    "every broadcast state copy equals the reference's",
+                    agreed,
+                ));
+            }
             checks.push(check(
                 "every completed checkpoint is a consistent cut",
                 cuts.expect("checked under exactly-once"),
