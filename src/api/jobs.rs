@@ -1,9 +1,12 @@
 //! The jobs shipped with snapflow, which scenarios name. Each is ordinary user code written
 //! with the builder, as a Flink user would write it.
 
-use crate::api::functions::{CheckpointedFunction, KeyedProcessFunction, UserError};
+use crate::api::functions::{
+    CheckpointedFunction, KeyedBroadcastProcessFunction, KeyedProcessFunction, UserError,
+};
 use crate::api::job::{Job, JobBuilder};
 use crate::api::value::Value;
+use crate::state::broadcast_state::{BroadcastContext, ReadOnlyBroadcastContext};
 use crate::state::heap_backend::KeyedStateAccess;
 use crate::state::operator_state::OperatorStateStore;
 use crate::state::state_descriptor::{
@@ -95,8 +98,22 @@ const TIMER_GRID_MS: u64 = 50;
 /// under TTL (`recent`, `touched`, `echoes`: each update type, visibility and cleanup); and a
 /// processing-time timer per record, 150 ms on, whose firing counts in `fired` and emits
 /// `(word, -fired)`. It emits `(word, digest)` per record, the digest a function of all of
-/// them, so output and state both show a difference in any.
+/// them, so output and state both show a difference in any. It is connected to a broadcast
+/// stream, the `first:<word>` announcements of `first-seen`: broadcast state counts the
+/// words announced per length, and each record's digest includes the count for its own
+/// length as its subtask saw it then.
 struct StateZoo;
+
+/// Words announced by `first-seen`, counted per length (broadcast state).
+const ANNOUNCED: MapStateDescriptor<i64, i64> = MapStateDescriptor::new("announced-by-length");
+/// What `first-seen` puts in front of a word it announces.
+const ANNOUNCEMENT: &str = "first:";
+
+fn is_announcement(value: &Value) -> bool {
+    value
+        .as_str()
+        .is_some_and(|text| text.starts_with(ANNOUNCEMENT))
+}
 
 impl StateZoo {
     /// The TTL states' part of the digest.
@@ -115,13 +132,16 @@ impl StateZoo {
     }
 }
 
-impl KeyedProcessFunction for StateZoo {
+impl KeyedBroadcastProcessFunction for StateZoo {
     fn process_element(
         &mut self,
         value: Value,
         state: &mut KeyedStateAccess<'_>,
+        broadcast: &ReadOnlyBroadcastContext<'_>,
         out: &mut Vec<Value>,
     ) -> Result<(), UserError> {
+        let length = value.as_str().map_or(0, str::len) as i64;
+        let announced = broadcast.state(&ANNOUNCED).get(&length)?.unwrap_or(0);
         let count = next_count(state)?;
         let mut milestones = state.list_state(&MILESTONES);
         if count % 5 == 0 {
@@ -148,7 +168,8 @@ impl KeyedProcessFunction for StateZoo {
         let now = state.current_processing_time()?;
         let at = (now + TIMER_DELAY_MS).div_ceil(TIMER_GRID_MS) * TIMER_GRID_MS;
         state.register_processing_time_timer(at)?;
-        let digest = count * 1_000_000
+        let digest = announced * 1_000_000_000_000
+            + count * 1_000_000
             + held.iter().sum::<i64>() * 10_000
             + residue_total * 100
             + (total + mean) % 100;
@@ -156,6 +177,18 @@ impl KeyedProcessFunction for StateZoo {
             value,
             Value::Pair(Box::new((Value::Int(digest), Value::Int(timed)))),
         ));
+        Ok(())
+    }
+
+    fn process_broadcast_element(
+        &mut self,
+        announcement: Value,
+        broadcast: &mut BroadcastContext<'_>,
+    ) -> Result<(), UserError> {
+        let word_length = announcement.as_str().map_or(0, str::len) - ANNOUNCEMENT.len();
+        let mut announced = broadcast.state(&ANNOUNCED);
+        let before = announced.get(&(word_length as i64))?.unwrap_or(0);
+        announced.put(&(word_length as i64), &(before + 1));
         Ok(())
     }
 
@@ -280,7 +313,7 @@ impl CheckpointedFunction for FirstSightings {
     fn process_element(&mut self, word: Value, out: &mut Vec<Value>) -> Result<(), UserError> {
         let text = word.as_str().unwrap_or_default();
         if self.seen.insert(text.to_string()) {
-            out.push(Value::Str(format!("first:{text}").as_str().into()));
+            out.push(Value::Str(format!("{ANNOUNCEMENT}{text}").as_str().into()));
         }
         out.push(word);
         Ok(())
@@ -293,9 +326,10 @@ impl CheckpointedFunction for FirstSightings {
     }
 }
 
-/// `source -> split -> first-seen -> keyBy(word) -> zoo -> sink`: every kind of keyed state
-/// in one keyed operator (`zoo`), and operator state in a user function in front of it
-/// (`first-seen`, union list state), for the property tests and sweeps.
+/// `source -> split -> first-seen -> keyBy(word).connect(announcements) -> zoo -> sink`:
+/// every kind of keyed state in one keyed broadcast operator (`zoo`), with broadcast state
+/// fed by the announcements of the user function in front of it (`first-seen`, operator
+/// state in a union list), for the property tests and sweeps.
 pub fn state_zoo(source_parallelism: u32, parallelism: u32) -> Job {
     JobBuilder::new("state-zoo", parallelism)
         .source("source", INPUT_TOPIC)
@@ -309,7 +343,8 @@ pub fn state_zoo(source_parallelism: u32, parallelism: u32) -> Job {
         })
         .set_parallelism(source_parallelism)
         .key_by(|word| word.as_str().unwrap_or_default().into())
-        .process("zoo", || Box::new(StateZoo))
+        .connect_broadcast(is_announcement)
+        .process_broadcast("zoo", || Box::new(StateZoo))
         .sink("sink", OUTPUT_TOPIC)
         .build()
         .expect("the built-in state zoo is a valid job")

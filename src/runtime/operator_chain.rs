@@ -688,6 +688,22 @@ impl OperatorChain {
         }
     }
 
+    /// A reference evaluation moving on to a new job version: each keyed broadcast function
+    /// takes over the broadcast state of its uid in `previous` as it is (a reference is one
+    /// subtask: nothing to redistribute, so the engine's restore is not what carries it).
+    pub fn carry_broadcast(&mut self, previous: &OperatorChain) {
+        let stores = previous.broadcast_states();
+        for operator in &mut self.operators {
+            if let ChainOperator::Keyed(keyed) = operator {
+                if let KeyedFunction::Broadcast { store, .. } = &mut keyed.function {
+                    if let Some(found) = stores.get(&keyed.uid) {
+                        *store = (*found).clone();
+                    }
+                }
+            }
+        }
+    }
+
     /// Each keyed broadcast function's broadcast state in this chain, by uid.
     pub fn broadcast_states(&self) -> BTreeMap<String, &BroadcastStateStore> {
         self.keyed()

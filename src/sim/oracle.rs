@@ -155,6 +155,7 @@ impl<'a> IncrementalReference<'a> {
         let next = (self.stage + 1).min(self.journals.len() - 1);
         let mut chain = whole_chain(job, &self.journals[next]);
         chain.restore_keyed(&keyed).map_err(|e| e.to_string())?;
+        chain.carry_broadcast(&self.chain);
         let operator_state = self
             .chain
             .snapshot_operator_state()

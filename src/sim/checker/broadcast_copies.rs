@@ -21,6 +21,12 @@ pub(super) fn compare_copies(
         let mut found: Vec<&&BroadcastStateSnapshot> =
             copies.get(uid.as_str()).into_iter().flatten().collect();
         found.sort_by_key(|copy| copy.subtask_index);
+        if found.is_empty() && !expected.log.is_empty() {
+            return Err(format!(
+                "{name}: no subtask of operator `{uid}` holds broadcast state, the reference applied {} broadcast element(s)",
+                expected.log.len()
+            ));
+        }
         for copy in found {
             let subtask = copy.subtask_index;
             let mut applied = encoded(&copy.log);
@@ -118,5 +124,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(error.contains("depends on the order"), "{error}");
+        let error = compare_copies("cut", &BTreeMap::new(), &reference).unwrap_err();
+        assert!(error.contains("no subtask of operator `op`"), "{error}");
     }
 }
