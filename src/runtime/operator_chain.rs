@@ -1067,4 +1067,128 @@ mod tests {
         replay.process(word("c"), &mut out).unwrap();
         assert!(replay.unreplayed().unwrap().contains("key `c`"));
     }
+
+    /// Emits `(key, rules known)` per keyed record; a broadcast element `rule:<name>` is
+    /// added to the broadcast state.
+    struct RuleCounter;
+
+    const KNOWN: crate::state::state_descriptor::MapStateDescriptor<String, i64> =
+        crate::state::state_descriptor::MapStateDescriptor::new("known");
+
+    impl KeyedBroadcastProcessFunction for RuleCounter {
+        fn process_element(
+            &mut self,
+            value: Value,
+            _: &mut KeyedStateAccess<'_>,
+            broadcast: &crate::state::broadcast_state::ReadOnlyBroadcastContext<'_>,
+            out: &mut Vec<Value>,
+        ) -> Result<(), UserError> {
+            let known = broadcast.state(&KNOWN).entries()?.len() as i64;
+            out.push(Value::pair(value, Value::Int(known)));
+            Ok(())
+        }
+
+        fn process_broadcast_element(
+            &mut self,
+            value: Value,
+            broadcast: &mut crate::state::broadcast_state::BroadcastContext<'_>,
+        ) -> Result<(), UserError> {
+            broadcast
+                .state(&KNOWN)
+                .put(&value.as_str().unwrap_or_default().to_string(), &1);
+            Ok(())
+        }
+    }
+
+    fn broadcast_chain() -> OperatorChain {
+        let job = JobBuilder::new("rules", 1)
+            .source("source", "in")
+            .key_by(|v| v.as_str().unwrap_or_default().into())
+            .connect_broadcast(|v| v.as_str().is_some_and(|t| t.starts_with("rule:")))
+            .process_broadcast("counter", || Box::new(RuleCounter))
+            .sink("sink", "out")
+            .build()
+            .unwrap();
+        let whole = KeyGroupRange {
+            start: 0,
+            end: job.max_parallelism - 1,
+        };
+        OperatorChain::new(&job, 0..job.operators.len(), whole)
+    }
+
+    #[test]
+    fn a_replay_hands_each_keyed_record_the_broadcast_state_the_run_saw() {
+        let mut live = broadcast_chain();
+        let mut out = Vec::new();
+        for value in ["a", "rule:x", "b", "rule:y", "a"] {
+            live.process(word(value), &mut out).unwrap();
+        }
+        assert_eq!(sink_records(&mut live), vec!["(a,0)", "(b,1)", "(a,2)"]);
+        let mut journals = journals(&live);
+        let store = live.broadcast_states()["counter"].clone();
+        journals.broadcast.add("counter", store.log());
+        // The reference meets the rules first and the records later: it still hands each
+        // record the state the run's subtask had.
+        let mut replay = broadcast_chain();
+        replay.replay_processing_time(&journals);
+        for value in ["rule:y", "rule:x", "a", "b", "a"] {
+            replay.process(word(value), &mut out).unwrap();
+        }
+        assert_eq!(replay.unreplayed(), None);
+        assert_eq!(sink_records(&mut replay), vec!["(a,0)", "(b,1)", "(a,2)"]);
+        let live_keyed = live.snapshot_keyed();
+        let replay_keyed = replay.snapshot_keyed();
+        assert_eq!(replay_keyed["counter"].tables, live_keyed["counter"].tables);
+        assert_eq!(
+            replay.broadcast_states()["counter"].states(),
+            store.states(),
+            "the same rules, in another order"
+        );
+        // A digest no application log holds is refused.
+        let mut replay = broadcast_chain();
+        let mut unknown = journals.clone();
+        unknown.broadcast = Default::default();
+        replay.replay_processing_time(&unknown);
+        replay.process(word("a"), &mut out).unwrap();
+        let error = replay.process(word("b"), &mut out).unwrap_err();
+        assert!(
+            error.0.contains("no snapshot's application log holds"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn broadcast_state_is_snapshot_per_subtask_and_restored_from_one_copy() {
+        let mut live = broadcast_chain();
+        live.set_subtask(1, 2);
+        let mut out = Vec::new();
+        live.process(word("rule:x"), &mut out).unwrap();
+        let snapshot = live.snapshot_keyed();
+        let copy = snapshot["counter"].broadcast.clone().unwrap();
+        assert_eq!((copy.subtask_index, copy.parallelism), (1, 2));
+        let mut other = copy.clone();
+        other.subtask_index = 0;
+        other.log.clear();
+        let mut first = snapshot["counter"].clone();
+        first.broadcast = Some(other);
+        first.tables.clear();
+        let snapshots = BTreeMap::from([(
+            "counter".to_string(),
+            vec![first, snapshot["counter"].clone()],
+        )]);
+        for (index, expected) in [(0, 0), (1, 1), (2, 0), (3, 1)] {
+            let mut restored = broadcast_chain();
+            restored.set_subtask(index, 4);
+            restored.restore_keyed(&snapshots).unwrap();
+            let log = restored.broadcast_states()["counter"].log().len();
+            assert_eq!(log, expected, "new subtask {index} takes old {}", index % 2);
+        }
+        let mut plain = chain();
+        let renamed = snapshots
+            .into_values()
+            .map(|s| ("reminder".to_string(), s))
+            .collect();
+        let error = plain.restore_keyed(&renamed).unwrap_err().to_string();
+        assert!(error.contains("no longer a keyed broadcast"), "{error}");
+    }
 }
