@@ -109,6 +109,7 @@ pub mod state {
     pub mod keyed_state;
     pub mod operator_state;
     pub mod processing_time_journal;
+    pub mod raw_state;
     pub mod savepoint_format;
     pub mod snapshot;
     pub mod state_descriptor;
