@@ -4,6 +4,7 @@ use crate::api::value::{Text, Value};
 use crate::state::broadcast_state::{BroadcastContext, ReadOnlyBroadcastContext};
 use crate::state::heap_backend::{KeyedStateAccess, StateError};
 use crate::state::operator_state::OperatorStateStore;
+use crate::state::raw_state::{RawKeyedStateInput, RawKeyedStateOutput};
 use std::fmt;
 use std::sync::Arc;
 
@@ -97,6 +98,21 @@ pub trait KeyedProcessFunction: Send {
     fn describe_state(&self, state_name: &str, bytes: &[u8]) -> String {
         format!("{state_name}:<{} bytes>", bytes.len())
     }
+    /// Raw keyed state (Flink's raw keyed state of a custom operator): at every snapshot,
+    /// writes what the function keeps in its own structures into `output`, key group by key
+    /// group (`output.key_group_of(key)`), so that it moves with its key groups. The default
+    /// writes nothing.
+    fn snapshot_raw_keyed_state(&self, output: &mut RawKeyedStateOutput) -> Result<(), UserError> {
+        let _ = output;
+        Ok(())
+    }
+
+    /// Restores raw keyed state: runs once, before the first record, in a restored subtask,
+    /// with the bytes of the key groups it owns.
+    fn restore_raw_keyed_state(&mut self, input: RawKeyedStateInput<'_>) -> Result<(), UserError> {
+        let _ = input;
+        Ok(())
+    }
 }
 
 /// Flink's `KeyedBroadcastProcessFunction`: a keyed stream connected to a broadcast stream.
@@ -142,5 +158,20 @@ pub trait KeyedBroadcastProcessFunction: Send {
     /// Renders one keyed state value for reports. The default shows its size only.
     fn describe_state(&self, state_name: &str, bytes: &[u8]) -> String {
         format!("{state_name}:<{} bytes>", bytes.len())
+    }
+    /// Raw keyed state (Flink's raw keyed state of a custom operator): at every snapshot,
+    /// writes what the function keeps in its own structures into `output`, key group by key
+    /// group (`output.key_group_of(key)`), so that it moves with its key groups. The default
+    /// writes nothing.
+    fn snapshot_raw_keyed_state(&self, output: &mut RawKeyedStateOutput) -> Result<(), UserError> {
+        let _ = output;
+        Ok(())
+    }
+
+    /// Restores raw keyed state: runs once, before the first record, in a restored subtask,
+    /// with the bytes of the key groups it owns.
+    fn restore_raw_keyed_state(&mut self, input: RawKeyedStateInput<'_>) -> Result<(), UserError> {
+        let _ = input;
+        Ok(())
     }
 }

@@ -6,14 +6,18 @@ use crate::api::functions::{
 };
 use crate::api::job::{Job, JobBuilder};
 use crate::api::value::Value;
+use crate::ids::KeyGroup;
 use crate::state::broadcast_state::{BroadcastContext, ReadOnlyBroadcastContext};
 use crate::state::heap_backend::KeyedStateAccess;
 use crate::state::operator_state::OperatorStateStore;
+use crate::state::raw_state::{RawKeyedStateInput, RawKeyedStateOutput};
+use crate::state::snapshot::RAW_KEYED_STATE;
 use crate::state::state_descriptor::{
     AggregatingStateDescriptor, ListStateDescriptor, MapStateDescriptor, ReducingStateDescriptor,
     ValueStateDescriptor,
 };
 use crate::state::state_ttl::{StateTtlConfig, StateVisibility, UpdateType};
+use std::collections::BTreeMap;
 
 /// The topic every built-in job reads.
 pub const INPUT_TOPIC: &str = "input";
@@ -101,8 +105,13 @@ const TIMER_GRID_MS: u64 = 50;
 /// them, so output and state both show a difference in any. It is connected to a broadcast
 /// stream, the `first:<word>` announcements of `first-seen`: broadcast state counts the
 /// words announced per length, and each record's digest includes the count for its own
-/// length as its subtask saw it then.
-struct StateZoo;
+/// length as its subtask saw it then. And it keeps a tally of each key's records in a field
+/// of its own, checkpointed as raw keyed state (written per key group, restored for the key
+/// groups its subtask owns), whose last digit goes into the digest.
+#[derive(Default)]
+struct StateZoo {
+    tally: BTreeMap<String, u64>,
+}
 
 /// Words announced by `first-seen`, counted per length (broadcast state).
 const ANNOUNCED: MapStateDescriptor<i64, i64> = MapStateDescriptor::new("announced-by-length");
@@ -143,6 +152,9 @@ impl KeyedBroadcastProcessFunction for StateZoo {
         let length = value.as_str().map_or(0, str::len) as i64;
         let announced = broadcast.state(&ANNOUNCED).get(&length)?.unwrap_or(0);
         let count = next_count(state)?;
+        let tally = self.tally.entry(state.key().to_string()).or_default();
+        *tally += 1;
+        let tally_digit = (*tally % 10) as i64;
         let mut milestones = state.list_state(&MILESTONES);
         if count % 5 == 0 {
             milestones.add(&count)?;
@@ -169,6 +181,7 @@ impl KeyedBroadcastProcessFunction for StateZoo {
         let at = (now + TIMER_DELAY_MS).div_ceil(TIMER_GRID_MS) * TIMER_GRID_MS;
         state.register_processing_time_timer(at)?;
         let digest = announced * 1_000_000_000_000
+            + tally_digit * 100_000_000_000
             + count * 1_000_000
             + held.iter().sum::<i64>() * 10_000
             + residue_total * 100
@@ -196,6 +209,28 @@ impl KeyedBroadcastProcessFunction for StateZoo {
         true
     }
 
+    fn snapshot_raw_keyed_state(&self, output: &mut RawKeyedStateOutput) -> Result<(), UserError> {
+        let mut groups: BTreeMap<KeyGroup, Vec<(&str, u64)>> = BTreeMap::new();
+        for (key, tally) in &self.tally {
+            let group = output.key_group_of(key);
+            groups.entry(group).or_default().push((key, *tally));
+        }
+        for (group, tallies) in groups {
+            let bytes = postcard::to_allocvec(&tallies).expect("tallies always encode");
+            output.write(group, &bytes)?;
+        }
+        Ok(())
+    }
+
+    fn restore_raw_keyed_state(&mut self, input: RawKeyedStateInput<'_>) -> Result<(), UserError> {
+        for (group, bytes) in input.key_groups() {
+            let tallies: Vec<(String, u64)> = postcard::from_bytes(bytes)
+                .map_err(|e| UserError(format!("raw keyed state of key group {}: {e}", group.0)))?;
+            self.tally.extend(tallies);
+        }
+        Ok(())
+    }
+
     fn on_timer(
         &mut self,
         _timestamp: u64,
@@ -221,6 +256,15 @@ impl KeyedBroadcastProcessFunction for StateZoo {
             "mean" => postcard::from_bytes::<(i64, i64)>(bytes).map_or_else(
                 |_| "mean:?".to_string(),
                 |(sum, count)| format!("mean={sum}/{count}"),
+            ),
+            // Raw keyed state: the key group's tallies.
+            RAW_KEYED_STATE => postcard::from_bytes::<Vec<(String, u64)>>(bytes).map_or_else(
+                |_| format!("raw:<{} bytes>", bytes.len()),
+                |tallies| {
+                    let shown: Vec<String> =
+                        tallies.iter().map(|(k, n)| format!("{k}:{n}")).collect();
+                    format!("tally {}", shown.join(" "))
+                },
             ),
             _ => format!("{state_name}:<{} bytes>", bytes.len()),
         }
@@ -296,6 +340,9 @@ pub fn forward(parallelism: u32) -> Job {
 /// even split, the word would be "first" twice.
 struct FirstSightings {
     seen: std::collections::BTreeSet<String>,
+    // The words this instance announced (and those it was handed on restore): raw operator
+    // state, one partition per word, redistributed as an even split.
+    announced: Vec<String>,
 }
 
 const SEEN_WORDS: ListStateDescriptor<String> = ListStateDescriptor::new("seen-words");
@@ -307,6 +354,12 @@ impl CheckpointedFunction for FirstSightings {
             .get()?
             .into_iter()
             .collect();
+        for partition in state.raw_operator_state().partitions() {
+            let word = std::str::from_utf8(partition).map_err(|e| {
+                UserError(format!("a raw operator state partition is not a word: {e}"))
+            })?;
+            self.announced.push(word.to_string());
+        }
         Ok(())
     }
 
@@ -314,6 +367,7 @@ impl CheckpointedFunction for FirstSightings {
         let text = word.as_str().unwrap_or_default();
         if self.seen.insert(text.to_string()) {
             out.push(Value::Str(format!("{ANNOUNCEMENT}{text}").as_str().into()));
+            self.announced.push(text.to_string());
         }
         out.push(word);
         Ok(())
@@ -322,6 +376,11 @@ impl CheckpointedFunction for FirstSightings {
     fn snapshot_state(&mut self, state: &mut OperatorStateStore) -> Result<(), UserError> {
         let seen: Vec<String> = self.seen.iter().cloned().collect();
         state.union_list_state(&SEEN_WORDS)?.update(&seen);
+        let mut raw = state.raw_operator_state();
+        raw.clear();
+        for word in &self.announced {
+            raw.add_partition(word.as_bytes().to_vec());
+        }
         Ok(())
     }
 }
@@ -339,12 +398,13 @@ pub fn state_zoo(source_parallelism: u32, parallelism: u32) -> Job {
         .process_checkpointed("first-seen", || {
             Box::new(FirstSightings {
                 seen: Default::default(),
+                announced: Vec::new(),
             })
         })
         .set_parallelism(source_parallelism)
         .key_by(|word| word.as_str().unwrap_or_default().into())
         .connect_broadcast(is_announcement)
-        .process_broadcast("zoo", || Box::new(StateZoo))
+        .process_broadcast("zoo", || Box::<StateZoo>::default())
         .sink("sink", OUTPUT_TOPIC)
         .build()
         .expect("the built-in state zoo is a valid job")

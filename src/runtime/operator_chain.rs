@@ -16,6 +16,7 @@ use crate::state::heap_backend::{HeapKeyedStateBackend, KeyedStateAccess, StateE
 use crate::state::key_group::KeyGroupRange;
 use crate::state::operator_state::{OperatorStateSnapshot, OperatorStateStore};
 use crate::state::processing_time_journal::{JournalEntry, ProcessingTimeJournals};
+use crate::state::raw_state::{RawKeyedStateInput, RawKeyedStateOutput};
 use crate::state::snapshot::{
     KeyedStateSnapshot, OperatorSnapshot, SinkStateSnapshot, SourceOffsets,
 };
@@ -49,6 +50,20 @@ impl KeyedFunction {
         match self {
             KeyedFunction::Process(function) => function.describe_state(state_name, bytes),
             KeyedFunction::Broadcast { function, .. } => function.describe_state(state_name, bytes),
+        }
+    }
+
+    fn snapshot_raw(&self, output: &mut RawKeyedStateOutput) -> Result<(), UserError> {
+        match self {
+            KeyedFunction::Process(function) => function.snapshot_raw_keyed_state(output),
+            KeyedFunction::Broadcast { function, .. } => function.snapshot_raw_keyed_state(output),
+        }
+    }
+
+    fn restore_raw(&mut self, input: RawKeyedStateInput<'_>) -> Result<(), UserError> {
+        match self {
+            KeyedFunction::Process(function) => function.restore_raw_keyed_state(input),
+            KeyedFunction::Broadcast { function, .. } => function.restore_raw_keyed_state(input),
         }
     }
 }
@@ -663,7 +678,7 @@ impl OperatorChain {
 
     /// The synchronous part of a snapshot: a copy of every keyed operator's state (with its
     /// broadcast state, for a keyed broadcast function).
-    pub fn snapshot_keyed(&self) -> BTreeMap<String, KeyedStateSnapshot> {
+    pub fn snapshot_keyed(&self) -> Result<BTreeMap<String, KeyedStateSnapshot>, UserError> {
         let (index, parallelism) = self.subtask;
         self.keyed()
             .map(|keyed| {
@@ -671,7 +686,10 @@ impl OperatorChain {
                 if let KeyedFunction::Broadcast { store, .. } = &keyed.function {
                     snapshot.broadcast = Some(store.snapshot(index, parallelism));
                 }
-                (keyed.uid.clone(), snapshot)
+                let mut raw = keyed.backend.raw_output();
+                keyed.function.snapshot_raw(&mut raw)?;
+                snapshot.raw = raw.into_groups();
+                Ok((keyed.uid.clone(), snapshot))
             })
             .collect()
     }
@@ -762,7 +780,7 @@ impl OperatorChain {
         sink: Option<SinkStateSnapshot>,
     ) -> Result<BTreeMap<String, OperatorSnapshot>, UserError> {
         let mut operators: BTreeMap<String, OperatorSnapshot> = self
-            .snapshot_keyed()
+            .snapshot_keyed()?
             .into_iter()
             .map(|(uid, s)| (uid, OperatorSnapshot::Keyed(s)))
             .collect();
@@ -793,6 +811,14 @@ impl OperatorChain {
                     error: error.to_string(),
                 };
                 keyed.backend.restore(found).map_err(fail)?;
+                let raw = keyed.backend.raw_restored(found).map_err(fail)?;
+                if !raw.is_empty() {
+                    let restored = keyed.function.restore_raw(RawKeyedStateInput::new(&raw));
+                    restored.map_err(|error| TaskError::KeyedState {
+                        uid: keyed.uid.clone(),
+                        error: format!("restoring raw keyed state: {error}"),
+                    })?;
+                }
                 let copies: Vec<&BroadcastStateSnapshot> =
                     found.iter().filter_map(|s| s.broadcast.as_ref()).collect();
                 match &mut keyed.function {
@@ -962,7 +988,7 @@ mod tests {
         let mut out = Vec::new();
         chain.advance_processing_time(0, &mut out).unwrap();
         chain.process(word("a"), &mut out).unwrap();
-        let snapshot = chain.snapshot_keyed();
+        let snapshot = chain.snapshot_keyed().unwrap();
         let mut restored = self::chain();
         let snapshots = snapshot.into_iter().map(|(u, s)| (u, vec![s])).collect();
         restored.restore_keyed(&snapshots).unwrap();
@@ -982,7 +1008,7 @@ mod tests {
         chain: &OperatorChain,
     ) -> crate::state::processing_time_journal::ProcessingTimeJournals {
         let mut state: BTreeMap<String, LogicalKeyedState> = BTreeMap::new();
-        for (uid, snapshot) in chain.snapshot_keyed() {
+        for (uid, snapshot) in chain.snapshot_keyed().unwrap() {
             snapshot.merge_into(state.entry(uid).or_default());
         }
         journals_of(&state).unwrap()
@@ -1002,8 +1028,9 @@ mod tests {
         replay.replay_timers(None, &mut out).unwrap();
         assert_eq!(replay.unreplayed(), None);
         assert_eq!(
-            replay.snapshot_keyed(),
+            replay.snapshot_keyed().unwrap(),
             live.snapshot_keyed()
+                .unwrap()
                 .into_iter()
                 .map(|(u, mut s)| {
                     s.processing_time_ms = 30;
@@ -1136,8 +1163,8 @@ mod tests {
         }
         assert_eq!(replay.unreplayed(), None);
         assert_eq!(sink_records(&mut replay), vec!["(a,0)", "(b,1)", "(a,2)"]);
-        let live_keyed = live.snapshot_keyed();
-        let replay_keyed = replay.snapshot_keyed();
+        let live_keyed = live.snapshot_keyed().unwrap();
+        let replay_keyed = replay.snapshot_keyed().unwrap();
         assert_eq!(replay_keyed["counter"].tables, live_keyed["counter"].tables);
         assert_eq!(
             replay.broadcast_states()["counter"].states(),
@@ -1163,7 +1190,7 @@ mod tests {
         live.set_subtask(1, 2);
         let mut out = Vec::new();
         live.process(word("rule:x"), &mut out).unwrap();
-        let snapshot = live.snapshot_keyed();
+        let snapshot = live.snapshot_keyed().unwrap();
         let copy = snapshot["counter"].broadcast.clone().unwrap();
         assert_eq!((copy.subtask_index, copy.parallelism), (1, 2));
         let mut other = copy.clone();

@@ -452,7 +452,13 @@ impl Task {
             self.send_ready().await?;
             self.upload_ready();
         }
-        let keyed: BTreeMap<String, KeyedStateSnapshot> = self.chain.snapshot_keyed();
+        let keyed: BTreeMap<String, KeyedStateSnapshot> =
+            self.chain
+                .snapshot_keyed()
+                .map_err(|error| TaskError::UserFunction {
+                    subtask: self.context.subtask,
+                    message: error.to_string(),
+                })?;
         let records_written = self.chain.sink().map(|s| s.records_written).unwrap_or(0);
         self.context.event(EngineEvent::TaskFinished {
             subtask: self.context.subtask,

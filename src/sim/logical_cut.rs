@@ -70,7 +70,7 @@ pub fn logical_keyed_state(
         return Err(format!("in-flight data: {waiting}"));
     }
     let mut logical = BTreeMap::new();
-    for (uid, snapshot) in chain.snapshot_keyed() {
+    for (uid, snapshot) in chain.snapshot_keyed().map_err(|e| e.to_string())? {
         let mut view = LogicalKeyedState::new();
         snapshot.merge_into(&mut view);
         logical.insert(uid, view);

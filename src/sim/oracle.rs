@@ -68,7 +68,7 @@ pub fn evaluate(
         .map(|sink| std::mem::take(&mut sink.pending))
         .unwrap_or_default();
     let mut keyed = BTreeMap::new();
-    for (uid, snapshot) in chain.snapshot_keyed() {
+    for (uid, snapshot) in chain.snapshot_keyed().map_err(|e| e.to_string())? {
         let mut view = LogicalKeyedState::new();
         snapshot.merge_into(&mut view);
         keyed.insert(uid, view);
@@ -149,6 +149,7 @@ impl<'a> IncrementalReference<'a> {
         let keyed: BTreeMap<String, Vec<KeyedStateSnapshot>> = self
             .chain
             .snapshot_keyed()
+            .map_err(|e| e.to_string())?
             .into_iter()
             .map(|(uid, snapshot)| (uid, vec![snapshot]))
             .collect();
@@ -222,7 +223,7 @@ impl<'a> IncrementalReference<'a> {
             .replay_timers(None, &mut self.leftover)
             .map_err(|e| e.to_string())?;
         assert!(self.leftover.is_empty(), "a job ends in a sink");
-        let keyed = self.keyed();
+        let keyed = self.keyed()?;
         let mut sink = std::mem::take(&mut self.sink_before);
         if let Some(last) = self.chain.sink() {
             sink.extend_from(&last.pending);
@@ -274,14 +275,14 @@ impl<'a> IncrementalReference<'a> {
     }
 
     /// The keyed state reached so far.
-    pub fn keyed(&self) -> BTreeMap<String, LogicalKeyedState> {
+    pub fn keyed(&self) -> Result<BTreeMap<String, LogicalKeyedState>, String> {
         let mut keyed = BTreeMap::new();
-        for (uid, snapshot) in self.chain.snapshot_keyed() {
+        for (uid, snapshot) in self.chain.snapshot_keyed().map_err(|e| e.to_string())? {
             let mut view = LogicalKeyedState::new();
             snapshot.merge_into(&mut view);
             keyed.insert(uid, view);
         }
-        keyed
+        Ok(keyed)
     }
 }
 

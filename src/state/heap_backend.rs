@@ -7,6 +7,7 @@ use crate::api::value::Text;
 use crate::ids::KeyGroup;
 use crate::state::key_group::{key_group_for_key, KeyGroupRange};
 use crate::state::processing_time_journal::{JournalEntry, JOURNAL_STATE};
+use crate::state::raw_state::{restore_raw_keyed, RawKeyedStateOutput};
 use crate::state::snapshot::{KeyedStateSnapshot, StateEntry, StateTable};
 use crate::state::state_descriptor::ValueStateDescriptor;
 use crate::state::state_ttl::{self, StateTtlConfig, StateVisibility, UpdateType};
@@ -152,6 +153,19 @@ impl HeapKeyedStateBackend {
         Some((timestamp, key))
     }
 
+    /// An empty raw keyed state output for this backend's key groups.
+    pub fn raw_output(&self) -> RawKeyedStateOutput {
+        RawKeyedStateOutput::new(self.max_parallelism, self.key_group_range)
+    }
+
+    /// The raw keyed state of `snapshots` in this backend's key groups.
+    pub fn raw_restored(
+        &self,
+        snapshots: &[KeyedStateSnapshot],
+    ) -> Result<BTreeMap<KeyGroup, Vec<u8>>, StateError> {
+        restore_raw_keyed(snapshots.iter().map(|s| &s.raw), self.key_group_range)
+    }
+
     /// Appends `entry` to `key`'s processing-time journal.
     pub fn journal(&mut self, key: &str, entry: JournalEntry) -> Result<(), StateError> {
         let mut access = self.access(key)?;
@@ -280,6 +294,7 @@ impl HeapKeyedStateBackend {
             processing_time_ms: self.now_ms,
             ttl_ms,
             broadcast: None,
+            raw: BTreeMap::new(),
         }
     }
 

@@ -16,6 +16,31 @@ pub struct OperatorStateStore {
     restored: bool,
 }
 
+/// The list raw operator state is kept in.
+pub const RAW_OPERATOR_STATE: &str = "_raw-operator-state";
+
+/// Raw operator state: partitions of bytes.
+pub struct RawOperatorState<'s> {
+    list: &'s mut OperatorList,
+}
+
+impl RawOperatorState<'_> {
+    /// The partitions restored or written so far.
+    pub fn partitions(&self) -> &[Vec<u8>] {
+        &self.list.elements
+    }
+
+    /// `startNewPartition()` and its bytes.
+    pub fn add_partition(&mut self, bytes: Vec<u8>) {
+        self.list.elements.push(bytes);
+    }
+
+    /// Drops every partition (before writing a snapshot's anew).
+    pub fn clear(&mut self) {
+        self.list.elements.clear();
+    }
+}
+
 /// A `ListState<T>` of operator state.
 pub struct OperatorListState<'s, T> {
     list: &'s mut OperatorList,
@@ -43,6 +68,21 @@ impl OperatorStateStore {
         descriptor: &ListStateDescriptor<T>,
     ) -> Result<OperatorListState<'_, T>, StateError> {
         self.get(descriptor.name, Redistribution::Union)
+    }
+
+    /// Raw operator state (Flink's `getRawOperatorStateOutput()` and
+    /// `getRawOperatorStateInputs()`): partitions of bytes the function writes at a snapshot
+    /// and reads back on restore; redistributed as whole partitions by even split, as Flink
+    /// redistributes raw operator state. Kept as the list `_raw-operator-state`.
+    pub fn raw_operator_state(&mut self) -> RawOperatorState<'_> {
+        let list = self
+            .lists
+            .entry(RAW_OPERATOR_STATE.to_string())
+            .or_insert(OperatorList {
+                mode: Redistribution::EvenSplit,
+                elements: Vec::new(),
+            });
+        RawOperatorState { list }
     }
 
     fn get<T>(
@@ -207,6 +247,34 @@ mod tests {
             parts[0],
             (vec![3, 4, 5], vec![10, 20]),
             "its own at the same parallelism"
+        );
+    }
+
+    #[test]
+    fn raw_operator_state_partitions_are_split_whole() {
+        let old: Vec<OperatorStateSnapshot> = (0..2)
+            .map(|index| {
+                let mut store = OperatorStateStore::default();
+                let mut raw = store.raw_operator_state();
+                raw.add_partition(vec![index as u8; 3]);
+                raw.add_partition(vec![10 + index as u8]);
+                store.snapshot(index, 2)
+            })
+            .collect();
+        let parts: Vec<Vec<Vec<u8>>> = (0..4)
+            .map(|index| {
+                let mut store = OperatorStateStore::assign(&old, index, 4);
+                store.raw_operator_state().partitions().to_vec()
+            })
+            .collect();
+        assert_eq!(parts[0], vec![vec![0, 0, 0]]);
+        assert_eq!(parts[1], vec![vec![10]]);
+        assert_eq!(parts[2], vec![vec![1, 1, 1]]);
+        assert_eq!(parts[3], vec![vec![11]]);
+        let mut same = OperatorStateStore::assign(&old, 1, 2);
+        assert_eq!(
+            same.raw_operator_state().partitions(),
+            &[vec![1, 1, 1], vec![11]]
         );
     }
 

@@ -72,6 +72,8 @@ pub struct CanonicalKeyedState {
     pub processing_time_ms: u64,
     /// Key group by key group, ascending; empty key groups are absent.
     pub key_groups: Vec<KeyGroupBlock>,
+    /// Raw keyed state, key group by key group: `(key group, bytes, CRC-32 of the bytes)`.
+    pub raw: Vec<(u32, Vec<u8>, u32)>,
 }
 
 /// One operator's state in a subtask.
@@ -292,6 +294,11 @@ fn canonical_keyed(keyed: &KeyedStateSnapshot) -> CanonicalKeyedState {
         processing_time_ms: keyed.processing_time_ms,
         states,
         key_groups,
+        raw: keyed
+            .raw
+            .iter()
+            .map(|(group, bytes)| (group.0, bytes.clone(), crc32fast::hash(bytes)))
+            .collect(),
     }
 }
 
@@ -447,6 +454,16 @@ fn restore_keyed(
                 .insert(key, entry);
         }
     }
+    let mut raw = BTreeMap::new();
+    for (key_group, bytes, checksum) in keyed.raw {
+        if crc32fast::hash(&bytes) != checksum {
+            return Err(CanonicalError::KeyGroupChecksum {
+                uid: uid.to_string(),
+                key_group,
+            });
+        }
+        raw.insert(KeyGroup(key_group), bytes);
+    }
     let ttl_ms = keyed
         .states
         .iter()
@@ -465,6 +482,7 @@ fn restore_keyed(
         processing_time_ms: keyed.processing_time_ms,
         ttl_ms,
         broadcast: None,
+        raw,
     })
 }
 
@@ -502,6 +520,7 @@ mod tests {
             processing_time_ms: 1_234,
             ttl_ms: BTreeMap::from([("count".to_string(), 60_000)]),
             broadcast: None,
+            raw: BTreeMap::from([(KeyGroup(5), vec![1, 2, 3])]),
         };
         let offsets = SourceOffsets {
             next_offsets: BTreeMap::from([(0, 17), (2, 4)]),

@@ -48,6 +48,8 @@ pub struct KeyedStateSnapshot {
     pub ttl_ms: BTreeMap<String, u64>,
     /// The operator's broadcast state in this subtask, for a keyed broadcast operator.
     pub broadcast: Option<BroadcastStateSnapshot>,
+    /// Raw keyed state: the bytes the function wrote per key group (see `state::raw_state`).
+    pub raw: BTreeMap<KeyGroup, Vec<u8>>,
 }
 
 /// One subtask's copy of a keyed broadcast operator's broadcast state.
@@ -174,9 +176,29 @@ pub struct TaskStateSnapshot {
 /// A key's state as the checker compares it: key to state name to entry.
 pub type LogicalKeyedState = BTreeMap<Text, BTreeMap<String, StateEntry>>;
 
+/// In a key-ordered view, the state name raw keyed state is shown under: one entry per key
+/// group, under the pseudo key `raw_key_group_key(key group)` (raw state belongs to a key
+/// group, not to a key).
+pub const RAW_KEYED_STATE: &str = "_raw";
+
+/// The pseudo key a key group's raw keyed state is shown under in a key-ordered view:
+/// `⟨raw key group N⟩` (mathematical angle brackets, which no generated or parsed key holds).
+pub fn raw_key_group_key(key_group: KeyGroup) -> Text {
+    Text::from(format!("\u{27e8}raw key group {}\u{27e9}", key_group.0))
+}
+
 impl KeyedStateSnapshot {
-    /// Adds this snapshot's entries to a key-ordered view (key groups flattened away).
+    /// Adds this snapshot's entries to a key-ordered view (key groups flattened away; raw
+    /// keyed state under one pseudo key per key group).
     pub fn merge_into(&self, view: &mut LogicalKeyedState) {
+        for (key_group, bytes) in &self.raw {
+            view.entry(raw_key_group_key(*key_group))
+                .or_default()
+                .insert(
+                    RAW_KEYED_STATE.to_string(),
+                    StateEntry::Value(bytes.clone()),
+                );
+        }
         for (state_name, table) in &self.tables {
             for entries in table.values() {
                 for (key, entry) in entries {

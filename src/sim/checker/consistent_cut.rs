@@ -253,7 +253,9 @@ impl<'a> Cut<'a> {
         );
         let mut keyed = logical.unwrap_or_else(|| self.keyed_view());
         visibility.apply(&mut keyed);
-        let mut expected = reference.keyed();
+        let mut expected = reference
+            .keyed()
+            .map_err(|e| format!("{}: {e}", self.name))?;
         visibility.apply(&mut expected);
         compare_keyed(
             &format!("{} (offsets {:?})", self.name, self.offsets),
