@@ -6,9 +6,9 @@
 
 use snapflow::api::functions::{KeyedProcessFunction, UserError};
 use snapflow::api::job::{Job, JobBuilder};
+use snapflow::api::job_catalog::JobCatalog;
 use snapflow::api::jobs::{INPUT_TOPIC, OUTPUT_TOPIC};
 use snapflow::api::value::Value;
-use snapflow::scenario::Scenario;
 use snapflow::state::heap_backend::KeyedStateAccess;
 use snapflow::state::state_descriptor::AggregatingStateDescriptor;
 
@@ -73,19 +73,23 @@ pub fn average(parallelism: u32) -> Job {
         .expect("a valid job")
 }
 
-fn scenario() -> Scenario {
+/// The example's scenario, with this job in its catalog.
+#[cfg(test)]
+fn scenario() -> snapflow::scenario::Scenario {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/average.toml");
-    Scenario::load(std::path::Path::new(path)).unwrap_or_else(|e| panic!("{e}"))
+    snapflow::scenario::Scenario::load_with_jobs(std::path::Path::new(path), &catalog())
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn main() {
-    match snapflow::check(average(2), &scenario(), 0..3) {
-        Ok(passed) => println!("average: {passed} seed(s) passed"),
-        Err(failure) => {
-            eprintln!("{failure}");
-            std::process::exit(1);
-        }
-    }
+/// The built-in jobs and this one, which scenario files name `average`.
+fn catalog() -> JobCatalog {
+    JobCatalog::built_in().with("average", |_, parallelism| average(parallelism))
+}
+
+/// `cargo run --example average -- run examples/average.toml` runs the scenario as `snapflow run`
+/// does (report, verdict, trace hash); `-- sweep examples/average.toml --seeds 100` sweeps it.
+fn main() -> std::process::ExitCode {
+    snapflow::cli::main_with(catalog())
 }
 
 #[cfg(test)]

@@ -11,9 +11,9 @@
 
 use snapflow::api::functions::{KeyedBroadcastProcessFunction, UserError};
 use snapflow::api::job::{Job, JobBuilder};
+use snapflow::api::job_catalog::JobCatalog;
 use snapflow::api::jobs::{INPUT_TOPIC, OUTPUT_TOPIC};
 use snapflow::api::value::Value;
-use snapflow::scenario::Scenario;
 use snapflow::state::broadcast_state::{BroadcastContext, ReadOnlyBroadcastContext};
 use snapflow::state::heap_backend::KeyedStateAccess;
 use snapflow::state::state_descriptor::MapStateDescriptor;
@@ -130,19 +130,25 @@ pub fn broadcast_rules(parallelism: u32) -> Job {
         .expect("a valid job")
 }
 
-fn scenario() -> Scenario {
+/// The example's scenario, with this job in its catalog.
+#[cfg(test)]
+fn scenario() -> snapflow::scenario::Scenario {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/broadcast-rules.toml");
-    Scenario::load(std::path::Path::new(path)).unwrap_or_else(|e| panic!("{e}"))
+    snapflow::scenario::Scenario::load_with_jobs(std::path::Path::new(path), &catalog())
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn main() {
-    match snapflow::check(broadcast_rules(2), &scenario(), 0..3) {
-        Ok(passed) => println!("broadcast-rules: {passed} seed(s) passed"),
-        Err(failure) => {
-            eprintln!("{failure}");
-            std::process::exit(1);
-        }
-    }
+/// The built-in jobs and this one, which scenario files name `broadcast-rules`.
+fn catalog() -> JobCatalog {
+    JobCatalog::built_in().with("broadcast-rules", |_, parallelism| {
+        broadcast_rules(parallelism)
+    })
+}
+
+/// `cargo run --example broadcast_rules -- run examples/broadcast-rules.toml` runs the scenario as `snapflow run`
+/// does (report, verdict, trace hash); `-- sweep examples/broadcast-rules.toml --seeds 100` sweeps it.
+fn main() -> std::process::ExitCode {
+    snapflow::cli::main_with(catalog())
 }
 
 #[cfg(test)]

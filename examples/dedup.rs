@@ -8,9 +8,9 @@
 
 use snapflow::api::functions::{KeyedProcessFunction, UserError};
 use snapflow::api::job::{Job, JobBuilder};
+use snapflow::api::job_catalog::JobCatalog;
 use snapflow::api::jobs::{INPUT_TOPIC, OUTPUT_TOPIC};
 use snapflow::api::value::Value;
-use snapflow::scenario::Scenario;
 use snapflow::state::heap_backend::KeyedStateAccess;
 use snapflow::state::state_descriptor::ValueStateDescriptor;
 use snapflow::state::state_ttl::StateTtlConfig;
@@ -60,19 +60,23 @@ pub fn dedup(parallelism: u32) -> Job {
         .expect("a valid job")
 }
 
-fn scenario() -> Scenario {
+/// The example's scenario, with this job in its catalog.
+#[cfg(test)]
+fn scenario() -> snapflow::scenario::Scenario {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/dedup.toml");
-    Scenario::load(std::path::Path::new(path)).unwrap_or_else(|e| panic!("{e}"))
+    snapflow::scenario::Scenario::load_with_jobs(std::path::Path::new(path), &catalog())
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn main() {
-    match snapflow::check(dedup(2), &scenario(), 0..3) {
-        Ok(passed) => println!("dedup: {passed} seed(s) passed"),
-        Err(failure) => {
-            eprintln!("{failure}");
-            std::process::exit(1);
-        }
-    }
+/// The built-in jobs and this one, which scenario files name `dedup`.
+fn catalog() -> JobCatalog {
+    JobCatalog::built_in().with("dedup", |_, parallelism| dedup(parallelism))
+}
+
+/// `cargo run --example dedup -- run examples/dedup.toml` runs the scenario as `snapflow run`
+/// does (report, verdict, trace hash); `-- sweep examples/dedup.toml --seeds 100` sweeps it.
+fn main() -> std::process::ExitCode {
+    snapflow::cli::main_with(catalog())
 }
 
 #[cfg(test)]

@@ -11,9 +11,9 @@
 
 use snapflow::api::functions::{KeyedProcessFunction, UserError};
 use snapflow::api::job::{Job, JobBuilder};
+use snapflow::api::job_catalog::JobCatalog;
 use snapflow::api::jobs::{INPUT_TOPIC, OUTPUT_TOPIC};
 use snapflow::api::value::Value;
-use snapflow::scenario::Scenario;
 use snapflow::state::heap_backend::KeyedStateAccess;
 use snapflow::state::state_descriptor::ValueStateDescriptor;
 
@@ -128,19 +128,23 @@ pub fn state_machine(parallelism: u32) -> Job {
         .expect("a valid job")
 }
 
-fn scenario() -> Scenario {
+/// The example's scenario, with this job in its catalog.
+#[cfg(test)]
+fn scenario() -> snapflow::scenario::Scenario {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/state-machine.toml");
-    Scenario::load(std::path::Path::new(path)).unwrap_or_else(|e| panic!("{e}"))
+    snapflow::scenario::Scenario::load_with_jobs(std::path::Path::new(path), &catalog())
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn main() {
-    match snapflow::check(state_machine(2), &scenario(), 0..3) {
-        Ok(passed) => println!("state-machine: {passed} seed(s) passed"),
-        Err(failure) => {
-            eprintln!("{failure}");
-            std::process::exit(1);
-        }
-    }
+/// The built-in jobs and this one, which scenario files name `state-machine`.
+fn catalog() -> JobCatalog {
+    JobCatalog::built_in().with("state-machine", |_, parallelism| state_machine(parallelism))
+}
+
+/// `cargo run --example state_machine -- run examples/state-machine.toml` runs the scenario as `snapflow run`
+/// does (report, verdict, trace hash); `-- sweep examples/state-machine.toml --seeds 100` sweeps it.
+fn main() -> std::process::ExitCode {
+    snapflow::cli::main_with(catalog())
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod api {
     //! The dataflow API jobs are written with.
     pub mod functions;
     pub mod job;
+    pub mod job_catalog;
     pub mod jobs;
     pub mod value;
 }
@@ -31,6 +32,7 @@ pub mod checkpoint {
     pub mod storage;
     pub mod subtask_checkpoint;
 }
+pub mod cli;
 pub mod codec;
 pub mod connectors {
     //! What jobs use to reach the outside world: the source reader and the sinks (plain,

@@ -1,7 +1,7 @@
 //! The TOML layout of a scenario file and its translation into a `Scenario`.
 
 use super::{fault_checks, Expectation, Scenario, ScenarioError};
-use crate::api::jobs;
+use crate::api::job_catalog::JobCatalog;
 use crate::checkpoint::coordinator::{
     CheckpointConfig, CheckpointConfigError, CheckpointingMode, ExternalizedCheckpointRetention,
 };
@@ -305,7 +305,7 @@ impl Context<'_> {
 }
 
 /// Parses and checks a scenario.
-pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
+pub fn parse(file: &str, text: &str, catalog: &JobCatalog) -> Result<Scenario, ScenarioError> {
     let context = Context { file, text };
     let raw: ScenarioFile = toml::from_str(text).map_err(|e| {
         let line = e.span().map(|span| context.line_of(span.start));
@@ -367,12 +367,12 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
     }
     let job_name = raw.job.name.get_ref().clone();
     let own = job_name == super::OWN_JOB;
-    if !own && jobs::by_name(&job_name, 1, 1).is_none() {
+    if !own && !catalog.contains(&job_name) {
         return context.error_at(
             raw.job.name.span(),
             format!(
-                "job.name: no built-in job `{job_name}` (there are: {}; or \"{}\", a job of your own checked with snapflow::check)",
-                jobs::JOB_NAMES.join(", "),
+                "job.name: no job `{job_name}` (there are: {}; or \"{}\", a job of your own checked with snapflow::check)",
+                catalog.names().join(", "),
                 super::OWN_JOB
             ),
         );
@@ -451,6 +451,7 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
         faults: FaultPlan::default(),
         stages: Vec::new(),
         user_job: None,
+        catalog: catalog.clone(),
     };
     if let Some(max_parallelism) = scenario.max_parallelism {
         if max_parallelism < parallelism.max(source_parallelism)
@@ -552,10 +553,10 @@ fn stages(
             .job
             .as_ref()
             .map_or(previous.job_name.clone(), |j| j.get_ref().clone());
-        if jobs::by_name(&job_name, 1, 1).is_none() {
+        if !scenario.catalog.contains(&job_name) {
             fail(format!(
-                "job: no built-in job `{job_name}` (there are: {})",
-                jobs::JOB_NAMES.join(", ")
+                "job: no job `{job_name}` (there are: {})",
+                scenario.catalog.names().join(", ")
             ))?;
         }
         let parallelism = section.parallelism.unwrap_or(previous.parallelism);

@@ -14,7 +14,7 @@ mod user_job;
 pub mod workload;
 
 use crate::api::job::Job;
-use crate::api::jobs;
+use crate::api::job_catalog::JobCatalog;
 use crate::checkpoint::coordinator::CheckpointConfig;
 use crate::graph::execution_graph::ExecutionGraph;
 use crate::runtime::restart::RestartStrategyConfig;
@@ -133,6 +133,8 @@ pub struct Scenario {
     pub stages: Vec<stage::Stage>,
     /// A job of the user's own, run in place of the built-in one (`Scenario::with_job`).
     pub user_job: Option<UserJob>,
+    /// The jobs `job_name` (and each stage's) is looked up in.
+    pub catalog: JobCatalog,
 }
 
 /// `[job] name` of a scenario that runs a job of the user's own, given to `snapflow::check`.
@@ -169,20 +171,38 @@ impl Scenario {
         Ok(())
     }
 
-    /// Loads a scenario file.
+    /// Loads a scenario file naming a built-in job (or `own`).
     pub fn load(path: &std::path::Path) -> Result<Scenario, ScenarioError> {
+        Scenario::load_with_jobs(path, &JobCatalog::built_in())
+    }
+
+    /// Loads a scenario file whose jobs are looked up in `catalog` (the built-in jobs and a
+    /// user's own).
+    pub fn load_with_jobs(
+        path: &std::path::Path,
+        catalog: &JobCatalog,
+    ) -> Result<Scenario, ScenarioError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
             file: file.clone(),
             line: None,
             message: format!("cannot read: {e}"),
         })?;
-        Scenario::parse(&file, &text)
+        file::parse(&file, &text, catalog)
     }
 
-    /// Parses scenario text; `file` names it in errors.
+    /// Parses scenario text naming a built-in job; `file` names it in errors.
     pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
-        file::parse(file, text)
+        file::parse(file, text, &JobCatalog::built_in())
+    }
+
+    /// Parses scenario text whose jobs are looked up in `catalog`.
+    pub fn parse_with_jobs(
+        file: &str,
+        text: &str,
+        catalog: &JobCatalog,
+    ) -> Result<Scenario, ScenarioError> {
+        file::parse(file, text, catalog)
     }
 
     /// The job the scenario runs.
@@ -190,10 +210,12 @@ impl Scenario {
         if let Some(user_job) = &self.user_job {
             return user_job.job().clone();
         }
-        let mut job = jobs::by_name(&self.job_name, self.source_parallelism, self.parallelism)
+        let mut job = self
+            .catalog
+            .build(&self.job_name, self.source_parallelism, self.parallelism)
             .expect(
-            "the loader checked the job name (a scenario of `own` job runs under snapflow::check)",
-        );
+                "the loader checked the job name (a scenario of `own` job runs under snapflow::check)",
+            );
         if let Some(max_parallelism) = self.max_parallelism {
             job.max_parallelism = max_parallelism;
         }

@@ -1,6 +1,7 @@
 //! Goal: a malformed scenario fails with a message naming the file, the line and the field.
 //! Method: parse broken variants of a valid file and inspect the errors.
 
+use snapflow::api::job_catalog::JobCatalog;
 use snapflow::scenario::Scenario;
 
 const VALID: &str = r#"name = "t"
@@ -32,6 +33,29 @@ fn error_of(text: &str) -> String {
 fn the_valid_file_loads() {
     let scenario = Scenario::parse("ok.toml", VALID).unwrap();
     assert_eq!(scenario.parallelism, 2);
+}
+
+#[test]
+fn a_scenario_names_a_job_of_the_catalog_it_is_loaded_with() {
+    let text = VALID.replace("name = \"wordcount\"", "name = \"mine\"");
+    let error = error_of(&text);
+    assert!(
+        error.contains(
+            "job.name: no job `mine` (there are: forward, passthrough, state-zoo, wordcount;"
+        ),
+        "{error}"
+    );
+    let catalog = JobCatalog::built_in().with("mine", |_, parallelism| {
+        snapflow::api::jobs::passthrough(1, parallelism)
+    });
+    let scenario = Scenario::parse_with_jobs("mine.toml", &text, &catalog).unwrap();
+    let job = scenario.job();
+    assert_eq!(job.name, "passthrough");
+    assert_eq!(
+        job.operators.last().unwrap().parallelism,
+        2,
+        "[job] parallelism"
+    );
 }
 
 #[test]
@@ -470,7 +494,7 @@ fn stages_that_cannot_resume_are_refused_naming_the_field() {
         "",
     ));
     assert!(
-        error.contains("stages[2]: job: no built-in job `wordcounter`"),
+        error.contains("stages[2]: job: no job `wordcounter` (there are: forward, passthrough, state-zoo, wordcount)"),
         "{error}"
     );
     let wal = "\n[sink]\nkind = \"write-ahead-log\"\n";
