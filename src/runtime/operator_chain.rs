@@ -1218,4 +1218,114 @@ mod tests {
         let error = plain.restore_keyed(&renamed).unwrap_err().to_string();
         assert!(error.contains("no longer a keyed broadcast"), "{error}");
     }
+
+    /// Counts records per key in a field, checkpointed as raw keyed state; `overreach`
+    /// writes one key group past its subtask's range.
+    #[derive(Default)]
+    struct RawTally {
+        tally: BTreeMap<String, u8>,
+        overreach: bool,
+    }
+
+    impl KeyedProcessFunction for RawTally {
+        fn process_element(
+            &mut self,
+            value: Value,
+            state: &mut KeyedStateAccess<'_>,
+            _: &mut Vec<Value>,
+        ) -> Result<(), UserError> {
+            let _ = value;
+            *self.tally.entry(state.key().to_string()).or_default() += 1;
+            Ok(())
+        }
+
+        fn snapshot_raw_keyed_state(
+            &self,
+            output: &mut RawKeyedStateOutput,
+        ) -> Result<(), UserError> {
+            for (key, n) in &self.tally {
+                let group = output.key_group_of(key);
+                output.write(group, &[key.len() as u8])?;
+                output.write(group, key.as_bytes())?;
+                output.write(group, &[*n])?;
+            }
+            if self.overreach {
+                let past = crate::ids::KeyGroup(output.key_groups().end + 1);
+                output.write(past, &[0])?;
+            }
+            Ok(())
+        }
+
+        fn restore_raw_keyed_state(
+            &mut self,
+            input: RawKeyedStateInput<'_>,
+        ) -> Result<(), UserError> {
+            for (_, mut bytes) in input.key_groups() {
+                while let Some((&length, rest)) = bytes.split_first() {
+                    let (key, rest) = rest.split_at(length as usize);
+                    self.tally
+                        .insert(String::from_utf8_lossy(key).into_owned(), rest[0]);
+                    bytes = &rest[1..];
+                }
+            }
+            Ok(())
+        }
+    }
+
+    fn tally_chain(range: KeyGroupRange, overreach: bool) -> OperatorChain {
+        let job = JobBuilder::new("tally", 1)
+            .source("source", "in")
+            .key_by(|v| v.as_str().unwrap_or_default().into())
+            .process("tally", move || {
+                Box::new(RawTally {
+                    overreach,
+                    ..RawTally::default()
+                })
+            })
+            .sink("sink", "out")
+            .build()
+            .unwrap();
+        OperatorChain::new(&job, 0..job.operators.len(), range)
+    }
+
+    #[test]
+    fn raw_keyed_state_is_restored_by_the_key_groups_a_subtask_owns() {
+        let whole = KeyGroupRange { start: 0, end: 127 };
+        let mut live = tally_chain(whole, false);
+        let mut out = Vec::new();
+        for key in ["a", "b", "a", "c", "dd"] {
+            live.process(word(key), &mut out).unwrap();
+        }
+        let snapshot = live.snapshot_keyed().unwrap().remove("tally").unwrap();
+        assert!(!snapshot.raw.is_empty());
+        let snapshots = BTreeMap::from([("tally".to_string(), vec![snapshot])]);
+        // Rescaled to two subtasks: each restores the key groups it owns into its function's
+        // field, and writes them back out unchanged; together they hold every key group once.
+        let halves = [
+            KeyGroupRange { start: 0, end: 63 },
+            KeyGroupRange {
+                start: 64,
+                end: 127,
+            },
+        ];
+        let mut together = BTreeMap::new();
+        for half in halves {
+            let mut chain = tally_chain(half, false);
+            chain.restore_keyed(&snapshots).unwrap();
+            let again = chain.snapshot_keyed().unwrap().remove("tally").unwrap();
+            assert!(
+                again.raw.keys().all(|g| half.contains(*g)),
+                "only its own key groups"
+            );
+            together.extend(again.raw);
+        }
+        assert_eq!(together, snapshots["tally"][0].raw);
+        let error = tally_chain(KeyGroupRange { start: 0, end: 63 }, true)
+            .snapshot_keyed()
+            .unwrap_err();
+        assert!(
+            error.0.contains("outside this subtask's range 0..=63"),
+            "{error}"
+        );
+    }
 }
