@@ -98,6 +98,7 @@ pub trait KeyedProcessFunction: Send {
     fn describe_state(&self, state_name: &str, bytes: &[u8]) -> String {
         format!("{state_name}:<{} bytes>", bytes.len())
     }
+
     /// Raw keyed state (Flink's raw keyed state of a custom operator): at every snapshot,
     /// writes what the function keeps in its own structures into `output`, key group by key
     /// group (`output.key_group_of(key)`), so that it moves with its key groups. The default
@@ -159,6 +160,7 @@ pub trait KeyedBroadcastProcessFunction: Send {
     fn describe_state(&self, state_name: &str, bytes: &[u8]) -> String {
         format!("{state_name}:<{} bytes>", bytes.len())
     }
+
     /// Raw keyed state (Flink's raw keyed state of a custom operator): at every snapshot,
     /// writes what the function keeps in its own structures into `output`, key group by key
     /// group (`output.key_group_of(key)`), so that it moves with its key groups. The default
