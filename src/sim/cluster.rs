@@ -124,6 +124,18 @@ pub fn restart_seed(seed: u64) -> u64 {
     seed ^ RESTART_JITTER_SALT
 }
 
+/// One hop of a message on the simulated network takes a latency drawn uniformly from this
+/// range (from the run's seeded generator): a LAN in one data centre, as a Flink cluster runs
+/// on, rather than madsim's default of 1–10 ms.
+pub const HOP_LATENCY: std::ops::Range<std::time::Duration> =
+    std::time::Duration::from_micros(50)..std::time::Duration::from_micros(500);
+
+fn network_config() -> madsim::Config {
+    let mut config = madsim::Config::default();
+    config.net.send_latency = HOP_LATENCY;
+    config
+}
+
 /// Runs `scenario` under `seed`, with its faults or without (the oracle run).
 /// `input` is the workload's records per partition (`scenario.workload.generate()`).
 pub fn simulate(
@@ -132,7 +144,7 @@ pub fn simulate(
     seed: u64,
     with_faults: bool,
 ) -> RunResult {
-    let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+    let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, network_config());
     let scenario = scenario.clone();
     let broker_storage = load_input(&scenario, input);
     let kv_storage = KvStorage::default();

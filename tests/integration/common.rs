@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 use snapflow::scenario::Scenario;
+use snapflow::sim::cluster::RunResult;
+use snapflow::state::snapshot::OperatorSnapshot;
 use std::path::{Path, PathBuf};
 
 /// The crate's root folder.
@@ -38,4 +40,23 @@ fn relative(path: &Path) -> String {
         .expect("under the root")
         .display()
         .to_string()
+}
+
+/// How many input records checkpoint `id` of the first job had read: the sum of its sources'
+/// next offsets over every partition.
+pub fn records_read_at(run: &RunResult, id: u64) -> u64 {
+    let checkpoint = run
+        .checkpoints
+        .iter()
+        .find(|c| c.stage == 0 && c.checkpoint.checkpoint_id.0 == id)
+        .unwrap_or_else(|| panic!("checkpoint {id} completed"));
+    let mut read = 0;
+    for state in checkpoint.task_states.values() {
+        for operator in state.as_ref().expect("decodes").operators.values() {
+            if let OperatorSnapshot::Source(source) = operator {
+                read += source.next_offsets.values().sum::<u64>();
+            }
+        }
+    }
+    read
 }

@@ -55,7 +55,7 @@ fn each_new_leader_recovers_the_newest_completed_checkpoint_in_a_term_of_its_own
     }
     assert_eq!(
         recoveries,
-        vec![Some(CheckpointId(4)), Some(CheckpointId(1_000_004))],
+        vec![Some(CheckpointId(4)), Some(CheckpointId(1_000_005))],
         "{}",
         run.report
     );
