@@ -70,6 +70,17 @@ pub async fn run_task(
     task.finish(&mut inbox).await
 }
 
+/// What one turn of a task's work left behind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Turn {
+    /// There was nothing to do.
+    Idle,
+    /// It did work and ran out of it: the task sleeps until its next deadline or mail.
+    Drained,
+    /// It stopped at the turn's budget with more ready: the task yields and goes on.
+    MoreReady,
+}
+
 impl Task {
     async fn deploy(
         context: TaskContext,
@@ -122,7 +133,8 @@ impl Task {
             if self.ended {
                 break; // The input ended meanwhile (a source told to finish).
             }
-            let worked = self.step().await?;
+            let turn = self.step().await?;
+            let worked = turn != Turn::Idle;
             let now = sim_time::now();
             if flush_due_at.map_or(worked, |due| now >= due) {
                 self.writer.flush();
@@ -138,10 +150,12 @@ impl Task {
             if self.ended {
                 break;
             }
-            if worked {
+            if turn == Turn::MoreReady {
                 sim_time::yield_now().await;
                 continue;
             }
+            // Idle, or the work ran out: sleep until the next deadline or mail. A second pass
+            // now would find nothing (the mail is what it would have looked at).
             let deadline = [flush_due_at, self.source_due_at(), self.timer_due_at()]
                 .into_iter()
                 .flatten()
@@ -167,13 +181,13 @@ impl Task {
         self.source.as_ref().and_then(|s| s.reader.next_due_at())
     }
 
-    /// Does a bounded amount of work; returns whether there was any.
-    async fn step(&mut self) -> Result<bool, TaskError> {
+    /// Does a bounded amount of work.
+    async fn step(&mut self) -> Result<Turn, TaskError> {
         if self.writer.is_backpressured() {
-            return Ok(false);
+            return Ok(Turn::Idle);
         }
         if self.checkpoints.is_awaiting_final_checkpoint() || self.stopped_at.is_some() {
-            return Ok(false);
+            return Ok(Turn::Idle);
         }
         if self.source.is_some() {
             return self.step_source().await;
@@ -181,12 +195,10 @@ impl Task {
         self.step_gate().await
     }
 
-    async fn step_source(&mut self) -> Result<bool, TaskError> {
+    async fn step_source(&mut self) -> Result<Turn, TaskError> {
         let now = sim_time::now();
-        let due = self
-            .reader()
-            .records_due(now)
-            .min(TASK_RECORDS_PER_TURN_MAX as u64);
+        let all_due = self.reader().records_due(now);
+        let due = all_due.min(TASK_RECORDS_PER_TURN_MAX as u64);
         let mut emitted = 0;
         while emitted < due && !self.writer.is_backpressured() {
             let source = self.source.as_mut().expect("source task");
@@ -202,9 +214,13 @@ impl Task {
             } else {
                 self.end_of_input().await?;
             }
-            return Ok(true);
+            return Ok(Turn::MoreReady);
         }
-        Ok(emitted > 0)
+        Ok(match emitted {
+            0 => Turn::Idle,
+            _ if emitted < all_due && !self.writer.is_backpressured() => Turn::MoreReady,
+            _ => Turn::Drained,
+        })
     }
 
     fn reader(&self) -> &SourceReader {
@@ -212,17 +228,20 @@ impl Task {
     }
 
     /// Reads records from the gate, a record at a time, for one turn.
-    async fn step_gate(&mut self) -> Result<bool, TaskError> {
+    async fn step_gate(&mut self) -> Result<Turn, TaskError> {
         let started_at = sim_time::now();
         let mut records = 0;
+        let mut outcome = Turn::Drained;
         loop {
             // One reading of the clock per record: nothing between here and the poll awaits.
             let now = sim_time::now();
             if records >= TASK_RECORDS_PER_TURN_MAX
                 || now.since(started_at) >= TASK_TURN_DURATION_MAX
-                || self.writer.is_backpressured()
-                || self.ended
             {
+                outcome = Turn::MoreReady;
+                break;
+            }
+            if self.writer.is_backpressured() || self.ended {
                 break;
             }
             // Timers due fire before the next record or barrier, as their mail comes first in
@@ -240,7 +259,7 @@ impl Task {
             }
             records += 1;
         }
-        Ok(records > 0)
+        Ok(if records == 0 { Turn::Idle } else { outcome })
     }
 
     async fn process_record(&mut self, value: Value) -> Result<(), TaskError> {
