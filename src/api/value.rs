@@ -92,15 +92,14 @@ impl Value {
     /// pair's first field, or the whole record, as `upsert_key` keys it. `None` if the bytes
     /// are not exactly one encoded value.
     pub fn encoded_key(bytes: &[u8]) -> Option<&[u8]> {
-        if encoded_len(bytes, 0)? != bytes.len() {
-            return None;
-        }
         let (variant, at) = varint(bytes)?;
         if variant != 2 {
-            return Some(bytes);
+            return (encoded_len(bytes, 0)? == bytes.len()).then_some(bytes);
         }
+        // A pair: its first field is the key; both fields are walked once.
         let first = encoded_len(&bytes[at..], 1)?;
-        Some(&bytes[at..at + first])
+        let second = encoded_len(&bytes[at + first..], 1)?;
+        (at + first + second == bytes.len()).then_some(&bytes[at..at + first])
     }
 }
 

@@ -442,7 +442,7 @@ impl KeyedStateAccess<'_> {
         }
         let entry = entries.get_mut(key).expect("inserted above");
         let wanted = empty();
-        if entry.kind_name() != wanted.kind_name() {
+        if std::mem::discriminant(entry) != std::mem::discriminant(&wanted) {
             return Err(kind_mismatch(name, wanted.kind_name(), entry));
         }
         Ok(entry)
