@@ -20,7 +20,7 @@ use crate::runtime::leadership::LeaderTerm;
 use crate::runtime::messages::ControlMessage;
 use crate::runtime::restart::RestartStrategyConfig;
 use crate::runtime::rpc::Rpc;
-use crate::runtime::sim_time;
+use crate::runtime::sim_time::{self, Alarm};
 use crate::runtime::task_context::Services;
 use crate::services::high_availability::{
     CheckpointPointer, HaClient, HaError, HaRequest, JobRecord,
@@ -487,6 +487,7 @@ struct JobManagerNode {
 impl JobManagerNode {
     async fn run(&mut self, inbox: &mut Receiver<Input>) {
         self.carry_out_commands().await;
+        let mut alarm = Alarm::default();
         while !self.master.status().is_terminal() && !self.deposed {
             let deadline = self.master.poll_timeout();
             futures::select_biased! {
@@ -500,7 +501,7 @@ impl JobManagerNode {
                     Some(Input::Deposed(current)) => return self.deposed(current),
                     None => return,
                 },
-                _ = sim_time::sleep_until_opt(deadline).fuse() => {
+                _ = alarm.wait_until(deadline).fuse() => {
                     self.master.on_timers(sim_time::now())
                 }
             }

@@ -14,7 +14,7 @@ use crate::runtime::messages::{ChannelEvent, ControlMessage, TaskStatus};
 use crate::runtime::network_input::{NetworkInput, NextInput};
 use crate::runtime::operator_chain::OperatorChain;
 use crate::runtime::record_writer::RecordWriter;
-use crate::runtime::sim_time;
+use crate::runtime::sim_time::{self, Alarm};
 use crate::runtime::sink_operator::SinkOperator;
 use crate::runtime::source_operator::SourceOperator;
 use crate::runtime::task_context::TaskContext;
@@ -126,6 +126,7 @@ impl Task {
         let buffer_timeout = self.context.config.buffer_timeout;
         let mut flush_due_at =
             (buffer_timeout > Duration::ZERO).then(|| sim_time::now().add(buffer_timeout));
+        let mut alarm = Alarm::default();
         while !self.ended {
             while let Ok(input) = inbox.try_recv() {
                 self.on_input(input).await?;
@@ -165,7 +166,7 @@ impl Task {
                     Some(input) => self.on_input(input).await?,
                     None => return Err(TaskError::Dropped),
                 },
-                _ = sim_time::sleep_until_opt(deadline).fuse() => {}
+                _ = alarm.wait_until(deadline).fuse() => {}
             }
         }
         Ok(())
