@@ -23,14 +23,6 @@ pub async fn sleep_until(deadline: Instant) {
     }
 }
 
-/// Sleeps until `deadline`, or forever if there is none.
-pub async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => sleep_until(deadline).await,
-        None => futures::future::pending::<()>().await,
-    }
-}
-
 /// Lets the other tasks of the simulation run before continuing.
 pub fn yield_now() -> impl Future<Output = ()> {
     YieldNow { yielded: false }
