@@ -9,7 +9,7 @@ use crate::codec::encode_message_into;
 use crate::ids::{CheckpointId, SubtaskId};
 use crate::limits::{BUFFER_SIZE_BYTES, OUTPUT_QUEUE_BUFFERS_MAX};
 use crate::runtime::credit::{CreditSender, Outgoing};
-use crate::runtime::frame_io::write_frame;
+use crate::runtime::frame_io::write_frame_via;
 use crate::runtime::messages::{ChannelEvent, DataFrame};
 use crate::runtime::task_error::{ChannelStateError, TaskError};
 use crate::state::channel_state::{OutputChannelState, RecordBuffer};
@@ -21,8 +21,22 @@ struct OutputChannel {
     target: SubtaskId,
     sender: CreditSender<RecordBuffer, ChannelEvent>,
     building: RecordBuffer,
+    // The bytes of the last buffer sent, emptied: the next buffer is built in them.
+    spare: Vec<u8>,
     writer: Option<WriteHalf<TcpStream>>,
     ended: bool,
+}
+
+impl OutputChannel {
+    /// Queues the buffer being built and starts the next in the spare bytes.
+    fn seal(&mut self) {
+        let next = RecordBuffer {
+            record_count: 0,
+            bytes: std::mem::take(&mut self.spare),
+        };
+        let sealed = std::mem::replace(&mut self.building, next);
+        self.sender.push_buffer(sealed);
+    }
 }
 
 enum Router {
@@ -46,6 +60,8 @@ pub struct RecordWriter {
     pub records_out: u64,
     /// Bytes of buffers sent.
     pub bytes_sent: u64,
+    // Where each frame is encoded before it goes on the wire.
+    frame: Vec<u8>,
 }
 
 impl RecordWriter {
@@ -86,6 +102,7 @@ impl RecordWriter {
                 target,
                 sender: CreditSender::default(),
                 building: RecordBuffer::default(),
+                spare: Vec::new(),
                 writer: None,
                 ended: false,
             })
@@ -95,6 +112,7 @@ impl RecordWriter {
             router,
             records_out: 0,
             bytes_sent: 0,
+            frame: Vec::new(),
         }
     }
 
@@ -155,8 +173,7 @@ impl RecordWriter {
         channel.building.record_count += 1;
         self.records_out += 1;
         if channel.building.bytes.len() >= BUFFER_SIZE_BYTES {
-            let sealed = std::mem::take(&mut channel.building);
-            channel.sender.push_buffer(sealed);
+            channel.seal();
         }
     }
 
@@ -164,8 +181,7 @@ impl RecordWriter {
     pub fn flush(&mut self) {
         for channel in &mut self.channels {
             if channel.building.record_count > 0 {
-                let sealed = std::mem::take(&mut channel.building);
-                channel.sender.push_buffer(sealed);
+                channel.seal();
             }
         }
     }
@@ -250,12 +266,16 @@ impl RecordWriter {
                     }
                     Outgoing::Event(event) => DataFrame::Event(event),
                 };
-                write_frame(writer, &frame)
+                write_frame_via(writer, &frame, &mut self.frame)
                     .await
                     .map_err(|e| TaskError::OutputWrite {
                         target: channel.target,
                         reason: e.to_string(),
                     })?;
+                if let DataFrame::Buffer { mut bytes, .. } = frame {
+                    bytes.clear();
+                    channel.spare = bytes;
+                }
             }
         }
         Ok(())

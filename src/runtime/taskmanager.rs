@@ -6,7 +6,7 @@ use crate::ids::{AttemptNumber, ChannelIndex, CheckpointId, SubtaskId, TaskManag
 use crate::limits::TASK_MAILBOX_CAPACITY;
 use crate::runtime::control_plane::{ControlPlane, CONTROL_PORT};
 use crate::runtime::deployment::TaskDeployment;
-use crate::runtime::frame_io::read_frame;
+use crate::runtime::frame_io::{read_frame, read_frame_via};
 use crate::runtime::hooks::{EngineEvent, Hooks, NoticeFate};
 use crate::runtime::leadership::{FenceDecision, LeaderAddress, LeaderFence, LeaderTerm};
 use crate::runtime::messages::{ControlMessage, DataFrame, DeployScope, Heartbeat, TaskStatus};
@@ -603,8 +603,9 @@ async fn read_input_channel(
     let (mut delayed, due) = futures::channel::mpsc::channel(TASK_MAILBOX_CAPACITY);
     madsim::task::spawn(deliver_when_due(due, inbox));
     let mut deliver_at = Instant::ZERO;
+    let mut scratch = Vec::new();
     loop {
-        let input = match read_frame(&mut reader).await {
+        let input = match read_frame_via(&mut reader, &mut scratch).await {
             Ok(Some(frame)) => TaskInput::Frame { channel, frame },
             Ok(None) => TaskInput::InputClosed {
                 channel,

@@ -42,20 +42,32 @@ pub enum Stage {
     Check,
 }
 
+/// How the two runs of a check (with faults, failure-free) share the machine. Each run is a
+/// simulation of its own, so where and when it runs changes none of its results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Runs {
+    /// One after the other on the calling thread (a sweep's workers: the seeds fill the cores).
+    Serial,
+    /// Side by side, the failure-free run on a second harness thread.
+    Concurrent,
+}
+
 /// Runs `scenario` under `seed` twice (with and without faults) and checks the faulty run.
 /// `source` names where the scenario came from, for the report and the replay command.
 pub fn run_scenario(scenario: &Scenario, seed: u64, source: &str) -> ScenarioRun {
-    run_scenario_staged(scenario, seed, source, |_| {})
+    run_scenario_staged(scenario, seed, source, Runs::Serial, &|_| {})
 }
 
-/// `run_scenario`, calling `on_stage` as each stage ends.
+/// `run_scenario` with the runs placed as `runs` says, calling `on_stage` as each stage ends
+/// (from the thread that ran it).
 pub fn run_scenario_staged(
     scenario: &Scenario,
     seed: u64,
     source: &str,
-    on_stage: impl FnMut(Stage),
+    runs: Runs,
+    on_stage: &(dyn Fn(Stage) + Sync),
 ) -> ScenarioRun {
-    let checked = check_scenario_staged(scenario, seed, on_stage);
+    let checked = check_scenario_staged(scenario, seed, runs, on_stage);
     let (faulty, verdict) = (&checked.faulty, &checked.verdict);
     let mut report = report::render(scenario, source, checked.input_records, faulty, verdict);
     if let Some(failure) = verdict.first_failure() {
@@ -77,6 +89,35 @@ pub fn run_scenario_staged(
     }
 }
 
+/// The run with faults and the failure-free run, placed as `runs` says.
+fn simulate_both(
+    scenario: &Scenario,
+    input: &[Vec<crate::api::value::Value>],
+    seed: u64,
+    runs: Runs,
+    on_stage: &(dyn Fn(Stage) + Sync),
+) -> (RunResult, RunResult) {
+    let run = |with_faults: bool, stage: Stage| {
+        let result = cluster::simulate(scenario, input, seed, with_faults);
+        on_stage(stage);
+        result
+    };
+    match runs {
+        Runs::Serial => {
+            let faulty = run(true, Stage::FaultyRun);
+            (faulty, run(false, Stage::OracleRun))
+        }
+        Runs::Concurrent => std::thread::scope(|scope| {
+            let oracle = scope.spawn(|| run(false, Stage::OracleRun));
+            let faulty = run(true, Stage::FaultyRun);
+            let oracle = oracle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (faulty, oracle)
+        }),
+    }
+}
+
 /// A scenario run and checked, without its report (what a sweep keeps of each seed).
 pub struct CheckedRun {
     /// The run with faults.
@@ -93,13 +134,11 @@ pub struct CheckedRun {
 pub fn check_scenario_staged(
     scenario: &Scenario,
     seed: u64,
-    mut on_stage: impl FnMut(Stage),
+    runs: Runs,
+    on_stage: &(dyn Fn(Stage) + Sync),
 ) -> CheckedRun {
     let input = scenario.workload.generate();
-    let faulty = cluster::simulate(scenario, &input, seed, true);
-    on_stage(Stage::FaultyRun);
-    let oracle = cluster::simulate(scenario, &input, seed, false);
-    on_stage(Stage::OracleRun);
+    let (faulty, oracle) = simulate_both(scenario, &input, seed, runs, on_stage);
     let guarantee = checker::Guarantee::of(scenario);
     let end = checker::ExpectedEnd {
         ending: match scenario.expect {

@@ -5,7 +5,7 @@
 //! simulation.
 
 use crate::scenario::Scenario;
-use crate::sim::check_scenario_staged;
+use crate::sim::{check_scenario_staged, Runs};
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -114,7 +114,7 @@ pub fn sweep(
 
 // No report is rendered: a sweep prints a failing seed's replay command, not its report.
 fn run_seed(scenario: &Scenario, seed: u64) -> SeedOutcome {
-    let run = check_scenario_staged(scenario, seed, |_| {});
+    let run = check_scenario_staged(scenario, seed, Runs::Serial, &|_| {});
     let passed = run.verdict.passed();
     SeedOutcome {
         seed,

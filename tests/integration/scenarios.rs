@@ -84,3 +84,27 @@ fn a_sweep_on_two_threads_gives_what_a_serial_sweep_gives() {
     assert_eq!(collect(2), serial);
     assert_eq!(collect(4), serial);
 }
+
+/// The two runs of a check side by side give what they give one after the other: the same
+/// report (verdict, checkpoints, fault plan) and the same traces, down to their hashes.
+#[test]
+fn runs_side_by_side_give_what_runs_one_after_the_other_give() {
+    use snapflow::sim::{run_scenario_staged, Runs, Stage};
+    let scenario = common::load("scenarios/e2e-2pc.toml");
+    let run = |runs| {
+        let ended = std::sync::Mutex::new(Vec::new());
+        let run = run_scenario_staged(&scenario, 3, "e2e-2pc.toml", runs, &|stage| {
+            ended.lock().unwrap().push(stage)
+        });
+        let mut ended = ended.into_inner().unwrap();
+        ended.sort_by_key(|stage| *stage as u8);
+        assert_eq!(ended, [Stage::FaultyRun, Stage::OracleRun, Stage::Check]);
+        run
+    };
+    let (serial, concurrent) = (run(Runs::Serial), run(Runs::Concurrent));
+    assert!(serial.verdict.passed(), "{}", serial.report);
+    assert_eq!(concurrent.report, serial.report);
+    assert_eq!(concurrent.faulty.trace, serial.faulty.trace);
+    assert_eq!(concurrent.oracle.trace, serial.oracle.trace);
+    assert_eq!(concurrent.faulty.trace_hash, serial.faulty.trace_hash);
+}
