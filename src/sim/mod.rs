@@ -14,6 +14,7 @@ pub mod trace;
 pub mod ttl_visibility;
 pub mod user_check;
 
+use crate::api::value::Value;
 use crate::scenario::{Expectation, Scenario};
 use checker::Verdict;
 use cluster::RunResult;
@@ -92,7 +93,7 @@ pub fn run_scenario_staged(
 /// The run with faults and the failure-free run, placed as `runs` says.
 fn simulate_both(
     scenario: &Scenario,
-    input: &[Vec<crate::api::value::Value>],
+    input: &[Vec<Value>],
     seed: u64,
     runs: Runs,
     on_stage: &(dyn Fn(Stage) + Sync),
@@ -137,8 +138,25 @@ pub fn check_scenario_staged(
     runs: Runs,
     on_stage: &(dyn Fn(Stage) + Sync),
 ) -> CheckedRun {
-    let input = scenario.workload.generate();
-    let (faulty, oracle) = simulate_both(scenario, &input, seed, runs, on_stage);
+    check_scenario_with_input(
+        scenario,
+        &scenario.workload.generate(),
+        seed,
+        runs,
+        on_stage,
+    )
+}
+
+/// `check_scenario_staged` on `input`, the scenario's workload generated already (a sweep
+/// generates it once for all its seeds).
+pub fn check_scenario_with_input(
+    scenario: &Scenario,
+    input: &[Vec<Value>],
+    seed: u64,
+    runs: Runs,
+    on_stage: &(dyn Fn(Stage) + Sync),
+) -> CheckedRun {
+    let (faulty, oracle) = simulate_both(scenario, input, seed, runs, on_stage);
     let guarantee = checker::Guarantee::of(scenario);
     let end = checker::ExpectedEnd {
         ending: match scenario.expect {
@@ -158,7 +176,7 @@ pub fn check_scenario_staged(
         guarantee,
         &scenario.sink,
         &versions,
-        &input,
+        input,
         &faulty,
         &oracle,
     );

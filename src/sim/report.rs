@@ -509,7 +509,7 @@ fn checkpoint_contents(observed: &ObservedCheckpoint, describer: &StateDescriber
     let mut offsets = BTreeMap::new();
     let mut keyed: BTreeMap<String, LogicalKeyedState> = BTreeMap::new();
     let (mut pending, mut pending_records) = (0, 0);
-    for state in observed.task_states.values() {
+    for state in observed.task_states().values() {
         let Ok(state) = state else {
             return "unreadable state (see the check)".to_string();
         };

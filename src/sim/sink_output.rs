@@ -193,11 +193,47 @@ fn records_of_keys(records: &RecordBatch, keys: &FxHashSet<u64>) -> BTreeMap<Str
     found
 }
 
+/// An expected output and its per-key digests, computed at its first comparison and kept
+/// for the next (the reference's output is compared with both runs' outputs).
+pub struct ExpectedOutput<'a> {
+    records: &'a RecordBatch,
+    digests: std::cell::OnceCell<FxHashMap<u64, KeyDigest>>,
+}
+
+impl<'a> ExpectedOutput<'a> {
+    /// `records`, not yet digested.
+    pub fn new(records: &'a RecordBatch) -> ExpectedOutput<'a> {
+        ExpectedOutput {
+            records,
+            digests: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The expected records.
+    pub fn records(&self) -> &'a RecordBatch {
+        self.records
+    }
+
+    /// `first_per_key_difference(self.records(), actual)`.
+    pub fn first_difference(&self, actual: &RecordBatch) -> Option<String> {
+        let want = self.digests.get_or_init(|| key_digests(self.records));
+        first_difference_of(self.records, want, actual)
+    }
+}
+
 /// The first difference between two outputs compared key by key, in order. One pass per side
 /// compares digests per key; only when some differ does a second, focused pass collect those
 /// keys' records to name the first difference.
 pub fn first_per_key_difference(expected: &RecordBatch, actual: &RecordBatch) -> Option<String> {
-    let (want, got) = (key_digests(expected), key_digests(actual));
+    ExpectedOutput::new(expected).first_difference(actual)
+}
+
+fn first_difference_of(
+    expected: &RecordBatch,
+    want: &FxHashMap<u64, KeyDigest>,
+    actual: &RecordBatch,
+) -> Option<String> {
+    let got = key_digests(actual);
     let differing: FxHashSet<u64> = want
         .iter()
         .filter(|(key, digest)| got.get(key) != Some(digest))

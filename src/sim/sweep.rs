@@ -4,8 +4,9 @@
 //! exactly as a serial sweep gives them. The threads are the harness's, outside every
 //! simulation.
 
+use crate::api::value::Value;
 use crate::scenario::Scenario;
-use crate::sim::{check_scenario_staged, Runs};
+use crate::sim::{check_scenario_with_input, Runs};
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -81,6 +82,8 @@ pub fn sweep(
     let next = AtomicU64::new(0);
     let span = last - first;
     let (sender, receiver) = mpsc::channel::<SeedOutcome>();
+    // The input depends on the workload alone, not on the seed: generated once for all seeds.
+    let input = &scenario.workload.generate();
     std::thread::scope(|scope| {
         for _ in 0..jobs.max(1) {
             let sender = sender.clone();
@@ -90,7 +93,10 @@ pub fn sweep(
                 let Some(offset) = shard.offset(nth, span) else {
                     return;
                 };
-                if sender.send(run_seed(scenario, first + offset)).is_err() {
+                if sender
+                    .send(run_seed(scenario, input, first + offset))
+                    .is_err()
+                {
                     return;
                 }
             });
@@ -113,8 +119,8 @@ pub fn sweep(
 }
 
 // No report is rendered: a sweep prints a failing seed's replay command, not its report.
-fn run_seed(scenario: &Scenario, seed: u64) -> SeedOutcome {
-    let run = check_scenario_staged(scenario, seed, Runs::Serial, &|_| {});
+fn run_seed(scenario: &Scenario, input: &[Vec<Value>], seed: u64) -> SeedOutcome {
+    let run = check_scenario_with_input(scenario, input, seed, Runs::Serial, &|_| {});
     let passed = run.verdict.passed();
     SeedOutcome {
         seed,

@@ -80,7 +80,7 @@ fn a_checkpoint_with_altered_keyed_state_is_not_a_consistent_cut() {
         let mut faulty = run.faulty.clone();
         let observed = faulty.checkpoints.first_mut().expect("a checkpoint");
         let state = observed
-            .task_states
+            .task_states_mut()
             .values_mut()
             .find_map(|state| {
                 let state = state.as_mut().ok()?;

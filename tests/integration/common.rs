@@ -51,7 +51,7 @@ pub fn records_read_at(run: &RunResult, id: u64) -> u64 {
         .find(|c| c.stage == 0 && c.checkpoint.checkpoint_id.0 == id)
         .unwrap_or_else(|| panic!("checkpoint {id} completed"));
     let mut read = 0;
-    for state in checkpoint.task_states.values() {
+    for state in checkpoint.task_states().values() {
         for operator in state.as_ref().expect("decodes").operators.values() {
             if let OperatorSnapshot::Source(source) = operator {
                 read += source.next_offsets.values().sum::<u64>();

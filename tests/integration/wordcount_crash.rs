@@ -34,7 +34,7 @@ fn wordcount_crash_recovers_from_checkpoint_one() {
     assert_eq!(first.checkpoint.checkpoint_id.0, 1);
     let mut offsets = BTreeMap::new();
     let mut counts = BTreeMap::new();
-    for state in first.task_states.values() {
+    for state in first.task_states().values() {
         for operator in state.as_ref().expect("decodes").operators.values() {
             match operator {
                 OperatorSnapshot::Source(source) => offsets.extend(source.next_offsets.clone()),

@@ -180,7 +180,7 @@ impl<'a> Cut<'a> {
         let source_uid = &job.operators[0].uid;
         let mut offsets: BTreeMap<u32, u64> = BTreeMap::new();
         let mut states = BTreeMap::new();
-        for (subtask, state) in &observed.task_states {
+        for (subtask, state) in observed.task_states() {
             let state = state
                 .as_ref()
                 .map_err(|e| format!("{name}: {subtask}: {e}"))?;

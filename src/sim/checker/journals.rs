@@ -1,6 +1,7 @@
 //! The processing-time journals the reference replays, stage by stage: what each keyed
 //! operator's state recorded of the times the run handled its records and fired its timers.
 
+use crate::api::job::{Job, OperatorKind};
 use crate::ids::CheckpointId;
 use crate::sim::cluster::RunResult;
 use crate::sim::observer::ObservedCheckpoint;
@@ -8,6 +9,18 @@ use crate::state::broadcast_state::BroadcastLineages;
 use crate::state::processing_time_journal::{journals_of, ProcessingTimeJournals, JOURNAL_STATE};
 use crate::state::snapshot::{KeyedStateSnapshot, LogicalKeyedState, OperatorSnapshot};
 use std::collections::BTreeMap;
+
+/// Whether `job`'s state can hold journals: a keyed function that declares processing time,
+/// or a keyed broadcast function (whose elements depend on the broadcast state its subtask
+/// held), as the operator chain journals them. A job without either never journals: the
+/// engine fails a function that reads processing time undeclared.
+pub fn journals_processing_time(job: &Job) -> bool {
+    job.operators.iter().any(|operator| match &operator.kind {
+        OperatorKind::KeyedProcess { factory, .. } => factory().uses_processing_time(),
+        OperatorKind::KeyedBroadcastProcess { .. } => true,
+        _ => false,
+    })
+}
 
 /// One set of journals per stage of `run`: a stage that a later one resumed from replays
 /// the journals of the snapshot that stage restored (the history of the state it handed
@@ -58,7 +71,7 @@ pub fn run_lineages(run: &RunResult) -> BroadcastLineages {
 /// The broadcast application logs one snapshot holds.
 fn snapshot_lineages(observed: &ObservedCheckpoint) -> BroadcastLineages {
     let mut lineages = BroadcastLineages::default();
-    for state in observed.task_states.values().flatten() {
+    for state in observed.task_states().values().flatten() {
         for (uid, operator) in &state.operators {
             if let OperatorSnapshot::Keyed(KeyedStateSnapshot {
                 broadcast: Some(copy),
@@ -98,7 +111,7 @@ pub fn snapshot_journals(
     wanted: impl Fn(&str) -> bool,
 ) -> Result<ProcessingTimeJournals, String> {
     let snapshots = observed
-        .task_states
+        .task_states()
         .values()
         .flatten()
         .flat_map(|state| &state.operators)

@@ -32,7 +32,7 @@ fn hanging_note(output: &SinkOutput) -> Option<String> {
 /// difference is explained by the transactions behind it.
 pub(super) fn transactional_output(
     sink: &SinkConfig,
-    expected: &RecordBatch,
+    expected: &ExpectedOutput<'_>,
     faulty: &RunResult,
     notes: &mut Vec<String>,
 ) -> Result<String, String> {
@@ -46,10 +46,10 @@ pub(super) fn transactional_output(
     );
     notes.push(format!("broker: {transactions}"));
     notes.extend(hanging_note(output));
-    let Some(difference) = first_per_key_difference(expected, &faulty.sink_output) else {
+    let Some(difference) = expected.first_difference(&faulty.sink_output) else {
         return Ok(format!(
             "{} records, each key in the oracle's order; {transactions}",
-            expected.len()
+            expected.records().len()
         ));
     };
     let mut why = vec![difference];
@@ -62,7 +62,7 @@ pub(super) fn transactional_output(
     if lost.0 > 0 {
         why.push(format!(
             "{} record(s) lost (the reader has {} of {}): the broker aborted {} pre-committed transaction(s) (transaction.max.timeout.ms {}; the sink asked for transaction.timeout.ms {}, which the broker caps): {}",
-            lost.0, faulty.sink_output.len(), expected.len(), lost.1.len(), output.max_transaction_timeout, sink.transaction_timeout, lost.1.join(", ")
+            lost.0, faulty.sink_output.len(), expected.records().len(), lost.1.len(), output.max_transaction_timeout, sink.transaction_timeout, lost.1.join(", ")
         ));
     }
     Err(why.join("; "))
@@ -72,7 +72,7 @@ pub(super) fn transactional_output(
 pub(super) fn pre_committed(run: &RunResult) -> BTreeSet<(String, ProducerIdentity)> {
     let mut found = BTreeSet::new();
     for observed in &run.checkpoints {
-        for state in observed.task_states.values().flatten() {
+        for state in observed.task_states().values().flatten() {
             for operator in state.operators.values() {
                 let OperatorSnapshot::Sink(sink) = operator else {
                     continue;

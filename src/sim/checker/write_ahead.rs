@@ -7,7 +7,7 @@ use super::*;
 /// Write-ahead log: with every batch kept once, the output equals the oracle's per key; the
 /// batches written more than once are the duplicates, and the report names them.
 pub(super) fn write_ahead_output(
-    expected: &RecordBatch,
+    expected: &ExpectedOutput<'_>,
     faulty: &RunResult,
     notes: &mut Vec<String>,
 ) -> Result<String, String> {
@@ -22,12 +22,12 @@ pub(super) fn write_ahead_output(
             batch.label, batch.records, batch.copies
         ));
     }
-    if let Some(difference) = first_per_key_difference(expected, &kept) {
+    if let Some(difference) = expected.first_difference(&kept) {
         return Err(format!("with each batch kept once: {difference}"));
     }
     Ok(format!(
         "{} records in {} batches, each key in order; {duplicates} duplicate(s) from {} batch(es) written twice",
-        expected.len(),
+        expected.records().len(),
         batches.len(),
         repeated.len()
     ))
