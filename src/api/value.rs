@@ -66,6 +66,11 @@ fn varint(bytes: &[u8]) -> Option<(u64, usize)> {
     None
 }
 
+// Whether `bytes` are exactly one varint.
+fn is_one_varint(bytes: &[u8]) -> bool {
+    varint(bytes).is_some_and(|(_, length)| length == bytes.len())
+}
+
 // How many bytes the value encoded at the start of `bytes` takes.
 fn encoded_len(bytes: &[u8], depth: u32) -> Option<usize> {
     if depth > ENCODED_DEPTH_MAX {
@@ -92,6 +97,17 @@ impl Value {
     /// pair's first field, or the whole record, as `upsert_key` keys it. `None` if the bytes
     /// are not exactly one encoded value.
     pub fn encoded_key(bytes: &[u8]) -> Option<&[u8]> {
+        // The common record, a short string paired with an integer (a word and its count),
+        // read without the general walk.
+        if let [2, 0, length, ..] = *bytes {
+            let key_end = 3 + usize::from(length);
+            if length < 0x80
+                && bytes.get(key_end) == Some(&1)
+                && is_one_varint(&bytes[key_end + 1..])
+            {
+                return Some(&bytes[1..key_end]);
+            }
+        }
         let (variant, at) = varint(bytes)?;
         if variant != 2 {
             return (encoded_len(bytes, 0)? == bytes.len()).then_some(bytes);
@@ -125,6 +141,9 @@ mod tests {
             Value::Str(long.as_str().into()),
             Value::Int(-70_000),
             Value::pair(Value::Str("word".into()), Value::Int(300)),
+            Value::pair(Value::Str("".into()), Value::Int(i64::MIN)),
+            Value::pair(Value::Str("x".repeat(127).as_str().into()), Value::Int(-1)),
+            Value::pair(Value::Str("x".repeat(128).as_str().into()), Value::Int(1)),
             Value::pair(Value::Int(i64::MIN), Value::Str(long.as_str().into())),
             Value::pair(
                 Value::pair(Value::Str("a".into()), Value::Int(1)),
