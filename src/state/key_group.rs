@@ -23,9 +23,15 @@ impl KeyGroupRange {
 
 /// Java's `String.hashCode()` over UTF-16 code units, which Flink hashes string keys with.
 pub fn java_string_hash(text: &str) -> i32 {
-    text.encode_utf16().fold(0i32, |hash, unit| {
-        hash.wrapping_mul(31).wrapping_add(unit as i32)
-    })
+    let step = |hash: i32, unit: i32| hash.wrapping_mul(31).wrapping_add(unit);
+    // An ASCII byte is its own UTF-16 code unit: no decoding (most keys, on every record).
+    if text.is_ascii() {
+        return text
+            .bytes()
+            .fold(0, |hash, byte| step(hash, i32::from(byte)));
+    }
+    text.encode_utf16()
+        .fold(0, |hash, unit| step(hash, i32::from(unit)))
 }
 
 /// Flink's `MathUtils.murmurHash(int)`.
