@@ -103,8 +103,31 @@ pub fn encode_message<T: Serialize>(value: &T) -> Vec<u8> {
 
 /// Appends the encoding of `value` to `bytes` (the hot path: no buffer of its own per record).
 pub fn encode_message_into<T: Serialize>(value: &T, bytes: &mut Vec<u8>) {
-    let buffer = std::mem::take(bytes);
-    *bytes = postcard::to_extend(value, buffer).expect("serde types of snapflow always encode");
+    postcard::serialize_with_flavor(value, AppendTo(bytes))
+        .expect("serde types of snapflow always encode");
+}
+
+/// A postcard output that appends to a borrowed vector. `postcard::to_extend` takes the vector
+/// by value and hands it back inside a `Result`, a move through the stack per call that cost
+/// a store-forwarding stall per state update on the hot path.
+struct AppendTo<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for AppendTo<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
 }
 
 /// Decodes a wire message.

@@ -17,6 +17,7 @@ pub mod api {
     pub mod job_catalog;
     pub mod jobs;
     pub mod value;
+    pub mod value_codec;
 }
 pub mod checkpoint {
     //! Checkpointing: barriers, the barrier handler, the coordinator.
@@ -116,6 +117,7 @@ pub mod state {
     pub mod snapshot;
     pub mod state_descriptor;
     pub mod state_error;
+    pub mod state_map;
     pub mod state_ttl;
     pub mod timer_service;
 }

@@ -206,12 +206,12 @@ impl RecordDeserializer {
         assert!(self.remaining > 0);
         let channel = self.channel.0;
         let bytes = &self.buffer.buffer.bytes[self.offset..];
-        let (value, tail) =
-            postcard::take_from_bytes::<Value>(bytes).map_err(|e| InputError::CorruptBuffer {
-                channel,
-                error: e.to_string(),
-            })?;
-        self.offset = self.buffer.buffer.bytes.len() - tail.len();
+        let (value, used) = Value::decode_prefix(bytes).map_err(|e| InputError::CorruptBuffer {
+            channel,
+            error: e.to_string(),
+        })?;
+        let tail = &bytes[used..];
+        self.offset += used;
         self.remaining -= 1;
         if self.remaining == 0 && !tail.is_empty() {
             return Err(InputError::TrailingBytes {

@@ -430,7 +430,9 @@ enum ChainOperator {
 pub struct OperatorChain {
     operators: Vec<ChainOperator>,
     uids: Vec<String>,
-    scratch: (Vec<Value>, Vec<Value>),
+    // Per operator, where it collects what it emits for one input (kept across records: the
+    // per-record path allocates nothing here).
+    collected: Vec<Vec<Value>>,
     // No processing-time timer fires (end of data, or a terminating savepoint taken).
     timers_quiesced: bool,
     // A keyed operator reads processing time (fixed at construction).
@@ -496,9 +498,9 @@ impl OperatorChain {
         OperatorChain {
             subtask: (0, 1),
             reads_time,
+            collected: vec![Vec::new(); operators.len()],
             operators,
             uids,
-            scratch: (Vec::new(), Vec::new()),
             timers_quiesced: false,
         }
     }
@@ -514,32 +516,19 @@ impl OperatorChain {
     }
 
     /// Runs one record through the chain from its operator `first` on (a record that was in
-    /// flight to that operator).
+    /// flight to that operator). If user code fails, nothing is pushed to `out`.
     pub fn process_from(
         &mut self,
         first: usize,
         value: Value,
         out: &mut Vec<Value>,
     ) -> Result<(), UserError> {
-        // Two scratch vectors kept across calls: the per-record path allocates nothing here.
-        let (mut current, mut next) = std::mem::take(&mut self.scratch);
-        current.clear();
-        next.clear();
-        current.push(value);
-        let mut result = Ok(());
-        'operators: for operator in &mut self.operators[first..] {
-            for value in current.drain(..) {
-                result = apply(operator, value, &mut next);
-                if result.is_err() {
-                    break 'operators; // User code failed: the task fails, nothing is emitted.
-                }
-            }
-            std::mem::swap(&mut current, &mut next);
+        let emitted = out.len();
+        let operators = &mut self.operators[first..];
+        let result = push_through(operators, &mut self.collected[first..], value, out);
+        if result.is_err() {
+            out.truncate(emitted); // The task fails: what this record produced goes nowhere.
         }
-        if result.is_ok() {
-            out.append(&mut current);
-        }
-        self.scratch = (current, next);
         result
     }
 
@@ -858,28 +847,52 @@ impl OperatorChain {
     }
 }
 
-fn apply(
-    operator: &mut ChainOperator,
+/// Hands `value` to the first of `operators`, and what it emits on to the next, depth first,
+/// as Flink's `ChainingOutput` calls the next operator from `collect`: each operator sees its
+/// inputs in the order they were emitted, and what leaves the last goes to `out`.
+fn push_through(
+    operators: &mut [ChainOperator],
+    collected: &mut [Vec<Value>],
     value: Value,
-    next: &mut Vec<Value>,
+    out: &mut Vec<Value>,
 ) -> Result<(), UserError> {
+    let Some((operator, rest)) = operators.split_first_mut() else {
+        out.push(value);
+        return Ok(());
+    };
+    let (buffer, rest_collected) = collected
+        .split_first_mut()
+        .expect("one buffer per operator");
     match operator {
-        ChainOperator::SourceHead => next.push(value),
-        ChainOperator::Map(function) => next.push(function(value)),
-        ChainOperator::FlatMap(function) => function(value, next),
-        ChainOperator::Filter(function) => {
-            if function(&value) {
-                next.push(value);
-            }
+        ChainOperator::SourceHead => return push_through(rest, rest_collected, value, out),
+        ChainOperator::Map(function) => {
+            return push_through(rest, rest_collected, function(value), out)
         }
-        ChainOperator::Keyed(keyed) => keyed.process(value, next)?,
+        ChainOperator::Filter(function) => {
+            return match function(&value) {
+                true => push_through(rest, rest_collected, value, out),
+                false => Ok(()),
+            };
+        }
+        ChainOperator::Sink(sink) => {
+            sink.pending.push_value(&value);
+            return Ok(());
+        }
+        ChainOperator::FlatMap(function) => function(value, buffer),
+        ChainOperator::Keyed(keyed) => keyed.process(value, buffer)?,
         ChainOperator::Checkpointed(checkpointed) => {
             checkpointed.ensure_initialized()?;
-            checkpointed.function.process_element(value, next)?
+            checkpointed.function.process_element(value, buffer)?
         }
-        ChainOperator::Sink(sink) => sink.pending.push_encoded(&value),
     }
-    Ok(())
+    // One output, the common case, without a drain.
+    if buffer.len() == 1 {
+        let value = buffer.pop().expect("one value");
+        return push_through(rest, rest_collected, value, out);
+    }
+    buffer
+        .drain(..)
+        .try_for_each(|value| push_through(rest, rest_collected, value, out))
 }
 
 #[cfg(test)]

@@ -5,7 +5,6 @@ use crate::api::job::Partitioning;
 use crate::api::value::Value;
 use crate::checkpoint::barrier::Barrier;
 use crate::checkpoint::subtask_checkpoint::OutputQueues;
-use crate::codec::encode_message_into;
 use crate::ids::{CheckpointId, SubtaskId};
 use crate::limits::{BUFFER_SIZE_BYTES, OUTPUT_QUEUE_BUFFERS_MAX};
 use crate::runtime::credit::{CreditSender, Outgoing};
@@ -169,7 +168,7 @@ impl RecordWriter {
     fn emit_to(&mut self, index: usize, value: &Value) {
         let channel = &mut self.channels[index];
         assert!(!channel.ended, "no record after end of partition");
-        encode_message_into(value, &mut channel.building.bytes);
+        value.encode_into(&mut channel.building.bytes);
         channel.building.record_count += 1;
         self.records_out += 1;
         if channel.building.bytes.len() >= BUFFER_SIZE_BYTES {

@@ -52,11 +52,9 @@ impl SourceOperator {
         let Some(bytes) = self.reader.next_record(rpc, broker, timeout).await? else {
             return Ok(None);
         };
-        let value = crate::codec::decode_message(bytes).map_err(|e| {
-            TaskError::UndecodableSourceRecord {
-                subtask: context.subtask,
-                error: e.to_string(),
-            }
+        let value = decode_record(bytes).map_err(|error| TaskError::UndecodableSourceRecord {
+            subtask: context.subtask,
+            error,
         })?;
         Ok(Some(value))
     }
@@ -168,4 +166,16 @@ async fn open_reader(
         reader.commit_on_read(&consumer_group(context), context.attempt.0);
     }
     Ok(reader)
+}
+
+/// A source record: exactly one encoded value.
+fn decode_record(bytes: &[u8]) -> Result<Value, String> {
+    let (value, used) = Value::decode_prefix(bytes).map_err(|e| e.to_string())?;
+    if used != bytes.len() {
+        return Err(format!(
+            "{} bytes follow the record's {used}",
+            bytes.len() - used
+        ));
+    }
+    Ok(value)
 }

@@ -14,7 +14,7 @@ use crate::runtime::messages::{ChannelEvent, ControlMessage, TaskStatus};
 use crate::runtime::network_input::{NetworkInput, NextInput};
 use crate::runtime::operator_chain::OperatorChain;
 use crate::runtime::record_writer::RecordWriter;
-use crate::runtime::sim_time::{self, Alarm};
+use crate::runtime::sim_time::{self, Alarm, Clock};
 use crate::runtime::sink_operator::SinkOperator;
 use crate::runtime::source_operator::SourceOperator;
 use crate::runtime::task_context::TaskContext;
@@ -50,6 +50,7 @@ struct Task {
     // Every input reached its end of data (or this source did): the timers stopped for good,
     // and downstream was told.
     end_of_data: bool,
+    clock: Clock,
 }
 
 /// Runs a task to its end. `Ok` means all input was consumed; `Err` fails the job over.
@@ -117,6 +118,7 @@ impl Task {
             stopped_at: None,
             timers_stopped_at: None,
             end_of_data: false,
+            clock: Clock::current(),
         })
     }
 
@@ -125,7 +127,7 @@ impl Task {
         // flush timer then, since a deadline equal to now would never let time advance.
         let buffer_timeout = self.context.config.buffer_timeout;
         let mut flush_due_at =
-            (buffer_timeout > Duration::ZERO).then(|| sim_time::now().add(buffer_timeout));
+            (buffer_timeout > Duration::ZERO).then(|| self.clock.now().add(buffer_timeout));
         let mut alarm = Alarm::default();
         while !self.ended {
             while let Ok(input) = inbox.try_recv() {
@@ -136,7 +138,7 @@ impl Task {
             }
             let turn = self.step().await?;
             let worked = turn != Turn::Idle;
-            let now = sim_time::now();
+            let now = self.clock.now();
             if flush_due_at.map_or(worked, |due| now >= due) {
                 self.writer.flush();
                 self.write_sink().await?;
@@ -197,7 +199,7 @@ impl Task {
     }
 
     async fn step_source(&mut self) -> Result<Turn, TaskError> {
-        let now = sim_time::now();
+        let now = self.clock.now();
         let all_due = self.reader().records_due(now);
         let due = all_due.min(TASK_RECORDS_PER_TURN_MAX as u64);
         let mut emitted = 0;
@@ -230,12 +232,12 @@ impl Task {
 
     /// Reads records from the gate, a record at a time, for one turn.
     async fn step_gate(&mut self) -> Result<Turn, TaskError> {
-        let started_at = sim_time::now();
+        let started_at = self.clock.now();
         let mut records = 0;
         let mut outcome = Turn::Drained;
         loop {
             // One reading of the clock per record: nothing between here and the poll awaits.
-            let now = sim_time::now();
+            let now = self.clock.now();
             if records >= TASK_RECORDS_PER_TURN_MAX
                 || now.since(started_at) >= TASK_TURN_DURATION_MAX
             {
@@ -247,7 +249,9 @@ impl Task {
             }
             // Timers due fire before the next record or barrier, as their mail comes first in
             // Flink's mailbox.
-            self.advance_processing_time(now).await?;
+            if self.chain.reads_processing_time() {
+                self.advance_processing_time(now).await?;
+            }
             let input = self
                 .input
                 .as_mut()
@@ -267,39 +271,48 @@ impl Task {
         self.records_in += 1;
         // With no fault armed for this subtask, a record asks the hooks nothing.
         if let Some(count) = self.context.record_probe.begin() {
-            let hooks = &self.context.hooks;
-            let RecordFate { fail, fault_fired } =
-                hooks.on_record_begin(self.context.subtask, count);
-            if fail {
-                return Err(TaskError::InjectedFailure {
-                    subtask: self.context.subtask,
-                    record: self.records_in,
-                });
-            }
-            if fault_fired {
-                sim_time::yield_now().await; // Lets the injector act while this record is in processing.
-            }
-            let slowdown = hooks.slowdown(self.chain.uids(), sim_time::now());
-            if slowdown > Duration::ZERO {
-                sim_time::sleep(slowdown).await;
-            }
+            self.probe_record(count).await?;
         }
-        let mut out = std::mem::take(&mut self.scratch);
-        self.chain
-            .process(value, &mut out)
-            .map_err(|error| TaskError::UserFunction {
-                subtask: self.context.subtask,
-                message: error.to_string(),
-            })?;
-        for value in out.drain(..) {
-            self.writer.emit(&value);
-        }
-        self.scratch = out;
-        if self.context.config.buffer_timeout == Duration::ZERO {
-            self.writer.flush();
-        }
+        self.run_chain(value)?;
         if self.chain.sink_batch_full() {
             self.write_sink().await?;
+        }
+        Ok(())
+    }
+
+    /// The hooks hear of record `count`: it may fail, let a fault act while it is in
+    /// processing, or be slowed down.
+    async fn probe_record(&mut self, count: u64) -> Result<(), TaskError> {
+        let hooks = &self.context.hooks;
+        let RecordFate { fail, fault_fired } = hooks.on_record_begin(self.context.subtask, count);
+        if fail {
+            return Err(TaskError::InjectedFailure {
+                subtask: self.context.subtask,
+                record: self.records_in,
+            });
+        }
+        if fault_fired {
+            sim_time::yield_now().await; // Lets the injector act while this record is in processing.
+        }
+        let slowdown = hooks.slowdown(self.chain.uids(), self.clock.now());
+        if slowdown > Duration::ZERO {
+            sim_time::sleep(slowdown).await;
+        }
+        Ok(())
+    }
+
+    /// Runs one record through the chain and emits what leaves it (nothing here awaits).
+    fn run_chain(&mut self, value: Value) -> Result<(), TaskError> {
+        let (out, writer) = (&mut self.scratch, &mut self.writer);
+        let processed = self.chain.process(value, out);
+        processed.map_err(|error| TaskError::UserFunction {
+            subtask: self.context.subtask,
+            message: error.to_string(),
+        })?;
+        out.iter().for_each(|value| writer.emit(value));
+        out.clear();
+        if self.context.config.buffer_timeout == Duration::ZERO {
+            self.writer.flush();
         }
         Ok(())
     }

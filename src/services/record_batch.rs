@@ -2,6 +2,7 @@
 //! records travel (append requests, fetch responses), how the sink collects them and how a
 //! partition's log holds them: one buffer per batch, no allocation per record.
 
+use crate::api::value::Value;
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -100,6 +101,12 @@ impl RecordBatch {
     /// Appends one record.
     pub fn push(&mut self, record: &[u8]) {
         self.bytes.extend_from_slice(record);
+        self.ends.push(self.bytes.len() as u64);
+    }
+
+    /// Appends a record, encoded straight into the batch's buffer.
+    pub fn push_value(&mut self, value: &Value) {
+        value.encode_into(&mut self.bytes);
         self.ends.push(self.bytes.len() as u64);
     }
 

@@ -10,20 +10,20 @@ use crate::state::processing_time_journal::{JournalEntry, JOURNAL_STATE};
 use crate::state::raw_state::{restore_raw_keyed, RawKeyedStateOutput};
 use crate::state::snapshot::{KeyedStateSnapshot, StateEntry, StateTable};
 use crate::state::state_descriptor::ValueStateDescriptor;
+use crate::state::state_map::{HashedKey, StateMap};
 use crate::state::state_ttl::{self, StateTtlConfig, StateVisibility, UpdateType};
 use crate::state::timer_service::{timer_key, timer_timestamp, TimerQueue, TIMER_STATE};
-use rustc_hash::FxHashMap;
 use serde::{de::DeserializeOwned, Serialize};
 use std::collections::BTreeMap;
 
 pub use crate::state::state_error::StateError;
 
 /// One state's working entries: per owned key group (indexed from the range's start), key to
-/// entry. A hash map with a fixed hasher: a lookup hashes the key once and compares it once,
-/// where an ordered map compared strings at every level. Order is restored at snapshot time.
+/// entry. A hash table with a fixed hasher: a lookup compares the key once, where an ordered
+/// map compared strings at every level. Order is restored at snapshot time.
 struct WorkingTable {
     name: String,
-    groups: Vec<FxHashMap<Text, StateEntry>>,
+    groups: Vec<StateMap>,
     // Its time-to-live, once a descriptor with one reached it (or a snapshot said it has one).
     ttl: Option<StateTtlConfig>,
     // Where incremental TTL cleanup goes on: a key group and how many of its keys were seen.
@@ -42,7 +42,8 @@ impl WorkingTable {
             }
             let (group, seen) = self.cleanup_cursor;
             let keys: Vec<Text> = self.groups[group]
-                .keys()
+                .iter()
+                .map(|(key, _)| key)
                 .skip(seen)
                 .take(left)
                 .cloned()
@@ -52,10 +53,10 @@ impl WorkingTable {
             for key in keys {
                 let entries = &mut self.groups[group];
                 let live = entries
-                    .get_mut(&key)
+                    .get_mut(HashedKey::new(&key))
                     .is_some_and(|entry| state_ttl::retain_live(entry, ttl_ms, now));
                 if !live {
-                    entries.remove(&key);
+                    entries.remove(HashedKey::new(&key));
                     kept -= 1;
                 }
             }
@@ -144,10 +145,11 @@ impl HeapKeyedStateBackend {
         let group = (key_group - self.key_group_range.start) as usize;
         let table = self.table_mut(TIMER_STATE);
         let entries = &mut table.groups[group];
-        if let Some(StateEntry::Map(timers)) = entries.get_mut(key.as_str()) {
+        let hashed = HashedKey::new(&key);
+        if let Some(StateEntry::Map(timers)) = entries.get_mut(hashed) {
             timers.remove(&timer_key(timestamp));
             if timers.is_empty() {
-                entries.remove(key.as_str());
+                entries.remove(hashed);
             }
         }
         Some((timestamp, key))
@@ -222,7 +224,7 @@ impl HeapKeyedStateBackend {
         Ok(KeyedStateAccess {
             group: (key_group.0 - self.key_group_range.start) as usize,
             backend: self,
-            key,
+            key: HashedKey::new(key),
         })
     }
 
@@ -239,7 +241,7 @@ impl HeapKeyedStateBackend {
             Some(index) => index,
             None => {
                 let groups = (0..self.group_count())
-                    .map(|_| FxHashMap::default())
+                    .map(|_| StateMap::default())
                     .collect();
                 self.tables.push(WorkingTable {
                     name: name.to_string(),
@@ -349,7 +351,7 @@ impl HeapKeyedStateBackend {
         let start = self.key_group_range.start;
         let mut due = Vec::new();
         for (offset, entries) in table.groups.iter().enumerate() {
-            for (key, entry) in entries {
+            for (key, entry) in entries.iter() {
                 let StateEntry::Map(timers) = entry else {
                     return Err(kind_mismatch(TIMER_STATE, "map", entry));
                 };
@@ -399,7 +401,7 @@ impl HeapKeyedStateBackend {
         self.tables
             .iter()
             .flat_map(|table| &table.groups)
-            .map(FxHashMap::len)
+            .map(StateMap::len)
             .sum()
     }
 }
@@ -407,7 +409,7 @@ impl HeapKeyedStateBackend {
 /// State access for one key, handed to a keyed process function.
 pub struct KeyedStateAccess<'a> {
     backend: &'a mut HeapKeyedStateBackend,
-    key: &'a str,
+    key: HashedKey<'a>,
     // The key's group, as an index into the backend's owned groups.
     group: usize,
 }
@@ -415,7 +417,7 @@ pub struct KeyedStateAccess<'a> {
 impl KeyedStateAccess<'_> {
     /// The key in scope.
     pub fn key(&self) -> &str {
-        self.key
+        self.key.text()
     }
 
     /// This key's entry of state `name`, if any.
@@ -423,7 +425,7 @@ impl KeyedStateAccess<'_> {
         self.backend.table(name)?.groups[self.group].get(self.key)
     }
 
-    fn entries_mut(&mut self, name: &str) -> &mut FxHashMap<Text, StateEntry> {
+    fn entries_mut(&mut self, name: &str) -> &mut StateMap {
         let group = self.group;
         &mut self.backend.table_mut(name).groups[group]
     }
@@ -436,11 +438,7 @@ impl KeyedStateAccess<'_> {
         empty: fn() -> StateEntry,
     ) -> Result<&mut StateEntry, StateError> {
         let key = self.key;
-        let entries = self.entries_mut(name);
-        if !entries.contains_key(key) {
-            entries.insert(Text::from(key), empty());
-        }
-        let entry = entries.get_mut(key).expect("inserted above");
+        let entry = self.entries_mut(name).get_or_insert_with(key, empty);
         let wanted = empty();
         if std::mem::discriminant(entry) != std::mem::discriminant(&wanted) {
             return Err(kind_mismatch(name, wanted.kind_name(), entry));
@@ -463,7 +461,9 @@ impl KeyedStateAccess<'_> {
             _ => unreachable!("slot checked the kind"),
         };
         let key_group = self.backend.key_group_range.start + self.group as u32;
-        self.backend.timers.insert(timestamp, key_group, self.key);
+        self.backend
+            .timers
+            .insert(timestamp, key_group, self.key.text());
         Ok(())
     }
 
@@ -479,7 +479,7 @@ impl KeyedStateAccess<'_> {
             }
         }
         let key_group = self.backend.key_group_range.start + self.group as u32;
-        self.backend.timers.remove(timestamp, key_group, key);
+        self.backend.timers.remove(timestamp, key_group, key.text());
         Ok(())
     }
 
@@ -593,8 +593,7 @@ pub(crate) fn write_value<T: Serialize>(
             if let Some(now) = now {
                 bytes.extend_from_slice(&now.to_le_bytes());
             }
-            *bytes = postcard::to_extend(value, std::mem::take(bytes))
-                .expect("state values are serde types that always encode");
+            crate::codec::encode_message_into(value, bytes);
         }
         _ => unreachable!("slot checked the kind"),
     }
