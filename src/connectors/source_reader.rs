@@ -155,6 +155,24 @@ impl SourceReader {
         let Some(index) = chosen else {
             return Ok(None);
         };
+        Ok(Some(self.take(index)))
+    }
+
+    /// The next record without a fetch: `Some` when the partition whose turn it is has
+    /// records fetched already (what [`next_record`](Self::next_record) would return then),
+    /// `None` when the next record needs `next_record`.
+    pub fn next_fetched(&mut self) -> Option<&[u8]> {
+        let index = self.cursor;
+        let partition = &self.partitions[index];
+        if partition.is_done() || partition.fetched.is_empty() {
+            return None;
+        }
+        self.cursor = (index + 1) % self.partitions.len();
+        Some(self.take(index))
+    }
+
+    /// Takes the next fetched record of partition `index`.
+    fn take(&mut self, index: usize) -> &[u8] {
         let cursor = &mut self.partitions[index];
         let next = cursor.fetched.emitted;
         cursor.fetched.emitted += 1;
@@ -163,7 +181,7 @@ impl SourceReader {
             cursor.next_offset = cursor.next_offset.max(cursor.fetched_up_to);
         }
         self.emitted += 1;
-        Ok(cursor.fetched.records.get(next))
+        cursor.fetched.records.get(next).expect("a fetched record")
     }
 
     async fn fetch(

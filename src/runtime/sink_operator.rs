@@ -8,6 +8,7 @@ use crate::connectors::sink_writer::SinkWriter;
 use crate::ids::CheckpointId;
 use crate::runtime::operator_chain::OperatorChain;
 use crate::runtime::task_context::TaskContext;
+use crate::services::record_batch::RecordBatch;
 use crate::state::snapshot::SinkStateSnapshot;
 
 /// A task's sink writer and what it reaches the outside world through.
@@ -51,7 +52,9 @@ impl SinkOperator {
         if buffer.pending.is_empty() {
             return Ok(());
         }
-        let records = std::mem::take(&mut buffer.pending);
+        // The next batch starts with room for one like this (it is built record by record).
+        let room = RecordBatch::with_capacity(buffer.pending.len(), buffer.pending.byte_len());
+        let records = std::mem::replace(&mut buffer.pending, room);
         let count = records.len() as u64;
         self.writer.write(&self.io, records).await?;
         chain.sink().expect("sink").records_written += count;

@@ -44,6 +44,9 @@ impl SourceOperator {
 
     /// The next record, if the reader has one (it fetches from the broker when it ran dry).
     pub async fn poll_record(&mut self, context: &TaskContext) -> Result<Option<Value>, TaskError> {
+        if let Some(bytes) = self.reader.next_fetched() {
+            return decode_record(bytes, context).map(Some); // No fetch: no await.
+        }
         let (rpc, broker, timeout) = (
             &context.rpc,
             context.services.broker,
@@ -52,11 +55,14 @@ impl SourceOperator {
         let Some(bytes) = self.reader.next_record(rpc, broker, timeout).await? else {
             return Ok(None);
         };
-        let value = decode_record(bytes).map_err(|error| TaskError::UndecodableSourceRecord {
-            subtask: context.subtask,
-            error,
-        })?;
-        Ok(Some(value))
+        decode_record(bytes, context).map(Some)
+    }
+
+    /// The next record if it is fetched already (no await); `None` when it takes
+    /// [`poll_record`](Self::poll_record).
+    pub fn poll_fetched(&mut self, context: &TaskContext) -> Option<Result<Value, TaskError>> {
+        let bytes = self.reader.next_fetched()?;
+        Some(decode_record(bytes, context))
     }
 
     /// With checkpointing off, commits the offsets to the broker once per interval; a restart
@@ -169,13 +175,17 @@ async fn open_reader(
 }
 
 /// A source record: exactly one encoded value.
-fn decode_record(bytes: &[u8]) -> Result<Value, String> {
-    let (value, used) = Value::decode_prefix(bytes).map_err(|e| e.to_string())?;
+fn decode_record(bytes: &[u8], context: &TaskContext) -> Result<Value, TaskError> {
+    let undecodable = |error| TaskError::UndecodableSourceRecord {
+        subtask: context.subtask,
+        error,
+    };
+    let (value, used) = Value::decode_prefix(bytes).map_err(|e| undecodable(e.to_string()))?;
     if used != bytes.len() {
-        return Err(format!(
-            "{} bytes follow the record's {used}",
-            bytes.len() - used
-        ));
+        let trailing = bytes.len() - used;
+        return Err(undecodable(format!(
+            "{trailing} bytes follow the record's {used}"
+        )));
     }
     Ok(value)
 }

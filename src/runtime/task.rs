@@ -205,10 +205,21 @@ impl Task {
         let mut emitted = 0;
         while emitted < due && !self.writer.is_backpressured() {
             let source = self.source.as_mut().expect("source task");
-            let Some(value) = source.poll_record(&self.context).await? else {
-                break;
+            let value = match source.poll_fetched(&self.context) {
+                Some(fetched) => fetched?,
+                None => match source.poll_record(&self.context).await? {
+                    Some(value) => value,
+                    None => break,
+                },
             };
-            self.process_record(value).await?;
+            // The per-record path, inline: a future per record cost more than the record's chain.
+            if let Some(count) = self.begin_record() {
+                self.probe_record(count).await?;
+            }
+            self.run_chain(value)?;
+            if self.chain.sink_batch_full() {
+                self.write_sink().await?;
+            }
             emitted += 1;
         }
         if self.reader().is_done() {
@@ -258,7 +269,15 @@ impl Task {
                 .expect("a task without source has inputs");
             match input.poll_next(now)? {
                 None => break,
-                Some(NextInput::Record(value)) => self.process_record(value).await?,
+                Some(NextInput::Record(value)) => {
+                    if let Some(count) = self.begin_record() {
+                        self.probe_record(count).await?;
+                    }
+                    self.run_chain(value)?;
+                    if self.chain.sink_batch_full() {
+                        self.write_sink().await?;
+                    }
+                }
                 Some(NextInput::Actions(actions)) => self.handle_actions(actions).await?,
                 Some(NextInput::EndOfData) => self.on_end_of_data(),
             }
@@ -267,17 +286,11 @@ impl Task {
         Ok(if records == 0 { Turn::Idle } else { outcome })
     }
 
-    async fn process_record(&mut self, value: Value) -> Result<(), TaskError> {
+    /// A record begins: its count, if the hooks must hear of it (with no fault armed for this
+    /// subtask, a record asks the hooks nothing).
+    fn begin_record(&mut self) -> Option<u64> {
         self.records_in += 1;
-        // With no fault armed for this subtask, a record asks the hooks nothing.
-        if let Some(count) = self.context.record_probe.begin() {
-            self.probe_record(count).await?;
-        }
-        self.run_chain(value)?;
-        if self.chain.sink_batch_full() {
-            self.write_sink().await?;
-        }
-        Ok(())
+        self.context.record_probe.begin()
     }
 
     /// The hooks hear of record `count`: it may fail, let a fault act while it is in

@@ -139,9 +139,14 @@ pub fn read_log(
     max: usize,
     isolation: IsolationLevel,
 ) -> LogRead {
+    // Room for every record this read can return, reserved once instead of grown by doubling.
+    let start = (offset as usize).min(log.len());
+    let end = start + max.min(log.len() - start);
     let mut read = LogRead {
-        next_offset: (offset as usize).min(log.len()) as u64,
-        ..LogRead::default()
+        next_offset: start as u64,
+        offsets: Vec::with_capacity(end - start),
+        records: RecordBatch::with_capacity(end - start, log.records.byte_len_of(start..end)),
+        blocked_at: None,
     };
     for entry in log.entries_from(offset) {
         if read.offsets.len() >= max {

@@ -98,6 +98,20 @@ impl RecordBatch {
         self.bytes.len()
     }
 
+    /// Bytes of records `range` (their encodings back to back).
+    pub fn byte_len_of(&self, range: std::ops::Range<usize>) -> usize {
+        let offset = |index: usize| index.checked_sub(1).map_or(0, |i| self.ends[i] as usize);
+        offset(range.end) - offset(range.start)
+    }
+
+    /// An empty batch with room for `records` records of `bytes` bytes in all.
+    pub fn with_capacity(records: usize, bytes: usize) -> Self {
+        RecordBatch {
+            bytes: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(records),
+        }
+    }
+
     /// Appends one record.
     pub fn push(&mut self, record: &[u8]) {
         self.bytes.extend_from_slice(record);
