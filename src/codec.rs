@@ -121,7 +121,11 @@ impl postcard::ser_flavors::Flavor for AppendTo<'_> {
     }
 
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(data);
+        // A varint's few bytes pushed one by one: a `memcpy` call costs more than they do.
+        match data.len() {
+            0..=10 => data.iter().for_each(|byte| self.0.push(*byte)),
+            _ => self.0.extend_from_slice(data),
+        }
         Ok(())
     }
 

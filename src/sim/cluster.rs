@@ -279,10 +279,8 @@ fn load_input(scenario: &Scenario, partitions: &[Vec<Value>]) -> BrokerStorage {
     let storage = BrokerStorage::new(scenario.sink.broker_transaction_max_timeout);
     storage.create_topic(INPUT_TOPIC, partitions.len() as u32);
     for (partition, records) in partitions.iter().enumerate() {
-        let mut encoded = RecordBatch::new();
-        records
-            .iter()
-            .for_each(|record| encoded.push_encoded(record));
+        let mut encoded = RecordBatch::with_capacity(records.len(), 0);
+        records.iter().for_each(|record| encoded.push_value(record));
         storage
             .append(INPUT_TOPIC, partition as u32, &encoded)
             .expect("topic just created");
