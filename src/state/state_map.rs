@@ -182,5 +182,14 @@ mod tests {
         let ours: Vec<&Text> = restored.iter().map(|(key, _)| key).collect();
         let theirs: Vec<&Text> = restored_reference.keys().collect();
         assert_eq!(ours, theirs, "restored");
+        // A second snapshot's key group restored into the same, non-empty map.
+        let more: Vec<(Text, StateEntry)> = (0..500)
+            .map(|word| (format!("m{word}").as_str().into(), value(1)))
+            .collect();
+        restored.extend(more.clone().into_iter());
+        restored_reference.extend(more);
+        let ours: Vec<&Text> = restored.iter().map(|(key, _)| key).collect();
+        let theirs: Vec<&Text> = restored_reference.keys().collect();
+        assert_eq!(ours, theirs, "restored twice");
     }
 }
