@@ -7,7 +7,7 @@ use crate::state::key_group::java_string_hash;
 use compact_str::format_compact;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::BTreeMap;
+use rustc_hash::FxHashMap;
 
 /// Where the records come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,6 +55,13 @@ impl Workload {
     pub fn generate(&self) -> Vec<Vec<Value>> {
         assert!(self.partitions > 0);
         let mut partitions = vec![Vec::new(); self.partitions as usize];
+        if let WorkloadKind::Generated { records, .. } = &self.kind {
+            // About each partition's share, with room for the keys' uneven spread.
+            let share = usize::try_from(*records).unwrap_or(0) / partitions.len();
+            partitions
+                .iter_mut()
+                .for_each(|p| p.reserve(share + share / 8));
+        }
         let mut push = |word: Text, partition: usize| partitions[partition].push(Value::Str(word));
         match &self.kind {
             WorkloadKind::Text(text) => text
@@ -66,8 +73,9 @@ impl Workload {
                 seed,
             } => {
                 let mut rng = ChaCha8Rng::seed_from_u64(*seed);
-                // Each distinct word is formatted and placed once, not once per record.
-                let mut vocabulary: BTreeMap<u64, (Text, usize)> = BTreeMap::new();
+                // Each distinct word is formatted and placed once, not once per record (a
+                // lookup table: nothing iterates it, so its hash order reaches no output).
+                let mut vocabulary: FxHashMap<u64, (Text, usize)> = FxHashMap::default();
                 for _ in 0..*records {
                     let key = rng.gen_range(0..*keys);
                     let (word, partition) = vocabulary.entry(key).or_insert_with(|| {

@@ -35,6 +35,9 @@ pub struct ScenarioRun {
 /// itself never reads a wall clock).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage {
+    /// The input was generated (before either run; a sweep generates it once, before its
+    /// seeds, and reports no such stage).
+    Input,
     /// The run with faults ended.
     FaultyRun,
     /// The failure-free run ended.
@@ -138,13 +141,9 @@ pub fn check_scenario_staged(
     runs: Runs,
     on_stage: &(dyn Fn(Stage) + Sync),
 ) -> CheckedRun {
-    check_scenario_with_input(
-        scenario,
-        &scenario.workload.generate(),
-        seed,
-        runs,
-        on_stage,
-    )
+    let input = scenario.workload.generate();
+    on_stage(Stage::Input);
+    check_scenario_with_input(scenario, &input, seed, runs, on_stage)
 }
 
 /// `check_scenario_staged` on `input`, the scenario's workload generated already (a sweep
