@@ -5,12 +5,13 @@
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use snapflow::api::value::Value;
-use snapflow::checkpoint::barrier::{Barrier, BarrierKind};
+use snapflow::checkpoint::barrier::{Barrier, BarrierKind, SnapshotType};
 use snapflow::checkpoint::checkpointed_input_gate::{CheckpointedInputGate, InputItem, Polled};
 use snapflow::checkpoint::coordinator::CheckpointingMode;
 use snapflow::ids::{ChannelIndex, CheckpointId};
 use snapflow::services::record_batch::RecordBatch;
-use snapflow::state::heap_backend::{HeapKeyedStateBackend, ValueStateDescriptor};
+use snapflow::state::heap_backend::HeapKeyedStateBackend;
+use snapflow::state::state_descriptor::ValueStateDescriptor;
 use snapflow::state::key_group::key_group_range;
 use snapflow::time::Instant;
 
@@ -56,21 +57,21 @@ fn record_serialization(c: &mut Criterion) {
         .map(|(i, w)| Value::pair(Value::Str(w.into()), Value::Int(i as i64)))
         .collect();
     let mut encoded = RecordBatch::new();
-    pairs.iter().for_each(|p| encoded.push_encoded(p));
+    pairs.iter().for_each(|p| encoded.push_value(p));
     let mut group = c.benchmark_group("record");
     group.throughput(Throughput::Elements(RECORDS as u64));
     group.bench_function("encode_pairs_into_batch", |b| {
         let mut batch = RecordBatch::new();
         b.iter(|| {
             batch.clear();
-            pairs.iter().for_each(|p| batch.push_encoded(p));
+            pairs.iter().for_each(|p| batch.push_value(p));
             black_box(batch.byte_len())
         })
     });
     group.bench_function("decode_pairs_from_batch", |b| {
         b.iter(|| {
             for bytes in encoded.iter() {
-                let value: Value = snapflow::codec::decode_message(bytes).expect("encoded above");
+                let (value, _) = Value::decode_prefix(bytes).expect("encoded above");
                 black_box(value);
             }
         })
@@ -114,6 +115,7 @@ fn gate_with_barriers(c: &mut Criterion) {
                                 checkpoint_id: CheckpointId(checkpoint),
                                 timestamp: now,
                                 kind,
+                                snapshot: SnapshotType::Checkpoint,
                             };
                             let item = InputItem::Barrier(barrier);
                             black_box(gate.on_arrival(now, ChannelIndex(channel), item).unwrap());
