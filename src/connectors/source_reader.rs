@@ -163,7 +163,8 @@ impl SourceReader {
     /// `None` when the next record needs `next_record`.
     pub fn next_fetched(&mut self) -> Option<&[u8]> {
         let index = self.cursor;
-        let partition = &self.partitions[index];
+        // A subtask may own no partition (more source subtasks than partitions).
+        let partition = self.partitions.get(index)?;
         if partition.is_done() || partition.fetched.is_empty() {
             return None;
         }
@@ -289,5 +290,15 @@ mod tests {
         assert_eq!(reader.records_due(Instant::ZERO), 1);
         assert_eq!(reader.records_due(Instant::from_ms(250)), 3);
         assert_eq!(reader.next_due_at(), Some(Instant::ZERO));
+    }
+
+    #[test]
+    fn a_reader_of_no_partition_has_nothing_fetched() {
+        // More source subtasks than partitions leaves some with none.
+        let mut idle = SourceReader::new("t", &SourceOffsets::default(), &[], 0, Instant::ZERO);
+        assert_eq!(idle.next_fetched(), None);
+        let mut fresh =
+            SourceReader::new("t", &SourceOffsets::default(), &[0, 1], 0, Instant::ZERO);
+        assert_eq!(fresh.next_fetched(), None, "nothing fetched yet");
     }
 }
