@@ -17,7 +17,7 @@ pub mod api {
     pub mod job_catalog;
     pub mod jobs;
     pub mod value;
-    pub mod value_codec;
+    pub mod value_serializer;
 }
 pub mod checkpoint {
     //! Checkpointing: barriers, the barrier handler, the coordinator.
