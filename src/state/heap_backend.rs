@@ -213,6 +213,7 @@ impl HeapKeyedStateBackend {
 
     /// Scopes state access to `key`. Fails if the key's group is not owned here, which means
     /// the record was routed to the wrong subtask.
+    #[inline]
     pub fn access<'a>(&'a mut self, key: &'a str) -> Result<KeyedStateAccess<'a>, StateError> {
         let key_group = key_group_for_key(key, self.max_parallelism);
         if !self.key_group_range.contains(key_group) {
@@ -232,6 +233,7 @@ impl HeapKeyedStateBackend {
         (self.key_group_range.end - self.key_group_range.start + 1) as usize
     }
 
+    #[inline]
     fn table(&self, name: &str) -> Option<&WorkingTable> {
         self.tables.iter().find(|table| table.name == name)
     }
@@ -421,10 +423,12 @@ impl KeyedStateAccess<'_> {
     }
 
     /// This key's entry of state `name`, if any.
+    #[inline]
     pub(crate) fn entry(&self, name: &str) -> Option<&StateEntry> {
         self.backend.table(name)?.groups[self.group].get(self.key)
     }
 
+    #[inline]
     fn entries_mut(&mut self, name: &str) -> &mut StateMap {
         let group = self.group;
         &mut self.backend.table_mut(name).groups[group]

@@ -22,6 +22,7 @@ pub struct HashedKey<'a> {
 
 impl<'a> HashedKey<'a> {
     /// Hashes `text`.
+    #[inline]
     pub fn new(text: &'a str) -> HashedKey<'a> {
         HashedKey {
             text,
@@ -39,6 +40,7 @@ impl<'a> HashedKey<'a> {
     }
 }
 
+#[inline]
 fn hash_of(text: &str) -> u64 {
     FxBuildHasher.hash_one(text)
 }
