@@ -44,6 +44,9 @@ impl SourceOperator {
 
     /// The next record, if the reader has one (it fetches from the broker when it ran dry).
     pub async fn poll_record(&mut self, context: &TaskContext) -> Result<Option<Value>, TaskError> {
+        if let Some(bytes) = self.reader.next_fetched() {
+            return decode_record(bytes, context).map(Some); // No fetch: no await.
+        }
         let (rpc, broker, timeout) = (
             &context.rpc,
             context.services.broker,
